@@ -1,0 +1,55 @@
+# noexecd: build, run, test. `make test` installs what it needs when missing.
+SHELL := /bin/bash
+CARGO ?= cargo
+BIN := target/release/noexecd
+CONFIG ?= config/noexecd.toml
+export CARGO_TERM_COLOR ?= never
+
+# Extra test targets appended by included makefiles (packaging checks, the booted-systemd test).
+TEST_EXTRA :=
+-include packaging/packaging.mk
+
+.PHONY: all build run demo test test-deps fmt-check clippy unit-tests integration-tests check-config clean
+
+all: build
+
+build:
+	$(CARGO) build --release --locked
+
+## Guard this host with the shipped default policy (needs root). Ctrl-C stops it and removes the marks.
+run: build
+	@[ "$$(id -u)" = 0 ] || { echo "make run: noexecd needs root (CAP_SYS_ADMIN) for fanotify; try: sudo make run" >&2; exit 1; }
+	$(BIN) check --config $(CONFIG)
+	@mkdir -p /var/log/noexecd
+	RUST_LOG=$${RUST_LOG:-info} $(BIN) run --config $(CONFIG)
+
+## Show a denial and its alert in a private mount namespace; the host's /tmp is untouched.
+demo: build
+	@[ "$$(id -u)" = 0 ] || { echo "make demo: needs root; try: sudo make demo" >&2; exit 1; }
+	timeout 60 unshare --mount --propagation private -- bash scripts/demo.sh $(BIN)
+
+## Tools `make test` needs; installed when missing.
+test-deps:
+	@bash scripts/install-test-deps.sh
+
+test: test-deps fmt-check clippy check-config unit-tests integration-tests $(TEST_EXTRA)
+	@echo "make test: all checks passed"
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+check-config: build
+	$(BIN) check --config $(CONFIG) >/dev/null
+
+unit-tests:
+	$(CARGO) test --locked --lib --bins
+
+integration-tests: build
+	NOEXECD_BIN=$(abspath $(BIN)) timeout 900 $(CARGO) test --locked --release --test '*' -- --test-threads=1
+
+clean:
+	$(CARGO) clean
+

@@ -1,0 +1,294 @@
+//! Alerts in KubeArmor's schema (DESIGN.md §2): what `karmor logs --json` prints, one object per line, so
+//! the tools that read KubeArmor alerts read ours.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::matcher::{Outcome, RuleMeta};
+use crate::procfs::ProcessInfo;
+
+/// What the decision thread hands over for an exec that was blocked or audited.
+#[derive(Debug, Clone)]
+pub struct ExecAlert {
+    pub when: SystemTime,
+    pub outcome: Outcome,
+    pub rule: Arc<RuleMeta>,
+    /// The executed file's canonical path, as bytes.
+    pub resource: Vec<u8>,
+    pub pid: i32,
+    pub process: ProcessInfo,
+    /// The fanotify event that was answered (`FAN_OPEN_EXEC_PERM`).
+    pub hook: &'static str,
+}
+
+/// Where the alert comes from: the host name and cluster name of `[daemon]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub cluster_name: String,
+    pub host_name: String,
+}
+
+/// One alert line. Field order and names follow KubeArmor's; empty strings are omitted as KubeArmor does
+/// for host alerts, the process ids and UID are always present.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Alert {
+    pub timestamp: i64,
+    pub updated_time: String,
+    pub cluster_name: String,
+    pub host_name: String,
+    #[serde(rename = "HostPPID")]
+    pub host_ppid: i32,
+    #[serde(rename = "HostPID")]
+    pub host_pid: i32,
+    #[serde(rename = "PPID")]
+    pub ppid: i32,
+    #[serde(rename = "PID")]
+    pub pid: i32,
+    #[serde(rename = "UID")]
+    pub uid: i64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub parent_process_name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub process_name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub policy_name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub severity: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tags: String,
+    #[serde(rename = "ATags", skip_serializing_if = "Vec::is_empty")]
+    pub atags: Vec<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    pub operation: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub resource: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub data: String,
+    pub enforcer: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub action: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub result: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cwd: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_alerts_per_sec: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropping_alerts_interval: Option<u32>,
+}
+
+pub const ENFORCER: &str = "fanotify";
+/// What the caller of a denied exec sees: execve fails with EPERM.
+pub const RESULT_BLOCKED: &str = "Operation not permitted";
+pub const RESULT_PASSED: &str = "Passed";
+
+impl Alert {
+    pub fn for_exec(a: &ExecAlert, origin: &Origin) -> Self {
+        let (secs, updated_time) = timestamps(a.when);
+        let (action, result) = match a.outcome {
+            Outcome::Block => ("Block", RESULT_BLOCKED),
+            Outcome::Audit | Outcome::Allow => ("Audit", RESULT_PASSED),
+        };
+        let source = display_bytes(&a.process.exe);
+        let resource = display_bytes(&a.resource);
+        Alert {
+            timestamp: secs,
+            updated_time,
+            cluster_name: origin.cluster_name.clone(),
+            host_name: origin.host_name.clone(),
+            host_ppid: a.process.ppid,
+            host_pid: a.pid,
+            ppid: a.process.ppid,
+            pid: a.pid,
+            uid: a.process.uid,
+            parent_process_name: source.clone(),
+            process_name: resource.clone(),
+            policy_name: a.rule.policy.clone(),
+            severity: a.rule.severity.to_string(),
+            tags: a.rule.tags.join(","),
+            atags: a.rule.tags.clone(),
+            message: a.rule.message.clone(),
+            kind: "MatchedHostPolicy".to_owned(),
+            source,
+            operation: "Process".to_owned(),
+            resource,
+            data: format!("fanotify={}", a.hook),
+            enforcer: ENFORCER.to_owned(),
+            action: action.to_owned(),
+            result: result.to_owned(),
+            cwd: display_bytes(&a.process.cwd),
+            max_alerts_per_sec: None,
+            dropping_alerts_interval: None,
+        }
+    }
+
+    /// KubeArmor's throttling notice: written once per interval when alerts start being dropped.
+    pub fn threshold(when: SystemTime, origin: &Origin, max_per_sec: u32) -> Self {
+        let (secs, updated_time) = timestamps(when);
+        Alert {
+            timestamp: secs,
+            updated_time,
+            cluster_name: origin.cluster_name.clone(),
+            host_name: origin.host_name.clone(),
+            host_ppid: 0,
+            host_pid: 0,
+            ppid: 0,
+            pid: 0,
+            uid: 0,
+            parent_process_name: String::new(),
+            process_name: String::new(),
+            policy_name: String::new(),
+            severity: String::new(),
+            tags: String::new(),
+            atags: Vec::new(),
+            message: format!("Alert threshold of {max_per_sec}/s crossed: further alerts in this second are dropped and counted"),
+            kind: "SystemEvent".to_owned(),
+            source: String::new(),
+            operation: "AlertThreshold".to_owned(),
+            resource: String::new(),
+            data: String::new(),
+            enforcer: ENFORCER.to_owned(),
+            action: String::new(),
+            result: String::new(),
+            cwd: String::new(),
+            max_alerts_per_sec: Some(max_per_sec),
+            dropping_alerts_interval: Some(1),
+        }
+    }
+
+    pub fn to_json_line(&self) -> String {
+        // Serializing plain strings and integers cannot fail; an empty object would still be valid JSON.
+        let mut line = serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned());
+        line.push('\n');
+        line
+    }
+}
+
+/// A file name for JSON: UTF-8 as it is, any other byte as `\xNN`, so a hostile name survives intact and
+/// readable.
+pub fn display_bytes(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len());
+    for chunk in b.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
+/// `Timestamp` (Unix seconds) and `UpdatedTime` (`2006-01-02T15:04:05.000000Z`, UTC).
+pub fn timestamps(when: SystemTime) -> (i64, String) {
+    let d = when.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    let (y, m, day) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    let text = format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_micros()
+    );
+    (secs, text)
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn updated_time_layout() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        assert_eq!(timestamps(t), (1_700_000_000, "2023-11-14T22:13:20.123456Z".to_owned()));
+        assert_eq!(timestamps(UNIX_EPOCH).1, "1970-01-01T00:00:00.000000Z");
+        // A leap day and the end of a century year.
+        assert_eq!(timestamps(UNIX_EPOCH + Duration::from_secs(951_782_400)).1, "2000-02-29T00:00:00.000000Z");
+        assert_eq!(timestamps(UNIX_EPOCH + Duration::from_secs(4_102_444_799)).1, "2099-12-31T23:59:59.000000Z");
+    }
+
+    #[test]
+    fn hostile_names_keep_every_byte() {
+        assert_eq!(display_bytes(b"/tmp/ok"), "/tmp/ok");
+        assert_eq!(display_bytes(b"/tmp/\xff\xfe.sh"), "/tmp/\\xff\\xfe.sh");
+        assert_eq!(display_bytes("/tmp/é".as_bytes()), "/tmp/é");
+    }
+
+    fn sample(outcome: Outcome) -> ExecAlert {
+        ExecAlert {
+            when: UNIX_EPOCH + Duration::from_micros(1_764_338_400_000_001),
+            outcome,
+            rule: Arc::new(RuleMeta {
+                policy: "ksp-block-exec-inside-tmp".into(),
+                action: crate::matcher::Action::Block,
+                severity: 1,
+                tags: vec!["CIS".into(), "CIS_Linux".into(), "CIS-1.1.5".into(), "CIS-1.1.10".into()],
+                message: "Alert! Execution attempted inside tmp folder".into(),
+                origin: String::new(),
+            }),
+            resource: b"/tmp/payload".to_vec(),
+            pid: 4242,
+            process: ProcessInfo { exe: b"/usr/bin/bash".to_vec(), ppid: 4200, uid: 1000, cwd: b"/root".to_vec() },
+            hook: "FAN_OPEN_EXEC_PERM",
+        }
+    }
+
+    fn origin() -> Origin {
+        Origin { cluster_name: "default".into(), host_name: "web-01".into() }
+    }
+
+    #[test]
+    fn block_alert_matches_golden_file() {
+        let line = Alert::for_exec(&sample(Outcome::Block), &origin()).to_json_line();
+        assert_eq!(line, include_str!("../tests/golden/alert-block.json"));
+    }
+
+    #[test]
+    fn audit_alert_matches_golden_file() {
+        let line = Alert::for_exec(&sample(Outcome::Audit), &origin()).to_json_line();
+        assert_eq!(line, include_str!("../tests/golden/alert-audit.json"));
+    }
+
+    #[test]
+    fn threshold_alert_matches_golden_file() {
+        let line = Alert::threshold(UNIX_EPOCH + Duration::from_secs(1_764_338_400), &origin(), 100).to_json_line();
+        assert_eq!(line, include_str!("../tests/golden/alert-threshold.json"));
+    }
+
+    #[test]
+    fn exited_process_leaves_fields_empty_but_keeps_ids() {
+        let mut a = sample(Outcome::Block);
+        a.process = ProcessInfo { exe: vec![], ppid: 0, uid: -1, cwd: vec![] };
+        let v: serde_json::Value = serde_json::from_str(&Alert::for_exec(&a, &origin()).to_json_line()).unwrap();
+        assert!(v.get("Source").is_none());
+        assert!(v.get("ParentProcessName").is_none());
+        assert!(v.get("Cwd").is_none());
+        assert_eq!(v["PPID"], 0);
+        assert_eq!(v["UID"], -1);
+        assert_eq!(v["Resource"], "/tmp/payload");
+    }
+}

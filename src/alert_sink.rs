@@ -1,0 +1,246 @@
+//! The tokio side of alerts: takes [`ExecAlert`]s off the bounded channel, applies `max_alerts_per_sec`,
+//! appends JSON lines to the alert log and writes a structured log line for each. A log that cannot be
+//! written costs alerts (counted), never decisions.
+#![forbid(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+
+use crate::alert::{Alert, ExecAlert, Origin};
+use crate::decide::Counters;
+use crate::matcher::Outcome;
+
+/// Requests from the daemon's control loop.
+#[derive(Debug)]
+pub enum Control {
+    /// Reopen the log (logrotate moved it) with possibly new settings after a reload.
+    Reopen { path: PathBuf, origin: Origin, max_per_sec: u32 },
+}
+
+/// Alerts within one second, KubeArmor style: past the limit, one AlertThreshold notice and silence.
+#[derive(Debug)]
+pub struct RateLimiter {
+    max_per_sec: u32,
+    window_start: Instant,
+    count: u32,
+    notified: bool,
+}
+
+/// What to do with the next alert.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit {
+    Write,
+    /// Drop it, but first write the threshold notice.
+    DropAndNotify,
+    Drop,
+}
+
+impl RateLimiter {
+    pub fn new(max_per_sec: u32) -> Self {
+        Self { max_per_sec, window_start: Instant::now(), count: 0, notified: false }
+    }
+
+    pub fn admit(&mut self, now: Instant) -> Admit {
+        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
+            self.window_start = now;
+            self.count = 0;
+            self.notified = false;
+        }
+        if self.count < self.max_per_sec {
+            self.count += 1;
+            Admit::Write
+        } else if !self.notified {
+            self.notified = true;
+            Admit::DropAndNotify
+        } else {
+            Admit::Drop
+        }
+    }
+}
+
+pub struct AlertSink {
+    path: PathBuf,
+    file: Option<File>,
+    origin: Origin,
+    limiter: RateLimiter,
+    counters: Arc<Counters>,
+    last_error_log: Option<Instant>,
+}
+
+impl AlertSink {
+    pub fn new(path: PathBuf, origin: Origin, max_per_sec: u32, counters: Arc<Counters>) -> Self {
+        let mut sink = Self { path, file: None, origin, limiter: RateLimiter::new(max_per_sec), counters, last_error_log: None };
+        sink.reopen();
+        sink
+    }
+
+    fn reopen(&mut self) {
+        self.file = match open_log(&self.path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                self.report_error(&e);
+                None
+            }
+        };
+    }
+
+    /// At most one error line a minute: a full disk must not flood the journal.
+    fn report_error(&mut self, e: &std::io::Error) {
+        let now = Instant::now();
+        if self.last_error_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
+            self.last_error_log = Some(now);
+            let dropped = self.counters.alerts_dropped_write.load(Ordering::Relaxed);
+            tracing::error!(path = %self.path.display(), error = %e, dropped_so_far = dropped, "cannot write the alert log; alerts are dropped and counted, decisions go on");
+        }
+    }
+
+    pub fn control(&mut self, c: Control) {
+        match c {
+            Control::Reopen { path, origin, max_per_sec } => {
+                self.path = path;
+                self.origin = origin;
+                if self.limiter.max_per_sec != max_per_sec {
+                    self.limiter = RateLimiter::new(max_per_sec);
+                }
+                self.reopen();
+            }
+        }
+    }
+
+    pub fn write(&mut self, a: &ExecAlert) {
+        match self.limiter.admit(Instant::now()) {
+            Admit::Write => {}
+            Admit::DropAndNotify => {
+                self.counters.alerts_dropped_throttle.fetch_add(1, Ordering::Relaxed);
+                let notice = Alert::threshold(SystemTime::now(), &self.origin, self.limiter.max_per_sec);
+                tracing::warn!(max_alerts_per_sec = self.limiter.max_per_sec, "alert threshold crossed; dropping alerts for the rest of this second");
+                self.append(&notice.to_json_line(), false);
+                return;
+            }
+            Admit::Drop => {
+                self.counters.alerts_dropped_throttle.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        let alert = Alert::for_exec(a, &self.origin);
+        let verdict = if a.outcome == Outcome::Block { "exec blocked" } else { "exec audited" };
+        tracing::warn!(
+            policy = %alert.policy_name,
+            action = %alert.action,
+            resource = %alert.resource,
+            source = %alert.source,
+            pid = alert.pid,
+            uid = alert.uid,
+            "{verdict}"
+        );
+        self.append(&alert.to_json_line(), true);
+    }
+
+    fn append(&mut self, line: &str, counts: bool) {
+        if self.file.is_none() {
+            self.reopen();
+        }
+        let result = match self.file.as_mut() {
+            Some(f) => f.write_all(line.as_bytes()),
+            None => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "alert log is not open")),
+        };
+        match result {
+            Ok(()) if counts => {
+                self.counters.alerts_written.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if counts {
+                    self.counters.alerts_dropped_write.fetch_add(1, Ordering::Relaxed);
+                }
+                // Drop the handle: a removed or rotated file is recreated on the next alert.
+                self.file = None;
+                self.report_error(&e);
+            }
+        }
+    }
+}
+
+fn open_log(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    OpenOptions::new().create(true).append(true).mode(0o640).open(path)
+}
+
+/// The writer task: runs until the alert channel closes (the decision thread is gone), then returns.
+pub async fn run(mut sink: AlertSink, mut alerts: mpsc::Receiver<ExecAlert>, mut control: mpsc::UnboundedReceiver<Control>) {
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        tokio::select! {
+            biased;
+            Some(c) = control.recv() => sink.control(c),
+            n = alerts.recv_many(&mut batch, 256) => {
+                if n == 0 {
+                    return;
+                }
+                for a in batch.drain(..) {
+                    sink.write(&a);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_admits_max_then_notifies_once_then_drops_until_next_second() {
+        let mut l = RateLimiter::new(3);
+        let t0 = l.window_start;
+        let got: Vec<Admit> = (0..6).map(|_| l.admit(t0)).collect();
+        assert_eq!(got, vec![Admit::Write, Admit::Write, Admit::Write, Admit::DropAndNotify, Admit::Drop, Admit::Drop]);
+        assert_eq!(l.admit(t0 + Duration::from_millis(1001)), Admit::Write);
+    }
+
+    #[test]
+    fn unwritable_log_counts_drops_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/alerts.jsonl");
+        let counters = Arc::new(Counters::default());
+        let origin = Origin { cluster_name: "default".into(), host_name: "h".into() };
+        let mut sink = AlertSink::new(path.clone(), origin, 100, counters.clone());
+        let alert = ExecAlert {
+            when: SystemTime::now(),
+            outcome: Outcome::Block,
+            rule: Arc::new(crate::matcher::RuleMeta {
+                policy: "p".into(),
+                action: crate::matcher::Action::Block,
+                severity: 1,
+                tags: vec![],
+                message: String::new(),
+                origin: String::new(),
+            }),
+            resource: b"/tmp/x".to_vec(),
+            pid: 1,
+            process: crate::procfs::ProcessInfo::default(),
+            hook: "FAN_OPEN_EXEC_PERM",
+        };
+        sink.write(&alert);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+        // Replace the log's directory with a file: the log cannot be reopened.
+        std::fs::remove_dir_all(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub"), b"").unwrap();
+        sink.reopen();
+        sink.write(&alert);
+        assert_eq!(counters.alerts_dropped_write.load(Ordering::Relaxed), 1);
+        std::fs::remove_file(dir.path().join("sub")).unwrap();
+        sink.write(&alert);
+        assert_eq!(counters.alerts_written.load(Ordering::Relaxed), 2);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+    }
+}

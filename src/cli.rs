@@ -1,0 +1,87 @@
+//! Command-line definition. Kept apart from `main` so the man page and completions can be generated from it.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The default configuration file, as installed by the packages.
+pub const DEFAULT_CONFIG: &str = "/etc/noexecd/noexecd.toml";
+
+/// Host execution guard: blocks exec from /tmp and other protected paths with fanotify and writes a
+/// KubeArmor-schema alert for every blocked or audited attempt.
+#[derive(Debug, Parser)]
+#[command(name = "noexecd", version, propagate_version = true, disable_version_flag = false)]
+pub struct Cli {
+    /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the guard: mark the filesystems that hold protected paths and answer every exec on them.
+    Run(ConfigArg),
+    /// Validate the configuration and print what would be marked; exit 1 on error.
+    Check(ConfigArg),
+    /// Show offline how the policy decides an exec of PATH. Exit status: 0 allowed, 2 blocked, 3 audited, 1 error.
+    Explain(ExplainArgs),
+    /// Print the version.
+    Version,
+    /// Write the man page or shell completions (used by the packaging).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Configuration file.
+    #[arg(long, short = 'c', value_name = "PATH", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The file that would be executed (absolute path; need not exist).
+    pub path: PathBuf,
+    /// Executable of the process that calls exec (for from_source rules).
+    #[arg(long, value_name = "EXE")]
+    pub source: Option<PathBuf>,
+    /// UID of the process that calls exec (for owner_only rules); defaults to your own.
+    #[arg(long, value_name = "N")]
+    pub uid: Option<u32>,
+    /// Owner UID of the file (for owner_only rules); defaults to the file's owner, or 0 when it does not exist.
+    #[arg(long, value_name = "N")]
+    pub owner: Option<u32>,
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to write.
+    #[arg(value_enum)]
+    pub what: GenerateWhat,
+    /// Output directory.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GenerateWhat {
+    /// noexecd.8 and one page per subcommand (noexecd-run.8, ...).
+    Man,
+    /// Completions for bash, zsh and fish.
+    Completions,
+}
+
+/// Exit statuses of `explain`, documented in the man page and README.
+pub mod explain_status {
+    pub const ALLOWED: u8 = 0;
+    pub const ERROR: u8 = 1;
+    pub const BLOCKED: u8 = 2;
+    pub const AUDITED: u8 = 3;
+}

@@ -1,0 +1,228 @@
+//! `noexecd run`: wires the pieces together. The decision thread answers the kernel; a single-threaded
+//! tokio runtime does everything that may wait: alert writing, signals, policy reloads, the mount watcher,
+//! systemd notifications.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::alert::Origin;
+use crate::alert_sink::{self, AlertSink, Control};
+use crate::decide::{self, Counters, Decider};
+use crate::error::{Error, Result};
+use crate::guard::{Guard, MarkTarget};
+use crate::mounts::MountTable;
+use crate::notify;
+use crate::policy::{self, Config};
+use crate::sys::{self, FanotifyGroup, MASK_OPEN_EXEC_PERM};
+
+/// How many alerts may wait for the writer before new ones are dropped (and counted).
+const ALERT_QUEUE: usize = 8192;
+/// How often the mount table is compared with the last one seen: a new protected mount is marked within this.
+const MOUNT_POLL: Duration = Duration::from_millis(250);
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// The filesystems this group has marked, by device, with the path the mark was placed through.
+#[derive(Debug, Default)]
+struct MarkSet {
+    marked: HashMap<u64, PathBuf>,
+}
+
+impl MarkSet {
+    /// Marks every target not yet marked. On failure, removes what this call added and returns the error.
+    fn add_missing(&mut self, group: &FanotifyGroup, targets: &[MarkTarget]) -> Result<()> {
+        let mut added: Vec<(u64, PathBuf)> = Vec::new();
+        for t in targets {
+            if self.marked.contains_key(&t.dev) {
+                continue;
+            }
+            if let Err(source) = group.mark_filesystem(&t.mount_point, MASK_OPEN_EXEC_PERM) {
+                for (dev, path) in added {
+                    let _ = group.unmark_filesystem(&path, MASK_OPEN_EXEC_PERM);
+                    self.marked.remove(&dev);
+                }
+                return Err(Error::Mark { path: t.mount_point.clone(), source });
+            }
+            tracing::info!(mount = %t.mount_point.display(), fstype = %t.fstype, protects = %t.protects.join(","), decides = %t.decides, "marked filesystem");
+            self.marked.insert(t.dev, t.mount_point.clone());
+            added.push((t.dev, t.mount_point.clone()));
+        }
+        Ok(())
+    }
+
+    /// Removes marks of filesystems no target needs any more.
+    fn remove_stale(&mut self, group: &FanotifyGroup, targets: &[MarkTarget]) {
+        let stale: Vec<u64> = self.marked.keys().filter(|d| !targets.iter().any(|t| t.dev == **d)).copied().collect();
+        for dev in stale {
+            if let Some(path) = self.marked.remove(&dev) {
+                // The filesystem may be gone already, and its mark with it.
+                if group.unmark_filesystem(&path, MASK_OPEN_EXEC_PERM).is_ok() {
+                    tracing::info!(mount = %path.display(), "removed mark");
+                }
+            }
+        }
+    }
+}
+
+fn origin(config: &Config) -> Origin {
+    let host_name = config.daemon.host_name.clone().unwrap_or_else(|| {
+        nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+    });
+    Origin { cluster_name: config.daemon.cluster_name.clone(), host_name }
+}
+
+/// Runs the guard until SIGTERM or SIGINT.
+pub fn run(config_path: &Path) -> Result<()> {
+    let config = policy::load(config_path)?;
+    if let Err(e) = sys::raise_nofile_limit() {
+        tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE; a large burst of events may fail to read");
+    }
+    let group = Arc::new(FanotifyGroup::new().map_err(Error::FanotifyInit)?);
+    let (mountinfo, mounts) = MountTable::read_self().map_err(Error::ReadMounts)?;
+    let guard = Guard::build(config, mounts)?;
+    let mut marks = MarkSet::default();
+    marks.add_missing(&group, &guard.targets)?;
+
+    let counters = Arc::new(Counters::default());
+    let (alert_tx, alert_rx) = mpsc::channel(ALERT_QUEUE);
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let sink = AlertSink::new(guard.config.daemon.alert_log.clone(), origin(&guard.config), guard.config.daemon.max_alerts_per_sec, counters.clone());
+    let shared = Arc::new(ArcSwap::from_pointee(guard));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let wake = Arc::new(EventFd::from_flags(EfdFlags::EFD_CLOEXEC).map_err(|e| Error::Runtime { what: "wake-up eventfd", source: e.into() })?);
+    let watchdog = notify::watchdog_interval();
+    // The watchdog tick checks the heartbeat moved, so the thread must wake well within half the interval.
+    let poll_ms = watchdog.map_or(1000, |w| (w.as_millis() / 4).clamp(10, 1000) as u16);
+    let decision = {
+        let (group, shared, stop, wake) = (group.clone(), shared.clone(), stop.clone(), wake.clone());
+        let decider = Decider::new(alert_tx, counters.clone());
+        std::thread::Builder::new()
+            .name("noexecd-decide".into())
+            .spawn(move || {
+                use std::os::fd::AsFd;
+                decide::run_loop(&group, &shared, &stop, wake.as_fd(), decider, poll_ms)
+            })
+            .map_err(|source| Error::SpawnThread { what: "decision", source })?
+    };
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Runtime { what: "tokio runtime", source })?;
+    let outcome = runtime.block_on(async {
+        let writer = tokio::spawn(alert_sink::run(sink, alert_rx, control_rx));
+        let controller = Controller { config_path: config_path.to_owned(), group: group.clone(), shared: shared.clone(), marks, mountinfo, control: control_tx };
+        let result = controller.serve(&counters, watchdog).await;
+        notify::stopping();
+        // Stop the kernel from queueing new events, then let the thread answer what is queued and leave.
+        if let Err(e) = group.flush_filesystem_marks() {
+            tracing::error!(error = %e, "cannot remove the marks");
+        }
+        stop.store(true, Ordering::Release);
+        let _ = wake.write(1);
+        let joined = tokio::task::spawn_blocking(move || decision.join()).await;
+        if !matches!(joined, Ok(Ok(()))) {
+            tracing::error!("the decision thread ended abnormally");
+        }
+        // The thread's sender is gone: the writer drains what is left and returns.
+        let _ = writer.await;
+        result
+    });
+    tracing::info!("{}", notify::status_line(0, &counters));
+    outcome
+}
+
+/// The control loop's state: everything reloads and mount changes touch.
+struct Controller {
+    config_path: PathBuf,
+    group: Arc<FanotifyGroup>,
+    shared: Arc<ArcSwap<Guard>>,
+    marks: MarkSet,
+    mountinfo: Vec<u8>,
+    control: mpsc::UnboundedSender<Control>,
+}
+
+impl Controller {
+    async fn serve(mut self, counters: &Counters, watchdog: Option<Duration>) -> Result<()> {
+        let signal_err = |source| Error::Runtime { what: "signal handlers", source };
+        let mut hup = signal(SignalKind::hangup()).map_err(signal_err)?;
+        let mut term = signal(SignalKind::terminate()).map_err(signal_err)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(signal_err)?;
+        let mut mount_tick = tokio::time::interval(MOUNT_POLL);
+        let mut status_tick = tokio::time::interval(STATUS_EVERY);
+        let mut watchdog_tick = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |w| w / 2));
+        let mut last_heartbeat = counters.heartbeat.load(Ordering::Relaxed);
+
+        let filesystems = self.shared.load().targets.len();
+        notify::ready(&notify::status_line(filesystems, counters));
+        tracing::info!(config = %self.config_path.display(), filesystems, "noexecd is guarding");
+        loop {
+            tokio::select! {
+                _ = hup.recv() => self.reload(),
+                _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }
+                _ = int.recv() => { tracing::info!("SIGINT: stopping"); return Ok(()); }
+                _ = mount_tick.tick() => self.check_mounts(),
+                _ = status_tick.tick() => notify::status(&notify::status_line(self.shared.load().targets.len(), counters)),
+                _ = watchdog_tick.tick(), if watchdog.is_some() => {
+                    let beat = counters.heartbeat.load(Ordering::Relaxed);
+                    if beat != last_heartbeat {
+                        notify::watchdog();
+                    } else {
+                        tracing::error!("the decision thread has not woken up for a whole watchdog interval; withholding WATCHDOG=1");
+                    }
+                    last_heartbeat = beat;
+                }
+            }
+        }
+    }
+
+    /// SIGHUP: load the policy again and swap it in whole, or keep the old one. Reopen the alert log either way.
+    fn reload(&mut self) {
+        notify::reloading();
+        let current = self.shared.load_full();
+        let next = policy::load(&self.config_path).and_then(|config| Guard::build(config, current.mounts.clone()));
+        match next.and_then(|guard| self.install(guard)) {
+            Ok(()) => tracing::info!(config = %self.config_path.display(), "policy reloaded"),
+            Err(e) => tracing::error!(error = %e, "reload rejected; the previous policy stays in force"),
+        }
+        let config = &self.shared.load().config;
+        let _ = self.control.send(Control::Reopen {
+            path: config.daemon.alert_log.clone(),
+            origin: origin(config),
+            max_per_sec: config.daemon.max_alerts_per_sec,
+        });
+        notify::ready(&format!("policy loaded from {}", self.config_path.display()));
+    }
+
+    /// A mount appeared or went away: recompute what to mark.
+    fn check_mounts(&mut self) {
+        let Ok((raw, mounts)) = MountTable::read_self() else { return };
+        if raw == self.mountinfo {
+            return;
+        }
+        self.mountinfo = raw;
+        let config = self.shared.load().config.clone();
+        match Guard::build(config, mounts).and_then(|guard| self.install(guard)) {
+            Ok(()) => tracing::debug!("mount table changed; marks updated"),
+            Err(e) => tracing::error!(error = %e, "mount table changed but the marks could not follow"),
+        }
+    }
+
+    /// Marks first, then the swap, then unmarking: at no moment is a protected filesystem unmarked.
+    fn install(&mut self, guard: Guard) -> Result<()> {
+        self.marks.add_missing(&self.group, &guard.targets)?;
+        let guard = Arc::new(guard);
+        self.shared.store(guard.clone());
+        self.marks.remove_stale(&self.group, &guard.targets);
+        Ok(())
+    }
+}

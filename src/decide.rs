@@ -1,0 +1,259 @@
+//! The decision path: read a batch of permission events, decide each against the current [`Guard`], answer
+//! the kernel, and only then gather what the alert needs and hand it on without waiting.
+//!
+//! Rules for this module: no logging and no locks before the answer; no allocation for an allowed exec on a
+//! filesystem decided as a whole; /proc is read before the answer only when a rule needs the caller's
+//! executable or uid, or when the exec raises an alert (see `handle`). Nothing here may panic on input: the kernel lets everything through if we die.
+#![forbid(unsafe_code)]
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+
+use crate::alert::ExecAlert;
+use crate::guard::{Decides, Guard};
+use crate::matcher::{Action, Outcome, RuleMeta, Scope, Subject};
+use crate::mounts::foreign_mount;
+use crate::procfs;
+use crate::sys::{self, Event, FanotifyGroup, FileFacts, PATH_BUF_LEN};
+
+/// Counters shared with the status line and the watchdog. Relaxed: they are statistics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub allowed: AtomicU64,
+    pub blocked: AtomicU64,
+    pub audited: AtomicU64,
+    pub unresolved: AtomicU64,
+    pub alerts_written: AtomicU64,
+    pub alerts_dropped_queue: AtomicU64,
+    pub alerts_dropped_throttle: AtomicU64,
+    pub alerts_dropped_write: AtomicU64,
+    pub answer_errors: AtomicU64,
+    /// Advanced by the decision thread on every wake-up: the watchdog checks it moves.
+    pub heartbeat: AtomicU64,
+}
+
+impl Counters {
+    pub fn alerts_dropped(&self) -> u64 {
+        self.alerts_dropped_queue.load(Ordering::Relaxed)
+            + self.alerts_dropped_throttle.load(Ordering::Relaxed)
+            + self.alerts_dropped_write.load(Ordering::Relaxed)
+    }
+}
+
+/// The rule alerts name when a file on a guarded filesystem could not be located.
+fn unresolved_rule() -> Arc<RuleMeta> {
+    Arc::new(RuleMeta {
+        policy: "noexecd-unresolvable-path".to_owned(),
+        action: Action::Block,
+        severity: 5,
+        tags: vec!["noexecd".to_owned()],
+        message: "Exec denied: the file's path could not be resolved on a guarded filesystem".to_owned(),
+        origin: "built in".to_owned(),
+    })
+}
+
+/// Reusable buffers: the decision path allocates nothing in steady state.
+pub struct Decider {
+    own_pid: i32,
+    path_buf: Box<[u8; PATH_BUF_LEN]>,
+    scratch: Vec<u8>,
+    canonical: Vec<u8>,
+    unresolved: Arc<RuleMeta>,
+    alerts: mpsc::Sender<ExecAlert>,
+    counters: Arc<Counters>,
+}
+
+/// Where the canonical path of the current file stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Resolved {
+    /// Not looked up (the filesystem is decided as a whole).
+    NotYet,
+    /// In `Decider::canonical`.
+    Yes,
+    /// Could not be found: the exec is denied.
+    Failed,
+}
+
+impl Decider {
+    pub fn new(alerts: mpsc::Sender<ExecAlert>, counters: Arc<Counters>) -> Self {
+        Self {
+            own_pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
+            path_buf: Box::new([0u8; PATH_BUF_LEN]),
+            scratch: Vec::with_capacity(PATH_BUF_LEN),
+            canonical: Vec::with_capacity(PATH_BUF_LEN),
+            unresolved: unresolved_rule(),
+            alerts,
+            counters,
+        }
+    }
+
+    /// Decides and answers one event, then queues its alert if it needs one.
+    pub fn handle(&mut self, group: &FanotifyGroup, guard: &Guard, event: Event) {
+        let Some(fd) = event.fd.as_ref() else { return };
+        if !event.is_permission() {
+            return;
+        }
+        if event.pid == self.own_pid {
+            self.answer(group, fd.as_fd(), true, false);
+            return;
+        }
+        let (outcome, rule, resolved) = self.decide(guard, fd.as_fd(), event.pid);
+        let Some(rule) = rule else {
+            self.answer(group, fd.as_fd(), true, false);
+            self.counters.allowed.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        // The one /proc read before the answer, and only for an exec that raises an alert: once answered, a
+        // blocked caller exits within microseconds and an audited one becomes the program it executes, so
+        // its executable, parent and uid must be taken while the kernel still holds it. These reads touch
+        // kernel memory only (no marked file, no lock the caller holds); allowed execs never pay for them.
+        let process = procfs::process_info(event.pid);
+        self.answer(group, fd.as_fd(), outcome != Outcome::Block, outcome == Outcome::Block);
+        let counter = if outcome == Outcome::Block { &self.counters.blocked } else { &self.counters.audited };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if resolved == Resolved::NotYet {
+            self.resolve(guard, fd.as_fd(), event.pid);
+        }
+        let resource = if self.canonical.is_empty() { Vec::new() } else { self.canonical.clone() };
+        let alert = ExecAlert { when: SystemTime::now(), outcome, rule, resource, pid: event.pid, process, hook: "FAN_OPEN_EXEC_PERM" };
+        if self.alerts.try_send(alert).is_err() {
+            self.counters.alerts_dropped_queue.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn answer(&self, group: &FanotifyGroup, fd: BorrowedFd<'_>, allow: bool, audit: bool) {
+        if group.respond(fd, allow, audit).is_err() {
+            self.counters.answer_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn decide(&mut self, guard: &Guard, fd: BorrowedFd<'_>, pid: i32) -> (Outcome, Option<Arc<RuleMeta>>, Resolved) {
+        self.canonical.clear();
+        let matcher = &guard.config.matcher;
+        let Ok(facts) = sys::file_facts(fd) else {
+            return self.unresolvable(guard);
+        };
+        let mut subject = ProcSubject::new(pid);
+        let whole_fs = match guard.target_for(facts.dev).map(|t| &t.decides) {
+            Some(Decides::Filesystem { below }) => Some(below.as_slice()),
+            // Path-decided, or a device we did not expect on a marked filesystem: decide by path.
+            Some(Decides::Path) | None => None,
+        };
+        if let Some(below) = whole_fs {
+            let d = matcher.decide(Scope::Below(below), facts.uid, &mut subject);
+            return (d.outcome, d.rule.cloned(), Resolved::NotYet);
+        }
+        if !self.resolve_with(guard, fd, pid, &facts) {
+            return self.unresolvable(guard);
+        }
+        let d = matcher.decide(Scope::Path(&self.canonical), facts.uid, &mut subject);
+        (d.outcome, d.rule.cloned(), Resolved::Yes)
+    }
+
+    fn unresolvable(&mut self, guard: &Guard) -> (Outcome, Option<Arc<RuleMeta>>, Resolved) {
+        self.counters.unresolved.fetch_add(1, Ordering::Relaxed);
+        let d = guard.config.matcher.apply_mode(Outcome::Block, &self.unresolved);
+        (d.outcome, d.rule.cloned(), Resolved::Failed)
+    }
+
+    /// Canonical path for the alert of a filesystem decided as a whole; best effort.
+    fn resolve(&mut self, guard: &Guard, fd: BorrowedFd<'_>, pid: i32) {
+        if let Ok(facts) = sys::file_facts(fd) {
+            self.resolve_with(guard, fd, pid, &facts);
+        }
+    }
+
+    /// Fills `self.canonical` with the file's name in our namespace, mapped through its filesystem's root.
+    fn resolve_with(&mut self, guard: &Guard, fd: BorrowedFd<'_>, pid: i32, facts: &FileFacts) -> bool {
+        self.canonical.clear();
+        let Ok(raw) = sys::fd_path(fd, &mut self.path_buf) else { return false };
+        // The kernel appends " (deleted)" to an unlinked file's name; a live file may really be called that.
+        let raw = match raw.strip_suffix(b" (deleted)") {
+            Some(stripped) if facts.nlink == 0 => stripped,
+            _ => raw,
+        };
+        let Some(mnt_id) = facts.mnt_id else { return false };
+        if let Some(via) = guard.mounts.by_id(mnt_id) {
+            return guard.mounts.canonical_path(via, raw, &mut self.scratch, &mut self.canonical);
+        }
+        // Reached through a mount of another namespace (a container, PrivateTmp, `unshare -m`).
+        match foreign_mount(pid, mnt_id) {
+            Some(via) if via.dev == facts.dev || guard.target_for(via.dev).is_some() => {
+                guard.mounts.canonical_path(&via, raw, &mut self.scratch, &mut self.canonical)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The calling process, read from /proc only when a rule asks.
+struct ProcSubject {
+    pid: i32,
+    exe: Option<Option<Vec<u8>>>,
+    uid: Option<Option<u32>>,
+}
+
+impl ProcSubject {
+    fn new(pid: i32) -> Self {
+        Self { pid, exe: None, uid: None }
+    }
+}
+
+impl Subject for ProcSubject {
+    fn exe(&mut self) -> Option<&[u8]> {
+        let pid = self.pid;
+        self.exe.get_or_insert_with(|| procfs::exe(pid)).as_deref()
+    }
+
+    fn uid(&mut self) -> Option<u32> {
+        let pid = self.pid;
+        *self.uid.get_or_insert_with(|| procfs::uid(pid))
+    }
+}
+
+/// The decision thread: wakes on events or on `stop`, answers everything queued, exits when told.
+pub fn run_loop(group: &FanotifyGroup, shared: &ArcSwap<Guard>, stop: &AtomicBool, wake: BorrowedFd<'_>, mut decider: Decider, poll_ms: u16) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut events: Vec<Event> = Vec::with_capacity(4096);
+    loop {
+        decider.counters.heartbeat.fetch_add(1, Ordering::Relaxed);
+        let mut fds = [PollFd::new(group.as_fd(), PollFlags::POLLIN), PollFd::new(wake, PollFlags::POLLIN)];
+        let ready = poll(&mut fds, PollTimeout::from(poll_ms)).unwrap_or(0);
+        let readable = fds.first().and_then(|f| f.revents()).is_some_and(|r| r.contains(PollFlags::POLLIN));
+        if ready > 0 && readable {
+            events.clear();
+            if group.read_events(&mut buf, &mut events).is_ok() {
+                let guard = shared.load();
+                for event in events.drain(..) {
+                    decider.handle(group, &guard, event);
+                }
+            }
+            continue;
+        }
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_subject_reads_lazily_and_once() {
+        let mut s = ProcSubject::new(std::process::id() as i32);
+        assert!(s.exe.is_none());
+        assert!(s.exe().is_some());
+        assert_eq!(s.uid(), Some(nix::unistd::getuid().as_raw()));
+        let mut gone = ProcSubject::new(i32::MAX);
+        assert_eq!(gone.exe(), None);
+        assert_eq!(gone.uid(), None);
+    }
+}

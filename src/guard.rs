@@ -1,0 +1,182 @@
+//! The guard's whole state at one moment: the compiled policy, the mount table, which filesystems are marked
+//! and how each one is decided. Built off the decision path, swapped in atomically, never mutated.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::mounts::{Mount, MountTable, device_of};
+use crate::policy::Config;
+
+/// How exec events on one filesystem are decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decides {
+    /// Every file on it gets the same decision: it is all below this directory (with trailing `/`) of our
+    /// namespace, and no rule draws a line inside. No path lookup.
+    Filesystem { below: Vec<u8> },
+    /// Protected paths share the filesystem with the rest of the system: the canonical path decides.
+    Path,
+}
+
+impl std::fmt::Display for Decides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Decides::Filesystem { .. } => "filesystem",
+            Decides::Path => "path",
+        })
+    }
+}
+
+/// A filesystem the guard marks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkTarget {
+    /// Where it is marked (any path on it names the superblock).
+    pub mount_point: PathBuf,
+    /// Device as mountinfo and statx report it.
+    pub dev: u64,
+    pub fstype: String,
+    pub decides: Decides,
+    /// The rules' directories (or files) that brought it in.
+    pub protects: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Guard {
+    pub config: Config,
+    pub mounts: MountTable,
+    pub targets: Vec<MarkTarget>,
+    /// Device → index into `targets`. Also keyed by the mount point's `st_dev` where that differs (btrfs).
+    by_dev: HashMap<u64, usize>,
+}
+
+impl Guard {
+    /// Works out which filesystems hold protected paths and how each is decided.
+    pub fn build(config: Config, mounts: MountTable) -> Result<Self> {
+        let mut targets: Vec<MarkTarget> = Vec::new();
+        let mut by_dev: HashMap<u64, usize> = HashMap::new();
+        let mut add = |mount: &Mount, protects: &[u8], targets: &mut Vec<MarkTarget>| {
+            let protects = String::from_utf8_lossy(protects).into_owned();
+            if let Some(&i) = by_dev.get(&mount.dev) {
+                if let Some(t) = targets.get_mut(i)
+                    && !t.protects.contains(&protects)
+                {
+                    t.protects.push(protects);
+                }
+                return;
+            }
+            let primary = mounts.primary(mount.dev).unwrap_or(mount);
+            let decides = decides_for(&config, primary);
+            by_dev.insert(mount.dev, targets.len());
+            targets.push(MarkTarget {
+                mount_point: primary.mount_point_path(),
+                dev: mount.dev,
+                fstype: mount.fstype.clone(),
+                decides,
+                protects: vec![protects],
+            });
+        };
+        for rule in config.matcher.rules() {
+            let prefix = rule.target.scope_prefix();
+            let containing = mounts.containing(prefix).ok_or_else(|| Error::NoMountFor { path: bytes_path(prefix) })?;
+            add(containing, prefix, &mut targets);
+            for nested in mounts.below(prefix) {
+                add(nested, prefix, &mut targets);
+            }
+        }
+        // btrfs and a few others report a different st_dev for files than mountinfo shows.
+        for (i, t) in targets.iter().enumerate() {
+            if let Ok(dev) = device_of(&t.mount_point)
+                && dev != t.dev
+            {
+                by_dev.entry(dev).or_insert(i);
+            }
+        }
+        Ok(Self { config, mounts, targets, by_dev })
+    }
+
+    /// The marked filesystem a file with this `st_dev` lives on, if any.
+    pub fn target_for(&self, dev: u64) -> Option<&MarkTarget> {
+        self.by_dev.get(&dev).and_then(|&i| self.targets.get(i))
+    }
+}
+
+/// A filesystem is decided without its paths when its most complete mount shows all of it (root `/`) and
+/// the policy treats everything below that mount point alike.
+fn decides_for(config: &Config, primary: &Mount) -> Decides {
+    let mut below = primary.mount_point.clone();
+    if below.last() != Some(&b'/') {
+        below.push(b'/');
+    }
+    if primary.root == b"/" && below != b"/" && config.matcher.path_independent_below(&below) {
+        Decides::Filesystem { below }
+    } else {
+        Decides::Path
+    }
+}
+
+fn bytes_path(b: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const MOUNTS: &[u8] = b"\
+1 0 254:0 / / rw - ext4 /dev/vda rw
+2 1 0:30 / /tmp rw - tmpfs tmpfs rw
+3 1 0:31 / /dev/shm rw - tmpfs tmpfs rw
+4 2 0:32 / /tmp/nested rw - tmpfs tmpfs rw
+5 1 0:33 / /home rw - ext4 /dev/vdb rw
+";
+
+    fn guard(policy: &str) -> Guard {
+        let config = crate::policy::load_str(Path::new("t.toml"), policy).unwrap();
+        Guard::build(config, MountTable::parse(MOUNTS)).unwrap()
+    }
+
+    const DEFAULT: &str = r#"
+[[policy]]
+name = "tmp"
+[[policy.process.match_directories]]
+dir = "/tmp/"
+recursive = true
+[[policy.process.match_directories]]
+dir = "/var/tmp/"
+recursive = true
+[[policy.process.match_directories]]
+dir = "/dev/shm/"
+recursive = true
+"#;
+
+    #[test]
+    fn marks_each_filesystem_holding_protected_paths_once() {
+        let g = guard(DEFAULT);
+        let points: Vec<_> = g.targets.iter().map(|t| t.mount_point.to_string_lossy().into_owned()).collect();
+        assert_eq!(points, vec!["/tmp", "/tmp/nested", "/", "/dev/shm"]);
+        assert!(g.target_for(libc::makedev(0, 33)).is_none(), "/home holds no protected path");
+    }
+
+    #[test]
+    fn tmpfs_at_a_protected_dir_is_decided_without_paths() {
+        let g = guard(DEFAULT);
+        let tmp = g.target_for(libc::makedev(0, 30)).unwrap();
+        assert_eq!(tmp.decides, Decides::Filesystem { below: b"/tmp/".to_vec() });
+        let root = g.target_for(libc::makedev(254, 0)).unwrap();
+        assert_eq!(root.decides, Decides::Path);
+        assert_eq!(root.protects, vec!["/var/tmp/".to_owned()]);
+    }
+
+    #[test]
+    fn a_rule_drawing_a_line_inside_makes_the_path_decide() {
+        let with = |pattern: &str| guard(&format!("{DEFAULT}\n[[policy]]\nname = \"scripts\"\n[[policy.process.match_patterns]]\npattern = \"{pattern}\"\naction = \"Allow\"\n"));
+        let g = with("/tmp/*.sh");
+        assert_eq!(g.target_for(libc::makedev(0, 30)).unwrap().decides, Decides::Path);
+        // A rule elsewhere leaves the tmpfs decided as a whole.
+        let g = with("/var/tmp/*.sh");
+        assert!(matches!(g.target_for(libc::makedev(0, 30)).unwrap().decides, Decides::Filesystem { .. }));
+    }
+}

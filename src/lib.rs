@@ -1,0 +1,25 @@
+//! noexecd: a host execution guard. fanotify permission marks on the filesystems that hold protected paths,
+//! a TOML policy with KubeArmor's process-rule semantics, and KubeArmor-schema alerts.
+//!
+//! Layout: `sys` is the only module with `unsafe`; `policy` loads and validates; `matcher` decides (pure);
+//! `mounts` and `guard` map files to canonical paths and filesystems to marks; `decide` is the decision
+//! thread; `alert` and `alert_sink` write alerts; `daemon` ties them together.
+#![deny(unsafe_code)]
+
+pub mod alert;
+pub mod alert_sink;
+pub mod cli;
+pub mod commands;
+pub mod daemon;
+pub mod decide;
+pub mod error;
+pub mod generate;
+pub mod guard;
+pub mod matcher;
+pub mod mounts;
+pub mod notify;
+pub mod policy;
+pub mod procfs;
+pub mod sys;
+
+pub use error::{Error, Result};

@@ -1,0 +1,61 @@
+//! The `noexecd` binary: parse the command line, run the command, report errors. One exit point.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use noexecd::cli::{Cli, Command, explain_status};
+use noexecd::matcher::Outcome;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_level.as_deref());
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            // `{:#}` prints the context chain on one line: "cannot check config/x.toml: x.toml:3:7: ...".
+            eprintln!("noexecd: {e:#}");
+            ExitCode::from(explain_status::ERROR)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Run(args) => {
+            noexecd::daemon::run(&args.config).with_context(|| format!("guard stopped on an error (config {})", args.config.display()))?;
+            Ok(0)
+        }
+        Command::Check(args) => {
+            noexecd::commands::check(&args.config, &mut std::io::stdout().lock()).with_context(|| format!("{} is not usable", args.config.display()))?;
+            Ok(0)
+        }
+        Command::Explain(args) => {
+            let e = noexecd::commands::explain(&args.config.config, &args.path, args.source.as_deref(), args.uid, args.owner)
+                .with_context(|| format!("cannot explain with {}", args.config.config.display()))?;
+            print!("{}", e.text);
+            Ok(match e.outcome {
+                Outcome::Allow => explain_status::ALLOWED,
+                Outcome::Block => explain_status::BLOCKED,
+                Outcome::Audit => explain_status::AUDITED,
+            })
+        }
+        Command::Version => {
+            println!("noexecd {}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
+        Command::Generate(args) => {
+            noexecd::generate::generate(args.what, &args.out_dir).context("cannot generate")?;
+            Ok(0)
+        }
+    }
+}
+
+fn init_logging(level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.unwrap_or("info")));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).with_target(false).init();
+}

@@ -1,0 +1,455 @@
+//! The compiled policy: an immutable, pure matcher. Given the canonical path of the file being executed, the
+//! file's owner and (lazily) who executes it, it returns what to do and which rule said so. No I/O here: the
+//! facts about the calling process come through [`Subject`], which the daemon backs with /proc and the
+//! tests with plain values.
+//!
+//! Semantics follow KubeArmor's process rules (DESIGN.md §3): `from_source` narrows a rule to callers that
+//! run one of the listed executables, `owner_only` exempts the file's owner, Allow rules switch on the
+//! default posture for everything else. Where KubeArmor leaves it open, a Block rule wins over an Allow rule.
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use std::os::unix::ffi::OsStrExt;
+
+use crate::mounts::is_path_prefix;
+
+/// What a rule asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Block,
+    Audit,
+    Allow,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Block => "Block",
+            Action::Audit => "Audit",
+            Action::Allow => "Allow",
+        }
+    }
+}
+
+/// What an exec gets when Allow rules exist and none of them matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Posture {
+    Audit,
+    Block,
+}
+
+/// `enforce` blocks; `audit` reports what it would have blocked and lets it run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    Audit,
+}
+
+/// What goes into an alert about a rule: the innermost action, severity, tags and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleMeta {
+    pub policy: String,
+    pub action: Action,
+    pub severity: u8,
+    pub tags: Vec<String>,
+    pub message: String,
+    /// `file:line:col` of the rule, for `explain` and logs.
+    pub origin: String,
+}
+
+/// What a rule matches.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// One file, by its absolute path.
+    Path(Vec<u8>),
+    /// Files in a directory (`dir` ends in `/`); with `recursive`, in its subdirectories too.
+    Dir { dir: Vec<u8>, recursive: bool },
+    /// An AppArmor-style glob: `*` within one path component, `**` across them.
+    Pattern { glob: globset::GlobMatcher, literal_prefix: Vec<u8> },
+}
+
+impl Target {
+    fn matches(&self, path: &[u8]) -> bool {
+        match self {
+            Target::Path(p) => p == path,
+            Target::Dir { dir, recursive } => match path.strip_prefix(dir.as_slice()) {
+                Some(rest) => !rest.is_empty() && (*recursive || !rest.contains(&b'/')),
+                None => false,
+            },
+            Target::Pattern { glob, .. } => glob.is_match(Path::new(std::ffi::OsStr::from_bytes(path))),
+        }
+    }
+
+    /// The directory (or file) under which every path this target matches lies.
+    pub fn scope_prefix(&self) -> &[u8] {
+        match self {
+            Target::Path(p) => p,
+            Target::Dir { dir, .. } => dir,
+            Target::Pattern { literal_prefix, .. } => literal_prefix,
+        }
+    }
+
+    /// How this target relates to "every file below directory `under`".
+    fn relation(&self, under: &[u8]) -> Relation {
+        match self {
+            Target::Dir { dir, recursive: true } if is_path_prefix(dir, under) => Relation::Covers,
+            _ => {
+                let p = self.scope_prefix();
+                if is_path_prefix(p, under) || is_path_prefix(under, p) { Relation::Partial } else { Relation::Disjoint }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relation {
+    /// Matches every file below the directory.
+    Covers,
+    /// Matches none of them.
+    Disjoint,
+    /// Matches some: only the path can tell.
+    Partial,
+}
+
+/// One compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub target: Target,
+    pub owner_only: bool,
+    /// Executables (absolute paths) the rule is limited to; empty means any caller.
+    pub from_source: Vec<Vec<u8>>,
+    pub meta: Arc<RuleMeta>,
+}
+
+/// The facts about the calling process a rule may need, fetched only when one does.
+pub trait Subject {
+    /// The executable of the process that called exec (`/proc/PID/exe`), if it can be read.
+    fn exe(&mut self) -> Option<&[u8]>;
+    /// Its user id, if it can be read.
+    fn uid(&mut self) -> Option<u32>;
+}
+
+/// Which file is being decided.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// The file at this canonical path.
+    Path(&'a [u8]),
+    /// Some file below this directory, on a filesystem where [`Matcher::path_independent_below`] holds.
+    Below(&'a [u8]),
+}
+
+/// The outcome for the kernel and the alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allow,
+    Block,
+    Audit,
+}
+
+/// A decision and the rule (or the default posture) that made it. `rule` is `None` for a silent allow.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision<'m> {
+    pub outcome: Outcome,
+    pub rule: Option<&'m Arc<RuleMeta>>,
+}
+
+impl Decision<'_> {
+    pub fn allows(&self) -> bool {
+        self.outcome != Outcome::Block
+    }
+}
+
+/// The policy name alerts carry when the default posture decided, as KubeArmor writes it.
+pub const DEFAULT_POSTURE_POLICY: &str = "DefaultPosture";
+
+/// The compiled policy.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    rules: Vec<Rule>,
+    whitelist: bool,
+    posture: Posture,
+    mode: Mode,
+    posture_meta: Arc<RuleMeta>,
+}
+
+impl Matcher {
+    pub fn new(rules: Vec<Rule>, posture: Posture, mode: Mode) -> Self {
+        let whitelist = rules.iter().any(|r| r.meta.action == Action::Allow);
+        let posture_meta = Arc::new(RuleMeta {
+            policy: DEFAULT_POSTURE_POLICY.to_owned(),
+            action: match posture {
+                Posture::Audit => Action::Audit,
+                Posture::Block => Action::Block,
+            },
+            severity: 1,
+            tags: Vec::new(),
+            message: "Execution not allowed by any Allow rule (default posture)".to_owned(),
+            origin: "[daemon] default_posture".to_owned(),
+        });
+        Self { rules, whitelist, posture, mode, posture_meta }
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn posture(&self) -> Posture {
+        self.posture
+    }
+
+    /// Whether Allow rules turned on the default posture.
+    pub fn whitelist(&self) -> bool {
+        self.whitelist
+    }
+
+    /// Decides an exec. `owner` is the file's owner uid.
+    pub fn decide(&self, scope: Scope<'_>, owner: u32, subject: &mut dyn Subject) -> Decision<'_> {
+        let mut audit: Option<&Arc<RuleMeta>> = None;
+        let mut allowed = false;
+        for rule in &self.rules {
+            let hit = match scope {
+                Scope::Path(p) => rule.target.matches(p),
+                Scope::Below(dir) => rule.target.relation(dir) == Relation::Covers,
+            };
+            if !hit || !self.conditions_hold(rule, owner, subject) {
+                continue;
+            }
+            match rule.meta.action {
+                Action::Block => return self.apply_mode(Outcome::Block, &rule.meta),
+                Action::Audit => audit = audit.or(Some(&rule.meta)),
+                Action::Allow => allowed = true,
+            }
+        }
+        if let Some(meta) = audit {
+            return Decision { outcome: Outcome::Audit, rule: Some(meta) };
+        }
+        if allowed || !self.whitelist {
+            return Decision { outcome: Outcome::Allow, rule: None };
+        }
+        match self.posture {
+            Posture::Block => self.apply_mode(Outcome::Block, &self.posture_meta),
+            Posture::Audit => Decision { outcome: Outcome::Audit, rule: Some(&self.posture_meta) },
+        }
+    }
+
+    pub fn apply_mode<'m>(&self, outcome: Outcome, meta: &'m Arc<RuleMeta>) -> Decision<'m> {
+        let outcome = match (self.mode, outcome) {
+            (Mode::Audit, Outcome::Block) => Outcome::Audit,
+            (_, o) => o,
+        };
+        Decision { outcome, rule: Some(meta) }
+    }
+
+    /// `from_source` and `owner_only`. When a fact cannot be read, a restricting rule (Block, Audit)
+    /// applies and a permitting one (Allow) does not: doubt never lets an exec through.
+    fn conditions_hold(&self, rule: &Rule, owner: u32, subject: &mut dyn Subject) -> bool {
+        let restricting = rule.meta.action != Action::Allow;
+        if !rule.from_source.is_empty() {
+            let holds = match subject.exe() {
+                Some(exe) => rule.from_source.iter().any(|s| s.as_slice() == exe),
+                None => restricting,
+            };
+            if !holds {
+                return false;
+            }
+        }
+        if rule.owner_only {
+            let is_owner = subject.uid().map(|uid| uid == owner);
+            return match is_owner {
+                Some(is_owner) => is_owner != restricting,
+                None => restricting,
+            };
+        }
+        true
+    }
+
+    /// True when every file below `dir` gets the same decision whatever its name, so a filesystem mounted
+    /// there can be decided without looking up the path: each rule covers the whole directory or none of it.
+    pub fn path_independent_below(&self, dir: &[u8]) -> bool {
+        self.rules.iter().all(|r| r.target.relation(dir) != Relation::Partial)
+    }
+
+    /// Whether any rule could match a file below `dir` (or `dir` itself).
+    pub fn touches(&self, dir: &[u8]) -> bool {
+        self.whitelist || self.rules.iter().any(|r| r.target.relation(dir) != Relation::Disjoint)
+    }
+}
+
+/// A [`Subject`] with known values: `explain`, and tests.
+#[derive(Debug, Clone, Default)]
+pub struct KnownSubject {
+    pub exe: Option<Vec<u8>>,
+    pub uid: Option<u32>,
+}
+
+impl Subject for KnownSubject {
+    fn exe(&mut self) -> Option<&[u8]> {
+        self.exe.as_deref()
+    }
+    fn uid(&mut self) -> Option<u32> {
+        self.uid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(policy: &str, action: Action) -> Arc<RuleMeta> {
+        Arc::new(RuleMeta { policy: policy.into(), action, severity: 5, tags: vec![], message: String::new(), origin: String::new() })
+    }
+
+    fn dir(d: &str, recursive: bool, action: Action) -> Rule {
+        Rule { target: Target::Dir { dir: d.as_bytes().to_vec(), recursive }, owner_only: false, from_source: vec![], meta: meta(d, action) }
+    }
+
+    fn pattern(p: &str, action: Action) -> Rule {
+        let glob = globset::GlobBuilder::new(p).literal_separator(true).build().unwrap().compile_matcher();
+        let lit = p.split(['*', '?', '[', '{']).next().unwrap();
+        let lit = &lit[..=lit.rfind('/').unwrap()];
+        Rule { target: Target::Pattern { glob, literal_prefix: lit.as_bytes().to_vec() }, owner_only: false, from_source: vec![], meta: meta(p, action) }
+    }
+
+    fn path(p: &str, action: Action) -> Rule {
+        Rule { target: Target::Path(p.as_bytes().to_vec()), owner_only: false, from_source: vec![], meta: meta(p, action) }
+    }
+
+    fn decide(m: &Matcher, p: &str) -> (Outcome, Option<String>) {
+        let mut s = KnownSubject { exe: Some(b"/usr/bin/bash".to_vec()), uid: Some(1000) };
+        let d = m.decide(Scope::Path(p.as_bytes()), 1000, &mut s);
+        (d.outcome, d.rule.map(|r| r.policy.clone()))
+    }
+
+    fn enforce(rules: Vec<Rule>) -> Matcher {
+        Matcher::new(rules, Posture::Audit, Mode::Enforce)
+    }
+
+    #[test]
+    fn exact_paths_match_only_themselves() {
+        let m = enforce(vec![path("/opt/tool", Action::Block)]);
+        assert_eq!(decide(&m, "/opt/tool").0, Outcome::Block);
+        assert_eq!(decide(&m, "/opt/tool2").0, Outcome::Allow);
+        assert_eq!(decide(&m, "/opt/tool/x").0, Outcome::Allow);
+    }
+
+    #[test]
+    fn directories_recursive_and_not() {
+        let m = enforce(vec![dir("/tmp/", true, Action::Block), dir("/srv/", false, Action::Block)]);
+        assert_eq!(decide(&m, "/tmp/x").0, Outcome::Block);
+        assert_eq!(decide(&m, "/tmp/a/b/c").0, Outcome::Block);
+        assert_eq!(decide(&m, "/tmpx/a").0, Outcome::Allow);
+        assert_eq!(decide(&m, "/srv/x").0, Outcome::Block);
+        assert_eq!(decide(&m, "/srv/a/x").0, Outcome::Allow);
+        assert_eq!(decide(&m, "/usr/bin/true").0, Outcome::Allow);
+    }
+
+    #[test]
+    fn single_star_stays_in_one_component_double_star_crosses() {
+        let m = enforce(vec![pattern("/tmp/*.sh", Action::Block), pattern("/var/**/run*", Action::Audit)]);
+        assert_eq!(decide(&m, "/tmp/a.sh").0, Outcome::Block);
+        assert_eq!(decide(&m, "/tmp/sub/a.sh").0, Outcome::Allow);
+        assert_eq!(decide(&m, "/var/a/b/runme").0, Outcome::Audit);
+        assert_eq!(decide(&m, "/var/runme").0, Outcome::Audit);
+        assert_eq!(decide(&m, "/var/a/norun").0, Outcome::Allow);
+    }
+
+    #[test]
+    fn from_source_limits_the_rule_to_those_callers() {
+        let mut r = dir("/tmp/", true, Action::Block);
+        r.from_source = vec![b"/usr/sbin/apache2".to_vec()];
+        let m = enforce(vec![r]);
+        let mut apache = KnownSubject { exe: Some(b"/usr/sbin/apache2".to_vec()), uid: Some(33) };
+        let mut bash = KnownSubject { exe: Some(b"/usr/bin/bash".to_vec()), uid: Some(33) };
+        let mut gone = KnownSubject { exe: None, uid: None };
+        assert_eq!(m.decide(Scope::Path(b"/tmp/x"), 0, &mut apache).outcome, Outcome::Block);
+        assert_eq!(m.decide(Scope::Path(b"/tmp/x"), 0, &mut bash).outcome, Outcome::Allow);
+        // An unreadable caller cannot escape a Block rule.
+        assert_eq!(m.decide(Scope::Path(b"/tmp/x"), 0, &mut gone).outcome, Outcome::Block);
+    }
+
+    #[test]
+    fn owner_only_exempts_the_owner() {
+        let mut r = dir("/home/", true, Action::Block);
+        r.owner_only = true;
+        let m = enforce(vec![r]);
+        let mut owner = KnownSubject { exe: None, uid: Some(1000) };
+        let mut other = KnownSubject { exe: None, uid: Some(1001) };
+        assert_eq!(m.decide(Scope::Path(b"/home/u/x"), 1000, &mut owner).outcome, Outcome::Allow);
+        assert_eq!(m.decide(Scope::Path(b"/home/u/x"), 1000, &mut other).outcome, Outcome::Block);
+    }
+
+    #[test]
+    fn allow_with_owner_only_allows_only_the_owner() {
+        let mut r = dir("/opt/", true, Action::Allow);
+        r.owner_only = true;
+        let m = Matcher::new(vec![r], Posture::Block, Mode::Enforce);
+        let mut owner = KnownSubject { exe: None, uid: Some(7) };
+        let mut other = KnownSubject { exe: None, uid: Some(8) };
+        assert_eq!(m.decide(Scope::Path(b"/opt/x"), 7, &mut owner).outcome, Outcome::Allow);
+        assert_eq!(m.decide(Scope::Path(b"/opt/x"), 7, &mut other).outcome, Outcome::Block);
+    }
+
+    #[test]
+    fn block_wins_over_allow() {
+        let m = enforce(vec![dir("/tmp/build/", true, Action::Allow), dir("/tmp/", true, Action::Block)]);
+        assert_eq!(decide(&m, "/tmp/build/cc1"), (Outcome::Block, Some("/tmp/".into())));
+    }
+
+    #[test]
+    fn audit_rule_alerts_but_allows() {
+        let m = enforce(vec![dir("/tmp/", true, Action::Audit)]);
+        let (o, _) = decide(&m, "/tmp/x");
+        assert_eq!(o, Outcome::Audit);
+        assert!(m.decide(Scope::Path(b"/tmp/x"), 0, &mut KnownSubject::default()).allows());
+    }
+
+    #[test]
+    fn allow_rules_turn_on_the_default_posture() {
+        let rules = || vec![dir("/opt/app/", true, Action::Allow), dir("/tmp/", true, Action::Block)];
+        let audit = Matcher::new(rules(), Posture::Audit, Mode::Enforce);
+        assert_eq!(decide(&audit, "/opt/app/run"), (Outcome::Allow, None));
+        assert_eq!(decide(&audit, "/usr/bin/true"), (Outcome::Audit, Some(DEFAULT_POSTURE_POLICY.into())));
+        let block = Matcher::new(rules(), Posture::Block, Mode::Enforce);
+        assert_eq!(decide(&block, "/usr/bin/true"), (Outcome::Block, Some(DEFAULT_POSTURE_POLICY.into())));
+        // Without Allow rules there is no posture: unmatched execs pass silently.
+        let plain = Matcher::new(vec![dir("/tmp/", true, Action::Block)], Posture::Block, Mode::Enforce);
+        assert_eq!(decide(&plain, "/usr/bin/true"), (Outcome::Allow, None));
+    }
+
+    #[test]
+    fn audit_mode_turns_blocks_into_audits() {
+        let m = Matcher::new(vec![dir("/tmp/", true, Action::Block)], Posture::Block, Mode::Audit);
+        assert_eq!(decide(&m, "/tmp/x"), (Outcome::Audit, Some("/tmp/".into())));
+        let w = Matcher::new(vec![dir("/opt/", true, Action::Allow)], Posture::Block, Mode::Audit);
+        assert_eq!(decide(&w, "/usr/bin/x").0, Outcome::Audit);
+    }
+
+    #[test]
+    fn first_block_rule_in_order_names_the_alert() {
+        let m = enforce(vec![dir("/tmp/", true, Action::Audit), dir("/tmp/a/", true, Action::Block), dir("/tmp/", true, Action::Block)]);
+        assert_eq!(decide(&m, "/tmp/a/x"), (Outcome::Block, Some("/tmp/a/".into())));
+        assert_eq!(decide(&m, "/tmp/b"), (Outcome::Block, Some("/tmp/".into())));
+    }
+
+    #[test]
+    fn path_independence_below_a_mount() {
+        let m = enforce(vec![dir("/tmp/", true, Action::Block), dir("/var/tmp/", true, Action::Block)]);
+        assert!(m.path_independent_below(b"/tmp/"));
+        assert!(m.path_independent_below(b"/tmp/sub/"));
+        assert!(m.path_independent_below(b"/dev/shm/"));
+        assert!(!m.path_independent_below(b"/"));
+        assert!(!m.path_independent_below(b"/var/"));
+        let below = m.decide(Scope::Below(b"/tmp/"), 0, &mut KnownSubject::default());
+        assert_eq!(below.outcome, Outcome::Block);
+        let narrow = enforce(vec![dir("/tmp/", true, Action::Block), pattern("/tmp/ok/*", Action::Allow)]);
+        assert!(!narrow.path_independent_below(b"/tmp/"));
+        let flat = enforce(vec![dir("/tmp/", false, Action::Block)]);
+        assert!(!flat.path_independent_below(b"/tmp/"));
+    }
+}

@@ -1,0 +1,263 @@
+//! The mount table (`/proc/self/mountinfo`) and the one question the decision path asks of it: where does a
+//! file, opened through some mount, sit in our own namespace? Bind mounts, other mount namespaces and
+//! PrivateTmp all show a file under another name; mapping through the filesystem's own root gives one
+//! canonical path per file, so a policy written for `/tmp/` holds whatever name the exec used.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// One line of mountinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub id: u64,
+    /// `makedev(major, minor)` of the filesystem, as mountinfo reports it.
+    pub dev: u64,
+    /// The directory of the filesystem that is mounted here (`/` unless a bind mount of a subtree).
+    pub root: Vec<u8>,
+    pub mount_point: Vec<u8>,
+    pub fstype: String,
+}
+
+impl Mount {
+    pub fn mount_point_path(&self) -> PathBuf {
+        PathBuf::from(std::ffi::OsStr::from_bytes(&self.mount_point))
+    }
+}
+
+/// A parsed mount table with the indexes the decision path uses.
+#[derive(Debug, Default, Clone)]
+pub struct MountTable {
+    mounts: Vec<Mount>,
+    by_id: HashMap<u64, usize>,
+    /// For each device, its mounts ordered by how close their root is to the filesystem root.
+    by_dev: HashMap<u64, Vec<usize>>,
+}
+
+impl MountTable {
+    pub fn read_self() -> std::io::Result<(Vec<u8>, Self)> {
+        let raw = std::fs::read("/proc/self/mountinfo")?;
+        let table = Self::parse(&raw);
+        Ok((raw, table))
+    }
+
+    pub fn parse(text: &[u8]) -> Self {
+        let mounts: Vec<Mount> = text.split(|&b| b == b'\n').filter_map(parse_line).collect();
+        Self::from_mounts(mounts)
+    }
+
+    pub fn from_mounts(mounts: Vec<Mount>) -> Self {
+        let by_id = mounts.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
+        let mut by_dev: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (i, m) in mounts.iter().enumerate() {
+            by_dev.entry(m.dev).or_default().push(i);
+        }
+        for list in by_dev.values_mut() {
+            list.sort_by_key(|&i| mounts.get(i).map(|m| (m.root.len(), m.mount_point.len())));
+        }
+        Self { mounts, by_id, by_dev }
+    }
+
+    pub fn mounts(&self) -> &[Mount] {
+        &self.mounts
+    }
+
+    pub fn by_id(&self, id: u64) -> Option<&Mount> {
+        self.by_id.get(&id).and_then(|&i| self.mounts.get(i))
+    }
+
+    /// The mount through which `path` is reached in this namespace: the longest mount point that is a
+    /// path prefix of it, the last mounted on ties (it hides the ones below).
+    pub fn containing(&self, path: &[u8]) -> Option<&Mount> {
+        let mut best: Option<&Mount> = None;
+        for m in &self.mounts {
+            if is_path_prefix(&m.mount_point, path) && best.is_none_or(|b| m.mount_point.len() >= b.mount_point.len()) {
+                best = Some(m);
+            }
+        }
+        best
+    }
+
+    /// Mounts whose mount point lies strictly below `dir`.
+    pub fn below<'a>(&'a self, dir: &'a [u8]) -> impl Iterator<Item = &'a Mount> + 'a {
+        self.mounts.iter().filter(move |m| m.mount_point.len() > trim_slash(dir).len() && is_path_prefix(dir, &m.mount_point))
+    }
+
+    /// The mount that shows the largest part of filesystem `dev` in this namespace.
+    pub fn primary(&self, dev: u64) -> Option<&Mount> {
+        self.by_dev.get(&dev)?.first().and_then(|&i| self.mounts.get(i))
+    }
+
+    /// Writes into `out` the canonical name of a file that the kernel named `raw` when it was reached through
+    /// mount `via`: its place under the filesystem's most complete mount in this namespace. Returns false when
+    /// the file is not visible in this namespace or `raw` is not under `via`.
+    pub fn canonical_path(&self, via: &Mount, raw: &[u8], scratch: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
+        let Some(rest) = strip_path_prefix(&via.mount_point, raw) else { return false };
+        out.clear();
+        if self.primary(via.dev).is_some_and(|p| p.id == via.id) {
+            out.extend_from_slice(raw);
+            return true;
+        }
+        scratch.clear();
+        scratch.extend_from_slice(trim_slash(&via.root));
+        scratch.extend_from_slice(rest);
+        if scratch.is_empty() {
+            scratch.push(b'/');
+        }
+        let Some(list) = self.by_dev.get(&via.dev) else { return false };
+        for m in list.iter().filter_map(|&i| self.mounts.get(i)) {
+            if let Some(inner) = strip_path_prefix(&m.root, scratch) {
+                out.extend_from_slice(trim_slash(&m.mount_point));
+                out.extend_from_slice(inner);
+                if out.is_empty() {
+                    out.push(b'/');
+                }
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Finds mount `id` in another process's namespace (`/proc/PID/mountinfo`), for a file reached through a
+/// mount we cannot see. Off the fast path: only for events from other mount namespaces.
+pub fn foreign_mount(pid: i32, id: u64) -> Option<Mount> {
+    let raw = std::fs::read(format!("/proc/{pid}/mountinfo")).ok()?;
+    raw.split(|&b| b == b'\n').filter_map(parse_line).find(|m| m.id == id)
+}
+
+fn parse_line(line: &[u8]) -> Option<Mount> {
+    // 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
+    let mut fields = line.split(|&b| b == b' ');
+    let id = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+    let _parent = fields.next()?;
+    let (major, minor) = std::str::from_utf8(fields.next()?).ok()?.split_once(':')?;
+    let dev = libc::makedev(major.parse().ok()?, minor.parse().ok()?);
+    let root = unescape(fields.next()?);
+    let mount_point = unescape(fields.next()?);
+    let mut fields = fields.skip_while(|f| *f != b"-");
+    fields.next()?;
+    let fstype = String::from_utf8_lossy(fields.next()?).into_owned();
+    Some(Mount { id, dev, root, mount_point, fstype })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while let Some(&b) = field.get(i) {
+        if b == b'\\'
+            && let Some(oct) = field.get(i + 1..i + 4)
+            && oct.iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = oct.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+            out.push(v as u8);
+            i += 4;
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+    out
+}
+
+fn trim_slash(p: &[u8]) -> &[u8] {
+    p.strip_suffix(b"/").unwrap_or(p)
+}
+
+/// Whether `prefix` names `path` or a directory above it (component-wise: `/tm` is not a prefix of `/tmp`).
+pub fn is_path_prefix(prefix: &[u8], path: &[u8]) -> bool {
+    strip_path_prefix(prefix, path).is_some()
+}
+
+/// `path` relative to `prefix`, starting with `/` (or empty when they are equal), if `prefix` is above it.
+pub fn strip_path_prefix<'p>(prefix: &[u8], path: &'p [u8]) -> Option<&'p [u8]> {
+    let prefix = trim_slash(prefix);
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest.first() == Some(&b'/')).then_some(rest)
+}
+
+/// The `st_dev` of a path, for matching mountinfo's device with what statx reports for event fds.
+pub fn device_of(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| m.dev())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &[u8] = b"\
+1 0 254:0 / / rw,relatime - ext4 /dev/vda rw
+2 1 0:30 / /tmp rw - tmpfs tmpfs rw
+3 1 254:0 /tmp /mnt/bind rw - ext4 /dev/vda rw
+4 1 0:30 /sub /srv/sub rw shared:1 - tmpfs tmpfs rw
+5 1 254:0 /home /with\\040space rw - ext4 /dev/vda rw
+";
+
+    fn table() -> MountTable {
+        MountTable::parse(SAMPLE)
+    }
+
+    #[test]
+    fn parses_fields_and_escapes() {
+        let t = table();
+        assert_eq!(t.mounts().len(), 5);
+        let m = t.by_id(5).unwrap();
+        assert_eq!(m.mount_point, b"/with space");
+        assert_eq!(m.root, b"/home");
+        assert_eq!(m.fstype, "ext4");
+        assert_eq!(m.dev, libc::makedev(254, 0));
+        assert_eq!(t.by_id(4).unwrap().fstype, "tmpfs");
+    }
+
+    #[test]
+    fn containing_prefers_longest_component_prefix() {
+        let t = table();
+        assert_eq!(t.containing(b"/tmp/x").unwrap().id, 2);
+        assert_eq!(t.containing(b"/tmpfoo/x").unwrap().id, 1);
+        assert_eq!(t.containing(b"/tmp").unwrap().id, 2);
+        assert_eq!(t.containing(b"/var/tmp/").unwrap().id, 1);
+    }
+
+    #[test]
+    fn below_lists_nested_mounts_only() {
+        let t = table();
+        let ids: Vec<u64> = t.below(b"/srv/").map(|m| m.id).collect();
+        assert_eq!(ids, vec![4]);
+        assert_eq!(t.below(b"/tmp/").count(), 0);
+    }
+
+    #[test]
+    fn canonical_maps_bind_mounts_to_the_primary_mount() {
+        let t = table();
+        let (mut s, mut out) = (Vec::new(), Vec::new());
+        assert!(t.canonical_path(t.by_id(3).unwrap(), b"/mnt/bind/x", &mut s, &mut out));
+        assert_eq!(out, b"/tmp/x");
+        assert!(t.canonical_path(t.by_id(4).unwrap(), b"/srv/sub/a/b", &mut s, &mut out));
+        assert_eq!(out, b"/tmp/sub/a/b");
+        assert!(t.canonical_path(t.by_id(1).unwrap(), b"/usr/bin/true", &mut s, &mut out));
+        assert_eq!(out, b"/usr/bin/true");
+        assert!(!t.canonical_path(t.by_id(3).unwrap(), b"/elsewhere/x", &mut s, &mut out));
+    }
+
+    #[test]
+    fn foreign_namespace_mount_maps_through_its_root() {
+        // A PrivateTmp-style bind: the service sees /tmp, which is /tmp/systemd-private-1/tmp on the root fs.
+        let t = table();
+        let via = Mount { id: 99, dev: libc::makedev(254, 0), root: b"/tmp/systemd-private-1/tmp".to_vec(), mount_point: b"/tmp".to_vec(), fstype: "ext4".into() };
+        let (mut s, mut out) = (Vec::new(), Vec::new());
+        assert!(t.canonical_path(&via, b"/tmp/payload", &mut s, &mut out));
+        assert_eq!(out, b"/tmp/systemd-private-1/tmp/payload");
+    }
+
+    #[test]
+    fn path_prefix_is_component_wise() {
+        assert!(is_path_prefix(b"/", b"/x"));
+        assert!(is_path_prefix(b"/tmp/", b"/tmp/x"));
+        assert!(is_path_prefix(b"/tmp", b"/tmp"));
+        assert!(!is_path_prefix(b"/tmp", b"/tmpx"));
+        assert_eq!(strip_path_prefix(b"/", b"/a/b"), Some(&b"/a/b"[..]));
+    }
+}

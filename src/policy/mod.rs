@@ -1,0 +1,364 @@
+//! Loading the configuration in two stages: parse each TOML file into [`raw`] structs, then validate and
+//! compile everything into a [`Config`] holding an immutable [`Matcher`]. Every error names `file:line:col`
+//! and says what to write instead; nothing half-valid comes out.
+#![forbid(unsafe_code)]
+
+pub mod raw;
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use toml::Spanned;
+
+use crate::error::{Error, PolicyError, Result};
+use crate::matcher::{Action, Matcher, Mode, Posture, Rule, RuleMeta, Target};
+use raw::{RawDaemon, RawFile, RawMeta, RawPolicy};
+
+/// What happens to exec attempts while the daemon is down between a crash and its restart under systemd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// The fanotify group outlives the process in systemd's FD store; attempts wait for the restart.
+    Closed,
+    /// The kernel lets every exec through until the daemon is back.
+    Open,
+}
+
+/// The `[daemon]` table, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    pub mode: Mode,
+    pub alert_log: PathBuf,
+    pub cluster_name: String,
+    pub host_name: Option<String>,
+    pub default_posture: Posture,
+    pub max_alerts_per_sec: u32,
+    pub policy_dir: PathBuf,
+    pub fail_mode: FailMode,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Enforce,
+            alert_log: PathBuf::from("/var/log/noexecd/alerts.jsonl"),
+            cluster_name: "default".to_owned(),
+            host_name: None,
+            default_posture: Posture::Audit,
+            max_alerts_per_sec: 100,
+            policy_dir: PathBuf::from("/etc/noexecd/policy.d"),
+            fail_mode: FailMode::Closed,
+        }
+    }
+}
+
+/// A loaded configuration: daemon settings and the compiled policy.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub matcher: Matcher,
+    /// Every file that was read, main file first.
+    pub files: Vec<PathBuf>,
+    pub policy_count: usize,
+}
+
+/// Loads the main configuration file and every `*.toml` in its policy directory, in name order.
+pub fn load(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadConfig { path: path.to_owned(), source })?;
+    load_from(path, &text, true)
+}
+
+/// Parses configuration text alone, without its policy directory: for tests and tools.
+pub fn load_str(name: &Path, text: &str) -> Result<Config> {
+    load_from(name, text, false)
+}
+
+fn load_from(path: &Path, text: &str, with_drop_ins: bool) -> Result<Config> {
+    let mut loader = Loader::default();
+    let main = loader.parse(path, text)?;
+    let daemon = match &main.daemon {
+        Some(d) => validate_daemon(&Located { file: path, text }, d.get_ref())?,
+        None => DaemonConfig::default(),
+    };
+    loader.add_policies(path, text, main.policy)?;
+    let drop_ins = if with_drop_ins { drop_in_files(&daemon.policy_dir)? } else { Vec::new() };
+    for file in drop_ins {
+        let text = std::fs::read_to_string(&file).map_err(|source| Error::ReadConfig { path: file.clone(), source })?;
+        let parsed = loader.parse(&file, &text)?;
+        if let Some(d) = &parsed.daemon {
+            let at = Located { file: &file, text: &text };
+            return Err(at
+                .error(d.span(), "the [daemon] table belongs in the main configuration file; a policy.d file holds [[policy]] tables only")
+                .into());
+        }
+        loader.add_policies(&file, &text, parsed.policy)?;
+    }
+    let policy_count = loader.names.len();
+    let matcher = Matcher::new(loader.rules, daemon.default_posture, daemon.mode);
+    Ok(Config { daemon, matcher, files: loader.files, policy_count })
+}
+
+fn drop_in_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(Error::ReadPolicyDir { path: dir.to_owned(), source }),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::ReadPolicyDir { path: dir.to_owned(), source })?;
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// A file's text, to turn byte spans into `file:line:col`.
+struct Located<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Located<'_> {
+    fn error(&self, span: Range<usize>, message: impl Into<String>) -> PolicyError {
+        let at = span.start.min(self.text.len());
+        let before = self.text.get(..at).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        PolicyError { file: self.file.to_owned(), line, col, message: message.into() }
+    }
+
+    fn origin(&self, span: Range<usize>) -> String {
+        let e = self.error(span, "");
+        format!("{}:{}:{}", e.file.display(), e.line, e.col)
+    }
+}
+
+#[derive(Default)]
+struct Loader {
+    rules: Vec<Rule>,
+    names: HashMap<String, String>,
+    files: Vec<PathBuf>,
+}
+
+impl Loader {
+    fn parse(&mut self, file: &Path, text: &str) -> Result<RawFile> {
+        self.files.push(file.to_owned());
+        toml::from_str::<RawFile>(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim().replace('\n', " ");
+            Error::Policy(Located { file, text }.error(span, hint_for_toml(&message)))
+        })
+    }
+
+    fn add_policies(&mut self, file: &Path, text: &str, policies: Vec<Spanned<RawPolicy>>) -> Result<()> {
+        let at = Located { file, text };
+        for policy in policies {
+            let span = policy.span();
+            let policy = policy.into_inner();
+            let name = policy.name.get_ref().trim().to_owned();
+            if name.is_empty() {
+                return Err(at.error(policy.name.span(), "policy name is empty: write name = \"my-policy\"").into());
+            }
+            if let Some(first) = self.names.get(&name) {
+                return Err(at
+                    .error(policy.name.span(), format!("duplicate policy name \"{name}\" (first defined at {first}); give each [[policy]] its own name"))
+                    .into());
+            }
+            self.names.insert(name.clone(), at.origin(policy.name.span()));
+            let before = self.rules.len();
+            compile_policy(&at, &name, &policy, &mut self.rules)?;
+            if self.rules.len() == before {
+                return Err(at
+                    .error(span, format!("policy \"{name}\" has no rules; add for example\n  [[policy.process.match_directories]]\n  dir = \"/tmp/\"\n  recursive = true"))
+                    .into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// toml's messages are good; add what to write for the common ones.
+fn hint_for_toml(message: &str) -> String {
+    if message.starts_with("unknown field") {
+        format!("{message}; remove it or fix its spelling (keys are snake_case: match_directories, owner_only, from_source)")
+    } else {
+        message.to_owned()
+    }
+}
+
+fn validate_daemon(at: &Located<'_>, d: &RawDaemon) -> Result<DaemonConfig, PolicyError> {
+    let mut out = DaemonConfig::default();
+    if let Some(mode) = &d.mode {
+        out.mode = match mode.get_ref().to_ascii_lowercase().as_str() {
+            "enforce" => Mode::Enforce,
+            "audit" => Mode::Audit,
+            _ => return Err(at.error(mode.span(), format!("mode \"{}\" is not known: write \"enforce\" or \"audit\"", mode.get_ref()))),
+        };
+    }
+    if let Some(log) = &d.alert_log {
+        out.alert_log = absolute(at, log, "alert_log", "/var/log/noexecd/alerts.jsonl")?;
+    }
+    if let Some(c) = &d.cluster_name {
+        out.cluster_name.clone_from(c);
+    }
+    out.host_name.clone_from(&d.host_name);
+    if let Some(p) = &d.default_posture {
+        out.default_posture = match p.get_ref().to_ascii_lowercase().as_str() {
+            "audit" => Posture::Audit,
+            "block" => Posture::Block,
+            _ => return Err(at.error(p.span(), format!("default_posture \"{}\" is not known: write \"audit\" or \"block\"", p.get_ref()))),
+        };
+    }
+    if let Some(n) = &d.max_alerts_per_sec {
+        out.max_alerts_per_sec = u32::try_from(*n.get_ref())
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| at.error(n.span(), format!("max_alerts_per_sec = {} is out of range: write a number from 1 to 4294967295", n.get_ref())))?;
+    }
+    if let Some(dir) = &d.policy_dir {
+        out.policy_dir = absolute(at, dir, "policy_dir", "/etc/noexecd/policy.d")?;
+    }
+    if let Some(f) = &d.fail_mode {
+        out.fail_mode = match f.get_ref().to_ascii_lowercase().as_str() {
+            "closed" => FailMode::Closed,
+            "open" => FailMode::Open,
+            _ => return Err(at.error(f.span(), format!("fail_mode \"{}\" is not known: write \"closed\" or \"open\"", f.get_ref()))),
+        };
+    }
+    Ok(out)
+}
+
+fn absolute(at: &Located<'_>, value: &Spanned<String>, key: &str, example: &str) -> Result<PathBuf, PolicyError> {
+    let v = value.get_ref();
+    if !v.starts_with('/') {
+        return Err(at.error(value.span(), format!("{key} \"{v}\" is relative: write an absolute path such as \"{example}\"")));
+    }
+    Ok(PathBuf::from(v))
+}
+
+/// action, severity, tags and message with the innermost level winning.
+struct Meta {
+    action: Action,
+    severity: u8,
+    tags: Vec<String>,
+    message: String,
+}
+
+fn merge(at: &Located<'_>, levels: &[RawMeta]) -> Result<Meta, PolicyError> {
+    let mut out = Meta { action: Action::Block, severity: 1, tags: Vec::new(), message: String::new() };
+    for level in levels {
+        if let Some(a) = &level.action {
+            out.action = match a.get_ref().to_ascii_lowercase().as_str() {
+                "block" => Action::Block,
+                "audit" => Action::Audit,
+                "allow" => Action::Allow,
+                _ => return Err(at.error(a.span(), format!("action \"{}\" is not known: write \"Block\", \"Audit\" or \"Allow\"", a.get_ref()))),
+            };
+        }
+        if let Some(s) = &level.severity {
+            out.severity = u8::try_from(*s.get_ref())
+                .ok()
+                .filter(|s| (1..=10).contains(s))
+                .ok_or_else(|| at.error(s.span(), format!("severity {} is out of range: write a number from 1 to 10", s.get_ref())))?;
+        }
+        if let Some(t) = &level.tags {
+            out.tags.clone_from(t);
+        }
+        if let Some(m) = &level.message {
+            out.message.clone_from(m);
+        }
+    }
+    Ok(out)
+}
+
+fn compile_policy(at: &Located<'_>, name: &str, policy: &RawPolicy, rules: &mut Vec<Rule>) -> Result<(), PolicyError> {
+    let Some(process) = &policy.process else { return Ok(()) };
+    let section = process.get_ref();
+    let outer = [policy.meta(), section.meta()];
+    let mut push = |span: Range<usize>, inner: RawMeta, target: Target, owner_only: bool, from_source: Vec<Vec<u8>>| -> Result<(), PolicyError> {
+        let m = merge(at, &[outer[0].clone(), outer[1].clone(), inner])?;
+        let meta = RuleMeta { policy: name.to_owned(), action: m.action, severity: m.severity, tags: m.tags, message: m.message, origin: at.origin(span) };
+        rules.push(Rule { target, owner_only, from_source, meta: Arc::new(meta) });
+        Ok(())
+    };
+    for entry in &section.match_paths {
+        let r = entry.get_ref();
+        let path = normalized(at, &r.path, "path", "/usr/local/bin/tool")?;
+        if path.ends_with('/') {
+            return Err(at.error(r.path.span(), format!("path \"{path}\" ends with '/': a match_paths entry names a file; write \"{}\" or use match_directories", path.trim_end_matches('/'))));
+        }
+        let sources = from_source(at, &r.from_source)?;
+        push(entry.span(), r.meta(), Target::Path(path.into_bytes()), r.owner_only, sources)?;
+    }
+    for entry in &section.match_directories {
+        let r = entry.get_ref();
+        let dir = normalized(at, &r.dir, "dir", "/tmp/")?;
+        if !dir.ends_with('/') {
+            return Err(at.error(r.dir.span(), format!("dir \"{dir}\" must end with '/': write \"{dir}/\"")));
+        }
+        let sources = from_source(at, &r.from_source)?;
+        push(entry.span(), r.meta(), Target::Dir { dir: dir.into_bytes(), recursive: r.recursive }, r.owner_only, sources)?;
+    }
+    for entry in &section.match_patterns {
+        let r = entry.get_ref();
+        let target = pattern(at, &r.pattern)?;
+        push(entry.span(), r.meta(), target, r.owner_only, Vec::new())?;
+    }
+    Ok(())
+}
+
+/// An absolute path with no empty, `.` or `..` components: the kernel never names a file any other way, so
+/// a rule written otherwise would never match.
+fn normalized(at: &Located<'_>, value: &Spanned<String>, key: &str, example: &str) -> Result<String, PolicyError> {
+    let v = value.get_ref();
+    if !v.starts_with('/') {
+        return Err(at.error(value.span(), format!("{key} \"{v}\" is relative: write an absolute path such as \"{example}\"")));
+    }
+    let inner = v.trim_start_matches('/').trim_end_matches('/');
+    if v.len() > 1 && inner.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err(at.error(value.span(), format!("{key} \"{v}\" is not a normalized path: write it without '//', '/./' or '/../'")));
+    }
+    if v.contains('\0') {
+        return Err(at.error(value.span(), format!("{key} contains a NUL byte")));
+    }
+    Ok(v.clone())
+}
+
+fn from_source(at: &Located<'_>, sources: &[Spanned<String>]) -> Result<Vec<Vec<u8>>, PolicyError> {
+    sources
+        .iter()
+        .map(|s| {
+            let p = normalized(at, s, "from_source", "/usr/sbin/apache2")?;
+            if p.ends_with('/') {
+                return Err(at.error(s.span(), format!("from_source \"{p}\" names a directory: write the executable's path, such as \"/usr/sbin/apache2\"")));
+            }
+            Ok(p.into_bytes())
+        })
+        .collect()
+}
+
+fn pattern(at: &Located<'_>, value: &Spanned<String>) -> Result<Target, PolicyError> {
+    let p = value.get_ref();
+    if !p.starts_with('/') {
+        return Err(at.error(value.span(), format!("pattern \"{p}\" is relative: write an absolute glob such as \"/tmp/**/*.sh\"")));
+    }
+    let glob = globset::GlobBuilder::new(p)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map_err(|e| at.error(value.span(), format!("pattern \"{p}\" is not a valid glob: {}; `*` stays within one path component, `**` must stand alone between slashes (\"/tmp/**/x\")", e.kind())))?;
+    let literal = p.split(['*', '?', '[', '{', '\\']).next().unwrap_or("/");
+    let literal_prefix = match literal.rfind('/') {
+        Some(i) => literal.get(..=i).unwrap_or("/"),
+        None => "/",
+    };
+    Ok(Target::Pattern { glob: glob.compile_matcher(), literal_prefix: literal_prefix.as_bytes().to_vec() })
+}
+
+#[cfg(test)]
+mod tests;

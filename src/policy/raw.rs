@@ -1,0 +1,113 @@
+//! The TOML file as serde sees it: one struct per table, unknown keys refused, every value that validation
+//! may reject wrapped in `Spanned` so its error can name `file:line:col`.
+#![forbid(unsafe_code)]
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub daemon: Option<Spanned<RawDaemon>>,
+    #[serde(default)]
+    pub policy: Vec<Spanned<RawPolicy>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    pub mode: Option<Spanned<String>>,
+    pub alert_log: Option<Spanned<String>>,
+    pub cluster_name: Option<String>,
+    pub host_name: Option<String>,
+    pub default_posture: Option<Spanned<String>>,
+    pub max_alerts_per_sec: Option<Spanned<i64>>,
+    pub policy_dir: Option<Spanned<String>>,
+    pub fail_mode: Option<Spanned<String>>,
+}
+
+/// `action`, `severity`, `tags`, `message`: settable at policy, section and rule level; the innermost wins.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RawMeta {
+    pub action: Option<Spanned<String>>,
+    pub severity: Option<Spanned<i64>>,
+    pub tags: Option<Vec<String>>,
+    pub message: Option<String>,
+}
+
+// serde cannot combine `flatten` with `deny_unknown_fields`, so each level lists the meta keys itself and
+// hands them over through `meta()`.
+macro_rules! with_meta {
+    ($(#[$attr:meta])* pub struct $name:ident { $($field:tt)* }) => {
+        $(#[$attr])*
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($field)*
+            pub action: Option<Spanned<String>>,
+            pub severity: Option<Spanned<i64>>,
+            pub tags: Option<Vec<String>>,
+            pub message: Option<String>,
+        }
+        impl $name {
+            pub fn meta(&self) -> RawMeta {
+                RawMeta {
+                    action: self.action.clone(),
+                    severity: self.severity.clone(),
+                    tags: self.tags.clone(),
+                    message: self.message.clone(),
+                }
+            }
+        }
+    };
+}
+
+with_meta! {
+    /// One `[[policy]]` table.
+    pub struct RawPolicy {
+        pub name: Spanned<String>,
+        pub process: Option<Spanned<RawProcess>>,
+    }
+}
+
+with_meta! {
+    /// `[policy.process]`: KubeArmor's `spec.process`.
+    pub struct RawProcess {
+        #[serde(default)]
+        pub match_paths: Vec<Spanned<RawMatchPath>>,
+        #[serde(default)]
+        pub match_directories: Vec<Spanned<RawMatchDirectory>>,
+        #[serde(default)]
+        pub match_patterns: Vec<Spanned<RawMatchPattern>>,
+    }
+}
+
+with_meta! {
+    pub struct RawMatchPath {
+        pub path: Spanned<String>,
+        #[serde(default)]
+        pub owner_only: bool,
+        #[serde(default)]
+        pub from_source: Vec<Spanned<String>>,
+    }
+}
+
+with_meta! {
+    pub struct RawMatchDirectory {
+        pub dir: Spanned<String>,
+        #[serde(default)]
+        pub recursive: bool,
+        #[serde(default)]
+        pub owner_only: bool,
+        #[serde(default)]
+        pub from_source: Vec<Spanned<String>>,
+    }
+}
+
+with_meta! {
+    pub struct RawMatchPattern {
+        pub pattern: Spanned<String>,
+        #[serde(default)]
+        pub owner_only: bool,
+    }
+}

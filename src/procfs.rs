@@ -1,0 +1,77 @@
+//! What /proc tells about the process that called exec. Read only for rules that need it (before the
+//! answer) or for an alert (right after the answer); a process that is gone leaves its fields empty.
+#![forbid(unsafe_code)]
+
+use std::os::unix::ffi::OsStrExt;
+
+/// The caller's facts that go into an alert.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// `/proc/PID/exe`: the program that called exec (the old image; exec has not happened yet).
+    pub exe: Vec<u8>,
+    pub ppid: i32,
+    /// Real uid, or -1 when the process was gone before it could be read.
+    pub uid: i64,
+    pub cwd: Vec<u8>,
+}
+
+/// Reads what is still readable; never fails.
+pub fn process_info(pid: i32) -> ProcessInfo {
+    // exe first: it disappears first when the process exits.
+    let exe = exe(pid).unwrap_or_default();
+    let (ppid, uid) = status(pid).unwrap_or((0, -1));
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).map(|p| p.as_os_str().as_bytes().to_vec()).unwrap_or_default();
+    ProcessInfo { exe, ppid, uid, cwd }
+}
+
+pub fn exe(pid: i32) -> Option<Vec<u8>> {
+    let path = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let bytes = path.as_os_str().as_bytes();
+    // An executable replaced on disk since the process started still names its old file.
+    Some(bytes.strip_suffix(b" (deleted)").unwrap_or(bytes).to_vec())
+}
+
+pub fn uid(pid: i32) -> Option<u32> {
+    status(pid).and_then(|(_, uid)| u32::try_from(uid).ok())
+}
+
+/// PPid and the real Uid from /proc/PID/status.
+fn status(pid: i32) -> Option<(i32, i64)> {
+    let text = std::fs::read(format!("/proc/{pid}/status")).ok()?;
+    parse_status(&text)
+}
+
+fn parse_status(text: &[u8]) -> Option<(i32, i64)> {
+    let field = |name: &[u8]| {
+        text.split(|&b| b == b'\n')
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    let ppid = i32::try_from(field(b"PPid:")?).ok()?;
+    Some((ppid, field(b"Uid:")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_fields() {
+        let text = b"Name:\tbash\nPPid:\t42\nTracerPid:\t0\nUid:\t1000\t1000\t1000\t1000\n";
+        assert_eq!(parse_status(text), Some((42, 1000)));
+        assert_eq!(parse_status(b"Name: x\n"), None);
+    }
+
+    #[test]
+    fn own_process_is_readable() {
+        let me = process_info(std::process::id() as i32);
+        assert!(!me.exe.is_empty());
+        assert!(me.ppid > 0);
+        assert_eq!(me.uid, i64::from(nix::unistd::getuid().as_raw()));
+        assert!(!me.cwd.is_empty());
+        let gone = process_info(i32::MAX);
+        assert_eq!(gone, ProcessInfo { exe: vec![], ppid: 0, uid: -1, cwd: vec![] });
+    }
+}

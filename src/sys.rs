@@ -1,0 +1,304 @@
+//! The only module with `unsafe` and raw libc calls: the fanotify group, its events and responses, and the
+//! two fd queries the decision path needs (statx, readlink of /proc/self/fd/N). Everything above this layer
+//! works with owned and borrowed fds and plain byte slices.
+//!
+//! Model: nix's `sys::fanotify`. An [`Event`] owns its fd (closed on drop); a response borrows it. We read
+//! into a caller-owned buffer (nix's `read_events` reads 4096 bytes and allocates a Vec per call) so the
+//! decision path allocates nothing per batch.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
+
+/// `FAN_OPEN_EXEC_PERM`: the exec-path open of a file (execve, the `#!` interpreter, ld.so).
+pub const MASK_OPEN_EXEC_PERM: u64 = libc::FAN_OPEN_EXEC_PERM;
+/// Every permission event bit we may subscribe to.
+const PERMISSION_EVENTS: u64 = libc::FAN_OPEN_PERM | libc::FAN_OPEN_EXEC_PERM | libc::FAN_ACCESS_PERM;
+const METADATA_LEN: usize = std::mem::size_of::<libc::fanotify_event_metadata>();
+
+/// A fanotify group created for permission events only.
+#[derive(Debug)]
+pub struct FanotifyGroup {
+    inner: Fanotify,
+    audit: bool,
+}
+
+impl FanotifyGroup {
+    /// Creates the group: FAN_CLASS_CONTENT, unlimited queue and marks, close-on-exec, and FAN_ENABLE_AUDIT
+    /// where the kernel takes it (it refuses it without CONFIG_AUDITSYSCALL).
+    pub fn new() -> Result<Self, Errno> {
+        let base = InitFlags::FAN_CLASS_CONTENT
+            | InitFlags::FAN_CLOEXEC
+            | InitFlags::FAN_UNLIMITED_QUEUE
+            | InitFlags::FAN_UNLIMITED_MARKS;
+        let event_flags = EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE | EventFFlags::O_CLOEXEC;
+        let with_audit = base | InitFlags::from_bits_retain(libc::FAN_ENABLE_AUDIT);
+        match Fanotify::init(with_audit, event_flags) {
+            Ok(inner) => Ok(Self { inner, audit: true }),
+            Err(Errno::EINVAL | Errno::EPERM) => {
+                Fanotify::init(base, event_flags).map(|inner| Self { inner, audit: false })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adopts a group fd handed back by systemd's FD store.
+    ///
+    /// The caller names the fd it was given through `LISTEN_FDS`; it must be a fanotify group this daemon
+    /// created earlier. Ownership passes to the returned group.
+    pub fn adopt(fd: OwnedFd, audit: bool) -> Self {
+        // SAFETY: `fd` is owned (so open and ours alone) and was stored by this daemon as its fanotify group,
+        // which is the invariant `from_owned_fd` asks for; a wrong fd would only make later calls fail.
+        let inner = unsafe { Fanotify::from_owned_fd(fd) };
+        Self { inner, audit }
+    }
+
+    /// Whether the kernel took FAN_ENABLE_AUDIT (so FAN_AUDIT may be set in responses).
+    pub fn audit_enabled(&self) -> bool {
+        self.audit
+    }
+
+    /// Puts a filesystem (superblock) mark for `mask` on the filesystem that holds `path`.
+    pub fn mark_filesystem(&self, path: &Path, mask: u64) -> Result<(), Errno> {
+        self.inner.mark(
+            MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_FILESYSTEM,
+            MaskFlags::from_bits_retain(mask),
+            nix::fcntl::AT_FDCWD,
+            Some(path),
+        )
+    }
+
+    /// Removes the filesystem mark for `mask` from the filesystem that holds `path`.
+    pub fn unmark_filesystem(&self, path: &Path, mask: u64) -> Result<(), Errno> {
+        self.inner.mark(
+            MarkFlags::FAN_MARK_REMOVE | MarkFlags::FAN_MARK_FILESYSTEM,
+            MaskFlags::from_bits_retain(mask),
+            nix::fcntl::AT_FDCWD,
+            Some(path),
+        )
+    }
+
+    /// Removes every filesystem mark of this group.
+    pub fn flush_filesystem_marks(&self) -> Result<(), Errno> {
+        self.inner.mark::<_, Path>(
+            MarkFlags::FAN_MARK_FLUSH | MarkFlags::FAN_MARK_FILESYSTEM,
+            MaskFlags::empty(),
+            nix::fcntl::AT_FDCWD,
+            None,
+        )
+    }
+
+    /// Reads one batch of events into `buf` and appends them to `out`. Returns the number read.
+    /// Blocks until at least one event is queued unless the group fd was set non-blocking.
+    pub fn read_events(&self, buf: &mut [u8], out: &mut Vec<Event>) -> io::Result<usize> {
+        let n = match nix::unistd::read(self.inner.as_fd(), buf) {
+            Ok(n) => n,
+            Err(e) => return Err(io::Error::from(e)),
+        };
+        let mut count = 0;
+        let mut rest = buf.get(..n).unwrap_or_default();
+        while rest.len() >= METADATA_LEN {
+            let Some(header) = EventHeader::parse(rest) else { break };
+            let event_len = header.event_len as usize;
+            if header.vers != libc::FANOTIFY_METADATA_VERSION || event_len < METADATA_LEN {
+                // A format we do not understand: close the fd so it does not leak; the kernel answers an
+                // event that is never answered when the group closes.
+                if header.fd >= 0 {
+                    close_event_fd(header.fd);
+                }
+                break;
+            }
+            let fd = (header.fd >= 0).then(|| adopt_event_fd(header.fd));
+            out.push(Event { fd, pid: header.pid, mask: header.mask });
+            count += 1;
+            rest = rest.get(event_len..).unwrap_or_default();
+        }
+        Ok(count)
+    }
+
+    /// Answers a permission event. `audit` asks the kernel for an audit record (when enabled).
+    pub fn respond(&self, fd: BorrowedFd<'_>, allow: bool, audit: bool) -> io::Result<()> {
+        let mut response = if allow { libc::FAN_ALLOW } else { libc::FAN_DENY };
+        if audit && self.audit {
+            response |= libc::FAN_AUDIT;
+        }
+        let mut bytes = [0u8; 8];
+        let (fd_bytes, response_bytes) = bytes.split_at_mut(4);
+        fd_bytes.copy_from_slice(&fd.as_raw_fd().to_ne_bytes());
+        response_bytes.copy_from_slice(&response.to_ne_bytes());
+        nix::unistd::write(self.inner.as_fd(), &bytes).map(|_| ()).map_err(io::Error::from)
+    }
+}
+
+impl AsFd for FanotifyGroup {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+/// The fixed part of `struct fanotify_event_metadata`, parsed from bytes without pointer casts.
+struct EventHeader {
+    event_len: u32,
+    vers: u8,
+    mask: u64,
+    fd: i32,
+    pid: i32,
+}
+
+impl EventHeader {
+    fn parse(b: &[u8]) -> Option<Self> {
+        let u32_at = |o: usize| b.get(o..o + 4)?.try_into().ok().map(u32::from_ne_bytes);
+        let i32_at = |o: usize| b.get(o..o + 4)?.try_into().ok().map(i32::from_ne_bytes);
+        let u64_at = |o: usize| b.get(o..o + 8)?.try_into().ok().map(u64::from_ne_bytes);
+        // Layout (include/uapi/linux/fanotify.h): u32 event_len, u8 vers, u8 reserved, u16 metadata_len,
+        // u64 mask (aligned at 8), s32 fd, s32 pid.
+        Some(Self { event_len: u32_at(0)?, vers: *b.get(4)?, mask: u64_at(8)?, fd: i32_at(16)?, pid: i32_at(20)? })
+    }
+}
+
+fn adopt_event_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the kernel has just installed `fd` in our fd table for this event and handed it to us alone
+    // through read(2); nothing else knows it, so taking ownership (and closing it on drop) is sound.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+fn close_event_fd(fd: RawFd) {
+    drop(adopt_event_fd(fd));
+}
+
+/// A permission event. It owns the fd of the file being opened; answer it with [`FanotifyGroup::respond`].
+#[derive(Debug)]
+pub struct Event {
+    pub fd: Option<OwnedFd>,
+    /// The thread group id of the process that triggered the event.
+    pub pid: i32,
+    pub mask: u64,
+}
+
+impl Event {
+    pub fn is_permission(&self) -> bool {
+        self.mask & PERMISSION_EVENTS != 0
+    }
+}
+
+/// What the decision needs to know about the file behind an event fd, from one statx(2) call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileFacts {
+    pub dev: u64,
+    pub ino: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub nlink: u32,
+    /// The mount the file was opened through (`STATX_MNT_ID`), when the kernel reports it.
+    pub mnt_id: Option<u64>,
+}
+
+/// statx(fd, "", AT_EMPTY_PATH): device, inode, owner, link count and mount id of an open file.
+pub fn file_facts(fd: BorrowedFd<'_>) -> io::Result<FileFacts> {
+    let mut stx = std::mem::MaybeUninit::<libc::statx>::uninit();
+    let mask = libc::STATX_BASIC_STATS | libc::STATX_MNT_ID;
+    // SAFETY: the path is a valid NUL-terminated empty string, `fd` is a live fd borrowed for the call, and
+    // `stx` points to writable memory of the size statx expects.
+    let rc = unsafe {
+        libc::statx(fd.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH | libc::AT_STATX_SYNC_AS_STAT, mask, stx.as_mut_ptr())
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statx returned 0, so the kernel filled the whole struct.
+    let stx = unsafe { stx.assume_init() };
+    Ok(FileFacts {
+        dev: libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
+        ino: stx.stx_ino,
+        mode: u32::from(stx.stx_mode),
+        uid: stx.stx_uid,
+        nlink: stx.stx_nlink,
+        mnt_id: (stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id),
+    })
+}
+
+/// Size of the buffer [`fd_path`] needs: PATH_MAX plus one byte to detect truncation.
+pub const PATH_BUF_LEN: usize = libc::PATH_MAX as usize + 1;
+
+/// The path of an open file as the kernel prints it (readlink of /proc/self/fd/N), written into `buf`
+/// without allocating. Fails with ENAMETOOLONG when the name does not fit in PATH_MAX.
+pub fn fd_path<'b>(fd: BorrowedFd<'_>, buf: &'b mut [u8; PATH_BUF_LEN]) -> io::Result<&'b [u8]> {
+    let mut link = [0u8; 32];
+    let prefix = b"/proc/self/fd/";
+    let mut len = prefix.len();
+    link.get_mut(..len).ok_or_else(enametoolong)?.copy_from_slice(prefix);
+    let mut digits = [0u8; 12];
+    let mut n = fd.as_raw_fd().unsigned_abs();
+    let mut d = digits.len();
+    loop {
+        d -= 1;
+        *digits.get_mut(d).ok_or_else(enametoolong)? = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let digits = digits.get(d..).ok_or_else(enametoolong)?;
+    link.get_mut(len..len + digits.len()).ok_or_else(enametoolong)?.copy_from_slice(digits);
+    len += digits.len();
+    // `link` is zero-initialised and len < 32, so link[len] is the terminating NUL.
+    if len >= link.len() {
+        return Err(enametoolong());
+    }
+    // SAFETY: `link` is NUL-terminated within its bounds (checked above) and `buf` is writable for its full
+    // length, which is the size passed to readlink.
+    let n = unsafe { libc::readlink(link.as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    if n >= buf.len() {
+        return Err(enametoolong());
+    }
+    buf.get(..n).ok_or_else(enametoolong)
+}
+
+fn enametoolong() -> io::Error {
+    io::Error::from_raw_os_error(libc::ENAMETOOLONG)
+}
+
+/// Raises RLIMIT_NOFILE's soft limit to the hard limit: every queued event carries an fd.
+pub fn raise_nofile_limit() -> Result<u64, Errno> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    Ok(hard)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_parses_native_layout() {
+        let mut b = [0u8; METADATA_LEN];
+        b[0..4].copy_from_slice(&24u32.to_ne_bytes());
+        b[4] = 3;
+        b[8..16].copy_from_slice(&libc::FAN_OPEN_EXEC_PERM.to_ne_bytes());
+        b[16..20].copy_from_slice(&7i32.to_ne_bytes());
+        b[20..24].copy_from_slice(&1234i32.to_ne_bytes());
+        let h = EventHeader::parse(&b).unwrap();
+        assert_eq!((h.event_len, h.vers, h.mask, h.fd, h.pid), (24, 3, libc::FAN_OPEN_EXEC_PERM, 7, 1234));
+        assert!(EventHeader::parse(&b[..20]).is_none());
+    }
+
+    #[test]
+    fn fd_path_reads_an_open_file() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut buf = [0u8; PATH_BUF_LEN];
+        let path = fd_path(file.as_file().as_fd(), &mut buf).unwrap();
+        assert_eq!(path, file.path().as_os_str().as_encoded_bytes());
+        let facts = file_facts(file.as_file().as_fd()).unwrap();
+        assert_eq!(facts.nlink, 1);
+        assert!(facts.mnt_id.is_some());
+    }
+}
