@@ -150,7 +150,9 @@ impl Alert {
             severity: String::new(),
             tags: String::new(),
             atags: Vec::new(),
-            message: format!("Alert threshold of {max_per_sec}/s crossed: further alerts in this second are dropped and counted"),
+            message: format!(
+                "Alert threshold of {max_per_sec}/s crossed: further alerts in this second are dropped and counted"
+            ),
             kind: "SystemEvent".to_owned(),
             source: String::new(),
             operation: "AlertThreshold".to_owned(),

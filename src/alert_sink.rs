@@ -76,7 +76,8 @@ pub struct AlertSink {
 
 impl AlertSink {
     pub fn new(path: PathBuf, origin: Origin, max_per_sec: u32, counters: Arc<Counters>) -> Self {
-        let mut sink = Self { path, file: None, origin, limiter: RateLimiter::new(max_per_sec), counters, last_error_log: None };
+        let mut sink =
+            Self { path, file: None, origin, limiter: RateLimiter::new(max_per_sec), counters, last_error_log: None };
         sink.reopen();
         sink
     }
@@ -120,7 +121,10 @@ impl AlertSink {
             Admit::DropAndNotify => {
                 self.counters.alerts_dropped_throttle.fetch_add(1, Ordering::Relaxed);
                 let notice = Alert::threshold(SystemTime::now(), &self.origin, self.limiter.max_per_sec);
-                tracing::warn!(max_alerts_per_sec = self.limiter.max_per_sec, "alert threshold crossed; dropping alerts for the rest of this second");
+                tracing::warn!(
+                    max_alerts_per_sec = self.limiter.max_per_sec,
+                    "alert threshold crossed; dropping alerts for the rest of this second"
+                );
                 self.append(&notice.to_json_line(), false);
                 return;
             }
@@ -176,7 +180,11 @@ fn open_log(path: &Path) -> std::io::Result<File> {
 }
 
 /// The writer task: runs until the alert channel closes (the decision thread is gone), then returns.
-pub async fn run(mut sink: AlertSink, mut alerts: mpsc::Receiver<ExecAlert>, mut control: mpsc::UnboundedReceiver<Control>) {
+pub async fn run(
+    mut sink: AlertSink,
+    mut alerts: mpsc::Receiver<ExecAlert>,
+    mut control: mpsc::UnboundedReceiver<Control>,
+) {
     let mut batch = Vec::with_capacity(256);
     loop {
         tokio::select! {

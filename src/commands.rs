@@ -36,8 +36,15 @@ pub fn check(config_path: &Path, out: &mut dyn Write) -> Result<()> {
         "not used (no Allow rules)"
     };
     let guard = Guard::build(config, mounts)?;
-    let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").map_err(|source| Error::WriteFile { path: "stdout".into(), source });
-    w(out, format!("policy OK: {policies} policies, {rules} rules from {files} file(s); mode {mode}; default posture {posture}"))?;
+    let w = |out: &mut dyn Write, s: String| {
+        writeln!(out, "{s}").map_err(|source| Error::WriteFile { path: "stdout".into(), source })
+    };
+    w(
+        out,
+        format!(
+            "policy OK: {policies} policies, {rules} rules from {files} file(s); mode {mode}; default posture {posture}"
+        ),
+    )?;
     for t in &guard.targets {
         w(
             out,
@@ -61,7 +68,13 @@ pub struct Explanation {
     pub text: String,
 }
 
-pub fn explain(config_path: &Path, path: &Path, source: Option<&Path>, uid: Option<u32>, owner: Option<u32>) -> Result<Explanation> {
+pub fn explain(
+    config_path: &Path,
+    path: &Path,
+    source: Option<&Path>,
+    uid: Option<u32>,
+    owner: Option<u32>,
+) -> Result<Explanation> {
     let config = policy::load(config_path)?;
     let owner = owner.unwrap_or_else(|| {
         use std::os::unix::fs::MetadataExt;
@@ -82,7 +95,13 @@ pub fn explain(config_path: &Path, path: &Path, source: Option<&Path>, uid: Opti
     match decision.rule {
         None => text.push_str("no rule matches: the exec runs and no alert is written\n"),
         Some(rule) => {
-            text.push_str(&format!("policy: {}\nrule: {} ({})\naction: {}\n", rule.policy, rule.origin, rule.action.as_str(), decision_action(decision.outcome)));
+            text.push_str(&format!(
+                "policy: {}\nrule: {} ({})\naction: {}\n",
+                rule.policy,
+                rule.origin,
+                rule.action.as_str(),
+                decision_action(decision.outcome)
+            ));
             let alert = ExecAlert {
                 when: SystemTime::now(),
                 outcome: decision.outcome,
@@ -94,7 +113,9 @@ pub fn explain(config_path: &Path, path: &Path, source: Option<&Path>, uid: Opti
             };
             let origin = Origin {
                 cluster_name: config.daemon.cluster_name.clone(),
-                host_name: config.daemon.host_name.clone().unwrap_or_else(|| nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()),
+                host_name: config.daemon.host_name.clone().unwrap_or_else(|| {
+                    nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+                }),
             };
             text.push_str("alert:\n");
             text.push_str(&Alert::for_exec(&alert, &origin).to_json_line());

@@ -18,10 +18,11 @@ use crate::alert::Origin;
 use crate::alert_sink::{self, AlertSink, Control};
 use crate::decide::{self, Counters, Decider};
 use crate::error::{Error, Result};
+use crate::fdstore;
 use crate::guard::{Guard, MarkTarget};
 use crate::mounts::MountTable;
 use crate::notify;
-use crate::policy::{self, Config};
+use crate::policy::{self, Config, FailMode};
 use crate::sys::{self, FanotifyGroup, MASK_OPEN_EXEC_PERM};
 
 /// How many alerts may wait for the writer before new ones are dropped (and counted).
@@ -73,32 +74,73 @@ impl MarkSet {
 }
 
 fn origin(config: &Config) -> Origin {
-    let host_name = config.daemon.host_name.clone().unwrap_or_else(|| {
-        nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
-    });
+    let host_name =
+        config.daemon.host_name.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+        });
     Origin { cluster_name: config.daemon.cluster_name.clone(), host_name }
 }
 
 /// Runs the guard until SIGTERM or SIGINT.
 pub fn run(config_path: &Path) -> Result<()> {
-    let config = policy::load(config_path)?;
     if let Err(e) = sys::raise_nofile_limit() {
         tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE; a large burst of events may fail to read");
     }
-    let group = Arc::new(FanotifyGroup::new().map_err(Error::FanotifyInit)?);
-    let (mountinfo, mounts) = MountTable::read_self().map_err(Error::ReadMounts)?;
-    let guard = Guard::build(config, mounts)?;
-    let mut marks = MarkSet::default();
-    marks.add_missing(&group, &guard.targets)?;
+    // After a crash under systemd, exec attempts are waiting in the stored group: take it back first.
+    let stored = fdstore::take_stored_group();
+    let resumed = stored.is_some();
+    let setup = (|| {
+        let config = policy::load(config_path)?;
+        let group = match stored {
+            Some(group) => {
+                tracing::warn!(
+                    "resuming the fanotify group kept by systemd across a crash; queued exec attempts are decided now"
+                );
+                group
+            }
+            None => FanotifyGroup::new().map_err(Error::FanotifyInit)?,
+        };
+        let (mountinfo, mounts) = MountTable::read_self().map_err(Error::ReadMounts)?;
+        let guard = Guard::build(config, mounts)?;
+        let mut marks = MarkSet::default();
+        marks.add_missing(&group, &guard.targets)?;
+        Ok((group, guard, marks, mountinfo))
+    })();
+    let (group, guard, marks, mountinfo) = match setup {
+        Ok(parts) => parts,
+        Err(e) => {
+            if resumed {
+                // Closing the group lets every waiting exec through: better than holding the host until
+                // systemd gives up on restarting us.
+                tracing::error!("cannot start; releasing the stored fanotify group so waiting execs proceed");
+                fdstore::release();
+            }
+            return Err(e);
+        }
+    };
+    match guard.config.daemon.fail_mode {
+        FailMode::Closed => fdstore::store(&group),
+        FailMode::Open if resumed => fdstore::release(),
+        FailMode::Open => {}
+    }
+    let group = Arc::new(group);
 
     let counters = Arc::new(Counters::default());
     let (alert_tx, alert_rx) = mpsc::channel(ALERT_QUEUE);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
-    let sink = AlertSink::new(guard.config.daemon.alert_log.clone(), origin(&guard.config), guard.config.daemon.max_alerts_per_sec, counters.clone());
+    let sink = AlertSink::new(
+        guard.config.daemon.alert_log.clone(),
+        origin(&guard.config),
+        guard.config.daemon.max_alerts_per_sec,
+        counters.clone(),
+    );
     let shared = Arc::new(ArcSwap::from_pointee(guard));
 
     let stop = Arc::new(AtomicBool::new(false));
-    let wake = Arc::new(EventFd::from_flags(EfdFlags::EFD_CLOEXEC).map_err(|e| Error::Runtime { what: "wake-up eventfd", source: e.into() })?);
+    let wake = Arc::new(
+        EventFd::from_flags(EfdFlags::EFD_CLOEXEC)
+            .map_err(|e| Error::Runtime { what: "wake-up eventfd", source: e.into() })?,
+    );
     let watchdog = notify::watchdog_interval();
     // The watchdog tick checks the heartbeat moved, so the thread must wake well within half the interval.
     let poll_ms = watchdog.map_or(1000, |w| (w.as_millis() / 4).clamp(10, 1000) as u16);
@@ -120,13 +162,21 @@ pub fn run(config_path: &Path) -> Result<()> {
         .map_err(|source| Error::Runtime { what: "tokio runtime", source })?;
     let outcome = runtime.block_on(async {
         let writer = tokio::spawn(alert_sink::run(sink, alert_rx, control_rx));
-        let controller = Controller { config_path: config_path.to_owned(), group: group.clone(), shared: shared.clone(), marks, mountinfo, control: control_tx };
+        let controller = Controller {
+            config_path: config_path.to_owned(),
+            group: group.clone(),
+            shared: shared.clone(),
+            marks,
+            mountinfo,
+            control: control_tx,
+        };
         let result = controller.serve(&counters, watchdog).await;
         notify::stopping();
         // Stop the kernel from queueing new events, then let the thread answer what is queued and leave.
         if let Err(e) = group.flush_filesystem_marks() {
             tracing::error!(error = %e, "cannot remove the marks");
         }
+        fdstore::release();
         stop.store(true, Ordering::Release);
         let _ = wake.write(1);
         let joined = tokio::task::spawn_blocking(move || decision.join()).await;
@@ -192,7 +242,9 @@ impl Controller {
         let next = policy::load(&self.config_path).and_then(|config| Guard::build(config, current.mounts.clone()));
         match next.and_then(|guard| self.install(guard)) {
             Ok(()) => tracing::info!(config = %self.config_path.display(), "policy reloaded"),
-            Err(e) => tracing::error!(error = %e, "reload rejected; the previous policy stays in force"),
+            Err(e) => {
+                tracing::error!(error = %e, "reload rejected; the previous policy stays in force")
+            }
         }
         let config = &self.shared.load().config;
         let _ = self.control.send(Control::Reopen {
@@ -205,7 +257,9 @@ impl Controller {
 
     /// A mount appeared or went away: recompute what to mark.
     fn check_mounts(&mut self) {
-        let Ok((raw, mounts)) = MountTable::read_self() else { return };
+        let Ok((raw, mounts)) = MountTable::read_self() else {
+            return;
+        };
         if raw == self.mountinfo {
             return;
         }
@@ -213,7 +267,9 @@ impl Controller {
         let config = self.shared.load().config.clone();
         match Guard::build(config, mounts).and_then(|guard| self.install(guard)) {
             Ok(()) => tracing::debug!("mount table changed; marks updated"),
-            Err(e) => tracing::error!(error = %e, "mount table changed but the marks could not follow"),
+            Err(e) => {
+                tracing::error!(error = %e, "mount table changed but the marks could not follow")
+            }
         }
     }
 

@@ -120,7 +120,15 @@ impl Decider {
             self.resolve(guard, fd.as_fd(), event.pid);
         }
         let resource = if self.canonical.is_empty() { Vec::new() } else { self.canonical.clone() };
-        let alert = ExecAlert { when: SystemTime::now(), outcome, rule, resource, pid: event.pid, process, hook: "FAN_OPEN_EXEC_PERM" };
+        let alert = ExecAlert {
+            when: SystemTime::now(),
+            outcome,
+            rule,
+            resource,
+            pid: event.pid,
+            process,
+            hook: "FAN_OPEN_EXEC_PERM",
+        };
         if self.alerts.try_send(alert).is_err() {
             self.counters.alerts_dropped_queue.fetch_add(1, Ordering::Relaxed);
         }
@@ -171,13 +179,17 @@ impl Decider {
     /// Fills `self.canonical` with the file's name in our namespace, mapped through its filesystem's root.
     fn resolve_with(&mut self, guard: &Guard, fd: BorrowedFd<'_>, pid: i32, facts: &FileFacts) -> bool {
         self.canonical.clear();
-        let Ok(raw) = sys::fd_path(fd, &mut self.path_buf) else { return false };
+        let Ok(raw) = sys::fd_path(fd, &mut self.path_buf) else {
+            return false;
+        };
         // The kernel appends " (deleted)" to an unlinked file's name; a live file may really be called that.
         let raw = match raw.strip_suffix(b" (deleted)") {
             Some(stripped) if facts.nlink == 0 => stripped,
             _ => raw,
         };
-        let Some(mnt_id) = facts.mnt_id else { return false };
+        let Some(mnt_id) = facts.mnt_id else {
+            return false;
+        };
         if let Some(via) = guard.mounts.by_id(mnt_id) {
             return guard.mounts.canonical_path(via, raw, &mut self.scratch, &mut self.canonical);
         }
@@ -217,7 +229,14 @@ impl Subject for ProcSubject {
 }
 
 /// The decision thread: wakes on events or on `stop`, answers everything queued, exits when told.
-pub fn run_loop(group: &FanotifyGroup, shared: &ArcSwap<Guard>, stop: &AtomicBool, wake: BorrowedFd<'_>, mut decider: Decider, poll_ms: u16) {
+pub fn run_loop(
+    group: &FanotifyGroup,
+    shared: &ArcSwap<Guard>,
+    stop: &AtomicBool,
+    wake: BorrowedFd<'_>,
+    mut decider: Decider,
+    poll_ms: u16,
+) {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let mut buf = vec![0u8; 64 * 1024];
     let mut events: Vec<Event> = Vec::with_capacity(4096);
@@ -255,5 +274,54 @@ mod tests {
         let mut gone = ProcSubject::new(i32::MAX);
         assert_eq!(gone.exe(), None);
         assert_eq!(gone.uid(), None);
+    }
+
+    mod no_panic_on_input {
+        use crate::alert::display_bytes;
+        use crate::matcher::{KnownSubject, Scope};
+        use crate::mounts::{Mount, MountTable};
+        use proptest::prelude::*;
+
+        const POLICY: &str = r#"
+[[policy]]
+name = "p"
+[[policy.process.match_directories]]
+dir = "/tmp/"
+recursive = true
+[[policy.process.match_patterns]]
+pattern = "/var/**/x*"
+[[policy.process.match_paths]]
+path = "/opt/t"
+owner_only = true
+from_source = ["/usr/bin/bash"]
+"#;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Everything the decision path does with bytes from the kernel or /proc, fed arbitrary bytes.
+            #[test]
+            fn decision_path_pieces_take_any_bytes(path in proptest::collection::vec(any::<u8>(), 0..600),
+                                                    table in proptest::collection::vec(any::<u8>(), 0..600),
+                                                    exe in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
+                                                    uid in proptest::option::of(any::<u32>()),
+                                                    owner in any::<u32>()) {
+                let config = crate::policy::load_str(std::path::Path::new("p.toml"), POLICY).unwrap();
+                let mut subject = KnownSubject { exe, uid };
+                let _ = config.matcher.decide(Scope::Path(&path), owner, &mut subject);
+                let _ = config.matcher.decide(Scope::Below(&path), owner, &mut subject);
+                let _ = config.matcher.path_independent_below(&path);
+                let parsed = MountTable::parse(&table);
+                let _ = parsed.containing(&path);
+                let via = Mount { id: 1, dev: 1, root: table.clone(), mount_point: path.clone(), fstype: String::new() };
+                let (mut scratch, mut out) = (Vec::new(), Vec::new());
+                let _ = parsed.canonical_path(&via, &path, &mut scratch, &mut out);
+                let _ = MountTable::parse(b"1 0 8:1 / / rw - ext4 x rw\n").canonical_path(&via, &table, &mut scratch, &mut out);
+                let _ = crate::sys::parse_header_for_tests(&path);
+                let _ = crate::procfs::parse_status_for_tests(&path);
+                let shown = display_bytes(&path);
+                prop_assert!(shown.len() >= path.len());
+            }
+        }
     }
 }

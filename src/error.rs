@@ -49,8 +49,12 @@ pub enum Error {
 
 fn init_hint(e: Errno) -> &'static str {
     match e {
-        Errno::EPERM => " (noexecd needs root with CAP_SYS_ADMIN; inside systemd-nspawn pass --system-call-filter=\"fanotify_init fanotify_mark\"; PrivateUsers= makes it fail)",
-        Errno::ENOSYS | Errno::EINVAL => " (the kernel lacks fanotify permission events: CONFIG_FANOTIFY_ACCESS_PERMISSIONS)",
+        Errno::EPERM => {
+            " (noexecd needs root with CAP_SYS_ADMIN; inside systemd-nspawn pass --system-call-filter=\"fanotify_init fanotify_mark\"; PrivateUsers= makes it fail)"
+        }
+        Errno::ENOSYS | Errno::EINVAL => {
+            " (the kernel lacks fanotify permission events: CONFIG_FANOTIFY_ACCESS_PERMISSIONS)"
+        }
         _ => "",
     }
 }

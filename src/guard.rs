@@ -172,7 +172,11 @@ recursive = true
 
     #[test]
     fn a_rule_drawing_a_line_inside_makes_the_path_decide() {
-        let with = |pattern: &str| guard(&format!("{DEFAULT}\n[[policy]]\nname = \"scripts\"\n[[policy.process.match_patterns]]\npattern = \"{pattern}\"\naction = \"Allow\"\n"));
+        let with = |pattern: &str| {
+            guard(&format!(
+                "{DEFAULT}\n[[policy]]\nname = \"scripts\"\n[[policy.process.match_patterns]]\npattern = \"{pattern}\"\naction = \"Allow\"\n"
+            ))
+        };
         let g = with("/tmp/*.sh");
         assert_eq!(g.target_for(libc::makedev(0, 30)).unwrap().decides, Decides::Path);
         // A rule elsewhere leaves the tmpfs decided as a whole.

@@ -13,6 +13,7 @@ pub mod commands;
 pub mod daemon;
 pub mod decide;
 pub mod error;
+pub mod fdstore;
 pub mod generate;
 pub mod guard;
 pub mod matcher;

@@ -25,16 +25,24 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run(args) => {
-            noexecd::daemon::run(&args.config).with_context(|| format!("guard stopped on an error (config {})", args.config.display()))?;
+            noexecd::daemon::run(&args.config)
+                .with_context(|| format!("guard stopped on an error (config {})", args.config.display()))?;
             Ok(0)
         }
         Command::Check(args) => {
-            noexecd::commands::check(&args.config, &mut std::io::stdout().lock()).with_context(|| format!("{} is not usable", args.config.display()))?;
+            noexecd::commands::check(&args.config, &mut std::io::stdout().lock())
+                .with_context(|| format!("{} is not usable", args.config.display()))?;
             Ok(0)
         }
         Command::Explain(args) => {
-            let e = noexecd::commands::explain(&args.config.config, &args.path, args.source.as_deref(), args.uid, args.owner)
-                .with_context(|| format!("cannot explain with {}", args.config.config.display()))?;
+            let e = noexecd::commands::explain(
+                &args.config.config,
+                &args.path,
+                args.source.as_deref(),
+                args.uid,
+                args.owner,
+            )
+            .with_context(|| format!("cannot explain with {}", args.config.config.display()))?;
             print!("{}", e.text);
             Ok(match e.outcome {
                 Outcome::Allow => explain_status::ALLOWED,
@@ -57,5 +65,10 @@ fn init_logging(level: Option<&str>) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.unwrap_or("info")));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .init();
 }

@@ -97,7 +97,11 @@ impl Target {
             Target::Dir { dir, recursive: true } if is_path_prefix(dir, under) => Relation::Covers,
             _ => {
                 let p = self.scope_prefix();
-                if is_path_prefix(p, under) || is_path_prefix(under, p) { Relation::Partial } else { Relation::Disjoint }
+                if is_path_prefix(p, under) || is_path_prefix(under, p) {
+                    Relation::Partial
+                } else {
+                    Relation::Disjoint
+                }
             }
         }
     }
@@ -302,22 +306,44 @@ mod tests {
     use super::*;
 
     fn meta(policy: &str, action: Action) -> Arc<RuleMeta> {
-        Arc::new(RuleMeta { policy: policy.into(), action, severity: 5, tags: vec![], message: String::new(), origin: String::new() })
+        Arc::new(RuleMeta {
+            policy: policy.into(),
+            action,
+            severity: 5,
+            tags: vec![],
+            message: String::new(),
+            origin: String::new(),
+        })
     }
 
     fn dir(d: &str, recursive: bool, action: Action) -> Rule {
-        Rule { target: Target::Dir { dir: d.as_bytes().to_vec(), recursive }, owner_only: false, from_source: vec![], meta: meta(d, action) }
+        Rule {
+            target: Target::Dir { dir: d.as_bytes().to_vec(), recursive },
+            owner_only: false,
+            from_source: vec![],
+            meta: meta(d, action),
+        }
     }
 
     fn pattern(p: &str, action: Action) -> Rule {
         let glob = globset::GlobBuilder::new(p).literal_separator(true).build().unwrap().compile_matcher();
         let lit = p.split(['*', '?', '[', '{']).next().unwrap();
         let lit = &lit[..=lit.rfind('/').unwrap()];
-        Rule { target: Target::Pattern { glob, literal_prefix: lit.as_bytes().to_vec() }, owner_only: false, from_source: vec![], meta: meta(p, action) }
+        Rule {
+            target: Target::Pattern { glob, literal_prefix: lit.as_bytes().to_vec() },
+            owner_only: false,
+            from_source: vec![],
+            meta: meta(p, action),
+        }
     }
 
     fn path(p: &str, action: Action) -> Rule {
-        Rule { target: Target::Path(p.as_bytes().to_vec()), owner_only: false, from_source: vec![], meta: meta(p, action) }
+        Rule {
+            target: Target::Path(p.as_bytes().to_vec()),
+            owner_only: false,
+            from_source: vec![],
+            meta: meta(p, action),
+        }
     }
 
     fn decide(m: &Matcher, p: &str) -> (Outcome, Option<String>) {
@@ -432,7 +458,11 @@ mod tests {
 
     #[test]
     fn first_block_rule_in_order_names_the_alert() {
-        let m = enforce(vec![dir("/tmp/", true, Action::Audit), dir("/tmp/a/", true, Action::Block), dir("/tmp/", true, Action::Block)]);
+        let m = enforce(vec![
+            dir("/tmp/", true, Action::Audit),
+            dir("/tmp/a/", true, Action::Block),
+            dir("/tmp/", true, Action::Block),
+        ]);
         assert_eq!(decide(&m, "/tmp/a/x"), (Outcome::Block, Some("/tmp/a/".into())));
         assert_eq!(decide(&m, "/tmp/b"), (Outcome::Block, Some("/tmp/".into())));
     }

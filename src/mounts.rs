@@ -81,7 +81,9 @@ impl MountTable {
 
     /// Mounts whose mount point lies strictly below `dir`.
     pub fn below<'a>(&'a self, dir: &'a [u8]) -> impl Iterator<Item = &'a Mount> + 'a {
-        self.mounts.iter().filter(move |m| m.mount_point.len() > trim_slash(dir).len() && is_path_prefix(dir, &m.mount_point))
+        self.mounts
+            .iter()
+            .filter(move |m| m.mount_point.len() > trim_slash(dir).len() && is_path_prefix(dir, &m.mount_point))
     }
 
     /// The mount that shows the largest part of filesystem `dev` in this namespace.
@@ -93,7 +95,9 @@ impl MountTable {
     /// mount `via`: its place under the filesystem's most complete mount in this namespace. Returns false when
     /// the file is not visible in this namespace or `raw` is not under `via`.
     pub fn canonical_path(&self, via: &Mount, raw: &[u8], scratch: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
-        let Some(rest) = strip_path_prefix(&via.mount_point, raw) else { return false };
+        let Some(rest) = strip_path_prefix(&via.mount_point, raw) else {
+            return false;
+        };
         out.clear();
         if self.primary(via.dev).is_some_and(|p| p.id == via.id) {
             out.extend_from_slice(raw);
@@ -105,7 +109,9 @@ impl MountTable {
         if scratch.is_empty() {
             scratch.push(b'/');
         }
-        let Some(list) = self.by_dev.get(&via.dev) else { return false };
+        let Some(list) = self.by_dev.get(&via.dev) else {
+            return false;
+        };
         for m in list.iter().filter_map(|&i| self.mounts.get(i)) {
             if let Some(inner) = strip_path_prefix(&m.root, scratch) {
                 out.extend_from_slice(trim_slash(&m.mount_point));
@@ -246,7 +252,13 @@ mod tests {
     fn foreign_namespace_mount_maps_through_its_root() {
         // A PrivateTmp-style bind: the service sees /tmp, which is /tmp/systemd-private-1/tmp on the root fs.
         let t = table();
-        let via = Mount { id: 99, dev: libc::makedev(254, 0), root: b"/tmp/systemd-private-1/tmp".to_vec(), mount_point: b"/tmp".to_vec(), fstype: "ext4".into() };
+        let via = Mount {
+            id: 99,
+            dev: libc::makedev(254, 0),
+            root: b"/tmp/systemd-private-1/tmp".to_vec(),
+            mount_point: b"/tmp".to_vec(),
+            fstype: "ext4".into(),
+        };
         let (mut s, mut out) = (Vec::new(), Vec::new());
         assert!(t.canonical_path(&via, b"/tmp/payload", &mut s, &mut out));
         assert_eq!(out, b"/tmp/systemd-private-1/tmp/payload");

@@ -20,7 +20,8 @@ pub fn process_info(pid: i32) -> ProcessInfo {
     // exe first: it disappears first when the process exits.
     let exe = exe(pid).unwrap_or_default();
     let (ppid, uid) = status(pid).unwrap_or((0, -1));
-    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).map(|p| p.as_os_str().as_bytes().to_vec()).unwrap_or_default();
+    let cwd =
+        std::fs::read_link(format!("/proc/{pid}/cwd")).map(|p| p.as_os_str().as_bytes().to_vec()).unwrap_or_default();
     ProcessInfo { exe, ppid, uid, cwd }
 }
 
@@ -39,6 +40,11 @@ pub fn uid(pid: i32) -> Option<u32> {
 fn status(pid: i32) -> Option<(i32, i64)> {
     let text = std::fs::read(format!("/proc/{pid}/status")).ok()?;
     parse_status(&text)
+}
+
+#[cfg(test)]
+pub fn parse_status_for_tests(text: &[u8]) -> Option<(i32, i64)> {
+    parse_status(text)
 }
 
 fn parse_status(text: &[u8]) -> Option<(i32, i64)> {

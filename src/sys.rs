@@ -82,6 +82,17 @@ impl FanotifyGroup {
         )
     }
 
+    /// Adds an ignore mask for `mask` to the inode at `path`: the kernel raises no such event for that file
+    /// from any mark of this group, until the file is modified.
+    pub fn ignore_inode(&self, path: &Path, mask: u64) -> Result<(), Errno> {
+        self.inner.mark(
+            MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_IGNORED_MASK,
+            MaskFlags::from_bits_retain(mask),
+            nix::fcntl::AT_FDCWD,
+            Some(path),
+        )
+    }
+
     /// Removes every filesystem mark of this group.
     pub fn flush_filesystem_marks(&self) -> Result<(), Errno> {
         self.inner.mark::<_, Path>(
@@ -102,7 +113,9 @@ impl FanotifyGroup {
         let mut count = 0;
         let mut rest = buf.get(..n).unwrap_or_default();
         while rest.len() >= METADATA_LEN {
-            let Some(header) = EventHeader::parse(rest) else { break };
+            let Some(header) = EventHeader::parse(rest) else {
+                break;
+            };
             let event_len = header.event_len as usize;
             if header.vers != libc::FANOTIFY_METADATA_VERSION || event_len < METADATA_LEN {
                 // A format we do not understand: close the fd so it does not leak; the kernel answers an
@@ -126,11 +139,22 @@ impl FanotifyGroup {
         if audit && self.audit {
             response |= libc::FAN_AUDIT;
         }
+        match self.write_response(fd, response) {
+            // An event must never stay unanswered for want of an audit record.
+            Err(Errno::EINVAL) if response & libc::FAN_AUDIT != 0 => {
+                self.write_response(fd, response & !libc::FAN_AUDIT)
+            }
+            other => other,
+        }
+        .map_err(io::Error::from)
+    }
+
+    fn write_response(&self, fd: BorrowedFd<'_>, response: u32) -> Result<(), Errno> {
         let mut bytes = [0u8; 8];
         let (fd_bytes, response_bytes) = bytes.split_at_mut(4);
         fd_bytes.copy_from_slice(&fd.as_raw_fd().to_ne_bytes());
         response_bytes.copy_from_slice(&response.to_ne_bytes());
-        nix::unistd::write(self.inner.as_fd(), &bytes).map(|_| ()).map_err(io::Error::from)
+        nix::unistd::write(self.inner.as_fd(), &bytes).map(|_| ())
     }
 }
 
@@ -160,9 +184,16 @@ impl EventHeader {
     }
 }
 
+/// Header parsing, exposed for the property test over arbitrary bytes.
+#[cfg(test)]
+pub fn parse_header_for_tests(b: &[u8]) -> Option<(u32, u64, i32, i32)> {
+    EventHeader::parse(b).map(|h| (h.event_len, h.mask, h.fd, h.pid))
+}
+
 fn adopt_event_fd(fd: RawFd) -> OwnedFd {
-    // SAFETY: the kernel has just installed `fd` in our fd table for this event and handed it to us alone
-    // through read(2); nothing else knows it, so taking ownership (and closing it on drop) is sound.
+    // SAFETY: callers pass an fd that is open and theirs alone: one the kernel has just installed for an event
+    // and handed over through read(2), or one systemd passed through LISTEN_FDS (checked open by fcntl).
+    // Nothing else owns it, so taking ownership (and closing it on drop) is sound.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
@@ -204,7 +235,13 @@ pub fn file_facts(fd: BorrowedFd<'_>) -> io::Result<FileFacts> {
     // SAFETY: the path is a valid NUL-terminated empty string, `fd` is a live fd borrowed for the call, and
     // `stx` points to writable memory of the size statx expects.
     let rc = unsafe {
-        libc::statx(fd.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH | libc::AT_STATX_SYNC_AS_STAT, mask, stx.as_mut_ptr())
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_STATX_SYNC_AS_STAT,
+            mask,
+            stx.as_mut_ptr(),
+        )
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
@@ -264,6 +301,21 @@ pub fn fd_path<'b>(fd: BorrowedFd<'_>, buf: &'b mut [u8; PATH_BUF_LEN]) -> io::R
 
 fn enametoolong() -> io::Error {
     io::Error::from_raw_os_error(libc::ENAMETOOLONG)
+}
+
+/// Takes ownership of an fd inherited through systemd's `LISTEN_FDS` protocol, if it is open.
+///
+/// Call it once per fd number that `LISTEN_FDS` names: the protocol hands those fds to this process alone.
+pub fn inherited_fd(raw: RawFd) -> Option<OwnedFd> {
+    // SAFETY: F_GETFD only queries the fd table; an fd that is not open yields EBADF and no side effect.
+    let open = unsafe { libc::fcntl(raw, libc::F_GETFD) } >= 0;
+    open.then(|| adopt_event_fd(raw))
+}
+
+/// Whether `fd` is a fanotify group (its /proc/self/fd link reads `anon_inode:[fanotify]`).
+pub fn is_fanotify(fd: BorrowedFd<'_>) -> bool {
+    let mut buf = [0u8; PATH_BUF_LEN];
+    fd_path(fd, &mut buf).is_ok_and(|p| p == b"anon_inode:[fanotify]")
 }
 
 /// Raises RLIMIT_NOFILE's soft limit to the hard limit: every queued event carries an fd.

@@ -103,7 +103,9 @@ fn drop_in_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(Error::ReadPolicyDir { path: dir.to_owned(), source }),
+        Err(source) => {
+            return Err(Error::ReadPolicyDir { path: dir.to_owned(), source });
+        }
     };
     let mut files = Vec::new();
     for entry in entries {
@@ -185,7 +187,9 @@ impl Loader {
 /// toml's messages are good; add what to write for the common ones.
 fn hint_for_toml(message: &str) -> String {
     if message.starts_with("unknown field") {
-        format!("{message}; remove it or fix its spelling (keys are snake_case: match_directories, owner_only, from_source)")
+        format!(
+            "{message}; remove it or fix its spelling (keys are snake_case: match_directories, owner_only, from_source)"
+        )
     } else {
         message.to_owned()
     }
@@ -197,7 +201,12 @@ fn validate_daemon(at: &Located<'_>, d: &RawDaemon) -> Result<DaemonConfig, Poli
         out.mode = match mode.get_ref().to_ascii_lowercase().as_str() {
             "enforce" => Mode::Enforce,
             "audit" => Mode::Audit,
-            _ => return Err(at.error(mode.span(), format!("mode \"{}\" is not known: write \"enforce\" or \"audit\"", mode.get_ref()))),
+            _ => {
+                return Err(at.error(
+                    mode.span(),
+                    format!("mode \"{}\" is not known: write \"enforce\" or \"audit\"", mode.get_ref()),
+                ));
+            }
         };
     }
     if let Some(log) = &d.alert_log {
@@ -211,14 +220,21 @@ fn validate_daemon(at: &Located<'_>, d: &RawDaemon) -> Result<DaemonConfig, Poli
         out.default_posture = match p.get_ref().to_ascii_lowercase().as_str() {
             "audit" => Posture::Audit,
             "block" => Posture::Block,
-            _ => return Err(at.error(p.span(), format!("default_posture \"{}\" is not known: write \"audit\" or \"block\"", p.get_ref()))),
+            _ => {
+                return Err(at.error(
+                    p.span(),
+                    format!("default_posture \"{}\" is not known: write \"audit\" or \"block\"", p.get_ref()),
+                ));
+            }
         };
     }
     if let Some(n) = &d.max_alerts_per_sec {
-        out.max_alerts_per_sec = u32::try_from(*n.get_ref())
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| at.error(n.span(), format!("max_alerts_per_sec = {} is out of range: write a number from 1 to 4294967295", n.get_ref())))?;
+        out.max_alerts_per_sec = u32::try_from(*n.get_ref()).ok().filter(|n| *n >= 1).ok_or_else(|| {
+            at.error(
+                n.span(),
+                format!("max_alerts_per_sec = {} is out of range: write a number from 1 to 4294967295", n.get_ref()),
+            )
+        })?;
     }
     if let Some(dir) = &d.policy_dir {
         out.policy_dir = absolute(at, dir, "policy_dir", "/etc/noexecd/policy.d")?;
@@ -227,7 +243,12 @@ fn validate_daemon(at: &Located<'_>, d: &RawDaemon) -> Result<DaemonConfig, Poli
         out.fail_mode = match f.get_ref().to_ascii_lowercase().as_str() {
             "closed" => FailMode::Closed,
             "open" => FailMode::Open,
-            _ => return Err(at.error(f.span(), format!("fail_mode \"{}\" is not known: write \"closed\" or \"open\"", f.get_ref()))),
+            _ => {
+                return Err(at.error(
+                    f.span(),
+                    format!("fail_mode \"{}\" is not known: write \"closed\" or \"open\"", f.get_ref()),
+                ));
+            }
         };
     }
     Ok(out)
@@ -236,7 +257,9 @@ fn validate_daemon(at: &Located<'_>, d: &RawDaemon) -> Result<DaemonConfig, Poli
 fn absolute(at: &Located<'_>, value: &Spanned<String>, key: &str, example: &str) -> Result<PathBuf, PolicyError> {
     let v = value.get_ref();
     if !v.starts_with('/') {
-        return Err(at.error(value.span(), format!("{key} \"{v}\" is relative: write an absolute path such as \"{example}\"")));
+        return Err(
+            at.error(value.span(), format!("{key} \"{v}\" is relative: write an absolute path such as \"{example}\""))
+        );
     }
     Ok(PathBuf::from(v))
 }
@@ -257,14 +280,18 @@ fn merge(at: &Located<'_>, levels: &[RawMeta]) -> Result<Meta, PolicyError> {
                 "block" => Action::Block,
                 "audit" => Action::Audit,
                 "allow" => Action::Allow,
-                _ => return Err(at.error(a.span(), format!("action \"{}\" is not known: write \"Block\", \"Audit\" or \"Allow\"", a.get_ref()))),
+                _ => {
+                    return Err(at.error(
+                        a.span(),
+                        format!("action \"{}\" is not known: write \"Block\", \"Audit\" or \"Allow\"", a.get_ref()),
+                    ));
+                }
             };
         }
         if let Some(s) = &level.severity {
-            out.severity = u8::try_from(*s.get_ref())
-                .ok()
-                .filter(|s| (1..=10).contains(s))
-                .ok_or_else(|| at.error(s.span(), format!("severity {} is out of range: write a number from 1 to 10", s.get_ref())))?;
+            out.severity = u8::try_from(*s.get_ref()).ok().filter(|s| (1..=10).contains(s)).ok_or_else(|| {
+                at.error(s.span(), format!("severity {} is out of range: write a number from 1 to 10", s.get_ref()))
+            })?;
         }
         if let Some(t) = &level.tags {
             out.tags.clone_from(t);
@@ -277,12 +304,26 @@ fn merge(at: &Located<'_>, levels: &[RawMeta]) -> Result<Meta, PolicyError> {
 }
 
 fn compile_policy(at: &Located<'_>, name: &str, policy: &RawPolicy, rules: &mut Vec<Rule>) -> Result<(), PolicyError> {
-    let Some(process) = &policy.process else { return Ok(()) };
+    let Some(process) = &policy.process else {
+        return Ok(());
+    };
     let section = process.get_ref();
     let outer = [policy.meta(), section.meta()];
-    let mut push = |span: Range<usize>, inner: RawMeta, target: Target, owner_only: bool, from_source: Vec<Vec<u8>>| -> Result<(), PolicyError> {
+    let mut push = |span: Range<usize>,
+                    inner: RawMeta,
+                    target: Target,
+                    owner_only: bool,
+                    from_source: Vec<Vec<u8>>|
+     -> Result<(), PolicyError> {
         let m = merge(at, &[outer[0].clone(), outer[1].clone(), inner])?;
-        let meta = RuleMeta { policy: name.to_owned(), action: m.action, severity: m.severity, tags: m.tags, message: m.message, origin: at.origin(span) };
+        let meta = RuleMeta {
+            policy: name.to_owned(),
+            action: m.action,
+            severity: m.severity,
+            tags: m.tags,
+            message: m.message,
+            origin: at.origin(span),
+        };
         rules.push(Rule { target, owner_only, from_source, meta: Arc::new(meta) });
         Ok(())
     };
@@ -302,7 +343,13 @@ fn compile_policy(at: &Located<'_>, name: &str, policy: &RawPolicy, rules: &mut 
             return Err(at.error(r.dir.span(), format!("dir \"{dir}\" must end with '/': write \"{dir}/\"")));
         }
         let sources = from_source(at, &r.from_source)?;
-        push(entry.span(), r.meta(), Target::Dir { dir: dir.into_bytes(), recursive: r.recursive }, r.owner_only, sources)?;
+        push(
+            entry.span(),
+            r.meta(),
+            Target::Dir { dir: dir.into_bytes(), recursive: r.recursive },
+            r.owner_only,
+            sources,
+        )?;
     }
     for entry in &section.match_patterns {
         let r = entry.get_ref();
@@ -317,11 +364,16 @@ fn compile_policy(at: &Located<'_>, name: &str, policy: &RawPolicy, rules: &mut 
 fn normalized(at: &Located<'_>, value: &Spanned<String>, key: &str, example: &str) -> Result<String, PolicyError> {
     let v = value.get_ref();
     if !v.starts_with('/') {
-        return Err(at.error(value.span(), format!("{key} \"{v}\" is relative: write an absolute path such as \"{example}\"")));
+        return Err(
+            at.error(value.span(), format!("{key} \"{v}\" is relative: write an absolute path such as \"{example}\""))
+        );
     }
     let inner = v.trim_start_matches('/').trim_end_matches('/');
     if v.len() > 1 && inner.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
-        return Err(at.error(value.span(), format!("{key} \"{v}\" is not a normalized path: write it without '//', '/./' or '/../'")));
+        return Err(at.error(
+            value.span(),
+            format!("{key} \"{v}\" is not a normalized path: write it without '//', '/./' or '/../'"),
+        ));
     }
     if v.contains('\0') {
         return Err(at.error(value.span(), format!("{key} contains a NUL byte")));
@@ -345,7 +397,10 @@ fn from_source(at: &Located<'_>, sources: &[Spanned<String>]) -> Result<Vec<Vec<
 fn pattern(at: &Located<'_>, value: &Spanned<String>) -> Result<Target, PolicyError> {
     let p = value.get_ref();
     if !p.starts_with('/') {
-        return Err(at.error(value.span(), format!("pattern \"{p}\" is relative: write an absolute glob such as \"/tmp/**/*.sh\"")));
+        return Err(at.error(
+            value.span(),
+            format!("pattern \"{p}\" is relative: write an absolute glob such as \"/tmp/**/*.sh\""),
+        ));
     }
     let glob = globset::GlobBuilder::new(p)
         .literal_separator(true)

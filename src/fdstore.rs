@@ -1,0 +1,126 @@
+//! Failing closed across a crash (`fail_mode = "closed"`): the fanotify group outlives the daemon in systemd's
+//! FD store. While the daemon is down, exec attempts on marked filesystems wait in the group's queue; the
+//! restarted daemon gets the group back through `LISTEN_FDS` and decides them by policy.
+//!
+//! What keeps this from hanging the host:
+//! - The restart itself is an exec on a marked filesystem. Before storing the group, the daemon puts inode
+//!   ignore marks on its own executable, every executable mapping it has (ld.so for a dynamic build) and
+//!   systemd's executor helper, so the stored group raises no event for them. An ignore mark is cleared when
+//!   the file is modified, and an upgrade installs a new inode, which is why:
+//! - an explicit `systemctl stop`/`restart` (what package upgrades do) makes systemd close the stored fd,
+//!   so the new binary starts with a fresh group;
+//! - a restarted daemon that cannot load its policy removes the group from the store and closes it before
+//!   exiting, so the kernel lets the waiting execs through instead of holding them until the start limit;
+//! - the daemon only marks for exec: it reads its configuration and writes its logs with plain opens,
+//!   which the group never holds.
+#![forbid(unsafe_code)]
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use crate::sys::{self, FanotifyGroup, MASK_OPEN_EXEC_PERM};
+
+/// The name the group is stored under (`FDNAME=`), and found by in `LISTEN_FDNAMES`.
+pub const FD_NAME: &str = "fanotify";
+
+/// systemd ≥ 255 execs this helper, which then execs the service binary.
+const SYSTEMD_EXECUTORS: &[&str] = &["/usr/lib/systemd/systemd-executor", "/lib/systemd/systemd-executor"];
+
+/// The group systemd handed back, if this start is a restart after a crash.
+pub fn take_stored_group() -> Option<FanotifyGroup> {
+    let fds = sd_notify::listen_fds_with_names().ok()?;
+    let mut found = None;
+    for (raw, name) in fds {
+        let Some(fd) = sys::inherited_fd(raw) else {
+            continue;
+        };
+        if name == FD_NAME && found.is_none() && sys::is_fanotify(fd.as_fd()) {
+            // The old group's FAN_ENABLE_AUDIT state is unknown: answer without FAN_AUDIT.
+            found = Some(FanotifyGroup::adopt(fd, false));
+        }
+        // Any other fd handed to us is not ours to keep open.
+    }
+    found
+}
+
+/// Gives systemd a duplicate of the group to hold while we run, after making sure our own restart cannot
+/// wait on it. Without `$NOTIFY_SOCKET` (not under systemd) this does nothing.
+pub fn store(group: &FanotifyGroup) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    for path in restart_path_executables() {
+        if let Err(e) = group.ignore_inode(&path, MASK_OPEN_EXEC_PERM) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot exempt a file of the daemon's own start from the stored group");
+        }
+    }
+    let states = [sd_notify::NotifyState::FdStore, sd_notify::NotifyState::FdName(FD_NAME)];
+    match sd_notify::notify_with_fds(&states, &[group.as_fd()]) {
+        Ok(()) => tracing::info!(
+            "fanotify group stored with systemd: exec attempts wait across a crash (fail_mode = \"closed\")"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot store the fanotify group with systemd; a crash would let execs through")
+        }
+    }
+}
+
+/// Takes the group back out of systemd's store, so closing our fd releases every waiting exec.
+pub fn release() {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::FdStoreRemove, sd_notify::NotifyState::FdName(FD_NAME)]);
+    }
+}
+
+/// The files the kernel exec-opens when systemd starts this daemon again.
+fn restart_path_executables() -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
+        paths.push(exe);
+    }
+    if let Ok(maps) = std::fs::read_to_string("/proc/self/maps") {
+        paths.extend(executable_mappings(&maps));
+    }
+    paths.extend(SYSTEMD_EXECUTORS.iter().map(PathBuf::from).filter(|p| p.exists()));
+    paths.sort();
+    paths.dedup();
+    paths.retain(|p| !p.as_os_str().as_encoded_bytes().ends_with(b" (deleted)"));
+    paths
+}
+
+/// File-backed executable mappings of /proc/self/maps: the binary, the loader, shared libraries.
+fn executable_mappings(maps: &str) -> impl Iterator<Item = PathBuf> + '_ {
+    maps.lines().filter_map(|line| {
+        let mut fields = line.split_whitespace();
+        let perms = fields.nth(1)?;
+        let path = fields.nth(3)?;
+        (perms.contains('x') && path.starts_with('/')).then(|| Path::new(path).to_path_buf())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executable_mappings_are_file_backed_and_executable() {
+        let maps = "\
+55d0c000-55d0d000 r--p 00000000 fe:00 1234 /usr/sbin/noexecd
+55d0d000-55d0e000 r-xp 00001000 fe:00 1234 /usr/sbin/noexecd
+7f00-7f01 r-xp 00000000 fe:00 99 /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2
+7f02-7f03 rw-p 00000000 00:00 0
+7ffd-7ffe r-xp 00000000 00:00 0 [vdso]
+";
+        let got: Vec<PathBuf> = executable_mappings(maps).collect();
+        assert_eq!(
+            got,
+            vec![PathBuf::from("/usr/sbin/noexecd"), PathBuf::from("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")]
+        );
+    }
+
+    #[test]
+    fn own_restart_path_includes_this_executable() {
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        assert!(restart_path_executables().contains(&exe));
+    }
+}
