@@ -187,7 +187,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         let _ = writer.await;
         result
     });
-    tracing::info!("{}", notify::status_line(0, &counters));
+    tracing::info!(final_counters = %notify::status_line(0, &counters), "stopped");
     outcome
 }
 
