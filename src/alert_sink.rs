@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 
 use crate::alert::{Alert, ExecAlert, Origin};
+use crate::alert_stream::Subscribers;
 use crate::decide::Counters;
 use crate::matcher::Outcome;
 
@@ -66,6 +67,7 @@ impl RateLimiter {
 }
 
 pub struct AlertSink {
+    subscribers: Subscribers,
     path: PathBuf,
     file: Option<File>,
     origin: Origin,
@@ -75,9 +77,15 @@ pub struct AlertSink {
 }
 
 impl AlertSink {
-    pub fn new(path: PathBuf, origin: Origin, max_per_sec: u32, counters: Arc<Counters>) -> Self {
-        let mut sink =
-            Self { path, file: None, origin, limiter: RateLimiter::new(max_per_sec), counters, last_error_log: None };
+    pub fn new(
+        path: PathBuf,
+        origin: Origin,
+        max_per_sec: u32,
+        counters: Arc<Counters>,
+        subscribers: Subscribers,
+    ) -> Self {
+        let limiter = RateLimiter::new(max_per_sec);
+        let mut sink = Self { subscribers, path, file: None, origin, limiter, counters, last_error_log: None };
         sink.reopen();
         sink
     }
@@ -148,6 +156,7 @@ impl AlertSink {
     }
 
     fn append(&mut self, line: &str, counts: bool) {
+        self.subscribers.publish(&Arc::from(line));
         if self.file.is_none() {
             self.reopen();
         }
@@ -221,7 +230,7 @@ mod tests {
         let path = dir.path().join("sub/alerts.jsonl");
         let counters = Arc::new(Counters::default());
         let origin = Origin { cluster_name: "default".into(), host_name: "h".into() };
-        let mut sink = AlertSink::new(path.clone(), origin, 100, counters.clone());
+        let mut sink = AlertSink::new(path.clone(), origin, 100, counters.clone(), Subscribers::default());
         let alert = ExecAlert {
             when: SystemTime::now(),
             outcome: Outcome::Block,

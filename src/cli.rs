@@ -29,6 +29,8 @@ pub enum Command {
     Check(ConfigArg),
     /// Show offline how the policy decides an exec of PATH. Exit status: 0 allowed, 2 blocked, 3 audited, 1 error.
     Explain(ExplainArgs),
+    /// Print alerts: live from the daemon's socket, or from the alert file when it is not running.
+    Logs(LogsArgs),
     /// Print the version.
     Version,
     /// Write the man page or shell completions (used by the packaging).
@@ -41,6 +43,22 @@ pub struct ConfigArg {
     /// Configuration file.
     #[arg(long, short = 'c', value_name = "PATH", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Print each alert as its JSON line (as `karmor logs --json`), not the readable form.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep printing new alerts as they come.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only alerts from this time on: a duration back from now (30s, 10m, 2h, 1d), Unix seconds, or a UTC
+    /// time (2026-11-28T17:00:00Z).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArg,
 }
 
 #[derive(Debug, Args)]

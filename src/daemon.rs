@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::alert::Origin;
 use crate::alert_sink::{self, AlertSink, Control};
+use crate::alert_stream::{AlertSocket, Subscribers};
 use crate::decide::{self, Counters, Decider};
 use crate::error::{Error, Result};
 use crate::fdstore;
@@ -128,11 +129,14 @@ pub fn run(config_path: &Path) -> Result<()> {
     let counters = Arc::new(Counters::default());
     let (alert_tx, alert_rx) = mpsc::channel(ALERT_QUEUE);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let subscribers = Subscribers::default();
+    let socket = (guard.config.daemon.alert_socket.clone(), guard.config.daemon.alert_socket_group.clone());
     let sink = AlertSink::new(
         guard.config.daemon.alert_log.clone(),
         origin(&guard.config),
         guard.config.daemon.max_alerts_per_sec,
         counters.clone(),
+        subscribers.clone(),
     );
     let shared = Arc::new(ArcSwap::from_pointee(guard));
 
@@ -162,6 +166,16 @@ pub fn run(config_path: &Path) -> Result<()> {
         .map_err(|source| Error::Runtime { what: "tokio runtime", source })?;
     let outcome = runtime.block_on(async {
         let writer = tokio::spawn(alert_sink::run(sink, alert_rx, control_rx));
+        let server = match &socket {
+            (Some(path), group) => match AlertSocket::bind(path, group.as_deref()) {
+                Ok(s) => Some(tokio::spawn(s.serve(subscribers.clone()))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "live alerts are not served; the alert log is still written");
+                    None
+                }
+            },
+            (None, _) => None,
+        };
         let controller = Controller {
             config_path: config_path.to_owned(),
             group: group.clone(),
@@ -185,6 +199,11 @@ pub fn run(config_path: &Path) -> Result<()> {
         }
         // The thread's sender is gone: the writer drains what is left and returns.
         let _ = writer.await;
+        if let Some(server) = server {
+            // Dropping the task drops the listener, which removes the socket file.
+            server.abort();
+            let _ = server.await;
+        }
         result
     });
     tracing::info!(final_counters = %notify::status_line(0, &counters), "stopped");

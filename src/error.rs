@@ -37,6 +37,10 @@ pub enum Error {
     StatMount { path: PathBuf, source: std::io::Error },
     #[error("cannot open alert log {}: {source}", path.display())]
     OpenAlertLog { path: PathBuf, source: std::io::Error },
+    #[error("cannot serve alerts on socket {}: {source}", path.display())]
+    AlertSocket { path: PathBuf, source: std::io::Error },
+    #[error("cannot read alerts from {}: {source}", path.display())]
+    ReadAlerts { path: PathBuf, source: std::io::Error },
     #[error("cannot read the fanotify group: {0}")]
     ReadEvents(std::io::Error),
     #[error("cannot start the {what} thread: {source}")]

@@ -8,6 +8,7 @@
 
 pub mod alert;
 pub mod alert_sink;
+pub mod alert_stream;
 pub mod cli;
 pub mod commands;
 pub mod daemon;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod fdstore;
 pub mod generate;
 pub mod guard;
+pub mod logs;
 pub mod matcher;
 pub mod mounts;
 pub mod notify;

@@ -50,6 +50,27 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 Outcome::Audit => explain_status::AUDITED,
             })
         }
+        Command::Logs(args) => {
+            let config = noexecd::policy::load(&args.config.config)
+                .with_context(|| format!("cannot find the alert log through {}", args.config.config.display()))?;
+            let since = match &args.since {
+                Some(text) => {
+                    Some(noexecd::logs::parse_since(text, std::time::SystemTime::now()).with_context(|| {
+                        format!("--since {text}: write a duration (10m, 2h), Unix seconds or 2026-11-28T17:00:00Z")
+                    })?)
+                }
+                None => None,
+            };
+            let opts = noexecd::logs::LogsOptions { json: args.json, follow: args.follow, since };
+            noexecd::logs::run(
+                &config.daemon.alert_log,
+                config.daemon.alert_socket.as_deref(),
+                &opts,
+                &mut std::io::stdout().lock(),
+            )
+            .context("cannot print alerts")?;
+            Ok(0)
+        }
         Command::Version => {
             println!("noexecd {}", env!("CARGO_PKG_VERSION"));
             Ok(0)

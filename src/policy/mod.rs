@@ -25,6 +25,9 @@ pub enum FailMode {
     Open,
 }
 
+/// Where `noexecd run` serves live alerts unless `alert_socket` says otherwise.
+pub const DEFAULT_ALERT_SOCKET: &str = "/run/noexecd/alerts.sock";
+
 /// The `[daemon]` table, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonConfig {
@@ -36,6 +39,10 @@ pub struct DaemonConfig {
     pub max_alerts_per_sec: u32,
     pub policy_dir: PathBuf,
     pub fail_mode: FailMode,
+    /// Where live alerts are served; `None` when set to "".
+    pub alert_socket: Option<PathBuf>,
+    /// Group allowed to read the socket besides root.
+    pub alert_socket_group: Option<String>,
 }
 
 impl Default for DaemonConfig {
@@ -49,6 +56,8 @@ impl Default for DaemonConfig {
             max_alerts_per_sec: 100,
             policy_dir: PathBuf::from("/etc/noexecd/policy.d"),
             fail_mode: FailMode::Closed,
+            alert_socket: Some(PathBuf::from(DEFAULT_ALERT_SOCKET)),
+            alert_socket_group: None,
         }
     }
 }
@@ -239,6 +248,14 @@ fn validate_daemon(at: &Located<'_>, d: &RawDaemon) -> Result<DaemonConfig, Poli
     if let Some(dir) = &d.policy_dir {
         out.policy_dir = absolute(at, dir, "policy_dir", "/etc/noexecd/policy.d")?;
     }
+    if let Some(sock) = &d.alert_socket {
+        out.alert_socket = if sock.get_ref().is_empty() {
+            None
+        } else {
+            Some(absolute(at, sock, "alert_socket", DEFAULT_ALERT_SOCKET)?)
+        };
+    }
+    out.alert_socket_group = d.alert_socket_group.clone().filter(|g| !g.is_empty());
     if let Some(f) = &d.fail_mode {
         out.fail_mode = match f.get_ref().to_ascii_lowercase().as_str() {
             "closed" => FailMode::Closed,

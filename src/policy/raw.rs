@@ -24,6 +24,8 @@ pub struct RawDaemon {
     pub max_alerts_per_sec: Option<Spanned<i64>>,
     pub policy_dir: Option<Spanned<String>>,
     pub fail_mode: Option<Spanned<String>>,
+    pub alert_socket: Option<Spanned<String>>,
+    pub alert_socket_group: Option<String>,
 }
 
 /// `action`, `severity`, `tags`, `message`: settable at policy, section and rule level; the innermost wins.

@@ -156,7 +156,7 @@ severity = 9
 #[test]
 fn daemon_settings_are_read() {
     let c = ok(
-        "[daemon]\nmode = \"audit\"\nalert_log = \"/x/a.jsonl\"\ncluster_name = \"c\"\nhost_name = \"h\"\ndefault_posture = \"block\"\nmax_alerts_per_sec = 7\npolicy_dir = \"/x/p.d\"\nfail_mode = \"open\"\n",
+        "[daemon]\nmode = \"audit\"\nalert_log = \"/x/a.jsonl\"\ncluster_name = \"c\"\nhost_name = \"h\"\ndefault_posture = \"block\"\nmax_alerts_per_sec = 7\npolicy_dir = \"/x/p.d\"\nfail_mode = \"open\"\nalert_socket = \"\"\nalert_socket_group = \"adm\"\n",
     );
     assert_eq!(
         c.daemon,
@@ -169,6 +169,8 @@ fn daemon_settings_are_read() {
             max_alerts_per_sec: 7,
             policy_dir: "/x/p.d".into(),
             fail_mode: FailMode::Open,
+            alert_socket: None,
+            alert_socket_group: Some("adm".into()),
         }
     );
 }

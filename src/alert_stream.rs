@@ -1,0 +1,159 @@
+//! Live alerts on a Unix socket (`/run/noexecd/alerts.sock` by default): one JSON object per line, like
+//! `karmor logs --json`. Each client has its own bounded buffer; a slow or stuck reader loses lines
+//! (counted), never slows the writer, and never reaches the decision thread at all.
+#![forbid(unsafe_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixListener;
+use tokio::sync::mpsc;
+
+use crate::error::{Error, Result};
+
+/// Lines a client may fall behind before it loses some.
+const CLIENT_BUFFER: usize = 1024;
+
+/// The connected clients, shared by the accept loop and the alert writer (both on the tokio side).
+#[derive(Debug, Default, Clone)]
+pub struct Subscribers {
+    clients: Arc<Mutex<Vec<mpsc::Sender<Arc<str>>>>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Subscribers {
+    /// Offers a line to every client without waiting; full buffers lose it, closed clients are forgotten.
+    pub fn publish(&self, line: &Arc<str>) {
+        let Ok(mut clients) = self.clients.lock() else { return };
+        clients.retain(|c| match c.try_send(Arc::clone(line)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+    }
+
+    pub fn subscribe(&self) -> mpsc::Receiver<Arc<str>> {
+        let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.push(tx);
+        }
+        rx
+    }
+
+    pub fn len(&self) -> usize {
+        self.clients.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Lines lost to slow clients.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// The listening socket; removes its file when dropped.
+#[derive(Debug)]
+pub struct AlertSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl AlertSocket {
+    /// Binds `path` (replacing a stale socket), readable by root and, if given, by `group`.
+    pub fn bind(path: &Path, group: Option<&str>) -> Result<Self> {
+        let io = |source| Error::AlertSocket { path: path.to_owned(), source };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+        let listener = UnixListener::bind(path).map_err(io)?;
+        let mode = if group.is_some() { 0o660 } else { 0o600 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+        if let Some(name) = group {
+            let gid = nix::unistd::Group::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| io(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no group named {name}"))))?
+                .gid;
+            nix::unistd::chown(path, None, Some(gid)).map_err(|e| io(e.into()))?;
+        }
+        Ok(Self { listener, path: path.to_owned() })
+    }
+
+    /// Accepts clients forever; each gets a task that writes its lines until it goes away.
+    pub async fn serve(self, subscribers: Subscribers) {
+        loop {
+            let Ok((mut stream, _)) = self.listener.accept().await else {
+                // Out of fds, most likely: do not spin.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            };
+            let mut lines = subscribers.subscribe();
+            tokio::spawn(async move {
+                while let Some(line) = lines.recv().await {
+                    if stream.write_all(line.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+}
+
+impl Drop for AlertSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_client_loses_lines_and_is_counted_closed_client_is_forgotten() {
+        let subs = Subscribers::default();
+        let mut slow = subs.subscribe();
+        let closed = subs.subscribe();
+        drop(closed);
+        let line: Arc<str> = Arc::from("{}\n");
+        for _ in 0..CLIENT_BUFFER + 5 {
+            subs.publish(&line);
+        }
+        assert_eq!(subs.len(), 1);
+        assert_eq!(subs.dropped(), 5);
+        assert_eq!(slow.try_recv().as_deref(), Ok("{}\n"));
+    }
+
+    #[tokio::test]
+    async fn clients_receive_published_lines() {
+        use tokio::io::AsyncBufReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/alerts.sock");
+        let socket = AlertSocket::bind(&path, None).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let subs = Subscribers::default();
+        tokio::spawn(socket.serve(subs.clone()));
+        let stream = tokio::net::UnixStream::connect(&path).await.unwrap();
+        while subs.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        subs.publish(&Arc::from("{\"Action\":\"Block\"}\n"));
+        let mut reader = tokio::io::BufReader::new(stream);
+        let mut got = String::new();
+        reader.read_line(&mut got).await.unwrap();
+        assert_eq!(got, "{\"Action\":\"Block\"}\n");
+    }
+}
