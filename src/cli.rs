@@ -31,6 +31,8 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Print alerts: live from the daemon's socket, or from the alert file when it is not running.
     Logs(LogsArgs),
+    /// Show a desktop notification for each blocked exec (run it in your desktop session).
+    Notify(NotifyArgs),
     /// Print the version.
     Version,
     /// Write the man page or shell completions (used by the packaging).
@@ -59,6 +61,13 @@ pub struct LogsArgs {
     pub since: Option<String>,
     #[command(flatten)]
     pub config: ConfigArg,
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    /// The daemon's alert socket (`alert_socket` in its configuration); you need read access to it.
+    #[arg(long, value_name = "PATH", default_value = crate::policy::DEFAULT_ALERT_SOCKET)]
+    pub socket: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod commands;
 pub mod daemon;
 pub mod decide;
+pub mod desktop;
 pub mod error;
 pub mod fdstore;
 pub mod generate;

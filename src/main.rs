@@ -71,6 +71,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             .context("cannot print alerts")?;
             Ok(0)
         }
+        Command::Notify(args) => {
+            noexecd::desktop::run_blocking(&args.socket).context("desktop notices stopped")?;
+            Ok(0)
+        }
         Command::Version => {
             println!("noexecd {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
