@@ -33,6 +33,14 @@ pub enum Command {
     Logs(LogsArgs),
     /// Show a desktop notification for each blocked exec (run it in your desktop session).
     Notify(NotifyArgs),
+    /// Convert KubeArmorPolicy/KubeArmorHostPolicy YAML to noexecd TOML; what noexecd cannot enforce is listed on stderr.
+    ///
+    /// Process rules (matchPaths, matchDirectories, matchPatterns; ownerOnly, recursive, fromSource; action,
+    /// severity, tags and message at every level) map one to one. File, network, capabilities and syscalls rules,
+    /// Kubernetes selectors, fromSource on patterns and unknown keys are reported on stderr, one line each, never
+    /// dropped silently. Exit status 1 on invalid input, or with --strict on any such report (nothing is written
+    /// then). `noexecd run` converts *.yaml files in policy_dir the same way when it loads them.
+    Import(ImportArgs),
     /// Print the version.
     Version,
     /// Write the man page or shell completions (used by the packaging).
@@ -85,6 +93,19 @@ pub struct ExplainArgs {
     pub owner: Option<u32>,
     #[command(flatten)]
     pub config: ConfigArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// KubeArmor policy files (multi-document YAML, security.kubearmor.com/v1).
+    #[arg(required = true, value_name = "FILE.yaml")]
+    pub files: Vec<PathBuf>,
+    /// Fail (exit 1, nothing written) if any part of a policy is not enforced by noexecd.
+    #[arg(long)]
+    pub strict: bool,
+    /// Write one <policy-name>.toml per policy here (e.g. /etc/noexecd/policy.d) instead of to stdout.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -31,6 +31,8 @@ const ALERT_QUEUE: usize = 8192;
 /// How often the mount table is compared with the last one seen: a new protected mount is marked within this.
 const MOUNT_POLL: Duration = Duration::from_millis(250);
 const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// Fd numbers a crashed daemon may have left events under: a 64 KiB read holds at most 2730 events.
+const STALE_FD_SWEEP: i32 = 16_384;
 
 /// The filesystems this group has marked, by device, with the path the mark was placed through.
 #[derive(Debug, Default)]
@@ -90,13 +92,15 @@ pub fn run(config_path: &Path) -> Result<()> {
     // After a crash under systemd, exec attempts are waiting in the stored group: take it back first.
     let stored = fdstore::take_stored_group();
     let resumed = stored.is_some();
+    if let Some(group) = &stored {
+        let stale = group.deny_stale_events(STALE_FD_SWEEP);
+        tracing::warn!(denied_in_flight = stale, "resuming the fanotify group kept by systemd across a crash");
+    }
     let setup = (|| {
         let config = policy::load(config_path)?;
         let group = match stored {
             Some(group) => {
-                tracing::warn!(
-                    "resuming the fanotify group kept by systemd across a crash; queued exec attempts are decided now"
-                );
+                tracing::info!("queued exec attempts are decided now");
                 group
             }
             None => FanotifyGroup::new().map_err(Error::FanotifyInit)?,
@@ -148,13 +152,16 @@ pub fn run(config_path: &Path) -> Result<()> {
     let watchdog = notify::watchdog_interval();
     // The watchdog tick checks the heartbeat moved, so the thread must wake well within half the interval.
     let poll_ms = watchdog.map_or(1000, |w| (w.as_millis() / 4).clamp(10, 1000) as u16);
+    let decision_alive = Arc::new(AtomicBool::new(true));
     let decision = {
         let (group, shared, stop, wake) = (group.clone(), shared.clone(), stop.clone(), wake.clone());
+        let alive = AliveWhileHeld(decision_alive.clone());
         let decider = Decider::new(alert_tx, counters.clone());
         std::thread::Builder::new()
             .name("noexecd-decide".into())
             .spawn(move || {
                 use std::os::fd::AsFd;
+                let _alive = alive;
                 decide::run_loop(&group, &shared, &stop, wake.as_fd(), decider, poll_ms)
             })
             .map_err(|source| Error::SpawnThread { what: "decision", source })?
@@ -183,6 +190,7 @@ pub fn run(config_path: &Path) -> Result<()> {
             marks,
             mountinfo,
             control: control_tx,
+            decision_alive,
         };
         let result = controller.serve(&counters, watchdog).await;
         notify::stopping();
@@ -218,6 +226,16 @@ struct Controller {
     marks: MarkSet,
     mountinfo: Vec<u8>,
     control: mpsc::UnboundedSender<Control>,
+    decision_alive: Arc<AtomicBool>,
+}
+
+/// Clears its flag when dropped, however the decision thread ends (a return or a panic unwinding).
+struct AliveWhileHeld(Arc<AtomicBool>);
+
+impl Drop for AliveWhileHeld {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl Controller {
@@ -239,7 +257,14 @@ impl Controller {
                 _ = hup.recv() => self.reload(),
                 _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }
                 _ = int.recv() => { tracing::info!("SIGINT: stopping"); return Ok(()); }
-                _ = mount_tick.tick() => self.check_mounts(),
+                _ = mount_tick.tick() => {
+                    if !self.decision_alive.load(Ordering::Acquire) {
+                        // Nothing answers the kernel any more: exit, so that it answers for us (or, with the
+                        // group in systemd's FD store, the restarted daemon does).
+                        return Err(Error::DecisionThreadDied);
+                    }
+                    self.check_mounts();
+                }
                 _ = status_tick.tick() => notify::status(&notify::status_line(self.shared.load().targets.len(), counters)),
                 _ = watchdog_tick.tick(), if watchdog.is_some() => {
                     let beat = counters.heartbeat.load(Ordering::Relaxed);

@@ -41,6 +41,8 @@ pub enum Error {
     AlertSocket { path: PathBuf, source: std::io::Error },
     #[error("cannot read alerts from {}: {source}", path.display())]
     ReadAlerts { path: PathBuf, source: std::io::Error },
+    #[error("the decision thread ended unexpectedly")]
+    DecisionThreadDied,
     #[error("cannot read the fanotify group: {0}")]
     ReadEvents(std::io::Error),
     #[error("cannot start the {what} thread: {source}")]
@@ -49,6 +51,16 @@ pub enum Error {
     Runtime { what: &'static str, source: std::io::Error },
     #[error("cannot write {}: {source}", path.display())]
     WriteFile { path: PathBuf, source: std::io::Error },
+    #[error("cannot read KubeArmor policy file {}: {source}", path.display())]
+    ReadKubeArmor { path: PathBuf, source: std::io::Error },
+    #[error("{}:{line}:{col}: not valid YAML: {message}", path.display())]
+    ParseKubeArmor { path: PathBuf, line: usize, col: usize, message: String },
+    #[error("{}:{line}:{col}: {message}", path.display())]
+    ConvertKubeArmor { path: PathBuf, line: usize, col: usize, message: String },
+    #[error("cannot create output directory {}: {source}", path.display())]
+    CreateImportDir { path: PathBuf, source: std::io::Error },
+    #[error("--strict: {count} part(s) of the input are not enforced by noexecd (listed above); nothing was written")]
+    ImportStrict { count: usize },
 }
 
 fn init_hint(e: Errno) -> &'static str {

@@ -75,6 +75,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             noexecd::desktop::run_blocking(&args.socket).context("desktop notices stopped")?;
             Ok(0)
         }
+        Command::Import(args) => {
+            let options = noexecd::import::ImportOptions { strict: args.strict, output_dir: args.output_dir };
+            let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+            noexecd::import::import(&args.files, &options, &mut out, &mut err).context("import failed")?;
+            Ok(0)
+        }
         Command::Version => {
             println!("noexecd {}", env!("CARGO_PKG_VERSION"));
             Ok(0)

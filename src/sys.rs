@@ -139,20 +139,31 @@ impl FanotifyGroup {
         if audit && self.audit {
             response |= libc::FAN_AUDIT;
         }
-        match self.write_response(fd, response) {
+        match self.write_response(fd.as_raw_fd(), response) {
             // An event must never stay unanswered for want of an audit record.
             Err(Errno::EINVAL) if response & libc::FAN_AUDIT != 0 => {
-                self.write_response(fd, response & !libc::FAN_AUDIT)
+                self.write_response(fd.as_raw_fd(), response & !libc::FAN_AUDIT)
             }
             other => other,
         }
         .map_err(io::Error::from)
     }
 
-    fn write_response(&self, fd: BorrowedFd<'_>, response: u32) -> Result<(), Errno> {
+    /// Denies every event that an earlier holder of this group read but never answered.
+    ///
+    /// A daemon killed between reading events and answering them leaves those events in the group's
+    /// "awaiting response" list under fd numbers of the dead process: nobody else can ever answer them and
+    /// their processes would wait forever while the group lives on in systemd's FD store. The kernel
+    /// matches a response by fd number alone, so answering each number below `max_fd` reaches all of them.
+    /// Call it right after adopting the group, before reading from it, so that every match is stale.
+    pub fn deny_stale_events(&self, max_fd: i32) -> usize {
+        (0..max_fd).filter(|&n| self.write_response(n, libc::FAN_DENY).is_ok()).count()
+    }
+
+    fn write_response(&self, fd: RawFd, response: u32) -> Result<(), Errno> {
         let mut bytes = [0u8; 8];
         let (fd_bytes, response_bytes) = bytes.split_at_mut(4);
-        fd_bytes.copy_from_slice(&fd.as_raw_fd().to_ne_bytes());
+        fd_bytes.copy_from_slice(&fd.to_ne_bytes());
         response_bytes.copy_from_slice(&response.to_ne_bytes());
         nix::unistd::write(self.inner.as_fd(), &bytes).map(|_| ())
     }

@@ -72,7 +72,8 @@ pub struct Config {
     pub policy_count: usize,
 }
 
-/// Loads the main configuration file and every `*.toml` in its policy directory, in name order.
+/// Loads the main configuration file and every `*.toml` (and KubeArmor `*.yaml`/`*.yml`) in its policy
+/// directory, in name order.
 pub fn load(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::ReadConfig { path: path.to_owned(), source })?;
     load_from(path, &text, true)
@@ -94,14 +95,25 @@ fn load_from(path: &Path, text: &str, with_drop_ins: bool) -> Result<Config> {
     let drop_ins = if with_drop_ins { drop_in_files(&daemon.policy_dir)? } else { Vec::new() };
     for file in drop_ins {
         let text = std::fs::read_to_string(&file).map_err(|source| Error::ReadConfig { path: file.clone(), source })?;
-        let parsed = loader.parse(&file, &text)?;
+        // A KubeArmor YAML file is converted to TOML; errors about that text are moved back into the YAML.
+        let yaml = if crate::import::is_yaml(&file) { Some(crate::import::drop_in(&file, &text)?) } else { None };
+        let text = yaml.as_ref().map_or(text, |y| y.text.clone());
+        let relocate = |e: Error| match &yaml {
+            Some(y) => y.relocate(e),
+            None => e,
+        };
+        let parsed = loader.parse(&file, &text).map_err(relocate)?;
         if let Some(d) = &parsed.daemon {
             let at = Located { file: &file, text: &text };
             return Err(at
                 .error(d.span(), "the [daemon] table belongs in the main configuration file; a policy.d file holds [[policy]] tables only")
                 .into());
         }
-        loader.add_policies(&file, &text, parsed.policy)?;
+        let before = loader.rules.len();
+        loader.add_policies(&file, &text, parsed.policy).map_err(relocate)?;
+        if let Some(y) = &yaml {
+            y.relocate_rules(loader.rules.get_mut(before..).unwrap_or_default());
+        }
     }
     let policy_count = loader.names.len();
     let matcher = Matcher::new(loader.rules, daemon.default_posture, daemon.mode);
@@ -120,7 +132,7 @@ fn drop_in_files(dir: &Path) -> Result<Vec<PathBuf>> {
     for entry in entries {
         let entry = entry.map_err(|source| Error::ReadPolicyDir { path: dir.to_owned(), source })?;
         let path = entry.path();
-        if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+        if (path.extension().is_some_and(|e| e == "toml") || crate::import::is_yaml(&path)) && path.is_file() {
             files.push(path);
         }
     }

@@ -1,0 +1,571 @@
+//! KubeArmor documents to noexecd policies. Each document is read key by key: process rules become
+//! [`Policy`] values, everything else becomes a [`Report`]. Nothing is dropped without one.
+#![forbid(unsafe_code)]
+
+use super::report::{Report, ReportKind};
+use super::yaml::{Node, Value};
+
+/// The API group and version noexecd reads.
+pub const API_VERSION: &str = "security.kubearmor.com/v1";
+const KINDS: [&str; 2] = ["KubeArmorPolicy", "KubeArmorHostPolicy"];
+
+/// Where a value came from: its path in the document (`spec.process.matchPaths[0].path`) and position.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Src {
+    pub path: String,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl Src {
+    fn at(path: impl Into<String>, node: &Node) -> Self {
+        Self { path: path.into(), line: node.line, col: node.col }
+    }
+}
+
+/// A value that cannot be converted: a missing name, `severity: high`, `ownerOnly: maybe`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvertError {
+    pub line: usize,
+    pub col: usize,
+    /// Starts with the document and policy, ends with what to write instead.
+    pub message: String,
+}
+
+/// A value with the place it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct At<T> {
+    pub value: T,
+    pub src: Src,
+}
+
+/// `action`, `severity`, `tags`, `message` of one level.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// Normalised: "Block", "Audit" or "Allow".
+    pub action: Option<At<&'static str>>,
+    pub severity: Option<At<u8>>,
+    pub tags: Option<At<Vec<String>>>,
+    pub message: Option<At<String>>,
+}
+
+impl Meta {
+    pub fn is_empty(&self) -> bool {
+        self.action.is_none() && self.severity.is_none() && self.tags.is_none() && self.message.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Path(At<String>),
+    Dir { dir: At<String>, recursive: Option<At<bool>> },
+    Pattern(At<String>),
+}
+
+/// One process rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub src: Src,
+    pub target: Target,
+    pub owner_only: Option<At<bool>>,
+    pub from_source: Vec<At<String>>,
+    pub meta: Meta,
+}
+
+/// One KubeArmorPolicy or KubeArmorHostPolicy, as far as noexecd enforces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub kind: String,
+    pub name: At<String>,
+    pub doc: String,
+    pub meta: Meta,
+    pub process_meta: Meta,
+    /// In the order the loader compiles them: matchPaths, matchDirectories, matchPatterns.
+    pub rules: Vec<Rule>,
+}
+
+impl Policy {
+    pub fn has_allow(&self) -> bool {
+        let allow = |m: &Meta| m.action.as_ref().is_some_and(|a| a.value == "Allow");
+        self.rules.iter().any(|r| {
+            if r.meta.action.is_some() {
+                allow(&r.meta)
+            } else if self.process_meta.action.is_some() {
+                allow(&self.process_meta)
+            } else {
+                allow(&self.meta)
+            }
+        })
+    }
+}
+
+/// What one document (or one item of a `kind: List`) turns into, for one input file.
+pub struct Converter<'a> {
+    pub file: &'a str,
+    pub policies: Vec<Policy>,
+    pub reports: Vec<Report>,
+}
+
+/// Conversion of one policy: its label, for reports and errors.
+struct Ctx<'c> {
+    file: &'c str,
+    doc: &'c str,
+    policy: Option<&'c str>,
+}
+
+impl Ctx<'_> {
+    fn error(&self, node: &Node, path: &str, message: impl AsRef<str>) -> ConvertError {
+        let policy = self.policy.map(|p| format!(" policy {p}")).unwrap_or_default();
+        let sep = if path.is_empty() { "" } else { ": " };
+        ConvertError {
+            line: node.line,
+            col: node.col,
+            message: format!("{}{policy}: {path}{sep}{}", self.doc, message.as_ref()),
+        }
+    }
+
+    fn report(&self, kind: ReportKind, node: &Node, path: impl Into<String>, detail: impl Into<String>) -> Report {
+        Report {
+            kind,
+            file: self.file.to_owned(),
+            doc: self.doc.to_owned(),
+            policy: self.policy.map(str::to_owned),
+            path: path.into(),
+            detail: detail.into(),
+            line: node.line,
+        }
+    }
+}
+
+type Res<T> = Result<T, ConvertError>;
+
+impl<'a> Converter<'a> {
+    pub fn new(file: &'a str) -> Self {
+        Self { file, policies: Vec::new(), reports: Vec::new() }
+    }
+
+    /// Converts the `index`-th document (1-based) of the file.
+    pub fn document(&mut self, index: usize, root: &Node) -> Res<()> {
+        self.convert(&format!("DOC#{index}"), root)
+    }
+
+    fn convert(&mut self, doc: &str, root: &Node) -> Res<()> {
+        let name = root.get("metadata").and_then(|m| m.get("name")).and_then(Node::scalar_text);
+        let ctx = Ctx { file: self.file, doc, policy: name.as_deref() };
+        let anon = Ctx { policy: None, ..ctx };
+        if !matches!(root.value, Value::Map(_)) {
+            let what = root.value.kind();
+            self.reports.push(anon.report(
+                ReportKind::Skipped,
+                root,
+                "",
+                format!("{what}, not a KubeArmor policy: skipped"),
+            ));
+            return Ok(());
+        }
+        let kind = root.get("kind").and_then(Node::scalar_text);
+        let api = root.get("apiVersion").and_then(Node::scalar_text);
+        match kind.as_deref() {
+            Some("List") if root.get("items").is_some() => {
+                let Some(Value::Seq(items)) = root.get("items").map(|n| &n.value) else {
+                    return Err(ctx.error(root, "items", "a kind: List holds a list of items"));
+                };
+                for (i, item) in items.iter().enumerate() {
+                    self.convert(&format!("{doc} items[{i}]"), item)?;
+                }
+                Ok(())
+            }
+            Some(k) if KINDS.contains(&k) => {
+                match api.as_deref() {
+                    Some(API_VERSION) => {}
+                    None => self.reports.push(ctx.report(
+                        ReportKind::Note,
+                        root,
+                        "",
+                        format!("no apiVersion: read as {API_VERSION}"),
+                    )),
+                    Some(other) => {
+                        let detail = format!("noexecd reads {API_VERSION}; document skipped");
+                        self.reports.push(ctx.report(
+                            ReportKind::NotEnforced,
+                            root,
+                            format!("apiVersion {other}"),
+                            detail,
+                        ));
+                        return Ok(());
+                    }
+                }
+                self.policy(doc, k, root)
+            }
+            Some(k) if api.as_deref().is_some_and(|a| a.starts_with("security.kubearmor.com/")) => {
+                let detail = "noexecd imports KubeArmorPolicy and KubeArmorHostPolicy; document skipped";
+                self.reports.push(ctx.report(ReportKind::NotEnforced, root, format!("kind {k}"), detail));
+                Ok(())
+            }
+            Some(k) => {
+                let detail = format!("kind {k} is not a KubeArmor policy: skipped");
+                self.reports.push(anon.report(ReportKind::Skipped, root, "", detail));
+                Ok(())
+            }
+            None => {
+                self.reports.push(anon.report(
+                    ReportKind::Skipped,
+                    root,
+                    "",
+                    "no kind, not a KubeArmor policy: skipped",
+                ));
+                Ok(())
+            }
+        }
+    }
+
+    fn policy(&mut self, doc: &str, kind: &str, root: &Node) -> Res<()> {
+        let anon = Ctx { file: self.file, doc, policy: None };
+        let metadata = root.get("metadata").ok_or_else(|| anon.error(root, "metadata.name", "is missing"))?;
+        let name_node = metadata.get("name").ok_or_else(|| anon.error(metadata, "metadata.name", "is missing"))?;
+        let name = text(&anon, name_node, "metadata.name")?;
+        if name.trim().is_empty() {
+            return Err(anon.error(name_node, "metadata.name", "is empty"));
+        }
+        let namespace = metadata.get("namespace").and_then(Node::scalar_text);
+        let ctx = Ctx { file: self.file, doc, policy: Some(&name) };
+        let mut policy = Policy {
+            kind: kind.to_owned(),
+            name: At { value: name.clone(), src: Src::at("metadata.name", name_node) },
+            doc: doc.to_owned(),
+            meta: Meta::default(),
+            process_meta: Meta::default(),
+            rules: Vec::new(),
+        };
+        let empty = Node { value: Value::Null, line: root.line, col: root.col };
+        let spec = root.get("spec").unwrap_or(&empty);
+        if !matches!(spec.value, Value::Map(_)) {
+            return Err(ctx.error(spec, "spec", format!("expected a mapping, found {}", spec.value.kind())));
+        }
+        let mut reports = Vec::new();
+        let mut selector = None;
+        for (key, value) in spec.entries() {
+            let path = format!("spec.{key}");
+            match key.as_str() {
+                "process" => process(&ctx, value, &mut policy, &mut reports)?,
+                "action" | "severity" | "tags" | "message" => meta_key(&ctx, &key, value, &path, &mut policy.meta)?,
+                // A container policy is reported whatever its selector says (below).
+                "selector" if kind == "KubeArmorPolicy" => selector = Some(value),
+                "selector" | "nodeSelector" => {
+                    if !is_empty(value) {
+                        let detail = if key == "selector" {
+                            "Kubernetes pod selector; noexecd applies the rules to every process on this host"
+                        } else {
+                            "Kubernetes node selector; noexecd applies the rules on this host whatever its labels"
+                        };
+                        reports.push(ctx.report(ReportKind::NotEnforced, value, path, detail));
+                    }
+                }
+                "file" => other_section(&ctx, value, &path, "file rules", &mut reports),
+                "network" => other_section(&ctx, value, &path, "network rules", &mut reports),
+                "capabilities" => other_section(&ctx, value, &path, "capabilities rules", &mut reports),
+                "syscalls" => other_section(&ctx, value, &path, "syscalls rules", &mut reports),
+                "apparmor" => {
+                    if !is_empty(value) {
+                        reports.push(ctx.report(ReportKind::NotEnforced, value, path, "raw AppArmor profile"));
+                    }
+                }
+                _ => reports.push(ctx.report(ReportKind::NotEnforced, value, path, "unknown key")),
+            }
+        }
+        if kind == "KubeArmorPolicy" {
+            // KubeArmor scopes it to containers (of the pods its selector picks, in its namespace).
+            let ns = namespace.as_deref().map(|n| format!(" in namespace {n}")).unwrap_or_default();
+            let picked = if selector.is_some_and(|s| !is_empty(s)) { " picked by spec.selector" } else { "" };
+            let detail = format!(
+                "KubeArmorPolicy: KubeArmor applies it to the containers of pods{ns}{picked}; noexecd applies the rules to every process on this host"
+            );
+            reports.insert(0, ctx.report(ReportKind::NotEnforced, selector.unwrap_or(spec), "spec.selector", detail));
+        }
+        if policy.rules.is_empty() {
+            reports.push(ctx.report(
+                ReportKind::Note,
+                spec,
+                "",
+                "no process rules noexecd enforces: no policy written",
+            ));
+        } else {
+            self.policies.push(policy);
+        }
+        self.reports.append(&mut reports);
+        Ok(())
+    }
+}
+
+/// Null, `{}`, `[]`, `""`, or a mapping of only such values (`selector: {matchLabels: {}}`).
+fn is_empty(node: &Node) -> bool {
+    match &node.value {
+        Value::Null => true,
+        Value::Str(s) => s.is_empty(),
+        Value::Seq(s) => s.is_empty(),
+        Value::Map(m) => m.iter().all(|(_, v)| is_empty(v)),
+        Value::Bool(_) | Value::Int(_) | Value::Float(_) => false,
+    }
+}
+
+fn is_meta(key: &str) -> bool {
+    matches!(key, "action" | "severity" | "tags" | "message")
+}
+
+/// `spec.file`, `spec.network`, ...: one report per rule.
+fn other_section(ctx: &Ctx<'_>, section: &Node, path: &str, what: &str, reports: &mut Vec<Report>) {
+    if is_empty(section) {
+        return;
+    }
+    if !matches!(section.value, Value::Map(_)) {
+        reports.push(ctx.report(ReportKind::NotEnforced, section, path, what));
+        return;
+    }
+    for (key, value) in section.entries() {
+        match &value.value {
+            // Their action, severity, tags and message apply to those rules only.
+            _ if is_meta(&key) => {}
+            Value::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    reports.push(ctx.report(ReportKind::NotEnforced, item, format!("{path}.{key}[{i}]"), what));
+                }
+            }
+            _ if is_empty(value) => {}
+            _ => reports.push(ctx.report(ReportKind::NotEnforced, value, format!("{path}.{key}"), what)),
+        }
+    }
+}
+
+fn process(ctx: &Ctx<'_>, section: &Node, policy: &mut Policy, reports: &mut Vec<Report>) -> Res<()> {
+    match section.value {
+        Value::Null => return Ok(()),
+        Value::Map(_) => {}
+        _ => {
+            let found = section.value.kind();
+            return Err(ctx.error(section, "spec.process", format!("expected a mapping, found {found}")));
+        }
+    }
+    let mut paths = Vec::new();
+    let mut dirs = Vec::new();
+    let mut patterns = Vec::new();
+    for (key, value) in section.entries() {
+        let path = format!("spec.process.{key}");
+        let rules = match key.as_str() {
+            "matchPaths" => &mut paths,
+            "matchDirectories" => &mut dirs,
+            "matchPatterns" => &mut patterns,
+            k if is_meta(k) => {
+                meta_key(ctx, k, value, &path, &mut policy.process_meta)?;
+                continue;
+            }
+            _ => {
+                reports.push(ctx.report(ReportKind::NotEnforced, value, path, "unknown key"));
+                continue;
+            }
+        };
+        let items: &[Node] = match &value.value {
+            Value::Null => &[],
+            Value::Seq(items) => items,
+            other => {
+                let found = other.kind();
+                return Err(ctx.error(value, &path, format!("expected a list of rules, found {found}")));
+            }
+        };
+        for (i, item) in items.iter().enumerate() {
+            if let Some(rule) = process_rule(ctx, &key, item, &format!("{path}[{i}]"), reports)? {
+                rules.push(rule);
+            }
+        }
+    }
+    policy.rules.extend(paths.into_iter().chain(dirs).chain(patterns));
+    Ok(())
+}
+
+/// One `matchPaths`/`matchDirectories`/`matchPatterns` entry; `None` when noexecd cannot enforce it as
+/// written (reported).
+fn process_rule(ctx: &Ctx<'_>, list: &str, item: &Node, path: &str, reports: &mut Vec<Report>) -> Res<Option<Rule>> {
+    if !matches!(item.value, Value::Map(_)) {
+        return Err(ctx.error(item, path, format!("expected a rule (a mapping), found {}", item.value.kind())));
+    }
+    let mut meta = Meta::default();
+    let mut target_text = None;
+    let mut recursive = None;
+    let mut owner_only = None;
+    let mut from_source = Vec::new();
+    let mut skip: Option<(String, String)> = None;
+    let (target_key, target_example) = match list {
+        "matchPaths" => ("path", "/usr/local/bin/tool"),
+        "matchDirectories" => ("dir", "/tmp/"),
+        _ => ("pattern", "/tmp/**/*.sh"),
+    };
+    for (key, value) in item.entries() {
+        let kpath = format!("{path}.{key}");
+        match key.as_str() {
+            k if k == target_key => {
+                target_text = Some(At { value: text(ctx, value, &kpath)?, src: Src::at(&kpath, value) })
+            }
+            "recursive" if list == "matchDirectories" => {
+                recursive = Some(At { value: boolean(ctx, value, &kpath)?, src: Src::at(&kpath, value) });
+            }
+            "ownerOnly" => owner_only = Some(At { value: boolean(ctx, value, &kpath)?, src: Src::at(&kpath, value) }),
+            "fromSource" if is_empty(value) => {}
+            "fromSource" if list == "matchPatterns" => {
+                skip.get_or_insert((kpath, "fromSource on a pattern rule".to_owned()));
+            }
+            "fromSource" => {
+                let Value::Seq(sources) = &value.value else {
+                    let found = value.value.kind();
+                    return Err(ctx.error(value, &kpath, format!("expected a list of {{path: ...}}, found {found}")));
+                };
+                for (i, source) in sources.iter().enumerate() {
+                    let spath = format!("{kpath}[{i}]");
+                    match source_path(ctx, source, &spath, reports)? {
+                        Ok(p) => from_source.push(p),
+                        Err(why) => {
+                            skip.get_or_insert((spath, why));
+                        }
+                    }
+                }
+            }
+            "execname" => {
+                skip.get_or_insert((kpath, "executable names".to_owned()));
+            }
+            k if is_meta(k) => meta_key(ctx, k, value, &kpath, &mut meta)?,
+            _ => reports.push(ctx.report(ReportKind::NotEnforced, value, kpath, "unknown key")),
+        }
+    }
+    if let Some((where_, why)) = skip {
+        let detail = format!("{why} at {where_}; rule skipped");
+        reports.push(ctx.report(ReportKind::NotEnforced, item, path, detail));
+        return Ok(None);
+    }
+    let Some(target_text) = target_text else {
+        return Err(ctx.error(item, path, format!("{target_key} is missing: write {target_key}: {target_example}")));
+    };
+    let target = match list {
+        "matchPaths" => Target::Path(target_text),
+        "matchDirectories" => Target::Dir { dir: target_text, recursive },
+        _ => {
+            let written = target_text.value.clone();
+            let value = globset_form(&written);
+            if value != written {
+                let detail = format!("\"{written}\" written as \"{value}\" (noexecd's ** stands between slashes)");
+                reports.push(ctx.report(ReportKind::Note, item, target_text.src.path.clone(), detail));
+            }
+            Target::Pattern(At { value, src: target_text.src })
+        }
+    };
+    Ok(Some(Rule { src: Src::at(path, item), target, owner_only, from_source, meta }))
+}
+
+/// One `fromSource` entry: `Ok(Ok(path))`, or `Ok(Err(why))` when it is a form noexecd does not enforce.
+fn source_path(ctx: &Ctx<'_>, source: &Node, path: &str, reports: &mut Vec<Report>) -> Res<Result<At<String>, String>> {
+    if !matches!(source.value, Value::Map(_)) {
+        let found = source.value.kind();
+        return Err(ctx.error(source, path, format!("expected {{path: /usr/bin/tool}}, found {found}")));
+    }
+    let mut out = None;
+    let mut unsupported = None;
+    for (key, value) in source.entries() {
+        let kpath = format!("{path}.{key}");
+        match key.as_str() {
+            "path" => out = Some(At { value: text(ctx, value, &kpath)?, src: Src::at(&kpath, value) }),
+            "dir" | "recursive" => {
+                unsupported.get_or_insert_with(|| "fromSource directories".to_owned());
+            }
+            _ => reports.push(ctx.report(ReportKind::NotEnforced, value, kpath, "unknown key")),
+        }
+    }
+    match (out, unsupported) {
+        (_, Some(why)) => Ok(Err(why)),
+        (Some(p), None) => Ok(Ok(p)),
+        (None, None) => Err(ctx.error(source, path, "path is missing: write - path: /usr/bin/tool")),
+    }
+}
+
+/// AppArmor's `**` crosses `/` anywhere; noexecd's (globset's) must stand alone between slashes. The one
+/// common other form, a last component starting with `**` (`/tmp/**.sh`), means the same as `/tmp/**/*.sh`.
+pub(super) fn globset_form(pattern: &str) -> String {
+    let Some((head, last)) = pattern.rsplit_once('/') else { return pattern.to_owned() };
+    let head_ok = head.split('/').all(|c| c == "**" || !c.contains("**"));
+    match last.strip_prefix("**") {
+        Some(rest) if head_ok && !rest.is_empty() && !rest.contains("**") => format!("{head}/**/*{rest}"),
+        _ => pattern.to_owned(),
+    }
+}
+
+fn meta_key(ctx: &Ctx<'_>, key: &str, value: &Node, path: &str, meta: &mut Meta) -> Res<()> {
+    if value.is_null() {
+        return Ok(());
+    }
+    let src = Src::at(path, value);
+    match key {
+        "action" => {
+            let a = text(ctx, value, path)?;
+            let normal = match a.trim().to_ascii_lowercase().as_str() {
+                "block" => "Block",
+                "audit" => "Audit",
+                "allow" => "Allow",
+                _ => {
+                    return Err(ctx.error(
+                        value,
+                        path,
+                        format!("action \"{a}\" is not known: write Block, Audit or Allow"),
+                    ));
+                }
+            };
+            meta.action = Some(At { value: normal, src });
+        }
+        "severity" => {
+            let n = match &value.value {
+                Value::Int(i) => Some(*i),
+                Value::Str(s) => s.trim().parse::<i128>().ok(),
+                Value::Float(f) if f.fract() == 0.0 && f.abs() <= 100.0 => format!("{f:.0}").parse::<i128>().ok(),
+                _ => None,
+            };
+            let shown = value.scalar_text().unwrap_or_else(|| value.value.kind().to_owned());
+            let s = n
+                .and_then(|n| u8::try_from(n).ok())
+                .filter(|n| (1..=10).contains(n))
+                .ok_or_else(|| ctx.error(value, path, format!("severity {shown} is not a number from 1 to 10")))?;
+            meta.severity = Some(At { value: s, src });
+        }
+        "tags" => {
+            let Value::Seq(items) = &value.value else {
+                let found = value.value.kind();
+                return Err(ctx.error(
+                    value,
+                    path,
+                    format!("expected a list of tags, found {found}: write [\"CIS\", ...]"),
+                ));
+            };
+            let tags = items
+                .iter()
+                .enumerate()
+                .map(|(i, t)| text(ctx, t, &format!("{path}[{i}]")))
+                .collect::<Res<Vec<_>>>()?;
+            meta.tags = Some(At { value: tags, src });
+        }
+        _ => meta.message = Some(At { value: text(ctx, value, path)?, src }),
+    }
+    Ok(())
+}
+
+/// A string field; numbers and booleans are read as their text (`message: 42`).
+fn text(ctx: &Ctx<'_>, node: &Node, path: &str) -> Res<String> {
+    node.scalar_text().ok_or_else(|| ctx.error(node, path, format!("expected a string, found {}", node.value.kind())))
+}
+
+/// A boolean field; `"true"`/`"false"` in quotes too. Null reads as false.
+fn boolean(ctx: &Ctx<'_>, node: &Node, path: &str) -> Res<bool> {
+    match &node.value {
+        Value::Bool(b) => Ok(*b),
+        Value::Null => Ok(false),
+        Value::Str(s) if s.trim().eq_ignore_ascii_case("true") => Ok(true),
+        Value::Str(s) if s.trim().eq_ignore_ascii_case("false") => Ok(false),
+        other => {
+            let shown = node.scalar_text().unwrap_or_else(|| other.kind().to_owned());
+            Err(ctx.error(node, path, format!("{shown} is not a boolean: write true or false")))
+        }
+    }
+}

@@ -1,0 +1,481 @@
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::matcher::{KnownSubject, Outcome, Scope};
+
+/// `tests/kubearmor/`: each `X.yaml` with the `X.toml` it must convert to. `NOEXECD_BLESS=1` rewrites them.
+fn corpus() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kubearmor");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| is_yaml(p))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 8, "corpus too small: {files:?}");
+    files
+}
+
+fn convert(name: &str, text: &str) -> Conversion {
+    convert_str(Path::new(name), text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn convert_err(text: &str) -> String {
+    match convert_str(Path::new("x.yaml"), text) {
+        Err(e) => e.to_string(),
+        Ok(c) => panic!("expected an error, got:\n{}", c.toml()),
+    }
+}
+
+const HEAD: &str = "apiVersion: security.kubearmor.com/v1\nkind: KubeArmorHostPolicy\nmetadata:\n  name: p\n";
+
+#[test]
+fn corpus_converts_to_its_golden_toml() {
+    let bless = std::env::var_os("NOEXECD_BLESS").is_some();
+    let mut failed = Vec::new();
+    for yaml in corpus() {
+        let name = yaml.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&yaml).unwrap();
+        let got = convert(&name, &text).toml();
+        let golden = yaml.with_extension("toml");
+        if bless {
+            std::fs::write(&golden, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&golden).unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
+        if got != want {
+            failed.push(format!("=== {name}: got\n{got}\n=== want ({})\n{want}", golden.display()));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+#[test]
+fn every_golden_toml_loads() {
+    for yaml in corpus() {
+        let golden = yaml.with_extension("toml");
+        let text = std::fs::read_to_string(&golden).unwrap();
+        crate::policy::load_str(&golden, &text).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn every_field_reaches_the_compiled_rules() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kubearmor/every-field.yaml"))
+        .unwrap();
+    let c = convert("every-field.yaml", &text);
+    assert!(c.reports.is_empty(), "{:?}", c.reports);
+    let config = crate::policy::load_str(Path::new("every-field.toml"), &c.toml()).unwrap();
+    let rules = config.matcher.rules();
+    assert_eq!(rules.len(), 4 + 3 + 2);
+    // Innermost level wins: process section over spec, rule over section.
+    let wget = &rules[0];
+    assert_eq!(wget.meta.action, crate::matcher::Action::Block);
+    assert_eq!((wget.meta.severity, wget.meta.tags.clone()), (4, vec!["process-tag".into(), "second".into()]));
+    assert_eq!(wget.meta.message, "set on the process section");
+    let nc = &rules[3];
+    assert_eq!(nc.meta.action, crate::matcher::Action::Audit);
+    assert_eq!((nc.meta.severity, nc.meta.tags.clone()), (9, vec!["rule-tag".into()]));
+    assert_eq!(nc.from_source, vec![b"/usr/sbin/nginx".to_vec(), b"/usr/bin/php-fpm8.2".to_vec()]);
+    assert!(rules[1].owner_only && !nc.owner_only);
+    let www = &rules[6];
+    assert_eq!(www.meta.action, crate::matcher::Action::Allow);
+    assert!(www.meta.tags.is_empty() && www.meta.message.is_empty());
+    let run_user = &rules[8];
+    assert!(run_user.owner_only);
+    assert_eq!(run_user.meta.severity, 10);
+    let d = config.matcher.decide(Scope::Path(b"/home/u/x"), 0, &mut KnownSubject::default());
+    assert_eq!(d.outcome, Outcome::Block);
+}
+
+#[test]
+fn lower_case_actions_are_normalised() {
+    let c = convert(
+        "x.yaml",
+        &format!(
+            "{HEAD}spec:\n  action: allow\n  process:\n    matchPaths:\n    - path: /a\n      action: aUdIt\n    - path: /b\n"
+        ),
+    );
+    let t = c.toml();
+    assert!(t.contains("action = \"Allow\"") && t.contains("action = \"Audit\""), "{t}");
+    let e = convert_err(&format!("{HEAD}spec:\n  action: Deny\n  process:\n    matchPaths:\n    - path: /a\n"));
+    assert_eq!(
+        e,
+        "x.yaml:6:11: DOC#1 policy p: spec.action: action \"Deny\" is not known: write Block, Audit or Allow"
+    );
+}
+
+#[test]
+fn quoted_and_bad_severities() {
+    let rule = "  process:\n    matchPaths:\n    - path: /a\n";
+    for (sev, want) in
+        [("\"5\"", "severity = 5"), ("'10'", "severity = 10"), ("1", "severity = 1"), ("3.0", "severity = 3")]
+    {
+        let t = convert("x.yaml", &format!("{HEAD}spec:\n  severity: {sev}\n{rule}")).toml();
+        assert!(t.contains(want), "{sev}: {t}");
+    }
+    for sev in ["high", "0", "11", "\"-1\"", "[1]", "2.5"] {
+        let e = convert_err(&format!("{HEAD}spec:\n  severity: {sev}\n{rule}"));
+        assert!(
+            e.starts_with("x.yaml:6:") && e.contains("spec.severity: severity") && e.contains("1 to 10"),
+            "{sev}: {e}"
+        );
+    }
+}
+
+#[test]
+fn value_errors_name_their_place_in_the_yaml() {
+    let e = convert_err(&format!("{HEAD}spec:\n  process:\n    matchPaths:\n    - path: /a\n      ownerOnly: maybe\n"));
+    assert_eq!(
+        e,
+        "x.yaml:9:18: DOC#1 policy p: spec.process.matchPaths[0].ownerOnly: maybe is not a boolean: write true or false"
+    );
+    let e = convert_err(&format!("{HEAD}spec:\n  process:\n    matchPaths:\n    - ownerOnly: true\n"));
+    assert!(e.starts_with("x.yaml:8:7: DOC#1 policy p: spec.process.matchPaths[0]: path is missing"), "{e}");
+    let e = convert_err("apiVersion: security.kubearmor.com/v1\nkind: KubeArmorHostPolicy\nspec: {}\n");
+    assert!(e.contains("DOC#1: metadata.name: is missing"), "{e}");
+    let e = convert_err(&format!("{HEAD}spec:\n  process:\n    matchPaths: /a\n"));
+    assert!(e.contains("spec.process.matchPaths: expected a list of rules, found a string"), "{e}");
+    let e = convert_err(&format!("{HEAD}spec:\n  tags: CIS\n  process:\n    matchPaths:\n    - path: /a\n"));
+    assert!(e.contains("spec.tags: expected a list of tags"), "{e}");
+}
+
+#[test]
+fn loader_errors_are_moved_to_the_yaml_value() {
+    // The loader's own checks (trailing '/', relative paths, globs) name the YAML line and key.
+    let e = convert_err(&format!(
+        "{HEAD}spec:\n  process:\n    matchDirectories:\n    - dir: /tmp\n      recursive: true\n"
+    ));
+    assert_eq!(
+        e,
+        "x.yaml:8:12: DOC#1 policy p: spec.process.matchDirectories[0].dir: dir \"/tmp\" must end with '/': write \"/tmp/\""
+    );
+    let e = convert_err(&format!(
+        "{HEAD}spec:\n  process:\n    matchPaths:\n    - path: /a\n      fromSource:\n      - path: /bin/sh\n      - path: bin/bash\n"
+    ));
+    assert!(e.starts_with("x.yaml:11:15: DOC#1 policy p: spec.process.matchPaths[0].fromSource[1].path: from_source \"bin/bash\" is relative"), "{e}");
+    let e = convert_err(&format!("{HEAD}spec:\n  process:\n    matchPatterns:\n    - pattern: /tmp/[x\n"));
+    assert!(e.starts_with("x.yaml:8:16: DOC#1 policy p: spec.process.matchPatterns[0].pattern: pattern \"/tmp/[x\" is not a valid glob"), "{e}");
+}
+
+#[test]
+fn yaml_syntax_errors_and_tab_indentation() {
+    let e = convert_err(&format!("{HEAD}spec:\n\tprocess: {{}}\n"));
+    assert!(e.starts_with("x.yaml:6:") && e.contains("not valid YAML") && e.contains("tabs for indentation"), "{e}");
+    let e = convert_err("a: [1, 2\n");
+    assert!(e.starts_with("x.yaml:") && e.contains("not valid YAML"), "{e}");
+    let e = convert_err("a: 1\na: 2\n");
+    assert!(e.contains("not valid YAML"), "{e}");
+}
+
+#[test]
+fn crlf_line_endings_and_a_byte_order_mark() {
+    let text = format!("\u{feff}{HEAD}spec:\n  process:\n    matchPaths:\n    - path: /a\n").replace('\n', "\r\n");
+    let t = convert("x.yaml", &text).toml();
+    assert!(t.contains("path = \"/a\"\n"), "{t}");
+}
+
+#[test]
+fn duplicate_names_are_refused() {
+    let doc = format!("{HEAD}spec:\n  process:\n    matchPaths:\n    - path: /a\n");
+    let e = convert_err(&format!("{doc}---\n{doc}"));
+    assert!(
+        e.starts_with("x.yaml:13:9: DOC#2 policy p: metadata.name: \"p\" is already the name of the policy in DOC#1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn names_and_strings_are_escaped_for_toml() {
+    let c = convert(
+        "x.yaml",
+        "apiVersion: security.kubearmor.com/v1\nkind: KubeArmorHostPolicy\nmetadata:\n  name: \"we\\\"ird\\nname\"\nspec:\n  message: \"back\\\\slash \\u0001\"\n  process:\n    matchPaths:\n    - path: \"/tmp/\\u00e9 x\"\n",
+    );
+    let t = c.toml();
+    assert!(t.contains("name = \"we\\\"ird\\nname\""), "{t}");
+    assert!(t.contains("message = \"back\\\\slash \\u0001\""), "{t}");
+    assert!(t.contains("# KubeArmorHostPolicy \"we\\\"ird\\nname\""), "{t}");
+    let config = crate::policy::load_str(Path::new("x.toml"), &t).unwrap();
+    assert_eq!(config.matcher.rules()[0].meta.policy, "we\"ird\nname");
+    assert_eq!(config.matcher.rules()[0].meta.message, "back\\slash \u{1}");
+    assert_eq!(config.matcher.rules()[0].target.scope_prefix(), "/tmp/é x".as_bytes());
+}
+
+#[test]
+fn reports_name_file_document_policy_path_and_line() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kubearmor/not-enforced.yaml"))
+        .unwrap();
+    let c = convert("policies/not-enforced.yaml", &text);
+    let lines: Vec<String> = c.reports.iter().map(ToString::to_string).collect();
+    let want = [
+        "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.selector not enforced by noexecd (KubeArmorPolicy: KubeArmor applies it to the containers of pods in namespace shop picked by spec.selector; noexecd applies the rules to every process on this host) [line 9]",
+        "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.process.matchPaths[1] not enforced by noexecd (executable names at spec.process.matchPaths[1].execname; rule skipped) [line 14]",
+        "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.process.matchPaths[2] not enforced by noexecd (fromSource directories at spec.process.matchPaths[2].fromSource[1]; rule skipped) [line 15]",
+        "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.process.matchPaths[3].readOnly not enforced by noexecd (unknown key) [line 21]",
+        "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.process.matchPatterns[0] not enforced by noexecd (fromSource on a pattern rule at spec.process.matchPatterns[0].fromSource; rule skipped) [line 23]",
+        "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.process.matchCommands not enforced by noexecd (unknown key) [line 27]",
+        "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.file.matchPaths[0] not enforced by noexecd (file rules) [line 30]",
+        "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.file.matchDirectories[0] not enforced by noexecd (file rules) [line 33]",
+        "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.file.matchPatterns[0] not enforced by noexecd (file rules) [line 35]",
+        "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.network.matchProtocols[0] not enforced by noexecd (network rules) [line 39]",
+        "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.network.matchProtocols[1] not enforced by noexecd (network rules) [line 40]",
+        "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.capabilities.matchCapabilities[0] not enforced by noexecd (capabilities rules) [line 43]",
+        "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.syscalls.matchSyscalls[0] not enforced by noexecd (syscalls rules) [line 46]",
+        "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.syscalls.matchPaths[0] not enforced by noexecd (syscalls rules) [line 48]",
+        "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.apparmor not enforced by noexecd (raw AppArmor profile) [line 51]",
+        "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.presets not enforced by noexecd (unknown key) [line 53]",
+        "policies/not-enforced.yaml:DOC#2 policy hsp-file-only: spec.file.matchDirectories[0] not enforced by noexecd (file rules) [line 66]",
+        "policies/not-enforced.yaml:DOC#2 policy hsp-file-only: no process rules noexecd enforces: no policy written [line 62]",
+    ];
+    assert_eq!(lines, want);
+    assert_eq!(c.not_enforced(), want.len() - 1);
+    // The kept rules: /usr/bin/apt and /usr/bin/unknown-key.
+    assert_eq!(c.policies.len(), 1);
+    let config = crate::policy::load_str(Path::new("x.toml"), &c.toml()).unwrap();
+    let paths: Vec<&[u8]> = config.matcher.rules().iter().map(|r| r.target.scope_prefix()).collect();
+    assert_eq!(paths, vec![&b"/usr/bin/apt"[..], &b"/usr/bin/unknown-key"[..]]);
+}
+
+#[test]
+fn skipped_documents_and_kinds() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kubearmor/multi-document.yaml"))
+            .unwrap();
+    let c = convert("m.yaml", &text);
+    let kinds: Vec<(ReportKind, &str)> = c.reports.iter().map(|r| (r.kind, r.doc.as_str())).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (ReportKind::Skipped, "DOC#1"),
+            (ReportKind::NotEnforced, "DOC#2"),
+            // DOC#3 is the empty document.
+            (ReportKind::Skipped, "DOC#4"),
+            (ReportKind::NotEnforced, "DOC#5"),
+            (ReportKind::NotEnforced, "DOC#6"),
+            (ReportKind::Note, "DOC#7"),
+            (ReportKind::Skipped, "DOC#8"),
+        ]
+    );
+    let names: Vec<&str> = c.policies.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, vec!["ksp-shop-block-pkg-mgmt", "hsp-no-api-version", "hsp-last"]);
+}
+
+fn import_to_strings(files: &[PathBuf], options: &ImportOptions) -> (Result<Summary>, String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let r = import(files, options, &mut out, &mut err);
+    (r, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn strict_refuses_anything_not_enforced_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clean = write(tmp.path(), "clean.yaml", &format!("{HEAD}spec:\n  process:\n    matchPaths:\n    - path: /a\n"));
+    let lossy = write(
+        tmp.path(),
+        "lossy.yaml",
+        "apiVersion: security.kubearmor.com/v1\nkind: KubeArmorHostPolicy\nmetadata:\n  name: q\nspec:\n  process:\n    matchPaths:\n    - path: /b\n  file:\n    matchPaths:\n    - path: /etc/shadow\n",
+    );
+    let out_dir = tmp.path().join("policy.d");
+    let strict = ImportOptions { strict: true, output_dir: Some(out_dir.clone()) };
+    let (r, out, err) = import_to_strings(&[clean.clone(), lossy.clone()], &strict);
+    assert!(matches!(r, Err(Error::ImportStrict { count: 1 })), "{r:?}");
+    assert!(out.is_empty());
+    assert!(
+        err.contains(
+            "lossy.yaml:DOC#1 policy q: spec.file.matchPaths[0] not enforced by noexecd (file rules) [line 11]"
+        ),
+        "{err}"
+    );
+    assert!(!out_dir.exists(), "strict failure must write nothing");
+    let (r, out, _) =
+        import_to_strings(&[clean.clone(), lossy.clone()], &ImportOptions { strict: true, output_dir: None });
+    assert!(r.is_err() && out.is_empty());
+    // Strict passes a file whose every part is enforced; skipped kinds are not lost policy parts.
+    let mixed = write(
+        tmp.path(),
+        "mixed.yaml",
+        &format!("kind: ConfigMap\napiVersion: v1\n---\n{HEAD}spec:\n  process:\n    matchPaths:\n    - path: /a\n"),
+    );
+    let (r, out, err) = import_to_strings(&[mixed], &ImportOptions { strict: true, output_dir: None });
+    assert_eq!(r.unwrap().policies, 1);
+    assert!(out.contains("[[policy]]") && err.contains("kind ConfigMap is not a KubeArmor policy: skipped"), "{err}");
+    // Without --strict the same input imports, reporting.
+    let (r, out, err) = import_to_strings(&[clean, lossy], &ImportOptions::default());
+    let s = r.unwrap();
+    assert_eq!((s.policies, s.not_enforced), (2, 1));
+    assert!(
+        err.ends_with("imported 2 policies from 2 file(s); 1 part(s) not enforced by noexecd (listed above)\n"),
+        "{err}"
+    );
+    crate::policy::load_str(Path::new("stdout.toml"), &out).unwrap();
+}
+
+#[test]
+fn output_dir_gets_one_loadable_file_per_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kubearmor/multi-document.yaml");
+    let out_dir = tmp.path().join("etc/noexecd/policy.d");
+    let (r, out, err) =
+        import_to_strings(&[corpus_file], &ImportOptions { strict: false, output_dir: Some(out_dir.clone()) });
+    let s = r.unwrap_or_else(|e| panic!("{e}\n{err}"));
+    assert!(out.is_empty());
+    let mut names: Vec<String> =
+        std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, vec!["hsp-last.toml", "hsp-no-api-version.toml", "ksp-shop-block-pkg-mgmt.toml"]);
+    assert_eq!(s.written.len(), 3);
+    for f in &s.written {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(text.starts_with("# Converted by `noexecd import` from "), "{text}");
+        crate::policy::load_str(f, &text).unwrap_or_else(|e| panic!("{e}"));
+    }
+    // A name that cannot be a file name is refused.
+    let bad = write(
+        tmp.path(),
+        "bad.yaml",
+        "apiVersion: security.kubearmor.com/v1\nkind: KubeArmorHostPolicy\nmetadata:\n  name: ../x\nspec:\n  process:\n    matchPaths:\n    - path: /a\n",
+    );
+    let (r, _, _) = import_to_strings(&[bad], &ImportOptions { strict: false, output_dir: Some(out_dir) });
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("metadata.name cannot name a file"), "{e}");
+}
+
+#[test]
+fn same_name_in_two_files_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let doc = format!("{HEAD}spec:\n  process:\n    matchPaths:\n    - path: /a\n");
+    let a = write(tmp.path(), "a.yaml", &doc);
+    let b = write(tmp.path(), "b.yaml", &doc);
+    let (r, out, _) = import_to_strings(&[a, b], &ImportOptions::default());
+    let e = r.unwrap_err().to_string();
+    assert!(
+        e.contains("b.yaml:4:9: DOC#1 policy p: metadata.name: \"p\" is already the name of the policy in ")
+            && e.contains("a.yaml:DOC#1"),
+        "{e}"
+    );
+    assert!(out.is_empty());
+    let (r, _, _) = import_to_strings(&[tmp.path().join("missing.yaml")], &ImportOptions::default());
+    assert!(matches!(r, Err(Error::ReadKubeArmor { .. })), "{r:?}");
+}
+
+/// `noexecd run`/`check`: `*.yaml` in policy_dir loads next to `*.toml`; rule origins and errors name the
+/// YAML file and line; what is not enforced does not stop the load.
+#[test]
+fn policy_dir_yaml_is_loaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("policy.d");
+    std::fs::create_dir(&dir).unwrap();
+    let main = write(
+        tmp.path(),
+        "noexecd.toml",
+        &format!(
+            "[daemon]\npolicy_dir = \"{}\"\n[[policy]]\nname = \"main\"\n[[policy.process.match_paths]]\npath = \"/m\"\n",
+            dir.display()
+        ),
+    );
+    write(&dir, "a.toml", "[[policy]]\nname = \"toml-drop-in\"\n[[policy.process.match_paths]]\npath = \"/t\"\n");
+    let yaml = write(
+        &dir,
+        "b.yaml",
+        &format!(
+            "{HEAD}spec:\n  file:\n    matchPaths:\n    - path: /etc/shadow\n  process:\n    matchDirectories:\n    - dir: /srv/x/\n      action: Audit\n"
+        ),
+    );
+    write(&dir, "c.yml", "kind: ConfigMap\n");
+    write(&dir, "README", "not loaded\n");
+    let config = crate::policy::load(&main).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.policy_count, 3);
+    assert_eq!(config.files.len(), 4);
+    let rule = &config.matcher.rules()[2];
+    assert_eq!(rule.meta.policy, "p");
+    assert_eq!(rule.meta.origin, format!("{}:11:7", yaml.display()));
+    let d = config.matcher.decide(Scope::Path(b"/srv/x/y"), 0, &mut KnownSubject::default());
+    assert_eq!(d.outcome, Outcome::Audit);
+    // A duplicate name across files is the loader's error, at the YAML's metadata.name.
+    write(
+        &dir,
+        "d.yaml",
+        "apiVersion: security.kubearmor.com/v1\nkind: KubeArmorHostPolicy\nmetadata:\n  name: main\nspec:\n  process:\n    matchPaths:\n    - path: /a\n",
+    );
+    let e = crate::policy::load(&main).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("{}:4:9: metadata.name: duplicate policy name \"main\"", dir.join("d.yaml").display())),
+        "{e}"
+    );
+    // A YAML file that does not convert stops the load like a broken TOML file.
+    std::fs::remove_file(dir.join("d.yaml")).unwrap();
+    write(&dir, "e.yaml", &format!("{HEAD}spec:\n  process:\n    matchPaths:\n    - path: relative\n"));
+    let e = crate::policy::load(&main).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "{}:8:13: DOC#1 policy p: spec.process.matchPaths[0].path",
+            dir.join("e.yaml").display()
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn toml_quoting() {
+    assert_eq!(emit::quote("a\"b\\c\td\u{7f}é"), "\"a\\\"b\\\\c\\td\\u007Fé\"");
+}
+
+#[test]
+fn patterns_rewritten_only_when_needed() {
+    for (p, want) in [
+        ("/tmp/**/*.sh", "/tmp/**/*.sh"),
+        ("/tmp/**", "/tmp/**"),
+        ("/**/x", "/**/x"),
+        ("/srv/**.py", "/srv/**/*.py"),
+        ("/a/**b/**c", "/a/**b/**c"),
+    ] {
+        assert_eq!(convert::globset_form(p), want, "{p}");
+    }
+}
+
+#[test]
+fn documents_are_numbered_as_written_empty_ones_included() {
+    let doc = |name: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n");
+    let text = format!("---\n{}---\n# empty\n---\n{}...\n---\n\n---\n{}", doc("a"), doc("b"), doc("c"));
+    let c = convert("x.yaml", &text);
+    let docs: Vec<&str> = c.reports.iter().map(|r| r.doc.as_str()).collect();
+    assert_eq!(docs, vec!["DOC#1", "DOC#3", "DOC#5"]);
+    let c = convert("x.yaml", &doc("only"));
+    assert_eq!(c.reports[0].doc, "DOC#1");
+}
+
+#[test]
+fn a_container_policy_is_reported_with_or_without_selector() {
+    let body = "spec:\n  process:\n    matchPaths:\n    - path: /a\n";
+    let c = convert(
+        "x.yaml",
+        &format!("apiVersion: security.kubearmor.com/v1\nkind: KubeArmorPolicy\nmetadata:\n  name: k\n{body}"),
+    );
+    assert_eq!(
+        c.reports[0].to_string(),
+        "x.yaml:DOC#1 policy k: spec.selector not enforced by noexecd (KubeArmorPolicy: KubeArmor applies it to the containers of pods; noexecd applies the rules to every process on this host) [line 6]"
+    );
+    assert_eq!((c.not_enforced(), c.policies.len()), (1, 1));
+    // A host policy's empty node selector selects every node: nothing to report.
+    let c = convert(
+        "x.yaml",
+        &format!("{HEAD}spec:\n  nodeSelector:\n    matchLabels: {{}}\n  process:\n    matchPaths:\n    - path: /a\n"),
+    );
+    assert!(c.reports.is_empty(), "{:?}", c.reports);
+    let c = convert(
+        "x.yaml",
+        &format!(
+            "{HEAD}spec:\n  nodeSelector:\n    matchLabels: {{role: web}}\n  process:\n    matchPaths:\n    - path: /a\n"
+        ),
+    );
+    assert_eq!(
+        c.reports[0].short(),
+        "spec.nodeSelector not enforced by noexecd (Kubernetes node selector; noexecd applies the rules on this host whatever its labels)"
+    );
+}

@@ -1,0 +1,177 @@
+//! Privileged: reload (SIGHUP) with a good and a bad policy, and shutdown (SIGTERM/SIGINT).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[test]
+fn sighup_with_a_good_policy_takes_effect_moves_the_marks_and_reopens_the_log() {
+    let Some(mut env) = Env::new("sighup_good", Layout::Tmpfs) else {
+        return;
+    };
+    let cfg = env.write_config(&DaemonOpts::enforce(), &dir_policy("Block", &env.fs, true));
+    env.start_daemon(&cfg);
+    let fs_dev = kernel_dev_of(&env, &env.fs);
+    let out_dev = kernel_dev_of(&env, &env.out);
+    assert_eq!(env.verify_kernel_marks(), vec![fs_dev], "one superblock mark, on the protected tmpfs");
+
+    let x = env.fs.join("x");
+    let y = env.out.join("y");
+    env.put_elf(&x);
+    env.put_elf(&y);
+    let cwd = env.out.clone();
+    env.bash_exec(&x, &cwd).assert_denied_bash("before reload: fs/x");
+    env.bash_exec(&y, &cwd).assert_ran("before reload: out/y");
+    env.expect_alerts(1);
+
+    // logrotate: move the log away, then reload with a policy that protects `out` instead of `fs`.
+    let rotated = env.base().join("alerts.jsonl.1");
+    fs::rename(env.alert_log(), &rotated).unwrap();
+    env.write_config(&DaemonOpts::enforce(), &dir_policy("Block", &env.out, true));
+    env.check(&cfg);
+    env.daemon().signal(Signal::SIGHUP);
+
+    // Poll until the new scope is in force (out/y denied); earlier attempts run and write no alert.
+    let deadline = Instant::now() + RELOAD_TIMEOUT;
+    let first = loop {
+        let e = env.bash_exec(&y, &cwd);
+        if !e.out.status.success() {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP: the new policy did not take effect:\n{}", env.daemon_stderr());
+        thread::sleep(Duration::from_millis(100));
+    };
+    first.assert_denied_bash("after reload: out/y");
+    assert!(env.daemon().try_wait().is_none(), "daemon still running after SIGHUP");
+    env.bash_exec(&x, &cwd).assert_ran("after reload: fs/x is no longer protected");
+    let second = env.bash_exec(&y, &cwd);
+    second.assert_denied_bash("after reload: out/y again");
+
+    let alerts = env.expect_alerts(2);
+    assert_exec_alert(&alerts[0], &Expect::block(&y, &first, &cwd));
+    assert_exec_alert(&alerts[1], &Expect::block(&y, &second, &cwd));
+    // The old file kept its one alert and got nothing after the reopen.
+    let old = Env::read_alerts_at(&rotated);
+    assert_eq!(old.len(), 1, "rotated log: {old:?}");
+    assert_eq!(get_str(&old[0], "Resource"), x.to_str().unwrap());
+
+    // Marks follow the new scope (the old mark may go a moment after the new policy is in force).
+    let deadline = Instant::now() + RELOAD_TIMEOUT;
+    loop {
+        let marks = env.verify_kernel_marks();
+        if marks == vec![out_dev] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "after reload only the new scope is marked: {marks:x?}, want [{out_dev:x}]");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sighup_with_a_bad_policy_keeps_the_old_one_and_keeps_running() {
+    let Some(mut env) = Env::new("sighup_bad", Layout::Tmpfs) else {
+        return;
+    };
+    let cfg = env.write_config(&DaemonOpts::enforce(), &dir_policy("Block", &env.fs, true));
+    env.start_daemon(&cfg);
+    let x = env.fs.join("x");
+    let y = env.out.join("y");
+    env.put_elf(&x);
+    env.put_elf(&y);
+    let cwd = env.out.clone();
+
+    // A policy that would protect `out` instead, with an unknown key in it: it must be rejected whole.
+    let policies = dir_policy("Block", &env.out, true);
+    let text = format!(
+        "[daemon]\nmode = \"enforce\"\nalert_log = {}\nbogus_key = 1\n\n{policies}",
+        toml_str(&env.alert_log())
+    );
+    fs::write(&cfg, text).unwrap();
+    let before = env.daemon_stderr().len();
+    env.daemon().signal(Signal::SIGHUP);
+
+    // Wait for the error on stderr: it names the file and line of the bad key.
+    let where_ = format!("{}:4:", cfg.display());
+    let deadline = Instant::now() + RELOAD_TIMEOUT;
+    loop {
+        let err = env.daemon_stderr();
+        if err.get(before..).is_some_and(|new| new.contains(&where_)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP with a bad policy: no error naming {where_:?} on stderr:\n{err}");
+        assert!(env.daemon().try_wait().is_none(), "daemon exited on a bad reload:\n{err}");
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(env.daemon().try_wait().is_none(), "daemon keeps running after a bad reload");
+
+    let e = env.bash_exec(&x, &cwd);
+    e.assert_denied_bash("old policy still in force: fs/x");
+    env.bash_exec(&y, &cwd).assert_ran("the rejected policy is not in force: out/y");
+    let alerts = env.expect_alerts(1);
+    assert_exec_alert(&alerts[0], &Expect::block(&x, &e, &cwd));
+    assert!(env.daemon().try_wait().is_none(), "daemon still running");
+}
+
+#[test]
+fn sigterm_flushes_alerts_exits_zero_and_exec_works_again() {
+    let Some(mut env) = Env::new("sigterm", Layout::Tmpfs) else {
+        return;
+    };
+    let cfg = env.write_config(&DaemonOpts::enforce(), &dir_policy("Block", &env.fs, true));
+    env.start_daemon(&cfg);
+    let x = env.fs.join("x");
+    env.put_elf(&x);
+    let cwd = env.out.clone();
+
+    let e = env.bash_exec(&x, &cwd);
+    e.assert_denied_bash("while running");
+    // No waiting for the alert: SIGTERM must flush it.
+    env.daemon().signal(Signal::SIGTERM);
+    let st = env.daemon().wait_exit(Duration::from_secs(10));
+    let err = env.daemon_stderr();
+    let st = st.unwrap_or_else(|| panic!("noexecd did not exit within 10 s of SIGTERM:\n{err}"));
+    assert_eq!(st.code(), Some(0), "exit status after SIGTERM ({st}):\n{err}");
+
+    let alerts = Env::read_alerts_at(&env.alert_log());
+    assert_eq!(alerts.len(), 1, "the pending alert was flushed before exit:\n{alerts:?}\n{err}");
+    assert_exec_alert(&alerts[0], &Expect::block(&x, &e, &cwd));
+
+    env.bash_exec(&x, &cwd).assert_ran("after SIGTERM the marks are gone");
+    thread::sleep(SETTLE);
+    assert_eq!(Env::read_alerts_at(&env.alert_log()).len(), 1, "no alert after exit");
+}
+
+#[test]
+fn sigint_exits_zero_and_exec_works_again() {
+    let Some(mut env) = Env::new("sigint", Layout::Tmpfs) else {
+        return;
+    };
+    let cfg = env.write_config(&DaemonOpts::enforce(), &dir_policy("Block", &env.fs, true));
+    env.start_daemon(&cfg);
+    let x = env.fs.join("x");
+    env.put_elf(&x);
+    let cwd = env.out.clone();
+    env.bash_exec(&x, &cwd).assert_denied_bash("while running");
+    env.expect_alerts(1);
+
+    env.daemon().signal(Signal::SIGINT);
+    let st = env.daemon().wait_exit(Duration::from_secs(10));
+    let err = env.daemon_stderr();
+    let st = st.unwrap_or_else(|| panic!("noexecd did not exit within 10 s of SIGINT:\n{err}"));
+    assert_eq!(st.code(), Some(0), "exit status after SIGINT ({st}):\n{err}");
+    env.bash_exec(&x, &cwd).assert_ran("after SIGINT the marks are gone");
+}
+
+fn kernel_dev_of(env: &Env, p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    kernel_dev(fs::metadata(env.host_view(p)).unwrap().dev())
+}
