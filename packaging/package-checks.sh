@@ -26,6 +26,8 @@ trap 'rm -rf "$WORK"' EXIT
 
 # The files every package carries (man8 pages beyond noexecd.8 are the subcommands' pages).
 EXPECTED_COMMON='644 /etc/logrotate.d/noexecd
+644 /etc/xdg/autostart/noexecd-notify.desktop
+644 /usr/lib/systemd/user/noexecd-notify.service
 644 /etc/noexecd/noexecd.toml
 644 /etc/noexecd/policy.d/README
 644 /usr/lib/systemd/system/noexecd.service

@@ -35,6 +35,7 @@ declare -A package_of=(
     [seq]=coreutils
     [bash]=bash
     [dash]=dash
+    [dbus-daemon]=dbus-daemon
 )
 missing_packages=()
 for cmd in "${!package_of[@]}"; do

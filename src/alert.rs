@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::container::ContainerInfo;
 use crate::matcher::{Outcome, RuleMeta};
 use crate::procfs::ProcessInfo;
 
@@ -40,6 +41,16 @@ pub struct Alert {
     pub updated_time: String,
     pub cluster_name: String,
     pub host_name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub namespace_name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub pod_name: String,
+    #[serde(rename = "ContainerID", skip_serializing_if = "String::is_empty")]
+    pub container_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub container_name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub container_image: String,
     #[serde(rename = "HostPPID")]
     pub host_ppid: i32,
     #[serde(rename = "HostPID")]
@@ -105,6 +116,11 @@ impl Alert {
             updated_time,
             cluster_name: origin.cluster_name.clone(),
             host_name: origin.host_name.clone(),
+            namespace_name: String::new(),
+            pod_name: String::new(),
+            container_id: String::new(),
+            container_name: String::new(),
+            container_image: String::new(),
             host_ppid: a.process.ppid,
             host_pid: a.pid,
             ppid: a.process.ppid,
@@ -131,6 +147,22 @@ impl Alert {
         }
     }
 
+    /// The alert of an exec made inside a container: KubeArmor's container form, `Type` "MatchedPolicy",
+    /// with what the runtime's files told about the container, and `PID` as the container sees it.
+    pub fn in_container(mut self, c: &ContainerInfo, ns_pid: Option<i32>) -> Self {
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        self.kind = "MatchedPolicy".to_owned();
+        self.container_id = c.id.clone();
+        self.container_name = text(&c.name);
+        self.container_image = text(&c.image);
+        self.namespace_name = text(&c.namespace);
+        self.pod_name = text(&c.pod);
+        if let Some(pid) = ns_pid {
+            self.pid = pid;
+        }
+        self
+    }
+
     /// KubeArmor's throttling notice: written once per interval when alerts start being dropped.
     pub fn threshold(when: SystemTime, origin: &Origin, max_per_sec: u32) -> Self {
         let (secs, updated_time) = timestamps(when);
@@ -139,6 +171,11 @@ impl Alert {
             updated_time,
             cluster_name: origin.cluster_name.clone(),
             host_name: origin.host_name.clone(),
+            namespace_name: String::new(),
+            pod_name: String::new(),
+            container_id: String::new(),
+            container_name: String::new(),
+            container_image: String::new(),
             host_ppid: 0,
             host_pid: 0,
             ppid: 0,
@@ -254,7 +291,13 @@ mod tests {
             }),
             resource: b"/tmp/payload".to_vec(),
             pid: 4242,
-            process: ProcessInfo { exe: b"/usr/bin/bash".to_vec(), ppid: 4200, uid: 1000, cwd: b"/root".to_vec() },
+            process: ProcessInfo {
+                exe: b"/usr/bin/bash".to_vec(),
+                ppid: 4200,
+                uid: 1000,
+                cwd: b"/root".to_vec(),
+                ..ProcessInfo::default()
+            },
             hook: "FAN_OPEN_EXEC_PERM",
         }
     }
@@ -284,7 +327,7 @@ mod tests {
     #[test]
     fn exited_process_leaves_fields_empty_but_keeps_ids() {
         let mut a = sample(Outcome::Block);
-        a.process = ProcessInfo { exe: vec![], ppid: 0, uid: -1, cwd: vec![] };
+        a.process = ProcessInfo { uid: -1, ..ProcessInfo::default() };
         let v: serde_json::Value = serde_json::from_str(&Alert::for_exec(&a, &origin()).to_json_line()).unwrap();
         assert!(v.get("Source").is_none());
         assert!(v.get("ParentProcessName").is_none());

@@ -3,6 +3,7 @@
 //! written costs alerts (counted), never decisions.
 #![forbid(unsafe_code)]
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -15,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::alert::{Alert, ExecAlert, Origin};
 use crate::alert_stream::Subscribers;
+use crate::container::{ContainerInfo, Runtime, describe_on_host};
 use crate::decide::Counters;
 use crate::matcher::Outcome;
 
@@ -74,7 +76,12 @@ pub struct AlertSink {
     limiter: RateLimiter,
     counters: Arc<Counters>,
     last_error_log: Option<Instant>,
+    /// Containers already described: their runtime files are read once per container, not per alert.
+    containers: HashMap<String, ContainerInfo>,
 }
+
+/// A host runs a bounded number of containers at a time; past this many, the cache starts over.
+const CONTAINER_CACHE_MAX: usize = 1024;
 
 impl AlertSink {
     pub fn new(
@@ -85,7 +92,16 @@ impl AlertSink {
         subscribers: Subscribers,
     ) -> Self {
         let limiter = RateLimiter::new(max_per_sec);
-        let mut sink = Self { subscribers, path, file: None, origin, limiter, counters, last_error_log: None };
+        let mut sink = Self {
+            subscribers,
+            path,
+            file: None,
+            origin,
+            limiter,
+            counters,
+            last_error_log: None,
+            containers: HashMap::new(),
+        };
         sink.reopen();
         sink
     }
@@ -141,7 +157,10 @@ impl AlertSink {
                 return;
             }
         }
-        let alert = Alert::for_exec(a, &self.origin);
+        let mut alert = Alert::for_exec(a, &self.origin);
+        if let Some((runtime, id)) = &a.process.container {
+            alert = alert.in_container(self.container(*runtime, id), a.process.ns_pid);
+        }
         let verdict = if a.outcome == Outcome::Block { "exec blocked" } else { "exec audited" };
         tracing::warn!(
             policy = %alert.policy_name,
@@ -150,9 +169,17 @@ impl AlertSink {
             source = %alert.source,
             pid = alert.pid,
             uid = alert.uid,
+            container = %alert.container_id,
             "{verdict}"
         );
         self.append(&alert.to_json_line(), true);
+    }
+
+    fn container(&mut self, runtime: Runtime, id: &str) -> &ContainerInfo {
+        if self.containers.len() >= CONTAINER_CACHE_MAX && !self.containers.contains_key(id) {
+            self.containers.clear();
+        }
+        self.containers.entry(id.to_owned()).or_insert_with(|| describe_on_host(runtime, id.to_owned()))
     }
 
     fn append(&mut self, line: &str, counts: bool) {

@@ -76,6 +76,9 @@ pub fn explain(
     owner: Option<u32>,
 ) -> Result<Explanation> {
     let config = policy::load(config_path)?;
+    // The daemon sees the file the kernel opens: a relative name from here, through its symlinks.
+    let resolved = std::fs::canonicalize(path).or_else(|_| std::path::absolute(path));
+    let path = resolved.as_deref().unwrap_or(path);
     let owner = owner.unwrap_or_else(|| {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(path).map(|m| m.uid()).unwrap_or(0)
@@ -108,7 +111,7 @@ pub fn explain(
                 rule: Arc::clone(rule),
                 resource: bytes.to_vec(),
                 pid: 0,
-                process: ProcessInfo { exe: exe.unwrap_or_default(), ppid: 0, uid: i64::from(uid), cwd: Vec::new() },
+                process: ProcessInfo { exe: exe.unwrap_or_default(), uid: i64::from(uid), ..ProcessInfo::default() },
                 hook: "FAN_OPEN_EXEC_PERM",
             };
             let origin = Origin {

@@ -58,6 +58,11 @@ fn container_of_in(root: &Path, pid: i32) -> Option<ContainerInfo> {
     Some(describe(root, runtime, id))
 }
 
+/// What the host's runtime files tell about container `id` (from [`parse_cgroup`] of a process).
+pub fn describe_on_host(runtime: Runtime, id: String) -> ContainerInfo {
+    describe(Path::new("/"), runtime, id)
+}
+
 /// Name, image, namespace and pod of a container, from whatever the runtime keeps on the host.
 fn describe(root: &Path, runtime: Runtime, id: String) -> ContainerInfo {
     let mut info = ContainerInfo { id, runtime, name: None, image: None, namespace: None, pod: None };

@@ -124,7 +124,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         }
     };
     match guard.config.daemon.fail_mode {
-        FailMode::Closed => fdstore::store(&group),
+        FailMode::Closed => fdstore::store(&group, resumed),
         FailMode::Open if resumed => fdstore::release(),
         FailMode::Open => {}
     }
@@ -246,7 +246,10 @@ impl Controller {
         let mut int = signal(SignalKind::interrupt()).map_err(signal_err)?;
         let mut mount_tick = tokio::time::interval(MOUNT_POLL);
         let mut status_tick = tokio::time::interval(STATUS_EVERY);
-        let mut watchdog_tick = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |w| w / 2));
+        // The first check comes one period from now: an immediate tick would find the heartbeat unmoved.
+        let watchdog_period = watchdog.map_or(Duration::from_secs(3600), |w| w / 2);
+        let mut watchdog_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + watchdog_period, watchdog_period);
         let mut last_heartbeat = counters.heartbeat.load(Ordering::Relaxed);
 
         let filesystems = self.shared.load().targets.len();

@@ -112,13 +112,15 @@ impl Decider {
         // blocked caller exits within microseconds and an audited one becomes the program it executes, so
         // its executable, parent and uid must be taken while the kernel still holds it. These reads touch
         // kernel memory only (no marked file, no lock the caller holds); allowed execs never pay for them.
+        // The file's name is taken now too: a file reached through another mount namespace is named through
+        // the caller's /proc/PID/mountinfo, which is gone once a blocked caller exits.
         let process = procfs::process_info(event.pid);
-        self.answer(group, fd.as_fd(), outcome != Outcome::Block, outcome == Outcome::Block);
-        let counter = if outcome == Outcome::Block { &self.counters.blocked } else { &self.counters.audited };
-        counter.fetch_add(1, Ordering::Relaxed);
         if resolved == Resolved::NotYet {
             self.resolve(guard, fd.as_fd(), event.pid);
         }
+        self.answer(group, fd.as_fd(), outcome != Outcome::Block, outcome == Outcome::Block);
+        let counter = if outcome == Outcome::Block { &self.counters.blocked } else { &self.counters.audited };
+        counter.fetch_add(1, Ordering::Relaxed);
         let resource = if self.canonical.is_empty() { Vec::new() } else { self.canonical.clone() };
         let alert = ExecAlert {
             when: SystemTime::now(),

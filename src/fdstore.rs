@@ -44,8 +44,9 @@ pub fn take_stored_group() -> Option<FanotifyGroup> {
 }
 
 /// Gives systemd a duplicate of the group to hold while we run, after making sure our own restart cannot
-/// wait on it. Without `$NOTIFY_SOCKET` (not under systemd) this does nothing.
-pub fn store(group: &FanotifyGroup) {
+/// wait on it. A group taken back from the store (`resumed`) is still held there: it only gets its
+/// exemptions renewed. Without `$NOTIFY_SOCKET` (not under systemd) this does nothing.
+pub fn store(group: &FanotifyGroup, resumed: bool) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
@@ -53,6 +54,12 @@ pub fn store(group: &FanotifyGroup) {
         if let Err(e) = group.ignore_inode(&path, MASK_OPEN_EXEC_PERM) {
             tracing::warn!(path = %path.display(), error = %e, "cannot exempt a file of the daemon's own start from the stored group");
         }
+    }
+    if resumed {
+        // systemd keeps a stored fd across restarts until it is removed; a second FDSTORE=1 would exceed
+        // FileDescriptorStoreMax=1.
+        tracing::info!("the fanotify group stays stored with systemd (fail_mode = \"closed\")");
+        return;
     }
     let states = [sd_notify::NotifyState::FdStore, sd_notify::NotifyState::FdName(FD_NAME)];
     match sd_notify::notify_with_fds(&states, &[group.as_fd()]) {

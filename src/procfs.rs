@@ -4,25 +4,34 @@
 
 use std::os::unix::ffi::OsStrExt;
 
+use crate::container::{Runtime, parse_cgroup};
+
 /// The caller's facts that go into an alert.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessInfo {
+    /// The pid inside the caller's own pid namespace (the last `NSpid:` field); the host pid outside one.
+    pub ns_pid: Option<i32>,
     /// `/proc/PID/exe`: the program that called exec (the old image; exec has not happened yet).
     pub exe: Vec<u8>,
     pub ppid: i32,
     /// Real uid, or -1 when the process was gone before it could be read.
     pub uid: i64,
     pub cwd: Vec<u8>,
+    /// The runtime and id of the caller's container, from `/proc/PID/cgroup`; `None` on the host.
+    pub container: Option<(Runtime, String)>,
 }
 
 /// Reads what is still readable; never fails.
 pub fn process_info(pid: i32) -> ProcessInfo {
     // exe first: it disappears first when the process exits.
     let exe = exe(pid).unwrap_or_default();
-    let (ppid, uid) = status(pid).unwrap_or((0, -1));
+    let status_text = std::fs::read(format!("/proc/{pid}/status")).unwrap_or_default();
+    let (ppid, uid) = parse_status(&status_text).unwrap_or((0, -1));
+    let ns_pid = parse_ns_pid(&status_text);
     let cwd =
         std::fs::read_link(format!("/proc/{pid}/cwd")).map(|p| p.as_os_str().as_bytes().to_vec()).unwrap_or_default();
-    ProcessInfo { exe, ppid, uid, cwd }
+    let container = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok().and_then(|t| parse_cgroup(&t));
+    ProcessInfo { ns_pid, exe, ppid, uid, cwd, container }
 }
 
 pub fn exe(pid: i32) -> Option<Vec<u8>> {
@@ -59,6 +68,12 @@ fn parse_status(text: &[u8]) -> Option<(i32, i64)> {
     Some((ppid, field(b"Uid:")?))
 }
 
+/// The innermost pid of `NSpid:` (`NSpid:\t4242\t7` for pid 7 in a container).
+fn parse_ns_pid(text: &[u8]) -> Option<i32> {
+    let line = text.split(|&b| b == b'\n').find_map(|l| l.strip_prefix(b"NSpid:"))?;
+    std::str::from_utf8(line).ok()?.split_whitespace().last()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +83,9 @@ mod tests {
         let text = b"Name:\tbash\nPPid:\t42\nTracerPid:\t0\nUid:\t1000\t1000\t1000\t1000\n";
         assert_eq!(parse_status(text), Some((42, 1000)));
         assert_eq!(parse_status(b"Name: x\n"), None);
+        assert_eq!(parse_ns_pid(b"Pid:\t4242\nNSpid:\t4242\t7\n"), Some(7));
+        assert_eq!(parse_ns_pid(b"NSpid:\t4242\n"), Some(4242));
+        assert_eq!(parse_ns_pid(b"NSpid:\n"), None);
     }
 
     #[test]
@@ -78,6 +96,6 @@ mod tests {
         assert_eq!(me.uid, i64::from(nix::unistd::getuid().as_raw()));
         assert!(!me.cwd.is_empty());
         let gone = process_info(i32::MAX);
-        assert_eq!(gone, ProcessInfo { exe: vec![], ppid: 0, uid: -1, cwd: vec![] });
+        assert_eq!(gone, ProcessInfo { uid: -1, ..ProcessInfo::default() });
     }
 }
