@@ -46,14 +46,10 @@ pub fn take_stored_group() -> Option<FanotifyGroup> {
 /// Gives systemd a duplicate of the group to hold while we run, after making sure our own restart cannot
 /// wait on it. Without `$NOTIFY_SOCKET` (not under systemd) this does nothing.
 pub fn store(group: &FanotifyGroup) {
-    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+    if !will_store() {
         return;
     }
-    for path in restart_path_executables() {
-        if let Err(e) = group.ignore_inode(&path, MASK_OPEN_EXEC_PERM) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot exempt a file of the daemon's own start from the stored group");
-        }
-    }
+    exempt_own_restart(group);
     let states = [sd_notify::NotifyState::FdStore, sd_notify::NotifyState::FdName(FD_NAME)];
     match sd_notify::notify_with_fds(&states, &[group.as_fd()]) {
         Ok(()) => tracing::info!(
@@ -61,6 +57,21 @@ pub fn store(group: &FanotifyGroup) {
         ),
         Err(e) => {
             tracing::warn!(error = %e, "cannot store the fanotify group with systemd; a crash would let execs through")
+        }
+    }
+}
+
+/// Whether [`store`] hands the group to systemd (we run under it).
+pub fn will_store() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
+/// Puts inode ignore marks on the files our own restart exec-opens. Also called after the exec cache flushed
+/// every inode mark of the group.
+pub fn exempt_own_restart(group: &FanotifyGroup) {
+    for path in restart_path_executables() {
+        if let Err(e) = group.ignore_inode(&path, MASK_OPEN_EXEC_PERM) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot exempt a file of the daemon's own start from the stored group");
         }
     }
 }

@@ -279,6 +279,13 @@ impl Matcher {
         self.rules.iter().all(|r| r.target.relation(dir) != Relation::Partial)
     }
 
+    /// True when no rule can apply to the file at `path` whoever executes it and whoever owns it: no Allow
+    /// rule is loaded (so no default posture), and `path` lies outside every rule's scope. Such a file is
+    /// always allowed silently; the exec cache relies on this.
+    pub fn untouched_by_rules(&self, path: &[u8]) -> bool {
+        !self.whitelist && self.rules.iter().all(|r| !is_path_prefix(r.target.scope_prefix(), path))
+    }
+
     /// Whether any rule could match a file below `dir` (or `dir` itself).
     pub fn touches(&self, dir: &[u8]) -> bool {
         self.whitelist || self.rules.iter().any(|r| r.target.relation(dir) != Relation::Disjoint)
@@ -465,6 +472,17 @@ mod tests {
         ]);
         assert_eq!(decide(&m, "/tmp/a/x"), (Outcome::Block, Some("/tmp/a/".into())));
         assert_eq!(decide(&m, "/tmp/b"), (Outcome::Block, Some("/tmp/".into())));
+    }
+
+    #[test]
+    fn untouched_by_rules_means_outside_every_scope_and_no_allow_rule() {
+        let m = enforce(vec![dir("/tmp/", true, Action::Block), pattern("/var/**/x*", Action::Audit)]);
+        assert!(m.untouched_by_rules(b"/usr/bin/true"));
+        assert!(m.untouched_by_rules(b"/tmpx/a"));
+        assert!(!m.untouched_by_rules(b"/tmp/x"));
+        assert!(!m.untouched_by_rules(b"/var/lib/y"), "a pattern's literal prefix is its scope");
+        let w = enforce(vec![dir("/opt/", true, Action::Allow)]);
+        assert!(!w.untouched_by_rules(b"/usr/bin/true"), "the default posture applies to everything");
     }
 
     #[test]
