@@ -28,7 +28,7 @@ fapolicyd_prepare() {
     : > "$root/etc/fapolicyd/fapolicyd.trust"
     cat > "$root/etc/fapolicyd/fapolicyd.conf" <<'CONF'
 permissive = 0
-nice_val = 14
+nice_val = 0
 q_size = 640
 uid = 0
 gid = 0

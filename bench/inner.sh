@@ -11,7 +11,7 @@ set -euo pipefail
 BIN=$1 TOOLS=$2 RES=$3
 ROUNDS=${BENCH_ROUNDS:-7}
 N_SPAWN=${BENCH_SPAWN:-2000}
-N_DENY=${BENCH_DENY:-20000}
+N_DENY=${BENCH_DENY:-5000}
 STORM_SECS=${BENCH_STORM_SECS:-3}
 N_FILES=${BENCH_FILES:-20000}
 export BENCH_PIDS=${BENCH_PIDS:?}
@@ -133,13 +133,14 @@ TICK=$(getconf CLK_TCK)
 
 # --- measurements --------------------------------------------------------------------------------------------
 # spawn_pair SCENARIO SERIES ROUND: allowed exec of each binary, guarded image vs twin, side by side.
+# The order flips every round, so that neither side always goes first.
 spawn_pair() {
-    local sc=$1 series=$2 r=$3 kind v
+    local sc=$1 series=$2 r=$3 kind v side
     for kind in static dynamic; do
-        v=$(timeout 120 "$EL" -r "$W/base" spawn "/usr/bin/hello-$kind" "$N_SPAWN")
-        rec "$sc" "none-$kind" "$r" "$v" ns
-        v=$(timeout 120 "$EL" -r "$W/img" spawn "/usr/bin/hello-$kind" "$N_SPAWN")
-        rec "$sc" "$series-$kind" "$r" "$v" ns
+        for side in $( ((r % 2)) && echo "base img" || echo "img base"); do
+            v=$(timeout 120 "$EL" -r "$W/$side" spawn "/usr/bin/hello-$kind" "$N_SPAWN")
+            if [ "$side" = base ]; then rec "$sc" "none-$kind" "$r" "$v" ns; else rec "$sc" "$series-$kind" "$r" "$v" ns; fi
+        done
     done
 }
 deny() { # deny SCENARIO SERIES ROUND [-r ROOT] PATH
@@ -148,9 +149,10 @@ deny() { # deny SCENARIO SERIES ROUND [-r ROOT] PATH
     v=$(timeout 120 "$EL" "${@:1:$#-1}" deny "${@: -1}" "$N_DENY")
     rec "$sc" "$series" "$r" "$v" ns
 }
-# storm SERIES PID [-r ROOT] PATH: two concurrent deny loops; decisions/s, worst single call, daemon CPU and RSS.
+# storm SERIES ROUND PID [-r ROOT] PATH: two concurrent deny loops; decisions/s, worst single call, the
+# responder's CPU and RSS.
 storm() {
-    local series=$1 pid=$2; shift 2
+    local series=$1 r=$2 pid=$3; shift 3
     local c0 out1 out2 n1 n2 w1 w2 rss
     c0=$(proc_cpu "$pid")
     timeout $((STORM_SECS + 30)) "$EL" "${@:1:$#-1}" storm "${@: -1}" "$STORM_SECS" > "$W/run/s1" &
@@ -162,10 +164,10 @@ storm() {
     wait "$p1" "$p2"
     local c1; c1=$(proc_cpu "$pid")
     read -r n1 w1 < "$W/run/s1"; read -r n2 w2 < "$W/run/s2"
-    rec storm "$series-rate" 0 $(( (n1 + n2) / STORM_SECS )) "decisions/s"
-    rec storm "$series-worst" 0 $(( w1 > w2 ? w1 : w2 )) ns
-    rec storm "$series-cpu" 0 $(( (c1 - c0) * 100 / TICK / STORM_SECS )) "% of one core"
-    rec storm "$series-rss" 0 "$rss" KiB
+    rec storm "$series-rate" "$r" $(( (n1 + n2) / STORM_SECS )) "decisions/s"
+    rec storm "$series-worst" "$r" $(( w1 > w2 ? w1 : w2 )) ns
+    rec storm "$series-cpu" "$r" $(( (c1 - c0) * 100 / TICK / STORM_SECS )) "% of one core"
+    rec storm "$series-rss" "$r" "$rss" KiB
 }
 idle() { # idle SERIES PID: CPU over 5 s with nothing happening, and RSS.
     local c0 c1
@@ -188,14 +190,25 @@ spawn_pair allowed warmup 0 >/dev/null
 for r in $(seq 1 "$ROUNDS"); do
     log "   round $r/$ROUNDS"
     spawn_pair allowed noexecd "$r"
-    deny denied noexec "$r" "$W/nx/x"
-    deny denied responder "$r" "$W/resp/x"
-    deny denied noexecd "$r" "$W/prot/x"
-    deny denied noexecd-path "$r" -r "$W/img" /tmp/x
+    # Short back-to-back runs, order rotating, several per round: each pair sees the same load.
+    for k in 1 2 3; do
+        rr=$(( (r - 1) * 3 + k ))
+        order=(responder noexecd noexecd-path noexec)
+        for i in 0 1 2 3; do
+            case ${order[$(( (i + rr) % 4 ))]} in
+                responder) deny denied responder "$rr" "$W/resp/x" ;;
+                noexecd) deny denied noexecd "$rr" "$W/prot/x" ;;
+                noexecd-path) deny denied noexecd-path "$rr" -r "$W/img" /tmp/x ;;
+                noexec) deny denied noexec "$rr" "$W/nx/x" ;;
+            esac
+        done
+    done
 done
-storm noexecd "$DAEMON_PID" "$W/prot/x"
-storm noexecd-path "$DAEMON_PID" -r "$W/img" /tmp/x
-storm responder "$RESP_PID" "$W/resp/x"
+for r in 1 2 3; do
+    storm noexecd "$r" "$DAEMON_PID" "$W/prot/x"
+    storm responder "$r" "$RESP_PID" "$W/resp/x"
+    storm noexecd-path "$r" "$DAEMON_PID" -r "$W/img" /tmp/x
+done
 idle noexecd-after "$DAEMON_PID"
 daemon_stop
 
@@ -208,7 +221,7 @@ for r in $(seq 1 "$ROUNDS"); do
     log "   round $r/$ROUNDS"
     spawn_pair allowed noexecd-nocache "$r"
 done
-storm noexecd-nocache "$DAEMON_PID" "$W/prot/x"
+storm noexecd-nocache 1 "$DAEMON_PID" "$W/prot/x"
 daemon_stop
 
 # --- phase 3: open-heavy work in /tmp, open-time guard on and off (needs the bypass work) -------------------
@@ -248,7 +261,7 @@ if command -v fapolicyd >/dev/null; then
         spawn_pair allowed fapolicyd "$r"
         deny denied fapolicyd "$r" -r "$W/img" /tmp/x
     done
-    storm fapolicyd "$FAPOLICYD_PID" -r "$W/img" /tmp/x
+    for r in 1 2 3; do storm fapolicyd "$r" "$FAPOLICYD_PID" -r "$W/img" /tmp/x; done
     fapolicyd_stop "$W/img"
 else
     log "== fapolicyd: not installed"

@@ -33,6 +33,11 @@ def med(sc, series):
     return statistics.median(vals) if vals else None
 
 
+def mx(sc, series):
+    vals = list(data.get((sc, series), {}).values())
+    return max(vals) if vals else None
+
+
 def paired(sc, a, b, f):
     """Median over rounds of f(a_round, b_round)."""
     da, db = data.get((sc, a), {}), data.get((sc, b), {})
@@ -97,7 +102,7 @@ rows.append(("noexecd overhead / fapolicyd overhead (scenario 1)", "≤ 0.1",
 
 # Goal 4: exec storm.
 rate = med("storm", "noexecd-rate")
-worst_call = med("storm", "noexecd-worst")
+worst_call = mx("storm", "noexecd-worst")
 storm_ok = None if rate is None or worst_call is None else (rate >= 50000 and worst_call < 50e6)
 rows.append(("exec storm, 2 spawners (decisions/s)", "≥ 50 000, no stall", fmt(rate, "{:,.0f}"), verdict(storm_ok),
              f"slowest single exec {us(worst_call)}; path-decided: {fmt(med('storm', 'noexecd-path-rate'), '{:,.0f}')}/s; "

@@ -5,7 +5,7 @@
 # (bench/report.py, gnuplot). Not part of `make test`: timing goals belong here.
 #
 # Usage: bench/run.sh [NOEXECD_BIN]. Knobs (environment): BENCH_ROUNDS (7), BENCH_SPAWN (2000 execs per
-# allowed run), BENCH_DENY (20000 per denied run), BENCH_STORM_SECS (3), BENCH_TIMEOUT (2400 s in all).
+# allowed run), BENCH_DENY (5000 per denied run), BENCH_STORM_SECS (3), BENCH_TIMEOUT (2400 s in all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(readlink -f "${1:-target/release/noexecd}")
@@ -58,7 +58,11 @@ reap() {
 }
 trap reap EXIT
 status=0
-timeout -k 10 "${BENCH_TIMEOUT:-2400}" unshare --mount --propagation private -- \
+# The bench (daemons and loops alike) runs at real-time priority (chrt -f 10) so that other work on the
+# machine does not distort it; BENCH_RT=0 runs it at nice -19 instead. Every process is bounded by timeout.
+PRIO="chrt -f 10"
+[ "${BENCH_RT:-1}" = 0 ] && PRIO="nice -n -19"
+timeout -k 10 "${BENCH_TIMEOUT:-2400}" $PRIO unshare --mount --propagation private -- \
     bash bench/inner.sh "$BIN" "$OUT/tools" "$RES" || status=$?
 reap
 [ "$status" = 0 ] || { echo "make bench: a scenario failed (exit $status); partial results in $RES" >&2; exit "$status"; }
