@@ -4,7 +4,7 @@
 # private mount namespace (bench/inner.sh), then prints the ratio table and writes BENCHMARKS.md and its plot
 # (bench/report.py, gnuplot). Not part of `make test`: timing goals belong here.
 #
-# Usage: bench/run.sh [NOEXECD_BIN]. Knobs (environment): BENCH_ROUNDS (7), BENCH_SPAWN (2000 execs per
+# Usage: bench/run.sh [NOEXECD_BIN]. Knobs (environment): BENCH_ROUNDS (11), BENCH_SPAWN (1000 execs per
 # allowed run), BENCH_DENY (5000 per denied run), BENCH_STORM_SECS (3), BENCH_TIMEOUT (2400 s in all).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -25,8 +25,13 @@
 //!    policy are dropped. More than [`MAX_CACHED`] marks also flush, so the kernel's memory stays bounded.
 //!
 //! What stays open, by design: root can move or hard-link a cached file into /tmp, and it then runs until
-//! the next reload (`systemctl reload noexecd`) flushes the cache. Root is outside the threat model (root can
-//! stop the daemon); the integration test `root_moving_a_cached_file_into_protected_scope` pins this down.
+//! the next reload (`systemctl reload noexecd`) flushes the cache. Likewise root handing a cached file to a
+//! user (chown, chmod g+w/o+w: attribute changes do not clear an ignore mark) lets that user hard-link it
+//! into /tmp until the next reload. Root is outside the threat model (root can stop the daemon); the
+//! integration test `root_moving_a_cached_file_into_protected_scope_runs_it_until_reload` pins this down.
+//! Watching protected directories for FAN_MOVED_TO/FAN_CREATE to drop marks was considered and left out:
+//! it needs a second group with a filesystem mark on `/` reporting every create and rename on the host (the
+//! cost this cache removes) or recursive inotify over /tmp (racy), to close a hole only root can open.
 //!
 //! Split of work: the decision thread only filters (rules 1 and 2, from facts it already has, no allocation
 //! for a file already offered) and hands a duplicate of the event fd and the canonical path to the tokio side
