@@ -9,7 +9,7 @@ export CARGO_TERM_COLOR ?= never
 TEST_EXTRA :=
 -include packaging/packaging.mk
 
-.PHONY: all build run demo test test-deps fmt-check clippy unit-tests integration-tests check-config clean
+.PHONY: all build run demo test test-deps fmt-check clippy unit-tests integration-tests check-config bench clean
 
 all: build
 
@@ -51,6 +51,11 @@ unit-tests:
 # profile), which saves building a dozen LTO binaries.
 integration-tests: build
 	NOEXECD_BIN=$(abspath $(BIN)) timeout 1800 $(CARGO) test --locked --test '*' -- --test-threads=1
+
+## Benchmarks (root; not part of `make test`): noexecd against no guard, noexec, a minimal C fanotify responder
+## and fapolicyd, in a private mount namespace. Prints the ratio table, writes BENCHMARKS.md and bench/plot.svg.
+bench: build
+	bash bench/run.sh $(BIN)
 
 clean:
 	$(CARGO) clean

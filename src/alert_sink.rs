@@ -50,6 +50,14 @@ impl RateLimiter {
         Self { max_per_sec, window_start: Instant::now(), count: 0, notified: false }
     }
 
+    /// [`admit`](Self::admit) under the limit `max_per_sec`, starting over when the limit changed (reload).
+    pub fn admit_with(&mut self, max_per_sec: u32, now: Instant) -> Admit {
+        if self.max_per_sec != max_per_sec {
+            *self = Self::new(max_per_sec);
+        }
+        self.admit(now)
+    }
+
     pub fn admit(&mut self, now: Instant) -> Admit {
         if now.duration_since(self.window_start) >= Duration::from_secs(1) {
             self.window_start = now;
@@ -249,6 +257,15 @@ mod tests {
         let got: Vec<Admit> = (0..6).map(|_| l.admit(t0)).collect();
         assert_eq!(got, vec![Admit::Write, Admit::Write, Admit::Write, Admit::DropAndNotify, Admit::Drop, Admit::Drop]);
         assert_eq!(l.admit(t0 + Duration::from_millis(1001)), Admit::Write);
+    }
+
+    #[test]
+    fn limiter_starts_over_when_the_limit_changes() {
+        let mut l = RateLimiter::new(1);
+        let t0 = l.window_start;
+        assert_eq!(l.admit_with(1, t0), Admit::Write);
+        assert_eq!(l.admit_with(1, t0), Admit::DropAndNotify);
+        assert_eq!(l.admit_with(2, t0), Admit::Write, "a reload with a new limit starts a new window");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::alert_sink::{self, AlertSink, Control};
 use crate::alert_stream::{AlertSocket, Subscribers};
 use crate::decide::{self, Counters, Decider};
 use crate::error::{Error, Result};
+use crate::exec_cache::{Candidate, ExecCache};
 use crate::fdstore;
 use crate::guard::{Guard, MarkTarget};
 use crate::mounts::MountTable;
@@ -129,6 +130,11 @@ pub fn run(config_path: &Path) -> Result<()> {
         FailMode::Open => {}
     }
     let group = Arc::new(group);
+    let own_exemptions = guard.config.daemon.fail_mode == FailMode::Closed && fdstore::will_store();
+    let (cache, feed, cache_rx) = match ExecCache::new(group.clone(), guard.config.daemon.exec_cache, own_exemptions) {
+        Some((cache, feed, rx)) => (Some(cache), Some(feed), Some(rx)),
+        None => (None, None, None),
+    };
 
     let counters = Arc::new(Counters::default());
     let (alert_tx, alert_rx) = mpsc::channel(ALERT_QUEUE);
@@ -156,7 +162,7 @@ pub fn run(config_path: &Path) -> Result<()> {
     let decision = {
         let (group, shared, stop, wake) = (group.clone(), shared.clone(), stop.clone(), wake.clone());
         let alive = AliveWhileHeld(decision_alive.clone());
-        let decider = Decider::new(alert_tx, counters.clone());
+        let decider = Decider::new(alert_tx, counters.clone()).with_cache(feed);
         std::thread::Builder::new()
             .name("noexecd-decide".into())
             .spawn(move || {
@@ -191,6 +197,8 @@ pub fn run(config_path: &Path) -> Result<()> {
             mountinfo,
             control: control_tx,
             decision_alive,
+            cache,
+            cache_rx,
         };
         let result = controller.serve(&counters, watchdog).await;
         notify::stopping();
@@ -227,6 +235,8 @@ struct Controller {
     mountinfo: Vec<u8>,
     control: mpsc::UnboundedSender<Control>,
     decision_alive: Arc<AtomicBool>,
+    cache: Option<ExecCache>,
+    cache_rx: Option<mpsc::Receiver<Candidate>>,
 }
 
 /// Clears its flag when dropped, however the decision thread ends (a return or a panic unwinding).
@@ -258,6 +268,13 @@ impl Controller {
         loop {
             tokio::select! {
                 _ = hup.recv() => self.reload(),
+                Some(candidate) = next_candidate(&mut self.cache_rx) => {
+                    if let Some(cache) = self.cache.as_mut()
+                        && let Err(why) = cache.consider(candidate, &self.shared.load())
+                    {
+                        tracing::trace!(?why, "allowed exec not cached");
+                    }
+                }
                 _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }
                 _ = int.recv() => { tracing::info!("SIGINT: stopping"); return Ok(()); }
                 _ = mount_tick.tick() => {
@@ -325,7 +342,19 @@ impl Controller {
         self.marks.add_missing(&self.group, &guard.targets)?;
         let guard = Arc::new(guard);
         self.shared.store(guard.clone());
+        // Inode ignore marks were placed under the old policy or mount table.
+        if let Some(cache) = self.cache.as_mut() {
+            cache.flush();
+        }
         self.marks.remove_stale(&self.group, &guard.targets);
         Ok(())
+    }
+}
+
+/// The next exec-cache candidate; pending forever when the cache is off.
+async fn next_candidate(rx: &mut Option<mpsc::Receiver<Candidate>>) -> Option<Candidate> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -9,16 +9,18 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 use crate::alert::ExecAlert;
+use crate::alert_sink::{Admit, RateLimiter};
+use crate::exec_cache::Feed;
 use crate::guard::{Decides, Guard};
 use crate::matcher::{Action, Outcome, RuleMeta, Scope, Subject};
 use crate::mounts::foreign_mount;
-use crate::procfs;
+use crate::procfs::{self, ProcessInfo};
 use crate::sys::{self, Event, FanotifyGroup, FileFacts, PATH_BUF_LEN};
 
 /// Counters shared with the status line and the watchdog. Relaxed: they are statistics.
@@ -66,6 +68,12 @@ pub struct Decider {
     unresolved: Arc<RuleMeta>,
     alerts: mpsc::Sender<ExecAlert>,
     counters: Arc<Counters>,
+    /// The exec cache's feed, when the cache is on.
+    cache: Option<Feed>,
+    /// statx of the current file, when it was read.
+    facts: Option<FileFacts>,
+    /// The writer's alert limit, applied here first so that alerts it would drop cost nothing.
+    gate: RateLimiter,
 }
 
 /// Where the canonical path of the current file stands.
@@ -89,6 +97,22 @@ impl Decider {
             unresolved: unresolved_rule(),
             alerts,
             counters,
+            cache: None,
+            facts: None,
+            gate: RateLimiter::new(u32::MAX),
+        }
+    }
+
+    /// Offers allowed files to the kernel-side exec cache (see `exec_cache`).
+    pub fn with_cache(mut self, feed: Option<Feed>) -> Self {
+        self.cache = feed;
+        self
+    }
+
+    /// Start of a batch: must run before the policy snapshot for the batch is loaded.
+    pub fn begin_batch(&mut self) {
+        if let Some(feed) = self.cache.as_mut() {
+            feed.begin_batch();
         }
     }
 
@@ -106,21 +130,37 @@ impl Decider {
         let Some(rule) = rule else {
             self.answer(group, fd.as_fd(), true, false);
             self.counters.allowed.fetch_add(1, Ordering::Relaxed);
+            // Only path-decided files (the name is known) can be cached; after the answer, never instead.
+            if resolved == Resolved::Yes
+                && let (Some(feed), Some(facts)) = (self.cache.as_mut(), self.facts.as_ref())
+            {
+                feed.offer(&guard.config.matcher, fd.as_fd(), facts, &self.canonical);
+            }
             return;
         };
+        let counter = if outcome == Outcome::Block { &self.counters.blocked } else { &self.counters.audited };
+        counter.fetch_add(1, Ordering::Relaxed);
+        // Past `max_alerts_per_sec` the writer drops the alert anyway: answer at once, read nothing, send
+        // nothing. The writer applies the same limit and writes the AlertThreshold notice (it gets the first
+        // alert past the limit, without process facts, for that); at a window boundary the two clocks may
+        // differ by the queue's delay, so under a flood an alert may rarely go out without its process facts.
+        let admit = self.gate.admit_with(guard.config.daemon.max_alerts_per_sec, Instant::now());
+        if admit == Admit::Drop {
+            self.answer(group, fd.as_fd(), outcome != Outcome::Block, outcome == Outcome::Block);
+            self.counters.alerts_dropped_throttle.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         // The one /proc read before the answer, and only for an exec that raises an alert: once answered, a
         // blocked caller exits within microseconds and an audited one becomes the program it executes, so
         // its executable, parent and uid must be taken while the kernel still holds it. These reads touch
         // kernel memory only (no marked file, no lock the caller holds); allowed execs never pay for them.
         // The file's name is taken now too: a file reached through another mount namespace is named through
         // the caller's /proc/PID/mountinfo, which is gone once a blocked caller exits.
-        let process = procfs::process_info(event.pid);
+        let process = if admit == Admit::Write { procfs::process_info(event.pid) } else { ProcessInfo::default() };
         if resolved == Resolved::NotYet {
             self.resolve(guard, fd.as_fd(), event.pid);
         }
         self.answer(group, fd.as_fd(), outcome != Outcome::Block, outcome == Outcome::Block);
-        let counter = if outcome == Outcome::Block { &self.counters.blocked } else { &self.counters.audited };
-        counter.fetch_add(1, Ordering::Relaxed);
         let resource = if self.canonical.is_empty() { Vec::new() } else { self.canonical.clone() };
         let alert = ExecAlert {
             when: SystemTime::now(),
@@ -144,10 +184,12 @@ impl Decider {
 
     fn decide(&mut self, guard: &Guard, fd: BorrowedFd<'_>, pid: i32) -> (Outcome, Option<Arc<RuleMeta>>, Resolved) {
         self.canonical.clear();
+        self.facts = None;
         let matcher = &guard.config.matcher;
         let Ok(facts) = sys::file_facts(fd) else {
             return self.unresolvable(guard);
         };
+        self.facts = Some(facts);
         let mut subject = ProcSubject::new(pid);
         let whole_fs = match guard.target_for(facts.dev).map(|t| &t.decides) {
             Some(Decides::Filesystem { below }) => Some(below.as_slice()),
@@ -250,6 +292,7 @@ pub fn run_loop(
         if ready > 0 && readable {
             events.clear();
             if group.read_events(&mut buf, &mut events).is_ok() {
+                decider.begin_batch();
                 let guard = shared.load();
                 for event in events.drain(..) {
                     decider.handle(group, &guard, event);

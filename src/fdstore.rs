@@ -47,14 +47,10 @@ pub fn take_stored_group() -> Option<FanotifyGroup> {
 /// wait on it. A group taken back from the store (`resumed`) is still held there: it only gets its
 /// exemptions renewed. Without `$NOTIFY_SOCKET` (not under systemd) this does nothing.
 pub fn store(group: &FanotifyGroup, resumed: bool) {
-    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+    if !will_store() {
         return;
     }
-    for path in restart_path_executables() {
-        if let Err(e) = group.ignore_inode(&path, MASK_OPEN_EXEC_PERM) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot exempt a file of the daemon's own start from the stored group");
-        }
-    }
+    exempt_own_restart(group);
     if resumed {
         // systemd keeps a stored fd across restarts until it is removed; a second FDSTORE=1 would exceed
         // FileDescriptorStoreMax=1.
@@ -68,6 +64,21 @@ pub fn store(group: &FanotifyGroup, resumed: bool) {
         ),
         Err(e) => {
             tracing::warn!(error = %e, "cannot store the fanotify group with systemd; a crash would let execs through")
+        }
+    }
+}
+
+/// Whether [`store`] hands the group to systemd (we run under it).
+pub fn will_store() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
+/// Puts inode ignore marks on the files our own restart exec-opens. Also called after the exec cache flushed
+/// every inode mark of the group.
+pub fn exempt_own_restart(group: &FanotifyGroup) {
+    for path in restart_path_executables() {
+        if let Err(e) = group.ignore_inode(&path, MASK_OPEN_EXEC_PERM) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot exempt a file of the daemon's own start from the stored group");
         }
     }
 }

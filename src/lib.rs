@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod decide;
 pub mod desktop;
 pub mod error;
+pub mod exec_cache;
 pub mod fdstore;
 pub mod generate;
 pub mod guard;

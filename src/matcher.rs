@@ -176,6 +176,94 @@ pub struct Matcher {
     posture: Posture,
     mode: Mode,
     posture_meta: Arc<RuleMeta>,
+    /// The rules by the directory their scope starts at; `None` past [`INDEXED_RULES`] rules.
+    index: Option<PrefixIndex>,
+}
+
+/// How many rules the prefix index takes (the candidate set is a fixed bitset: no allocation per decision).
+const INDEXED_RULES: usize = 256;
+type RuleSet = [u64; INDEXED_RULES / 64];
+
+/// The compiled form of the rule list: a trie over path components, each node holding the rules whose scope
+/// (directory, file, or a pattern's literal directory) starts there. Deciding a path walks its components
+/// down the trie and evaluates only the rules met on the way, in load order. Those are a superset of the
+/// rules that can match it: a rule matches a path only if its scope is a prefix of the path (policy
+/// validation keeps scopes normalised: absolute, no empty or `.` components).
+#[derive(Debug, Clone)]
+struct PrefixIndex {
+    nodes: Vec<IndexNode>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct IndexNode {
+    /// Sorted by component, for binary search.
+    children: Vec<(Vec<u8>, usize)>,
+    rules: Vec<usize>,
+}
+
+/// A path's non-empty components.
+fn components(p: &[u8]) -> impl Iterator<Item = &[u8]> {
+    p.split(|&b| b == b'/').filter(|c| !c.is_empty())
+}
+
+impl PrefixIndex {
+    fn build(rules: &[Rule]) -> Option<Self> {
+        if rules.len() > INDEXED_RULES {
+            return None;
+        }
+        let mut nodes = vec![IndexNode::default()];
+        for (i, rule) in rules.iter().enumerate() {
+            let mut at = 0;
+            for comp in components(rule.target.scope_prefix()) {
+                let next = nodes.len();
+                let node = nodes.get_mut(at)?;
+                at = match node.children.binary_search_by(|(c, _)| c.as_slice().cmp(comp)) {
+                    Ok(found) => node.children.get(found)?.1,
+                    Err(slot) => {
+                        node.children.insert(slot, (comp.to_vec(), next));
+                        nodes.push(IndexNode::default());
+                        next
+                    }
+                };
+            }
+            nodes.get_mut(at)?.rules.push(i);
+        }
+        Some(Self { nodes })
+    }
+
+    /// The rules anchored on the way down `path`, as a bitset of rule indices.
+    fn candidates(&self, path: &[u8]) -> RuleSet {
+        let mut set: RuleSet = [0; INDEXED_RULES / 64];
+        let mut comps = components(path);
+        let mut node = self.nodes.first();
+        while let Some(n) = node {
+            for &i in &n.rules {
+                if let Some(word) = set.get_mut(i / 64) {
+                    *word |= 1 << (i % 64);
+                }
+            }
+            node = comps
+                .next()
+                .and_then(|c| n.children.binary_search_by(|(k, _)| k.as_slice().cmp(c)).ok())
+                .and_then(|found| n.children.get(found))
+                .and_then(|&(_, child)| self.nodes.get(child));
+        }
+        set
+    }
+}
+
+/// The indices in `set`, ascending.
+fn members(set: RuleSet) -> impl Iterator<Item = usize> {
+    set.into_iter().enumerate().flat_map(|(w, mut word)| {
+        std::iter::from_fn(move || {
+            if word == 0 {
+                return None;
+            }
+            let bit = word.trailing_zeros() as usize;
+            word &= word - 1;
+            Some(w * 64 + bit)
+        })
+    })
 }
 
 impl Matcher {
@@ -192,7 +280,8 @@ impl Matcher {
             message: "Execution not allowed by any Allow rule (default posture)".to_owned(),
             origin: "[daemon] default_posture".to_owned(),
         });
-        Self { rules, whitelist, posture, mode, posture_meta }
+        let index = PrefixIndex::build(&rules);
+        Self { rules, whitelist, posture, mode, posture_meta, index }
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -214,9 +303,31 @@ impl Matcher {
 
     /// Decides an exec. `owner` is the file's owner uid.
     pub fn decide(&self, scope: Scope<'_>, owner: u32, subject: &mut dyn Subject) -> Decision<'_> {
+        match (scope, &self.index) {
+            (Scope::Path(p), Some(index)) => {
+                let rules = members(index.candidates(p)).filter_map(|i| self.rules.get(i));
+                self.decide_over(rules, scope, owner, subject)
+            }
+            _ => self.decide_over(self.rules.iter(), scope, owner, subject),
+        }
+    }
+
+    /// `decide` by walking every rule: the reference the compiled index must agree with.
+    #[cfg(test)]
+    fn decide_by_list(&self, scope: Scope<'_>, owner: u32, subject: &mut dyn Subject) -> Decision<'_> {
+        self.decide_over(self.rules.iter(), scope, owner, subject)
+    }
+
+    fn decide_over<'m>(
+        &'m self,
+        rules: impl Iterator<Item = &'m Rule>,
+        scope: Scope<'_>,
+        owner: u32,
+        subject: &mut dyn Subject,
+    ) -> Decision<'m> {
         let mut audit: Option<&Arc<RuleMeta>> = None;
         let mut allowed = false;
-        for rule in &self.rules {
+        for rule in rules {
             let hit = match scope {
                 Scope::Path(p) => rule.target.matches(p),
                 Scope::Below(dir) => rule.target.relation(dir) == Relation::Covers,
@@ -277,6 +388,13 @@ impl Matcher {
     /// there can be decided without looking up the path: each rule covers the whole directory or none of it.
     pub fn path_independent_below(&self, dir: &[u8]) -> bool {
         self.rules.iter().all(|r| r.target.relation(dir) != Relation::Partial)
+    }
+
+    /// True when no rule can apply to the file at `path` whoever executes it and whoever owns it: no Allow
+    /// rule is loaded (so no default posture), and `path` lies outside every rule's scope. Such a file is
+    /// always allowed silently; the exec cache relies on this.
+    pub fn untouched_by_rules(&self, path: &[u8]) -> bool {
+        !self.whitelist && self.rules.iter().all(|r| !is_path_prefix(r.target.scope_prefix(), path))
     }
 
     /// Whether any rule could match a file below `dir` (or `dir` itself).
@@ -465,6 +583,82 @@ mod tests {
         ]);
         assert_eq!(decide(&m, "/tmp/a/x"), (Outcome::Block, Some("/tmp/a/".into())));
         assert_eq!(decide(&m, "/tmp/b"), (Outcome::Block, Some("/tmp/".into())));
+    }
+
+    mod compiled_matches_the_list_walk {
+        use super::*;
+        use proptest::prelude::*;
+
+        const COMPONENTS: &[&str] = &["tmp", "var", "a", "b", "x.sh", "x"];
+
+        fn path_strategy() -> impl Strategy<Value = String> {
+            proptest::collection::vec(proptest::sample::select(COMPONENTS), 1..5)
+                .prop_map(|c| format!("/{}", c.join("/")))
+        }
+
+        fn rule_strategy() -> impl Strategy<Value = Rule> {
+            let action = proptest::sample::select(vec![Action::Block, Action::Audit, Action::Allow]);
+            (0..4u8, path_strategy(), any::<bool>(), action, any::<bool>(), any::<bool>()).prop_map(
+                |(kind, p, recursive, action, owner_only, from_source)| {
+                    let mut r = match kind {
+                        0 => path(&p, action),
+                        1 => dir(&format!("{p}/"), recursive, action),
+                        2 => pattern(&format!("{p}/*.sh"), action),
+                        _ => pattern(&format!("{p}/**/x*"), action),
+                    };
+                    r.owner_only = owner_only;
+                    if from_source {
+                        r.from_source = vec![b"/usr/bin/bash".to_vec()];
+                    }
+                    r
+                },
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            #[test]
+            fn same_outcome_and_rule(rules in proptest::collection::vec(rule_strategy(), 0..12),
+                                     target in path_strategy(),
+                                     raw in proptest::collection::vec(any::<u8>(), 0..24),
+                                     block_posture in any::<bool>(),
+                                     exe in proptest::option::of(Just(b"/usr/bin/bash".to_vec())),
+                                     uid in proptest::option::of(0u32..3),
+                                     owner in 0u32..3) {
+                let posture = if block_posture { Posture::Block } else { Posture::Audit };
+                let m = Matcher::new(rules, posture, Mode::Enforce);
+                prop_assert!(m.index.is_some());
+                for p in [target.as_bytes(), raw.as_slice()] {
+                    let mut s1 = KnownSubject { exe: exe.clone(), uid };
+                    let mut s2 = s1.clone();
+                    let a = m.decide(Scope::Path(p), owner, &mut s1);
+                    let b = m.decide_by_list(Scope::Path(p), owner, &mut s2);
+                    prop_assert_eq!(a.outcome, b.outcome);
+                    prop_assert_eq!(a.rule.map(|r| r.policy.clone()), b.rule.map(|r| r.policy.clone()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn more_rules_than_the_index_takes_fall_back_to_the_list_walk() {
+        let rules = (0..INDEXED_RULES + 1).map(|i| dir(&format!("/d{i}/"), true, Action::Block)).collect();
+        let m = enforce(rules);
+        assert!(m.index.is_none());
+        assert_eq!(decide(&m, &format!("/d{INDEXED_RULES}/x")).0, Outcome::Block);
+        assert_eq!(decide(&m, "/e/x").0, Outcome::Allow);
+    }
+
+    #[test]
+    fn untouched_by_rules_means_outside_every_scope_and_no_allow_rule() {
+        let m = enforce(vec![dir("/tmp/", true, Action::Block), pattern("/var/**/x*", Action::Audit)]);
+        assert!(m.untouched_by_rules(b"/usr/bin/true"));
+        assert!(m.untouched_by_rules(b"/tmpx/a"));
+        assert!(!m.untouched_by_rules(b"/tmp/x"));
+        assert!(!m.untouched_by_rules(b"/var/lib/y"), "a pattern's literal prefix is its scope");
+        let w = enforce(vec![dir("/opt/", true, Action::Allow)]);
+        assert!(!w.untouched_by_rules(b"/usr/bin/true"), "the default posture applies to everything");
     }
 
     #[test]

@@ -93,6 +93,24 @@ impl FanotifyGroup {
         )
     }
 
+    /// Adds an ignore mask for `mask` to the inode behind the open file `fd` (fanotify_mark with dirfd = the
+    /// fd and a NULL path marks that very inode). No `FAN_MARK_IGNORED_SURV_MODIFY`: the kernel drops the
+    /// ignore mask the first time the file is modified, so a rewritten file is decided again.
+    pub fn ignore_fd(&self, fd: BorrowedFd<'_>, mask: u64) -> Result<(), Errno> {
+        self.inner.mark::<_, Path>(
+            MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_IGNORED_MASK,
+            MaskFlags::from_bits_retain(mask),
+            fd,
+            None,
+        )
+    }
+
+    /// Removes every inode mark of this group (the ignore marks of the exec cache and of the FD store);
+    /// filesystem marks stay.
+    pub fn flush_inode_marks(&self) -> Result<(), Errno> {
+        self.inner.mark::<_, Path>(MarkFlags::FAN_MARK_FLUSH, MaskFlags::empty(), nix::fcntl::AT_FDCWD, None)
+    }
+
     /// Removes every filesystem mark of this group.
     pub fn flush_filesystem_marks(&self) -> Result<(), Errno> {
         self.inner.mark::<_, Path>(
@@ -235,6 +253,8 @@ pub struct FileFacts {
     pub mode: u32,
     pub uid: u32,
     pub nlink: u32,
+    /// Status change time (ctime) in nanoseconds: moves on every write, chmod, chown and link change.
+    pub changed_ns: i64,
     /// The mount the file was opened through (`STATX_MNT_ID`), when the kernel reports it.
     pub mnt_id: Option<u64>,
 }
@@ -265,6 +285,7 @@ pub fn file_facts(fd: BorrowedFd<'_>) -> io::Result<FileFacts> {
         mode: u32::from(stx.stx_mode),
         uid: stx.stx_uid,
         nlink: stx.stx_nlink,
+        changed_ns: stx.stx_ctime.tv_sec.saturating_mul(1_000_000_000).saturating_add(i64::from(stx.stx_ctime.tv_nsec)),
         mnt_id: (stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id),
     })
 }

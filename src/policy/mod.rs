@@ -43,6 +43,8 @@ pub struct DaemonConfig {
     pub alert_socket: Option<PathBuf>,
     /// Group allowed to read the socket besides root.
     pub alert_socket_group: Option<String>,
+    /// Cache allowed execs in the kernel with inode ignore marks (see `exec_cache`).
+    pub exec_cache: bool,
 }
 
 impl Default for DaemonConfig {
@@ -58,6 +60,7 @@ impl Default for DaemonConfig {
             fail_mode: FailMode::Closed,
             alert_socket: Some(PathBuf::from(DEFAULT_ALERT_SOCKET)),
             alert_socket_group: None,
+            exec_cache: true,
         }
     }
 }
@@ -268,6 +271,9 @@ fn validate_daemon(at: &Located<'_>, d: &RawDaemon) -> Result<DaemonConfig, Poli
         };
     }
     out.alert_socket_group = d.alert_socket_group.clone().filter(|g| !g.is_empty());
+    if let Some(c) = d.exec_cache {
+        out.exec_cache = c;
+    }
     if let Some(f) = &d.fail_mode {
         out.fail_mode = match f.get_ref().to_ascii_lowercase().as_str() {
             "closed" => FailMode::Closed,

@@ -26,6 +26,7 @@ pub struct RawDaemon {
     pub fail_mode: Option<Spanned<String>>,
     pub alert_socket: Option<Spanned<String>>,
     pub alert_socket_group: Option<String>,
+    pub exec_cache: Option<bool>,
 }
 
 /// `action`, `severity`, `tags`, `message`: settable at policy, section and rule level; the innermost wins.

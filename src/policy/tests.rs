@@ -156,7 +156,7 @@ severity = 9
 #[test]
 fn daemon_settings_are_read() {
     let c = ok(
-        "[daemon]\nmode = \"audit\"\nalert_log = \"/x/a.jsonl\"\ncluster_name = \"c\"\nhost_name = \"h\"\ndefault_posture = \"block\"\nmax_alerts_per_sec = 7\npolicy_dir = \"/x/p.d\"\nfail_mode = \"open\"\nalert_socket = \"\"\nalert_socket_group = \"adm\"\n",
+        "[daemon]\nmode = \"audit\"\nalert_log = \"/x/a.jsonl\"\ncluster_name = \"c\"\nhost_name = \"h\"\ndefault_posture = \"block\"\nmax_alerts_per_sec = 7\npolicy_dir = \"/x/p.d\"\nfail_mode = \"open\"\nalert_socket = \"\"\nalert_socket_group = \"adm\"\nexec_cache = false\n",
     );
     assert_eq!(
         c.daemon,
@@ -171,6 +171,7 @@ fn daemon_settings_are_read() {
             fail_mode: FailMode::Open,
             alert_socket: None,
             alert_socket_group: Some("adm".into()),
+            exec_cache: false,
         }
     );
 }

@@ -1,0 +1,276 @@
+#!/bin/bash
+# Runs inside `unshare --mount --propagation private` (see bench/run.sh): every mount made here vanishes with
+# the namespace. Nothing here marks the host's own filesystems: noexecd and the C responder mark only the
+# tmpfs and ext4 images mounted below $W (checked with `noexecd check` before each start), fapolicyd runs
+# chrooted in the image and sees only its mounts (bench/fapolicyd.sh).
+#
+# Usage: inner.sh NOEXECD_BIN TOOLS_DIR RESULTS_TSV
+# Writes one line per measurement: scenario<TAB>series<TAB>round<TAB>value<TAB>unit
+set -euo pipefail
+
+BIN=$1 TOOLS=$2 RES=$3
+ROUNDS=${BENCH_ROUNDS:-11}
+N_SPAWN=${BENCH_SPAWN:-1000}
+N_DENY=${BENCH_DENY:-5000}
+STORM_SECS=${BENCH_STORM_SECS:-3}
+N_FILES=${BENCH_FILES:-20000}
+export BENCH_PIDS=${BENCH_PIDS:?}
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/fapolicyd.sh"
+EL=$TOOLS/execloop
+
+W=$(mktemp -d /tmp/noexecd-bench.XXXXXX)
+# From here on everything lives in RAM: the directory on the host's /tmp is only a mount point.
+mount -t tmpfs -o size=1200m,mode=0755 noexecd-bench "$W"
+DAEMON_PID= RESP_PID=
+cleanup() {
+    set +e
+    fapolicyd_stop "$W/img"
+    for p in $DAEMON_PID $RESP_PID; do kill -TERM "$p" 2>/dev/null; done
+    for p in $DAEMON_PID $RESP_PID; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null; done
+    rm -f "$BENCH_PIDS"/noexecd "$BENCH_PIDS"/responder
+    umount -R "$W" 2>/dev/null
+    rmdir "$W" 2>/dev/null
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '%s\n' "$*" >&2; }
+rec() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" >> "$RES"; }
+
+# --- filesystems ---------------------------------------------------------------------------------------------
+# img: the ext4 image standing for `/` (marked), base: an identical twin nobody marks (the no-guard side).
+make_root() {
+    local dir=$1
+    truncate -s 384M "$W/$dir.ext4"
+    mkfs.ext4 -q -F "$W/$dir.ext4"
+    mkdir -p "$W/$dir"
+    mount -o loop "$W/$dir.ext4" "$W/$dir"
+    local r=$W/$dir
+    mkdir -p "$r/tmp" "$r/var/tmp" "$r/usr/bin" "$r/tmp/work"
+    chmod 1777 "$r/tmp" "$r/var/tmp"
+    chmod 0777 "$r/tmp/work"
+    install -m 0755 "$TOOLS/hello-static" "$r/usr/bin/hello-static"
+    install -m 0755 "$TOOLS/hello-dynamic" "$r/usr/bin/hello-dynamic"
+    copy_with_libs "$r" "$TOOLS/hello-dynamic" >/dev/null
+    rm -f "$r$TOOLS/hello-dynamic"
+    install -m 0755 "$TOOLS/hello-static" "$r/tmp/x"
+}
+make_root img
+make_root base
+# tmpfs filesystems holding nothing but protected files: noexecd (decided without a path), the C responder,
+# a noexec mount.
+for d in prot resp nx; do
+    mkdir -p "$W/$d"
+    opts=size=16m,mode=0755
+    [ "$d" = nx ] && opts=$opts,noexec
+    mount -t tmpfs -o "$opts" "noexecd-bench-$d" "$W/$d"
+    install -m 0755 "$TOOLS/hello-static" "$W/$d/x"
+done
+mkdir -p "$W/run"
+
+# Safety: the devices we may mark are these, never the host's `/` or `/tmp`.
+host_devs="$(stat -c %d / /tmp | sort -u | tr '\n' ' ')"
+for m in img prot resp; do
+    d=$(stat -c %d "$W/$m")
+    case " $host_devs " in *" $d "*) log "SAFETY: $W/$m is on a host filesystem"; exit 1 ;; esac
+done
+
+# --- noexecd -------------------------------------------------------------------------------------------------
+write_config() { # write_config FILE EXTRA_DAEMON_LINES
+    cat > "$1" <<CFG
+[daemon]
+alert_log = "$W/run/alerts.jsonl"
+alert_socket = ""
+policy_dir = "$W/run/policy.d"
+max_alerts_per_sec = 10
+$2
+
+[[policy]]
+name = "ksp-block-exec-inside-tmp"
+[[policy.process.match_directories]]
+dir = "$W/img/tmp/"
+recursive = true
+[[policy.process.match_directories]]
+dir = "$W/img/var/tmp/"
+recursive = true
+[[policy.process.match_directories]]
+dir = "$W/prot/"
+recursive = true
+CFG
+}
+
+daemon_start() { # daemon_start CONFIG
+    local cfg=$1 marks
+    marks=$("$BIN" check --config "$cfg" | awk -F'\t' '$1 == "mark" {print $2}')
+    for m in $marks; do
+        case "$m" in "$W/img"|"$W/prot") ;; *) log "SAFETY: noexecd would mark $m"; exit 1 ;; esac
+    done
+    : > "$W/run/daemon.log"
+    setpriv --pdeathsig KILL -- "$BIN" run --config "$cfg" >>"$W/run/daemon.log" 2>&1 &
+    DAEMON_PID=$!
+    echo "$DAEMON_PID" > "$BENCH_PIDS/noexecd"
+    local i
+    for i in $(seq 1 100); do
+        grep -q "noexecd is guarding" "$W/run/daemon.log" && return 0
+        kill -0 "$DAEMON_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    log "noexecd did not start:"; cat "$W/run/daemon.log" >&2; exit 1
+}
+daemon_stop() {
+    [ -n "$DAEMON_PID" ] || return 0
+    kill -TERM "$DAEMON_PID"
+    timeout 10 tail --pid="$DAEMON_PID" -f /dev/null || kill -KILL "$DAEMON_PID"
+    DAEMON_PID=
+    rm -f "$BENCH_PIDS/noexecd"
+}
+
+# proc_cpu PID: utime+stime in clock ticks. proc_rss PID: VmRSS in KiB.
+proc_cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+proc_rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+TICK=$(getconf CLK_TCK)
+
+# --- measurements --------------------------------------------------------------------------------------------
+# spawn_pair SCENARIO SERIES ROUND: allowed exec of each binary, guarded image vs twin, side by side.
+# The order flips every round, so that neither side always goes first.
+spawn_pair() {
+    local sc=$1 series=$2 r=$3 kind v side
+    for kind in static dynamic; do
+        for side in $( ((r % 2)) && echo "base img" || echo "img base"); do
+            v=$(timeout 120 "$EL" -r "$W/$side" spawn "/usr/bin/hello-$kind" "$N_SPAWN")
+            # The no-guard side is recorded per phase: each guarded series is paired with its own.
+            if [ "$side" = base ]; then rec "$sc" "none@$series-$kind" "$r" "$v" ns; else rec "$sc" "$series-$kind" "$r" "$v" ns; fi
+        done
+    done
+}
+deny() { # deny SCENARIO SERIES ROUND [-r ROOT] PATH
+    local sc=$1 series=$2 r=$3; shift 3
+    local v
+    v=$(timeout 120 "$EL" "${@:1:$#-1}" deny "${@: -1}" "$N_DENY")
+    rec "$sc" "$series" "$r" "$v" ns
+}
+# storm SERIES ROUND PID [-r ROOT] PATH: two concurrent deny loops; decisions/s, worst single call, the
+# responder's CPU and RSS.
+storm() {
+    local series=$1 r=$2 pid=$3; shift 3
+    local c0 out1 out2 n1 n2 w1 w2 rss
+    c0=$(proc_cpu "$pid")
+    timeout $((STORM_SECS + 30)) "$EL" "${@:1:$#-1}" storm "${@: -1}" "$STORM_SECS" > "$W/run/s1" &
+    local p1=$!
+    timeout $((STORM_SECS + 30)) "$EL" "${@:1:$#-1}" storm "${@: -1}" "$STORM_SECS" > "$W/run/s2" &
+    local p2=$!
+    sleep $((STORM_SECS / 2)).5
+    rss=$(proc_rss "$pid")
+    wait "$p1" "$p2"
+    local c1; c1=$(proc_cpu "$pid")
+    read -r n1 w1 < "$W/run/s1"; read -r n2 w2 < "$W/run/s2"
+    rec storm "$series-rate" "$r" $(( (n1 + n2) / STORM_SECS )) "decisions/s"
+    rec storm "$series-worst" "$r" $(( w1 > w2 ? w1 : w2 )) ns
+    rec storm "$series-cpu" "$r" $(( (c1 - c0) * 100 / TICK / STORM_SECS )) "% of one core"
+    rec storm "$series-rss" "$r" "$rss" KiB
+}
+idle() { # idle SERIES PID: CPU over 5 s with nothing happening, and RSS.
+    local c0 c1
+    c0=$(proc_cpu "$2"); sleep 5; c1=$(proc_cpu "$2")
+    rec idle "$1-cpu" 0 $(( (c1 - c0) * 100 / TICK / 5 )) "% of one core"
+    rec idle "$1-rss" 0 "$(proc_rss "$2")" KiB
+}
+
+# --- phase 1: noexecd (exec cache on) and the C responder, side by side with no guard and noexec -----------
+log "== noexecd $("$BIN" --version 2>/dev/null || true) with the exec cache; minimal C responder; noexec"
+"$TOOLS/responder" "$W/resp" > "$W/run/responder.out" &
+RESP_PID=$!
+echo "$RESP_PID" > "$BENCH_PIDS/responder"
+for i in $(seq 1 50); do grep -q ready "$W/run/responder.out" && break; sleep 0.1; done
+grep -q ready "$W/run/responder.out" || { log "the C responder did not start"; exit 1; }
+write_config "$W/run/cache.toml" ""
+daemon_start "$W/run/cache.toml"
+idle noexecd "$DAEMON_PID"
+spawn_pair allowed warmup 0 >/dev/null
+sleep 0.5
+# What the exec cache holds after the warm-up: inode marks with FAN_OPEN_EXEC_PERM in their ignored mask.
+cached=$(cat /proc/"$DAEMON_PID"/fdinfo/* 2>/dev/null | grep -c '^fanotify ino:.*ignored_mask:40000' || true)
+rec cache noexecd-cached-inodes 0 "$cached" inodes
+log "   exec cache after warm-up: $cached inode(s) (hello-static, hello-dynamic, ld.so expected)"
+for r in $(seq 1 "$ROUNDS"); do
+    log "   round $r/$ROUNDS"
+    spawn_pair allowed noexecd "$r"
+    # Short back-to-back runs, order rotating, several per round: each pair sees the same load.
+    for k in 1 2 3; do
+        rr=$(( (r - 1) * 3 + k ))
+        order=(responder noexecd noexecd-path noexec)
+        for i in 0 1 2 3; do
+            case ${order[$(( (i + rr) % 4 ))]} in
+                responder) deny denied responder "$rr" "$W/resp/x" ;;
+                noexecd) deny denied noexecd "$rr" "$W/prot/x" ;;
+                noexecd-path) deny denied noexecd-path "$rr" -r "$W/img" /tmp/x ;;
+                noexec) deny denied noexec "$rr" "$W/nx/x" ;;
+            esac
+        done
+    done
+done
+for r in 1 2 3; do
+    storm noexecd "$r" "$DAEMON_PID" "$W/prot/x"
+    storm responder "$r" "$RESP_PID" "$W/resp/x"
+    storm noexecd-path "$r" "$DAEMON_PID" -r "$W/img" /tmp/x
+done
+idle noexecd-after "$DAEMON_PID"
+daemon_stop
+
+# --- phase 2: noexecd without the exec cache (every allowed exec on the image is decided) ------------------
+log "== noexecd without the exec cache"
+write_config "$W/run/nocache.toml" "exec_cache = false"
+daemon_start "$W/run/nocache.toml"
+spawn_pair allowed warmup 0 >/dev/null
+for r in $(seq 1 "$ROUNDS"); do
+    log "   round $r/$ROUNDS"
+    spawn_pair allowed noexecd-nocache "$r"
+done
+storm noexecd-nocache 1 "$DAEMON_PID" "$W/prot/x"
+daemon_stop
+
+# --- phase 3: open-heavy work in /tmp, open-time guard on and off (needs the bypass work) -------------------
+OPEN_KEY=
+# The setting's name comes from the bypass work; BENCH_OPEN_SETTING="name = true" names it if it differs.
+for candidate in ${BENCH_OPEN_SETTING:+"$BENCH_OPEN_SETTING"} "open_guard = true" "guard_opens = true" "open_time_guard = true"; do
+    write_config "$W/run/open.toml" "$candidate"
+    if "$BIN" check --config "$W/run/open.toml" >/dev/null 2>&1; then OPEN_KEY=$candidate; break; fi
+done
+if [ -n "$OPEN_KEY" ]; then
+    log "== open-heavy work in /tmp, open-time guard ($OPEN_KEY) on and off"
+    off=${OPEN_KEY/true/false}
+    write_config "$W/run/open-off.toml" "$off"
+    for r in $(seq 1 "$ROUNDS"); do
+        for mode in on off; do
+            cfg=$W/run/open.toml; [ "$mode" = off ] && cfg=$W/run/open-off.toml
+            daemon_start "$cfg"
+            rec open "none@$mode" "$r" "$(timeout 120 "$EL" -r "$W/base" files /tmp/work "$N_FILES")" ns
+            rec open "guard-$mode" "$r" "$(timeout 120 "$EL" -r "$W/img" files /tmp/work "$N_FILES")" ns
+            daemon_stop
+        done
+    done
+else
+    log "== open-heavy work in /tmp: n/a (open guard not built)"
+    rec open "n/a" 0 0 "open guard not built"
+fi
+kill -TERM "$RESP_PID"; wait "$RESP_PID" 2>/dev/null || true; RESP_PID=; rm -f "$BENCH_PIDS/responder"
+
+# --- phase 4: fapolicyd 1.1.7 on the same image -------------------------------------------------------------
+if command -v fapolicyd >/dev/null; then
+    log "== fapolicyd $(dpkg-query -W -f '${Version}' fapolicyd 2>/dev/null) (trust=file, integrity=none)"
+    fapolicyd_prepare "$W/img"
+    fapolicyd_start "$W/img" "$W/run/fapolicyd.log"
+    idle fapolicyd "$FAPOLICYD_PID"
+    spawn_pair allowed warmup 0 >/dev/null
+    for r in $(seq 1 "$ROUNDS"); do
+        log "   round $r/$ROUNDS"
+        spawn_pair allowed fapolicyd "$r"
+        deny denied fapolicyd "$r" -r "$W/img" /tmp/x
+    done
+    for r in 1 2 3; do storm fapolicyd "$r" "$FAPOLICYD_PID" -r "$W/img" /tmp/x; done
+    fapolicyd_stop "$W/img"
+else
+    log "== fapolicyd: not installed"
+fi
+log "== done"
