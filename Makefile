@@ -48,7 +48,7 @@ unit-tests:
 	$(CARGO) test --locked --lib --bins
 
 integration-tests: build
-	NOEXECD_BIN=$(abspath $(BIN)) timeout 900 $(CARGO) test --locked --release --test '*' -- --test-threads=1
+	NOEXECD_BIN=$(abspath $(BIN)) timeout 1500 $(CARGO) test --locked --release --test '*' -- --test-threads=1
 
 clean:
 	$(CARGO) clean
