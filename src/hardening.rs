@@ -110,8 +110,8 @@ fn noexec_findings<'a>(protected: impl IntoIterator<Item = &'a str>, noexec: imp
         .map(|p| Finding {
             level: Level::Info,
             text: format!(
-                "{p} is on a filesystem mounted noexec: the kernel refuses execs there before noexecd sees them (no \
-                 alert for those); noexecd still covers the loader, interpreters and other mounts of it"
+                "{p} is on a filesystem mounted noexec: the kernel refuses execs there before fanotify sees them, \
+                 so those attempts raise no alert"
             ),
         })
         .collect()
