@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs when it is missing: rustfmt and clippy (rustup components) and the system
 # tools the privileged integration tests run (util-linux: unshare, nsenter, setpriv; mount: mount, losetup;
-# e2fsprogs: mkfs.ext4). Idempotent, and silent when everything is already there. Needs root only when
-# something has to be installed.
+# e2fsprogs: mkfs.ext4; gcc and libc6-dev: the exec-load helper of the soak and load tests, linked statically).
+# Idempotent, and silent when everything is already there. Needs root only when something has to be installed.
 set -euo pipefail
 
 export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${PATH:-}"
@@ -36,6 +36,7 @@ declare -A package_of=(
     [bash]=bash
     [dash]=dash
     [dbus-daemon]=dbus-daemon
+    [cc]=gcc
 )
 missing_packages=()
 for cmd in "${!package_of[@]}"; do
@@ -44,6 +45,10 @@ for cmd in "${!package_of[@]}"; do
         [[ " ${missing_packages[*]} " == *" $pkg "* ]] || missing_packages+=("$pkg")
     fi
 done
+# The tests link a tiny program statically: glibc's static archive (gcc only recommends libc6-dev).
+if ! compgen -G '/usr/lib/*/libc.a' >/dev/null && ! compgen -G '/usr/lib/libc.a' >/dev/null; then
+    missing_packages+=(libc6-dev)
+fi
 if ((${#missing_packages[@]})); then
     if [[ $(id -u) != 0 ]]; then
         echo "install-test-deps: missing packages ${missing_packages[*]}; run as root (or: sudo apt-get install ${missing_packages[*]})" >&2

@@ -1,12 +1,14 @@
 //! The tokio side of alerts: takes [`ExecAlert`]s off the bounded channel, applies `max_alerts_per_sec`,
 //! appends JSON lines to the alert log and writes a structured log line for each. A log that cannot be
-//! written costs alerts (counted), never decisions.
+//! written costs alerts (counted), never decisions. Once a second the writer checks that its file still has a
+//! name: a removed log is recreated and refilled with the lines of the last second, so an alert written after
+//! the removal is not lost. Drops are reported in the daemon's log at most once a minute (`drop_report`).
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,6 +20,7 @@ use crate::alert::{Alert, ExecAlert, Origin};
 use crate::alert_stream::Subscribers;
 use crate::container::{ContainerInfo, Runtime, describe_on_host};
 use crate::decide::Counters;
+use crate::drop_report::{DropReporter, REPORT_EVERY};
 use crate::matcher::Outcome;
 
 /// Requests from the daemon's control loop.
@@ -86,10 +89,16 @@ pub struct AlertSink {
     last_error_log: Option<Instant>,
     /// Containers already described: their runtime files are read once per container, not per alert.
     containers: HashMap<String, ContainerInfo>,
+    /// Lines written since the last check that the file still has a name: written again if it lost it.
+    recent: Vec<String>,
+    recent_bytes: usize,
 }
 
 /// A host runs a bounded number of containers at a time; past this many, the cache starts over.
 const CONTAINER_CACHE_MAX: usize = 1024;
+
+/// Replayed into a recreated log at most this much (a second of alerts at the default rate is far less).
+const RECENT_MAX_BYTES: usize = 4 << 20;
 
 impl AlertSink {
     pub fn new(
@@ -109,12 +118,15 @@ impl AlertSink {
             counters,
             last_error_log: None,
             containers: HashMap::new(),
+            recent: Vec::new(),
+            recent_bytes: 0,
         };
         sink.reopen();
         sink
     }
 
     fn reopen(&mut self) {
+        self.forget_recent();
         self.file = match open_log(&self.path) {
             Ok(f) => Some(f),
             Err(e) => {
@@ -132,6 +144,41 @@ impl AlertSink {
             let dropped = self.counters.alerts_dropped_write.load(Ordering::Relaxed);
             tracing::error!(path = %self.path.display(), error = %e, dropped_so_far = dropped, "cannot write the alert log; alerts are dropped and counted, decisions go on");
         }
+    }
+
+    fn forget_recent(&mut self) {
+        self.recent.clear();
+        self.recent_bytes = 0;
+    }
+
+    /// Called once a second: if the open log was removed (no name left), recreate it and write the lines of
+    /// the last second again, which went only to the removed file. A renamed log keeps being written until
+    /// SIGHUP, as logrotate expects.
+    pub fn check_removed(&mut self) {
+        let removed = self.file.as_ref().is_some_and(|f| f.metadata().is_ok_and(|m| m.nlink() == 0));
+        if !removed {
+            self.forget_recent();
+            return;
+        }
+        let replay = std::mem::take(&mut self.recent);
+        let overflowed = self.recent_bytes >= RECENT_MAX_BYTES;
+        self.reopen();
+        let mut replayed = 0usize;
+        if let Some(f) = self.file.as_mut() {
+            for line in &replay {
+                if append_whole(f, line.as_bytes()).is_err() {
+                    break;
+                }
+                replayed += 1;
+            }
+        }
+        tracing::warn!(
+            path = %self.path.display(),
+            replayed,
+            recent_lines = replay.len(),
+            replay_buffer_overflowed = overflowed,
+            "the alert log was removed while open; recreated it and wrote the last second's alerts again"
+        );
     }
 
     pub fn control(&mut self, c: Control) {
@@ -196,14 +243,19 @@ impl AlertSink {
             self.reopen();
         }
         let result = match self.file.as_mut() {
-            Some(f) => f.write_all(line.as_bytes()),
+            Some(f) => append_whole(f, line.as_bytes()),
             None => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "alert log is not open")),
         };
         match result {
-            Ok(()) if counts => {
-                self.counters.alerts_written.fetch_add(1, Ordering::Relaxed);
+            Ok(()) => {
+                if counts {
+                    self.counters.alerts_written.fetch_add(1, Ordering::Relaxed);
+                }
+                if self.recent_bytes < RECENT_MAX_BYTES {
+                    self.recent_bytes += line.len();
+                    self.recent.push(line.to_owned());
+                }
             }
-            Ok(()) => {}
             Err(e) => {
                 if counts {
                     self.counters.alerts_dropped_write.fetch_add(1, Ordering::Relaxed);
@@ -214,6 +266,31 @@ impl AlertSink {
             }
         }
     }
+}
+
+/// Appends `line` whole or not at all: after a short write (a full disk), the partial line is cut off again,
+/// so the log stays one JSON object per line.
+fn append_whole(f: &mut File, line: &[u8]) -> std::io::Result<()> {
+    let mut done = 0usize;
+    while let Some(rest) = line.get(done..).filter(|r| !r.is_empty()) {
+        match f.write(rest) {
+            Ok(0) => return Err(cut_partial(f, done, std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(cut_partial(f, done, e)),
+        }
+    }
+    Ok(())
+}
+
+fn cut_partial(f: &File, written: usize, e: std::io::Error) -> std::io::Error {
+    if written > 0
+        && let Ok(m) = f.metadata()
+    {
+        // Shrinking a file allocates nothing: this works on a full filesystem.
+        let _ = f.set_len(m.len().saturating_sub(written as u64));
+    }
+    e
 }
 
 fn open_log(path: &Path) -> std::io::Result<File> {
@@ -230,10 +307,17 @@ pub async fn run(
     mut control: mpsc::UnboundedReceiver<Control>,
 ) {
     let mut batch = Vec::with_capacity(256);
+    let mut drops = DropReporter::new(REPORT_EVERY);
+    let mut second = tokio::time::interval(Duration::from_secs(1));
+    second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
             Some(c) = control.recv() => sink.control(c),
+            _ = second.tick() => {
+                sink.check_removed();
+                drops.report(Instant::now(), &sink.counters);
+            }
             n = alerts.recv_many(&mut batch, 256) => {
                 if n == 0 {
                     return;
@@ -266,6 +350,62 @@ mod tests {
         assert_eq!(l.admit_with(1, t0), Admit::Write);
         assert_eq!(l.admit_with(1, t0), Admit::DropAndNotify);
         assert_eq!(l.admit_with(2, t0), Admit::Write, "a reload with a new limit starts a new window");
+    }
+
+    #[test]
+    fn removed_log_is_recreated_with_the_last_seconds_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.jsonl");
+        let counters = Arc::new(Counters::default());
+        let origin = Origin { cluster_name: "default".into(), host_name: "h".into() };
+        let mut sink = AlertSink::new(path.clone(), origin, 100, counters.clone(), Subscribers::default());
+        let alert = test_alert();
+        sink.write(&alert);
+        sink.check_removed();
+        // Removed with one line; then two alerts go to the removed file before the check.
+        std::fs::remove_file(&path).unwrap();
+        sink.write(&alert);
+        sink.write(&alert);
+        assert!(!path.exists());
+        sink.check_removed();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2, "the two lines since the last check");
+        sink.write(&alert);
+        sink.check_removed();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
+        assert_eq!(counters.alerts_written.load(Ordering::Relaxed), 4, "replayed lines are not counted twice");
+        assert_eq!(counters.alerts_dropped(), 0);
+    }
+
+    #[test]
+    fn append_whole_writes_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a");
+        let mut f = open_log(&path).unwrap();
+        append_whole(&mut f, b"{}\n").unwrap();
+        append_whole(&mut f, b"").unwrap();
+        // A read-only handle fails on the first byte: nothing to cut, the error comes back.
+        let mut ro = File::open(&path).unwrap();
+        assert!(append_whole(&mut ro, b"{}\n").is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"{}\n");
+    }
+
+    fn test_alert() -> ExecAlert {
+        ExecAlert {
+            when: SystemTime::now(),
+            outcome: Outcome::Block,
+            rule: Arc::new(crate::matcher::RuleMeta {
+                policy: "p".into(),
+                action: crate::matcher::Action::Block,
+                severity: 1,
+                tags: vec![],
+                message: String::new(),
+                origin: String::new(),
+            }),
+            resource: b"/tmp/x".to_vec(),
+            pid: 1,
+            process: crate::procfs::ProcessInfo::default(),
+            hook: "FAN_OPEN_EXEC_PERM",
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use crate::alert::{Alert, ExecAlert, Origin};
 use crate::error::{Error, Result};
 use crate::guard::Guard;
+use crate::hardening;
 use crate::matcher::{KnownSubject, Mode, Outcome, Posture, Scope};
 use crate::mounts::MountTable;
 use crate::policy;
@@ -17,7 +18,8 @@ use crate::procfs::ProcessInfo;
 
 /// Validates the configuration and prints, per filesystem to mark, one tab-separated line:
 /// `mark <mount point> dev=<maj>:<min> fstype=<type> decides=<path|filesystem> protects=<paths>`.
-pub fn check(config_path: &Path, out: &mut dyn Write) -> Result<()> {
+/// On `err`, one `warning:` (or `info:`) line per host setting that leaves a way around fanotify open.
+pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
     let config = policy::load(config_path)?;
     let (_, mounts) = MountTable::read_self().map_err(Error::ReadMounts)?;
     let files = config.files.len();
@@ -58,6 +60,12 @@ pub fn check(config_path: &Path, out: &mut dyn Write) -> Result<()> {
                 t.protects.join(",")
             ),
         )?;
+    }
+    let protected = guard.targets.iter().flat_map(|t| t.protects.iter().map(String::as_str));
+    let findings =
+        hardening::assess(&hardening::Sysctls::read()).into_iter().chain(hardening::noexec_mounts(protected));
+    for f in findings {
+        writeln!(err, "{f}").map_err(|source| Error::WriteFile { path: "stderr".into(), source })?;
     }
     Ok(())
 }

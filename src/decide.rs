@@ -227,8 +227,11 @@ impl Decider {
             return false;
         };
         // The kernel appends " (deleted)" to an unlinked file's name; a live file may really be called that.
+        // The link count was read before the name, so a file unlinked in between still shows nlink >= 1 (as
+        // does one unlinked under a name while another hard link remains): then the suffixed name counts as
+        // real only if it is this very file.
         let raw = match raw.strip_suffix(b" (deleted)") {
-            Some(stripped) if facts.nlink == 0 => stripped,
+            Some(stripped) if facts.nlink == 0 || !names_this_file(raw, facts) => stripped,
             _ => raw,
         };
         let Some(mnt_id) = facts.mnt_id else {
@@ -245,6 +248,15 @@ impl Decider {
             _ => false,
         }
     }
+}
+
+/// Whether `path` (in our namespace) is a name of the file `facts` describes. Used only for names ending in
+/// " (deleted)": a path lookup, but never an open, so no fanotify event and no wait on a marked file.
+fn names_this_file(path: &[u8], facts: &FileFacts) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(std::ffi::OsStr::from_bytes(path))
+        .is_ok_and(|m| m.dev() == facts.dev && m.ino() == facts.ino)
 }
 
 /// The calling process, read from /proc only when a rule asks.
@@ -319,6 +331,21 @@ mod tests {
         let mut gone = ProcSubject::new(i32::MAX);
         assert_eq!(gone.exe(), None);
         assert_eq!(gone.uid(), None);
+    }
+
+    #[test]
+    fn a_name_ending_in_deleted_is_real_only_if_it_is_this_file() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("x (deleted)");
+        std::fs::write(&real, b"").unwrap();
+        let other = dir.path().join("y");
+        std::fs::write(&other, b"").unwrap();
+        let f = std::fs::File::open(&real).unwrap();
+        let facts = sys::file_facts(f.as_fd()).unwrap();
+        assert!(names_this_file(real.as_os_str().as_bytes(), &facts));
+        assert!(!names_this_file(other.as_os_str().as_bytes(), &facts));
+        assert!(!names_this_file(dir.path().join("gone (deleted)").as_os_str().as_bytes(), &facts));
     }
 
     mod no_panic_on_input {

@@ -86,7 +86,11 @@ pub fn exempt_own_restart(group: &FanotifyGroup) {
 /// Takes the group back out of systemd's store, so closing our fd releases every waiting exec.
 pub fn release() {
     if std::env::var_os("NOTIFY_SOCKET").is_some() {
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::FdStoreRemove, sd_notify::NotifyState::FdName(FD_NAME)]);
+        // Bounded: a notify queue nobody reads must not hold up the shutdown.
+        crate::notify::send_within(
+            &[sd_notify::NotifyState::FdStoreRemove, sd_notify::NotifyState::FdName(FD_NAME)],
+            crate::notify::IMPORTANT_WAIT,
+        );
     }
 }
 

@@ -30,7 +30,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Check(args) => {
-            noexecd::commands::check(&args.config, &mut std::io::stdout().lock())
+            noexecd::commands::check(&args.config, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())
                 .with_context(|| format!("{} is not usable", args.config.display()))?;
             Ok(0)
         }

@@ -8,8 +8,12 @@ use sd_notify::NotifyState;
 
 use crate::decide::Counters;
 
+/// How long a message systemd must see (READY, RELOADING, STOPPING, FDSTOREREMOVE) may wait for room in a
+/// full notify queue. STATUS= and WATCHDOG=1 never wait.
+pub const IMPORTANT_WAIT: Duration = Duration::from_secs(2);
+
 pub fn ready(status: &str) {
-    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+    send_within(&[NotifyState::Ready, NotifyState::Status(status)], IMPORTANT_WAIT);
 }
 
 pub fn status(status: &str) {
@@ -19,13 +23,13 @@ pub fn status(status: &str) {
 pub fn reloading() {
     // Type=notify-reload wants MONOTONIC_USEC with RELOADING=1; Type=notify accepts it too.
     match sd_notify::NotifyState::monotonic_usec_now() {
-        Ok(now) => send(&[NotifyState::Reloading, now]),
-        Err(_) => send(&[NotifyState::Reloading]),
+        Ok(now) => send_within(&[NotifyState::Reloading, now], IMPORTANT_WAIT),
+        Err(_) => send_within(&[NotifyState::Reloading], IMPORTANT_WAIT),
     }
 }
 
 pub fn stopping() {
-    send(&[NotifyState::Stopping, NotifyState::Status("stopping: removing marks")]);
+    send_within(&[NotifyState::Stopping, NotifyState::Status("stopping: removing marks")], IMPORTANT_WAIT);
 }
 
 pub fn watchdog() {
@@ -38,8 +42,34 @@ pub fn watchdog_interval() -> Option<Duration> {
 }
 
 fn send(states: &[NotifyState<'_>]) {
+    send_within(states, Duration::ZERO);
+}
+
+/// Sends `states`, waiting at most `wait` for room in the receiver's queue (zero: not at all).
+pub fn send_within(states: &[NotifyState<'_>], wait: Duration) {
     // Without a notify socket this does nothing; a send error is not worth stopping the guard for.
-    let _ = sd_notify::notify(states);
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let mut msg = String::new();
+    for s in states {
+        msg.push_str(&s.to_string());
+        msg.push('\n');
+    }
+    let _ = send_to(&socket, &msg, wait);
+}
+
+/// Sends one datagram, waiting at most `wait`. sd_notify's send waits without limit while the receiver's queue
+/// is full: a service manager (or test) that stops reading would stall the whole tokio side (alerts, signals,
+/// reloads, shutdown). A message that does not fit is dropped; the next STATUS= carries the totals anyway.
+fn send_to(socket: &std::ffi::OsStr, msg: &str, wait: Duration) -> std::io::Result<()> {
+    let sock = std::os::unix::net::UnixDatagram::unbound()?;
+    if wait.is_zero() {
+        sock.set_nonblocking(true)?;
+    } else {
+        // SO_SNDTIMEO bounds the wait for room in a full datagram queue.
+        sock.set_write_timeout(Some(wait))?;
+    }
+    sock.connect(socket)?;
+    sock.send(msg.as_bytes()).map(drop)
 }
 
 /// The STATUS= line: what `systemctl status` shows.
@@ -55,4 +85,27 @@ pub fn status_line(filesystems: usize, c: &Counters) -> String {
         c.alerts_dropped_throttle.load(Ordering::Relaxed),
         c.alerts_dropped_write.load(Ordering::Relaxed),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receiver_that_stopped_reading_does_not_block_the_sender() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let receiver = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        // The receive queue holds net.unix.max_dgram_qlen datagrams (512 by default): fill it.
+        let full = (0..100_000).find_map(|_| send_to(path.as_os_str(), "STATUS=x\n", Duration::ZERO).err());
+        assert_eq!(full.map(|e| e.kind()), Some(std::io::ErrorKind::WouldBlock));
+        let started = std::time::Instant::now();
+        let late = send_to(path.as_os_str(), "READY=1\n", Duration::from_millis(200)).unwrap_err();
+        assert!(matches!(late.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut), "{late:?}");
+        assert!(started.elapsed() >= Duration::from_millis(150), "waited for room: {:?}", started.elapsed());
+        let mut buf = [0u8; 64];
+        let n = receiver.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"STATUS=x\n");
+        send_to(path.as_os_str(), "STATUS=y\n", Duration::ZERO).unwrap();
+    }
 }

@@ -450,3 +450,54 @@ fn version_and_help() {
         assert!(o.stdout.contains("--config") || sub == ["--help"], "{sub:?}\n{o}");
     }
 }
+
+/// This host's value of a sysctl, trimmed; None when the kernel does not have it.
+fn sysctl(name: &str) -> Option<String> {
+    fs::read_to_string(Path::new("/proc/sys").join(name.replace('.', "/"))).ok().map(|s| s.trim().to_owned())
+}
+
+#[test]
+fn check_warns_about_this_hosts_open_sysctls_on_stderr_and_still_exits_0() {
+    let c = Cfg::new();
+    let cfg = c.write("ok.toml", &c.base());
+    let o = noexecd_cfg(&["check"], &cfg);
+    assert_eq!(o.code(), Some(0), "warnings do not change the exit status\n{o}");
+    assert!(!o.stdout.contains("warning:"), "warnings go to stderr\n{o}");
+    let warnings: Vec<&str> = o.stderr.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(
+        warnings.len(),
+        o.stderr.lines().filter(|l| l.contains("warning")).count(),
+        "each warning is one line starting with `warning: `\n{o}"
+    );
+
+    let memfd = sysctl("vm.memfd_noexec");
+    let memfd_lines: Vec<&&str> = warnings.iter().filter(|l| l.contains("vm.memfd_noexec")).collect();
+    match memfd.as_deref() {
+        Some("2") => assert!(memfd_lines.is_empty(), "memfd exec is refused here: no warning\n{o}"),
+        Some(v) => {
+            assert_eq!(memfd_lines.len(), 1, "vm.memfd_noexec = {v}: one warning\n{o}");
+            assert!(memfd_lines[0].starts_with(&format!("warning: vm.memfd_noexec = {v}: ")), "{o}");
+            assert!(memfd_lines[0].contains("fix: sysctl -w vm.memfd_noexec=2"), "{o}");
+        }
+        None => {
+            assert_eq!(memfd_lines.len(), 1, "no vm.memfd_noexec: one warning\n{o}");
+            assert!(memfd_lines[0].contains("not available"), "{o}");
+        }
+    }
+
+    let max = sysctl("user.max_user_namespaces");
+    let open = max.as_deref().is_some_and(|v| v.parse::<u64>().map_or(true, |n| n > 0))
+        && sysctl("kernel.unprivileged_userns_clone").as_deref() != Some("0")
+        && sysctl("kernel.apparmor_restrict_unprivileged_userns").as_deref() != Some("1");
+    let userns_lines: Vec<&&str> = warnings.iter().filter(|l| l.contains("user namespaces")).collect();
+    if open {
+        assert_eq!(userns_lines.len(), 1, "user namespaces are open here (max {max:?}): one warning\n{o}");
+        let want = format!("(user.max_user_namespaces = {})", max.unwrap());
+        assert!(
+            userns_lines[0].contains(&want) && userns_lines[0].contains("fix: sysctl -w user.max_user_namespaces=0")
+        );
+    } else {
+        assert!(userns_lines.is_empty(), "user namespaces are closed here: no warning\n{o}");
+    }
+    assert_eq!(warnings.len(), memfd_lines.len() + userns_lines.len(), "no other warnings\n{o}");
+}

@@ -188,6 +188,12 @@ fn an_exec_attempted_while_the_daemon_is_dead_waits_and_is_then_denied() {
     };
     let denied = attempt().output().unwrap();
     assert_eq!(denied.status.code(), Some(126), "blocked while the daemon runs");
+    // Its alert is written before the crash, so the count below is not a race with the writer.
+    let log = view(&base.join("alerts.jsonl"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&log).unwrap_or_default().lines().count() < 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // Crash: SIGKILL the daemon itself (the process inside timeout and nsenter).
     let daemon_pid = std::fs::read_dir("/proc")
@@ -236,7 +242,6 @@ fn an_exec_attempted_while_the_daemon_is_dead_waits_and_is_then_denied() {
     assert!(err.contains("Operation not permitted"), "{err}");
 
     // The alert of the waiting attempt is written by the second daemon.
-    let log = view(&base.join("alerts.jsonl"));
     let deadline = Instant::now() + Duration::from_secs(5);
     while std::fs::read_to_string(&log).unwrap_or_default().lines().count() < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));

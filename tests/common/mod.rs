@@ -270,7 +270,8 @@ pub struct Env {
     /// st_dev of the filesystems this harness mounted (the only ones a policy may mark).
     pub test_devs: BTreeSet<(u64, u64)>,
     pub daemon: Option<Daemon>,
-    notify: UnixDatagram,
+    /// Bound at `<base>/notify.sock`, the daemon's `$NOTIFY_SOCKET`: tests read STATUS= datagrams from it.
+    pub notify: UnixDatagram,
     daemon_runs: u32,
 }
 
