@@ -18,8 +18,15 @@ use crate::alert::ExecAlert;
 use crate::guard::{Decides, Guard};
 use crate::matcher::{Action, Outcome, RuleMeta, Scope, Subject};
 use crate::mounts::foreign_mount;
+use crate::open_guard::{HEAD_LEN, sniff};
+use crate::opener::{self, OpenedFile};
 use crate::procfs;
-use crate::sys::{self, Event, FanotifyGroup, FileFacts, PATH_BUF_LEN};
+use crate::sys::{self, Event, FanotifyGroup, FileFacts, MASK_OPEN_EXEC_PERM, PATH_BUF_LEN};
+
+/// Execs remembered so that the FAN_OPEN_PERM events that follow from the same exec raise no second alert:
+/// for an audited exec, the file's own open and a `#!` interpreter opening its script (allowed); for a
+/// blocked one, the caller reading the file to explain the failure (bash does; still judged, not alerted).
+const RECENT_EXECS: usize = 16;
 
 /// Counters shared with the status line and the watchdog. Relaxed: they are statistics.
 #[derive(Debug, Default)]
@@ -66,6 +73,10 @@ pub struct Decider {
     unresolved: Arc<RuleMeta>,
     alerts: mpsc::Sender<ExecAlert>,
     counters: Arc<Counters>,
+    head: [u8; HEAD_LEN],
+    /// (pid, dev, ino, blocked) of recent execs that raised an alert, a ring.
+    recent_execs: [(i32, u64, u64, bool); RECENT_EXECS],
+    recent_next: usize,
 }
 
 /// Where the canonical path of the current file stands.
@@ -89,6 +100,9 @@ impl Decider {
             unresolved: unresolved_rule(),
             alerts,
             counters,
+            head: [0u8; HEAD_LEN],
+            recent_execs: [(0, 0, 0, false); RECENT_EXECS],
+            recent_next: 0,
         }
     }
 
@@ -100,6 +114,10 @@ impl Decider {
         }
         if event.pid == self.own_pid {
             self.answer(group, fd.as_fd(), true, false);
+            return;
+        }
+        if event.mask & MASK_OPEN_EXEC_PERM == 0 {
+            self.handle_open(group, guard, fd.as_fd(), event.pid);
             return;
         }
         let (outcome, rule, resolved) = self.decide(guard, fd.as_fd(), event.pid);
@@ -114,21 +132,88 @@ impl Decider {
         // kernel memory only (no marked file, no lock the caller holds); allowed execs never pay for them.
         let process = procfs::process_info(event.pid);
         self.answer(group, fd.as_fd(), outcome != Outcome::Block, outcome == Outcome::Block);
+        if guard.config.open_guard.enabled
+            && let Ok(facts) = sys::file_facts(fd.as_fd())
+        {
+            self.remember_exec(event.pid, &facts, outcome == Outcome::Block);
+        }
+        self.queue_alert(guard, fd.as_fd(), event.pid, (outcome, Some(rule), resolved), process, "FAN_OPEN_EXEC_PERM");
+    }
+
+    /// A FAN_OPEN_PERM event (the open guard): allowed at once unless the file could run (a loadable ELF or a
+    /// script-like text, by its first bytes), is in protected scope, and the opener is running it (the
+    /// loader, a non-reader mapping an ELF, an interpreter naming it in argv). Only then is /proc read.
+    fn handle_open(&mut self, group: &FanotifyGroup, guard: &Guard, fd: BorrowedFd<'_>, pid: i32) {
+        let allow = |d: &Self| {
+            d.answer(group, fd, true, false);
+            d.counters.allowed.fetch_add(1, Ordering::Relaxed);
+        };
+        if !guard.config.open_guard.enabled {
+            return allow(self);
+        }
+        let Ok(facts) = sys::file_facts(fd) else { return allow(self) };
+        let after_exec = self.recent_exec(pid, &facts);
+        if !facts.is_regular() || after_exec == Some(false) {
+            return allow(self);
+        }
+        let n = sys::read_head(fd, &mut self.head).unwrap_or(0);
+        let kind = sniff(self.head.get(..n).unwrap_or_default());
+        if !kind.may_run() {
+            return allow(self);
+        }
+        let decision = self.decide(guard, fd, pid);
+        if decision.1.is_none() {
+            return allow(self);
+        }
+        let file = OpenedFile { kind, dev: facts.dev, ino: facts.ino };
+        let Some(route) = opener::judge(&guard.config.open_guard, &guard.loaders, file, pid) else {
+            return allow(self);
+        };
+        let outcome = decision.0;
+        if after_exec == Some(true) {
+            // The exec of this file was just blocked and alerted; this is its caller looking at it.
+            self.answer(group, fd, outcome != Outcome::Block, false);
+            return;
+        }
+        let process = procfs::process_info(pid);
+        self.answer(group, fd, outcome != Outcome::Block, outcome == Outcome::Block);
+        self.queue_alert(guard, fd, pid, decision, process, route.data());
+    }
+
+    fn remember_exec(&mut self, pid: i32, facts: &FileFacts, blocked: bool) {
+        if let Some(slot) = self.recent_execs.get_mut(self.recent_next % RECENT_EXECS) {
+            *slot = (pid, facts.dev, facts.ino, blocked);
+        }
+        self.recent_next = self.recent_next.wrapping_add(1);
+    }
+
+    /// Whether this process recently exec'd this file with an alert: `Some(blocked)`.
+    fn recent_exec(&self, pid: i32, facts: &FileFacts) -> Option<bool> {
+        self.recent_execs
+            .iter()
+            .rev()
+            .find(|&&(p, dev, ino, _)| p == pid && dev == facts.dev && ino == facts.ino)
+            .map(|&(_, _, _, blocked)| blocked)
+    }
+
+    /// Counts a blocked or audited attempt and hands its alert to the writer without waiting.
+    fn queue_alert(
+        &mut self,
+        guard: &Guard,
+        fd: BorrowedFd<'_>,
+        pid: i32,
+        (outcome, rule, resolved): (Outcome, Option<Arc<RuleMeta>>, Resolved),
+        process: procfs::ProcessInfo,
+        hook: &'static str,
+    ) {
+        let Some(rule) = rule else { return };
         let counter = if outcome == Outcome::Block { &self.counters.blocked } else { &self.counters.audited };
         counter.fetch_add(1, Ordering::Relaxed);
         if resolved == Resolved::NotYet {
-            self.resolve(guard, fd.as_fd(), event.pid);
+            self.resolve(guard, fd, pid);
         }
         let resource = if self.canonical.is_empty() { Vec::new() } else { self.canonical.clone() };
-        let alert = ExecAlert {
-            when: SystemTime::now(),
-            outcome,
-            rule,
-            resource,
-            pid: event.pid,
-            process,
-            hook: "FAN_OPEN_EXEC_PERM",
-        };
+        let alert = ExecAlert { when: SystemTime::now(), outcome, rule, resource, pid, process, hook };
         if self.alerts.try_send(alert).is_err() {
             self.counters.alerts_dropped_queue.fetch_add(1, Ordering::Relaxed);
         }
