@@ -8,9 +8,11 @@
 //!   is a loadable ELF: that is `LD_PRELOAD`, `dlopen` or an mmap(PROT_EXEC) of it;
 //! - the opener is an interpreter whose argv names this file as its script (first non-option argument).
 //!
-//! Everything else is allowed: data files, relocatable objects (ET_REL: compiler input, never loaded),
-//! scripts read by non-interpreters, and an interpreter reading a file that is not its script
-//! (`python3 -c "open('/tmp/data.csv')"`). Nothing here does I/O; `opener` reads /proc.
+//! Everything else is allowed: relocatable objects (ET_REL: compiler input, never loaded) and empty files
+//! without looking further, any other file read by a program that is not an interpreter, and an interpreter
+//! reading a file that is not its script (`python3 -c "open('/tmp/data.csv')"`). Content alone never clears
+//! a non-ELF file: interpreters run files with NUL bytes and polyglots. Nothing here does I/O; `opener`
+//! reads /proc.
 #![forbid(unsafe_code)]
 
 /// How many bytes of a file the guard reads to sniff it.
@@ -27,14 +29,18 @@ pub enum FileKind {
     Shebang,
     /// Text without a `#!` line: may be a script (`sh /tmp/x`) or data (`/tmp/data.csv`).
     Text,
-    /// Binary data or an empty file: not code any interpreter or loader takes.
-    Data,
+    /// Anything else that is not empty. Still a possible script: bash, dash, perl, ruby, php and node run a
+    /// file with NUL bytes after its first line, bash runs the lines after a binary first line (a PNG/shell
+    /// polyglot), and python runs a zip file. Only the opener can tell.
+    Binary,
+    /// An empty file: nothing to run.
+    Empty,
 }
 
 impl FileKind {
-    /// Whether an interpreter could run it as a script.
+    /// Whether an interpreter could run it as a script: anything but an ELF or an empty file.
     pub fn script_like(self) -> bool {
-        matches!(self, FileKind::Shebang | FileKind::Text)
+        matches!(self, FileKind::Shebang | FileKind::Text | FileKind::Binary)
     }
 
     /// Whether this kind can ever be a route to running code (else the open is allowed with no /proc read).
@@ -60,10 +66,13 @@ pub fn sniff(head: &[u8]) -> FileKind {
     if head.starts_with(b"#!") {
         return FileKind::Shebang;
     }
-    if !head.is_empty() && head.iter().all(|&b| is_text_byte(b)) {
+    if head.is_empty() {
+        return FileKind::Empty;
+    }
+    if head.iter().all(|&b| is_text_byte(b)) {
         return FileKind::Text;
     }
-    FileKind::Data
+    FileKind::Binary
 }
 
 /// Printable ASCII, common whitespace, ESC, and any byte of a multibyte UTF-8 (or legacy 8-bit) text.
@@ -452,10 +461,14 @@ mod tests {
         assert_eq!(sniff(b"echo hi\n"), FileKind::Text);
         assert_eq!(sniff("print('h\u{e9}')\n".as_bytes()), FileKind::Text);
         assert_eq!(sniff(b"a,b\n1,2\n"), FileKind::Text);
-        assert_eq!(sniff(b""), FileKind::Data);
-        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n\0\0"), FileKind::Data);
-        assert_eq!(sniff(b"PK\x03\x04\x14\0"), FileKind::Data);
-        assert!(!FileKind::Data.may_run() && !FileKind::OtherElf.may_run());
+        assert_eq!(sniff(b""), FileKind::Empty);
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n\0\0"), FileKind::Binary);
+        assert_eq!(sniff(b"PK\x03\x04\x14\0"), FileKind::Binary);
+        assert_eq!(sniff(b"echo hi\n\0\n"), FileKind::Binary);
+        assert!(!FileKind::Empty.may_run() && !FileKind::OtherElf.may_run());
+        // bash runs `echo hi` from a file with a NUL byte after its first line, python runs a zip file:
+        // binary content is no proof that no interpreter runs it.
+        assert!(FileKind::Binary.script_like() && FileKind::Binary.may_run());
         assert!(FileKind::Text.may_run() && FileKind::LoadableElf.may_run());
     }
 

@@ -108,7 +108,7 @@ pub fn judge(config: &OpenGuardConfig, loaders: &Loaders, file: OpenedFile, pid:
             });
             (named || dir_on_fs).then_some(Route::PreloadedReader)
         }
-        FileKind::Shebang | FileKind::Text => {
+        FileKind::Shebang | FileKind::Text | FileKind::Binary => {
             let syntax = config.interpreter(exe)?;
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
             match script_arg(syntax, &cmdline) {
@@ -116,7 +116,7 @@ pub fn judge(config: &OpenGuardConfig, loaders: &Loaders, file: OpenedFile, pid:
                 _ => None,
             }
         }
-        FileKind::OtherElf | FileKind::Data => None,
+        FileKind::OtherElf | FileKind::Empty => None,
     }
 }
 
@@ -128,11 +128,26 @@ fn names_file(pid: i32, arg: &[u8], dev: u64, ino: u64) -> bool {
 }
 
 /// `arg` as seen from our namespace: absolute names go through `/proc/PID/root`, relative ones through
-/// `/proc/PID/cwd`; `/proc/self/...` means the opener, not us.
+/// `/proc/PID/cwd`; `/proc/self/...`, `/dev/fd/N` and `/dev/stdin` mean the opener's, not ours (the symlinks
+/// behind them would resolve in our process).
 pub fn in_process_view(pid: i32, arg: &[u8]) -> Vec<u8> {
     let pid_dir = format!("/proc/{pid}");
     let mut out = Vec::with_capacity(arg.len() + 32);
-    if let Some(rest) = arg.strip_prefix(b"/proc/self/").or_else(|| arg.strip_prefix(b"/proc/thread-self/")) {
+    let fd_alias = match arg {
+        b"/dev/stdin" => Some(&b"fd/0"[..]),
+        b"/dev/stdout" => Some(&b"fd/1"[..]),
+        b"/dev/stderr" => Some(&b"fd/2"[..]),
+        _ => None,
+    };
+    if let Some(fd) = fd_alias {
+        out.extend_from_slice(pid_dir.as_bytes());
+        out.push(b'/');
+        out.extend_from_slice(fd);
+    } else if let Some(rest) = arg.strip_prefix(b"/dev/fd/") {
+        out.extend_from_slice(pid_dir.as_bytes());
+        out.extend_from_slice(b"/fd/");
+        out.extend_from_slice(rest);
+    } else if let Some(rest) = arg.strip_prefix(b"/proc/self/").or_else(|| arg.strip_prefix(b"/proc/thread-self/")) {
         out.extend_from_slice(pid_dir.as_bytes());
         out.push(b'/');
         out.extend_from_slice(rest);
@@ -177,6 +192,8 @@ mod tests {
         assert_eq!(in_process_view(7, b"/tmp/x"), b"/proc/7/root/tmp/x");
         assert_eq!(in_process_view(7, b"x.py"), b"/proc/7/cwd/x.py");
         assert_eq!(in_process_view(7, b"/proc/self/fd/3"), b"/proc/7/fd/3");
+        assert_eq!(in_process_view(7, b"/dev/stdin"), b"/proc/7/fd/0");
+        assert_eq!(in_process_view(7, b"/dev/fd/5"), b"/proc/7/fd/5");
     }
 
     #[test]
@@ -191,7 +208,7 @@ mod tests {
         assert_eq!(judge(&OpenGuardConfig::default(), &Loaders::default(), file, me), Some(Route::SharedObject));
         let text = OpenedFile { kind: FileKind::Text, ..file };
         assert_eq!(judge(&OpenGuardConfig::default(), &Loaders::default(), text, me), None);
-        let data = OpenedFile { kind: FileKind::Data, ..file };
+        let data = OpenedFile { kind: FileKind::Empty, ..file };
         assert_eq!(judge(&OpenGuardConfig::default(), &Loaders::default(), data, i32::MAX), None);
     }
 }

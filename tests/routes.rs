@@ -367,6 +367,24 @@ fn interpreter_reading_its_script_through_proc_self_fd_is_denied() {
 }
 
 #[test]
+fn interpreter_reading_dev_stdin_or_dev_fd_is_denied() {
+    let Some(mut env) = Env::new("dev_stdin_script", Layout::Tmpfs) else { return };
+    let x = env.fs.join("x");
+    put_text(&env, &x, "echo PAYLOAD RAN\n");
+    start(&mut env, "");
+    // `/dev/stdin` and `/dev/fd/N` are symlinks into the opener's /proc/self: judged as the opener's.
+    let o = run(&env, "sh /dev/stdin < \"$F/x\"");
+    assert_eperm(&o, "sh /dev/stdin < $F/x");
+    let o = run(&env, "python3 /dev/fd/4 4< \"$F/x\"");
+    assert_eperm(&o, "python3 /dev/fd/4");
+    let alerts = wait_alerts(&env, 2);
+    assert_route_alert(&alerts[0], &x, INTERPRETER, &real_exe("sh"));
+    for a in &alerts[1..] {
+        assert_route_alert(a, &x, INTERPRETER, &real_exe("python3"));
+    }
+}
+
+#[test]
 fn exec_through_proc_self_fd_of_an_o_path_fd_is_denied() {
     let Some(mut env) = Env::new("proc_self_fd_exec", Layout::Tmpfs) else { return };
     let payload = env.fs.join("payload");
@@ -652,4 +670,62 @@ fn shells_and_python_reading_data_files_in_scope_work() {
     );
     assert_ok_quiet(&env, &o, "sort < data.txt, python3 open(data.csv)");
     assert!(o.stdout.starts_with("a\nb\n") && o.stdout.contains("x,y"), "{o}");
+}
+
+#[test]
+fn script_with_binary_bytes_or_a_zip_is_still_judged_by_its_interpreter() {
+    // bash runs the lines of a file with a NUL byte after its first line; python3 runs a zip (zipapp). The
+    // file's content cannot clear it: the interpreter's argv decides.
+    let Some(mut env) = Env::new("binary_script", Layout::Tmpfs) else { return };
+    let hv = env.host_view(&env.fs.join("nul"));
+    fs::write(&hv, b"echo PAYLOAD RAN\n\0\necho PAYLOAD RAN\n").unwrap();
+    env.sh(&format!(
+        "cd {o} && printf 'print(\"PAYLOAD RAN\")\\n' > __main__.py && python3 -m zipfile -c {f}/app.zip __main__.py",
+        o = sh_quote(&env.out),
+        f = sh_quote(&env.fs)
+    ));
+    start(&mut env, "");
+    let o = run(&env, "bash \"$F/nul\"");
+    assert_eperm(&o, "bash on a script with a NUL byte");
+    let o = run(&env, "python3 \"$F/app.zip\"");
+    assert_eperm(&o, "python3 on a zipapp");
+    let alerts = wait_alerts(&env, 2);
+    assert_route_alert(&alerts[0], &env.fs.join("nul"), INTERPRETER, &real_exe("bash"));
+    for a in &alerts[1..] {
+        assert_route_alert(a, &env.fs.join("app.zip"), INTERPRETER, &real_exe("python3"));
+    }
+}
+
+#[test]
+fn memfd_exec_is_invisible_to_fanotify_documented_gap() {
+    // SECURITY.md: a memfd is on no marked filesystem. `vm.memfd_noexec = 2` closes this; the test documents
+    // what happens on a host that leaves it open, and checks the sysctl refuses it when it is set.
+    let Some(mut env) = Env::new("memfd_gap", Layout::Tmpfs) else { return };
+    start(&mut env, "");
+    let setting = fs::read_to_string("/proc/sys/vm/memfd_noexec").map(|s| s.trim().to_owned()).unwrap_or_default();
+    let o = run(
+        &env,
+        "python3 -c 'import os; fd = os.memfd_create(\"x\"); os.write(fd, open(\"/usr/bin/true\", \"rb\").read()); os.execve(fd, [\"x\"], {})' && echo MEMFD RAN",
+    );
+    if setting == "2" {
+        assert!(!o.stdout.contains("MEMFD RAN"), "vm.memfd_noexec=2 refuses it\n{o}");
+    } else {
+        assert!(o.stdout.contains("MEMFD RAN"), "current behaviour with vm.memfd_noexec={setting}: it runs\n{o}");
+    }
+    assert!(wait_alerts(&env, 0).is_empty(), "fanotify sees nothing of a memfd");
+}
+
+#[test]
+fn fresh_tmpfs_over_a_protected_path_in_a_new_namespace_is_unmarked_documented_gap() {
+    // SECURITY.md: a tmpfs mounted in a namespace the daemon does not watch (an unprivileged user namespace
+    // does it without root) is a new superblock no mark covers. `user.max_user_namespaces = 0` closes it.
+    let Some(mut env) = Env::new("userns_tmpfs_gap", Layout::Tmpfs) else { return };
+    start(&mut env, "");
+    let mut argv: Vec<OsString> = vec!["unshare".into(), "-m".into(), "--propagation".into(), "private".into()];
+    let script =
+        format!("mount -t tmpfs gap {f} && cp /usr/bin/true {f}/t && {f}/t && echo FRESH RAN", f = sh_quote(&env.fs));
+    argv.extend(["bash".into(), "-c".into(), script.into()]);
+    let o = env.run_in_ns(&argv);
+    assert!(o.stdout.contains("FRESH RAN"), "current behaviour: it runs\n{o}");
+    assert!(wait_alerts(&env, 0).is_empty());
 }
