@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::mounts::{Mount, MountTable, device_of, is_path_prefix};
@@ -116,12 +116,19 @@ impl Guard {
         for t in self.targets.iter().filter(|t| t.decides == Decides::Path) {
             let point = t.mount_point.as_os_str().as_encoded_bytes();
             for prefix in &t.protects {
+                // A rule reaching up to `/` (a pattern such as "/**/x") would mean walking and marking whole
+                // filesystems every second: no open guard from it (SECURITY.md).
+                if prefix.as_str() == "/" {
+                    continue;
+                }
                 let root = if is_path_prefix(point, prefix.as_bytes()) {
                     PathBuf::from(prefix.trim_end_matches('/'))
                 } else {
                     t.mount_point.clone()
                 };
-                let root = if root.as_os_str().is_empty() { PathBuf::from("/") } else { root };
+                if root.as_os_str().is_empty() || root == Path::new("/") {
+                    continue;
+                }
                 if !roots.contains(&root) {
                     roots.push(root);
                 }
@@ -213,6 +220,12 @@ recursive = true
         assert!(g.open_perm_on_filesystem(tmp));
         assert!(!g.open_perm_on_filesystem(root), "never FAN_OPEN_PERM on a filesystem mark of `/`");
         assert_eq!(g.open_inode_roots(), vec![PathBuf::from("/var/tmp")]);
+        let everywhere = guard(&format!(
+            "{DEFAULT}\n[[policy]]\nname = \"x\"\n[[policy.process.match_patterns]]\npattern = \"/**/x\"\n"
+        ));
+        // The pattern makes every filesystem path-decided; its own prefix `/` adds no root.
+        let roots: Vec<PathBuf> = ["/tmp", "/tmp/nested", "/var/tmp", "/dev/shm"].iter().map(PathBuf::from).collect();
+        assert_eq!(everywhere.open_inode_roots(), roots, "never a walk of `/` or /home");
         let off = guard(&format!("[open_guard]\nenabled = false\n{DEFAULT}"));
         assert!(!off.open_perm_on_filesystem(off.target_for(libc::makedev(0, 30)).unwrap()));
         assert!(off.open_inode_roots().is_empty());

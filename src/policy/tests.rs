@@ -220,6 +220,9 @@ fn missing_config_file_is_an_error_naming_it() {
 fn open_guard_defaults_on_with_the_shipped_lists() {
     let c = ok(RULE);
     assert!(c.open_guard.enabled);
+    let shipped = ok(include_str!("../../config/noexecd.toml"));
+    assert!(shipped.open_guard.enabled);
+    assert!(shipped.open_guard.is_elf_reader(b"/usr/bin/tar"));
     assert!(c.open_guard.interpreter(b"/usr/bin/python3.11").is_some());
     assert!(c.open_guard.is_elf_reader(b"/usr/bin/cat"));
 }
