@@ -176,6 +176,15 @@ impl Decider {
             return;
         }
         let process = procfs::process_info(pid);
+        // Name the file while the opener still exists: a loader or interpreter refused its file exits at once,
+        // and with it a private mount namespace its path may need (PrivateTmp, `unshare -m`).
+        let decision = match decision {
+            (outcome, rule, Resolved::NotYet) => {
+                self.resolve(guard, fd, pid);
+                (outcome, rule, Resolved::Yes)
+            }
+            done => done,
+        };
         self.answer(group, fd, outcome != Outcome::Block, outcome == Outcome::Block);
         self.queue_alert(guard, fd, pid, decision, process, route.data());
     }
