@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs when it is missing: rustfmt and clippy (rustup components) and the system
 # tools the privileged integration tests run (util-linux: unshare, nsenter, setpriv; mount: mount, losetup;
-# e2fsprogs: mkfs.ext4; gcc and libc6-dev: the exec-load helper of the soak and load tests, linked statically).
+# e2fsprogs: mkfs.ext4; gcc and libc6-dev: the exec-load helper of the soak and load tests, linked statically),
+# and what tests/routes.rs runs (gcc, file, python3, perl, ruby, php-cli, nodejs).
 # Idempotent, and silent when everything is already there. Needs root only when something has to be installed.
 set -euo pipefail
 
@@ -36,7 +37,14 @@ declare -A package_of=(
     [bash]=bash
     [dash]=dash
     [dbus-daemon]=dbus-daemon
+    # tests/routes.rs: the open guard's routes (compiler for the test's shared object, interpreters, readers).
     [cc]=gcc
+    [file]=file
+    [python3]=python3
+    [perl]=perl-base
+    [ruby]=ruby
+    [php]=php-cli
+    [node]=nodejs
 )
 missing_packages=()
 for cmd in "${!package_of[@]}"; do

@@ -24,8 +24,9 @@ use crate::fdstore;
 use crate::guard::{Guard, MarkTarget};
 use crate::mounts::MountTable;
 use crate::notify;
+use crate::open_marks::{self, OpenMarks};
 use crate::policy::{self, Config, FailMode};
-use crate::sys::{self, FanotifyGroup, MASK_OPEN_EXEC_PERM};
+use crate::sys::{self, FanotifyGroup, MASK_OPEN_EXEC_PERM, MASK_OPEN_PERM};
 
 /// How many alerts may wait for the writer before new ones are dropped (and counted).
 const ALERT_QUEUE: usize = 8192;
@@ -35,30 +36,40 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// Fd numbers a crashed daemon may have left events under: a 64 KiB read holds at most 2730 events.
 const STALE_FD_SWEEP: i32 = 16_384;
 
-/// The filesystems this group has marked, by device, with the path the mark was placed through.
+/// The filesystems this group has marked, by device, with the path the mark was placed through and its mask.
 #[derive(Debug, Default)]
 struct MarkSet {
-    marked: HashMap<u64, PathBuf>,
+    marked: HashMap<u64, (PathBuf, u64)>,
 }
 
 impl MarkSet {
-    /// Marks every target not yet marked. On failure, removes what this call added and returns the error.
-    fn add_missing(&mut self, group: &FanotifyGroup, targets: &[MarkTarget]) -> Result<()> {
-        let mut added: Vec<(u64, PathBuf)> = Vec::new();
-        for t in targets {
-            if self.marked.contains_key(&t.dev) {
+    /// Marks every target not yet marked (or marked with another mask: the open guard was switched on or
+    /// off). On failure, removes what this call added and returns the error.
+    fn add_missing(&mut self, group: &FanotifyGroup, guard: &Guard) -> Result<()> {
+        let mut added: Vec<(u64, PathBuf, u64)> = Vec::new();
+        for t in &guard.targets {
+            let open = if guard.open_perm_on_filesystem(t) { MASK_OPEN_PERM } else { 0 };
+            let mask = MASK_OPEN_EXEC_PERM | open;
+            let had = self.marked.get(&t.dev).map_or(0, |(_, m)| *m);
+            if had == mask {
                 continue;
             }
-            if let Err(source) = group.mark_filesystem(&t.mount_point, MASK_OPEN_EXEC_PERM) {
-                for (dev, path) in added {
-                    let _ = group.unmark_filesystem(&path, MASK_OPEN_EXEC_PERM);
+            if let Err(source) = group.mark_filesystem(&t.mount_point, mask) {
+                for (dev, path, bits) in added {
+                    let _ = group.unmark_filesystem(&path, bits);
                     self.marked.remove(&dev);
                 }
                 return Err(Error::Mark { path: t.mount_point.clone(), source });
             }
-            tracing::info!(mount = %t.mount_point.display(), fstype = %t.fstype, protects = %t.protects.join(","), decides = %t.decides, "marked filesystem");
-            self.marked.insert(t.dev, t.mount_point.clone());
-            added.push((t.dev, t.mount_point.clone()));
+            // Marking ORs bits in; take away what the new mask no longer holds.
+            if had & !mask != 0 {
+                let _ = group.unmark_filesystem(&t.mount_point, had & !mask);
+            }
+            tracing::info!(mount = %t.mount_point.display(), fstype = %t.fstype, protects = %t.protects.join(","), decides = %t.decides, open_guard = open != 0, "marked filesystem");
+            self.marked.insert(t.dev, (t.mount_point.clone(), mask));
+            if had == 0 {
+                added.push((t.dev, t.mount_point.clone(), mask));
+            }
         }
         Ok(())
     }
@@ -67,9 +78,9 @@ impl MarkSet {
     fn remove_stale(&mut self, group: &FanotifyGroup, targets: &[MarkTarget]) {
         let stale: Vec<u64> = self.marked.keys().filter(|d| !targets.iter().any(|t| t.dev == **d)).copied().collect();
         for dev in stale {
-            if let Some(path) = self.marked.remove(&dev) {
+            if let Some((path, mask)) = self.marked.remove(&dev) {
                 // The filesystem may be gone already, and its mark with it.
-                if group.unmark_filesystem(&path, MASK_OPEN_EXEC_PERM).is_ok() {
+                if group.unmark_filesystem(&path, mask).is_ok() {
                     tracing::info!(mount = %path.display(), "removed mark");
                 }
             }
@@ -109,7 +120,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         let (mountinfo, mounts) = MountTable::read_self().map_err(Error::ReadMounts)?;
         let guard = Guard::build(config, mounts)?;
         let mut marks = MarkSet::default();
-        marks.add_missing(&group, &guard.targets)?;
+        marks.add_missing(&group, &guard)?;
         Ok((group, guard, marks, mountinfo))
     })();
     let (group, guard, marks, mountinfo) = match setup {
@@ -194,16 +205,18 @@ pub fn run(config_path: &Path) -> Result<()> {
             group: group.clone(),
             shared: shared.clone(),
             marks,
+            open_marks: OpenMarks::default(),
             mountinfo,
             control: control_tx,
             decision_alive,
             cache,
             cache_rx,
+            own_exemptions,
         };
         let result = controller.serve(&counters, watchdog).await;
         notify::stopping();
         // Stop the kernel from queueing new events, then let the thread answer what is queued and leave.
-        if let Err(e) = group.flush_filesystem_marks() {
+        if let Err(e) = group.flush_filesystem_marks().and_then(|()| group.flush_inode_marks()) {
             tracing::error!(error = %e, "cannot remove the marks");
         }
         fdstore::release();
@@ -232,11 +245,14 @@ struct Controller {
     group: Arc<FanotifyGroup>,
     shared: Arc<ArcSwap<Guard>>,
     marks: MarkSet,
+    open_marks: OpenMarks,
     mountinfo: Vec<u8>,
     control: mpsc::UnboundedSender<Control>,
     decision_alive: Arc<AtomicBool>,
     cache: Option<ExecCache>,
     cache_rx: Option<mpsc::Receiver<Candidate>>,
+    /// The FD store's ignore marks on our own restart path are in force (fail_mode closed, under systemd).
+    own_exemptions: bool,
 }
 
 /// Clears its flag when dropped, however the decision thread ends (a return or a panic unwinding).
@@ -255,6 +271,12 @@ impl Controller {
         let mut term = signal(SignalKind::terminate()).map_err(signal_err)?;
         let mut int = signal(SignalKind::interrupt()).map_err(signal_err)?;
         let mut mount_tick = tokio::time::interval(MOUNT_POLL);
+        let mut open_rescan = tokio::time::interval(open_marks::RESCAN);
+        let roots = self.shared.load().open_inode_roots();
+        let marked = self.open_marks.sync(&self.group, &roots);
+        if !roots.is_empty() {
+            tracing::info!(roots = ?roots, directories = marked, "open guard: marked protected directories");
+        }
         let mut status_tick = tokio::time::interval(STATUS_EVERY);
         // The first check comes one period from now: an immediate tick would find the heartbeat unmoved.
         let watchdog_period = watchdog.map_or(Duration::from_secs(3600), |w| w / 2);
@@ -269,10 +291,16 @@ impl Controller {
             tokio::select! {
                 _ = hup.recv() => self.reload(),
                 Some(candidate) = next_candidate(&mut self.cache_rx) => {
-                    if let Some(cache) = self.cache.as_mut()
-                        && let Err(why) = cache.consider(candidate, &self.shared.load())
-                    {
-                        tracing::trace!(?why, "allowed exec not cached");
+                    if let Some(cache) = self.cache.as_mut() {
+                        let flushes = cache.flushes();
+                        if let Err(why) = cache.consider(candidate, &self.shared.load()) {
+                            tracing::trace!(?why, "allowed exec not cached");
+                        }
+                        // A full cache starts over with a flush of every inode mark: put the open guard's back.
+                        if cache.flushes() != flushes {
+                            let roots = self.shared.load().open_inode_roots();
+                            self.open_marks.sync(&self.group, &roots);
+                        }
                     }
                 }
                 _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }
@@ -284,6 +312,10 @@ impl Controller {
                         return Err(Error::DecisionThreadDied);
                     }
                     self.check_mounts();
+                }
+                _ = open_rescan.tick() => {
+                    let roots = self.shared.load().open_inode_roots();
+                    self.open_marks.sync(&self.group, &roots);
                 }
                 _ = status_tick.tick() => notify::status(&notify::status_line(self.shared.load().targets.len(), counters)),
                 _ = watchdog_tick.tick(), if watchdog.is_some() => {
@@ -339,13 +371,24 @@ impl Controller {
 
     /// Marks first, then the swap, then unmarking: at no moment is a protected filesystem unmarked.
     fn install(&mut self, guard: Guard) -> Result<()> {
-        self.marks.add_missing(&self.group, &guard.targets)?;
+        self.marks.add_missing(&self.group, &guard)?;
         let guard = Arc::new(guard);
         self.shared.store(guard.clone());
-        // Inode ignore marks were placed under the old policy or mount table.
-        if let Some(cache) = self.cache.as_mut() {
-            cache.flush();
+        // Every inode mark was placed under the old policy or mount table: the exec cache's ignore marks and
+        // the open guard's directory marks. Drop them all in one flush (which also drops the FD store's
+        // exemptions of our own restart, so those are renewed at once), then mark the new directories.
+        match self.cache.as_mut() {
+            Some(cache) => cache.flush(),
+            None => {
+                if let Err(e) = self.group.flush_inode_marks() {
+                    tracing::error!(error = %e, "cannot remove the inode marks of the old policy");
+                }
+                if self.own_exemptions {
+                    fdstore::exempt_own_restart(&self.group);
+                }
+            }
         }
+        self.open_marks.sync(&self.group, &guard.open_inode_roots());
         self.marks.remove_stale(&self.group, &guard.targets);
         Ok(())
     }

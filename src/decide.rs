@@ -20,8 +20,15 @@ use crate::exec_cache::Feed;
 use crate::guard::{Decides, Guard};
 use crate::matcher::{Action, Outcome, RuleMeta, Scope, Subject};
 use crate::mounts::foreign_mount;
+use crate::open_guard::{HEAD_LEN, sniff};
+use crate::opener::{self, OpenedFile};
 use crate::procfs::{self, ProcessInfo};
-use crate::sys::{self, Event, FanotifyGroup, FileFacts, PATH_BUF_LEN};
+use crate::sys::{self, Event, FanotifyGroup, FileFacts, MASK_OPEN_EXEC_PERM, PATH_BUF_LEN};
+
+/// Execs remembered so that the FAN_OPEN_PERM events that follow from the same exec raise no second alert:
+/// for an audited exec, the file's own open and a `#!` interpreter opening its script (allowed); for a
+/// blocked one, the caller reading the file to explain the failure (bash does; still judged, not alerted).
+const RECENT_EXECS: usize = 16;
 
 /// Counters shared with the status line and the watchdog. Relaxed: they are statistics.
 #[derive(Debug, Default)]
@@ -74,6 +81,10 @@ pub struct Decider {
     facts: Option<FileFacts>,
     /// The writer's alert limit, applied here first so that alerts it would drop cost nothing.
     gate: RateLimiter,
+    head: [u8; HEAD_LEN],
+    /// (pid, dev, ino, blocked) of recent execs that raised an alert, a ring.
+    recent_execs: [(i32, u64, u64, bool); RECENT_EXECS],
+    recent_next: usize,
 }
 
 /// Where the canonical path of the current file stands.
@@ -97,6 +108,9 @@ impl Decider {
             unresolved: unresolved_rule(),
             alerts,
             counters,
+            head: [0u8; HEAD_LEN],
+            recent_execs: [(0, 0, 0, false); RECENT_EXECS],
+            recent_next: 0,
             cache: None,
             facts: None,
             gate: RateLimiter::new(u32::MAX),
@@ -126,6 +140,10 @@ impl Decider {
             self.answer(group, fd.as_fd(), true, false);
             return;
         }
+        if event.mask & MASK_OPEN_EXEC_PERM == 0 {
+            self.handle_open(group, guard, fd.as_fd(), event.pid);
+            return;
+        }
         let (outcome, rule, resolved) = self.decide(guard, fd.as_fd(), event.pid);
         let Some(rule) = rule else {
             self.answer(group, fd.as_fd(), true, false);
@@ -148,6 +166,7 @@ impl Decider {
         if admit == Admit::Drop {
             self.answer(group, fd.as_fd(), outcome != Outcome::Block, outcome == Outcome::Block);
             self.counters.alerts_dropped_throttle.fetch_add(1, Ordering::Relaxed);
+            self.remember_exec_for_open_guard(guard, fd.as_fd(), event.pid, outcome);
             return;
         }
         // The one /proc read before the answer, and only for an exec that raises an alert: once answered, a
@@ -157,20 +176,110 @@ impl Decider {
         // The file's name is taken now too: a file reached through another mount namespace is named through
         // the caller's /proc/PID/mountinfo, which is gone once a blocked caller exits.
         let process = if admit == Admit::Write { procfs::process_info(event.pid) } else { ProcessInfo::default() };
-        if resolved == Resolved::NotYet {
-            self.resolve(guard, fd.as_fd(), event.pid);
-        }
-        self.answer(group, fd.as_fd(), outcome != Outcome::Block, outcome == Outcome::Block);
-        let resource = if self.canonical.is_empty() { Vec::new() } else { self.canonical.clone() };
-        let alert = ExecAlert {
-            when: SystemTime::now(),
-            outcome,
-            rule,
-            resource,
-            pid: event.pid,
-            process,
-            hook: "FAN_OPEN_EXEC_PERM",
+        let resolved = match resolved {
+            Resolved::NotYet => {
+                self.resolve(guard, fd.as_fd(), event.pid);
+                Resolved::Yes
+            }
+            done => done,
         };
+        self.answer(group, fd.as_fd(), outcome != Outcome::Block, outcome == Outcome::Block);
+        self.remember_exec_for_open_guard(guard, fd.as_fd(), event.pid, outcome);
+        self.queue_alert(guard, fd.as_fd(), event.pid, (outcome, Some(rule), resolved), process, "FAN_OPEN_EXEC_PERM");
+    }
+
+    /// A FAN_OPEN_PERM event (the open guard): allowed at once unless the file could run (a loadable ELF or a
+    /// script-like text, by its first bytes), is in protected scope, and the opener is running it (the
+    /// loader, a non-reader mapping an ELF, an interpreter naming it in argv). Only then is /proc read.
+    fn handle_open(&mut self, group: &FanotifyGroup, guard: &Guard, fd: BorrowedFd<'_>, pid: i32) {
+        let allow = |d: &Self| {
+            d.answer(group, fd, true, false);
+            d.counters.allowed.fetch_add(1, Ordering::Relaxed);
+        };
+        if !guard.config.open_guard.enabled {
+            return allow(self);
+        }
+        let Ok(facts) = sys::file_facts(fd) else { return allow(self) };
+        let after_exec = self.recent_exec(pid, &facts);
+        if !facts.is_regular() || after_exec == Some(false) {
+            return allow(self);
+        }
+        let n = sys::read_head(fd, &mut self.head).unwrap_or(0);
+        let kind = sniff(self.head.get(..n).unwrap_or_default());
+        if !kind.may_run() {
+            return allow(self);
+        }
+        let decision = self.decide(guard, fd, pid);
+        if decision.1.is_none() {
+            return allow(self);
+        }
+        let file = OpenedFile { kind, dev: facts.dev, ino: facts.ino };
+        let Some(route) = opener::judge(&guard.config.open_guard, &guard.loaders, file, pid) else {
+            return allow(self);
+        };
+        let outcome = decision.0;
+        if after_exec == Some(true) {
+            // The exec of this file was just blocked and alerted; this is its caller looking at it.
+            self.answer(group, fd, outcome != Outcome::Block, false);
+            return;
+        }
+        let process = procfs::process_info(pid);
+        // Name the file while the opener still exists: a loader or interpreter refused its file exits at once,
+        // and with it a private mount namespace its path may need (PrivateTmp, `unshare -m`).
+        let decision = match decision {
+            (outcome, rule, Resolved::NotYet) => {
+                self.resolve(guard, fd, pid);
+                (outcome, rule, Resolved::Yes)
+            }
+            done => done,
+        };
+        self.answer(group, fd, outcome != Outcome::Block, outcome == Outcome::Block);
+        let counter = if outcome == Outcome::Block { &self.counters.blocked } else { &self.counters.audited };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.queue_alert(guard, fd, pid, decision, process, route.data());
+    }
+
+    /// With the open guard on, the opens that follow an alerted exec of the same file are not alerted again.
+    fn remember_exec_for_open_guard(&mut self, guard: &Guard, fd: BorrowedFd<'_>, pid: i32, outcome: Outcome) {
+        if guard.config.open_guard.enabled
+            && let Some(facts) = self.facts.or_else(|| sys::file_facts(fd).ok())
+        {
+            self.remember_exec(pid, &facts, outcome == Outcome::Block);
+        }
+    }
+
+    fn remember_exec(&mut self, pid: i32, facts: &FileFacts, blocked: bool) {
+        if let Some(slot) = self.recent_execs.get_mut(self.recent_next % RECENT_EXECS) {
+            *slot = (pid, facts.dev, facts.ino, blocked);
+        }
+        self.recent_next = self.recent_next.wrapping_add(1);
+    }
+
+    /// Whether this process recently exec'd this file with an alert: `Some(blocked)`.
+    fn recent_exec(&self, pid: i32, facts: &FileFacts) -> Option<bool> {
+        self.recent_execs
+            .iter()
+            .rev()
+            .find(|&&(p, dev, ino, _)| p == pid && dev == facts.dev && ino == facts.ino)
+            .map(|&(_, _, _, blocked)| blocked)
+    }
+
+    /// Counts a blocked or audited attempt and hands its alert to the writer without waiting.
+    fn queue_alert(
+        &mut self,
+        guard: &Guard,
+        fd: BorrowedFd<'_>,
+        pid: i32,
+        (outcome, rule, resolved): (Outcome, Option<Arc<RuleMeta>>, Resolved),
+        process: ProcessInfo,
+        hook: &'static str,
+    ) {
+        let Some(rule) = rule else { return };
+        if resolved == Resolved::NotYet {
+            self.resolve(guard, fd, pid);
+        }
+        let resource = if self.canonical.is_empty() { Vec::new() } else { self.canonical.clone() };
+        let alert = ExecAlert { when: SystemTime::now(), outcome, rule, resource, pid, process, hook };
         if self.alerts.try_send(alert).is_err() {
             self.counters.alerts_dropped_queue.fetch_add(1, Ordering::Relaxed);
         }

@@ -159,6 +159,7 @@ pub struct ExecCache {
     placed: u64,
     /// The FD store's own ignore marks must be put back after a flush.
     own_exemptions: bool,
+    flushes: u64,
 }
 
 impl ExecCache {
@@ -187,7 +188,7 @@ impl ExecCache {
             recent: Box::new([(0, 0, 0); RECENT]),
             recent_generation: 0,
         };
-        Some((Self { group, generation, placed: 0, own_exemptions }, feed, rx))
+        Some((Self { group, generation, placed: 0, own_exemptions, flushes: 0 }, feed, rx))
     }
 
     /// Rule 3, then the mark. `guard` is the policy in force now.
@@ -239,10 +240,16 @@ impl ExecCache {
             fdstore::exempt_own_restart(&self.group);
         }
         self.placed = 0;
+        self.flushes += 1;
     }
 
     pub fn placed(&self) -> u64 {
         self.placed
+    }
+
+    /// How many times every inode mark of the group was dropped.
+    pub fn flushes(&self) -> u64 {
+        self.flushes
     }
 }
 

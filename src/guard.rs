@@ -3,10 +3,11 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::mounts::{Mount, MountTable, device_of};
+use crate::mounts::{Mount, MountTable, device_of, is_path_prefix};
+use crate::opener::Loaders;
 use crate::policy::Config;
 
 /// How exec events on one filesystem are decided.
@@ -46,6 +47,8 @@ pub struct Guard {
     pub config: Config,
     pub mounts: MountTable,
     pub targets: Vec<MarkTarget>,
+    /// The host's dynamic loaders, found when the guard is built (reload and mount changes find them again).
+    pub loaders: Loaders,
     /// Device → index into `targets`. Also keyed by the mount point's `st_dev` where that differs (btrfs).
     by_dev: HashMap<u64, usize>,
 }
@@ -92,7 +95,46 @@ impl Guard {
                 by_dev.entry(dev).or_insert(i);
             }
         }
-        Ok(Self { config, mounts, targets, by_dev })
+        Ok(Self { config, mounts, targets, loaders: Loaders::find(), by_dev })
+    }
+
+    /// Whether FAN_OPEN_PERM goes on this target's filesystem mark: only where the filesystem holds nothing
+    /// but protected paths. On a filesystem shared with the rest of the system (/tmp on `/`), a filesystem
+    /// mark would send every open on the host to us; [`Guard::open_inode_roots`] marks directories instead.
+    pub fn open_perm_on_filesystem(&self, target: &MarkTarget) -> bool {
+        self.config.open_guard.enabled && matches!(target.decides, Decides::Filesystem { .. })
+    }
+
+    /// The protected directories (and files) on path-decided filesystems that get FAN_OPEN_PERM inode marks,
+    /// with every subdirectory below them: the rules' directories, or a nested mount's root where a rule's
+    /// directory lies above it.
+    pub fn open_inode_roots(&self) -> Vec<PathBuf> {
+        if !self.config.open_guard.enabled {
+            return Vec::new();
+        }
+        let mut roots: Vec<PathBuf> = Vec::new();
+        for t in self.targets.iter().filter(|t| t.decides == Decides::Path) {
+            let point = t.mount_point.as_os_str().as_encoded_bytes();
+            for prefix in &t.protects {
+                // A rule reaching up to `/` (a pattern such as "/**/x") would mean walking and marking whole
+                // filesystems every second: no open guard from it (SECURITY.md).
+                if prefix.as_str() == "/" {
+                    continue;
+                }
+                let root = if is_path_prefix(point, prefix.as_bytes()) {
+                    PathBuf::from(prefix.trim_end_matches('/'))
+                } else {
+                    t.mount_point.clone()
+                };
+                if root.as_os_str().is_empty() || root == Path::new("/") {
+                    continue;
+                }
+                if !roots.contains(&root) {
+                    roots.push(root);
+                }
+            }
+        }
+        roots
     }
 
     /// The marked filesystem a file with this `st_dev` lives on, if any.
@@ -168,6 +210,25 @@ recursive = true
         let root = g.target_for(libc::makedev(254, 0)).unwrap();
         assert_eq!(root.decides, Decides::Path);
         assert_eq!(root.protects, vec!["/var/tmp/".to_owned()]);
+    }
+
+    #[test]
+    fn open_perm_goes_on_whole_filesystems_and_on_directories_elsewhere() {
+        let g = guard(DEFAULT);
+        let tmp = g.target_for(libc::makedev(0, 30)).unwrap();
+        let root = g.target_for(libc::makedev(254, 0)).unwrap();
+        assert!(g.open_perm_on_filesystem(tmp));
+        assert!(!g.open_perm_on_filesystem(root), "never FAN_OPEN_PERM on a filesystem mark of `/`");
+        assert_eq!(g.open_inode_roots(), vec![PathBuf::from("/var/tmp")]);
+        let everywhere = guard(&format!(
+            "{DEFAULT}\n[[policy]]\nname = \"x\"\n[[policy.process.match_patterns]]\npattern = \"/**/x\"\n"
+        ));
+        // The pattern makes every filesystem path-decided; its own prefix `/` adds no root.
+        let roots: Vec<PathBuf> = ["/tmp", "/tmp/nested", "/var/tmp", "/dev/shm"].iter().map(PathBuf::from).collect();
+        assert_eq!(everywhere.open_inode_roots(), roots, "never a walk of `/` or /home");
+        let off = guard(&format!("[open_guard]\nenabled = false\n{DEFAULT}"));
+        assert!(!off.open_perm_on_filesystem(off.target_for(libc::makedev(0, 30)).unwrap()));
+        assert!(off.open_inode_roots().is_empty());
     }
 
     #[test]

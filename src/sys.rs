@@ -16,6 +16,8 @@ use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags}
 
 /// `FAN_OPEN_EXEC_PERM`: the exec-path open of a file (execve, the `#!` interpreter, ld.so).
 pub const MASK_OPEN_EXEC_PERM: u64 = libc::FAN_OPEN_EXEC_PERM;
+/// `FAN_OPEN_PERM`: any open of a file (the open-time guard: loader, preload, dlopen, interpreters).
+pub const MASK_OPEN_PERM: u64 = libc::FAN_OPEN_PERM;
 /// Every permission event bit we may subscribe to.
 const PERMISSION_EVENTS: u64 = libc::FAN_OPEN_PERM | libc::FAN_OPEN_EXEC_PERM | libc::FAN_ACCESS_PERM;
 const METADATA_LEN: usize = std::mem::size_of::<libc::fanotify_event_metadata>();
@@ -82,6 +84,17 @@ impl FanotifyGroup {
         )
     }
 
+    /// Puts an inode mark for `mask` on the file or directory at `path`; on a directory, `FAN_EVENT_ON_CHILD`
+    /// extends it to the files directly inside. An inode mark sees every mount and namespace.
+    pub fn mark_inode(&self, path: &Path, mask: u64) -> Result<(), Errno> {
+        self.inner.mark(
+            MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_DONT_FOLLOW,
+            MaskFlags::from_bits_retain(mask),
+            nix::fcntl::AT_FDCWD,
+            Some(path),
+        )
+    }
+
     /// Adds an ignore mask for `mask` to the inode at `path`: the kernel raises no such event for that file
     /// from any mark of this group, until the file is modified.
     pub fn ignore_inode(&self, path: &Path, mask: u64) -> Result<(), Errno> {
@@ -105,8 +118,8 @@ impl FanotifyGroup {
         )
     }
 
-    /// Removes every inode mark of this group (the ignore marks of the exec cache and of the FD store);
-    /// filesystem marks stay.
+    /// Removes every inode mark of this group (the open guard's directory marks, the ignore marks of the exec
+    /// cache and of the FD store); filesystem marks stay.
     pub fn flush_inode_marks(&self) -> Result<(), Errno> {
         self.inner.mark::<_, Path>(MarkFlags::FAN_MARK_FLUSH, MaskFlags::empty(), nix::fcntl::AT_FDCWD, None)
     }
@@ -259,6 +272,12 @@ pub struct FileFacts {
     pub mnt_id: Option<u64>,
 }
 
+impl FileFacts {
+    pub fn is_regular(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFREG
+    }
+}
+
 /// statx(fd, "", AT_EMPTY_PATH): device, inode, owner, link count and mount id of an open file.
 pub fn file_facts(fd: BorrowedFd<'_>) -> io::Result<FileFacts> {
     let mut stx = std::mem::MaybeUninit::<libc::statx>::uninit();
@@ -288,6 +307,17 @@ pub fn file_facts(fd: BorrowedFd<'_>) -> io::Result<FileFacts> {
         changed_ns: stx.stx_ctime.tv_sec.saturating_mul(1_000_000_000).saturating_add(i64::from(stx.stx_ctime.tv_nsec)),
         mnt_id: (stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id),
     })
+}
+
+/// Reads the first bytes of the file behind an event fd (pread at offset 0: the fd's offset is left alone,
+/// and reads through a fanotify event fd raise no events). Returns how many bytes were read.
+pub fn read_head(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match nix::sys::uio::pread(fd, buf, 0) {
+            Err(Errno::EINTR) => continue,
+            other => return other.map_err(io::Error::from),
+        }
+    }
 }
 
 /// Size of the buffer [`fd_path`] needs: PATH_MAX plus one byte to detect truncation.
@@ -361,6 +391,19 @@ pub fn raise_nofile_limit() -> Result<u64, Errno> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_head_reads_from_offset_zero() {
+        use std::io::{Read, Write};
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(b"#!/bin/sh\necho hi\n").unwrap();
+        let mut head = [0u8; 4];
+        assert_eq!(read_head(file.as_fd(), &mut head).unwrap(), 4);
+        assert_eq!(&head, b"#!/b");
+        let mut rest = Vec::new();
+        file.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "the offset stays where the writer left it");
+    }
 
     #[test]
     fn header_parses_native_layout() {

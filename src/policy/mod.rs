@@ -3,6 +3,7 @@
 //! and says what to write instead; nothing half-valid comes out.
 #![forbid(unsafe_code)]
 
+mod open_guard;
 pub mod raw;
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use toml::Spanned;
 
 use crate::error::{Error, PolicyError, Result};
 use crate::matcher::{Action, Matcher, Mode, Posture, Rule, RuleMeta, Target};
+use crate::open_guard::OpenGuardConfig;
 use raw::{RawDaemon, RawFile, RawMeta, RawPolicy};
 
 /// What happens to exec attempts while the daemon is down between a crash and its restart under systemd.
@@ -70,6 +72,8 @@ impl Default for DaemonConfig {
 pub struct Config {
     pub daemon: DaemonConfig,
     pub matcher: Matcher,
+    /// `[open_guard]`: what FAN_OPEN_PERM events on protected scope are checked for.
+    pub open_guard: OpenGuardConfig,
     /// Every file that was read, main file first.
     pub files: Vec<PathBuf>,
     pub policy_count: usize,
@@ -94,6 +98,10 @@ fn load_from(path: &Path, text: &str, with_drop_ins: bool) -> Result<Config> {
         Some(d) => validate_daemon(&Located { file: path, text }, d.get_ref())?,
         None => DaemonConfig::default(),
     };
+    let open_guard = match &main.open_guard {
+        Some(g) => open_guard::validate(&Located { file: path, text }, g.get_ref())?,
+        None => OpenGuardConfig::default(),
+    };
     loader.add_policies(path, text, main.policy)?;
     let drop_ins = if with_drop_ins { drop_in_files(&daemon.policy_dir)? } else { Vec::new() };
     for file in drop_ins {
@@ -112,6 +120,12 @@ fn load_from(path: &Path, text: &str, with_drop_ins: bool) -> Result<Config> {
                 .error(d.span(), "the [daemon] table belongs in the main configuration file; a policy.d file holds [[policy]] tables only")
                 .into());
         }
+        if let Some(g) = &parsed.open_guard {
+            let at = Located { file: &file, text: &text };
+            return Err(at
+                .error(g.span(), "the [open_guard] table belongs in the main configuration file; a policy.d file holds [[policy]] tables only")
+                .into());
+        }
         let before = loader.rules.len();
         loader.add_policies(&file, &text, parsed.policy).map_err(relocate)?;
         if let Some(y) = &yaml {
@@ -120,7 +134,7 @@ fn load_from(path: &Path, text: &str, with_drop_ins: bool) -> Result<Config> {
     }
     let policy_count = loader.names.len();
     let matcher = Matcher::new(loader.rules, daemon.default_posture, daemon.mode);
-    Ok(Config { daemon, matcher, files: loader.files, policy_count })
+    Ok(Config { daemon, matcher, open_guard, files: loader.files, policy_count })
 }
 
 fn drop_in_files(dir: &Path) -> Result<Vec<PathBuf>> {

@@ -9,6 +9,7 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
     pub daemon: Option<Spanned<RawDaemon>>,
+    pub open_guard: Option<Spanned<RawOpenGuard>>,
     #[serde(default)]
     pub policy: Vec<Spanned<RawPolicy>>,
 }
@@ -27,6 +28,15 @@ pub struct RawDaemon {
     pub alert_socket: Option<Spanned<String>>,
     pub alert_socket_group: Option<String>,
     pub exec_cache: Option<bool>,
+}
+
+/// `[open_guard]`: code loaded without exec (loader, preload, dlopen, interpreters).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOpenGuard {
+    pub enabled: Option<bool>,
+    pub interpreters: Option<Vec<Spanned<String>>>,
+    pub elf_readers: Option<Vec<Spanned<String>>>,
 }
 
 /// `action`, `severity`, `tags`, `message`: settable at policy, section and rule level; the innermost wins.

@@ -216,3 +216,36 @@ fn missing_config_file_is_an_error_naming_it() {
     let e = load(Path::new("/nonexistent/noexecd.toml")).unwrap_err();
     assert!(e.to_string().contains("/nonexistent/noexecd.toml"), "{e}");
 }
+
+#[test]
+fn open_guard_defaults_on_with_the_shipped_lists() {
+    let c = ok(RULE);
+    assert!(c.open_guard.enabled);
+    let shipped = ok(include_str!("../../config/noexecd.toml"));
+    assert!(shipped.open_guard.enabled);
+    assert!(shipped.open_guard.is_elf_reader(b"/usr/bin/tar"));
+    assert!(c.open_guard.interpreter(b"/usr/bin/python3.11").is_some());
+    assert!(c.open_guard.is_elf_reader(b"/usr/bin/cat"));
+}
+
+#[test]
+fn open_guard_table_is_read_and_validated() {
+    let c = ok(&format!(
+        "[open_guard]\nenabled = false\ninterpreters = [\"bash\"]\nelf_readers = [\"cat\", \"*-ld\"]\n{RULE}"
+    ));
+    assert!(!c.open_guard.enabled);
+    assert!(c.open_guard.interpreter(b"/bin/python3").is_none());
+    assert!(c.open_guard.interpreter(b"/bin/bash").is_some());
+    assert!(c.open_guard.is_elf_reader(b"/usr/bin/x86_64-linux-gnu-ld"));
+    assert!(!c.open_guard.is_elf_reader(b"/usr/bin/cp"));
+
+    let e = err(&format!("[open_guard]\nelf_readers = [\"cat\", \"/usr/bin/cp\"]\n{RULE}"));
+    assert_eq!((e.line, e.col), (2, 23), "{e}");
+    assert!(e.message.contains("is a path"), "{e}");
+    let e = err(&format!("[open_guard]\ninterpreters = [\"\"]\n{RULE}"));
+    assert_eq!((e.line, e.col), (2, 17), "{e}");
+    let e = err(&format!("[open_guard]\nelf_readers = [\"[cat\"]\n{RULE}"));
+    assert!(e.message.contains("not a valid glob"), "{e}");
+    let e = err(&format!("[open_guard]\nenable = true\n{RULE}"));
+    assert_eq!(e.line, 2, "{e}");
+}

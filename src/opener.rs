@@ -1,0 +1,214 @@
+//! What the process behind a FAN_OPEN_PERM event is doing, read from /proc: is it the dynamic loader, an
+//! ELF reader (with or without a preload library), or an interpreter whose argv names the file. Read only
+//! for files that could run (a loadable ELF or a script-like text in protected scope); the verdict is
+//! [`judge`]'s.
+//!
+//! The opener waits in open(2) while we read: /proc/PID/exe, cmdline and environ need none of the locks it
+//! holds there (cmdline and environ take its mm for reading; open holds no mm lock).
+#![forbid(unsafe_code)]
+
+use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::open_guard::{FileKind, OpenGuardConfig, Route, ScriptArg, loader_env, script_arg};
+
+/// The dynamic loaders of this host, by (device, inode): found at run time, never compiled in (fapolicyd's
+/// compiled-in ld.so path never matched on Debian).
+#[derive(Debug, Clone, Default)]
+pub struct Loaders {
+    ids: HashSet<(u64, u64)>,
+    pub paths: Vec<PathBuf>,
+}
+
+/// Directories that hold a loader on glibc, musl and multiarch layouts.
+const LOADER_DIRS: &[&str] =
+    &["/lib", "/lib64", "/lib32", "/libx32", "/usr/lib", "/usr/lib64", "/usr/lib32", "/usr/libx32", "/usr/bin"];
+
+impl Loaders {
+    /// Every `ld-*.so*`, `ld-linux*`, `ld-musl-*` and `ld.so` in the library directories and their
+    /// multiarch subdirectories (`/usr/lib/x86_64-linux-gnu`), symlinks followed.
+    pub fn find() -> Self {
+        let mut dirs: Vec<PathBuf> = LOADER_DIRS.iter().map(PathBuf::from).collect();
+        for base in ["/lib", "/usr/lib"] {
+            if let Ok(entries) = std::fs::read_dir(base) {
+                dirs.extend(
+                    entries
+                        .flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.file_name().is_some_and(|n| n.as_bytes().ends_with(b"-linux-gnu")))
+                        .filter(|p| p.is_dir()),
+                );
+            }
+        }
+        let mut loaders = Loaders::default();
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if is_loader_name(name.as_bytes()) {
+                    loaders.add(&entry.path());
+                }
+            }
+        }
+        loaders
+    }
+
+    fn add(&mut self, path: &Path) {
+        if let Ok(m) = std::fs::metadata(path)
+            && m.is_file()
+            && self.ids.insert((m.dev(), m.ino()))
+        {
+            self.paths.push(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()));
+        }
+    }
+
+    pub fn contains(&self, id: (u64, u64)) -> bool {
+        self.ids.contains(&id)
+    }
+}
+
+/// `ld-linux-x86-64.so.2`, `ld-2.31.so`, `ld-musl-x86_64.so.1`, `ld.so`, `ld64.so.2`.
+pub fn is_loader_name(name: &[u8]) -> bool {
+    let so = name.windows(3).any(|w| w == b".so");
+    so && (name.starts_with(b"ld-") || name.starts_with(b"ld.so") || name.starts_with(b"ld64.so"))
+}
+
+/// The file being opened, as the verdict needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenedFile {
+    pub kind: FileKind,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// Whether this open is a route to running the file in protected scope, and which. `None` allows it.
+pub fn judge(config: &OpenGuardConfig, loaders: &Loaders, file: OpenedFile, pid: i32) -> Option<Route> {
+    let exe_path = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let exe = exe_path.as_os_str().as_bytes();
+    let exe = exe.strip_suffix(b" (deleted)").unwrap_or(exe);
+    match file.kind {
+        FileKind::LoadableElf => {
+            let exe_id = std::fs::metadata(format!("/proc/{pid}/exe")).ok().map(|m| (m.dev(), m.ino()));
+            if exe_id.is_some_and(|id| loaders.contains(id)) {
+                return Some(Route::Loader);
+            }
+            if !config.is_elf_reader(exe) {
+                return Some(Route::SharedObject);
+            }
+            // A reader started with a preload library in scope opens that library before its own code runs: the
+            // environment names this file, or a library directory on its filesystem (a planted libc.so.6).
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let env = loader_env(&environ);
+            let named = env.libraries.iter().any(|lib| names_file(pid, lib, file.dev, file.ino));
+            let dir_on_fs = env.library_dirs.iter().any(|dir| {
+                let path = in_process_view(pid, dir);
+                std::fs::metadata(Path::new(std::ffi::OsStr::from_bytes(&path))).is_ok_and(|m| m.dev() == file.dev)
+            });
+            (named || dir_on_fs).then_some(Route::PreloadedReader)
+        }
+        FileKind::Shebang | FileKind::Text | FileKind::Binary => {
+            let syntax = config.interpreter(exe)?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            match script_arg(syntax, &cmdline) {
+                ScriptArg::File(arg) if names_file(pid, arg, file.dev, file.ino) => Some(Route::Interpreter),
+                _ => None,
+            }
+        }
+        FileKind::OtherElf | FileKind::Empty => None,
+    }
+}
+
+/// Whether `arg`, as process `pid` would open it (relative to its working directory and root), is the file
+/// (dev, ino). Follows symlinks like the interpreter's open does.
+fn names_file(pid: i32, arg: &[u8], dev: u64, ino: u64) -> bool {
+    let path = in_process_view(pid, arg);
+    std::fs::metadata(Path::new(std::ffi::OsStr::from_bytes(&path))).is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+}
+
+/// `arg` as seen from our namespace: absolute names go through `/proc/PID/root`, relative ones through
+/// `/proc/PID/cwd`; `/proc/self/...`, `/dev/fd/N` and `/dev/stdin` mean the opener's, not ours (the symlinks
+/// behind them would resolve in our process).
+pub fn in_process_view(pid: i32, arg: &[u8]) -> Vec<u8> {
+    let pid_dir = format!("/proc/{pid}");
+    let mut out = Vec::with_capacity(arg.len() + 32);
+    let fd_alias = match arg {
+        b"/dev/stdin" => Some(&b"fd/0"[..]),
+        b"/dev/stdout" => Some(&b"fd/1"[..]),
+        b"/dev/stderr" => Some(&b"fd/2"[..]),
+        _ => None,
+    };
+    if let Some(fd) = fd_alias {
+        out.extend_from_slice(pid_dir.as_bytes());
+        out.push(b'/');
+        out.extend_from_slice(fd);
+    } else if let Some(rest) = arg.strip_prefix(b"/dev/fd/") {
+        out.extend_from_slice(pid_dir.as_bytes());
+        out.extend_from_slice(b"/fd/");
+        out.extend_from_slice(rest);
+    } else if let Some(rest) = arg.strip_prefix(b"/proc/self/").or_else(|| arg.strip_prefix(b"/proc/thread-self/")) {
+        out.extend_from_slice(pid_dir.as_bytes());
+        out.push(b'/');
+        out.extend_from_slice(rest);
+    } else if arg.starts_with(b"/") {
+        out.extend_from_slice(pid_dir.as_bytes());
+        out.extend_from_slice(b"/root");
+        out.extend_from_slice(arg);
+    } else {
+        out.extend_from_slice(pid_dir.as_bytes());
+        out.extend_from_slice(b"/cwd/");
+        out.extend_from_slice(arg);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loader_names() {
+        for n in
+            ["ld-linux-x86-64.so.2", "ld-2.31.so", "ld-musl-x86_64.so.1", "ld.so", "ld64.so.2", "ld-linux-aarch64.so.1"]
+        {
+            assert!(is_loader_name(n.as_bytes()), "{n}");
+        }
+        for n in ["ld", "ld.bfd", "ldd", "ld-foo", "libld.so"] {
+            assert!(!is_loader_name(n.as_bytes()), "{n}");
+        }
+    }
+
+    #[test]
+    fn this_hosts_loader_is_found() {
+        let loaders = Loaders::find();
+        if let Ok(m) = std::fs::metadata("/lib64/ld-linux-x86-64.so.2") {
+            assert!(loaders.contains((m.dev(), m.ino())), "{:?}", loaders.paths);
+        }
+    }
+
+    #[test]
+    fn paths_are_seen_from_the_opener() {
+        assert_eq!(in_process_view(7, b"/tmp/x"), b"/proc/7/root/tmp/x");
+        assert_eq!(in_process_view(7, b"x.py"), b"/proc/7/cwd/x.py");
+        assert_eq!(in_process_view(7, b"/proc/self/fd/3"), b"/proc/7/fd/3");
+        assert_eq!(in_process_view(7, b"/dev/stdin"), b"/proc/7/fd/0");
+        assert_eq!(in_process_view(7, b"/dev/fd/5"), b"/proc/7/fd/5");
+    }
+
+    #[test]
+    fn an_interpreter_naming_its_script_is_judged_by_inode() {
+        let me = std::process::id() as i32;
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let m = std::fs::metadata(&exe).unwrap();
+        assert!(names_file(me, exe.as_os_str().as_bytes(), m.dev(), m.ino()));
+        assert!(!names_file(me, b"/nonexistent/x", m.dev(), m.ino()));
+        // The test binary is neither an interpreter nor a reader: a loadable ELF it opens is a shared object.
+        let file = OpenedFile { kind: FileKind::LoadableElf, dev: m.dev(), ino: m.ino() };
+        assert_eq!(judge(&OpenGuardConfig::default(), &Loaders::default(), file, me), Some(Route::SharedObject));
+        let text = OpenedFile { kind: FileKind::Text, ..file };
+        assert_eq!(judge(&OpenGuardConfig::default(), &Loaders::default(), text, me), None);
+        let data = OpenedFile { kind: FileKind::Empty, ..file };
+        assert_eq!(judge(&OpenGuardConfig::default(), &Loaders::default(), data, i32::MAX), None);
+    }
+}
