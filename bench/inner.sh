@@ -232,8 +232,8 @@ daemon_stop
 
 # --- phase 3: open-heavy work in /tmp, open-time guard on and off (needs the bypass work) -------------------
 OPEN_KEY=
-# The setting's name comes from the bypass work; BENCH_OPEN_SETTING="name = true" names it if it differs.
-for candidate in ${BENCH_OPEN_SETTING:+"$BENCH_OPEN_SETTING"} "open_guard = true" "guard_opens = true" "open_time_guard = true"; do
+# The open guard is the `[open_guard]` table (`enabled`); BENCH_OPEN_SETTING="..." overrides the lines used.
+for candidate in ${BENCH_OPEN_SETTING:+"$BENCH_OPEN_SETTING"} $'[open_guard]\nenabled = true' "open_guard = true"; do
     write_config "$W/run/open.toml" "$candidate"
     if "$BIN" check --config "$W/run/open.toml" >/dev/null 2>&1; then OPEN_KEY=$candidate; break; fi
 done

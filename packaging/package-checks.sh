@@ -67,8 +67,8 @@ deb_files=$(dpkg-deb --fsys-tarfile "$DEB" | tar -tvf - | awk '$1 !~ /^d/ { m=$1
     mode=0; for (i = 2; i <= 10; i++) { mode = mode * 2 + (substr(m, i, 1) != "-") } printf "%o %s\n", mode, p }')
 compare_files ".deb" "$EXPECTED_DEB" "$deb_files"
 dpkg-deb -e "$DEB" "$WORK/control"
-check ".deb: conffiles are /etc/noexecd/noexecd.toml, policy.d/README and the logrotate file" \
-    diff <(sort "$WORK/control/conffiles") <(printf '%s\n' /etc/logrotate.d/noexecd /etc/noexecd/noexecd.toml /etc/noexecd/policy.d/README)
+check ".deb: conffiles are /etc/noexecd/noexecd.toml, policy.d/README, the logrotate file and the autostart entry" \
+    diff <(sort "$WORK/control/conffiles") <(printf '%s\n' /etc/logrotate.d/noexecd /etc/noexecd/noexecd.toml /etc/noexecd/policy.d/README /etc/xdg/autostart/noexecd-notify.desktop | sort)
 check ".deb postinst: enables and starts the unit" \
     bash -c "grep -q 'deb-systemd-helper enable noexecd.service' '$WORK/control/postinst' && grep -q 'deb-systemd-invoke start noexecd.service' '$WORK/control/postinst'"
 check ".deb prerm: stops the unit (also before an upgrade replaces the binary)" grep -q 'deb-systemd-invoke stop noexecd.service' "$WORK/control/prerm"
@@ -96,7 +96,7 @@ check "rpm -qpl lists /usr/sbin/noexecd, the unit and the config" \
     bash -c 'for f in /usr/sbin/noexecd /usr/lib/systemd/system/noexecd.service /etc/noexecd/noexecd.toml; do grep -qx "$f" <<<"$1" || exit 1; done' _ "$rpm_list"
 flags=$("${RPMQ[@]}" -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$RPM" 2>/dev/null)
 check "rpm: /etc files are %config(noreplace), the rest is not config" \
-    bash -c 'diff <(grep "^c" <<<"$1" | sort) <(printf "%s\n" "cn /etc/logrotate.d/noexecd" "cn /etc/noexecd/noexecd.toml" "cn /etc/noexecd/policy.d/README")' _ "$flags"
+    bash -c 'diff <(grep "^c" <<<"$1" | sort) <(printf "%s\n" "cn /etc/logrotate.d/noexecd" "cn /etc/noexecd/noexecd.toml" "cn /etc/noexecd/policy.d/README" "cn /etc/xdg/autostart/noexecd-notify.desktop" | sort)' _ "$flags"
 if file "$WORK/noexecd" | grep -qE 'static(-pie)? linked|statically linked'; then
     check "rpm: requires nothing but /bin/sh and rpmlib features (static binary)" \
         bash -c '! "${@:2}" -qpR "$1" 2>/dev/null | grep -vE "^(/bin/sh|rpmlib\(|config\(noexecd\))"' _ "$RPM" "${RPMQ[@]}"

@@ -236,6 +236,9 @@ impl Decider {
         self.answer(group, fd, outcome != Outcome::Block, outcome == Outcome::Block);
         let counter = if outcome == Outcome::Block { &self.counters.blocked } else { &self.counters.audited };
         counter.fetch_add(1, Ordering::Relaxed);
+        // A refused open is often retried at once by the same process (bash reads a file whose exec failed to
+        // explain why): judged again, alerted once.
+        self.remember_exec(pid, &facts, outcome == Outcome::Block);
         self.queue_alert(guard, fd, pid, decision, process, route.data());
     }
 

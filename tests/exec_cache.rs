@@ -20,12 +20,17 @@ const CACHE_SETTLE: Duration = Duration::from_secs(3);
 
 /// `<img>/tmp/` (1777) protected, `<img>/usr/bin` and `<img>/home/u` (owned by 65534) beside it.
 fn start(env: &mut Env) -> PathBuf {
+    start_with(env, "")
+}
+
+/// `start` with `extra` appended to the config (e.g. an `[open_guard]` table).
+fn start_with(env: &mut Env, extra: &str) -> PathBuf {
     let img = sh_quote(&env.img);
     env.sh(&format!(
         "mkdir -p {img}/tmp {img}/usr/bin {img}/home/u && chmod 1777 {img}/tmp && chmod 0755 {img} {img}/usr {img}/usr/bin {img}/home && chown 65534:65534 {img}/home/u"
     ));
     let tmp = env.img.join("tmp");
-    let cfg = env.write_config(&DaemonOpts::enforce(), &dir_policy("Block", &tmp, true));
+    let cfg = env.write_config(&DaemonOpts::enforce(), &format!("{}{extra}", dir_policy("Block", &tmp, true)));
     let marks = env.check(&cfg);
     assert_eq!(marks.len(), 1, "{marks:?}");
     assert_eq!(marks[0].decides, "path", "the path must decide on this image: {marks:?}");
@@ -159,13 +164,39 @@ fn a_file_run_outside_then_moved_into_tmp_by_a_user_is_still_blocked() {
 }
 
 /// Root is outside the threat model (root can stop the daemon). What happens is pinned down here: a cached
-/// file that root moves into protected scope keeps its ignore mark and runs, until a reload flushes the cache.
+/// file that root moves into protected scope keeps its exec ignore mark. With the open guard on (the
+/// default) the exec's own open of the file still raises FAN_OPEN_PERM, which the ignore mark does not
+/// cover, and is refused: the file does not run.
 #[test]
-fn root_moving_a_cached_file_into_protected_scope_runs_it_until_reload() {
-    let Some(mut env) = Env::new("exec_cache_root_move", Layout::WithExt4Image) else {
+fn root_moving_a_cached_file_into_protected_scope_is_still_refused_by_the_open_guard() {
+    let Some(mut env) = Env::new("exec_cache_root_move_guarded", Layout::WithExt4Image) else {
         return;
     };
     let tmp = start(&mut env);
+    let bin = env.img.join("usr/bin/y");
+    env.put_elf(&bin);
+    let y = ino(&env, &bin);
+    let cwd = env.img.clone();
+    env.bash_exec(&bin, &cwd).assert_ran("<img>/usr/bin/y");
+    wait_cache(&mut env, "cached", |c| c.contains(&y));
+    let moved = tmp.join("y");
+    env.sh(&format!("mv {} {}", sh_quote(&bin), sh_quote(&moved)));
+    let e = env.bash_exec(&moved, &cwd);
+    e.assert_denied_bash("root moved a cached file into <img>/tmp; the open guard refuses its open");
+    let alerts = env.expect_alerts(1);
+    let a = &alerts[0];
+    assert_eq!(get_str(a, "Resource"), moved.to_str().unwrap(), "{a}");
+    assert_eq!(get_str(a, "Action"), "Block", "{a}");
+    assert!(get_str(a, "Data").starts_with("fanotify=FAN_OPEN_PERM"), "refused at open, not at exec: {a}");
+}
+
+/// The same with the open guard off: the moved file runs until a reload flushes the cache (documented gap).
+#[test]
+fn root_moving_a_cached_file_into_protected_scope_runs_it_until_reload_without_the_open_guard() {
+    let Some(mut env) = Env::new("exec_cache_root_move", Layout::WithExt4Image) else {
+        return;
+    };
+    let tmp = start_with(&mut env, "\n[open_guard]\nenabled = false\n");
     let bin = env.img.join("usr/bin/y");
     env.put_elf(&bin);
     let y = ino(&env, &bin);
