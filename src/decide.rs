@@ -160,8 +160,8 @@ impl Decider {
         counter.fetch_add(1, Ordering::Relaxed);
         // Past `max_alerts_per_sec` the writer drops the alert anyway: answer at once, read nothing, send
         // nothing. The writer applies the same limit and writes the AlertThreshold notice (it gets the first
-        // alert past the limit, without process facts, for that); at a window boundary the two clocks may
-        // differ by the queue's delay, so under a flood an alert may rarely go out without its process facts.
+        // alert past the limit for that, complete, since at a window boundary the two clocks may differ by the
+        // queue's delay and the writer may write it).
         let admit = self.gate.admit_with(guard.config.daemon.max_alerts_per_sec, Instant::now());
         if admit == Admit::Drop {
             self.answer(group, fd.as_fd(), outcome != Outcome::Block, outcome == Outcome::Block);
@@ -175,7 +175,9 @@ impl Decider {
         // kernel memory only (no marked file, no lock the caller holds); allowed execs never pay for them.
         // The file's name is taken now too: a file reached through another mount namespace is named through
         // the caller's /proc/PID/mountinfo, which is gone once a blocked caller exits.
-        let process = if admit == Admit::Write { procfs::process_info(event.pid) } else { ProcessInfo::default() };
+        // Also for the first alert past the limit (once a second): the writer's window may differ from ours
+        // by the queue's delay, and whatever it writes must be complete.
+        let process = procfs::process_info(event.pid);
         let resolved = match resolved {
             Resolved::NotYet => {
                 self.resolve(guard, fd.as_fd(), event.pid);

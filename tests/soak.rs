@@ -40,6 +40,9 @@ fn soak_200k_execs_from_2_spawners_decided_right_and_every_alert_accounted_for()
     // A rate limit well below the denial rate: throttle drops are part of what must add up.
     let opts = DaemonOpts { max_alerts_per_sec: 300, ..DaemonOpts::enforce() };
     let cfg = env.write_config(&opts, &dir_policy("Block", &deny_dir, true));
+    // Every attempt, allowed ones too, must go through the daemon: no kernel-side exec cache here.
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen("[daemon]\n", "[daemon]\nexec_cache = false\n", 1);
+    std::fs::write(&cfg, text).unwrap();
     env.start_daemon(&cfg);
     let cwd = env.out.clone();
 
