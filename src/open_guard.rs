@@ -264,7 +264,15 @@ pub struct OpenGuardConfig {
     pub interpreters: Vec<ProgramName>,
     /// Programs allowed to open loadable ELF files in protected scope (they read them, never map them).
     pub elf_readers: Vec<ProgramName>,
+    /// Parents (by process name, `comm`) whose root-owned interpreter children may run scripts in protected
+    /// scope: package managers write their maintainer scriptlets to /var/tmp and run `sh /var/tmp/rpm-tmp.X`.
+    pub script_parents: Vec<ProgramName>,
 }
+
+/// The package managers that run scriptlets from /var/tmp or /tmp (rpm's `%_tmppath` is /var/tmp; dnf, yum,
+/// zypper and PackageKit run them through librpm in their own process).
+pub const DEFAULT_SCRIPT_PARENTS: &[&str] =
+    &["rpm", "rpmbuild", "rpm-ostree", "dnf", "dnf-3", "dnf5", "microdnf", "yum", "zypper", "packagekitd", "dpkg"];
 
 /// The interpreters watched unless the policy says otherwise.
 pub const DEFAULT_INTERPRETERS: &[&str] = &[
@@ -349,7 +357,12 @@ pub const DEFAULT_ELF_READERS: &[&str] = &[
 impl Default for OpenGuardConfig {
     fn default() -> Self {
         let names = |list: &[&str]| list.iter().filter_map(|n| ProgramName::new(n).ok()).collect();
-        Self { enabled: true, interpreters: names(DEFAULT_INTERPRETERS), elf_readers: names(DEFAULT_ELF_READERS) }
+        Self {
+            enabled: true,
+            interpreters: names(DEFAULT_INTERPRETERS),
+            elf_readers: names(DEFAULT_ELF_READERS),
+            script_parents: names(DEFAULT_SCRIPT_PARENTS),
+        }
     }
 }
 
@@ -358,6 +371,11 @@ impl OpenGuardConfig {
     pub fn interpreter(&self, exe: &[u8]) -> Option<Syntax> {
         let name = file_name(exe);
         self.interpreters.iter().find(|p| p.matches(name)).map(|p| Syntax::for_name(&p.name))
+    }
+
+    /// Whether a process named `comm` is a package manager whose scriptlets may run (see `script_parents`).
+    pub fn is_script_parent(&self, comm: &[u8]) -> bool {
+        self.script_parents.iter().any(|p| p.matches(comm))
     }
 
     pub fn is_elf_reader(&self, exe: &[u8]) -> bool {
@@ -424,6 +442,18 @@ pub fn loader_env(environ: &[u8]) -> LoaderEnv<'_> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn package_managers_are_script_parents_by_default_and_shells_are_not() {
+        let c = OpenGuardConfig::default();
+        for comm in ["rpm", "dnf", "yum", "zypper", "dpkg", "packagekitd"] {
+            assert!(c.is_script_parent(comm.as_bytes()), "{comm}");
+        }
+        for comm in ["bash", "sh", "python3", "nginx", "rpmx", ""] {
+            assert!(!c.is_script_parent(comm.as_bytes()), "{comm}");
+        }
+    }
+
     use super::*;
 
     fn elf(class_data: u8, e_type: u16) -> Vec<u8> {

@@ -13,6 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::open_guard::{FileKind, OpenGuardConfig, Route, ScriptArg, loader_env, script_arg};
+use crate::procfs;
 
 /// The dynamic loaders of this host, by (device, inode): found at run time, never compiled in (fapolicyd's
 /// compiled-in ld.so path never matched on Debian).
@@ -112,12 +113,27 @@ pub fn judge(config: &OpenGuardConfig, loaders: &Loaders, file: OpenedFile, pid:
             let syntax = config.interpreter(exe)?;
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
             match script_arg(syntax, &cmdline) {
-                ScriptArg::File(arg) if names_file(pid, arg, file.dev, file.ino) => Some(Route::Interpreter),
+                ScriptArg::File(arg) if names_file(pid, arg, file.dev, file.ino) => {
+                    (!package_scriptlet(config, pid)).then_some(Route::Interpreter)
+                }
                 _ => None,
             }
         }
         FileKind::OtherElf | FileKind::Empty => None,
     }
+}
+
+/// A root interpreter started by a package manager (`script_parents`, by its parent's process name): rpm runs
+/// every maintainer scriptlet as `/bin/sh /var/tmp/rpm-tmp.XXXXXX`. Only for root: an unprivileged user
+/// running rpm with a package of their own would otherwise have a way to run scripts from /tmp.
+fn package_scriptlet(config: &OpenGuardConfig, pid: i32) -> bool {
+    if procfs::uid(pid) != Some(0) {
+        return false;
+    }
+    let Some(ppid) = procfs::ppid(pid) else { return false };
+    let comm = std::fs::read(format!("/proc/{ppid}/comm")).unwrap_or_default();
+    let comm = comm.strip_suffix(b"\n").unwrap_or(&comm);
+    config.is_script_parent(comm)
 }
 
 /// Whether `arg`, as process `pid` would open it (relative to its working directory and root), is the file

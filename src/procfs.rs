@@ -41,6 +41,10 @@ pub fn exe(pid: i32) -> Option<Vec<u8>> {
     Some(bytes.strip_suffix(b" (deleted)").unwrap_or(bytes).to_vec())
 }
 
+pub fn ppid(pid: i32) -> Option<i32> {
+    status(pid).map(|(ppid, _)| ppid)
+}
+
 pub fn uid(pid: i32) -> Option<u32> {
     status(pid).and_then(|(_, uid)| u32::try_from(uid).ok())
 }

@@ -19,6 +19,9 @@ pub(super) fn validate(at: &Located<'_>, raw: &RawOpenGuard) -> Result<OpenGuard
     if let Some(list) = &raw.elf_readers {
         out.elf_readers = names(at, list, "elf_readers", "sha256sum")?;
     }
+    if let Some(list) = &raw.script_parents {
+        out.script_parents = names(at, list, "script_parents", "rpm")?;
+    }
     Ok(out)
 }
 
