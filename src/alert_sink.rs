@@ -415,22 +415,7 @@ mod tests {
         let counters = Arc::new(Counters::default());
         let origin = Origin { cluster_name: "default".into(), host_name: "h".into() };
         let mut sink = AlertSink::new(path.clone(), origin, 100, counters.clone(), Subscribers::default());
-        let alert = ExecAlert {
-            when: SystemTime::now(),
-            outcome: Outcome::Block,
-            rule: Arc::new(crate::matcher::RuleMeta {
-                policy: "p".into(),
-                action: crate::matcher::Action::Block,
-                severity: 1,
-                tags: vec![],
-                message: String::new(),
-                origin: String::new(),
-            }),
-            resource: b"/tmp/x".to_vec(),
-            pid: 1,
-            process: crate::procfs::ProcessInfo::default(),
-            hook: "FAN_OPEN_EXEC_PERM",
-        };
+        let alert = test_alert();
         sink.write(&alert);
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
         // Replace the log's directory with a file: the log cannot be reopened.

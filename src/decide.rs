@@ -156,8 +156,7 @@ impl Decider {
             }
             return;
         };
-        let counter = if outcome == Outcome::Block { &self.counters.blocked } else { &self.counters.audited };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.count(outcome);
         // Past `max_alerts_per_sec` the writer drops the alert anyway: answer at once, read nothing, send
         // nothing. The writer applies the same limit and writes the AlertThreshold notice (it gets the first
         // alert past the limit for that, complete, since at a window boundary the two clocks may differ by the
@@ -173,21 +172,13 @@ impl Decider {
         // blocked caller exits within microseconds and an audited one becomes the program it executes, so
         // its executable, parent and uid must be taken while the kernel still holds it. These reads touch
         // kernel memory only (no marked file, no lock the caller holds); allowed execs never pay for them.
-        // The file's name is taken now too: a file reached through another mount namespace is named through
-        // the caller's /proc/PID/mountinfo, which is gone once a blocked caller exits.
-        // Also for the first alert past the limit (once a second): the writer's window may differ from ours
-        // by the queue's delay, and whatever it writes must be complete.
+        // The file's name is taken now too (see `name_before_answer`). Also for the first alert past the limit:
+        // the writer's window may differ from ours by the queue's delay, and whatever it writes must be complete.
         let process = procfs::process_info(event.pid);
-        let resolved = match resolved {
-            Resolved::NotYet => {
-                self.resolve(guard, fd.as_fd(), event.pid);
-                Resolved::Yes
-            }
-            done => done,
-        };
+        self.name_before_answer(guard, fd.as_fd(), event.pid, resolved);
         self.answer(group, fd.as_fd(), outcome != Outcome::Block, outcome == Outcome::Block);
         self.remember_exec_for_open_guard(guard, fd.as_fd(), event.pid, outcome);
-        self.queue_alert(guard, fd.as_fd(), event.pid, (outcome, Some(rule), resolved), process, "FAN_OPEN_EXEC_PERM");
+        self.queue_alert(outcome, rule, event.pid, process, "FAN_OPEN_EXEC_PERM");
     }
 
     /// A FAN_OPEN_PERM event (the open guard): allowed at once unless the file could run (a loadable ELF or a
@@ -211,37 +202,39 @@ impl Decider {
         if !kind.may_run() {
             return allow(self);
         }
-        let decision = self.decide(guard, fd, pid);
-        if decision.1.is_none() {
-            return allow(self);
-        }
+        let (outcome, rule, resolved) = self.decide(guard, fd, pid);
+        let Some(rule) = rule else { return allow(self) };
         let file = OpenedFile { kind, dev: facts.dev, ino: facts.ino };
         let Some(route) = opener::judge(&guard.config.open_guard, &guard.loaders, file, pid) else {
             return allow(self);
         };
-        let outcome = decision.0;
         if after_exec == Some(true) {
             // The exec of this file was just blocked and alerted; this is its caller looking at it.
             self.answer(group, fd, outcome != Outcome::Block, false);
             return;
         }
         let process = procfs::process_info(pid);
-        // Name the file while the opener still exists: a loader or interpreter refused its file exits at once,
-        // and with it a private mount namespace its path may need (PrivateTmp, `unshare -m`).
-        let decision = match decision {
-            (outcome, rule, Resolved::NotYet) => {
-                self.resolve(guard, fd, pid);
-                (outcome, rule, Resolved::Yes)
-            }
-            done => done,
-        };
+        self.name_before_answer(guard, fd, pid, resolved);
         self.answer(group, fd, outcome != Outcome::Block, outcome == Outcome::Block);
-        let counter = if outcome == Outcome::Block { &self.counters.blocked } else { &self.counters.audited };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.count(outcome);
         // A refused open is often retried at once by the same process (bash reads a file whose exec failed to
         // explain why): judged again, alerted once.
         self.remember_exec(pid, &facts, outcome == Outcome::Block);
-        self.queue_alert(guard, fd, pid, decision, process, route.data());
+        self.queue_alert(outcome, rule, pid, process, route.data());
+    }
+
+    /// Names a file decided with its whole filesystem, for its alert, while the caller still exists: a refused
+    /// caller exits at once, and with it the mount namespace its path may need (PrivateTmp, `unshare -m`,
+    /// a container), read through its /proc/PID/mountinfo.
+    fn name_before_answer(&mut self, guard: &Guard, fd: BorrowedFd<'_>, pid: i32, resolved: Resolved) {
+        if resolved == Resolved::NotYet {
+            self.resolve(guard, fd, pid);
+        }
+    }
+
+    fn count(&self, outcome: Outcome) {
+        let counter = if outcome == Outcome::Block { &self.counters.blocked } else { &self.counters.audited };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// With the open guard on, the opens that follow an alerted exec of the same file are not alerted again.
@@ -269,21 +262,9 @@ impl Decider {
             .map(|&(_, _, _, blocked)| blocked)
     }
 
-    /// Counts a blocked or audited attempt and hands its alert to the writer without waiting.
-    fn queue_alert(
-        &mut self,
-        guard: &Guard,
-        fd: BorrowedFd<'_>,
-        pid: i32,
-        (outcome, rule, resolved): (Outcome, Option<Arc<RuleMeta>>, Resolved),
-        process: ProcessInfo,
-        hook: &'static str,
-    ) {
-        let Some(rule) = rule else { return };
-        if resolved == Resolved::NotYet {
-            self.resolve(guard, fd, pid);
-        }
-        let resource = if self.canonical.is_empty() { Vec::new() } else { self.canonical.clone() };
+    /// Hands the alert of a blocked or audited attempt, named by `self.canonical`, to the writer without waiting.
+    fn queue_alert(&self, outcome: Outcome, rule: Arc<RuleMeta>, pid: i32, process: ProcessInfo, hook: &'static str) {
+        let resource = self.canonical.clone();
         let alert = ExecAlert { when: SystemTime::now(), outcome, rule, resource, pid, process, hook };
         if self.alerts.try_send(alert).is_err() {
             self.counters.alerts_dropped_queue.fetch_add(1, Ordering::Relaxed);

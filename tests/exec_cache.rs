@@ -163,6 +163,19 @@ fn a_file_run_outside_then_moved_into_tmp_by_a_user_is_still_blocked() {
     assert_eq!(get_str(&alerts[0], "Action"), "Block");
 }
 
+/// Runs `<img>/usr/bin/y` until it is cached, then root moves it into `tmp`: its new path, inode and the cwd.
+fn cache_then_move_into(env: &mut Env, tmp: &Path) -> (PathBuf, u64, PathBuf) {
+    let bin = env.img.join("usr/bin/y");
+    env.put_elf(&bin);
+    let y = ino(env, &bin);
+    let cwd = env.img.clone();
+    env.bash_exec(&bin, &cwd).assert_ran("<img>/usr/bin/y");
+    wait_cache(env, "cached", |c| c.contains(&y));
+    let moved = tmp.join("y");
+    env.sh(&format!("mv {} {}", sh_quote(&bin), sh_quote(&moved)));
+    (moved, y, cwd)
+}
+
 /// Root is outside the threat model (root can stop the daemon). What happens is pinned down here: a cached
 /// file that root moves into protected scope keeps its exec ignore mark. With the open guard on (the
 /// default) the exec's own open of the file still raises FAN_OPEN_PERM, which the ignore mark does not
@@ -173,14 +186,7 @@ fn root_moving_a_cached_file_into_protected_scope_is_still_refused_by_the_open_g
         return;
     };
     let tmp = start(&mut env);
-    let bin = env.img.join("usr/bin/y");
-    env.put_elf(&bin);
-    let y = ino(&env, &bin);
-    let cwd = env.img.clone();
-    env.bash_exec(&bin, &cwd).assert_ran("<img>/usr/bin/y");
-    wait_cache(&mut env, "cached", |c| c.contains(&y));
-    let moved = tmp.join("y");
-    env.sh(&format!("mv {} {}", sh_quote(&bin), sh_quote(&moved)));
+    let (moved, _, cwd) = cache_then_move_into(&mut env, &tmp);
     let e = env.bash_exec(&moved, &cwd);
     e.assert_denied_bash("root moved a cached file into <img>/tmp; the open guard refuses its open");
     let alerts = env.expect_alerts(1);
@@ -197,14 +203,7 @@ fn root_moving_a_cached_file_into_protected_scope_runs_it_until_reload_without_t
         return;
     };
     let tmp = start_with(&mut env, "\n[open_guard]\nenabled = false\n");
-    let bin = env.img.join("usr/bin/y");
-    env.put_elf(&bin);
-    let y = ino(&env, &bin);
-    let cwd = env.img.clone();
-    env.bash_exec(&bin, &cwd).assert_ran("<img>/usr/bin/y");
-    wait_cache(&mut env, "cached", |c| c.contains(&y));
-    let moved = tmp.join("y");
-    env.sh(&format!("mv {} {}", sh_quote(&bin), sh_quote(&moved)));
+    let (moved, y, cwd) = cache_then_move_into(&mut env, &tmp);
     env.bash_exec(&moved, &cwd).assert_ran("documented gap: root moved a cached file into <img>/tmp");
     env.daemon().signal(Signal::SIGHUP);
     wait_cache(&mut env, "SIGHUP flushes the exec cache", |c| !c.contains(&y));
