@@ -7,7 +7,6 @@ use anyhow::Context;
 use clap::Parser;
 
 use noexecd::cli::{Cli, Command, explain_status};
-use noexecd::matcher::Outcome;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -30,12 +29,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Check(args) => {
-            noexecd::commands::check(&args.config, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())
+            noexecd::cmd::check::check(&args.config, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())
                 .with_context(|| format!("{} is not usable", args.config.display()))?;
             Ok(0)
         }
         Command::Explain(args) => {
-            let e = noexecd::commands::explain(
+            let e = noexecd::cmd::explain::explain(
                 &args.config.config,
                 &args.path,
                 args.source.as_deref(),
@@ -44,41 +43,32 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             )
             .with_context(|| format!("cannot explain with {}", args.config.config.display()))?;
             print!("{}", e.text);
-            Ok(match e.outcome {
-                Outcome::Allow => explain_status::ALLOWED,
-                Outcome::Block => explain_status::BLOCKED,
-                Outcome::Audit => explain_status::AUDITED,
-            })
+            Ok(e.exit_status())
         }
         Command::Logs(args) => {
-            let config = noexecd::policy::load(&args.config.config)
+            let (alert_log, alert_socket) = noexecd::cmd::logs::sources(&args.config.config)
                 .with_context(|| format!("cannot find the alert log through {}", args.config.config.display()))?;
             let since = match &args.since {
                 Some(text) => {
-                    Some(noexecd::logs::parse_since(text, std::time::SystemTime::now()).with_context(|| {
+                    Some(noexecd::cmd::logs::parse_since(text, std::time::SystemTime::now()).with_context(|| {
                         format!("--since {text}: write a duration (10m, 2h), Unix seconds or 2026-11-28T17:00:00Z")
                     })?)
                 }
                 None => None,
             };
-            let opts = noexecd::logs::LogsOptions { json: args.json, follow: args.follow, since };
-            noexecd::logs::run(
-                &config.daemon.alert_log,
-                config.daemon.alert_socket.as_deref(),
-                &opts,
-                &mut std::io::stdout().lock(),
-            )
-            .context("cannot print alerts")?;
+            let opts = noexecd::cmd::logs::LogsOptions { json: args.json, follow: args.follow, since };
+            noexecd::cmd::logs::run(&alert_log, alert_socket.as_deref(), &opts, &mut std::io::stdout().lock())
+                .context("cannot print alerts")?;
             Ok(0)
         }
         Command::Notify(args) => {
-            noexecd::desktop::run_blocking(&args.socket).context("desktop notices stopped")?;
+            noexecd::cmd::notify::run_blocking(&args.socket).context("desktop notices stopped")?;
             Ok(0)
         }
         Command::Import(args) => {
-            let options = noexecd::import::ImportOptions { strict: args.strict, output_dir: args.output_dir };
+            let options = noexecd::cmd::import::ImportOptions { strict: args.strict, output_dir: args.output_dir };
             let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
-            noexecd::import::import(&args.files, &options, &mut out, &mut err).context("import failed")?;
+            noexecd::cmd::import::import(&args.files, &options, &mut out, &mut err).context("import failed")?;
             Ok(0)
         }
         Command::Version => {
@@ -86,7 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Generate(args) => {
-            noexecd::generate::generate(args.what, &args.out_dir).context("cannot generate")?;
+            noexecd::cmd::generate::generate(args.what, &args.out_dir).context("cannot generate")?;
             Ok(0)
         }
     }

@@ -220,7 +220,7 @@ fn an_exec_attempted_while_the_daemon_is_dead_waits_and_is_then_denied() {
         .args(["bash", "-c"])
         .arg(format!(
             "exec 3<&{stored}; export LISTEN_FDS=1 LISTEN_FDNAMES={name} LISTEN_PID=$$; exec \"$0\" run --config \"$1\"",
-            name = noexecd::fdstore::FD_NAME
+            name = noexecd::daemon::FD_NAME
         ))
         .arg(bin())
         .arg(&config)

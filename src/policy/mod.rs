@@ -3,7 +3,9 @@
 //! and says what to write instead; nothing half-valid comes out.
 #![forbid(unsafe_code)]
 
-mod open_guard;
+pub mod kubearmor;
+pub mod matcher;
+pub mod open_guard;
 pub mod raw;
 
 use std::collections::HashMap;
@@ -14,8 +16,8 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use crate::error::{Error, PolicyError, Result};
-use crate::matcher::{Action, Matcher, Mode, Posture, Rule, RuleMeta, Target};
-use crate::open_guard::OpenGuardConfig;
+use crate::policy::matcher::{Action, Matcher, Mode, Posture, Rule, RuleMeta, Target};
+use open_guard::OpenGuardConfig;
 use raw::{RawDaemon, RawFile, RawMeta, RawPolicy};
 
 /// What happens to exec attempts while the daemon is down between a crash and its restart under systemd.
@@ -91,6 +93,15 @@ pub fn load_str(name: &Path, text: &str) -> Result<Config> {
     load_from(name, text, false)
 }
 
+/// Loads every policy of a converted KubeArmor file as `noexecd import` writes it, each error moved back to
+/// the YAML value it came from.
+pub fn check_imported(c: &kubearmor::Conversion) -> Result<()> {
+    for p in &c.policies {
+        load_str(&c.file, p.toml()).map_err(|e| p.relocate(&c.file, e))?;
+    }
+    Ok(())
+}
+
 fn load_from(path: &Path, text: &str, with_drop_ins: bool) -> Result<Config> {
     let mut loader = Loader::default();
     let main = loader.parse(path, text)?;
@@ -107,7 +118,7 @@ fn load_from(path: &Path, text: &str, with_drop_ins: bool) -> Result<Config> {
     for file in drop_ins {
         let text = std::fs::read_to_string(&file).map_err(|source| Error::ReadConfig { path: file.clone(), source })?;
         // A KubeArmor YAML file is converted to TOML; errors about that text are moved back into the YAML.
-        let yaml = if crate::import::is_yaml(&file) { Some(crate::import::drop_in(&file, &text)?) } else { None };
+        let yaml = if kubearmor::is_yaml(&file) { Some(kubearmor::drop_in(&file, &text)?) } else { None };
         let text = yaml.as_ref().map_or(text, |y| y.text.clone());
         let relocate = |e: Error| match &yaml {
             Some(y) => y.relocate(e),
@@ -149,7 +160,7 @@ fn drop_in_files(dir: &Path) -> Result<Vec<PathBuf>> {
     for entry in entries {
         let entry = entry.map_err(|source| Error::ReadPolicyDir { path: dir.to_owned(), source })?;
         let path = entry.path();
-        if (path.extension().is_some_and(|e| e == "toml") || crate::import::is_yaml(&path)) && path.is_file() {
+        if (path.extension().is_some_and(|e| e == "toml") || kubearmor::is_yaml(&path)) && path.is_file() {
             files.push(path);
         }
     }

@@ -1,4 +1,5 @@
-//! Validation of the `[open_guard]` table.
+//! The `[open_guard]` settings: which programs are interpreters (and how their argv names a script), which
+//! may read loadable ELF files, which parents may run package scriptlets; with their defaults and validation.
 #![forbid(unsafe_code)]
 
 use toml::Spanned;
@@ -6,7 +7,206 @@ use toml::Spanned;
 use super::Located;
 use super::raw::RawOpenGuard;
 use crate::error::PolicyError;
-use crate::open_guard::{OpenGuardConfig, ProgramName};
+
+/// How an interpreter's command line names its script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syntax {
+    /// sh, bash, dash, zsh, ksh: `-c` runs a string, `-s` reads stdin, `-o`/`+o`/`-O`/`+O` take a value.
+    Shell,
+    /// python: `-c` string, `-m` module, `-W`/`-X` take a value.
+    Python,
+    /// perl: `-e`/`-E` string; `-I`/`-M`/`-m` take a value attached or next.
+    Perl,
+    /// ruby: `-e` string; `-I`/`-r`/`-C` take a value.
+    Ruby,
+    /// php: `-r` code; `-f FILE` names the script; `-c`/`-d`/`-z` take a value.
+    Php,
+    /// node: `-e`/`-p`/`--eval`/`--print` code; `-r`/`--require`/`--import` take a value.
+    Node,
+    /// Any other interpreter: the first argument not starting with `-`.
+    Generic,
+}
+
+impl Syntax {
+    /// The syntax for an interpreter named in the policy (`python3` → Python).
+    pub fn for_name(name: &str) -> Syntax {
+        let stem = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+        match stem {
+            "sh" | "bash" | "dash" | "ash" | "zsh" | "ksh" | "mksh" | "pdksh" | "yash" | "busybox" => Syntax::Shell,
+            "python" | "pypy" => Syntax::Python,
+            "perl" => Syntax::Perl,
+            "ruby" => Syntax::Ruby,
+            "php" | "php-cli" => Syntax::Php,
+            "node" | "nodejs" => Syntax::Node,
+            _ => Syntax::Generic,
+        }
+    }
+}
+
+/// A program name the policy lists (`python3`, `*-ld.bfd`), matched against an executable's file name.
+#[derive(Debug, Clone)]
+pub struct ProgramName {
+    pub name: String,
+    glob: Option<globset::GlobMatcher>,
+}
+
+impl ProgramName {
+    /// `name` is a file name, optionally a glob (`*`, `?`, `[...]`).
+    pub fn new(name: &str) -> Result<Self, globset::Error> {
+        let glob = if name.contains(['*', '?', '[', '{']) {
+            Some(globset::GlobBuilder::new(name).literal_separator(true).build()?.compile_matcher())
+        } else {
+            None
+        };
+        Ok(Self { name: name.to_owned(), glob })
+    }
+
+    /// Whether an executable's file name is this program: the same name, a match of the glob, or the name
+    /// followed by a version (`python3` matches `python3.11`, `perl` matches `perl5.36.0`).
+    pub fn matches(&self, file_name: &[u8]) -> bool {
+        if let Some(glob) = &self.glob {
+            return std::str::from_utf8(file_name).is_ok_and(|n| glob.is_match(n));
+        }
+        // Only a version may follow the name: `python3.11`, `perl5.36.0`, never `python3-config`.
+        file_name
+            .strip_prefix(self.name.as_bytes())
+            .is_some_and(|rest| rest.iter().all(|&b| b.is_ascii_digit() || b == b'.'))
+    }
+}
+
+/// The file name of a path (the bytes after the last `/`).
+pub fn file_name(path: &[u8]) -> &[u8] {
+    path.rsplit(|&b| b == b'/').next().unwrap_or(path)
+}
+
+/// The `[open_guard]` settings, validated.
+#[derive(Debug, Clone)]
+pub struct OpenGuardConfig {
+    /// Whether protected filesystems get FAN_OPEN_PERM marks at all.
+    pub enabled: bool,
+    /// Programs that run scripts named on their command line.
+    pub interpreters: Vec<ProgramName>,
+    /// Programs allowed to open loadable ELF files in protected scope (they read them, never map them).
+    pub elf_readers: Vec<ProgramName>,
+    /// Parents (by process name, `comm`) whose root-owned interpreter children may run scripts in protected
+    /// scope: package managers write their maintainer scriptlets to /var/tmp and run `sh /var/tmp/rpm-tmp.X`.
+    pub script_parents: Vec<ProgramName>,
+}
+
+/// The package managers that run scriptlets from /var/tmp or /tmp (rpm's `%_tmppath` is /var/tmp; dnf, yum,
+/// zypper and PackageKit run them through librpm in their own process).
+pub const DEFAULT_SCRIPT_PARENTS: &[&str] =
+    &["rpm", "rpmbuild", "rpm-ostree", "dnf", "dnf-3", "dnf5", "microdnf", "yum", "zypper", "packagekitd", "dpkg"];
+
+/// The interpreters watched unless the policy says otherwise.
+pub const DEFAULT_INTERPRETERS: &[&str] = &[
+    "sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "busybox", "python", "python2", "python3", "pypy", "pypy3",
+    "perl", "ruby", "php", "node", "nodejs", "lua", "tclsh", "wish", "awk", "gawk", "mawk",
+];
+
+/// The programs allowed to read loadable ELF files in protected scope unless the policy says otherwise:
+/// copying, archiving, hashing, inspecting, linking.
+pub const DEFAULT_ELF_READERS: &[&str] = &[
+    "cat",
+    "cp",
+    "mv",
+    "dd",
+    "install",
+    "rsync",
+    "scp",
+    "sftp-server",
+    "tar",
+    "cpio",
+    "gzip",
+    "gunzip",
+    "bzip2",
+    "xz",
+    "zstd",
+    "lz4",
+    "zip",
+    "unzip",
+    "7z",
+    "sha1sum",
+    "sha224sum",
+    "sha256sum",
+    "sha384sum",
+    "sha512sum",
+    "md5sum",
+    "b2sum",
+    "cksum",
+    "sum",
+    "cmp",
+    "diff",
+    "od",
+    "hexdump",
+    "xxd",
+    "head",
+    "tail",
+    "less",
+    "more",
+    "grep",
+    "wc",
+    "file",
+    "strings",
+    "objdump",
+    "readelf",
+    "nm",
+    "size",
+    "strip",
+    "objcopy",
+    "ar",
+    "ranlib",
+    "as",
+    "ld",
+    "ld.bfd",
+    "ld.gold",
+    "ld.lld",
+    "lld",
+    "mold",
+    "collect2",
+    "*-ld",
+    "*-ld.bfd",
+    "*-ld.gold",
+    "*-as",
+    "*-objdump",
+    "*-readelf",
+    "*-nm",
+    "*-strip",
+    "*-objcopy",
+    "*-ar",
+    "gdb",
+    "clamscan",
+];
+
+impl Default for OpenGuardConfig {
+    fn default() -> Self {
+        let names = |list: &[&str]| list.iter().filter_map(|n| ProgramName::new(n).ok()).collect();
+        Self {
+            enabled: true,
+            interpreters: names(DEFAULT_INTERPRETERS),
+            elf_readers: names(DEFAULT_ELF_READERS),
+            script_parents: names(DEFAULT_SCRIPT_PARENTS),
+        }
+    }
+}
+
+impl OpenGuardConfig {
+    /// The interpreter an executable is, if any (its argv syntax comes from the listed name).
+    pub fn interpreter(&self, exe: &[u8]) -> Option<Syntax> {
+        let name = file_name(exe);
+        self.interpreters.iter().find(|p| p.matches(name)).map(|p| Syntax::for_name(&p.name))
+    }
+
+    /// Whether a process named `comm` is a package manager whose scriptlets may run (see `script_parents`).
+    pub fn is_script_parent(&self, comm: &[u8]) -> bool {
+        self.script_parents.iter().any(|p| p.matches(comm))
+    }
+
+    pub fn is_elf_reader(&self, exe: &[u8]) -> bool {
+        let name = file_name(exe);
+        self.elf_readers.iter().any(|p| p.matches(name))
+    }
+}
 
 pub(super) fn validate(at: &Located<'_>, raw: &RawOpenGuard) -> Result<OpenGuardConfig, PolicyError> {
     let mut out = OpenGuardConfig::default();
@@ -46,4 +246,50 @@ fn names(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_managers_are_script_parents_by_default_and_shells_are_not() {
+        let c = OpenGuardConfig::default();
+        for comm in ["rpm", "dnf", "yum", "zypper", "dpkg", "packagekitd"] {
+            assert!(c.is_script_parent(comm.as_bytes()), "{comm}");
+        }
+        for comm in ["bash", "sh", "python3", "nginx", "rpmx", ""] {
+            assert!(!c.is_script_parent(comm.as_bytes()), "{comm}");
+        }
+    }
+
+    #[test]
+    fn program_names_match_versions_and_globs() {
+        let p = ProgramName::new("python3").unwrap();
+        assert!(p.matches(b"python3"));
+        assert!(p.matches(b"python3.11"));
+        assert!(!p.matches(b"python3-config"));
+        assert!(!p.matches(b"python"));
+        let perl = ProgramName::new("perl").unwrap();
+        assert!(perl.matches(b"perl5.36.0"));
+        assert!(!perl.matches(b"perldoc"));
+        let ld = ProgramName::new("*-ld.bfd").unwrap();
+        assert!(ld.matches(b"x86_64-linux-gnu-ld.bfd"));
+        assert!(!ld.matches(b"ld.so"));
+        assert_eq!(Syntax::for_name("python3"), Syntax::Python);
+        assert_eq!(Syntax::for_name("perl"), Syntax::Perl);
+        assert_eq!(Syntax::for_name("dash"), Syntax::Shell);
+    }
+
+    #[test]
+    fn defaults_classify_common_programs() {
+        let c = OpenGuardConfig::default();
+        assert_eq!(c.interpreter(b"/usr/bin/python3.11"), Some(Syntax::Python));
+        assert_eq!(c.interpreter(b"/usr/bin/dash"), Some(Syntax::Shell));
+        assert_eq!(c.interpreter(b"/usr/bin/cat"), None);
+        assert!(c.is_elf_reader(b"/usr/bin/sha256sum"));
+        assert!(c.is_elf_reader(b"/usr/bin/x86_64-linux-gnu-ld.bfd"));
+        assert!(!c.is_elf_reader(b"/usr/bin/python3.11"));
+        assert!(!c.is_elf_reader(b"/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"));
+    }
 }

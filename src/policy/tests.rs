@@ -1,5 +1,5 @@
 use super::*;
-use crate::matcher::{KnownSubject, Outcome, Scope};
+use crate::policy::matcher::{KnownSubject, Outcome, Scope};
 
 fn err(text: &str) -> PolicyError {
     match load_str(Path::new("p.toml"), text) {

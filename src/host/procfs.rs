@@ -4,7 +4,7 @@
 
 use std::os::unix::ffi::OsStrExt;
 
-use crate::container::{Runtime, parse_cgroup};
+use super::cgroup::{Runtime, parse_cgroup};
 
 /// The caller's facts that go into an alert.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -6,53 +6,34 @@
 //! executable or uid, or when the exec raises an alert (see `handle`). Nothing here may panic on input: the kernel lets everything through if we die.
 #![forbid(unsafe_code)]
 
+pub mod opener;
+pub mod rules;
+pub mod sniff;
+
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 use crate::alert::ExecAlert;
-use crate::alert_sink::{Admit, RateLimiter};
-use crate::exec_cache::Feed;
+use crate::alert::rate_limit::{Admit, RateLimiter};
+use crate::guard::exec_cache::Feed;
 use crate::guard::{Decides, Guard};
-use crate::matcher::{Action, Outcome, RuleMeta, Scope, Subject};
-use crate::mounts::foreign_mount;
-use crate::open_guard::{HEAD_LEN, sniff};
-use crate::opener::{self, OpenedFile};
-use crate::procfs::{self, ProcessInfo};
+use crate::host::mounts::foreign_mount;
+use crate::host::procfs::{self, ProcessInfo};
+use crate::policy::matcher::{Action, Outcome, RuleMeta, Scope, Subject};
+use crate::stats::Counters;
 use crate::sys::{self, Event, FanotifyGroup, FileFacts, MASK_OPEN_EXEC_PERM, PATH_BUF_LEN};
+use opener::OpenedFile;
+use sniff::{HEAD_LEN, sniff};
 
 /// Execs remembered so that the FAN_OPEN_PERM events that follow from the same exec raise no second alert:
 /// for an audited exec, the file's own open and a `#!` interpreter opening its script (allowed); for a
 /// blocked one, the caller reading the file to explain the failure (bash does; still judged, not alerted).
 const RECENT_EXECS: usize = 16;
-
-/// Counters shared with the status line and the watchdog. Relaxed: they are statistics.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub allowed: AtomicU64,
-    pub blocked: AtomicU64,
-    pub audited: AtomicU64,
-    pub unresolved: AtomicU64,
-    pub alerts_written: AtomicU64,
-    pub alerts_dropped_queue: AtomicU64,
-    pub alerts_dropped_throttle: AtomicU64,
-    pub alerts_dropped_write: AtomicU64,
-    pub answer_errors: AtomicU64,
-    /// Advanced by the decision thread on every wake-up: the watchdog checks it moves.
-    pub heartbeat: AtomicU64,
-}
-
-impl Counters {
-    pub fn alerts_dropped(&self) -> u64 {
-        self.alerts_dropped_queue.load(Ordering::Relaxed)
-            + self.alerts_dropped_throttle.load(Ordering::Relaxed)
-            + self.alerts_dropped_write.load(Ordering::Relaxed)
-    }
-}
 
 /// The rule alerts name when a file on a guarded filesystem could not be located.
 fn unresolved_rule() -> Arc<RuleMeta> {
@@ -444,9 +425,9 @@ mod tests {
     }
 
     mod no_panic_on_input {
-        use crate::alert::display_bytes;
-        use crate::matcher::{KnownSubject, Scope};
-        use crate::mounts::{Mount, MountTable};
+        use crate::alert::schema::display_bytes;
+        use crate::host::mounts::{Mount, MountTable};
+        use crate::policy::matcher::{KnownSubject, Scope};
         use proptest::prelude::*;
 
         const POLICY: &str = r#"
@@ -485,7 +466,7 @@ from_source = ["/usr/bin/bash"]
                 let _ = parsed.canonical_path(&via, &path, &mut scratch, &mut out);
                 let _ = MountTable::parse(b"1 0 8:1 / / rw - ext4 x rw\n").canonical_path(&via, &table, &mut scratch, &mut out);
                 let _ = crate::sys::parse_header_for_tests(&path);
-                let _ = crate::procfs::parse_status_for_tests(&path);
+                let _ = crate::host::procfs::parse_status_for_tests(&path);
                 let shown = display_bytes(&path);
                 prop_assert!(shown.len() >= path.len());
             }

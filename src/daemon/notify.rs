@@ -1,12 +1,11 @@
 //! systemd's notification protocol: READY, STATUS, WATCHDOG, STOPPING. A no-op without `$NOTIFY_SOCKET`.
 #![forbid(unsafe_code)]
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
 
-use crate::decide::Counters;
+use crate::stats::Snapshot;
 
 /// How long a message systemd must see (READY, RELOADING, STOPPING, FDSTOREREMOVE) may wait for room in a
 /// full notify queue. STATUS= and WATCHDOG=1 never wait.
@@ -73,17 +72,18 @@ fn send_to(socket: &std::ffi::OsStr, msg: &str, wait: Duration) -> std::io::Resu
 }
 
 /// The STATUS= line: what `systemctl status` shows.
-pub fn status_line(filesystems: usize, c: &Counters) -> String {
+pub fn status_line(filesystems: usize, c: &Snapshot) -> String {
+    let d = c.dropped;
     format!(
         "guarding {filesystems} filesystem(s); exec allowed {}, blocked {}, audited {}; alerts written {}, dropped {} (queue {}, throttle {}, write {})",
-        c.allowed.load(Ordering::Relaxed),
-        c.blocked.load(Ordering::Relaxed),
-        c.audited.load(Ordering::Relaxed),
-        c.alerts_written.load(Ordering::Relaxed),
-        c.alerts_dropped(),
-        c.alerts_dropped_queue.load(Ordering::Relaxed),
-        c.alerts_dropped_throttle.load(Ordering::Relaxed),
-        c.alerts_dropped_write.load(Ordering::Relaxed),
+        c.allowed,
+        c.blocked,
+        c.audited,
+        c.alerts_written,
+        d.total(),
+        d.queue,
+        d.throttle,
+        d.write,
     )
 }
 

@@ -13,12 +13,11 @@ pub mod report;
 pub mod yaml;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, PolicyError, Result};
-use crate::matcher::Rule;
+use crate::policy::matcher::Rule;
 pub use convert::API_VERSION;
 use convert::{Converter, Src};
 use emit::Emitted;
@@ -36,9 +35,30 @@ pub struct ImportedPolicy {
 }
 
 impl ImportedPolicy {
+    /// The line and column of its `metadata.name` in the YAML file.
+    pub fn place(&self) -> (usize, usize) {
+        (self.src.line, self.src.col)
+    }
+
     /// The policy as a TOML `[[policy]]` table with its header comments.
     pub fn toml(&self) -> &str {
         &self.emitted.text
+    }
+
+    /// A loader error about [`toml`](Self::toml) (read as `path`), moved back to the YAML value it came from.
+    pub fn relocate(&self, path: &Path, e: Error) -> Error {
+        match e {
+            Error::Policy(e) => {
+                let src = self.emitted.origin(e.line).cloned().unwrap_or_default();
+                Error::ConvertKubeArmor {
+                    path: path.to_owned(),
+                    line: src.line,
+                    col: src.col,
+                    message: format!("{} policy {}: {}: {}", self.doc, self.name, src.path, e.message),
+                }
+            }
+            other => other,
+        }
     }
 }
 
@@ -88,8 +108,8 @@ impl Conversion {
     }
 }
 
-/// Converts the text of one YAML file; `path` names it in reports and errors. Each policy is checked by
-/// the policy loader, and its errors are given at their place in the YAML.
+/// Converts the text of one YAML file; `path` names it in reports and errors. The policies are not loaded
+/// here: `policy::check_imported` does that for `noexecd import`, and a drop-in is loaded once, as a whole.
 pub fn convert_str(path: &Path, text: &str) -> Result<Conversion> {
     let docs = yaml::parse_documents(text).map_err(|e| Error::ParseKubeArmor {
         path: path.to_owned(),
@@ -126,27 +146,9 @@ pub fn convert_str(path: &Path, text: &str) -> Result<Conversion> {
         }
         seen.insert(name.clone(), p.doc.clone());
         let emitted = emit::policy(p, &file, &converter.reports);
-        check(path, &p.doc, &name, &emitted)?;
         policies.push(ImportedPolicy { name, doc: p.doc.clone(), emitted, src: p.name.src.clone() });
     }
     Ok(Conversion { file: path.to_owned(), policies, reports: converter.reports })
-}
-
-/// The converted policy must load; a loader error is moved back to the YAML value it came from.
-fn check(path: &Path, doc: &str, name: &str, emitted: &Emitted) -> Result<()> {
-    match crate::policy::load_str(path, &emitted.text) {
-        Ok(_) => Ok(()),
-        Err(Error::Policy(e)) => {
-            let src = emitted.origin(e.line).cloned().unwrap_or_default();
-            Err(Error::ConvertKubeArmor {
-                path: path.to_owned(),
-                line: src.line,
-                col: src.col,
-                message: format!("{doc} policy {name}: {}: {}", src.path, e.message),
-            })
-        }
-        Err(other) => Err(other),
-    }
 }
 
 /// Reads and converts one YAML file.
@@ -215,115 +217,6 @@ impl DropIn {
             Arc::make_mut(&mut rule.meta).origin = format!("{prefix}{line}:{col}");
         }
     }
-}
-
-/// `noexecd import` options.
-#[derive(Debug, Clone, Default)]
-pub struct ImportOptions {
-    /// Any report of a part noexecd does not enforce is an error, and nothing is written.
-    pub strict: bool,
-    /// Write one `<policy-name>.toml` per policy here instead of everything to `out`.
-    pub output_dir: Option<PathBuf>,
-}
-
-/// What an import did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Summary {
-    pub policies: usize,
-    pub not_enforced: usize,
-    /// The files written with `output_dir`.
-    pub written: Vec<PathBuf>,
-}
-
-/// `noexecd import`: converts every file (all or nothing), prints each report on `err`, then writes the
-/// TOML to `out` or into `output_dir`.
-pub fn import(files: &[PathBuf], options: &ImportOptions, out: &mut dyn Write, err: &mut dyn Write) -> Result<Summary> {
-    let conversions = files.iter().map(|f| convert_file(f)).collect::<Result<Vec<_>>>()?;
-    let mut seen: HashMap<&str, (&Path, &str)> = HashMap::new();
-    for c in &conversions {
-        for p in &c.policies {
-            if let Some((file, doc)) = seen.insert(&p.name, (&c.file, &p.doc)) {
-                return Err(Error::ConvertKubeArmor {
-                    path: c.file.clone(),
-                    line: p.src.line,
-                    col: p.src.col,
-                    message: format!(
-                        "{} policy {}: metadata.name: \"{}\" is already the name of the policy in {}:{doc}; give each policy its own name",
-                        p.doc,
-                        p.name,
-                        p.name,
-                        file.display()
-                    ),
-                });
-            }
-        }
-    }
-    let mut summary = Summary::default();
-    for c in &conversions {
-        for r in &c.reports {
-            let _ = writeln!(err, "{r}");
-        }
-        summary.not_enforced += c.not_enforced();
-        summary.policies += c.policies.len();
-    }
-    if options.strict && summary.not_enforced > 0 {
-        return Err(Error::ImportStrict { count: summary.not_enforced });
-    }
-    match &options.output_dir {
-        None => {
-            let stdout = Path::new("standard output");
-            let text: Vec<String> = conversions.iter().map(Conversion::toml).collect();
-            out.write_all(text.join("\n").as_bytes())
-                .and_then(|()| out.flush())
-                .map_err(|source| Error::WriteFile { path: stdout.to_owned(), source })?;
-        }
-        Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|source| Error::CreateImportDir { path: dir.clone(), source })?;
-            for c in &conversions {
-                for p in &c.policies {
-                    summary.written.push(write_policy(dir, c, p)?);
-                }
-            }
-        }
-    }
-    let into = options.output_dir.as_ref().map(|d| format!(" into {}", d.display())).unwrap_or_default();
-    let _ = writeln!(
-        err,
-        "imported {} policies from {} file(s){into}; {} part(s) not enforced by noexecd{}",
-        summary.policies,
-        files.len(),
-        summary.not_enforced,
-        if summary.not_enforced > 0 { " (listed above)" } else { "" }
-    );
-    Ok(summary)
-}
-
-/// `<dir>/<name>.toml`, written whole (temporary file, then rename) so a running daemon never reloads half.
-fn write_policy(dir: &Path, c: &Conversion, p: &ImportedPolicy) -> Result<PathBuf> {
-    let safe = !p.name.is_empty()
-        && !p.name.starts_with('.')
-        && p.name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'));
-    if !safe {
-        return Err(Error::ConvertKubeArmor {
-            path: c.file.clone(),
-            line: p.src.line,
-            col: p.src.col,
-            message: format!(
-                "{} policy {}: metadata.name cannot name a file in {}: use letters, digits, '-', '_' and '.' (as Kubernetes does)",
-                p.doc,
-                p.name,
-                dir.display()
-            ),
-        });
-    }
-    let path = dir.join(format!("{}.toml", p.name));
-    let tmp = dir.join(format!(".{}.toml.tmp", p.name));
-    let text =
-        format!("# Converted by `noexecd import` from {} (KubeArmor {API_VERSION})\n\n{}", c.file.display(), p.toml());
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|source| Error::WriteFile { path: path.clone(), source })?;
-    Ok(path)
 }
 
 #[cfg(test)]

@@ -48,9 +48,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
-use crate::fdstore;
+use crate::daemon::fdstore;
 use crate::guard::Guard;
-use crate::matcher::Matcher;
+use crate::policy::matcher::Matcher;
 use crate::sys::{self, FanotifyGroup, FileFacts, MASK_OPEN_EXEC_PERM};
 
 /// Inode marks placed before the cache is flushed and starts again (each costs the kernel a few hundred bytes).
@@ -241,10 +241,6 @@ impl ExecCache {
         }
         self.placed = 0;
         self.flushes += 1;
-    }
-
-    pub fn placed(&self) -> u64 {
-        self.placed
     }
 
     /// How many times every inode mark of the group was dropped.

@@ -142,8 +142,8 @@ pub async fn run(socket: &Path) {
 mod tests {
     use super::*;
 
-    const BLOCK: &str = include_str!("../tests/golden/alert-block.json");
-    const AUDIT: &str = include_str!("../tests/golden/alert-audit.json");
+    const BLOCK: &str = include_str!("../../tests/golden/alert-block.json");
+    const AUDIT: &str = include_str!("../../tests/golden/alert-audit.json");
 
     #[test]
     fn only_blocks_make_notices() {

@@ -2,13 +2,17 @@
 //! and how each one is decided. Built off the decision path, swapped in atomically, never mutated.
 #![forbid(unsafe_code)]
 
+pub mod exec_cache;
+pub mod loaders;
+pub mod marks;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::mounts::{Mount, MountTable, device_of, is_path_prefix};
-use crate::opener::Loaders;
+use crate::host::mounts::{Mount, MountTable, device_of, is_path_prefix};
 use crate::policy::Config;
+use loaders::Loaders;
 
 /// How exec events on one filesystem are decided.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,67 +16,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
+use crate::alert::drop_report::{DropReporter, REPORT_EVERY};
+use crate::alert::rate_limit::{Admit, RateLimiter};
+use crate::alert::stream::Subscribers;
 use crate::alert::{Alert, ExecAlert, Origin};
-use crate::alert_stream::Subscribers;
-use crate::container::{ContainerInfo, Runtime, describe_on_host};
-use crate::decide::Counters;
-use crate::drop_report::{DropReporter, REPORT_EVERY};
-use crate::matcher::Outcome;
+use crate::containers::{ContainerInfo, Runtime, describe_on_host};
+use crate::policy::matcher::Outcome;
+use crate::stats::Counters;
 
 /// Requests from the daemon's control loop.
 #[derive(Debug)]
 pub enum Control {
     /// Reopen the log (logrotate moved it) with possibly new settings after a reload.
     Reopen { path: PathBuf, origin: Origin, max_per_sec: u32 },
-}
-
-/// Alerts within one second, KubeArmor style: past the limit, one AlertThreshold notice and silence.
-#[derive(Debug)]
-pub struct RateLimiter {
-    max_per_sec: u32,
-    window_start: Instant,
-    count: u32,
-    notified: bool,
-}
-
-/// What to do with the next alert.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Admit {
-    Write,
-    /// Drop it, but first write the threshold notice.
-    DropAndNotify,
-    Drop,
-}
-
-impl RateLimiter {
-    pub fn new(max_per_sec: u32) -> Self {
-        Self { max_per_sec, window_start: Instant::now(), count: 0, notified: false }
-    }
-
-    /// [`admit`](Self::admit) under the limit `max_per_sec`, starting over when the limit changed (reload).
-    pub fn admit_with(&mut self, max_per_sec: u32, now: Instant) -> Admit {
-        if self.max_per_sec != max_per_sec {
-            *self = Self::new(max_per_sec);
-        }
-        self.admit(now)
-    }
-
-    pub fn admit(&mut self, now: Instant) -> Admit {
-        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
-            self.window_start = now;
-            self.count = 0;
-            self.notified = false;
-        }
-        if self.count < self.max_per_sec {
-            self.count += 1;
-            Admit::Write
-        } else if !self.notified {
-            self.notified = true;
-            Admit::DropAndNotify
-        } else {
-            Admit::Drop
-        }
-    }
 }
 
 pub struct AlertSink {
@@ -141,7 +93,7 @@ impl AlertSink {
         let now = Instant::now();
         if self.last_error_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
             self.last_error_log = Some(now);
-            let dropped = self.counters.alerts_dropped_write.load(Ordering::Relaxed);
+            let dropped = self.counters.snapshot().dropped.write;
             tracing::error!(path = %self.path.display(), error = %e, dropped_so_far = dropped, "cannot write the alert log; alerts are dropped and counted, decisions go on");
         }
     }
@@ -186,7 +138,7 @@ impl AlertSink {
             Control::Reopen { path, origin, max_per_sec } => {
                 self.path = path;
                 self.origin = origin;
-                if self.limiter.max_per_sec != max_per_sec {
+                if self.limiter.max_per_sec() != max_per_sec {
                     self.limiter = RateLimiter::new(max_per_sec);
                 }
                 self.reopen();
@@ -199,9 +151,9 @@ impl AlertSink {
             Admit::Write => {}
             Admit::DropAndNotify => {
                 self.counters.alerts_dropped_throttle.fetch_add(1, Ordering::Relaxed);
-                let notice = Alert::threshold(SystemTime::now(), &self.origin, self.limiter.max_per_sec);
+                let notice = Alert::threshold(SystemTime::now(), &self.origin, self.limiter.max_per_sec());
                 tracing::warn!(
-                    max_alerts_per_sec = self.limiter.max_per_sec,
+                    max_alerts_per_sec = self.limiter.max_per_sec(),
                     "alert threshold crossed; dropping alerts for the rest of this second"
                 );
                 self.append(&notice.to_json_line(), false);
@@ -335,24 +287,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limiter_admits_max_then_notifies_once_then_drops_until_next_second() {
-        let mut l = RateLimiter::new(3);
-        let t0 = l.window_start;
-        let got: Vec<Admit> = (0..6).map(|_| l.admit(t0)).collect();
-        assert_eq!(got, vec![Admit::Write, Admit::Write, Admit::Write, Admit::DropAndNotify, Admit::Drop, Admit::Drop]);
-        assert_eq!(l.admit(t0 + Duration::from_millis(1001)), Admit::Write);
-    }
-
-    #[test]
-    fn limiter_starts_over_when_the_limit_changes() {
-        let mut l = RateLimiter::new(1);
-        let t0 = l.window_start;
-        assert_eq!(l.admit_with(1, t0), Admit::Write);
-        assert_eq!(l.admit_with(1, t0), Admit::DropAndNotify);
-        assert_eq!(l.admit_with(2, t0), Admit::Write, "a reload with a new limit starts a new window");
-    }
-
-    #[test]
     fn removed_log_is_recreated_with_the_last_seconds_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("alerts.jsonl");
@@ -373,7 +307,7 @@ mod tests {
         sink.check_removed();
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
         assert_eq!(counters.alerts_written.load(Ordering::Relaxed), 4, "replayed lines are not counted twice");
-        assert_eq!(counters.alerts_dropped(), 0);
+        assert_eq!(counters.snapshot().dropped.total(), 0);
     }
 
     #[test]
@@ -393,9 +327,9 @@ mod tests {
         ExecAlert {
             when: SystemTime::now(),
             outcome: Outcome::Block,
-            rule: Arc::new(crate::matcher::RuleMeta {
+            rule: Arc::new(crate::policy::matcher::RuleMeta {
                 policy: "p".into(),
-                action: crate::matcher::Action::Block,
+                action: crate::policy::matcher::Action::Block,
                 severity: 1,
                 tags: vec![],
                 message: String::new(),
@@ -403,7 +337,7 @@ mod tests {
             }),
             resource: b"/tmp/x".to_vec(),
             pid: 1,
-            process: crate::procfs::ProcessInfo::default(),
+            process: crate::host::procfs::ProcessInfo::default(),
             hook: "FAN_OPEN_EXEC_PERM",
         }
     }

@@ -46,15 +46,8 @@ impl Subscribers {
         rx
     }
 
-    pub fn len(&self) -> usize {
-        self.clients.lock().map(|c| c.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Lines lost to slow clients.
+    #[cfg(test)]
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -132,7 +125,7 @@ mod tests {
         for _ in 0..CLIENT_BUFFER + 5 {
             subs.publish(&line);
         }
-        assert_eq!(subs.len(), 1);
+        assert_eq!(subs.clients.lock().unwrap().len(), 1);
         assert_eq!(subs.dropped(), 5);
         assert_eq!(slow.try_recv().as_deref(), Ok("{}\n"));
     }
@@ -147,7 +140,7 @@ mod tests {
         let subs = Subscribers::default();
         tokio::spawn(socket.serve(subs.clone()));
         let stream = tokio::net::UnixStream::connect(&path).await.unwrap();
-        while subs.is_empty() {
+        while subs.clients.lock().unwrap().is_empty() {
             tokio::task::yield_now().await;
         }
         subs.publish(&Arc::from("{\"Action\":\"Block\"}\n"));

@@ -59,11 +59,6 @@ impl FanotifyGroup {
         Self { inner, audit }
     }
 
-    /// Whether the kernel took FAN_ENABLE_AUDIT (so FAN_AUDIT may be set in responses).
-    pub fn audit_enabled(&self) -> bool {
-        self.audit
-    }
-
     /// Puts a filesystem (superblock) mark for `mask` on the filesystem that holds `path`.
     pub fn mark_filesystem(&self, path: &Path, mask: u64) -> Result<(), Errno> {
         self.inner.mark(

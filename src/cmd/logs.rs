@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -109,6 +109,12 @@ fn emit(line: &str, opts: &LogsOptions, out: &mut dyn Write) -> bool {
 }
 
 /// Runs `noexecd logs`.
+/// The alert log and the live socket the configuration at `config_path` names.
+pub fn sources(config_path: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
+    let config = crate::policy::load(config_path)?;
+    Ok((config.daemon.alert_log, config.daemon.alert_socket))
+}
+
 pub fn run(alert_log: &Path, socket: Option<&Path>, opts: &LogsOptions, out: &mut dyn Write) -> Result<()> {
     let read_err = |source| Error::ReadAlerts { path: alert_log.to_owned(), source };
     if !opts.follow || opts.since.is_some() {
@@ -173,7 +179,7 @@ fn follow_file(path: &Path, opts: &LogsOptions, out: &mut dyn Write) -> Result<(
 mod tests {
     use super::*;
 
-    const BLOCK: &str = include_str!("../tests/golden/alert-block.json");
+    const BLOCK: &str = include_str!("../../tests/golden/alert-block.json");
 
     #[test]
     fn text_form_lists_non_empty_fields_under_a_header() {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use std::os::unix::ffi::OsStrExt;
 
-use crate::mounts::is_path_prefix;
+use crate::host::mounts::is_path_prefix;
 
 /// What a rule asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,12 +157,6 @@ pub enum Outcome {
 pub struct Decision<'m> {
     pub outcome: Outcome,
     pub rule: Option<&'m Arc<RuleMeta>>,
-}
-
-impl Decision<'_> {
-    pub fn allows(&self) -> bool {
-        self.outcome != Outcome::Block
-    }
 }
 
 /// The policy name alerts carry when the default posture decided, as KubeArmor writes it.
@@ -396,11 +390,6 @@ impl Matcher {
     pub fn untouched_by_rules(&self, path: &[u8]) -> bool {
         !self.whitelist && self.rules.iter().all(|r| !is_path_prefix(r.target.scope_prefix(), path))
     }
-
-    /// Whether any rule could match a file below `dir` (or `dir` itself).
-    pub fn touches(&self, dir: &[u8]) -> bool {
-        self.whitelist || self.rules.iter().any(|r| r.target.relation(dir) != Relation::Disjoint)
-    }
 }
 
 /// A [`Subject`] with known values: `explain`, and tests.
@@ -550,7 +539,7 @@ mod tests {
         let m = enforce(vec![dir("/tmp/", true, Action::Audit)]);
         let (o, _) = decide(&m, "/tmp/x");
         assert_eq!(o, Outcome::Audit);
-        assert!(m.decide(Scope::Path(b"/tmp/x"), 0, &mut KnownSubject::default()).allows());
+        assert!(m.decide(Scope::Path(b"/tmp/x"), 0, &mut KnownSubject::default()).outcome != Outcome::Block);
     }
 
     #[test]

@@ -59,10 +59,6 @@ impl MountTable {
         Self { mounts, by_id, by_dev }
     }
 
-    pub fn mounts(&self) -> &[Mount] {
-        &self.mounts
-    }
-
     pub fn by_id(&self, id: u64) -> Option<&Mount> {
         self.by_id.get(&id).and_then(|&i| self.mounts.get(i))
     }
@@ -209,7 +205,7 @@ mod tests {
     #[test]
     fn parses_fields_and_escapes() {
         let t = table();
-        assert_eq!(t.mounts().len(), 5);
+        assert_eq!(t.mounts.len(), 5);
         let m = t.by_id(5).unwrap();
         assert_eq!(m.mount_point, b"/with space");
         assert_eq!(m.root, b"/home");

@@ -3,6 +3,11 @@
 //! systemd notifications.
 #![forbid(unsafe_code)]
 
+pub(crate) mod fdstore;
+pub(crate) mod notify;
+
+pub use fdstore::FD_NAME;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,17 +20,16 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::alert::Origin;
-use crate::alert_sink::{self, AlertSink, Control};
-use crate::alert_stream::{AlertSocket, Subscribers};
-use crate::decide::{self, Counters, Decider};
+use crate::alert::sink::{self, AlertSink, Control};
+use crate::alert::stream::{AlertSocket, Subscribers};
+use crate::decide::{self, Decider};
 use crate::error::{Error, Result};
-use crate::exec_cache::{Candidate, ExecCache};
-use crate::fdstore;
+use crate::guard::exec_cache::{Candidate, ExecCache};
+use crate::guard::marks::{self, OpenMarks};
 use crate::guard::{Guard, MarkTarget};
-use crate::mounts::MountTable;
-use crate::notify;
-use crate::open_marks::{self, OpenMarks};
-use crate::policy::{self, Config, FailMode};
+use crate::host::mounts::MountTable;
+use crate::policy::{self, FailMode};
+use crate::stats::Counters;
 use crate::sys::{self, FanotifyGroup, MASK_OPEN_EXEC_PERM, MASK_OPEN_PERM};
 
 /// How many alerts may wait for the writer before new ones are dropped (and counted).
@@ -88,14 +92,6 @@ impl MarkSet {
     }
 }
 
-fn origin(config: &Config) -> Origin {
-    let host_name =
-        config.daemon.host_name.clone().unwrap_or_else(|| {
-            nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
-        });
-    Origin { cluster_name: config.daemon.cluster_name.clone(), host_name }
-}
-
 /// Runs the guard until SIGTERM or SIGINT.
 pub fn run(config_path: &Path) -> Result<()> {
     if let Err(e) = sys::raise_nofile_limit() {
@@ -154,7 +150,7 @@ pub fn run(config_path: &Path) -> Result<()> {
     let socket = (guard.config.daemon.alert_socket.clone(), guard.config.daemon.alert_socket_group.clone());
     let sink = AlertSink::new(
         guard.config.daemon.alert_log.clone(),
-        origin(&guard.config),
+        Origin::for_config(&guard.config),
         guard.config.daemon.max_alerts_per_sec,
         counters.clone(),
         subscribers.clone(),
@@ -189,7 +185,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         .build()
         .map_err(|source| Error::Runtime { what: "tokio runtime", source })?;
     let outcome = runtime.block_on(async {
-        let writer = tokio::spawn(alert_sink::run(sink, alert_rx, control_rx));
+        let writer = tokio::spawn(sink::run(sink, alert_rx, control_rx));
         let server = match &socket {
             (Some(path), group) => match AlertSocket::bind(path, group.as_deref()) {
                 Ok(s) => Some(tokio::spawn(s.serve(subscribers.clone()))),
@@ -235,7 +231,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         }
         result
     });
-    tracing::info!(final_counters = %notify::status_line(0, &counters), "stopped");
+    tracing::info!(final_counters = %notify::status_line(0, &counters.snapshot()), "stopped");
     outcome
 }
 
@@ -271,7 +267,7 @@ impl Controller {
         let mut term = signal(SignalKind::terminate()).map_err(signal_err)?;
         let mut int = signal(SignalKind::interrupt()).map_err(signal_err)?;
         let mut mount_tick = tokio::time::interval(MOUNT_POLL);
-        let mut open_rescan = tokio::time::interval(open_marks::RESCAN);
+        let mut open_rescan = tokio::time::interval(marks::RESCAN);
         let roots = self.shared.load().open_inode_roots();
         let marked = self.open_marks.sync(&self.group, &roots);
         if !roots.is_empty() {
@@ -285,7 +281,7 @@ impl Controller {
         let mut last_heartbeat = counters.heartbeat.load(Ordering::Relaxed);
 
         let filesystems = self.shared.load().targets.len();
-        notify::ready(&notify::status_line(filesystems, counters));
+        notify::ready(&notify::status_line(filesystems, &counters.snapshot()));
         tracing::info!(config = %self.config_path.display(), filesystems, "noexecd is guarding");
         loop {
             tokio::select! {
@@ -317,7 +313,7 @@ impl Controller {
                     let roots = self.shared.load().open_inode_roots();
                     self.open_marks.sync(&self.group, &roots);
                 }
-                _ = status_tick.tick() => notify::status(&notify::status_line(self.shared.load().targets.len(), counters)),
+                _ = status_tick.tick() => notify::status(&notify::status_line(self.shared.load().targets.len(), &counters.snapshot())),
                 _ = watchdog_tick.tick(), if watchdog.is_some() => {
                     let beat = counters.heartbeat.load(Ordering::Relaxed);
                     if beat != last_heartbeat {
@@ -345,7 +341,7 @@ impl Controller {
         let config = &self.shared.load().config;
         let _ = self.control.send(Control::Reopen {
             path: config.daemon.alert_log.clone(),
-            origin: origin(config),
+            origin: Origin::for_config(config),
             max_per_sec: config.daemon.max_alerts_per_sec,
         });
         notify::ready(&format!("policy loaded from {}", self.config_path.display()));

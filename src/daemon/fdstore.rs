@@ -87,9 +87,9 @@ pub fn exempt_own_restart(group: &FanotifyGroup) {
 pub fn release() {
     if std::env::var_os("NOTIFY_SOCKET").is_some() {
         // Bounded: a notify queue nobody reads must not hold up the shutdown.
-        crate::notify::send_within(
+        crate::daemon::notify::send_within(
             &[sd_notify::NotifyState::FdStoreRemove, sd_notify::NotifyState::FdName(FD_NAME)],
-            crate::notify::IMPORTANT_WAIT,
+            crate::daemon::notify::IMPORTANT_WAIT,
         );
     }
 }

@@ -7,9 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::container::ContainerInfo;
-use crate::matcher::{Outcome, RuleMeta};
-use crate::procfs::ProcessInfo;
+use crate::containers::ContainerInfo;
+use crate::host::procfs::ProcessInfo;
+use crate::policy::matcher::{Outcome, RuleMeta};
 
 /// What the decision thread hands over for an exec that was blocked or audited.
 #[derive(Debug, Clone)]
@@ -30,6 +30,16 @@ pub struct ExecAlert {
 pub struct Origin {
     pub cluster_name: String,
     pub host_name: String,
+}
+
+impl Origin {
+    /// `cluster_name` and `host_name` of `[daemon]`; the host name defaults to this host's.
+    pub fn for_config(config: &crate::policy::Config) -> Self {
+        let host_name = config.daemon.host_name.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+        });
+        Self { cluster_name: config.daemon.cluster_name.clone(), host_name }
+    }
 }
 
 /// One alert line. Field order and names follow KubeArmor's; empty strings are omitted as KubeArmor does
@@ -283,7 +293,7 @@ mod tests {
             outcome,
             rule: Arc::new(RuleMeta {
                 policy: "ksp-block-exec-inside-tmp".into(),
-                action: crate::matcher::Action::Block,
+                action: crate::policy::matcher::Action::Block,
                 severity: 1,
                 tags: vec!["CIS".into(), "CIS_Linux".into(), "CIS-1.1.5".into(), "CIS-1.1.10".into()],
                 message: "Alert! Execution attempted inside tmp folder".into(),
@@ -309,19 +319,19 @@ mod tests {
     #[test]
     fn block_alert_matches_golden_file() {
         let line = Alert::for_exec(&sample(Outcome::Block), &origin()).to_json_line();
-        assert_eq!(line, include_str!("../tests/golden/alert-block.json"));
+        assert_eq!(line, include_str!("../../tests/golden/alert-block.json"));
     }
 
     #[test]
     fn audit_alert_matches_golden_file() {
         let line = Alert::for_exec(&sample(Outcome::Audit), &origin()).to_json_line();
-        assert_eq!(line, include_str!("../tests/golden/alert-audit.json"));
+        assert_eq!(line, include_str!("../../tests/golden/alert-audit.json"));
     }
 
     #[test]
     fn threshold_alert_matches_golden_file() {
         let line = Alert::threshold(UNIX_EPOCH + Duration::from_secs(1_764_338_400), &origin(), 100).to_json_line();
-        assert_eq!(line, include_str!("../tests/golden/alert-threshold.json"));
+        assert_eq!(line, include_str!("../../tests/golden/alert-threshold.json"));
     }
 
     #[test]

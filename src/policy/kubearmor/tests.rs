@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::matcher::{KnownSubject, Outcome, Scope};
+use crate::policy::matcher::{KnownSubject, Outcome, Scope};
 
 /// `tests/kubearmor/`: each `X.yaml` with the `X.toml` it must convert to. `NOEXECD_BLESS=1` rewrites them.
 fn corpus() -> Vec<PathBuf> {
@@ -21,10 +21,16 @@ fn convert(name: &str, text: &str) -> Conversion {
 }
 
 fn convert_err(text: &str) -> String {
-    match convert_str(Path::new("x.yaml"), text) {
+    match convert_str(Path::new("x.yaml"), text).and_then(|c| crate::policy::check_imported(&c).map(|()| c)) {
         Err(e) => e.to_string(),
         Ok(c) => panic!("expected an error, got:\n{}", c.toml()),
     }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
 }
 
 const HEAD: &str = "apiVersion: security.kubearmor.com/v1\nkind: KubeArmorHostPolicy\nmetadata:\n  name: p\n";
@@ -70,16 +76,16 @@ fn every_field_reaches_the_compiled_rules() {
     assert_eq!(rules.len(), 4 + 3 + 2);
     // Innermost level wins: process section over spec, rule over section.
     let wget = &rules[0];
-    assert_eq!(wget.meta.action, crate::matcher::Action::Block);
+    assert_eq!(wget.meta.action, crate::policy::matcher::Action::Block);
     assert_eq!((wget.meta.severity, wget.meta.tags.clone()), (4, vec!["process-tag".into(), "second".into()]));
     assert_eq!(wget.meta.message, "set on the process section");
     let nc = &rules[3];
-    assert_eq!(nc.meta.action, crate::matcher::Action::Audit);
+    assert_eq!(nc.meta.action, crate::policy::matcher::Action::Audit);
     assert_eq!((nc.meta.severity, nc.meta.tags.clone()), (9, vec!["rule-tag".into()]));
     assert_eq!(nc.from_source, vec![b"/usr/sbin/nginx".to_vec(), b"/usr/bin/php-fpm8.2".to_vec()]);
     assert!(rules[1].owner_only && !nc.owner_only);
     let www = &rules[6];
-    assert_eq!(www.meta.action, crate::matcher::Action::Allow);
+    assert_eq!(www.meta.action, crate::policy::matcher::Action::Allow);
     assert!(www.meta.tags.is_empty() && www.meta.message.is_empty());
     let run_user = &rules[8];
     assert!(run_user.owner_only);
@@ -260,110 +266,6 @@ fn skipped_documents_and_kinds() {
     assert_eq!(names, vec!["ksp-shop-block-pkg-mgmt", "hsp-no-api-version", "hsp-last"]);
 }
 
-fn import_to_strings(files: &[PathBuf], options: &ImportOptions) -> (Result<Summary>, String, String) {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let r = import(files, options, &mut out, &mut err);
-    (r, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-#[test]
-fn strict_refuses_anything_not_enforced_and_writes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let clean = write(tmp.path(), "clean.yaml", &format!("{HEAD}spec:\n  process:\n    matchPaths:\n    - path: /a\n"));
-    let lossy = write(
-        tmp.path(),
-        "lossy.yaml",
-        "apiVersion: security.kubearmor.com/v1\nkind: KubeArmorHostPolicy\nmetadata:\n  name: q\nspec:\n  process:\n    matchPaths:\n    - path: /b\n  file:\n    matchPaths:\n    - path: /etc/shadow\n",
-    );
-    let out_dir = tmp.path().join("policy.d");
-    let strict = ImportOptions { strict: true, output_dir: Some(out_dir.clone()) };
-    let (r, out, err) = import_to_strings(&[clean.clone(), lossy.clone()], &strict);
-    assert!(matches!(r, Err(Error::ImportStrict { count: 1 })), "{r:?}");
-    assert!(out.is_empty());
-    assert!(
-        err.contains(
-            "lossy.yaml:DOC#1 policy q: spec.file.matchPaths[0] not enforced by noexecd (file rules) [line 11]"
-        ),
-        "{err}"
-    );
-    assert!(!out_dir.exists(), "strict failure must write nothing");
-    let (r, out, _) =
-        import_to_strings(&[clean.clone(), lossy.clone()], &ImportOptions { strict: true, output_dir: None });
-    assert!(r.is_err() && out.is_empty());
-    // Strict passes a file whose every part is enforced; skipped kinds are not lost policy parts.
-    let mixed = write(
-        tmp.path(),
-        "mixed.yaml",
-        &format!("kind: ConfigMap\napiVersion: v1\n---\n{HEAD}spec:\n  process:\n    matchPaths:\n    - path: /a\n"),
-    );
-    let (r, out, err) = import_to_strings(&[mixed], &ImportOptions { strict: true, output_dir: None });
-    assert_eq!(r.unwrap().policies, 1);
-    assert!(out.contains("[[policy]]") && err.contains("kind ConfigMap is not a KubeArmor policy: skipped"), "{err}");
-    // Without --strict the same input imports, reporting.
-    let (r, out, err) = import_to_strings(&[clean, lossy], &ImportOptions::default());
-    let s = r.unwrap();
-    assert_eq!((s.policies, s.not_enforced), (2, 1));
-    assert!(
-        err.ends_with("imported 2 policies from 2 file(s); 1 part(s) not enforced by noexecd (listed above)\n"),
-        "{err}"
-    );
-    crate::policy::load_str(Path::new("stdout.toml"), &out).unwrap();
-}
-
-#[test]
-fn output_dir_gets_one_loadable_file_per_policy() {
-    let tmp = tempfile::tempdir().unwrap();
-    let corpus_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kubearmor/multi-document.yaml");
-    let out_dir = tmp.path().join("etc/noexecd/policy.d");
-    let (r, out, err) =
-        import_to_strings(&[corpus_file], &ImportOptions { strict: false, output_dir: Some(out_dir.clone()) });
-    let s = r.unwrap_or_else(|e| panic!("{e}\n{err}"));
-    assert!(out.is_empty());
-    let mut names: Vec<String> =
-        std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    assert_eq!(names, vec!["hsp-last.toml", "hsp-no-api-version.toml", "ksp-shop-block-pkg-mgmt.toml"]);
-    assert_eq!(s.written.len(), 3);
-    for f in &s.written {
-        let text = std::fs::read_to_string(f).unwrap();
-        assert!(text.starts_with("# Converted by `noexecd import` from "), "{text}");
-        crate::policy::load_str(f, &text).unwrap_or_else(|e| panic!("{e}"));
-    }
-    // A name that cannot be a file name is refused.
-    let bad = write(
-        tmp.path(),
-        "bad.yaml",
-        "apiVersion: security.kubearmor.com/v1\nkind: KubeArmorHostPolicy\nmetadata:\n  name: ../x\nspec:\n  process:\n    matchPaths:\n    - path: /a\n",
-    );
-    let (r, _, _) = import_to_strings(&[bad], &ImportOptions { strict: false, output_dir: Some(out_dir) });
-    let e = r.unwrap_err().to_string();
-    assert!(e.contains("metadata.name cannot name a file"), "{e}");
-}
-
-#[test]
-fn same_name_in_two_files_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let doc = format!("{HEAD}spec:\n  process:\n    matchPaths:\n    - path: /a\n");
-    let a = write(tmp.path(), "a.yaml", &doc);
-    let b = write(tmp.path(), "b.yaml", &doc);
-    let (r, out, _) = import_to_strings(&[a, b], &ImportOptions::default());
-    let e = r.unwrap_err().to_string();
-    assert!(
-        e.contains("b.yaml:4:9: DOC#1 policy p: metadata.name: \"p\" is already the name of the policy in ")
-            && e.contains("a.yaml:DOC#1"),
-        "{e}"
-    );
-    assert!(out.is_empty());
-    let (r, _, _) = import_to_strings(&[tmp.path().join("missing.yaml")], &ImportOptions::default());
-    assert!(matches!(r, Err(Error::ReadKubeArmor { .. })), "{r:?}");
-}
-
 /// `noexecd run`/`check`: `*.yaml` in policy_dir loads next to `*.toml`; rule origins and errors name the
 /// YAML file and line; what is not enforced does not stop the load.
 #[test]
@@ -410,11 +312,11 @@ fn policy_dir_yaml_is_loaded() {
     );
     // A YAML file that does not convert stops the load like a broken TOML file.
     std::fs::remove_file(dir.join("d.yaml")).unwrap();
-    write(&dir, "e.yaml", &format!("{HEAD}spec:\n  process:\n    matchPaths:\n    - path: relative\n"));
+    write(&dir, "e.yaml", &format!("{}spec:\n  process:\n    matchPaths:\n    - path: relative\n", HEAD.replace("name: p", "name: e")));
     let e = crate::policy::load(&main).unwrap_err().to_string();
     assert!(
         e.starts_with(&format!(
-            "{}:8:13: DOC#1 policy p: spec.process.matchPaths[0].path",
+            "{}:8:13: spec.process.matchPaths[0].path: path \"relative\" is relative",
             dir.join("e.yaml").display()
         )),
         "{e}"

@@ -2,43 +2,13 @@
 //! minute: a full disk or an alert storm must be visible without flooding the journal.
 #![forbid(unsafe_code)]
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::decide::Counters;
+use crate::stats::Counters;
+pub use crate::stats::Dropped;
 
 /// The shortest time between two report lines.
 pub const REPORT_EVERY: Duration = Duration::from_secs(60);
-
-/// Alerts dropped, by cause.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Dropped {
-    pub queue: u64,
-    pub throttle: u64,
-    pub write: u64,
-}
-
-impl Dropped {
-    pub fn read(c: &Counters) -> Self {
-        Self {
-            queue: c.alerts_dropped_queue.load(Ordering::Relaxed),
-            throttle: c.alerts_dropped_throttle.load(Ordering::Relaxed),
-            write: c.alerts_dropped_write.load(Ordering::Relaxed),
-        }
-    }
-
-    pub fn total(&self) -> u64 {
-        self.queue + self.throttle + self.write
-    }
-
-    fn since(&self, earlier: &Self) -> Self {
-        Self {
-            queue: self.queue.saturating_sub(earlier.queue),
-            throttle: self.throttle.saturating_sub(earlier.throttle),
-            write: self.write.saturating_sub(earlier.write),
-        }
-    }
-}
 
 #[derive(Debug)]
 pub struct DropReporter {
@@ -68,7 +38,7 @@ impl DropReporter {
 
     /// Writes the line when one is due.
     pub fn report(&mut self, now: Instant, counters: &Counters) {
-        let current = Dropped::read(counters);
+        let current = counters.snapshot().dropped;
         if let Some(d) = self.due(now, current) {
             tracing::warn!(
                 queue = d.queue,

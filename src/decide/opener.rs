@@ -7,74 +7,15 @@
 //! holds there (cmdline and environ take its mm for reading; open holds no mm lock).
 #![forbid(unsafe_code)]
 
-use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::open_guard::{FileKind, OpenGuardConfig, Route, ScriptArg, loader_env, script_arg};
-use crate::procfs;
-
-/// The dynamic loaders of this host, by (device, inode): found at run time, never compiled in (fapolicyd's
-/// compiled-in ld.so path never matched on Debian).
-#[derive(Debug, Clone, Default)]
-pub struct Loaders {
-    ids: HashSet<(u64, u64)>,
-    pub paths: Vec<PathBuf>,
-}
-
-/// Directories that hold a loader on glibc, musl and multiarch layouts.
-const LOADER_DIRS: &[&str] =
-    &["/lib", "/lib64", "/lib32", "/libx32", "/usr/lib", "/usr/lib64", "/usr/lib32", "/usr/libx32", "/usr/bin"];
-
-impl Loaders {
-    /// Every `ld-*.so*`, `ld-linux*`, `ld-musl-*` and `ld.so` in the library directories and their
-    /// multiarch subdirectories (`/usr/lib/x86_64-linux-gnu`), symlinks followed.
-    pub fn find() -> Self {
-        let mut dirs: Vec<PathBuf> = LOADER_DIRS.iter().map(PathBuf::from).collect();
-        for base in ["/lib", "/usr/lib"] {
-            if let Ok(entries) = std::fs::read_dir(base) {
-                dirs.extend(
-                    entries
-                        .flatten()
-                        .map(|e| e.path())
-                        .filter(|p| p.file_name().is_some_and(|n| n.as_bytes().ends_with(b"-linux-gnu")))
-                        .filter(|p| p.is_dir()),
-                );
-            }
-        }
-        let mut loaders = Loaders::default();
-        for dir in dirs {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                if is_loader_name(name.as_bytes()) {
-                    loaders.add(&entry.path());
-                }
-            }
-        }
-        loaders
-    }
-
-    fn add(&mut self, path: &Path) {
-        if let Ok(m) = std::fs::metadata(path)
-            && m.is_file()
-            && self.ids.insert((m.dev(), m.ino()))
-        {
-            self.paths.push(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()));
-        }
-    }
-
-    pub fn contains(&self, id: (u64, u64)) -> bool {
-        self.ids.contains(&id)
-    }
-}
-
-/// `ld-linux-x86-64.so.2`, `ld-2.31.so`, `ld-musl-x86_64.so.1`, `ld.so`, `ld64.so.2`.
-pub fn is_loader_name(name: &[u8]) -> bool {
-    let so = name.windows(3).any(|w| w == b".so");
-    so && (name.starts_with(b"ld-") || name.starts_with(b"ld.so") || name.starts_with(b"ld64.so"))
-}
+use super::rules::{Route, ScriptArg, loader_env, script_arg};
+use super::sniff::FileKind;
+use crate::guard::loaders::Loaders;
+use crate::host::procfs;
+use crate::policy::open_guard::OpenGuardConfig;
 
 /// The file being opened, as the verdict needs it.
 #[derive(Debug, Clone, Copy)]
@@ -182,26 +123,6 @@ pub fn in_process_view(pid: i32, arg: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loader_names() {
-        for n in
-            ["ld-linux-x86-64.so.2", "ld-2.31.so", "ld-musl-x86_64.so.1", "ld.so", "ld64.so.2", "ld-linux-aarch64.so.1"]
-        {
-            assert!(is_loader_name(n.as_bytes()), "{n}");
-        }
-        for n in ["ld", "ld.bfd", "ldd", "ld-foo", "libld.so"] {
-            assert!(!is_loader_name(n.as_bytes()), "{n}");
-        }
-    }
-
-    #[test]
-    fn this_hosts_loader_is_found() {
-        let loaders = Loaders::find();
-        if let Ok(m) = std::fs::metadata("/lib64/ld-linux-x86-64.so.2") {
-            assert!(loaders.contains((m.dev(), m.ino())), "{:?}", loaders.paths);
-        }
-    }
 
     #[test]
     fn paths_are_seen_from_the_opener() {

@@ -1,0 +1,11 @@
+//! The commands other than `run`: what `main` calls for each subcommand. `check` and `explain` decide
+//! without fanotify; `logs` and `notify` read the alert stream; `import` converts KubeArmor YAML;
+//! `generate` writes man pages and completions.
+#![forbid(unsafe_code)]
+
+pub mod check;
+pub mod explain;
+pub mod generate;
+pub mod import;
+pub mod logs;
+pub mod notify;

@@ -1,0 +1,76 @@
+//! The daemon's counters: written by the decision thread and the alert writer (relaxed atomics: they are
+//! statistics), read by the status line, the watchdog and the drop report through one [`Snapshot`].
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters shared with the status line and the watchdog. Relaxed: they are statistics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub allowed: AtomicU64,
+    pub blocked: AtomicU64,
+    pub audited: AtomicU64,
+    pub unresolved: AtomicU64,
+    pub alerts_written: AtomicU64,
+    pub alerts_dropped_queue: AtomicU64,
+    pub alerts_dropped_throttle: AtomicU64,
+    pub alerts_dropped_write: AtomicU64,
+    pub answer_errors: AtomicU64,
+    /// Advanced by the decision thread on every wake-up: the watchdog checks it moves.
+    pub heartbeat: AtomicU64,
+}
+
+impl Counters {
+    /// Every counter, read once.
+    pub fn snapshot(&self) -> Snapshot {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Snapshot {
+            allowed: read(&self.allowed),
+            blocked: read(&self.blocked),
+            audited: read(&self.audited),
+            unresolved: read(&self.unresolved),
+            alerts_written: read(&self.alerts_written),
+            dropped: Dropped {
+                queue: read(&self.alerts_dropped_queue),
+                throttle: read(&self.alerts_dropped_throttle),
+                write: read(&self.alerts_dropped_write),
+            },
+            answer_errors: read(&self.answer_errors),
+        }
+    }
+}
+
+/// The counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub allowed: u64,
+    pub blocked: u64,
+    pub audited: u64,
+    pub unresolved: u64,
+    pub alerts_written: u64,
+    pub dropped: Dropped,
+    pub answer_errors: u64,
+}
+
+/// Alerts dropped, by cause: the bounded queue was full, past `max_alerts_per_sec`, or the log could not
+/// be written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dropped {
+    pub queue: u64,
+    pub throttle: u64,
+    pub write: u64,
+}
+
+impl Dropped {
+    pub fn total(&self) -> u64 {
+        self.queue + self.throttle + self.write
+    }
+
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            queue: self.queue.saturating_sub(earlier.queue),
+            throttle: self.throttle.saturating_sub(earlier.throttle),
+            write: self.write.saturating_sub(earlier.write),
+        }
+    }
+}
