@@ -21,3 +21,6 @@ pub(crate) mod stats;
 pub(crate) mod sys;
 
 pub use error::{Error, Result};
+
+#[cfg(test)]
+mod layering;

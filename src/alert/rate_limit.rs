@@ -1,7 +1,6 @@
 //! `max_alerts_per_sec`: one limiter type, applied twice. The decision thread's copy (its gate) drops an alert
 //! past the limit before anything is read for it; the writer's copy decides what is written and when the
 //! `AlertThreshold` notice goes out. Both see the same limit, so an alert the writer would drop costs nothing.
-#![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant};
 

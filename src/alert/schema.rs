@@ -1,6 +1,5 @@
 //! Alerts in KubeArmor's schema (DESIGN.md §2): what `karmor logs --json` prints, one object per line, so
 //! the tools that read KubeArmor alerts read ours.
-#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,7 +1,6 @@
 //! Live alerts on a Unix socket (`/run/noexecd/alerts.sock` by default): one JSON object per line, like
 //! `karmor logs --json`. Each client has its own bounded buffer; a slow or stuck reader loses lines
 //! (counted), never slows the writer, and never reaches the decision thread at all.
-#![forbid(unsafe_code)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

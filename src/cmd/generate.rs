@@ -1,5 +1,4 @@
 //! Man pages and shell completions, generated from the clap definition so they never drift from it.
-#![forbid(unsafe_code)]
 
 use std::path::Path;
 

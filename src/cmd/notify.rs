@@ -1,7 +1,6 @@
 //! `noexecd notify`: run in a user's desktop session, it follows the daemon's alert socket and shows a
 //! desktop notification for each blocked exec, at most one every few seconds (the rest are summed up in
 //! the next one). It reconnects when the daemon restarts.
-#![forbid(unsafe_code)]
 
 use std::path::Path;
 use std::time::{Duration, Instant};

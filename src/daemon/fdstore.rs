@@ -13,12 +13,11 @@
 //!   exiting, so the kernel lets the waiting execs through instead of holding them until the start limit;
 //! - the daemon only marks for exec: it reads its configuration and writes its logs with plain opens,
 //!   which the group never holds.
-#![forbid(unsafe_code)]
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use crate::sys::{self, FanotifyGroup, MASK_OPEN_EXEC_PERM};
+use crate::sys::{self, FanotifyGroup};
 
 /// The name the group is stored under (`FDNAME=`), and found by in `LISTEN_FDNAMES`.
 pub const FD_NAME: &str = "fanotify";
@@ -43,14 +42,14 @@ pub fn take_stored_group() -> Option<FanotifyGroup> {
     found
 }
 
-/// Gives systemd a duplicate of the group to hold while we run, after making sure our own restart cannot
+/// Gives systemd a duplicate of the group to hold while we run; the caller has exempted our own restart
+/// ([`restart_path_executables`]) so that it cannot
 /// wait on it. A group taken back from the store (`resumed`) is still held there: it only gets its
 /// exemptions renewed. Without `$NOTIFY_SOCKET` (not under systemd) this does nothing.
 pub fn store(group: &FanotifyGroup, resumed: bool) {
     if !will_store() {
         return;
     }
-    exempt_own_restart(group);
     if resumed {
         // systemd keeps a stored fd across restarts until it is removed; a second FDSTORE=1 would exceed
         // FileDescriptorStoreMax=1.
@@ -73,16 +72,6 @@ pub fn will_store() -> bool {
     std::env::var_os("NOTIFY_SOCKET").is_some()
 }
 
-/// Puts inode ignore marks on the files our own restart exec-opens. Also called after the exec cache flushed
-/// every inode mark of the group.
-pub fn exempt_own_restart(group: &FanotifyGroup) {
-    for path in restart_path_executables() {
-        if let Err(e) = group.ignore_inode(&path, MASK_OPEN_EXEC_PERM) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot exempt a file of the daemon's own start from the stored group");
-        }
-    }
-}
-
 /// Takes the group back out of systemd's store, so closing our fd releases every waiting exec.
 pub fn release() {
     if std::env::var_os("NOTIFY_SOCKET").is_some() {
@@ -94,8 +83,9 @@ pub fn release() {
     }
 }
 
-/// The files the kernel exec-opens when systemd starts this daemon again.
-fn restart_path_executables() -> Vec<PathBuf> {
+/// The files the kernel exec-opens when systemd starts this daemon again: exempt them (`Marks::exempt`)
+/// before the group is stored, or the restart would wait on the group it is meant to take back.
+pub fn restart_path_executables() -> Vec<PathBuf> {
     let mut paths = Vec::new();
     if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
         paths.push(exe);

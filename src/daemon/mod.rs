@@ -8,7 +8,6 @@ pub(crate) mod notify;
 
 pub use fdstore::FD_NAME;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,13 +23,13 @@ use crate::alert::sink::{self, AlertSink, Control};
 use crate::alert::stream::{AlertSocket, Subscribers};
 use crate::decide::{self, Decider};
 use crate::error::{Error, Result};
+use crate::guard::Guard;
 use crate::guard::exec_cache::{Candidate, ExecCache};
-use crate::guard::marks::{self, OpenMarks};
-use crate::guard::{Guard, MarkTarget};
+use crate::guard::marks::{self, Marks};
 use crate::host::mounts::MountTable;
 use crate::policy::{self, FailMode};
 use crate::stats::Counters;
-use crate::sys::{self, FanotifyGroup, MASK_OPEN_EXEC_PERM, MASK_OPEN_PERM};
+use crate::sys::{self, FanotifyGroup};
 
 /// How many alerts may wait for the writer before new ones are dropped (and counted).
 const ALERT_QUEUE: usize = 8192;
@@ -39,58 +38,6 @@ const MOUNT_POLL: Duration = Duration::from_millis(250);
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// Fd numbers a crashed daemon may have left events under: a 64 KiB read holds at most 2730 events.
 const STALE_FD_SWEEP: i32 = 16_384;
-
-/// The filesystems this group has marked, by device, with the path the mark was placed through and its mask.
-#[derive(Debug, Default)]
-struct MarkSet {
-    marked: HashMap<u64, (PathBuf, u64)>,
-}
-
-impl MarkSet {
-    /// Marks every target not yet marked (or marked with another mask: the open guard was switched on or
-    /// off). On failure, removes what this call added and returns the error.
-    fn add_missing(&mut self, group: &FanotifyGroup, guard: &Guard) -> Result<()> {
-        let mut added: Vec<(u64, PathBuf, u64)> = Vec::new();
-        for t in &guard.targets {
-            let open = if guard.open_perm_on_filesystem(t) { MASK_OPEN_PERM } else { 0 };
-            let mask = MASK_OPEN_EXEC_PERM | open;
-            let had = self.marked.get(&t.dev).map_or(0, |(_, m)| *m);
-            if had == mask {
-                continue;
-            }
-            if let Err(source) = group.mark_filesystem(&t.mount_point, mask) {
-                for (dev, path, bits) in added {
-                    let _ = group.unmark_filesystem(&path, bits);
-                    self.marked.remove(&dev);
-                }
-                return Err(Error::Mark { path: t.mount_point.clone(), source });
-            }
-            // Marking ORs bits in; take away what the new mask no longer holds.
-            if had & !mask != 0 {
-                let _ = group.unmark_filesystem(&t.mount_point, had & !mask);
-            }
-            tracing::info!(mount = %t.mount_point.display(), fstype = %t.fstype, protects = %t.protects.join(","), decides = %t.decides, open_guard = open != 0, "marked filesystem");
-            self.marked.insert(t.dev, (t.mount_point.clone(), mask));
-            if had == 0 {
-                added.push((t.dev, t.mount_point.clone(), mask));
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes marks of filesystems no target needs any more.
-    fn remove_stale(&mut self, group: &FanotifyGroup, targets: &[MarkTarget]) {
-        let stale: Vec<u64> = self.marked.keys().filter(|d| !targets.iter().any(|t| t.dev == **d)).copied().collect();
-        for dev in stale {
-            if let Some((path, mask)) = self.marked.remove(&dev) {
-                // The filesystem may be gone already, and its mark with it.
-                if group.unmark_filesystem(&path, mask).is_ok() {
-                    tracing::info!(mount = %path.display(), "removed mark");
-                }
-            }
-        }
-    }
-}
 
 /// Runs the guard until SIGTERM or SIGINT.
 pub fn run(config_path: &Path) -> Result<()> {
@@ -113,13 +60,14 @@ pub fn run(config_path: &Path) -> Result<()> {
             }
             None => FanotifyGroup::new().map_err(Error::FanotifyInit)?,
         };
+        let group = Arc::new(group);
         let (mountinfo, mounts) = MountTable::read_self().map_err(Error::ReadMounts)?;
         let guard = Guard::build(config, mounts)?;
-        let mut marks = MarkSet::default();
-        marks.add_missing(&group, &guard)?;
+        let mut marks = Marks::new(group.clone());
+        marks.add_filesystems(&guard)?;
         Ok((group, guard, marks, mountinfo))
     })();
-    let (group, guard, marks, mountinfo) = match setup {
+    let (group, guard, mut marks, mountinfo) = match setup {
         Ok(parts) => parts,
         Err(e) => {
             if resumed {
@@ -132,13 +80,16 @@ pub fn run(config_path: &Path) -> Result<()> {
         }
     };
     match guard.config.daemon.fail_mode {
-        FailMode::Closed => fdstore::store(&group, resumed),
+        FailMode::Closed => {
+            if fdstore::will_store() {
+                marks.exempt(fdstore::restart_path_executables());
+            }
+            fdstore::store(&group, resumed);
+        }
         FailMode::Open if resumed => fdstore::release(),
         FailMode::Open => {}
     }
-    let group = Arc::new(group);
-    let own_exemptions = guard.config.daemon.fail_mode == FailMode::Closed && fdstore::will_store();
-    let (cache, feed, cache_rx) = match ExecCache::new(group.clone(), guard.config.daemon.exec_cache, own_exemptions) {
+    let (cache, feed, cache_rx) = match ExecCache::new(guard.config.daemon.exec_cache) {
         Some((cache, feed, rx)) => (Some(cache), Some(feed), Some(rx)),
         None => (None, None, None),
     };
@@ -196,23 +147,20 @@ pub fn run(config_path: &Path) -> Result<()> {
             },
             (None, _) => None,
         };
-        let controller = Controller {
+        let mut controller = Controller {
             config_path: config_path.to_owned(),
-            group: group.clone(),
             shared: shared.clone(),
             marks,
-            open_marks: OpenMarks::default(),
             mountinfo,
             control: control_tx,
             decision_alive,
             cache,
             cache_rx,
-            own_exemptions,
         };
         let result = controller.serve(&counters, watchdog).await;
         notify::stopping();
         // Stop the kernel from queueing new events, then let the thread answer what is queued and leave.
-        if let Err(e) = group.flush_filesystem_marks().and_then(|()| group.flush_inode_marks()) {
+        if let Err(e) = controller.marks.remove_all() {
             tracing::error!(error = %e, "cannot remove the marks");
         }
         fdstore::release();
@@ -238,17 +186,13 @@ pub fn run(config_path: &Path) -> Result<()> {
 /// The control loop's state: everything reloads and mount changes touch.
 struct Controller {
     config_path: PathBuf,
-    group: Arc<FanotifyGroup>,
     shared: Arc<ArcSwap<Guard>>,
-    marks: MarkSet,
-    open_marks: OpenMarks,
+    marks: Marks,
     mountinfo: Vec<u8>,
     control: mpsc::UnboundedSender<Control>,
     decision_alive: Arc<AtomicBool>,
     cache: Option<ExecCache>,
     cache_rx: Option<mpsc::Receiver<Candidate>>,
-    /// The FD store's ignore marks on our own restart path are in force (fail_mode closed, under systemd).
-    own_exemptions: bool,
 }
 
 /// Clears its flag when dropped, however the decision thread ends (a return or a panic unwinding).
@@ -261,7 +205,7 @@ impl Drop for AliveWhileHeld {
 }
 
 impl Controller {
-    async fn serve(mut self, counters: &Counters, watchdog: Option<Duration>) -> Result<()> {
+    async fn serve(&mut self, counters: &Counters, watchdog: Option<Duration>) -> Result<()> {
         let signal_err = |source| Error::Runtime { what: "signal handlers", source };
         let mut hup = signal(SignalKind::hangup()).map_err(signal_err)?;
         let mut term = signal(SignalKind::terminate()).map_err(signal_err)?;
@@ -269,7 +213,7 @@ impl Controller {
         let mut mount_tick = tokio::time::interval(MOUNT_POLL);
         let mut open_rescan = tokio::time::interval(marks::RESCAN);
         let roots = self.shared.load().open_inode_roots();
-        let marked = self.open_marks.sync(&self.group, &roots);
+        let marked = self.marks.sync_open_dirs(&roots);
         if !roots.is_empty() {
             tracing::info!(roots = ?roots, directories = marked, "open guard: marked protected directories");
         }
@@ -287,16 +231,10 @@ impl Controller {
             tokio::select! {
                 _ = hup.recv() => self.reload(),
                 Some(candidate) = next_candidate(&mut self.cache_rx) => {
-                    if let Some(cache) = self.cache.as_mut() {
-                        let flushes = cache.flushes();
-                        if let Err(why) = cache.consider(candidate, &self.shared.load()) {
-                            tracing::trace!(?why, "allowed exec not cached");
-                        }
-                        // A full cache starts over with a flush of every inode mark: put the open guard's back.
-                        if cache.flushes() != flushes {
-                            let roots = self.shared.load().open_inode_roots();
-                            self.open_marks.sync(&self.group, &roots);
-                        }
+                    if let Some(cache) = self.cache.as_mut()
+                        && let Err(why) = cache.consider(candidate, &self.shared.load(), &mut self.marks)
+                    {
+                        tracing::trace!(?why, "allowed exec not cached");
                     }
                 }
                 _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }
@@ -311,7 +249,7 @@ impl Controller {
                 }
                 _ = open_rescan.tick() => {
                     let roots = self.shared.load().open_inode_roots();
-                    self.open_marks.sync(&self.group, &roots);
+                    self.marks.sync_open_dirs(&roots);
                 }
                 _ = status_tick.tick() => notify::status(&notify::status_line(self.shared.load().targets.len(), &counters.snapshot())),
                 _ = watchdog_tick.tick(), if watchdog.is_some() => {
@@ -367,25 +305,18 @@ impl Controller {
 
     /// Marks first, then the swap, then unmarking: at no moment is a protected filesystem unmarked.
     fn install(&mut self, guard: Guard) -> Result<()> {
-        self.marks.add_missing(&self.group, &guard)?;
+        self.marks.add_filesystems(&guard)?;
         let guard = Arc::new(guard);
         self.shared.store(guard.clone());
         // Every inode mark was placed under the old policy or mount table: the exec cache's ignore marks and
-        // the open guard's directory marks. Drop them all in one flush (which also drops the FD store's
-        // exemptions of our own restart, so those are renewed at once), then mark the new directories.
+        // the open guard's directory marks. One flush drops them all and puts back what stays (the exemptions
+        // of our own restart), then the new directories are marked.
+        self.marks.set_open_roots(guard.open_inode_roots());
         match self.cache.as_mut() {
-            Some(cache) => cache.flush(),
-            None => {
-                if let Err(e) = self.group.flush_inode_marks() {
-                    tracing::error!(error = %e, "cannot remove the inode marks of the old policy");
-                }
-                if self.own_exemptions {
-                    fdstore::exempt_own_restart(&self.group);
-                }
-            }
+            Some(cache) => cache.flush(&mut self.marks),
+            None => self.marks.flush_inode_marks(),
         }
-        self.open_marks.sync(&self.group, &guard.open_inode_roots());
-        self.marks.remove_stale(&self.group, &guard.targets);
+        self.marks.remove_stale_filesystems(&guard.targets);
         Ok(())
     }
 }

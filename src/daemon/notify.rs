@@ -1,5 +1,4 @@
 //! systemd's notification protocol: READY, STATUS, WATCHDOG, STOPPING. A no-op without `$NOTIFY_SOCKET`.
-#![forbid(unsafe_code)]
 
 use std::time::Duration;
 

@@ -26,7 +26,7 @@ use crate::host::mounts::foreign_mount;
 use crate::host::procfs::{self, ProcessInfo};
 use crate::policy::matcher::{Action, Outcome, RuleMeta, Scope, Subject};
 use crate::stats::Counters;
-use crate::sys::{self, Event, FanotifyGroup, FileFacts, MASK_OPEN_EXEC_PERM, PATH_BUF_LEN};
+use crate::sys::{self, Event, FanotifyGroup, FileFacts, Mask, PATH_BUF_LEN, Response};
 use opener::OpenedFile;
 use sniff::{HEAD_LEN, sniff};
 
@@ -121,7 +121,7 @@ impl Decider {
             self.answer(group, fd.as_fd(), true, false);
             return;
         }
-        if event.mask & MASK_OPEN_EXEC_PERM == 0 {
+        if !event.mask.contains(Mask::FAN_OPEN_EXEC_PERM) {
             self.handle_open(group, guard, fd.as_fd(), event.pid);
             return;
         }
@@ -253,7 +253,7 @@ impl Decider {
     }
 
     fn answer(&self, group: &FanotifyGroup, fd: BorrowedFd<'_>, allow: bool, audit: bool) {
-        if group.respond(fd, allow, audit).is_err() {
+        if group.respond(fd, Response::new(allow, audit)).is_err() {
             self.counters.answer_errors.fetch_add(1, Ordering::Relaxed);
         }
     }

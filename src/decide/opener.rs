@@ -5,7 +5,6 @@
 //!
 //! The opener waits in open(2) while we read: /proc/PID/exe, cmdline and environ need none of the locks it
 //! holds there (cmdline and environ take its mm for reading; open holds no mm lock).
-#![forbid(unsafe_code)]
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;

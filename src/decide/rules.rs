@@ -11,7 +11,6 @@
 //! without looking further, any other file read by a program that is not an interpreter, and an interpreter
 //! reading a file that is not its script (`python3 -c "open('/tmp/data.csv')"`). Nothing here does I/O;
 //! `opener` reads /proc.
-#![forbid(unsafe_code)]
 
 use crate::policy::open_guard::Syntax;
 

@@ -2,7 +2,6 @@
 //! relocatable object, a script-like text, or data. Content alone never clears a non-ELF file: interpreters
 //! run files with NUL bytes and polyglots, so only ELF objects that cannot be loaded and empty files are
 //! cleared by their bytes. Pure: the decision path reads the head (`sys::read_head`) and passes it here.
-#![forbid(unsafe_code)]
 
 /// How many bytes of a file the guard reads to sniff it.
 pub const HEAD_LEN: usize = 64;

@@ -37,7 +37,6 @@
 //! for a file already offered) and hands a duplicate of the event fd and the canonical path to the tokio side
 //! after it has answered the kernel. The tokio side walks the directories (rule 3), checks the name still
 //! leads to the same inode, and places the mark by fd.
-#![forbid(unsafe_code)]
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -48,10 +47,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
-use crate::daemon::fdstore;
 use crate::guard::Guard;
+use crate::guard::marks::Marks;
 use crate::policy::matcher::Matcher;
-use crate::sys::{self, FanotifyGroup, FileFacts, MASK_OPEN_EXEC_PERM};
+use crate::sys::{self, FileFacts};
 
 /// Inode marks placed before the cache is flushed and starts again (each costs the kernel a few hundred bytes).
 pub const MAX_CACHED: u64 = 65_536;
@@ -154,22 +153,13 @@ pub enum Refusal {
 /// The tokio side: checks the directories and places marks; flushes on policy change.
 #[derive(Debug)]
 pub struct ExecCache {
-    group: Arc<FanotifyGroup>,
     generation: Arc<Generation>,
-    placed: u64,
-    /// The FD store's own ignore marks must be put back after a flush.
-    own_exemptions: bool,
-    flushes: u64,
 }
 
 impl ExecCache {
     /// The cache and the decision thread's feed, or `None` when it must stay off (disabled, or
     /// `fs.protected_hardlinks` is not 1).
-    pub fn new(
-        group: Arc<FanotifyGroup>,
-        enabled: bool,
-        own_exemptions: bool,
-    ) -> Option<(Self, Feed, mpsc::Receiver<Candidate>)> {
+    pub fn new(enabled: bool) -> Option<(Self, Feed, mpsc::Receiver<Candidate>)> {
         if !enabled {
             return None;
         }
@@ -188,11 +178,11 @@ impl ExecCache {
             recent: Box::new([(0, 0, 0); RECENT]),
             recent_generation: 0,
         };
-        Some((Self { group, generation, placed: 0, own_exemptions, flushes: 0 }, feed, rx))
+        Some((Self { generation }, feed, rx))
     }
 
     /// Rule 3, then the mark. `guard` is the policy in force now.
-    pub fn consider(&mut self, c: Candidate, guard: &Guard) -> Result<(), Refusal> {
+    pub fn consider(&mut self, c: Candidate, guard: &Guard, marks: &mut Marks) -> Result<(), Refusal> {
         if c.generation != self.generation.current() {
             return Err(Refusal::StalePolicy);
         }
@@ -221,31 +211,18 @@ impl ExecCache {
                 return Err(Refusal::DirectoryNotRootOnly);
             }
         }
-        if self.placed >= MAX_CACHED {
-            self.flush();
+        if marks.cached() >= MAX_CACHED {
+            self.flush(marks);
         }
-        self.group.ignore_fd(c.fd.as_fd(), MASK_OPEN_EXEC_PERM).map_err(|_| Refusal::Mark)?;
-        self.placed += 1;
-        Ok(())
+        marks.ignore_exec(c.fd.as_fd()).map_err(|_| Refusal::Mark)
     }
 
-    /// Drops every cached mark. Call after a new policy or mount table is in place.
-    pub fn flush(&mut self) {
+    /// Drops every cached mark (with every other inode mark, which [`Marks`] puts back). Call after a new
+    /// policy or mount table is in place.
+    pub fn flush(&mut self, marks: &mut Marks) {
         // Bump first: candidates decided before this point are stale from now on.
         self.generation.bump();
-        if let Err(e) = self.group.flush_inode_marks() {
-            tracing::error!(error = %e, "cannot flush the exec cache's ignore marks");
-        }
-        if self.own_exemptions {
-            fdstore::exempt_own_restart(&self.group);
-        }
-        self.placed = 0;
-        self.flushes += 1;
-    }
-
-    /// How many times every inode mark of the group was dropped.
-    pub fn flushes(&self) -> u64 {
-        self.flushes
+        marks.flush_inode_marks();
     }
 }
 

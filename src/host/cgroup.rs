@@ -1,6 +1,5 @@
 //! Which container a process runs in, as its cgroup tells: `/proc/PID/cgroup` names the container id and
 //! its runtime (docker, containerd/CRI, CRI-O, podman). Pure parsing; `procfs` reads the file.
-#![forbid(unsafe_code)]
 
 /// The container runtime a cgroup path belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

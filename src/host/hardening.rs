@@ -1,7 +1,6 @@
 //! Host settings that decide what fanotify can see, reported by `noexecd check`: exec from a memfd and
 //! filesystems mounted inside unprivileged user namespaces never reach a mark, so a host that allows them has
 //! a way around the guard that only a sysctl closes. The assessment is a pure function over the values read.
-#![forbid(unsafe_code)]
 
 use std::path::Path;
 

@@ -6,7 +6,6 @@
 //! Semantics follow KubeArmor's process rules (DESIGN.md §3): `from_source` narrows a rule to callers that
 //! run one of the listed executables, `owner_only` exempts the file's owner, Allow rules switch on the
 //! default posture for everything else. Where KubeArmor leaves it open, a Block rule wins over an Allow rule.
-#![forbid(unsafe_code)]
 
 use std::path::Path;
 use std::sync::Arc;

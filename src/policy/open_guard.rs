@@ -1,6 +1,5 @@
 //! The `[open_guard]` settings: which programs are interpreters (and how their argv names a script), which
 //! may read loadable ELF files, which parents may run package scriptlets; with their defaults and validation.
-#![forbid(unsafe_code)]
 
 use toml::Spanned;
 

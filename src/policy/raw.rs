@@ -1,6 +1,5 @@
 //! The TOML file as serde sees it: one struct per table, unknown keys refused, every value that validation
 //! may reject wrapped in `Spanned` so its error can name `file:line:col`.
-#![forbid(unsafe_code)]
 
 use serde::Deserialize;
 use toml::Spanned;

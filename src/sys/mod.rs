@@ -12,14 +12,44 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::errno::Errno;
-use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
+use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags};
 
-/// `FAN_OPEN_EXEC_PERM`: the exec-path open of a file (execve, the `#!` interpreter, ld.so).
-pub const MASK_OPEN_EXEC_PERM: u64 = libc::FAN_OPEN_EXEC_PERM;
-/// `FAN_OPEN_PERM`: any open of a file (the open-time guard: loader, preload, dlopen, interpreters).
-pub const MASK_OPEN_PERM: u64 = libc::FAN_OPEN_PERM;
+/// Event bits, typed: `Mask::FAN_OPEN_EXEC_PERM` (the exec-path open of a file: execve, the `#!`
+/// interpreter, ld.so), `Mask::FAN_OPEN_PERM` (any open: the open guard), `Mask::FAN_EVENT_ON_CHILD`.
+pub use nix::sys::fanotify::MaskFlags as Mask;
+
 /// Every permission event bit we may subscribe to.
-const PERMISSION_EVENTS: u64 = libc::FAN_OPEN_PERM | libc::FAN_OPEN_EXEC_PERM | libc::FAN_ACCESS_PERM;
+const PERMISSION_EVENTS: Mask = Mask::FAN_OPEN_PERM.union(Mask::FAN_OPEN_EXEC_PERM).union(Mask::FAN_ACCESS_PERM);
+
+/// The answer to a permission event. `Audit` variants ask the kernel for an audit record too (where the
+/// group was created with FAN_ENABLE_AUDIT; elsewhere they answer the same without one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Response {
+    Allow,
+    AllowAudited,
+    Deny,
+    DenyAudited,
+}
+
+impl Response {
+    /// The response for a decision: `allow` or not, with an audit record when `audit`.
+    pub fn new(allow: bool, audit: bool) -> Self {
+        match (allow, audit) {
+            (true, false) => Response::Allow,
+            (true, true) => Response::AllowAudited,
+            (false, false) => Response::Deny,
+            (false, true) => Response::DenyAudited,
+        }
+    }
+
+    pub fn allows(self) -> bool {
+        matches!(self, Response::Allow | Response::AllowAudited)
+    }
+
+    fn audited(self) -> bool {
+        matches!(self, Response::AllowAudited | Response::DenyAudited)
+    }
+}
 const METADATA_LEN: usize = std::mem::size_of::<libc::fanotify_event_metadata>();
 
 /// A fanotify group created for permission events only.
@@ -60,20 +90,20 @@ impl FanotifyGroup {
     }
 
     /// Puts a filesystem (superblock) mark for `mask` on the filesystem that holds `path`.
-    pub fn mark_filesystem(&self, path: &Path, mask: u64) -> Result<(), Errno> {
+    pub fn mark_filesystem(&self, path: &Path, mask: Mask) -> Result<(), Errno> {
         self.inner.mark(
             MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_FILESYSTEM,
-            MaskFlags::from_bits_retain(mask),
+            mask,
             nix::fcntl::AT_FDCWD,
             Some(path),
         )
     }
 
     /// Removes the filesystem mark for `mask` from the filesystem that holds `path`.
-    pub fn unmark_filesystem(&self, path: &Path, mask: u64) -> Result<(), Errno> {
+    pub fn unmark_filesystem(&self, path: &Path, mask: Mask) -> Result<(), Errno> {
         self.inner.mark(
             MarkFlags::FAN_MARK_REMOVE | MarkFlags::FAN_MARK_FILESYSTEM,
-            MaskFlags::from_bits_retain(mask),
+            mask,
             nix::fcntl::AT_FDCWD,
             Some(path),
         )
@@ -81,10 +111,10 @@ impl FanotifyGroup {
 
     /// Puts an inode mark for `mask` on the file or directory at `path`; on a directory, `FAN_EVENT_ON_CHILD`
     /// extends it to the files directly inside. An inode mark sees every mount and namespace.
-    pub fn mark_inode(&self, path: &Path, mask: u64) -> Result<(), Errno> {
+    pub fn mark_inode(&self, path: &Path, mask: Mask) -> Result<(), Errno> {
         self.inner.mark(
             MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_DONT_FOLLOW,
-            MaskFlags::from_bits_retain(mask),
+            mask,
             nix::fcntl::AT_FDCWD,
             Some(path),
         )
@@ -92,10 +122,10 @@ impl FanotifyGroup {
 
     /// Adds an ignore mask for `mask` to the inode at `path`: the kernel raises no such event for that file
     /// from any mark of this group, until the file is modified.
-    pub fn ignore_inode(&self, path: &Path, mask: u64) -> Result<(), Errno> {
+    pub fn ignore_inode(&self, path: &Path, mask: Mask) -> Result<(), Errno> {
         self.inner.mark(
             MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_IGNORED_MASK,
-            MaskFlags::from_bits_retain(mask),
+            mask,
             nix::fcntl::AT_FDCWD,
             Some(path),
         )
@@ -104,26 +134,21 @@ impl FanotifyGroup {
     /// Adds an ignore mask for `mask` to the inode behind the open file `fd` (fanotify_mark with dirfd = the
     /// fd and a NULL path marks that very inode). No `FAN_MARK_IGNORED_SURV_MODIFY`: the kernel drops the
     /// ignore mask the first time the file is modified, so a rewritten file is decided again.
-    pub fn ignore_fd(&self, fd: BorrowedFd<'_>, mask: u64) -> Result<(), Errno> {
-        self.inner.mark::<_, Path>(
-            MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_IGNORED_MASK,
-            MaskFlags::from_bits_retain(mask),
-            fd,
-            None,
-        )
+    pub fn ignore_fd(&self, fd: BorrowedFd<'_>, mask: Mask) -> Result<(), Errno> {
+        self.inner.mark::<_, Path>(MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_IGNORED_MASK, mask, fd, None)
     }
 
     /// Removes every inode mark of this group (the open guard's directory marks, the ignore marks of the exec
     /// cache and of the FD store); filesystem marks stay.
     pub fn flush_inode_marks(&self) -> Result<(), Errno> {
-        self.inner.mark::<_, Path>(MarkFlags::FAN_MARK_FLUSH, MaskFlags::empty(), nix::fcntl::AT_FDCWD, None)
+        self.inner.mark::<_, Path>(MarkFlags::FAN_MARK_FLUSH, Mask::empty(), nix::fcntl::AT_FDCWD, None)
     }
 
     /// Removes every filesystem mark of this group.
     pub fn flush_filesystem_marks(&self) -> Result<(), Errno> {
         self.inner.mark::<_, Path>(
             MarkFlags::FAN_MARK_FLUSH | MarkFlags::FAN_MARK_FILESYSTEM,
-            MaskFlags::empty(),
+            Mask::empty(),
             nix::fcntl::AT_FDCWD,
             None,
         )
@@ -152,17 +177,17 @@ impl FanotifyGroup {
                 break;
             }
             let fd = (header.fd >= 0).then(|| adopt_event_fd(header.fd));
-            out.push(Event { fd, pid: header.pid, mask: header.mask });
+            out.push(Event { fd, pid: header.pid, mask: Mask::from_bits_retain(header.mask) });
             count += 1;
             rest = rest.get(event_len..).unwrap_or_default();
         }
         Ok(count)
     }
 
-    /// Answers a permission event. `audit` asks the kernel for an audit record (when enabled).
-    pub fn respond(&self, fd: BorrowedFd<'_>, allow: bool, audit: bool) -> io::Result<()> {
-        let mut response = if allow { libc::FAN_ALLOW } else { libc::FAN_DENY };
-        if audit && self.audit {
+    /// Answers a permission event.
+    pub fn respond(&self, fd: BorrowedFd<'_>, answer: Response) -> io::Result<()> {
+        let mut response = if answer.allows() { libc::FAN_ALLOW } else { libc::FAN_DENY };
+        if answer.audited() && self.audit {
             response |= libc::FAN_AUDIT;
         }
         match self.write_response(fd.as_raw_fd(), response) {
@@ -244,12 +269,12 @@ pub struct Event {
     pub fd: Option<OwnedFd>,
     /// The thread group id of the process that triggered the event.
     pub pid: i32,
-    pub mask: u64,
+    pub mask: Mask,
 }
 
 impl Event {
     pub fn is_permission(&self) -> bool {
-        self.mask & PERMISSION_EVENTS != 0
+        self.mask.intersects(PERMISSION_EVENTS)
     }
 }
 

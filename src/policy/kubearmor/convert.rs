@@ -1,6 +1,5 @@
 //! KubeArmor documents to noexecd policies. Each document is read key by key: process rules become
 //! [`Policy`] values, everything else becomes a [`Report`]. Nothing is dropped without one.
-#![forbid(unsafe_code)]
 
 use super::report::{Report, ReportKind};
 use super::yaml::{Node, Value};

@@ -1,7 +1,6 @@
 //! Writing a converted [`Policy`] as noexecd TOML (the format of `policy/raw.rs`), remembering for every
 //! line which YAML value it came from so that the loader's `file:line:col` can be turned back into a
 //! place in the YAML file.
-#![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
 

@@ -312,7 +312,11 @@ fn policy_dir_yaml_is_loaded() {
     );
     // A YAML file that does not convert stops the load like a broken TOML file.
     std::fs::remove_file(dir.join("d.yaml")).unwrap();
-    write(&dir, "e.yaml", &format!("{}spec:\n  process:\n    matchPaths:\n    - path: relative\n", HEAD.replace("name: p", "name: e")));
+    write(
+        &dir,
+        "e.yaml",
+        &format!("{}spec:\n  process:\n    matchPaths:\n    - path: relative\n", HEAD.replace("name: p", "name: e")),
+    );
     let e = crate::policy::load(&main).unwrap_err().to_string();
     assert!(
         e.starts_with(&format!(

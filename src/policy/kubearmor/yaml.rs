@@ -1,7 +1,6 @@
 //! The YAML model: every document parsed by serde-saphyr into a tree of [`Node`]s that keeps each value's
 //! line and column and each mapping's key order, so that reports and errors can point into the file and
 //! list things in the order they were written.
-#![forbid(unsafe_code)]
 
 use std::fmt;
 
