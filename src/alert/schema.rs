@@ -1,4 +1,4 @@
-//! Alerts in KubeArmor's schema (DESIGN.md §2): what `karmor logs --json` prints, one object per line, so
+//! Alerts in KubeArmor's schema: what `karmor logs --json` prints, one object per line, so
 //! the tools that read KubeArmor alerts read ours.
 
 use std::sync::Arc;

@@ -94,11 +94,18 @@ mod tests {
     }
 
     #[test]
-    fn sniff_reads_the_real_loader_and_true() {
-        let head = |p: &str| std::fs::read(p).map(|b| b[..HEAD_LEN].to_vec());
-        if let Ok(h) = head("/bin/true") {
-            assert_eq!(sniff(&h), FileKind::LoadableElf);
-        }
+    fn sniff_reads_a_real_program_and_its_loader() {
+        let head = |p: &str| std::fs::read(p).unwrap()[..HEAD_LEN].to_vec();
+        // This test binary (PIE: ET_DYN) and the loader it was started with (ET_DYN too).
+        assert_eq!(sniff(&head("/proc/self/exe")), FileKind::LoadableElf);
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let loader = maps
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .find(|p| p.rsplit('/').next().is_some_and(|n| n.starts_with("ld-")))
+            .expect("a dynamically linked test binary maps its loader");
+        assert_eq!(sniff(&head(loader)), FileKind::LoadableElf);
+        assert_eq!(sniff(&head("/proc/self/maps")), FileKind::Text);
     }
 
     #[test]

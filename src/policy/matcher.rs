@@ -3,7 +3,7 @@
 //! facts about the calling process come through [`Subject`], which the daemon backs with /proc and the
 //! tests with plain values.
 //!
-//! Semantics follow KubeArmor's process rules (DESIGN.md §3): `from_source` narrows a rule to callers that
+//! Semantics follow KubeArmor's process rules (`spec.process` of KubeArmorPolicy/KubeArmorHostPolicy): `from_source` narrows a rule to callers that
 //! run one of the listed executables, `owner_only` exempts the file's owner, Allow rules switch on the
 //! default posture for everything else. Where KubeArmor leaves it open, a Block rule wins over an Allow rule.
 
