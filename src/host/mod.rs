@@ -6,4 +6,5 @@
 pub mod cgroup;
 pub mod hardening;
 pub mod mounts;
+pub mod overlay;
 pub mod procfs;

@@ -1,0 +1,116 @@
+//! Files reached through a stacked filesystem (overlayfs: the rootfs of docker, podman, containerd and
+//! CRI-O containers). A filesystem mark on the filesystem beneath an overlay sees an exec through the
+//! overlay as an event on the layer's real file, opened through the layer's private mount: the event fd's
+//! mount id is in no mount table and its name is relative to the layer (`/bin/sh`, the container's path).
+//! The layers' own paths are in the overlay's mount options (`lowerdir=`, `upperdir=`); the file's name on
+//! the host is the layer's path joined with that name, confirmed by device and inode.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+
+/// The layer directories of every overlay mount in a mountinfo text, upper layers first: each `upperdir`,
+/// then each `lowerdir` entry (data-only layers after `::` too, and the `lowerdir+`/`datadir+` form).
+pub fn overlay_layers(mountinfo: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for line in mountinfo.split(|&b| b == b'\n') {
+        let mut after_dash = line.split(|&b| b == b' ').skip_while(|f| *f != b"-").skip(1);
+        if after_dash.next() != Some(b"overlay".as_slice()) {
+            continue;
+        }
+        let Some(options) = after_dash.nth(1) else { continue };
+        let mut lower = Vec::new();
+        for option in options.split(|&b| b == b',') {
+            if let Some(dir) = option.strip_prefix(b"upperdir=") {
+                out.push(super::mounts::unescape(dir));
+            } else if let Some(dirs) = option.strip_prefix(b"lowerdir=") {
+                lower.extend(split_lowerdir(dirs).map(|d| super::mounts::unescape(&d)));
+            } else if let Some(dir) = option.strip_prefix(b"lowerdir+=").or_else(|| option.strip_prefix(b"datadir+=")) {
+                lower.push(super::mounts::unescape(dir));
+            }
+        }
+        out.extend(lower);
+    }
+    out
+}
+
+/// `lowerdir=a:b\:c::d` → `a`, `b:c`, `d`: `:` separates layers, `\:` is a colon in a name, `::` marks the
+/// data-only layers that follow.
+fn split_lowerdir(dirs: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    let mut parts = Vec::new();
+    let mut current = Vec::new();
+    let mut i = 0;
+    while let Some(&b) = dirs.get(i) {
+        match b {
+            b'\\' if dirs.get(i + 1) == Some(&b':') => {
+                current.push(b':');
+                i += 1;
+            }
+            b':' => parts.push(std::mem::take(&mut current)),
+            _ => current.push(b),
+        }
+        i += 1;
+    }
+    parts.push(current);
+    parts.into_iter().filter(|p| !p.is_empty())
+}
+
+/// The name in our namespace of the file `dev`/`ino`, reached as `name` inside one of the overlay layers
+/// that `mountinfo` lists. A path lookup per layer, never an open: no fanotify event, no wait.
+pub fn file_in_layers(mountinfo: &[u8], name: &[u8], dev: u64, ino: u64) -> Option<Vec<u8>> {
+    if !name.starts_with(b"/") {
+        return None;
+    }
+    overlay_layers(mountinfo).into_iter().find_map(|mut layer| {
+        while layer.last() == Some(&b'/') {
+            layer.pop();
+        }
+        layer.extend_from_slice(name);
+        std::fs::symlink_metadata(OsStr::from_bytes(&layer))
+            .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+            .then_some(layer)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &[u8] = b"1 0 8:1 / / rw - ext4 /dev/sda1 rw\n\
+70 66 0:41 / /var/lib/containers/storage/overlay/abc/merged rw,relatime - overlay overlay rw,lowerdir=/l/a:/l/b\\:c::/l/data,upperdir=/u/abc/diff,workdir=/u/abc/work,uuid=on\n\
+71 66 0:42 / /m rw - overlay overlay rw,lowerdir+=/n/1,lowerdir+=/n/2,datadir+=/n/d,upperdir=/n/u\\054x,workdir=/n/w\n\
+72 1 0:43 / /tmp rw - tmpfs tmpfs rw,lowerdir=/not/an/overlay\n";
+
+    #[test]
+    fn layers_of_every_overlay_upper_first() {
+        let layers: Vec<String> =
+            overlay_layers(TABLE).iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect();
+        assert_eq!(layers, ["/u/abc/diff", "/l/a", "/l/b:c", "/l/data", "/n/u,x", "/n/1", "/n/2", "/n/d"]);
+        assert!(overlay_layers(b"").is_empty());
+        assert!(overlay_layers(b"garbage - overlay\n - overlay x\n").is_empty());
+    }
+
+    #[test]
+    fn a_file_is_found_in_its_layer_by_device_and_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lower, upper) = (dir.path().join("lower"), dir.path().join("upper"));
+        std::fs::create_dir_all(lower.join("bin")).unwrap();
+        std::fs::create_dir_all(upper.join("bin")).unwrap();
+        std::fs::write(lower.join("bin/sh"), b"lower").unwrap();
+        std::fs::write(upper.join("bin/other"), b"upper").unwrap();
+        let table = format!(
+            "9 1 0:50 / /merged rw - overlay overlay rw,lowerdir={},upperdir={}/,workdir=/w\n",
+            lower.display(),
+            upper.display()
+        );
+        let m = std::fs::metadata(lower.join("bin/sh")).unwrap();
+        let found = file_in_layers(table.as_bytes(), b"/bin/sh", m.dev(), m.ino()).unwrap();
+        assert_eq!(found, lower.join("bin/sh").as_os_str().as_bytes());
+        // Same name, another inode: not this file.
+        assert_eq!(file_in_layers(table.as_bytes(), b"/bin/sh", m.dev(), m.ino() + 1), None);
+        assert_eq!(file_in_layers(table.as_bytes(), b"bin/sh", m.dev(), m.ino()), None);
+        let o = std::fs::metadata(upper.join("bin/other")).unwrap();
+        let found = file_in_layers(table.as_bytes(), b"/bin/other", o.dev(), o.ino()).unwrap();
+        assert_eq!(found, upper.join("bin/other").as_os_str().as_bytes());
+    }
+}
