@@ -53,7 +53,7 @@ integration-tests: build
 	NOEXECD_BIN=$(abspath $(BIN)) timeout 1800 $(CARGO) test --locked --test '*' -- --test-threads=1
 
 ## Benchmarks (root; not part of `make test`): noexecd against no guard, noexec, a minimal C fanotify responder
-## and fapolicyd, in a private mount namespace. Prints the ratio table, writes BENCHMARKS.md and bench/plot.svg.
+## and fapolicyd, in a private mount namespace. Prints the ratio table, writes docs/benchmarks.md and bench/plot.png.
 bench: build
 	bash bench/run.sh $(BIN)
 
