@@ -28,9 +28,9 @@ demo: build
 	@[ "$$(id -u)" = 0 ] || { echo "make demo: needs root; try: sudo make demo" >&2; exit 1; }
 	timeout 60 unshare --mount --propagation private -- bash scripts/demo.sh $(BIN)
 
-## Tools `make test` needs; installed when missing.
+## Tools `make test` needs; installed when missing. (`make package-deps` installs the packaging tools.)
 test-deps:
-	@bash scripts/install-test-deps.sh
+	@bash scripts/install-deps.sh test
 
 test: test-deps fmt-check clippy check-config unit-tests integration-tests $(TEST_EXTRA)
 	@echo "make test: all checks passed"
@@ -53,7 +53,7 @@ integration-tests: build
 	NOEXECD_BIN=$(abspath $(BIN)) timeout 1800 $(CARGO) test --locked --test '*' -- --test-threads=1
 
 ## Benchmarks (root; not part of `make test`): noexecd against no guard, noexec, a minimal C fanotify responder
-## and fapolicyd, in a private mount namespace. Prints the ratio table, writes BENCHMARKS.md and bench/plot.svg.
+## and fapolicyd, in a private mount namespace. Prints the ratio table, writes docs/benchmarks.md and bench/plot.png.
 bench: build
 	bash bench/run.sh $(BIN)
 

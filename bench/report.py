@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Turns bench/inner.sh's measurements into the ratio table (printed), BENCHMARKS.md and the plot.
+"""Turns bench/inner.sh's measurements into the ratio table (printed), docs/benchmarks.md and the plot.
 
-Usage: report.py RESULTS_TSV NOEXECD_BIN BENCHMARKS_MD PLOT_BASENAME
+Usage: report.py RESULTS_TSV NOEXECD_BIN BENCHMARKS_MD PLOT_BASENAME   (bench/run.sh: docs/benchmarks.md bench/plot)
 Input lines: scenario<TAB>series<TAB>round<TAB>value<TAB>unit. Ratios are medians of per-round ratios: each
 round measures the guarded and the unguarded side back to back, so load from elsewhere hits both alike.
 """
@@ -234,7 +234,7 @@ elsewhere on the machine hits the guarded and the unguarded side alike. Absolute
 | fapolicyd | {fapo or "not installed"} (Debian package) |
 | load average at the end | {load} |
 
-## Ratios and goals (issue 5)
+## Ratios and goals
 
 {table_md}
 

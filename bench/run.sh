@@ -1,8 +1,8 @@
 #!/bin/bash
 # `make bench`: noexecd against no guard, `noexec`, a minimal C fanotify responder and fapolicyd 1.1.7.
 # Installs what it needs (Debian/Ubuntu), builds the small C programs with cc, runs every scenario in a
-# private mount namespace (bench/inner.sh), then prints the ratio table and writes BENCHMARKS.md and its plot
-# (bench/report.py, gnuplot). Not part of `make test`: timing goals belong here.
+# private mount namespace (bench/inner.sh), then prints the ratio table and writes docs/benchmarks.md and its
+# plot, bench/plot.png (bench/report.py, gnuplot). Not part of `make test`: timing goals belong here.
 #
 # Usage: bench/run.sh [NOEXECD_BIN]. Knobs (environment): BENCH_ROUNDS (11), BENCH_SPAWN (1000 execs per
 # allowed run), BENCH_DENY (5000 per denied run), BENCH_STORM_SECS (3), BENCH_TIMEOUT (2400 s in all).
@@ -67,4 +67,4 @@ timeout -k 10 "${BENCH_TIMEOUT:-2400}" $PRIO unshare --mount --propagation priva
 reap
 [ "$status" = 0 ] || { echo "make bench: a scenario failed (exit $status); partial results in $RES" >&2; exit "$status"; }
 
-python3 bench/report.py "$RES" "$BIN" BENCHMARKS.md bench/plot
+python3 bench/report.py "$RES" "$BIN" docs/benchmarks.md bench/plot

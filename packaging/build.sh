@@ -27,7 +27,8 @@ build_bin() {
         mkdir -p "target/$t/release"
         install -m 755 "$NOEXECD_PKG_PREBUILT" "$bin"
     else
-        # Stripped, in a target dir of its own (target/<triple>/release), so the lead's target/release is untouched.
+        # Stripped, in a target dir of its own (target/<triple>/release), so target/release (what `make build`
+        # writes and the integration tests run) is untouched.
         CARGO_PROFILE_RELEASE_STRIP=symbols timeout 1800 cargo build --release --locked --target "$t"
     fi
     [ -x "$bin" ] || { echo "build.sh: $bin was not built" >&2; exit 1; }

@@ -129,7 +129,7 @@ if [ "$vrc" = 0 ] && [ -z "$verify_out" ]; then ok "systemd-analyze verify noexe
 else bad "systemd-analyze verify (rc=$vrc):"; sed 's/^/       /' <<<"$verify_out"; fi
 check "unit file in both packages is packaging/noexecd.service" cmp -s "$UNIT" "$ROOT/usr/lib/systemd/system/noexecd.service"
 forbidden=$(grep -E '^[[:space:]]*(PrivateTmp|ProtectSystem|ProtectHome|ReadWritePaths|ReadOnlyPaths|InaccessiblePaths|ExecPaths|NoExecPaths|TemporaryFileSystem|BindPaths|BindReadOnlyPaths|PrivateDevices|PrivateMounts|PrivateNetwork|PrivateUsers|ProtectKernelTunables|ProtectKernelModules|ProtectKernelLogs|ProtectControlGroups|ProtectProc|ProcSubset|ProtectClock|ProtectHostname|RootDirectory|RootImage|MountAPIVFS|NetworkNamespacePath|JoinsNamespaceOf|ExecStartPre)=' "$UNIT")
-if [ -z "$forbidden" ]; then ok "unit: no directive that gives the service its own mount namespace (DESIGN.md §5), no ExecStartPre="
+if [ -z "$forbidden" ]; then ok "unit: no directive that gives the service its own mount namespace (it would see another /tmp) or its own user namespace (fanotify_init fails), no ExecStartPre="
 else bad "unit has forbidden directives: $forbidden"; fi
 for d in 'Type=notify' 'NotifyAccess=main' 'ExecReload=/bin/kill -HUP $MAINPID' 'Restart=always' 'OOMScoreAdjust=-1000' \
          'LogsDirectory=noexecd' 'RuntimeDirectory=noexecd' 'FileDescriptorStoreMax=1' 'NoNewPrivileges=yes' 'MemoryDenyWriteExecute=yes'; do

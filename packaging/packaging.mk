@@ -15,7 +15,7 @@ noexecd_pkg_default_goal := $(.DEFAULT_GOAL)
 .PHONY: package-deps package-bin deb rpm packages package-checks test-system
 
 package-deps:
-	@bash packaging/install-deps.sh
+	@bash scripts/install-deps.sh package
 
 package-bin: package-deps
 	bash packaging/build.sh bin

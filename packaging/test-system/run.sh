@@ -6,7 +6,8 @@
 #   2. In a private mount namespace (unshare -m), copy it onto a fresh tmpfs: the container's whole root
 #      filesystem, /var/tmp included, is that tmpfs, and nspawn gives it a tmpfs /tmp and /dev/shm.
 #      So no fanotify mark the container's noexecd places can land on this machine's own filesystems.
-#   3. Boot it twice with systemd-nspawn (DESIGN.md §5) and run packaging/test-system/inside.sh in it
+#   3. Boot it twice with systemd-nspawn (--system-call-filter="fanotify_init fanotify_mark": without it,
+#      fanotify_init fails with EPERM in the container) and run packaging/test-system/inside.sh in it
 #      through nsenter: boot 1 installs the .deb and tests the service, boot 2 tests start at boot,
 #      dpkg -r and dpkg -P, then the .rpm's scriptlets (rpm -i / -U / -e) under the same systemd.
 # Everything is bounded by timeouts; the namespace, its mounts and the container die with this script.

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Installs what the build, the tests and the packages need, when it is missing.
+#
+#   scripts/install-deps.sh [test] [package]     (no argument: both)
+#
+#   test     what `make test` needs (`make test-deps`): rustfmt and clippy (rustup components); the tools the
+#            privileged integration tests run (util-linux: unshare, nsenter, setpriv; mount: mount, umount,
+#            losetup; e2fsprogs: mkfs.ext4; coreutils; bash, dash; dbus-daemon for the desktop-notice test);
+#            gcc and libc6-dev (the exec-load helper of the soak and load tests is linked statically); and
+#            what the open guard's route tests run: file, python3, perl, ruby, php-cli, nodejs.
+#   package  what `make deb rpm package-checks test-system` needs (`make package-deps`): lintian, rpm,
+#            debootstrap, systemd-container (systemd-nspawn), systemd (systemd-analyze), dpkg-dev,
+#            e2fsprogs, util-linux, file, gzip, debian-archive-keyring; cargo-deb 3.8.0 and
+#            cargo-generate-rpm 0.21.1 (cargo install --locked); the x86_64-unknown-linux-musl Rust target.
+#
+# Idempotent, and silent when nothing is missing; otherwise one line per thing it installs. Debian and Ubuntu
+# (apt-get): `apt-get update` runs only when a package must be installed, and installing packages needs root
+# (anything else it installs goes into the caller's Rust toolchain). Every step is bounded by a timeout.
+# CI runs it on a fresh Debian 12 machine, as root.
+set -euo pipefail
+
+export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${PATH:-}"
+
+say() { echo "install-deps: $*"; }
+die() { echo "install-deps: $*" >&2; exit 1; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+want_test=0 want_package=0
+(($#)) || set -- test package
+for arg in "$@"; do
+    case $arg in
+        test) want_test=1 ;;
+        package) want_package=1 ;;
+        -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        *) echo "usage: $0 [test] [package]   (no argument: both)" >&2; exit 2 ;;
+    esac
+done
+
+# --- What is missing ------------------------------------------------------------------------------------------
+apt_missing=()
+need_pkg() { # need_pkg DEBIAN_PACKAGE: add it to the list once
+    [[ " ${apt_missing[*]} " == *" $1 "* ]] || apt_missing+=("$1")
+}
+need_cmd() { # need_cmd COMMAND DEBIAN_PACKAGE
+    have "$1" || need_pkg "$2"
+}
+
+if ((want_test)); then
+    need_cmd unshare util-linux
+    need_cmd nsenter util-linux
+    need_cmd setpriv util-linux
+    need_cmd mount mount
+    need_cmd umount mount
+    need_cmd losetup mount
+    need_cmd mkfs.ext4 e2fsprogs
+    need_cmd truncate coreutils
+    need_cmd timeout coreutils
+    need_cmd env coreutils
+    need_cmd seq coreutils
+    need_cmd bash bash
+    need_cmd dash dash
+    need_cmd dbus-daemon dbus-daemon
+    # The open guard's route tests: a compiler for their shared object, interpreters, readers.
+    need_cmd cc gcc
+    need_cmd file file
+    need_cmd python3 python3
+    need_cmd perl perl-base
+    need_cmd ruby ruby
+    need_cmd php php-cli
+    need_cmd node nodejs
+    # A tiny program is linked statically: glibc's static archive (gcc only recommends libc6-dev).
+    compgen -G '/usr/lib/*/libc.a' >/dev/null || compgen -G '/usr/lib/libc.a' >/dev/null || need_pkg libc6-dev
+fi
+
+if ((want_package)); then
+    need_cmd lintian lintian
+    need_cmd rpm rpm
+    need_cmd debootstrap debootstrap
+    need_cmd systemd-nspawn systemd-container
+    need_cmd systemd-analyze systemd
+    need_cmd dpkg-shlibdeps dpkg-dev
+    need_cmd mkfs.ext4 e2fsprogs
+    need_cmd unshare util-linux
+    need_cmd nsenter util-linux
+    need_cmd file file
+    need_cmd gzip gzip
+    # packaging/test-system debootstraps a Debian 12 rootfs, checked against this keyring.
+    [[ -e /usr/share/keyrings/debian-archive-keyring.gpg ]] || need_pkg debian-archive-keyring
+fi
+
+# --- System packages --------------------------------------------------------------------------------------------
+if ((${#apt_missing[@]})); then
+    [[ $(id -u) == 0 ]] || die "missing packages ${apt_missing[*]}; run as root (or: sudo apt-get install ${apt_missing[*]})"
+    have apt-get || die "missing packages ${apt_missing[*]} and no apt-get; install them by hand"
+    say "apt-get install ${apt_missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 600 apt-get update -qq >/dev/null
+    timeout 1200 apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
+fi
+
+# --- The Rust toolchain -----------------------------------------------------------------------------------------
+if ((want_test)); then
+    components=()
+    cargo fmt --version >/dev/null 2>&1 || components+=(rustfmt)
+    cargo clippy --version >/dev/null 2>&1 || components+=(clippy)
+    if ((${#components[@]})); then
+        have rustup || die "${components[*]} missing and rustup not found; install them with your toolchain"
+        say "rustup component add ${components[*]}"
+        timeout 600 rustup component add "${components[@]}" >/dev/null
+    fi
+fi
+
+if ((want_package)); then
+    cargo_tool() { # cargo_tool SUBCOMMAND CRATE VERSION
+        if ! cargo "$1" --version >/dev/null 2>&1; then
+            say "cargo install --locked $2@$3"
+            timeout 1500 cargo install --locked --quiet "$2" --version "$3"
+        fi
+    }
+    cargo_tool deb cargo-deb 3.8.0
+    cargo_tool generate-rpm cargo-generate-rpm 0.21.1
+
+    # The static musl target. Not fatal when it cannot be added: packaging/build.sh then builds a glibc binary
+    # and says so loudly.
+    musl=x86_64-unknown-linux-musl
+    if ! rustup target list --installed 2>/dev/null | grep -qx "$musl"; then
+        say "rustup target add $musl"
+        timeout 600 rustup target add "$musl" >/dev/null ||
+            echo "install-deps: warning: rustup target add $musl failed; the packages will hold a glibc binary" >&2
+    fi
+fi
+
+# --- Kernel facilities the privileged tests use (reported, not installable) --------------------------------------
+if ((want_test)) && [[ $(id -u) == 0 && ! -e /dev/loop-control ]]; then
+    echo "install-deps: warning: /dev/loop-control is missing: the loop-mounted ext4 tests will fail (modprobe loop)" >&2
+fi
+exit 0
