@@ -63,11 +63,9 @@ pub fn run(config_path: &Path) -> Result<()> {
         let group = Arc::new(group);
         let (mountinfo, mounts) = MountTable::read_self().map_err(Error::ReadMounts)?;
         let guard = Guard::build(config, mounts)?;
-        let mut marks = Marks::new(group.clone());
-        marks.add_filesystems(&guard)?;
-        Ok((group, guard, marks, mountinfo))
+        Ok((group, guard, mountinfo))
     })();
-    let (group, guard, mut marks, mountinfo) = match setup {
+    let (group, guard, mountinfo) = match setup {
         Ok(parts) => parts,
         Err(e) => {
             if resumed {
@@ -79,16 +77,7 @@ pub fn run(config_path: &Path) -> Result<()> {
             return Err(e);
         }
     };
-    match guard.config.daemon.fail_mode {
-        FailMode::Closed => {
-            if fdstore::will_store() {
-                marks.exempt(fdstore::restart_path_executables());
-            }
-            fdstore::store(&group, resumed);
-        }
-        FailMode::Open if resumed => fdstore::release(),
-        FailMode::Open => {}
-    }
+    let fail_mode = guard.config.daemon.fail_mode;
     let (cache, feed, cache_rx) = match ExecCache::new(guard.config.daemon.exec_cache) {
         Some((cache, feed, rx)) => (Some(cache), Some(feed), Some(rx)),
         None => (None, None, None),
@@ -130,6 +119,30 @@ pub fn run(config_path: &Path) -> Result<()> {
             })
             .map_err(|source| Error::SpawnThread { what: "decision", source })?
     };
+    // The decision thread runs before the first mark is placed and until the group is closed: every event
+    // this process raises (the alert log, the configuration, the socket's directory, all in protected scope
+    // perhaps) is answered at once, whatever the daemon is doing.
+    let mut marks = Marks::new(group.clone());
+    if let Err(e) = marks.add_filesystems(&shared.load()) {
+        if resumed {
+            tracing::error!("cannot start; releasing the stored fanotify group so waiting execs proceed");
+            fdstore::release();
+        }
+        stop.store(true, Ordering::Release);
+        let _ = wake.write(1);
+        let _ = decision.join();
+        return Err(e);
+    }
+    match fail_mode {
+        FailMode::Closed => {
+            if fdstore::will_store() {
+                marks.exempt(fdstore::restart_path_executables());
+            }
+            fdstore::store(&group, resumed);
+        }
+        FailMode::Open if resumed => fdstore::release(),
+        FailMode::Open => {}
+    }
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -23,6 +23,7 @@ use crate::alert::rate_limit::{Admit, RateLimiter};
 use crate::guard::exec_cache::Feed;
 use crate::guard::{Decides, Guard};
 use crate::host::mounts::foreign_mount;
+use crate::host::overlay;
 use crate::host::procfs::{self, ProcessInfo};
 use crate::policy::matcher::{Action, Outcome, RuleMeta, Scope, Subject};
 use crate::stats::Counters;
@@ -321,7 +322,19 @@ impl Decider {
             Some(via) if via.dev == facts.dev || guard.target_for(via.dev).is_some() => {
                 guard.mounts.canonical_path(&via, raw, &mut self.scratch, &mut self.canonical)
             }
-            _ => false,
+            // In no namespace's table: a layer's private mount under an overlay (a container's rootfs). The
+            // file is named by its layer's path on the host, so host rules decide host paths.
+            _ => {
+                let Some(path) = overlay::file_in_layers(guard.mounts.overlay_layers(), raw, facts.dev, facts.ino)
+                    .or_else(|| overlay::file_in_layers_of(pid, raw, facts.dev, facts.ino))
+                else {
+                    return false;
+                };
+                match guard.mounts.containing(&path) {
+                    Some(via) => guard.mounts.canonical_path(via, &path, &mut self.scratch, &mut self.canonical),
+                    None => false,
+                }
+            }
         }
     }
 }

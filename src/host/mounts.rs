@@ -32,6 +32,8 @@ pub struct MountTable {
     by_id: HashMap<u64, usize>,
     /// For each device, its mounts ordered by how close their root is to the filesystem root.
     by_dev: HashMap<u64, Vec<usize>>,
+    /// The layer directories of the overlays mounted in this namespace (see `overlay`).
+    overlay_layers: Vec<Vec<u8>>,
 }
 
 impl MountTable {
@@ -43,7 +45,7 @@ impl MountTable {
 
     pub fn parse(text: &[u8]) -> Self {
         let mounts: Vec<Mount> = text.split(|&b| b == b'\n').filter_map(parse_line).collect();
-        Self::from_mounts(mounts)
+        Self { overlay_layers: super::overlay::overlay_layers(text), ..Self::from_mounts(mounts) }
     }
 
     pub fn from_mounts(mounts: Vec<Mount>) -> Self {
@@ -55,7 +57,11 @@ impl MountTable {
         for list in by_dev.values_mut() {
             list.sort_by_key(|&i| mounts.get(i).map(|m| (m.root.len(), m.mount_point.len())));
         }
-        Self { mounts, by_id, by_dev }
+        Self { mounts, by_id, by_dev, overlay_layers: Vec::new() }
+    }
+
+    pub fn overlay_layers(&self) -> &[Vec<u8>] {
+        &self.overlay_layers
     }
 
     pub fn by_id(&self, id: u64) -> Option<&Mount> {

@@ -55,21 +55,29 @@ fn split_lowerdir(dirs: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
     parts.into_iter().filter(|p| !p.is_empty())
 }
 
-/// The name in our namespace of the file `dev`/`ino`, reached as `name` inside one of the overlay layers
-/// that `mountinfo` lists. A path lookup per layer, never an open: no fanotify event, no wait.
-pub fn file_in_layers(mountinfo: &[u8], name: &[u8], dev: u64, ino: u64) -> Option<Vec<u8>> {
+/// The name in our namespace of the file `dev`/`ino`, reached as `name` inside one of `layers`. A path
+/// lookup per layer, never an open: no fanotify event, no wait.
+pub fn file_in_layers(layers: &[Vec<u8>], name: &[u8], dev: u64, ino: u64) -> Option<Vec<u8>> {
     if !name.starts_with(b"/") {
         return None;
     }
-    overlay_layers(mountinfo).into_iter().find_map(|mut layer| {
-        while layer.last() == Some(&b'/') {
-            layer.pop();
+    layers.iter().find_map(|layer| {
+        let mut path = layer.clone();
+        while path.last() == Some(&b'/') {
+            path.pop();
         }
-        layer.extend_from_slice(name);
-        std::fs::symlink_metadata(OsStr::from_bytes(&layer))
+        path.extend_from_slice(name);
+        std::fs::symlink_metadata(OsStr::from_bytes(&path))
             .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
-            .then_some(layer)
+            .then_some(path)
     })
+}
+
+/// [`file_in_layers`] for the overlays of process `pid`'s mount namespace (a container whose rootfs was
+/// mounted a moment ago, before our own table caught up).
+pub fn file_in_layers_of(pid: i32, name: &[u8], dev: u64, ino: u64) -> Option<Vec<u8>> {
+    let table = std::fs::read(format!("/proc/{pid}/mountinfo")).ok()?;
+    file_in_layers(&overlay_layers(&table), name, dev, ino)
 }
 
 #[cfg(test)]
@@ -104,13 +112,14 @@ mod tests {
             upper.display()
         );
         let m = std::fs::metadata(lower.join("bin/sh")).unwrap();
-        let found = file_in_layers(table.as_bytes(), b"/bin/sh", m.dev(), m.ino()).unwrap();
+        let layers = overlay_layers(table.as_bytes());
+        let found = file_in_layers(&layers, b"/bin/sh", m.dev(), m.ino()).unwrap();
         assert_eq!(found, lower.join("bin/sh").as_os_str().as_bytes());
         // Same name, another inode: not this file.
-        assert_eq!(file_in_layers(table.as_bytes(), b"/bin/sh", m.dev(), m.ino() + 1), None);
-        assert_eq!(file_in_layers(table.as_bytes(), b"bin/sh", m.dev(), m.ino()), None);
+        assert_eq!(file_in_layers(&layers, b"/bin/sh", m.dev(), m.ino() + 1), None);
+        assert_eq!(file_in_layers(&layers, b"bin/sh", m.dev(), m.ino()), None);
         let o = std::fs::metadata(upper.join("bin/other")).unwrap();
-        let found = file_in_layers(table.as_bytes(), b"/bin/other", o.dev(), o.ino()).unwrap();
+        let found = file_in_layers(&layers, b"/bin/other", o.dev(), o.ino()).unwrap();
         assert_eq!(found, upper.join("bin/other").as_os_str().as_bytes());
     }
 }
