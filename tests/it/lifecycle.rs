@@ -1,14 +1,11 @@
 //! Privileged: reload (SIGHUP) with a good and a bad policy, and shutdown (SIGTERM/SIGINT).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
 
 use std::fs;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);

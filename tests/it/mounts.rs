@@ -1,15 +1,12 @@
 //! Privileged: the filesystem mark covers every way of reaching the protected filesystem (bind mounts, other
 //! mount namespaces), and on a filesystem shared with unprotected directories (a loop-mounted ext4 image, the
 //! model of /tmp as a directory on `/`) the path decides.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Checks an alert whose Resource may be reported either through the path the caller used or through the
 /// filesystem's primary mount; returns the Resource.

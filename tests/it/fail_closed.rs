@@ -4,7 +4,6 @@
 //! `LISTEN_FDS` and checks that the waiting attempt is decided by the policy: denied.
 //!
 //! Everything runs as root in a private mount namespace over a fresh tmpfs; nothing marks the host's `/`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::io::{BufRead, BufReader, IoSliceMut};
 use std::os::fd::{AsRawFd, RawFd};

@@ -9,8 +9,6 @@
 //! Safety: every policy handed to the daemon is first run through `noexecd check` inside the namespace, and
 //! every `mark` line must name one of the filesystems this harness mounted (never the host's `/` or `/tmp`).
 //! Once the daemon is READY its fanotify fdinfo is read back and checked the same way.
-#![allow(dead_code)]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};

@@ -2,16 +2,13 @@
 //! that holds both `<img>/tmp` (protected) and `<img>/usr/bin`, the model of /tmp as a directory on `/`.
 //! A file may be cached only when no unprivileged user can ever give it a name in protected scope; these
 //! tests move files into `<img>/tmp` after they ran outside it and check what the guard then does.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 const NOBODY: &[&str] = &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"];

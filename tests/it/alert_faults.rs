@@ -2,17 +2,12 @@
 //! alerts are counted in `STATUS=` (this test plays systemd's notify socket) and reported in the daemon's log at
 //! most once a minute; a removed log is recreated without losing the alerts written after the removal; a full
 //! filesystem never leaves half a JSON line in the log.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
-#[path = "helpers/execloop.rs"]
-mod execloop;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
-use execloop::status_number;
+use crate::common::*;
+use crate::execloop::status_number;
 
 const DROP_LINE: &str = "alerts dropped since the last report";
 

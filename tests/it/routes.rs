@@ -5,9 +5,6 @@
 //! Open-guard alerts (code loaded without exec) have `Operation` = "Process" (it is an attempt to run code,
 //! judged by a process rule), `Data` = "fanotify=FAN_OPEN_PERM route=<loader|shared-object|preloaded-reader|
 //! interpreter>", `Source` = the program that opened the file, `Resource` = the file.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
 
 use std::ffi::OsString;
 use std::fs;
@@ -17,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::*;
+use crate::common::*;
 
 const LOADER: &str = "fanotify=FAN_OPEN_PERM route=loader";
 const SHARED_OBJECT: &str = "fanotify=FAN_OPEN_PERM route=shared-object";

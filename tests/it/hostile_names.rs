@@ -1,12 +1,9 @@
 //! Privileged: file names that are not UTF-8, paths of 4000 bytes, and paths longer than PATH_MAX.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn join_bytes(dir: &Path, rest: &[u8]) -> PathBuf {

@@ -1,12 +1,9 @@
 //! Privileged: what is blocked, what is audited, what runs, and the alert each writes.
 //! Every test runs in its own private mount namespace over fresh tmpfs (see tests/common/mod.rs).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
 
 use std::os::unix::fs::symlink;
 
-use common::*;
+use crate::common::*;
 
 /// A policy protecting the whole test tmpfs: one filesystem mark that decides with no path lookup.
 fn protect_whole_tmpfs(env: &mut Env, opts: &DaemonOpts, action: &str) {

@@ -3,17 +3,13 @@
 //! is being decided. Every decision must be the policy's, every alert must carry what was gathered while the
 //! caller was alive, and the daemon must still be running. (Non-UTF-8 names, long paths and " (deleted)"
 //! names: tests/hostile_names.rs.)
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
-#[path = "helpers/execloop.rs"]
-mod execloop;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
+use crate::execloop;
 
 fn start_guard(env: &mut Env, protected: &Path, max_alerts_per_sec: u32) {
     let opts = DaemonOpts { max_alerts_per_sec, ..DaemonOpts::enforce() };
