@@ -20,7 +20,7 @@ fn start_guard(env: &mut Env, protected: &Path, max_alerts_per_sec: u32) {
 #[test]
 fn thousands_of_short_lived_processes_each_get_a_denial_and_a_complete_alert() {
     const CHILDREN: usize = 3000;
-    let Some(mut env) = Env::new("flood_short_lived", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let tools = execloop::build(&env);
     let deny_dir = env.fs.join("deny");
     let target = deny_dir.join("payload");
@@ -69,7 +69,7 @@ fn empty_output() -> Output {
 #[test]
 fn files_unlinked_while_their_exec_is_decided_get_the_policys_decision() {
     const ROUNDS: &str = "1500";
-    let Some(mut env) = Env::new("unlinked_during_decision", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let tools = execloop::build(&env);
     let deny_dir = env.fs.join("deny");
     let allow_dir = env.fs.join("allow");

@@ -43,9 +43,7 @@ fn prepare_ext4(env: &Env) -> PathBuf {
 
 #[test]
 fn non_utf8_file_name_on_tmpfs_is_blocked_with_an_alert() {
-    let Some(mut env) = Env::new("non_utf8_tmpfs", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     let fs = env.fs.clone();
     start(&mut env, &fs);
     let target = join_bytes(&env.fs, b"dir\xff\xfe/x\x80\xc3(name");
@@ -61,9 +59,7 @@ fn non_utf8_file_name_on_tmpfs_is_blocked_with_an_alert() {
 
 #[test]
 fn non_utf8_names_on_a_path_decided_ext4_are_decided_by_their_bytes() {
-    let Some(mut env) = Env::new("non_utf8_ext4", Layout::WithExt4Image) else {
-        return;
-    };
+    let mut env = privileged!(Layout::WithExt4Image);
     let tmp = prepare_ext4(&env);
     start(&mut env, &tmp);
     let blocked = join_bytes(&tmp, b"\xff\xfe/x\x80");
@@ -100,9 +96,7 @@ fn long_path(dir: &Path, total: usize) -> PathBuf {
 
 #[test]
 fn path_of_4000_bytes_on_tmpfs_is_blocked_with_an_alert() {
-    let Some(mut env) = Env::new("path_4000_tmpfs", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     let fs = env.fs.clone();
     start(&mut env, &fs);
     let target = long_path(&env.fs, 4000);
@@ -117,9 +111,7 @@ fn path_of_4000_bytes_on_tmpfs_is_blocked_with_an_alert() {
 
 #[test]
 fn path_of_4000_bytes_on_a_path_decided_ext4_is_blocked_inside_and_runs_outside() {
-    let Some(mut env) = Env::new("path_4000_ext4", Layout::WithExt4Image) else {
-        return;
-    };
+    let mut env = privileged!(Layout::WithExt4Image);
     let tmp = prepare_ext4(&env);
     start(&mut env, &tmp);
     let blocked = long_path(&tmp, 4000);
@@ -173,9 +165,7 @@ fn assert_unresolvable_block_alert(a: &Value, e: &Exec, policy: Option<&str>) {
 
 #[test]
 fn path_beyond_path_max_on_tmpfs_is_blocked() {
-    let Some(mut env) = Env::new("path_max_tmpfs", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     let fs = env.fs.clone();
     start(&mut env, &fs);
     let e = exec_beyond_path_max(&env, &env.fs);
@@ -188,9 +178,7 @@ fn path_beyond_path_max_on_tmpfs_is_blocked() {
 #[test]
 fn path_beyond_path_max_inside_a_protected_dir_on_a_path_decided_ext4_is_blocked() {
     // The path cannot be resolved on a filesystem that holds protected paths: deny (fail closed).
-    let Some(mut env) = Env::new("path_max_ext4", Layout::WithExt4Image) else {
-        return;
-    };
+    let mut env = privileged!(Layout::WithExt4Image);
     let tmp = prepare_ext4(&env);
     start(&mut env, &tmp);
     let e = exec_beyond_path_max(&env, &tmp);
@@ -210,7 +198,7 @@ fn exec_deleted(env: &Env, target: &Path, cwd: &Path) -> Exec {
 
 #[test]
 fn deleted_files_and_names_ending_in_deleted_on_a_path_decided_ext4() {
-    let Some(mut env) = Env::new("deleted_ext4", Layout::WithExt4Image) else { return };
+    let mut env = privileged!(Layout::WithExt4Image);
     let tmp = prepare_ext4(&env);
     start_exec_only(&mut env, &tmp);
     let cwd = env.out.clone();

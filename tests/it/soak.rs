@@ -23,7 +23,7 @@ const DENY_EVERY: u64 = 2;
 
 #[test]
 fn soak_200k_execs_from_2_spawners_decided_right_and_every_alert_accounted_for() {
-    let Some(mut env) = Env::new("soak", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let tools = execloop::build(&env);
     let deny_dir = env.fs.join("deny");
     let allowed = env.fs.join("allow/t");
