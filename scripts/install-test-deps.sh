@@ -2,7 +2,7 @@
 # Installs what `make test` needs when it is missing: rustfmt and clippy (rustup components) and the system
 # tools the privileged integration tests run (util-linux: unshare, nsenter, setpriv; mount: mount, losetup;
 # e2fsprogs: mkfs.ext4; gcc and libc6-dev: the exec-load helper of the soak and load tests, linked statically),
-# and what tests/routes.rs runs (gcc, file, python3, perl, ruby, php-cli, nodejs).
+# and what tests/it/routes.rs runs (gcc, file, python3, perl, ruby, php-cli, nodejs).
 # Idempotent, and silent when everything is already there. Needs root only when something has to be installed.
 set -euo pipefail
 
@@ -37,7 +37,7 @@ declare -A package_of=(
     [bash]=bash
     [dash]=dash
     [dbus-daemon]=dbus-daemon
-    # tests/routes.rs: the open guard's routes (compiler for the test's shared object, interpreters, readers).
+    # tests/it/routes.rs: the open guard's routes (compiler for the test's shared object, interpreters, readers).
     [cc]=gcc
     [file]=file
     [python3]=python3

@@ -1,5 +1,5 @@
 //! Privileged: what is blocked, what is audited, what runs, and the alert each writes.
-//! Every test runs in its own private mount namespace over fresh tmpfs (see tests/common/mod.rs).
+//! Every test runs in its own private mount namespace over fresh tmpfs (see tests/it/common).
 
 use std::os::unix::fs::symlink;
 

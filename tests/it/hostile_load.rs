@@ -2,7 +2,7 @@
 //! after their denied exec (before the daemon writes their alert), and files unlinked while their exec event
 //! is being decided. Every decision must be the policy's, every alert must carry what was gathered while the
 //! caller was alive, and the daemon must still be running. (Non-UTF-8 names, long paths and " (deleted)"
-//! names: tests/hostile_names.rs.)
+//! names: tests/it/hostile_names.rs.)
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -29,7 +29,7 @@ fn start(env: &mut Env, protected: &Path) {
 }
 
 /// Exec path only: bash opening an ELF in scope for a redirect (`exec 3<`) is refused by the open guard (bash
-/// is no ELF reader), before the exec these tests are about. tests/routes.rs covers the guard on unlinked files.
+/// is no ELF reader), before the exec these tests are about. tests/it/routes.rs covers the guard on unlinked files.
 fn start_exec_only(env: &mut Env, protected: &Path) {
     let policy = format!("[open_guard]\nenabled = false\n\n{}", dir_policy("Block", protected, true));
     let cfg = env.write_config(&DaemonOpts::enforce(), &policy);

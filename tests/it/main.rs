@@ -3,7 +3,7 @@
 //! The privileged modules run the real `noexecd` binary (`NOEXECD_BIN`, else `target/release/noexecd`) as root
 //! in private mount namespaces over fresh filesystems (see `common`); `cli` and `desktop_notify` need no root.
 //! Run them all as `make integration-tests` does (`cargo test --locked --test it -- --test-threads=1`), or one
-//! area with `cargo test --test it <module>` (e.g. `cargo test --test it routes`).
+//! area with `cargo test --test it <module>::` (e.g. `cargo test --test it routes::`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;

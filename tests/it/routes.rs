@@ -1,5 +1,5 @@
-//! Privileged: the routes around an exec guard (issue 4, SECURITY.md's route table), each tried for real in a
-//! private mount namespace against the running daemon, with the errno the caller sees and the alert written;
+//! Privileged: the routes around an exec guard (SECURITY.md's route table), each tried for real in a private
+//! mount namespace against the running daemon, with the errno the caller sees and the alert written;
 //! and the legitimate uses of a protected directory that must keep working with no alert.
 //!
 //! Open-guard alerts (code loaded without exec) have `Operation` = "Process" (it is an attempt to run code,
