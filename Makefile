@@ -47,10 +47,10 @@ check-config: build
 unit-tests:
 	$(CARGO) test --locked --lib --bins
 
-# The tests drive the release daemon ($(BIN)); the test programs themselves are built without LTO (debug
-# profile), which saves building a dozen LTO binaries.
+# The tests drive the release daemon ($(BIN)); the test binary itself (tests/it, one module per area) is
+# built without LTO (debug profile).
 integration-tests: build
-	NOEXECD_BIN=$(abspath $(BIN)) timeout 1800 $(CARGO) test --locked --test '*' -- --test-threads=1
+	NOEXECD_BIN=$(abspath $(BIN)) timeout 1800 $(CARGO) test --locked --test it -- --test-threads=1
 
 ## Benchmarks (root; not part of `make test`): noexecd against no guard, noexec, a minimal C fanotify responder
 ## and fapolicyd, in a private mount namespace. Prints the ratio table, writes docs/benchmarks.md and bench/plot.png.

@@ -299,7 +299,7 @@ event for it again, but only when the file can never get a name in protected sco
 
 Left open, by design: root moving or hard-linking a cached file into /tmp, or handing it to a user (chown,
 chmod: attribute changes keep the mark), lets it run from there until the next reload.
-`tests/exec_cache.rs` checks each part, including that a file a user ran outside and then moved into /tmp
+`tests/it/exec_cache.rs` checks each part, including that a file a user ran outside and then moved into /tmp
 is still blocked.
 
 ## Closing note

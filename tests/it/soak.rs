@@ -5,16 +5,11 @@
 //! attempts, and alerts written + alerts dropped (queue, throttle, write) == denied attempts, with exactly
 //! `alerts written` exec alerts in the log. The test never reads the daemon's notify socket: the daemon's
 //! STATUS= datagrams must not stall it when the receiver's queue is full (they once blocked its tokio side).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
-#[path = "helpers/execloop.rs"]
-mod execloop;
 
 use std::time::{Duration, Instant};
 
-use common::*;
-use execloop::status_number;
+use crate::common::*;
+use crate::execloop::{self, status_number};
 
 const SPAWNERS: usize = 2;
 const PER_SPAWNER: u64 = 100_000;
@@ -28,7 +23,7 @@ const DENY_EVERY: u64 = 2;
 
 #[test]
 fn soak_200k_execs_from_2_spawners_decided_right_and_every_alert_accounted_for() {
-    let Some(mut env) = Env::new("soak", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let tools = execloop::build(&env);
     let deny_dir = env.fs.join("deny");
     let allowed = env.fs.join("allow/t");

@@ -1,6 +1,5 @@
 //! Builds and runs `execloop` (tests/helpers/execloop.c), the fast exec-load generator of the robustness
 //! tests, and a tiny static program that exits 0 (the allowed target: one exec event, no loader, no libc).
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,12 +1,9 @@
 //! Privileged: file names that are not UTF-8, paths of 4000 bytes, and paths longer than PATH_MAX.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn join_bytes(dir: &Path, rest: &[u8]) -> PathBuf {
@@ -32,7 +29,7 @@ fn start(env: &mut Env, protected: &Path) {
 }
 
 /// Exec path only: bash opening an ELF in scope for a redirect (`exec 3<`) is refused by the open guard (bash
-/// is no ELF reader), before the exec these tests are about. tests/routes.rs covers the guard on unlinked files.
+/// is no ELF reader), before the exec these tests are about. tests/it/routes.rs covers the guard on unlinked files.
 fn start_exec_only(env: &mut Env, protected: &Path) {
     let policy = format!("[open_guard]\nenabled = false\n\n{}", dir_policy("Block", protected, true));
     let cfg = env.write_config(&DaemonOpts::enforce(), &policy);
@@ -46,9 +43,7 @@ fn prepare_ext4(env: &Env) -> PathBuf {
 
 #[test]
 fn non_utf8_file_name_on_tmpfs_is_blocked_with_an_alert() {
-    let Some(mut env) = Env::new("non_utf8_tmpfs", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     let fs = env.fs.clone();
     start(&mut env, &fs);
     let target = join_bytes(&env.fs, b"dir\xff\xfe/x\x80\xc3(name");
@@ -64,9 +59,7 @@ fn non_utf8_file_name_on_tmpfs_is_blocked_with_an_alert() {
 
 #[test]
 fn non_utf8_names_on_a_path_decided_ext4_are_decided_by_their_bytes() {
-    let Some(mut env) = Env::new("non_utf8_ext4", Layout::WithExt4Image) else {
-        return;
-    };
+    let mut env = privileged!(Layout::WithExt4Image);
     let tmp = prepare_ext4(&env);
     start(&mut env, &tmp);
     let blocked = join_bytes(&tmp, b"\xff\xfe/x\x80");
@@ -103,9 +96,7 @@ fn long_path(dir: &Path, total: usize) -> PathBuf {
 
 #[test]
 fn path_of_4000_bytes_on_tmpfs_is_blocked_with_an_alert() {
-    let Some(mut env) = Env::new("path_4000_tmpfs", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     let fs = env.fs.clone();
     start(&mut env, &fs);
     let target = long_path(&env.fs, 4000);
@@ -120,9 +111,7 @@ fn path_of_4000_bytes_on_tmpfs_is_blocked_with_an_alert() {
 
 #[test]
 fn path_of_4000_bytes_on_a_path_decided_ext4_is_blocked_inside_and_runs_outside() {
-    let Some(mut env) = Env::new("path_4000_ext4", Layout::WithExt4Image) else {
-        return;
-    };
+    let mut env = privileged!(Layout::WithExt4Image);
     let tmp = prepare_ext4(&env);
     start(&mut env, &tmp);
     let blocked = long_path(&tmp, 4000);
@@ -176,9 +165,7 @@ fn assert_unresolvable_block_alert(a: &Value, e: &Exec, policy: Option<&str>) {
 
 #[test]
 fn path_beyond_path_max_on_tmpfs_is_blocked() {
-    let Some(mut env) = Env::new("path_max_tmpfs", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     let fs = env.fs.clone();
     start(&mut env, &fs);
     let e = exec_beyond_path_max(&env, &env.fs);
@@ -191,9 +178,7 @@ fn path_beyond_path_max_on_tmpfs_is_blocked() {
 #[test]
 fn path_beyond_path_max_inside_a_protected_dir_on_a_path_decided_ext4_is_blocked() {
     // The path cannot be resolved on a filesystem that holds protected paths: deny (fail closed).
-    let Some(mut env) = Env::new("path_max_ext4", Layout::WithExt4Image) else {
-        return;
-    };
+    let mut env = privileged!(Layout::WithExt4Image);
     let tmp = prepare_ext4(&env);
     start(&mut env, &tmp);
     let e = exec_beyond_path_max(&env, &tmp);
@@ -213,7 +198,7 @@ fn exec_deleted(env: &Env, target: &Path, cwd: &Path) -> Exec {
 
 #[test]
 fn deleted_files_and_names_ending_in_deleted_on_a_path_decided_ext4() {
-    let Some(mut env) = Env::new("deleted_ext4", Layout::WithExt4Image) else { return };
+    let mut env = privileged!(Layout::WithExt4Image);
     let tmp = prepare_ext4(&env);
     start_exec_only(&mut env, &tmp);
     let cwd = env.out.clone();

@@ -1,15 +1,12 @@
 //! Privileged: the filesystem mark covers every way of reaching the protected filesystem (bind mounts, other
 //! mount namespaces), and on a filesystem shared with unprotected directories (a loop-mounted ext4 image, the
 //! model of /tmp as a directory on `/`) the path decides.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Checks an alert whose Resource may be reported either through the path the caller used or through the
 /// filesystem's primary mount; returns the Resource.
@@ -29,9 +26,7 @@ fn start_protecting_fs(env: &mut Env) {
 
 #[test]
 fn exec_through_a_bind_mount_of_the_protected_filesystem_is_blocked() {
-    let Some(mut env) = Env::new("bind_mount", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     start_protecting_fs(&mut env);
     let payload = env.fs.join("payload");
     env.put_elf(&payload);
@@ -49,9 +44,7 @@ fn exec_through_a_bind_mount_of_the_protected_filesystem_is_blocked() {
 
 #[test]
 fn exec_from_another_mount_namespace_is_blocked() {
-    let Some(mut env) = Env::new("other_mount_namespace", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     start_protecting_fs(&mut env);
     let payload = env.fs.join("payload");
     env.put_elf(&payload);
@@ -92,9 +85,7 @@ fn start_protecting_img_tmp(env: &mut Env) -> PathBuf {
 
 #[test]
 fn loop_ext4_protected_dir_is_blocked_while_its_sibling_runs() {
-    let Some(mut env) = Env::new("loop_ext4_sibling", Layout::WithExt4Image) else {
-        return;
-    };
+    let mut env = privileged!(Layout::WithExt4Image);
     let tmp = start_protecting_img_tmp(&mut env);
     let sibling = env.img.join("usr/bin/x");
     let at_root = env.img.join("x");
@@ -130,9 +121,7 @@ fn loop_ext4_protected_dir_is_blocked_while_its_sibling_runs() {
 fn loop_ext4_protected_subdir_bound_elsewhere_in_another_namespace_is_blocked() {
     // The PrivateTmp model on a path-decided filesystem: a service's namespace binds <img>/tmp/svc over an
     // unprotected directory; the file still lives in the protected directory.
-    let Some(mut env) = Env::new("loop_ext4_private_tmp", Layout::WithExt4Image) else {
-        return;
-    };
+    let mut env = privileged!(Layout::WithExt4Image);
     let tmp = start_protecting_img_tmp(&mut env);
     let svc = tmp.join("svc");
     let real = svc.join("x");
@@ -158,7 +147,7 @@ fn loop_ext4_protected_subdir_bound_elsewhere_in_another_namespace_is_blocked() 
 #[test]
 fn a_tmpfs_mounted_on_a_protected_path_after_start_is_marked_within_a_second() {
     // tmp.mount late in boot, a new tmpfs on /dev/shm: the daemon watches the mount table.
-    let Some(mut env) = Env::new("late_mount", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let late = env.fs.join("late");
     env.sh(&format!("mkdir -p {}", sh_quote(&late)));
     let cfg = env.write_config(&DaemonOpts::enforce(), &dir_policy("Block", &late, true));
@@ -197,7 +186,7 @@ fn kernel_dev_of((major, minor): (u64, u64)) -> u64 {
 fn harness_safety_check_refuses_a_policy_that_would_mark_the_host_root() {
     // The guard every other test relies on: a policy naming a plain directory of the host (here the scratch
     // dir, on the host's root filesystem) must be refused before any daemon starts. Only `check` runs.
-    let Some(env) = Env::new("harness_safety", Layout::Tmpfs) else { return };
+    let env = privileged!(Layout::Tmpfs);
     let on_host_root = env.base().join("plain-dir");
     std::fs::create_dir(&on_host_root).unwrap();
     let cfg = env.write_config(&DaemonOpts::enforce(), &dir_policy("Block", &on_host_root, true));

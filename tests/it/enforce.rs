@@ -1,12 +1,9 @@
 //! Privileged: what is blocked, what is audited, what runs, and the alert each writes.
-//! Every test runs in its own private mount namespace over fresh tmpfs (see tests/common/mod.rs).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
+//! Every test runs in its own private mount namespace over fresh tmpfs (see tests/it/common).
 
 use std::os::unix::fs::symlink;
 
-use common::*;
+use crate::common::*;
 
 /// A policy protecting the whole test tmpfs: one filesystem mark that decides with no path lookup.
 fn protect_whole_tmpfs(env: &mut Env, opts: &DaemonOpts, action: &str) {
@@ -26,9 +23,7 @@ fn protect_whole_tmpfs(env: &mut Env, opts: &DaemonOpts, action: &str) {
 
 #[test]
 fn elf_in_protected_dir_is_denied_with_eperm_and_one_block_alert() {
-    let Some(mut env) = Env::new("elf_in_protected_dir", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     protect_whole_tmpfs(&mut env, &DaemonOpts::enforce(), "Block");
     let payload = env.fs.join("payload");
     env.put_elf(&payload);
@@ -45,9 +40,7 @@ fn elf_in_protected_dir_is_denied_with_eperm_and_one_block_alert() {
 
 #[test]
 fn shebang_script_in_protected_dir_is_denied_with_one_block_alert() {
-    let Some(mut env) = Env::new("script_in_protected_dir", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     protect_whole_tmpfs(&mut env, &DaemonOpts::enforce(), "Block");
     let script = env.fs.join("sub/run.sh");
     env.put_script(&script);
@@ -63,9 +56,7 @@ fn shebang_script_in_protected_dir_is_denied_with_one_block_alert() {
 
 #[test]
 fn audit_mode_turns_block_into_audit_runs_and_alerts() {
-    let Some(mut env) = Env::new("audit_mode", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     protect_whole_tmpfs(&mut env, &DaemonOpts::audit(), "Block");
     let payload = env.fs.join("payload");
     let script = env.fs.join("run.sh");
@@ -86,9 +77,7 @@ fn audit_mode_turns_block_into_audit_runs_and_alerts() {
 
 #[test]
 fn audit_action_in_enforce_mode_runs_and_alerts() {
-    let Some(mut env) = Env::new("audit_action", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     // Lower case: actions are accepted in any case.
     protect_whole_tmpfs(&mut env, &DaemonOpts::enforce(), "audit");
     let payload = env.fs.join("payload");
@@ -103,9 +92,7 @@ fn audit_action_in_enforce_mode_runs_and_alerts() {
 
 #[test]
 fn exec_outside_protected_paths_is_untouched() {
-    let Some(mut env) = Env::new("outside_untouched", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     protect_whole_tmpfs(&mut env, &DaemonOpts::enforce(), "Block");
     let tool = env.out.join("tool");
     let script = env.out.join("tool.sh");
@@ -133,9 +120,7 @@ fn exec_outside_protected_paths_is_untouched() {
 
 #[test]
 fn from_source_rule_blocks_only_the_named_caller() {
-    let Some(mut env) = Env::new("from_source", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     let dash = real_exe("dash");
     let bash = real_exe("bash");
     assert_ne!(dash, bash);
@@ -160,9 +145,7 @@ fn from_source_rule_blocks_only_the_named_caller() {
 
 #[test]
 fn nested_directories_recursive_and_not() {
-    let Some(mut env) = Env::new("nested_dirs", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     let rec = env.fs.join("rec");
     let flat = env.fs.join("flat");
     let policies = named_dir_policy("it-recursive", "Block", &rec, true, "")
@@ -202,9 +185,7 @@ fn nested_directories_recursive_and_not() {
 
 #[test]
 fn symlink_from_outside_to_protected_file_is_blocked_with_the_real_path() {
-    let Some(mut env) = Env::new("symlink_from_outside", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     protect_whole_tmpfs(&mut env, &DaemonOpts::enforce(), "Block");
     let real = env.fs.join("dir/real");
     env.put_elf(&real);
@@ -227,7 +208,7 @@ fn symlink_from_outside_to_protected_file_is_blocked_with_the_real_path() {
 
 #[test]
 fn owner_only_lets_only_the_files_owner_run_it() {
-    let Some(mut env) = Env::new("owner_only", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let cfg = env.write_config(
         &DaemonOpts::enforce(),
         &named_dir_policy(POLICY_NAME, "Block", &env.fs, true, "owner_only = true"),
@@ -252,7 +233,7 @@ fn owner_only_lets_only_the_files_owner_run_it() {
 
 #[test]
 fn alert_throttling_drops_alerts_but_never_enforcement() {
-    let Some(mut env) = Env::new("throttling", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let opts = DaemonOpts { max_alerts_per_sec: 3, ..DaemonOpts::enforce() };
     let cfg = env.write_config(&opts, &dir_policy("Block", &env.fs, true));
     env.start_daemon(&cfg);
@@ -293,7 +274,7 @@ fn alert_throttling_drops_alerts_but_never_enforcement() {
 
 #[test]
 fn script_outside_whose_interpreter_is_protected_is_blocked() {
-    let Some(mut env) = Env::new("protected_interpreter", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     protect_whole_tmpfs(&mut env, &DaemonOpts::enforce(), "Block");
     let interp = env.fs.join("interp");
     let hv = env.host_view(&interp);
@@ -314,7 +295,7 @@ fn script_outside_whose_interpreter_is_protected_is_blocked() {
 
 #[test]
 fn allow_rules_with_default_posture_block_whitelist_the_filesystem() {
-    let Some(mut env) = Env::new("default_posture", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let ok = env.fs.join("ok");
     let policies = named_dir_policy("it-allow", "Allow", &ok, true, "")
         + &named_dir_policy("it-block-evil", "Block", &ok.join("evil"), true, "");

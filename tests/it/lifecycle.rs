@@ -1,23 +1,18 @@
 //! Privileged: reload (SIGHUP) with a good and a bad policy, and shutdown (SIGTERM/SIGINT).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
 
 use std::fs;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[test]
 fn sighup_with_a_good_policy_takes_effect_moves_the_marks_and_reopens_the_log() {
-    let Some(mut env) = Env::new("sighup_good", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     let cfg = env.write_config(&DaemonOpts::enforce(), &dir_policy("Block", &env.fs, true));
     env.start_daemon(&cfg);
     let fs_dev = kernel_dev_of(&env, &env.fs);
@@ -78,9 +73,7 @@ fn sighup_with_a_good_policy_takes_effect_moves_the_marks_and_reopens_the_log() 
 
 #[test]
 fn sighup_with_a_bad_policy_keeps_the_old_one_and_keeps_running() {
-    let Some(mut env) = Env::new("sighup_bad", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     let cfg = env.write_config(&DaemonOpts::enforce(), &dir_policy("Block", &env.fs, true));
     env.start_daemon(&cfg);
     let x = env.fs.join("x");
@@ -123,9 +116,7 @@ fn sighup_with_a_bad_policy_keeps_the_old_one_and_keeps_running() {
 
 #[test]
 fn sigterm_flushes_alerts_exits_zero_and_exec_works_again() {
-    let Some(mut env) = Env::new("sigterm", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     let cfg = env.write_config(&DaemonOpts::enforce(), &dir_policy("Block", &env.fs, true));
     env.start_daemon(&cfg);
     let x = env.fs.join("x");
@@ -152,9 +143,7 @@ fn sigterm_flushes_alerts_exits_zero_and_exec_works_again() {
 
 #[test]
 fn sigint_exits_zero_and_exec_works_again() {
-    let Some(mut env) = Env::new("sigint", Layout::Tmpfs) else {
-        return;
-    };
+    let mut env = privileged!(Layout::Tmpfs);
     let cfg = env.write_config(&DaemonOpts::enforce(), &dir_policy("Block", &env.fs, true));
     env.start_daemon(&cfg);
     let x = env.fs.join("x");

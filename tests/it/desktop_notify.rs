@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const BLOCK: &str = include_str!("golden/alert-block.json");
-const AUDIT: &str = include_str!("golden/alert-audit.json");
+const BLOCK: &str = include_str!("../golden/alert-block.json");
+const AUDIT: &str = include_str!("../golden/alert-audit.json");
 
 struct KillOnDrop(Child);
 

@@ -1,8 +1,5 @@
 //! Unprivileged: `check` (validation errors name file:line:col; what would be marked), `explain` exit statuses,
 //! `version`, `--help`. Nothing here marks anything.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -10,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// The text after `<file>:` in the first line of `stderr`, where `<file>:` starts the line or follows ": ".
 fn diagnostic<'a>(stderr: &'a str, file: &Path) -> Option<&'a str> {

@@ -2,17 +2,12 @@
 //! alerts are counted in `STATUS=` (this test plays systemd's notify socket) and reported in the daemon's log at
 //! most once a minute; a removed log is recreated without losing the alerts written after the removal; a full
 //! filesystem never leaves half a JSON line in the log.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
-#[path = "helpers/execloop.rs"]
-mod execloop;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
-use execloop::status_number;
+use crate::common::*;
+use crate::execloop::status_number;
 
 const DROP_LINE: &str = "alerts dropped since the last report";
 
@@ -48,7 +43,7 @@ fn start(env: &mut Env, alert_log: Option<&Path>) {
 
 #[test]
 fn removed_alert_log_is_recreated_and_keeps_the_alerts_written_after_the_removal() {
-    let Some(mut env) = Env::new("alert_log_removed", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     start(&mut env, None);
     let target = env.fs.join("x");
     env.put_elf(&target);
@@ -86,7 +81,7 @@ fn tiny_log_fs(env: &Env) -> PathBuf {
 
 #[test]
 fn full_alert_filesystem_costs_alerts_not_decisions_and_drops_are_reported_once_a_minute() {
-    let Some(mut env) = Env::new("alert_log_full", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let logfs = tiny_log_fs(&env);
     let log = logfs.join("alerts.jsonl");
     start(&mut env, Some(&log));

@@ -2,16 +2,13 @@
 //! that holds both `<img>/tmp` (protected) and `<img>/usr/bin`, the model of /tmp as a directory on `/`.
 //! A file may be cached only when no unprivileged user can ever give it a name in protected scope; these
 //! tests move files into `<img>/tmp` after they ran outside it and check what the guard then does.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 const NOBODY: &[&str] = &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"];
@@ -76,9 +73,7 @@ fn wait_cache(env: &mut Env, what: &str, want: impl Fn(&BTreeSet<u64>) -> bool) 
 
 #[test]
 fn allowed_root_only_file_is_cached_until_written_or_reloaded() {
-    let Some(mut env) = Env::new("exec_cache_root_only", Layout::WithExt4Image) else {
-        return;
-    };
+    let mut env = privileged!(Layout::WithExt4Image);
     start(&mut env);
     let bin = env.img.join("usr/bin/x");
     env.put_elf(&bin);
@@ -103,9 +98,7 @@ fn allowed_root_only_file_is_cached_until_written_or_reloaded() {
 
 #[test]
 fn a_file_run_outside_then_moved_into_tmp_by_a_user_is_still_blocked() {
-    let Some(mut env) = Env::new("exec_cache_user_move", Layout::WithExt4Image) else {
-        return;
-    };
+    let mut env = privileged!(Layout::WithExt4Image);
     let tmp = start(&mut env);
     let home = env.img.join("home/u");
     // The user's own program, and a root-owned one that sits in the user's directory (root installed it
@@ -182,9 +175,7 @@ fn cache_then_move_into(env: &mut Env, tmp: &Path) -> (PathBuf, u64, PathBuf) {
 /// cover, and is refused: the file does not run.
 #[test]
 fn root_moving_a_cached_file_into_protected_scope_is_still_refused_by_the_open_guard() {
-    let Some(mut env) = Env::new("exec_cache_root_move_guarded", Layout::WithExt4Image) else {
-        return;
-    };
+    let mut env = privileged!(Layout::WithExt4Image);
     let tmp = start(&mut env);
     let (moved, _, cwd) = cache_then_move_into(&mut env, &tmp);
     let e = env.bash_exec(&moved, &cwd);
@@ -199,9 +190,7 @@ fn root_moving_a_cached_file_into_protected_scope_is_still_refused_by_the_open_g
 /// The same with the open guard off: the moved file runs until a reload flushes the cache (documented gap).
 #[test]
 fn root_moving_a_cached_file_into_protected_scope_runs_it_until_reload_without_the_open_guard() {
-    let Some(mut env) = Env::new("exec_cache_root_move", Layout::WithExt4Image) else {
-        return;
-    };
+    let mut env = privileged!(Layout::WithExt4Image);
     let tmp = start_with(&mut env, "\n[open_guard]\nenabled = false\n");
     let (moved, y, cwd) = cache_then_move_into(&mut env, &tmp);
     env.bash_exec(&moved, &cwd).assert_ran("documented gap: root moved a cached file into <img>/tmp");
@@ -215,9 +204,7 @@ fn root_moving_a_cached_file_into_protected_scope_runs_it_until_reload_without_t
 
 #[test]
 fn exec_cache_off_places_no_mark() {
-    let Some(mut env) = Env::new("exec_cache_off", Layout::WithExt4Image) else {
-        return;
-    };
+    let mut env = privileged!(Layout::WithExt4Image);
     let img = sh_quote(&env.img);
     env.sh(&format!("mkdir -p {img}/tmp {img}/usr/bin && chmod 1777 {img}/tmp"));
     let tmp = env.img.join("tmp");

@@ -1,13 +1,10 @@
-//! Privileged: the routes around an exec guard (issue 4, SECURITY.md's route table), each tried for real in a
-//! private mount namespace against the running daemon, with the errno the caller sees and the alert written;
+//! Privileged: the routes around an exec guard (SECURITY.md's route table), each tried for real in a private
+//! mount namespace against the running daemon, with the errno the caller sees and the alert written;
 //! and the legitimate uses of a protected directory that must keep working with no alert.
 //!
 //! Open-guard alerts (code loaded without exec) have `Operation` = "Process" (it is an attempt to run code,
 //! judged by a process rule), `Data` = "fanotify=FAN_OPEN_PERM route=<loader|shared-object|preloaded-reader|
 //! interpreter>", `Source` = the program that opened the file, `Resource` = the file.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
 
 use std::ffi::OsString;
 use std::fs;
@@ -17,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::*;
+use crate::common::*;
 
 const LOADER: &str = "fanotify=FAN_OPEN_PERM route=loader";
 const SHARED_OBJECT: &str = "fanotify=FAN_OPEN_PERM route=shared-object";
@@ -169,7 +166,7 @@ fn host_loaders() -> Vec<PathBuf> {
 
 #[test]
 fn loader_run_directly_on_protected_file_is_denied() {
-    let Some(mut env) = Env::new("loader_direct", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     start(&mut env, "");
     let payload = env.fs.join("payload");
     env.put_elf(&payload);
@@ -191,7 +188,7 @@ fn loader_run_directly_on_protected_file_is_denied() {
 
 #[test]
 fn ld_preload_of_a_protected_library_is_denied() {
-    let Some(mut env) = Env::new("ld_preload", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let so = env.fs.join("payload.so");
     put_shared_object(&env, &so);
     start(&mut env, "");
@@ -204,7 +201,7 @@ fn ld_preload_of_a_protected_library_is_denied() {
 
 #[test]
 fn ld_preload_into_an_allowed_elf_reader_is_denied() {
-    let Some(mut env) = Env::new("ld_preload_reader", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let so = env.fs.join("payload.so");
     put_shared_object(&env, &so);
     start(&mut env, "");
@@ -216,7 +213,7 @@ fn ld_preload_into_an_allowed_elf_reader_is_denied() {
 
 #[test]
 fn dlopen_of_a_protected_library_is_denied() {
-    let Some(mut env) = Env::new("dlopen", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let so = env.fs.join("payload.so");
     put_shared_object(&env, &so);
     start(&mut env, "");
@@ -227,7 +224,7 @@ fn dlopen_of_a_protected_library_is_denied() {
 
 #[test]
 fn mmap_exec_of_a_protected_library_by_any_program_is_denied_at_open() {
-    let Some(mut env) = Env::new("mmap_exec", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let so = env.fs.join("payload.so");
     put_shared_object(&env, &so);
     start(&mut env, "");
@@ -242,12 +239,13 @@ fn mmap_exec_of_a_protected_library_by_any_program_is_denied_at_open() {
 
 // ----- Interpreters ----------------------------------------------------------------------------------------
 
-/// `interpreter [args] $F/<name>` is refused with EPERM and alerted as the interpreter route.
+/// `interpreter [args] $F/<name>` is refused with EPERM and alerted as the interpreter route. `test` is the
+/// calling test's `test_name!()`.
 fn interpreter_route(test: &str, interpreter: &str, args: &str, name: &str, script: &str) {
     let Some(exe) = which(interpreter) else {
         // Not silent: the route table in SECURITY.md names which interpreters a run covered.
         eprintln!("SKIPPED {test}: {interpreter} is not installed (scripts/install-test-deps.sh installs it)");
-        if std::env::var("NOEXECD_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1") {
+        if require_privileged() {
             panic!("{test}: {interpreter} is not installed and NOEXECD_REQUIRE_PRIVILEGED=1");
         }
         return;
@@ -263,54 +261,54 @@ fn interpreter_route(test: &str, interpreter: &str, args: &str, name: &str, scri
 
 #[test]
 fn sh_running_a_script_without_extension_or_shebang_is_denied() {
-    interpreter_route("interp_sh", "sh", "", "x", "echo PAYLOAD RAN\n");
+    interpreter_route(&test_name!(), "sh", "", "x", "echo PAYLOAD RAN\n");
 }
 
 #[test]
 fn bash_running_a_protected_script_is_denied() {
-    interpreter_route("interp_bash", "bash", "-e", "x.sh", "#!/bin/bash\necho PAYLOAD RAN\n");
+    interpreter_route(&test_name!(), "bash", "-e", "x.sh", "#!/bin/bash\necho PAYLOAD RAN\n");
 }
 
 #[test]
 fn dash_running_a_protected_script_is_denied() {
-    interpreter_route("interp_dash", "dash", "", "x", "echo PAYLOAD RAN\n");
+    interpreter_route(&test_name!(), "dash", "", "x", "echo PAYLOAD RAN\n");
 }
 
 #[test]
 fn python3_running_a_protected_script_is_denied() {
-    interpreter_route("interp_python3", "python3", "-u", "x.py", "print('PAYLOAD RAN')\n");
+    interpreter_route(&test_name!(), "python3", "-u", "x.py", "print('PAYLOAD RAN')\n");
 }
 
 #[test]
 fn python3_running_a_script_without_extension_or_shebang_is_denied() {
-    interpreter_route("interp_python3_bare", "python3", "", "x", "print('PAYLOAD RAN')\n");
+    interpreter_route(&test_name!(), "python3", "", "x", "print('PAYLOAD RAN')\n");
 }
 
 #[test]
 fn perl_running_a_protected_script_is_denied() {
-    interpreter_route("interp_perl", "perl", "-w", "x.pl", "print \"PAYLOAD RAN\\n\";\n");
+    interpreter_route(&test_name!(), "perl", "-w", "x.pl", "print \"PAYLOAD RAN\\n\";\n");
 }
 
 #[test]
 fn ruby_running_a_protected_script_is_denied() {
-    interpreter_route("interp_ruby", "ruby", "", "x.rb", "puts 'PAYLOAD RAN'\n");
+    interpreter_route(&test_name!(), "ruby", "", "x.rb", "puts 'PAYLOAD RAN'\n");
 }
 
 #[test]
 fn php_running_a_protected_script_is_denied() {
-    interpreter_route("interp_php", "php", "-f", "x.php", "<?php echo \"PAYLOAD RAN\\n\";\n");
+    interpreter_route(&test_name!(), "php", "-f", "x.php", "<?php echo \"PAYLOAD RAN\\n\";\n");
 }
 
 #[test]
 fn node_running_a_protected_script_is_denied() {
-    interpreter_route("interp_node", "node", "", "x.js", "console.log('PAYLOAD RAN')\n");
+    interpreter_route(&test_name!(), "node", "", "x.js", "console.log('PAYLOAD RAN')\n");
 }
 
 #[test]
 fn bash_reading_a_script_on_stdin_redirect_is_undecidable_and_runs() {
     // The redirect is opened by the parent shell (running `bash -c ...`, no script file in its argv) before
     // the inner bash starts: the same as `cat $F/x | sh`. Documented in SECURITY.md as not closed.
-    let Some(mut env) = Env::new("stdin_redirect", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     put_text(&env, &env.fs.join("x"), "echo PAYLOAD RAN\n");
     start(&mut env, "");
     let o = run(&env, "bash < \"$F/x\"");
@@ -320,7 +318,7 @@ fn bash_reading_a_script_on_stdin_redirect_is_undecidable_and_runs() {
 
 #[test]
 fn open_guard_disabled_leaves_interpreters_and_loader_open() {
-    let Some(mut env) = Env::new("open_guard_disabled", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     put_text(&env, &env.fs.join("x"), "echo PAYLOAD RAN\n");
     env.put_elf(&env.fs.join("payload"));
     start(&mut env, "[open_guard]\nenabled = false\n");
@@ -336,7 +334,7 @@ fn open_guard_disabled_leaves_interpreters_and_loader_open() {
 
 #[test]
 fn exec_through_proc_self_root_is_denied() {
-    let Some(mut env) = Env::new("proc_self_root", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let payload = env.fs.join("payload");
     env.put_elf(&payload);
     put_text(&env, &env.fs.join("x"), "echo PAYLOAD RAN\n");
@@ -356,7 +354,7 @@ fn exec_through_proc_self_root_is_denied() {
 
 #[test]
 fn interpreter_reading_its_script_through_proc_self_fd_is_denied() {
-    let Some(mut env) = Env::new("proc_self_fd_script", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let x = env.fs.join("x");
     put_text(&env, &x, "echo PAYLOAD RAN\n");
     start(&mut env, "");
@@ -368,7 +366,7 @@ fn interpreter_reading_its_script_through_proc_self_fd_is_denied() {
 
 #[test]
 fn interpreter_reading_dev_stdin_or_dev_fd_is_denied() {
-    let Some(mut env) = Env::new("dev_stdin_script", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let x = env.fs.join("x");
     put_text(&env, &x, "echo PAYLOAD RAN\n");
     start(&mut env, "");
@@ -386,7 +384,7 @@ fn interpreter_reading_dev_stdin_or_dev_fd_is_denied() {
 
 #[test]
 fn exec_through_proc_self_fd_of_an_o_path_fd_is_denied() {
-    let Some(mut env) = Env::new("proc_self_fd_exec", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let payload = env.fs.join("payload");
     env.put_elf(&payload);
     start(&mut env, "");
@@ -405,7 +403,7 @@ fn exec_through_proc_self_fd_of_an_o_path_fd_is_denied() {
 
 #[test]
 fn fexecve_and_execveat_empty_path_are_denied() {
-    let Some(mut env) = Env::new("fexecve", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let payload = env.fs.join("payload");
     env.put_elf(&payload);
     start(&mut env, "");
@@ -430,7 +428,7 @@ fn fexecve_and_execveat_empty_path_are_denied() {
 
 #[test]
 fn shebang_naming_an_interpreter_in_scope_is_denied() {
-    let Some(mut env) = Env::new("shebang_interp", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let interp = env.fs.join("interp");
     env.put_elf(&interp);
     let script = env.out.join("script");
@@ -448,7 +446,7 @@ fn shebang_naming_an_interpreter_in_scope_is_denied() {
 
 #[test]
 fn file_unlinked_after_open_is_still_denied() {
-    let Some(mut env) = Env::new("unlinked", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let x = env.fs.join("x");
     put_text(&env, &x, "echo PAYLOAD RAN\n");
     let payload = env.fs.join("payload");
@@ -476,7 +474,7 @@ fn file_unlinked_after_open_is_still_denied() {
 
 #[test]
 fn private_tmp_like_bind_in_a_new_namespace_is_denied() {
-    let Some(mut env) = Env::new("private_tmp", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let x = env.fs.join("x");
     put_text(&env, &x, "echo PAYLOAD RAN\n");
     env.put_elf(&env.fs.join("payload"));
@@ -501,7 +499,7 @@ fn private_tmp_like_bind_in_a_new_namespace_is_denied() {
 
 #[test]
 fn chroot_with_the_protected_filesystem_inside_is_denied() {
-    let Some(mut env) = Env::new("chroot", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     put_text(&env, &env.fs.join("x"), "echo PAYLOAD RAN\n");
     env.put_elf(&env.fs.join("payload"));
     let root = env.out.join("root");
@@ -529,7 +527,7 @@ fn overlay_with_lower_layer_in_scope_is_denied_without_a_resource_path() {
     // Current behaviour, documented in SECURITY.md: the overlay's files are opened on the lower filesystem,
     // so the mark sees them and the policy blocks, but the path the kernel reports is the overlay's, which
     // maps to no protected path: the alert carries an empty Resource.
-    let Some(mut env) = Env::new("overlay", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     env.put_elf(&env.fs.join("lower/payload"));
     env.sh(&format!(
         "mkdir -p {o}/up {o}/work {o}/merged && mount -t overlay -o lowerdir={f}/lower,upperdir={o}/up,workdir={o}/work none {o}/merged",
@@ -563,7 +561,7 @@ fn start_img_tmp(env: &mut Env) -> PathBuf {
 
 #[test]
 fn routes_on_a_protected_directory_of_a_shared_filesystem_are_denied() {
-    let Some(mut env) = Env::new("shared_fs_routes", Layout::WithExt4Image) else { return };
+    let mut env = privileged!(Layout::WithExt4Image);
     let tmp = start_img_tmp(&mut env);
     put_text(&env, &tmp.join("x"), "echo PAYLOAD RAN\n");
     put_text(&env, &tmp.join("sub/y"), "echo PAYLOAD RAN\n");
@@ -589,7 +587,7 @@ fn routes_on_a_protected_directory_of_a_shared_filesystem_are_denied() {
 
 #[test]
 fn new_subdirectory_of_a_shared_filesystem_is_covered_after_the_rescan() {
-    let Some(mut env) = Env::new("shared_fs_new_subdir", Layout::WithExt4Image) else { return };
+    let mut env = privileged!(Layout::WithExt4Image);
     let tmp = start_img_tmp(&mut env);
     env.sh(&format!("mkdir -p {}/new/deeper", sh_quote(&tmp)));
     put_text(&env, &tmp.join("new/deeper/x"), "echo PAYLOAD RAN\n");
@@ -605,7 +603,7 @@ fn hardlink_or_rename_out_of_scope_on_a_shared_filesystem_runs_documented_gap() 
     // noexecd does not track provenance: a file written in /tmp and linked or renamed to an unprotected
     // directory of the same filesystem runs. Mitigation (SECURITY.md): /tmp as its own mount, where link and
     // rename fail with EXDEV (second half of this test).
-    let Some(mut env) = Env::new("hardlink_gap", Layout::WithExt4Image) else { return };
+    let mut env = privileged!(Layout::WithExt4Image);
     let tmp = start_img_tmp(&mut env);
     env.put_elf(&tmp.join("payload"));
     env.put_elf(&tmp.join("payload2"));
@@ -619,7 +617,7 @@ fn hardlink_or_rename_out_of_scope_on_a_shared_filesystem_runs_documented_gap() 
     assert!(wait_alerts(&env, 0).is_empty());
     // Across filesystems (the tmpfs layout) the link is impossible.
     drop(env);
-    let Some(mut env2) = Env::new("hardlink_gap_tmpfs", Layout::Tmpfs) else { return };
+    let mut env2 = privileged!(Layout::Tmpfs);
     env2.put_elf(&env2.fs.join("payload"));
     start(&mut env2, "");
     let o = run(&env2, "ln \"$F/payload\" \"$O/linked\"");
@@ -630,7 +628,7 @@ fn hardlink_or_rename_out_of_scope_on_a_shared_filesystem_runs_documented_gap() 
 
 #[test]
 fn reading_copying_archiving_hashing_an_elf_in_scope_works() {
-    let Some(mut env) = Env::new("legit_readers", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     env.put_elf(&env.fs.join("payload"));
     start(&mut env, "");
     let o = run(
@@ -644,7 +642,7 @@ fn reading_copying_archiving_hashing_an_elf_in_scope_works() {
 
 #[test]
 fn compiling_and_linking_in_scope_works() {
-    let Some(mut env) = Env::new("legit_compile", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     assert!(which("cc").is_some(), "cc is needed (scripts/install-test-deps.sh installs gcc)");
     start(&mut env, "");
     let o = run(
@@ -659,7 +657,7 @@ fn compiling_and_linking_in_scope_works() {
 
 #[test]
 fn shells_and_python_reading_data_files_in_scope_work() {
-    let Some(mut env) = Env::new("legit_data", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     put_text(&env, &env.fs.join("data.txt"), "b\na\n");
     put_text(&env, &env.fs.join("data.csv"), "x,y\n1,2\n");
     start(&mut env, "");
@@ -676,7 +674,7 @@ fn shells_and_python_reading_data_files_in_scope_work() {
 fn script_with_binary_bytes_or_a_zip_is_still_judged_by_its_interpreter() {
     // bash runs the lines of a file with a NUL byte after its first line; python3 runs a zip (zipapp). The
     // file's content cannot clear it: the interpreter's argv decides.
-    let Some(mut env) = Env::new("binary_script", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let hv = env.host_view(&env.fs.join("nul"));
     fs::write(&hv, b"echo PAYLOAD RAN\n\0\necho PAYLOAD RAN\n").unwrap();
     env.sh(&format!(
@@ -700,7 +698,7 @@ fn script_with_binary_bytes_or_a_zip_is_still_judged_by_its_interpreter() {
 fn memfd_exec_is_invisible_to_fanotify_documented_gap() {
     // SECURITY.md: a memfd is on no marked filesystem. `vm.memfd_noexec = 2` closes this; the test documents
     // what happens on a host that leaves it open, and checks the sysctl refuses it when it is set.
-    let Some(mut env) = Env::new("memfd_gap", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     start(&mut env, "");
     let setting = fs::read_to_string("/proc/sys/vm/memfd_noexec").map(|s| s.trim().to_owned()).unwrap_or_default();
     let o = run(
@@ -719,7 +717,7 @@ fn memfd_exec_is_invisible_to_fanotify_documented_gap() {
 fn fresh_tmpfs_over_a_protected_path_in_a_new_namespace_is_unmarked_documented_gap() {
     // SECURITY.md: a tmpfs mounted in a namespace the daemon does not watch (an unprivileged user namespace
     // does it without root) is a new superblock no mark covers. `user.max_user_namespaces = 0` closes it.
-    let Some(mut env) = Env::new("userns_tmpfs_gap", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     start(&mut env, "");
     let mut argv: Vec<OsString> = vec!["unshare".into(), "-m".into(), "--propagation".into(), "private".into()];
     let script =

@@ -4,7 +4,6 @@
 //! `LISTEN_FDS` and checks that the waiting attempt is decided by the policy: denied.
 //!
 //! Everything runs as root in a private mount namespace over a fresh tmpfs; nothing marks the host's `/`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::io::{BufRead, BufReader, IoSliceMut};
 use std::os::fd::{AsRawFd, RawFd};
@@ -16,6 +15,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::unistd::Pid;
+
+use crate::common::privileged;
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -55,20 +56,6 @@ impl Drop for NamespaceReaper {
 
 fn bin() -> PathBuf {
     std::env::var_os("NOEXECD_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_noexecd")))
-}
-
-fn privileged() -> bool {
-    let why = if !nix::unistd::geteuid().is_root() { Some("not root") } else { None };
-    match why {
-        None => true,
-        Some(why) if std::env::var("NOEXECD_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1") => {
-            panic!("fail_closed: {why} and NOEXECD_REQUIRE_PRIVILEGED=1")
-        }
-        Some(why) => {
-            eprintln!("SKIPPED fail_closed: {why}");
-            false
-        }
-    }
 }
 
 /// Receives one notify datagram; returns its text and any fds that came with it.
@@ -111,9 +98,7 @@ fn ns_command(holder: u32) -> Command {
 
 #[test]
 fn an_exec_attempted_while_the_daemon_is_dead_waits_and_is_then_denied() {
-    if !privileged() {
-        return;
-    }
+    privileged!();
     let scratch = tempfile::Builder::new().prefix("noexecd-fail-closed").tempdir_in("/run").unwrap();
     let base = scratch.path().join("fs");
     std::fs::create_dir(&base).unwrap();

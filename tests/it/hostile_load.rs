@@ -2,18 +2,14 @@
 //! after their denied exec (before the daemon writes their alert), and files unlinked while their exec event
 //! is being decided. Every decision must be the policy's, every alert must carry what was gathered while the
 //! caller was alive, and the daemon must still be running. (Non-UTF-8 names, long paths and " (deleted)"
-//! names: tests/hostile_names.rs.)
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
-#[path = "helpers/execloop.rs"]
-mod execloop;
+//! names: tests/it/hostile_names.rs.)
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
+use crate::execloop;
 
 fn start_guard(env: &mut Env, protected: &Path, max_alerts_per_sec: u32) {
     let opts = DaemonOpts { max_alerts_per_sec, ..DaemonOpts::enforce() };
@@ -24,7 +20,7 @@ fn start_guard(env: &mut Env, protected: &Path, max_alerts_per_sec: u32) {
 #[test]
 fn thousands_of_short_lived_processes_each_get_a_denial_and_a_complete_alert() {
     const CHILDREN: usize = 3000;
-    let Some(mut env) = Env::new("flood_short_lived", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let tools = execloop::build(&env);
     let deny_dir = env.fs.join("deny");
     let target = deny_dir.join("payload");
@@ -73,7 +69,7 @@ fn empty_output() -> Output {
 #[test]
 fn files_unlinked_while_their_exec_is_decided_get_the_policys_decision() {
     const ROUNDS: &str = "1500";
-    let Some(mut env) = Env::new("unlinked_during_decision", Layout::Tmpfs) else { return };
+    let mut env = privileged!(Layout::Tmpfs);
     let tools = execloop::build(&env);
     let deny_dir = env.fs.join("deny");
     let allow_dir = env.fs.join("allow");

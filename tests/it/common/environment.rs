@@ -1,0 +1,306 @@
+//! The test environment: whether privileged tests can run here (else skip, or fail under
+//! `NOEXECD_REQUIRE_PRIVILEGED=1`), the tools and the binary they use, the devices a test must never mark, and
+//! `Env`: a private mount namespace over fresh filesystems (`Layout`), with files written into it.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::Daemon;
+
+// ---------------------------------------------------------------------------------------------------------
+// Binary, privileges, skipping
+
+/// The noexecd binary under test.
+pub fn bin() -> PathBuf {
+    let p = match std::env::var_os("NOEXECD_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/noexecd"),
+    };
+    assert!(
+        p.is_file(),
+        "noexecd binary not found at {} (build it with `cargo build --release` or set NOEXECD_BIN)",
+        p.display()
+    );
+    p
+}
+
+pub fn require_privileged() -> bool {
+    std::env::var("NOEXECD_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1")
+}
+
+/// Returns true when the privileged tests can run here. Otherwise prints why and returns false (the caller
+/// returns early), or panics when `NOEXECD_REQUIRE_PRIVILEGED=1`.
+pub fn may_run_privileged(test: &str) -> bool {
+    match why_not_privileged() {
+        None => true,
+        Some(why) => {
+            if require_privileged() {
+                panic!("{test}: cannot run the privileged test ({why}) and NOEXECD_REQUIRE_PRIVILEGED=1");
+            }
+            eprintln!("SKIPPED {test}: {why} (set NOEXECD_REQUIRE_PRIVILEGED=1 to make this a failure)");
+            false
+        }
+    }
+}
+
+fn why_not_privileged() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("not running as root".into());
+    }
+    for tool in ["unshare", "nsenter", "setpriv", "timeout", "mount", "losetup", "mkfs.ext4", "bash", "dash", "env"] {
+        if which(tool).is_none() {
+            return Some(format!("`{tool}` not found on PATH (run `make test-deps`)"));
+        }
+    }
+    let out = Command::new("timeout")
+        .env("PATH", SYS_PATH)
+        .args(["10", "unshare", "--mount", "--propagation", "private", "--", "true"])
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!(
+            "cannot create a mount namespace: `unshare --mount` failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Some(format!("cannot run unshare: {e}")),
+    }
+}
+
+/// PATH for every command the harness runs (mkfs.ext4 and losetup live in /usr/sbin).
+pub const SYS_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub fn which(tool: &str) -> Option<PathBuf> {
+    std::env::split_paths(SYS_PATH).map(|d| d.join(tool)).find(|p| p.is_file())
+}
+
+/// The real path of a system executable as `/proc/PID/exe` shows it (Debian: /bin/bash -> /usr/bin/bash).
+pub fn real_exe(name: &str) -> String {
+    let p = which(name).unwrap_or_else(|| panic!("{name} not found on PATH"));
+    fs::canonicalize(&p).unwrap().to_str().unwrap().to_owned()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Devices
+
+/// (major, minor) of a st_dev value.
+pub fn split_dev(dev: u64) -> (u64, u64) {
+    (nix::sys::stat::major(dev), nix::sys::stat::minor(dev))
+}
+
+/// The kernel-internal encoding used in /proc/PID/fdinfo (`sdev:%x`): major << 20 | minor.
+pub fn kernel_dev(dev: u64) -> u64 {
+    let (maj, min) = split_dev(dev);
+    (maj << 20) | min
+}
+
+/// Devices of the host's real `/` and `/tmp`: a test must never mark these.
+pub fn forbidden_devs() -> BTreeSet<(u64, u64)> {
+    let mut s = BTreeSet::new();
+    for p in ["/", "/tmp", "/usr/bin"] {
+        if let Ok(m) = fs::metadata(p) {
+            s.insert(split_dev(m.dev()));
+        }
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The namespace
+
+/// Which filesystems the holder mounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `fs` and `out`: two tmpfs.
+    Tmpfs,
+    /// Also a tmpfs at `scratch` holding an ext4 image loop-mounted at `img`.
+    WithExt4Image,
+}
+
+/// A private mount namespace with fresh test filesystems, and optionally a running daemon.
+pub struct Env {
+    pub name: String,
+    /// Host scratch dir (a plain directory on the host): config, notify socket, alert log, daemon stderr.
+    pub dir: tempfile::TempDir,
+    /// Mount point of a fresh tmpfs (inside the namespace).
+    pub fs: PathBuf,
+    /// Mount point of a second fresh tmpfs, never protected unless a test says so.
+    pub out: PathBuf,
+    /// Mount point of a loop-mounted ext4 image (Layout::WithExt4Image).
+    pub img: PathBuf,
+    holder: Child,
+    pub holder_pid: u32,
+    /// st_dev of the filesystems this harness mounted (the only ones a policy may mark).
+    pub test_devs: BTreeSet<(u64, u64)>,
+    pub daemon: Option<Daemon>,
+    /// Bound at `<base>/notify.sock`, the daemon's `$NOTIFY_SOCKET`: tests read STATUS= datagrams from it.
+    pub notify: UnixDatagram,
+    pub(super) daemon_runs: u32,
+}
+
+impl Env {
+    /// Sets up the namespace, or returns None after printing why the test is skipped.
+    pub fn new(test: &str, layout: Layout) -> Option<Env> {
+        if !may_run_privileged(test) {
+            return None;
+        }
+        let _ = bin();
+        let dir = tempfile::Builder::new().prefix("noexecd-it-").tempdir().unwrap();
+        let base = dir.path().to_path_buf();
+        let fs_dir = base.join("fs");
+        let out = base.join("out");
+        let scratch = base.join("scratch");
+        let img = base.join("img");
+        for d in [&fs_dir, &out, &scratch, &img] {
+            fs::create_dir(d).unwrap();
+        }
+        let mut script = String::from("set -eu\n");
+        script += &format!("mount -t tmpfs -o size=64m,mode=0755 noexecd-test-fs {}\n", sh_quote(&fs_dir));
+        script += &format!("mount -t tmpfs -o size=64m,mode=0755 noexecd-test-out {}\n", sh_quote(&out));
+        if layout == Layout::WithExt4Image {
+            let image = scratch.join("ext4.img");
+            script += &format!("mount -t tmpfs -o size=128m,mode=0700 noexecd-test-scratch {}\n", sh_quote(&scratch));
+            script += &format!("truncate -s 64M {}\n", sh_quote(&image));
+            script += &format!("mkfs.ext4 -q -F {} >/dev/null\n", sh_quote(&image));
+            script += &format!("mount -o loop {} {}\n", sh_quote(&image), sh_quote(&img));
+        }
+        // Bounded even if the test process is SIGKILLed (then pdeathsig ends it anyway).
+        script += "echo ready\nexec sleep 1800 >/dev/null 2>&1 </dev/null\n";
+
+        let mut holder = Command::new("setpriv")
+            .env("PATH", SYS_PATH)
+            .args(["--pdeathsig", "KILL", "--", "unshare", "--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(&script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the namespace holder");
+        let holder_pid = holder.id();
+        let stdout = holder.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
+        if line.trim() != "ready" {
+            let _ = holder.kill();
+            let _ = holder.wait();
+            let mut err = String::new();
+            if let Some(mut e) = holder.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("{test}: the namespace holder did not come up (got {line:?}); stderr: {err}");
+        }
+
+        let notify_path = base.join("notify.sock");
+        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        notify.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+
+        let mut env = Env {
+            name: test.to_owned(),
+            dir,
+            fs: fs_dir,
+            out,
+            img,
+            holder,
+            holder_pid,
+            test_devs: BTreeSet::new(),
+            daemon: None,
+            notify,
+            daemon_runs: 0,
+        };
+        // The test filesystems must really be mounted (else a policy would name the host's disk).
+        let forbidden = forbidden_devs();
+        let mut mounted = vec![env.fs.clone(), env.out.clone()];
+        if layout == Layout::WithExt4Image {
+            mounted.push(env.img.clone());
+        }
+        for m in mounted {
+            let dev = split_dev(fs::metadata(env.host_view(&m)).unwrap().dev());
+            assert!(!forbidden.contains(&dev), "{}: {} is not a fresh filesystem in the namespace", test, m.display());
+            assert!(env.test_devs.insert(dev), "{test}: two test mounts share device {dev:?}");
+        }
+        Some(env)
+    }
+
+    pub fn base(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn alert_log(&self) -> PathBuf {
+        self.base().join("alerts.jsonl")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.base().join("noexecd.toml")
+    }
+
+    /// Where the test process sees a path of the namespace.
+    pub fn host_view(&self, p: &Path) -> PathBuf {
+        let mut v = OsString::from(format!("/proc/{}/root", self.holder_pid));
+        v.push(p.as_os_str());
+        PathBuf::from(v)
+    }
+
+    /// Writes a copy of /bin/true (an ELF) at `p` (a path in the namespace), mode 0755, creating parents.
+    pub fn put_elf(&self, p: &Path) {
+        let hv = self.host_view(p);
+        fs::create_dir_all(hv.parent().unwrap()).unwrap();
+        fs::copy(fs::canonicalize(which("true").unwrap()).unwrap(), &hv).unwrap();
+        fs::set_permissions(&hv, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// Writes a `#!/bin/sh` script at `p` that prints `ran` and exits 0, mode 0755.
+    pub fn put_script(&self, p: &Path) {
+        let hv = self.host_view(p);
+        fs::create_dir_all(hv.parent().unwrap()).unwrap();
+        fs::write(&hv, "#!/bin/sh\necho ran\nexit 0\n").unwrap();
+        fs::set_permissions(&hv, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            d.stop(Duration::from_secs(5));
+        }
+        let _ = kill(Pid::from_raw(self.holder_pid as i32), Signal::SIGKILL);
+        let _ = self.holder.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Paths
+
+/// Single-quotes a path for sh.
+pub fn sh_quote(p: &Path) -> String {
+    let bytes = p.as_os_str().as_bytes();
+    let s = String::from_utf8_lossy(bytes);
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// A path from raw bytes.
+pub fn path_from_bytes(b: Vec<u8>) -> PathBuf {
+    PathBuf::from(OsString::from_vec(b))
+}
+
+/// Strips one trailing '/' (but keeps "/").
+pub fn trim_slash(s: &str) -> &str {
+    if s.len() > 1 { s.strip_suffix('/').unwrap_or(s) } else { s }
+}

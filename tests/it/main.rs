@@ -1,0 +1,24 @@
+//! The integration tests: one test binary, one module per area.
+//!
+//! The privileged modules run the real `noexecd` binary (`NOEXECD_BIN`, else `target/release/noexecd`) as root
+//! in private mount namespaces over fresh filesystems (see `common`); `cli` and `desktop_notify` need no root.
+//! Run them all as `make integration-tests` does (`cargo test --locked --test it -- --test-threads=1`), or one
+//! area with `cargo test --test it <module>::` (e.g. `cargo test --test it routes::`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+mod execloop;
+
+mod alert_faults;
+mod cli;
+mod container;
+mod desktop_notify;
+mod enforce;
+mod exec_cache;
+mod fail_closed;
+mod hostile_load;
+mod hostile_names;
+mod lifecycle;
+mod mounts;
+mod routes;
+mod soak;
