@@ -32,7 +32,7 @@ demo: build
 test-deps:
 	@bash scripts/install-deps.sh test
 
-test: test-deps fmt-check clippy check-config unit-tests integration-tests $(TEST_EXTRA)
+test: test-deps fmt-check clippy check-config unit-tests integration-tests demo $(TEST_EXTRA)
 	@echo "make test: all checks passed"
 
 fmt-check:

@@ -2,6 +2,7 @@
 //! decided, then the host settings that leave a way around fanotify. No fanotify call.
 
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -55,6 +56,17 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
                 t.protects.join(",")
             ),
         )?;
+    }
+    // The daemon answers its own opens at once, so this works; but alerts kept where the policy protects are
+    // kept where attackers write.
+    let log = guard.config.daemon.alert_log.as_os_str().as_bytes();
+    if !guard.config.matcher.untouched_by_rules(log) {
+        writeln!(
+            err,
+            "warning: alert_log {} lies in protected scope: it works, but the alerts then live where attackers write; put it under /var/log",
+            guard.config.daemon.alert_log.display()
+        )
+        .map_err(|source| Error::WriteFile { path: "stderr".into(), source })?;
     }
     let protected = guard.targets.iter().flat_map(|t| t.protects.iter().map(String::as_str));
     let findings =

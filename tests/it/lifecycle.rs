@@ -164,3 +164,58 @@ fn kernel_dev_of(env: &Env, p: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     kernel_dev(fs::metadata(env.host_view(p)).unwrap().dev())
 }
+
+/// Every file the daemon opens lies on the protected filesystem (open guard on, a filesystem mark there):
+/// the alert log and its directory, the configuration and its drop-ins, the live socket's directory. It must
+/// never wait on its own group: READY comes, execs are decided, a SIGHUP reloads and reopens, SIGTERM stops.
+#[test]
+fn the_daemon_never_waits_on_files_of_its_own_in_protected_scope() {
+    let mut env = privileged!(Layout::Tmpfs);
+    let own = env.fs.join("noexecd");
+    let (cfg, log, drop_ins, socket) =
+        (own.join("noexecd.toml"), own.join("log/alerts.jsonl"), own.join("policy.d"), own.join("run/alerts.sock"));
+    fs::create_dir_all(env.host_view(&drop_ins)).unwrap();
+    fs::write(
+        env.host_view(&drop_ins.join("extra.toml")),
+        format!(
+            "[[policy]]\nname = \"extra\"\n[[policy.process.match_paths]]\npath = {}\n",
+            toml_str(&env.out.join("z"))
+        ),
+    )
+    .unwrap();
+    let text = format!(
+        "[daemon]\nalert_log = {}\npolicy_dir = {}\nalert_socket = {}\ncluster_name = \"{CLUSTER_NAME}\"\nhost_name = \"{HOST_NAME}\"\n\n{}",
+        toml_str(&log),
+        toml_str(&drop_ins),
+        toml_str(&socket),
+        dir_policy("Block", &env.fs, true)
+    );
+    fs::write(env.host_view(&cfg), &text).unwrap();
+    // `check` says the alerts would live where the policy protects (where attackers write).
+    let out = env.run_in_ns(&[bin().as_os_str(), "check".as_ref(), "--config".as_ref(), cfg.as_os_str()]);
+    assert!(out.status.success(), "{out}");
+    assert!(out.stderr.contains("alert_log") && out.stderr.contains("protected"), "check warns: {out}");
+    env.start_daemon(&cfg);
+
+    let (x, z) = (env.fs.join("x"), env.out.join("z"));
+    env.put_elf(&x);
+    env.put_elf(&z);
+    let cwd = env.out.clone();
+    let e1 = env.bash_exec(&x, &cwd);
+    e1.assert_denied_bash("fs/x");
+    let e2 = env.bash_exec(&z, &cwd);
+    e2.assert_denied_bash("out/z, from the drop-in in protected scope");
+    let alerts = env.expect_alerts_at(&env.host_view(&log), 2);
+    assert_exec_alert(&alerts[0], &Expect::block(&x, &e1, &cwd));
+    assert_eq!(get_str(&alerts[1], "PolicyName"), "extra");
+
+    // Reload (config, drop-ins and the log reopened, all in protected scope), then decide again.
+    env.daemon().signal(Signal::SIGHUP);
+    thread::sleep(Duration::from_millis(300));
+    assert!(env.daemon().try_wait().is_none(), "daemon still running after SIGHUP:\n{}", env.daemon_stderr());
+    env.bash_exec(&x, &cwd).assert_denied_bash("fs/x after the reload");
+    env.expect_alerts_at(&env.host_view(&log), 3);
+    let status = env.daemon().stop(Duration::from_secs(5));
+    assert!(status.is_some_and(|s| s.success()), "SIGTERM: clean exit: {status:?}\n{}", env.daemon_stderr());
+    assert!(!env.daemon_stderr().contains("cannot"), "{}", env.daemon_stderr());
+}

@@ -196,3 +196,80 @@ fn harness_safety_check_refuses_a_policy_that_would_mark_the_host_root() {
     assert!(msg.contains("SAFETY"), "refused for the right reason: {msg}");
     assert!(env.daemon.is_none());
 }
+
+/// A container-like overlay on `<img>` (the model of container storage on the filesystem that holds /tmp):
+/// lower layer and upper layer under `<img>/var/lib/containers/storage`, merged at `<img>/var/lib/.../merged`.
+fn mount_container_overlay(env: &Env, lower: &Path) -> PathBuf {
+    let storage = env.img.join("var/lib/containers/storage/overlay/c1");
+    let merged = storage.join("merged");
+    env.sh(&format!(
+        "mkdir -p {s}/upper {s}/work {m} && mount -t overlay -o lowerdir={l},upperdir={s}/upper,workdir={s}/work overlay {m}",
+        s = sh_quote(&storage),
+        m = sh_quote(&merged),
+        l = sh_quote(lower)
+    ));
+    merged
+}
+
+#[test]
+fn container_storage_on_the_guarded_filesystem_keeps_running() {
+    // /tmp a directory of the filesystem that holds the container storage (Debian, RHEL): an exec through a
+    // container's overlay is seen on the real file of its layer, in no mount table; it is named by the layer's
+    // path on the host and decided as a host path, so it runs.
+    let mut env = privileged!(Layout::WithExt4Image);
+    let lower = env.img.join("var/lib/containers/storage/overlay/l1/diff");
+    env.put_elf(&lower.join("bin/true"));
+    let tmp = start_protecting_img_tmp(&mut env);
+    let merged = mount_container_overlay(&env, &lower);
+    let cwd = env.img.join("usr/bin");
+    env.bash_exec(&merged.join("bin/true"), &cwd).assert_ran("a lower-layer program through the overlay");
+    // Written into the running container: its upper layer.
+    env.sh(&format!(
+        "cp {m}/bin/true {m}/bin/new && mkdir -p {m}/tmp && cp {m}/bin/true {m}/tmp/x",
+        m = sh_quote(&merged)
+    ));
+    env.bash_exec(&merged.join("bin/new"), &cwd).assert_ran("an upper-layer program");
+    // The container's own /tmp is a path of the container, not the host's /tmp: host rules do not decide it.
+    env.bash_exec(&merged.join("tmp/x"), &cwd).assert_ran("the container's /tmp under a host policy");
+    // The same overlay mounted only in a new mount namespace (runc's view: the rootfs, then the exec).
+    let inner = env.out.join("rootfs");
+    let setup = format!("mkdir -p {i} && mount --bind {m} {i}", i = sh_quote(&inner), m = sh_quote(&merged));
+    let unshare = ["unshare", "--mount", "--propagation", "private", "--"];
+    env.shell_exec_with_setup("bash", &unshare, &setup, &inner.join("bin/true"), &cwd)
+        .assert_ran("through a bind of the rootfs in another namespace");
+    // The host's own /tmp stays guarded, and nothing was alerted for the container's programs.
+    env.put_elf(&tmp.join("x"));
+    let e = env.bash_exec(&tmp.join("x"), &cwd);
+    e.assert_denied_bash("<img>/tmp/x");
+    let alerts = env.expect_alerts(1);
+    assert_exec_alert(&alerts[0], &Expect::block(&tmp.join("x"), &e, &cwd));
+}
+
+#[test]
+fn an_overlay_over_a_protected_directory_is_blocked_and_named_by_its_layer() {
+    // An overlay whose lower layer is the protected directory: the file lives in /tmp on the host, whatever
+    // the overlay calls it.
+    let mut env = privileged!(Layout::WithExt4Image);
+    let tmp = start_protecting_img_tmp(&mut env);
+    let lower = tmp.join("drop");
+    env.put_elf(&lower.join("payload"));
+    let merged = mount_container_overlay(&env, &lower);
+    let cwd = env.img.join("usr/bin");
+    let e1 = env.bash_exec(&merged.join("payload"), &cwd);
+    e1.assert_denied_bash("an overlay over <img>/tmp/drop");
+    // Mounted only inside a new namespace, where the daemon's own table never sees it.
+    let inner = env.out.join("merged2");
+    let work = env.img.join("var/w2");
+    let setup = format!(
+        "mkdir -p {i} {w}/u {w}/w && mount -t overlay -o lowerdir={l},upperdir={w}/u,workdir={w}/w overlay {i}",
+        i = sh_quote(&inner),
+        w = sh_quote(&work),
+        l = sh_quote(&lower)
+    );
+    let unshare = ["unshare", "--mount", "--propagation", "private", "--"];
+    let e2 = env.shell_exec_with_setup("bash", &unshare, &setup, &inner.join("payload"), &cwd);
+    e2.assert_denied_bash("an overlay over <img>/tmp/drop in a nested namespace");
+    let alerts = env.expect_alerts(2);
+    assert_exec_alert(&alerts[0], &Expect::block(&lower.join("payload"), &e1, &cwd));
+    assert_exec_alert(&alerts[1], &Expect::block(&lower.join("payload"), &e2, &cwd));
+}

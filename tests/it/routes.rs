@@ -523,10 +523,10 @@ fn chroot_with_the_protected_filesystem_inside_is_denied() {
 }
 
 #[test]
-fn overlay_with_lower_layer_in_scope_is_denied_without_a_resource_path() {
-    // Current behaviour, documented in SECURITY.md: the overlay's files are opened on the lower filesystem,
-    // so the mark sees them and the policy blocks, but the path the kernel reports is the overlay's, which
-    // maps to no protected path: the alert carries an empty Resource.
+fn overlay_with_lower_layer_in_scope_is_denied_and_named_by_its_layer() {
+    // The overlay's files are opened on the lower filesystem, so the mark sees them and the policy blocks;
+    // the event names the file inside its layer, and the layer's path (from the overlay's mount options)
+    // gives its name in scope.
     let mut env = privileged!(Layout::Tmpfs);
     env.put_elf(&env.fs.join("lower/payload"));
     env.sh(&format!(
@@ -543,9 +543,10 @@ fn overlay_with_lower_layer_in_scope_is_denied_without_a_resource_path() {
     assert_eq!(alerts.len(), 2, "{alerts:?}");
     assert_eq!(get_str(&alerts[0], "Data"), EXEC);
     assert_eq!(get_str(&alerts[1], "Data"), LOADER);
+    let lower = env.fs.join("lower/payload");
     for a in &alerts {
         assert_eq!(get_str(a, "PolicyName"), POLICY_NAME);
-        assert!(a.get("Resource").is_none(), "no path maps the overlay file to scope: {a}");
+        assert_eq!(get_str(a, "Resource"), lower.to_str().unwrap(), "named by its layer: {a}");
     }
 }
 
