@@ -13,7 +13,8 @@ use crate::policy;
 use crate::policy::matcher::{Mode, Posture};
 
 /// Validates the configuration and prints, per filesystem to mark, one tab-separated line:
-/// `mark <mount point> dev=<maj>:<min> fstype=<type> decides=<path|filesystem> protects=<paths>`.
+/// `mark <mount point> dev=<maj>:<min> fstype=<type> decides=<path|filesystem> protects=<paths>`, then per
+/// container policy `container-policy <name> selector=<labels;namespace;containers> rules=<n>`.
 /// On `err`, one `warning:` (or `info:`) line per host setting that leaves a way around fanotify open.
 pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
     let config = policy::load(config_path)?;
@@ -56,6 +57,10 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
                 t.protects.join(",")
             ),
         )?;
+    }
+    for p in &guard.config.container_policies {
+        let (name, selector, rules) = (&p.name, p.selector.describe(), p.rules.len());
+        w(out, format!("container-policy\t{name}\tselector={selector}\trules={rules}"))?;
     }
     // The daemon answers its own opens at once, so this works; but alerts kept where the policy protects are
     // kept where attackers write.

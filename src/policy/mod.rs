@@ -1,12 +1,14 @@
 //! Loading the configuration in two stages: parse each TOML file into [`raw`] structs, then validate and
-//! compile everything into a [`Config`] holding an immutable [`Matcher`]. Every error names `file:line:col`
-//! and says what to write instead; nothing half-valid comes out.
+//! compile everything into a [`Config`] holding an immutable [`Matcher`] for the host and the
+//! [`ContainerPolicy`] list for containers ([`selector`]). Every error names `file:line:col` and says what
+//! to write instead; nothing half-valid comes out.
 #![forbid(unsafe_code)]
 
 pub mod kubearmor;
 pub mod matcher;
 pub mod open_guard;
 pub mod raw;
+pub mod selector;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -18,7 +20,8 @@ use toml::Spanned;
 use crate::error::{Error, PolicyError, Result};
 use crate::policy::matcher::{Action, Matcher, Mode, Posture, Rule, RuleMeta, Target};
 use open_guard::OpenGuardConfig;
-use raw::{RawDaemon, RawFile, RawMeta, RawPolicy};
+use raw::{RawDaemon, RawFile, RawMeta, RawPolicy, RawSelector};
+pub use selector::{ContainerPolicy, Identity, Selector};
 
 /// What happens to exec attempts while the daemon is down between a crash and its restart under systemd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,12 +76,30 @@ impl Default for DaemonConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub daemon: DaemonConfig,
+    /// The host's policy: the rules of every policy without a `[policy.selector]`, and no other.
     pub matcher: Matcher,
     /// `[open_guard]`: what FAN_OPEN_PERM events on protected scope are checked for.
     pub open_guard: OpenGuardConfig,
     /// Every file that was read, main file first.
     pub files: Vec<PathBuf>,
+    /// How many host policies `matcher` holds.
     pub policy_count: usize,
+    /// The policies with a `[policy.selector]`, in load order; their rules are in no host matcher.
+    pub container_policies: Vec<ContainerPolicy>,
+}
+
+#[allow(dead_code, reason = "the decision side selects container policies through this API")]
+impl Config {
+    /// The indexes (into `container_policies`, ascending) of the container policies that select `id`.
+    pub fn selecting(&self, id: &Identity) -> Vec<usize> {
+        selector::selecting(&self.container_policies, id)
+    }
+
+    /// The matcher for a container selected by `selected` (from [`Config::selecting`]): those policies'
+    /// rules only, with the host's default posture and mode.
+    pub fn container_matcher(&self, selected: &[usize]) -> Matcher {
+        selector::matcher_for(&self.container_policies, selected, self.daemon.default_posture, self.daemon.mode)
+    }
 }
 
 /// Loads the main configuration file and every `*.toml` (and KubeArmor `*.yaml`/`*.yml`) in its policy
@@ -137,15 +158,19 @@ fn load_from(path: &Path, text: &str, with_drop_ins: bool) -> Result<Config> {
                 .error(g.span(), "the [open_guard] table belongs in the main configuration file; a policy.d file holds [[policy]] tables only")
                 .into());
         }
-        let before = loader.rules.len();
+        let (before, before_containers) = (loader.rules.len(), loader.containers.len());
         loader.add_policies(&file, &text, parsed.policy).map_err(relocate)?;
         if let Some(y) = &yaml {
             y.relocate_rules(loader.rules.get_mut(before..).unwrap_or_default());
+            for c in loader.containers.get_mut(before_containers..).unwrap_or_default() {
+                y.relocate_rules(&mut c.rules);
+            }
         }
     }
-    let policy_count = loader.names.len();
+    let policy_count = loader.names.keys().filter(|(scope, _)| *scope == PolicyScope::Host).count();
     let matcher = Matcher::new(loader.rules, daemon.default_posture, daemon.mode);
-    Ok(Config { daemon, matcher, open_guard, files: loader.files, policy_count })
+    let container_policies = loader.containers;
+    Ok(Config { daemon, matcher, open_guard, files: loader.files, policy_count, container_policies })
 }
 
 fn drop_in_files(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -189,10 +214,20 @@ impl Located<'_> {
     }
 }
 
+/// Names are unique within a scope, as KubeArmor's are within a kind: a host policy and a container policy
+/// may share one (the shipped `ksp-block-exec-inside-tmp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum PolicyScope {
+    Host,
+    Container,
+}
+
 #[derive(Default)]
 struct Loader {
+    /// The host's rules.
     rules: Vec<Rule>,
-    names: HashMap<String, String>,
+    containers: Vec<ContainerPolicy>,
+    names: HashMap<(PolicyScope, String), String>,
     files: Vec<PathBuf>,
 }
 
@@ -215,18 +250,28 @@ impl Loader {
             if name.is_empty() {
                 return Err(at.error(policy.name.span(), "policy name is empty: write name = \"my-policy\"").into());
             }
-            if let Some(first) = self.names.get(&name) {
+            let scope = if policy.selector.is_some() { PolicyScope::Container } else { PolicyScope::Host };
+            let kind = if scope == PolicyScope::Container { "container policy" } else { "policy" };
+            let origin = at.origin(policy.name.span());
+            if let Some(first) = self.names.get(&(scope, name.clone())) {
                 return Err(at
-                    .error(policy.name.span(), format!("duplicate policy name \"{name}\" (first defined at {first}); give each [[policy]] its own name"))
+                    .error(policy.name.span(), format!("duplicate {kind} name \"{name}\" (first defined at {first}); give each [[policy]] its own name"))
                     .into());
             }
-            self.names.insert(name.clone(), at.origin(policy.name.span()));
-            let before = self.rules.len();
-            compile_policy(&at, &name, &policy, &mut self.rules)?;
-            if self.rules.len() == before {
+            self.names.insert((scope, name.clone()), origin.clone());
+            let mut rules = Vec::new();
+            compile_policy(&at, &name, &policy, &mut rules)?;
+            if rules.is_empty() {
                 return Err(at
-                    .error(span, format!("policy \"{name}\" has no rules; add for example\n  [[policy.process.match_directories]]\n  dir = \"/tmp/\"\n  recursive = true"))
+                    .error(span, format!("{kind} \"{name}\" has no rules; add for example\n  [[policy.process.match_directories]]\n  dir = \"/tmp/\"\n  recursive = true"))
                     .into());
+            }
+            match &policy.selector {
+                None => self.rules.append(&mut rules),
+                Some(raw) => {
+                    let selector = compile_selector(&at, raw.get_ref())?;
+                    self.containers.push(ContainerPolicy { name, selector, rules, origin });
+                }
             }
         }
         Ok(())
@@ -322,6 +367,74 @@ fn absolute(at: &Located<'_>, value: &Spanned<String>, key: &str, example: &str)
         );
     }
     Ok(PathBuf::from(v))
+}
+
+/// `[policy.selector]`: labels (KubeArmor's `kubearmor.io/container.name` among them read as `containers`),
+/// namespace, container names.
+fn compile_selector(at: &Located<'_>, raw: &RawSelector) -> Result<Selector, PolicyError> {
+    let mut out = Selector::default();
+    let mut names_from_label = None;
+    for (key, value) in raw.match_labels.as_ref().map(Spanned::get_ref).into_iter().flatten() {
+        let k = key.get_ref();
+        if k.trim().is_empty() {
+            return Err(at.error(key.span(), "label name is empty: write a label such as app = \"wordpress\""));
+        }
+        if k.contains(|c: char| c.is_whitespace() || c == '=') {
+            return Err(at.error(
+                key.span(),
+                format!("label name \"{k}\" holds a space or '=': write the label's name alone, such as app"),
+            ));
+        }
+        if k == selector::KUBEARMOR_CONTAINER_LABEL {
+            let names = selector::kubearmor_container_names(value.get_ref()).ok_or_else(|| {
+                at.error(
+                    value.span(),
+                    format!(
+                        "{k} \"{}\" names an empty container: write \"[wordpress, php]\" or one name",
+                        value.get_ref()
+                    ),
+                )
+            })?;
+            names_from_label = Some((names, value.span()));
+            continue;
+        }
+        out.match_labels.insert(k.clone(), value.get_ref().clone());
+    }
+    if let Some(ns) = &raw.namespace {
+        if ns.get_ref().trim().is_empty() {
+            return Err(at.error(ns.span(), "namespace is empty: write the Kubernetes namespace, such as \"wordpress-mysql\", or leave namespace out to select in every namespace"));
+        }
+        out.namespace = Some(ns.get_ref().clone());
+    }
+    if let Some(list) = &raw.containers {
+        if list.get_ref().is_empty() {
+            return Err(at.error(
+                list.span(),
+                "containers is empty: name the containers, or leave containers out to select every container",
+            ));
+        }
+        for c in list.get_ref() {
+            if c.get_ref().trim().is_empty() {
+                return Err(
+                    at.error(c.span(), "container name is empty: write the container's name, such as \"wordpress\"")
+                );
+            }
+            out.containers.push(c.get_ref().clone());
+        }
+    }
+    if let Some((names, span)) = names_from_label {
+        if raw.containers.is_some() {
+            return Err(at.error(
+                span,
+                format!(
+                    "containers are named twice, by containers and by {}: keep one",
+                    selector::KUBEARMOR_CONTAINER_LABEL
+                ),
+            ));
+        }
+        out.containers = names;
+    }
+    Ok(out)
 }
 
 /// action, severity, tags and message with the innermost level winning.

@@ -1,6 +1,8 @@
 //! The TOML file as serde sees it: one struct per table, unknown keys refused, every value that validation
 //! may reject wrapped in `Spanned` so its error can name `file:line:col`.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -76,11 +78,22 @@ macro_rules! with_meta {
 }
 
 with_meta! {
-    /// One `[[policy]]` table.
+    /// One `[[policy]]` table. With a `[policy.selector]` it is a container policy.
     pub struct RawPolicy {
         pub name: Spanned<String>,
+        pub selector: Option<Spanned<RawSelector>>,
         pub process: Option<Spanned<RawProcess>>,
     }
+}
+
+/// `[policy.selector]`: the containers a container policy applies to (KubeArmorPolicy's `spec.selector`
+/// and `metadata.namespace`). Empty: every container.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSelector {
+    pub match_labels: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    pub namespace: Option<Spanned<String>>,
+    pub containers: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 with_meta! {

@@ -21,18 +21,179 @@ fn shipped_default_config_is_valid_and_protects_tmp_var_tmp_dev_shm() {
     let text = include_str!("../../config/noexecd.toml");
     let c = ok(text);
     assert_eq!(c.daemon, DaemonConfig::default());
-    let dirs: Vec<_> =
-        c.matcher.rules().iter().map(|r| String::from_utf8_lossy(r.target.scope_prefix()).into_owned()).collect();
-    assert_eq!(dirs, vec!["/tmp/", "/var/tmp/", "/dev/shm/"]);
+    let scopes = |rules: &[Rule]| -> Vec<String> {
+        rules.iter().map(|r| String::from_utf8_lossy(r.target.scope_prefix()).into_owned()).collect()
+    };
+    assert_eq!(scopes(c.matcher.rules()), vec!["/tmp/", "/var/tmp/", "/dev/shm/"]);
+    assert_eq!(c.policy_count, 1);
     let d = c.matcher.decide(Scope::Path(b"/tmp/x"), 0, &mut KnownSubject::default());
     assert_eq!(d.outcome, Outcome::Block);
     let rule = d.rule.unwrap();
     assert_eq!(rule.policy, "ksp-block-exec-inside-tmp");
     assert_eq!(rule.tags, vec!["CIS", "CIS_Linux", "CIS-1.1.5", "CIS-1.1.10"]);
     assert_eq!(rule.message, "Alert! Execution attempted inside tmp folder");
-    // The origin names the rule's own table, wherever the shipped file puts it.
-    let line = text.lines().position(|l| l.starts_with("[[policy.process.match_directories]]")).unwrap() + 1;
-    assert_eq!(rule.origin, format!("p.toml:{line}:1"));
+    // The origin names the rule's own table, wherever the shipped file puts it: the host policy's first
+    // rule table, then the container policy's.
+    let tables: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("[[policy.process.match_directories]]"))
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(tables.len(), 6, "three rule tables per policy");
+    assert_eq!(rule.origin, format!("p.toml:{}:1", tables[0]));
+    // The same policy audits inside every container, and only there.
+    let [container] = c.container_policies.as_slice() else { panic!("{:?}", c.container_policies) };
+    assert_eq!(container.name, "ksp-block-exec-inside-tmp");
+    assert_eq!(container.selector, Selector::default(), "an empty selector: every container");
+    assert_eq!(scopes(&container.rules), vec!["/tmp/", "/var/tmp/", "/dev/shm/"]);
+    let any = Identity { labels: [("io.kubernetes.pod.namespace".to_owned(), "shop".to_owned())].into(), name: None };
+    let m = c.container_matcher(&c.selecting(&any));
+    let d = m.decide(Scope::Path(b"/var/tmp/lib.so"), 0, &mut KnownSubject::default());
+    assert_eq!(d.outcome, Outcome::Audit);
+    let rule = d.rule.unwrap();
+    assert_eq!((rule.policy.as_str(), rule.action), ("ksp-block-exec-inside-tmp", Action::Audit));
+    assert_eq!(rule.origin, format!("p.toml:{}:1", tables[4]));
+    assert_eq!(c.selecting(&Identity::default()), vec![0], "a plain docker container too");
+}
+
+const CONTAINER: &str = "[[policy]]\nname = \"c\"\n[policy.selector]\nmatch_labels = { app = \"wordpress\" }\nnamespace = \"wordpress-mysql\"\n[[policy.process.match_paths]]\npath = \"/bin/bash\"\n";
+
+fn identity(labels: &[(&str, &str)], name: Option<&str>) -> Identity {
+    Identity {
+        labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        name: name.map(str::to_owned),
+    }
+}
+
+fn decide_in(c: &Config, id: &Identity, path: &str) -> Outcome {
+    c.container_matcher(&c.selecting(id)).decide(Scope::Path(path.as_bytes()), 0, &mut KnownSubject::default()).outcome
+}
+
+#[test]
+fn a_selector_makes_a_container_policy_whose_rules_never_reach_the_host() {
+    let c = ok(&format!("{RULE}{CONTAINER}"));
+    assert_eq!(c.policy_count, 1);
+    assert_eq!(scopes_of(c.matcher.rules()), vec!["/tmp/"], "the host matcher holds the host policy only");
+    let [p] = c.container_policies.as_slice() else { panic!() };
+    assert_eq!(p.name, "c");
+    assert_eq!(p.origin, "p.toml:7:8");
+    assert_eq!(p.selector.describe(), "labels:app=wordpress;namespace:wordpress-mysql;containers:*");
+    assert_eq!(scopes_of(&p.rules), vec!["/bin/bash"]);
+    let wp = identity(&[("app", "wordpress"), ("io.kubernetes.pod.namespace", "wordpress-mysql")], Some("wp"));
+    assert_eq!(c.selecting(&wp), vec![0]);
+    assert_eq!(decide_in(&c, &wp, "/bin/bash"), Outcome::Block);
+    // A host policy never applies inside a container, selected or not.
+    assert_eq!(decide_in(&c, &wp, "/tmp/x"), Outcome::Allow);
+    let other = identity(&[("app", "wordpress"), ("io.kubernetes.pod.namespace", "default")], None);
+    assert!(c.selecting(&other).is_empty());
+    assert_eq!(decide_in(&c, &other, "/bin/bash"), Outcome::Allow);
+    // A container policy never applies to the host.
+    let host = c.matcher.decide(Scope::Path(b"/bin/bash"), 0, &mut KnownSubject::default());
+    assert_eq!(host.outcome, Outcome::Allow);
+}
+
+fn scopes_of(rules: &[Rule]) -> Vec<String> {
+    rules.iter().map(|r| String::from_utf8_lossy(r.target.scope_prefix()).into_owned()).collect()
+}
+
+#[test]
+fn container_matchers_take_the_selected_policies_in_order_with_the_host_posture_and_mode() {
+    let c = ok(r#"
+[daemon]
+mode = "audit"
+default_posture = "block"
+[[policy]]
+name = "web"
+[policy.selector]
+match_labels = { app = "web" }
+[[policy.process.match_directories]]
+dir = "/tmp/"
+[[policy]]
+name = "allow-app"
+action = "Allow"
+[policy.selector]
+containers = ["app"]
+[[policy.process.match_directories]]
+dir = "/app/"
+recursive = true
+"#);
+    assert!(c.matcher.rules().is_empty());
+    let both = identity(&[("app", "web")], Some("app"));
+    assert_eq!(c.selecting(&both), vec![0, 1]);
+    let m = c.container_matcher(&[1, 0, 1, 7]);
+    assert_eq!(scopes_of(m.rules()), vec!["/tmp/", "/app/"], "policy order, once each, unknown indexes ignored");
+    assert_eq!((m.mode(), m.posture(), m.whitelist()), (Mode::Audit, Posture::Block, true));
+    let d = m.decide(Scope::Path(b"/tmp/x"), 0, &mut KnownSubject::default());
+    assert_eq!((d.outcome, d.rule.unwrap().policy.as_str()), (Outcome::Audit, "web"), "audit mode");
+    // Allow rules of one container's policies turn on the posture for that container only.
+    let web_only = c.container_matcher(&c.selecting(&identity(&[("app", "web")], Some("web"))));
+    assert!(!web_only.whitelist());
+    assert!(c.container_matcher(&[]).rules().is_empty());
+}
+
+#[test]
+fn selector_forms() {
+    // `[policy.selector]` with nothing, and `match_labels = {}`: every container.
+    for sel in ["[policy.selector]\n", "[policy.selector]\nmatch_labels = {}\n"] {
+        let c = ok(&format!("[[policy]]\nname = \"p\"\n{sel}[[policy.process.match_paths]]\npath = \"/x\"\n"));
+        assert_eq!(c.container_policies[0].selector, Selector::default(), "{sel}");
+        assert_eq!(c.selecting(&Identity::default()), vec![0]);
+    }
+    // KubeArmor's container-name label is read as `containers`, one name or a list.
+    let c = ok(
+        "[[policy]]\nname = \"p\"\n[policy.selector]\nmatch_labels = { app = \"wp\", \"kubearmor.io/container.name\" = \"[wordpress, php]\" }\n[[policy.process.match_paths]]\npath = \"/x\"\n",
+    );
+    let s = &c.container_policies[0].selector;
+    assert_eq!(s.describe(), "labels:app=wp;namespace:*;containers:wordpress,php");
+    assert_eq!(c.selecting(&identity(&[("app", "wp")], Some("php"))), vec![0]);
+    assert!(c.selecting(&identity(&[("app", "wp")], Some("sidecar"))).is_empty());
+    let c = ok(
+        "[[policy]]\nname = \"p\"\n[policy.selector]\nmatch_labels = { \"kubearmor.io/container.name\" = \"one\" }\n[[policy.process.match_paths]]\npath = \"/x\"\n",
+    );
+    assert_eq!(c.container_policies[0].selector.containers, vec!["one"]);
+    // A host policy and a container policy may share a name; two of one scope may not.
+    let c = ok(&format!("{RULE}{}", RULE.replace("[[policy.process", "[policy.selector]\n[[policy.process")));
+    assert_eq!((c.policy_count, c.container_policies.len()), (1, 1));
+    let e = err(&format!("{CONTAINER}{CONTAINER}"));
+    assert_eq!((e.line, e.col), (9, 8));
+    assert!(e.message.contains("duplicate container policy name \"c\" (first defined at p.toml:2:8)"), "{e}");
+}
+
+#[test]
+fn selector_errors_name_their_place() {
+    let pol = |sel: &str| {
+        format!("[[policy]]\nname = \"p\"\n[policy.selector]\n{sel}\n[[policy.process.match_paths]]\npath = \"/x\"\n")
+    };
+    let e = err(&pol("labels = { app = \"x\" }"));
+    assert_eq!((e.line, e.col), (4, 1));
+    assert!(e.message.contains("unknown field `labels`"), "{e}");
+    let e = err(&pol("match_labels = { app = 1 }"));
+    assert_eq!(e.line, 4);
+    assert!(e.message.contains("invalid type"), "{e}");
+    let e = err(&pol("match_labels = { \"\" = \"x\" }"));
+    assert_eq!((e.line, e.col), (4, 18));
+    assert!(e.message.contains("label name is empty"), "{e}");
+    let e = err(&pol("match_labels = { \"app=x\" = \"y\" }"));
+    assert!(e.message.contains("holds a space or '='"), "{e}");
+    let e = err(&pol("namespace = \"\""));
+    assert_eq!((e.line, e.col), (4, 13));
+    assert!(e.message.contains("namespace is empty"), "{e}");
+    let e = err(&pol("containers = []"));
+    assert_eq!((e.line, e.col), (4, 14));
+    assert!(e.message.contains("containers is empty"), "{e}");
+    let e = err(&pol("containers = [\"a\", \" \"]"));
+    assert_eq!((e.line, e.col), (4, 20));
+    let e = err(&pol("match_labels = { \"kubearmor.io/container.name\" = \"[a,,b]\" }"));
+    assert!(e.message.contains("names an empty container"), "{e}");
+    let e = err(&pol("containers = [\"a\"]\nmatch_labels = { \"kubearmor.io/container.name\" = \"b\" }"));
+    assert_eq!(e.line, 5);
+    assert!(e.message.contains("containers are named twice"), "{e}");
+    let e = err(&pol("namespace = [\"a\"]"));
+    assert!(e.message.contains("invalid type"), "{e}");
+    // A container policy needs rules like any other.
+    let e = err("[[policy]]\nname = \"p\"\n[policy.selector]\n");
+    assert!(e.message.contains("container policy \"p\" has no rules"), "{e}");
 }
 
 #[test]

@@ -1,0 +1,212 @@
+//! The two scopes of a policy, as KubeArmor has them: a host policy (no `[policy.selector]`) applies to the
+//! host, a container policy applies inside the containers its [`Selector`] picks. Selection is pure: given a
+//! container's [`Identity`] (its labels and its pod's, and its name), [`selecting`] says which container
+//! policies apply and [`matcher_for`] compiles their rules into a [`Matcher`] of their own. Host rules and
+//! container rules never share a matcher.
+//!
+//! Semantics follow KubeArmor's (a policy's selector becomes identities `namespaceName=<ns>` and `k=v` for
+//! each of its `matchLabels`; a container matches when it has every one): every label must be on the
+//! container or its pod, the namespace is the `io.kubernetes.pod.namespace` label the kubelet puts on every
+//! container, and `kubearmor.io/container.name: "[a,b]"` narrows to containers of those names.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::policy::matcher::{Matcher, Mode, Posture, Rule};
+
+/// The label the kubelet puts on every container it starts: the pod's Kubernetes namespace.
+#[allow(dead_code, reason = "the decision side selects container policies through this API")]
+pub const NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
+/// The label the kubelet puts on every container it starts: the container's name in its pod.
+#[allow(dead_code, reason = "the decision side selects container policies through this API")]
+pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
+/// KubeArmor's selector label naming containers (`"[a,b]"`, or one name); noexecd reads it as `containers`.
+pub const KUBEARMOR_CONTAINER_LABEL: &str = "kubearmor.io/container.name";
+
+/// Who a container is, as far as selection goes: plain values, filled by whoever knows the container.
+#[allow(dead_code, reason = "the decision side selects container policies through this API")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The container's labels and its pod's, merged. The Kubernetes namespace is the [`NAMESPACE_LABEL`]
+    /// entry: a container without it (docker, podman outside Kubernetes) is in no namespace.
+    pub labels: BTreeMap<String, String>,
+    /// The container's name (docker's or podman's name, or its name in its pod). The
+    /// [`CONTAINER_NAME_LABEL`] label, when present, names it too.
+    pub name: Option<String>,
+}
+
+#[allow(dead_code, reason = "the decision side selects container policies through this API")]
+impl Identity {
+    /// The Kubernetes namespace: the [`NAMESPACE_LABEL`] label.
+    pub fn namespace(&self) -> Option<&str> {
+        self.labels.get(NAMESPACE_LABEL).map(String::as_str)
+    }
+
+    /// Every name the container goes by: [`Identity::name`] and the [`CONTAINER_NAME_LABEL`] label.
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.name.as_deref().into_iter().chain(self.labels.get(CONTAINER_NAME_LABEL).map(String::as_str))
+    }
+}
+
+/// A compiled `[policy.selector]`. Empty (no labels, no namespace, no names) selects every container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selector {
+    /// Every one must be on the container (or its pod) with this value.
+    pub match_labels: BTreeMap<String, String>,
+    /// The Kubernetes namespace ([`NAMESPACE_LABEL`]); `None`: any namespace, or none.
+    pub namespace: Option<String>,
+    /// Container names; empty: any name.
+    pub containers: Vec<String>,
+}
+
+impl Selector {
+    /// Whether this selector picks the container.
+    #[allow(dead_code, reason = "the decision side selects container policies through this API")]
+    pub fn selects(&self, id: &Identity) -> bool {
+        if self.namespace.as_deref().is_some_and(|ns| id.namespace() != Some(ns)) {
+            return false;
+        }
+        if !self.match_labels.iter().all(|(k, v)| id.labels.get(k) == Some(v)) {
+            return false;
+        }
+        self.containers.is_empty() || id.names().any(|n| self.containers.iter().any(|c| c == n))
+    }
+
+    /// `labels:app=wordpress,tier=web;namespace:wordpress-mysql;containers:wordpress`, with `*` for a part
+    /// that does not restrict: what `noexecd check` prints.
+    pub fn describe(&self) -> String {
+        let mut out = String::from("labels:");
+        if self.match_labels.is_empty() {
+            out.push('*');
+        }
+        for (i, (k, v)) in self.match_labels.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(out, "{sep}{k}={v}");
+        }
+        let _ = write!(out, ";namespace:{}", self.namespace.as_deref().unwrap_or("*"));
+        let containers = if self.containers.is_empty() { "*".to_owned() } else { self.containers.join(",") };
+        let _ = write!(out, ";containers:{containers}");
+        out
+    }
+}
+
+/// The names in KubeArmor's `kubearmor.io/container.name` label value: `"[a, b]"` or `"a"`. `None` when a
+/// name is empty.
+pub fn kubearmor_container_names(value: &str) -> Option<Vec<String>> {
+    let v = value.trim();
+    let inner = v.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or(v);
+    inner.split(',').map(|n| Some(n.trim()).filter(|n| !n.is_empty()).map(str::to_owned)).collect()
+}
+
+/// One container policy: its selector and its compiled rules (paths inside the container).
+#[derive(Debug, Clone)]
+pub struct ContainerPolicy {
+    pub name: String,
+    pub selector: Selector,
+    /// In load order, as the host's rules are; never part of the host's matcher.
+    pub rules: Vec<Rule>,
+    /// `file:line:col` of its `name`.
+    #[allow(dead_code, reason = "the decision side selects container policies through this API")]
+    pub origin: String,
+}
+
+/// The indexes (ascending) of the policies that select the container.
+#[allow(dead_code, reason = "the decision side selects container policies through this API")]
+pub fn selecting(policies: &[ContainerPolicy], id: &Identity) -> Vec<usize> {
+    policies.iter().enumerate().filter(|(_, p)| p.selector.selects(id)).map(|(i, _)| i).collect()
+}
+
+/// The matcher for a container selected by the policies at `selected` (indexes into `policies`; out of
+/// range ones are ignored): their rules in policy order, with the host's posture and mode. No policy
+/// selected: a matcher with no rules, which allows everything silently.
+#[allow(dead_code, reason = "the decision side selects container policies through this API")]
+pub fn matcher_for(policies: &[ContainerPolicy], selected: &[usize], posture: Posture, mode: Mode) -> Matcher {
+    let mut order = selected.to_vec();
+    order.sort_unstable();
+    order.dedup();
+    let rules = order.iter().filter_map(|&i| policies.get(i)).flat_map(|p| p.rules.iter().cloned()).collect();
+    Matcher::new(rules, posture, mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn id(pairs: &[(&str, &str)], name: Option<&str>) -> Identity {
+        Identity { labels: labels(pairs), name: name.map(str::to_owned) }
+    }
+
+    fn sel(pairs: &[(&str, &str)], namespace: Option<&str>, containers: &[&str]) -> Selector {
+        Selector {
+            match_labels: labels(pairs),
+            namespace: namespace.map(str::to_owned),
+            containers: containers.iter().map(|c| (*c).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn every_label_is_required() {
+        let s = sel(&[("app", "wordpress"), ("tier", "web")], None, &[]);
+        assert!(s.selects(&id(&[("app", "wordpress"), ("tier", "web"), ("extra", "x")], None)));
+        assert!(!s.selects(&id(&[("app", "wordpress")], None)), "one label missing");
+        assert!(!s.selects(&id(&[("app", "wordpress"), ("tier", "db")], None)), "one label different");
+        assert!(!s.selects(&id(&[], None)));
+    }
+
+    #[test]
+    fn namespace_is_the_kubelet_label() {
+        let s = sel(&[("app", "wordpress")], Some("wordpress-mysql"), &[]);
+        assert!(s.selects(&id(&[("app", "wordpress"), (NAMESPACE_LABEL, "wordpress-mysql")], None)));
+        assert!(!s.selects(&id(&[("app", "wordpress"), (NAMESPACE_LABEL, "default")], None)));
+        assert!(!s.selects(&id(&[("app", "wordpress")], None)), "no namespace: not in wordpress-mysql");
+        // No namespace in the selector: labels alone decide, in any namespace or none.
+        let any = sel(&[("app", "wordpress")], None, &[]);
+        assert!(any.selects(&id(&[("app", "wordpress"), (NAMESPACE_LABEL, "default")], None)));
+        assert!(any.selects(&id(&[("app", "wordpress")], None)));
+        assert_eq!(id(&[(NAMESPACE_LABEL, "ns")], None).namespace(), Some("ns"));
+    }
+
+    #[test]
+    fn empty_selector_selects_every_container_in_its_namespace() {
+        let all = Selector::default();
+        assert!(all.selects(&id(&[], None)));
+        assert!(all.selects(&id(&[("app", "x"), (NAMESPACE_LABEL, "kube-system")], Some("c"))));
+        let ns = sel(&[], Some("shop"), &[]);
+        assert!(ns.selects(&id(&[(NAMESPACE_LABEL, "shop")], None)));
+        assert!(!ns.selects(&id(&[(NAMESPACE_LABEL, "other")], None)));
+        assert!(!ns.selects(&id(&[], None)));
+    }
+
+    #[test]
+    fn container_names_narrow_the_selection() {
+        let s = sel(&[("app", "wordpress")], None, &["wordpress", "php"]);
+        assert!(s.selects(&id(&[("app", "wordpress")], Some("wordpress"))));
+        assert!(s.selects(&id(&[("app", "wordpress"), (CONTAINER_NAME_LABEL, "php")], None)));
+        assert!(!s.selects(&id(&[("app", "wordpress")], Some("sidecar"))));
+        assert!(!s.selects(&id(&[("app", "wordpress")], None)), "an unnamed container is not one of the names");
+        assert!(!s.selects(&id(&[], Some("wordpress"))), "the labels still apply");
+    }
+
+    #[test]
+    fn kubearmor_container_label_values() {
+        assert_eq!(kubearmor_container_names("[a, b]"), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(kubearmor_container_names("wordpress"), Some(vec!["wordpress".into()]));
+        assert_eq!(kubearmor_container_names(" [ one ] "), Some(vec!["one".into()]));
+        assert_eq!(kubearmor_container_names("[a,,b]"), None);
+        assert_eq!(kubearmor_container_names("[]"), None);
+        assert_eq!(kubearmor_container_names(""), None);
+    }
+
+    #[test]
+    fn describe_names_every_part() {
+        assert_eq!(Selector::default().describe(), "labels:*;namespace:*;containers:*");
+        assert_eq!(
+            sel(&[("tier", "web"), ("app", "wp")], Some("ns"), &["a", "b"]).describe(),
+            "labels:app=wp,tier=web;namespace:ns;containers:a,b"
+        );
+    }
+}
