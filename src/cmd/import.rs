@@ -22,6 +22,8 @@ pub struct ImportOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
     pub policies: usize,
+    /// Of them, container policies (from KubeArmorPolicy documents).
+    pub containers: usize,
     pub not_enforced: usize,
     /// The files written with `output_dir`.
     pub written: Vec<PathBuf>,
@@ -60,6 +62,7 @@ pub fn import(files: &[PathBuf], options: &ImportOptions, out: &mut dyn Write, e
         }
         summary.not_enforced += c.not_enforced();
         summary.policies += c.policies.len();
+        summary.containers += c.policies.iter().filter(|p| p.container).count();
     }
     if options.strict && summary.not_enforced > 0 {
         return Err(Error::ImportStrict { count: summary.not_enforced });
@@ -82,9 +85,13 @@ pub fn import(files: &[PathBuf], options: &ImportOptions, out: &mut dyn Write, e
         }
     }
     let into = options.output_dir.as_ref().map(|d| format!(" into {}", d.display())).unwrap_or_default();
+    let containers = match summary.containers {
+        0 => String::new(),
+        n => format!(" ({n} for containers)"),
+    };
     let _ = writeln!(
         err,
-        "imported {} policies from {} file(s){into}; {} part(s) not enforced by noexecd{}",
+        "imported {} policies{containers} from {} file(s){into}; {} part(s) not enforced by noexecd{}",
         summary.policies,
         files.len(),
         summary.not_enforced,

@@ -164,6 +164,7 @@ fn load_from(path: &Path, text: &str, with_drop_ins: bool) -> Result<Config> {
             y.relocate_rules(loader.rules.get_mut(before..).unwrap_or_default());
             for c in loader.containers.get_mut(before_containers..).unwrap_or_default() {
                 y.relocate_rules(&mut c.rules);
+                c.origin = y.relocated(&c.origin).unwrap_or_else(|| c.origin.clone());
             }
         }
     }

@@ -1,8 +1,13 @@
 //! KubeArmor documents to noexecd policies. Each document is read key by key: process rules become
-//! [`Policy`] values, everything else becomes a [`Report`]. Nothing is dropped without one.
+//! [`Policy`] values, everything else becomes a [`Report`]. Nothing is dropped without one. A rule that
+//! cannot be used (a wrong value, or one the policy loader refuses) is reported and left out; the rest of
+//! the policy is kept.
+
+use std::path::Path;
 
 use super::report::{Report, ReportKind};
-use super::yaml::{Node, Value};
+use super::yaml::{self, Node, Value};
+use crate::error::Error;
 
 /// The API group and version noexecd reads.
 pub const API_VERSION: &str = "security.kubearmor.com/v1";
@@ -29,6 +34,8 @@ pub struct ConvertError {
     pub col: usize,
     /// Starts with the document and policy, ends with what to write instead.
     pub message: String,
+    /// The message without the document and policy: `spec.process.matchPaths[0].ownerOnly: maybe is ...`.
+    pub reason: String,
 }
 
 /// A value with the place it came from.
@@ -71,6 +78,16 @@ pub struct Rule {
     pub meta: Meta,
 }
 
+/// A KubeArmorPolicy's containers: `metadata.namespace` and `spec.selector.matchLabels`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector {
+    /// `spec.selector`, or `spec` when there is none.
+    pub src: Src,
+    pub namespace: Option<At<String>>,
+    /// (key, value) in document order.
+    pub labels: Vec<(At<String>, At<String>)>,
+}
+
 /// One KubeArmorPolicy or KubeArmorHostPolicy, as far as noexecd enforces it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -78,6 +95,8 @@ pub struct Policy {
     pub name: At<String>,
     pub doc: String,
     pub meta: Meta,
+    /// `Some` for a KubeArmorPolicy: a container policy.
+    pub selector: Option<Selector>,
     pub process_meta: Meta,
     /// In the order the loader compiles them: matchPaths, matchDirectories, matchPatterns.
     pub rules: Vec<Rule>,
@@ -116,14 +135,15 @@ impl Ctx<'_> {
     fn error(&self, node: &Node, path: &str, message: impl AsRef<str>) -> ConvertError {
         let policy = self.policy.map(|p| format!(" policy {p}")).unwrap_or_default();
         let sep = if path.is_empty() { "" } else { ": " };
-        ConvertError {
-            line: node.line,
-            col: node.col,
-            message: format!("{}{policy}: {path}{sep}{}", self.doc, message.as_ref()),
-        }
+        let reason = format!("{path}{sep}{}", message.as_ref());
+        ConvertError { line: node.line, col: node.col, message: format!("{}{policy}: {reason}", self.doc), reason }
     }
 
     fn report(&self, kind: ReportKind, node: &Node, path: impl Into<String>, detail: impl Into<String>) -> Report {
+        self.report_at(kind, node.line, path, detail)
+    }
+
+    fn report_at(&self, kind: ReportKind, line: usize, path: impl Into<String>, detail: impl Into<String>) -> Report {
         Report {
             kind,
             file: self.file.to_owned(),
@@ -131,7 +151,21 @@ impl Ctx<'_> {
             policy: self.policy.map(str::to_owned),
             path: path.into(),
             detail: detail.into(),
-            line: node.line,
+            line,
+        }
+    }
+
+    /// Every key written twice in `node` (at `path`): the earlier one is not read.
+    fn duplicates(&self, node: &Node, path: &str, descend: bool, reports: &mut Vec<Report>) {
+        let mut found = Vec::new();
+        yaml::duplicate_keys(node, path, descend, &mut found);
+        found.sort_by_key(|d| (d.line, d.col));
+        for d in found {
+            let detail = format!(
+                "duplicate key: the one at line {} replaces it; the last one wins, as Kubernetes reads YAML",
+                d.later_line
+            );
+            reports.push(self.report_at(ReportKind::NotEnforced, d.line, d.path, detail));
         }
     }
 }
@@ -166,6 +200,7 @@ impl<'a> Converter<'a> {
         let api = root.get("apiVersion").and_then(Node::scalar_text);
         match kind.as_deref() {
             Some("List") if root.get("items").is_some() => {
+                anon.duplicates(root, "", false, &mut self.reports);
                 let Some(Value::Seq(items)) = root.get("items").map(|n| &n.value) else {
                     return Err(ctx.error(root, "items", "a kind: List holds a list of items"));
                 };
@@ -226,13 +261,13 @@ impl<'a> Converter<'a> {
         if name.trim().is_empty() {
             return Err(anon.error(name_node, "metadata.name", "is empty"));
         }
-        let namespace = metadata.get("namespace").and_then(Node::scalar_text);
         let ctx = Ctx { file: self.file, doc, policy: Some(&name) };
         let mut policy = Policy {
             kind: kind.to_owned(),
             name: At { value: name.clone(), src: Src::at("metadata.name", name_node) },
             doc: doc.to_owned(),
             meta: Meta::default(),
+            selector: None,
             process_meta: Meta::default(),
             rules: Vec::new(),
         };
@@ -242,18 +277,19 @@ impl<'a> Converter<'a> {
             return Err(ctx.error(spec, "spec", format!("expected a mapping, found {}", spec.value.kind())));
         }
         let mut reports = Vec::new();
+        ctx.duplicates(root, "", true, &mut reports);
         let mut selector = None;
         for (key, value) in spec.entries() {
             let path = format!("spec.{key}");
             match key.as_str() {
                 "process" => process(&ctx, value, &mut policy, &mut reports)?,
                 "action" | "severity" | "tags" | "message" => meta_key(&ctx, &key, value, &path, &mut policy.meta)?,
-                // A container policy is reported whatever its selector says (below).
+                // A KubeArmorPolicy's selector picks its containers (below).
                 "selector" if kind == "KubeArmorPolicy" => selector = Some(value),
                 "selector" | "nodeSelector" => {
                     if !is_empty(value) {
                         let detail = if key == "selector" {
-                            "Kubernetes pod selector; noexecd applies the rules to every process on this host"
+                            "a pod selector in a host policy; noexecd applies the rules to every process on this host"
                         } else {
                             "Kubernetes node selector; noexecd applies the rules on this host whatever its labels"
                         };
@@ -273,14 +309,22 @@ impl<'a> Converter<'a> {
             }
         }
         if kind == "KubeArmorPolicy" {
-            // KubeArmor scopes it to containers (of the pods its selector picks, in its namespace).
-            let ns = namespace.as_deref().map(|n| format!(" in namespace {n}")).unwrap_or_default();
-            let picked = if selector.is_some_and(|s| !is_empty(s)) { " picked by spec.selector" } else { "" };
-            let detail = format!(
-                "KubeArmorPolicy: KubeArmor applies it to the containers of pods{ns}{picked}; noexecd applies the rules to every process on this host"
-            );
-            reports.insert(0, ctx.report(ReportKind::NotEnforced, selector.unwrap_or(spec), "spec.selector", detail));
+            // A container policy: the containers of the pods its selector picks, in its namespace.
+            let at = selector.unwrap_or(spec);
+            let mut s = Selector { src: Src::at("spec.selector", at), namespace: None, labels: Vec::new() };
+            if let Some(ns) = metadata.get("namespace").filter(|n| !is_empty(n)) {
+                let value = text(&ctx, ns, "metadata.namespace")?;
+                s.namespace = Some(At { value, src: Src::at("metadata.namespace", ns) });
+            } else {
+                let detail = "none given: the policy selects containers in every namespace (kubectl would apply it in its current namespace, usually default)";
+                reports.push(ctx.report(ReportKind::Note, metadata, "metadata.namespace", detail));
+            }
+            if let Some(sel) = selector {
+                selector_labels(&ctx, sel, &mut s, &mut reports)?;
+            }
+            policy.selector = Some(s);
         }
+        self.loadable(&ctx, &mut policy, &mut reports)?;
         if policy.rules.is_empty() {
             reports.push(ctx.report(
                 ReportKind::Note,
@@ -294,6 +338,84 @@ impl<'a> Converter<'a> {
         self.reports.append(&mut reports);
         Ok(())
     }
+}
+
+impl Converter<'_> {
+    /// Leaves out, with a report each, the rules the policy loader refuses (a relative pattern, a `dir`
+    /// without its '/', an invalid glob, ...), so that what is written loads. A refusal that is not about
+    /// one rule (the selector) is the policy's error.
+    fn loadable(&self, ctx: &Ctx<'_>, policy: &mut Policy, reports: &mut Vec<Report>) -> Res<()> {
+        while !policy.rules.is_empty() {
+            let emitted = super::emit::policy(policy, self.file, &[]);
+            let e = match crate::policy::load_str(Path::new(self.file), &emitted.text) {
+                Ok(_) => return Ok(()),
+                Err(Error::Policy(e)) => e,
+                Err(other) => {
+                    let node = Node { value: Value::Null, line: policy.name.src.line, col: policy.name.src.col };
+                    return Err(ctx.error(&node, "", other.to_string()));
+                }
+            };
+            let src = emitted.origin(e.line).cloned().unwrap_or_default();
+            let within = |rule: &Rule| {
+                src.path == rule.src.path
+                    || src.path.strip_prefix(rule.src.path.as_str()).is_some_and(|rest| rest.starts_with('.'))
+            };
+            let Some(i) = policy.rules.iter().position(within) else {
+                let node = Node { value: Value::Null, line: src.line, col: src.col };
+                return Err(ctx.error(&node, &src.path, e.message));
+            };
+            let rule = policy.rules.remove(i);
+            let detail = format!("{}: {}; rule skipped", src.path, e.message);
+            let report = ctx.report_at(ReportKind::NotEnforced, src.line, rule.src.path, detail);
+            // Among the other reports of the policy, in line order.
+            let at = reports.iter().position(|r| r.line > report.line).unwrap_or(reports.len());
+            reports.insert(at, report);
+        }
+        Ok(())
+    }
+}
+
+/// `spec.selector` of a KubeArmorPolicy: its `matchLabels`; any other part is reported.
+fn selector_labels(ctx: &Ctx<'_>, sel: &Node, out: &mut Selector, reports: &mut Vec<Report>) -> Res<()> {
+    match &sel.value {
+        Value::Null => return Ok(()),
+        Value::Map(_) => {}
+        other => return Err(ctx.error(sel, "spec.selector", format!("expected a mapping, found {}", other.kind()))),
+    }
+    for (key, value) in sel.entries() {
+        let path = format!("spec.selector.{key}");
+        match (key.as_str(), &value.value) {
+            ("matchLabels", Value::Null) => {}
+            ("matchLabels", Value::Map(_)) => {
+                for (k, v) in value.entries() {
+                    let kpath = format!("{path}.{k}");
+                    let v_text = if v.is_null() { String::new() } else { text(ctx, v, &kpath)? };
+                    let key_node = value.key_node(&k).unwrap_or(v);
+                    out.labels.push((
+                        At { value: k.clone(), src: Src::at(&kpath, key_node) },
+                        At { value: v_text, src: Src::at(&kpath, v) },
+                    ));
+                }
+            }
+            ("matchLabels", other) => {
+                return Err(ctx.error(value, &path, format!("expected a mapping of labels, found {}", other.kind())));
+            }
+            ("matchExpressions", _) if is_empty(value) => {}
+            ("matchExpressions", _) => reports.push(ctx.report(
+                ReportKind::NotEnforced,
+                value,
+                path,
+                "label expressions; noexecd selects by matchLabels and the namespace alone, so the policy selects more containers",
+            )),
+            _ => reports.push(ctx.report(
+                ReportKind::NotEnforced,
+                value,
+                path,
+                "unknown key; noexecd selects by matchLabels and the namespace alone",
+            )),
+        }
+    }
+    Ok(())
 }
 
 /// Null, `{}`, `[]`, `""`, or a mapping of only such values (`selector: {matchLabels: {}}`).
@@ -366,13 +488,21 @@ fn process(ctx: &Ctx<'_>, section: &Node, policy: &mut Policy, reports: &mut Vec
             Value::Null => &[],
             Value::Seq(items) => items,
             other => {
-                let found = other.kind();
-                return Err(ctx.error(value, &path, format!("expected a list of rules, found {found}")));
+                let detail = format!("expected a list of rules, found {}; skipped", other.kind());
+                reports.push(ctx.report(ReportKind::NotEnforced, value, path, detail));
+                continue;
             }
         };
         for (i, item) in items.iter().enumerate() {
-            if let Some(rule) = process_rule(ctx, &key, item, &format!("{path}[{i}]"), reports)? {
-                rules.push(rule);
+            let rpath = format!("{path}[{i}]");
+            match process_rule(ctx, &key, item, &rpath, reports) {
+                Ok(Some(rule)) => rules.push(rule),
+                Ok(None) => {}
+                // A rule that cannot be read is left out; the rest of the policy is kept.
+                Err(e) => {
+                    let detail = format!("{}; rule skipped", e.reason);
+                    reports.push(ctx.report_at(ReportKind::NotEnforced, e.line, rpath, detail));
+                }
             }
         }
     }

@@ -57,6 +57,12 @@ pub fn quote(s: &str) -> String {
     out
 }
 
+/// A TOML key: bare when it can be (`app`), else quoted (`"kubearmor.io/container.name"`).
+fn key(s: &str) -> String {
+    let bare = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if bare { s.to_owned() } else { quote(s) }
+}
+
 /// Comment text on one line: control characters (a newline in a policy name) become `?`.
 fn comment_text(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
@@ -93,6 +99,9 @@ pub fn policy(p: &Policy, file: &str, reports: &[Report]) -> Emitted {
         let prefix = if r.kind == ReportKind::NotEnforced { "" } else { "note: " };
         out.comment(&format!("{prefix}{}", r.short()), src);
     }
+    if p.selector.is_some() {
+        out.comment("a container policy: its rules apply inside the containers [policy.selector] picks", src);
+    }
     if p.has_allow() {
         out.comment(
             "Allow rules: an exec on a guarded filesystem that matches no rule gets [daemon] default_posture",
@@ -102,6 +111,20 @@ pub fn policy(p: &Policy, file: &str, reports: &[Report]) -> Emitted {
     out.line("[[policy]]", src);
     out.line(&format!("name = {}", quote(&p.name.value)), src);
     meta(&mut out, &p.meta);
+    if let Some(sel) = &p.selector {
+        out.line("", &sel.src);
+        out.line("[policy.selector]", &sel.src);
+        if let Some(ns) = &sel.namespace {
+            out.line(&format!("namespace = {}", quote(&ns.value)), &ns.src);
+        }
+        if !sel.labels.is_empty() {
+            out.line("", &sel.src);
+            out.line("[policy.selector.match_labels]", &sel.src);
+            for (k, v) in &sel.labels {
+                out.line(&format!("{} = {}", key(&k.value), quote(&v.value)), &k.src);
+            }
+        }
+    }
     if !p.process_meta.is_empty() {
         out.line("", src);
         out.line("[policy.process]", src);

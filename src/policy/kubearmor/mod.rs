@@ -1,7 +1,10 @@
 //! `noexecd import`: KubeArmorPolicy and KubeArmorHostPolicy documents (`security.kubearmor.com/v1`) to
-//! noexecd TOML. Process rules map one to one; everything noexecd does not enforce (file, network,
-//! capabilities and syscalls rules, Kubernetes selectors, `fromSource` on patterns, unknown keys) becomes a
-//! [`Report`], never a silent drop. The same conversion lets the loader read `*.yaml` files in `policy_dir`.
+//! noexecd TOML: a KubeArmorPolicy becomes a container policy (`[policy.selector]` from its
+//! `spec.selector.matchLabels` and `metadata.namespace`), a KubeArmorHostPolicy a host policy. Process rules
+//! map one to one; everything noexecd does not enforce (file, network, capabilities and syscalls rules, node
+//! selectors, `fromSource` on patterns, unknown keys, a rule the loader refuses, a key written twice)
+//! becomes a [`Report`], never a silent drop. The same conversion lets the loader read `*.yaml` files in
+//! `policy_dir`.
 //!
 //! Layout: [`yaml`] parses (serde-saphyr) into position-keeping nodes; `convert` reads KubeArmor's
 //! schema out of them; `emit` writes TOML with a line map back to the YAML; [`report`] is what was left out.
@@ -29,6 +32,8 @@ pub struct ImportedPolicy {
     pub name: String,
     /// `DOC#N` in its file.
     pub doc: String,
+    /// A container policy (from a KubeArmorPolicy), not a host policy.
+    pub container: bool,
     emitted: Emitted,
     src: Src,
 }
@@ -145,7 +150,8 @@ pub fn convert_str(path: &Path, text: &str) -> Result<Conversion> {
         }
         seen.insert(name.clone(), p.doc.clone());
         let emitted = emit::policy(p, &file, &converter.reports);
-        policies.push(ImportedPolicy { name, doc: p.doc.clone(), emitted, src: p.name.src.clone() });
+        let container = p.selector.is_some();
+        policies.push(ImportedPolicy { name, doc: p.doc.clone(), container, emitted, src: p.name.src.clone() });
     }
     Ok(Conversion { file: path.to_owned(), policies, reports: converter.reports })
 }
@@ -207,14 +213,21 @@ impl DropIn {
 
     /// Rules compiled from the converted text name their place in the YAML (`explain`, logs).
     pub fn relocate_rules(&self, rules: &mut [Rule]) {
-        let prefix = format!("{}:", self.path.display());
         for rule in rules {
-            let Some(rest) = rule.meta.origin.strip_prefix(&prefix) else { continue };
-            let mut parts = rest.splitn(2, ':').map(str::parse::<usize>);
-            let (Some(Ok(line)), Some(Ok(col))) = (parts.next(), parts.next()) else { continue };
-            let (line, col, _) = self.locate(line, col);
-            Arc::make_mut(&mut rule.meta).origin = format!("{prefix}{line}:{col}");
+            if let Some(origin) = self.relocated(&rule.meta.origin) {
+                Arc::make_mut(&mut rule.meta).origin = origin;
+            }
         }
+    }
+
+    /// A `file:line:col` in the converted text, moved to its place in the YAML.
+    pub fn relocated(&self, origin: &str) -> Option<String> {
+        let prefix = format!("{}:", self.path.display());
+        let rest = origin.strip_prefix(&prefix)?;
+        let mut parts = rest.splitn(2, ':').map(str::parse::<usize>);
+        let (Some(Ok(line)), Some(Ok(col))) = (parts.next(), parts.next()) else { return None };
+        let (line, col, _) = self.locate(line, col);
+        Some(format!("{prefix}{line}:{col}"))
     }
 }
 

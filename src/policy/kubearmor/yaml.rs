@@ -1,7 +1,9 @@
 //! The YAML model: every document parsed by serde-saphyr into a tree of [`Node`]s that keeps each value's
 //! line and column and each mapping's key order, so that reports and errors can point into the file and
-//! list things in the order they were written.
+//! list things in the order they were written. A key written twice in one mapping is kept twice in the
+//! tree; reading it gives the last one, as Kubernetes tooling reads it, and [`duplicate_keys`] lists them.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -29,18 +31,41 @@ pub enum Value {
 }
 
 impl Node {
-    /// The value of `key` in a mapping.
+    /// The value of `key` in a mapping (of its last occurrence).
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.entries().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.raw_entries().iter().rev().find(|(k, _)| k.key_text() == key).map(|(_, v)| v)
     }
 
-    /// A mapping's entries as (key text, value); nothing for other values.
+    /// A mapping's entries as (key text, value), in document order, a key written twice only once (the
+    /// last, at its place); nothing for other values.
     pub fn entries(&self) -> impl Iterator<Item = (String, &Node)> {
-        let entries: &[(Node, Node)] = match &self.value {
+        let mut seen = HashSet::new();
+        let mut out: Vec<(String, &Node)> = self
+            .raw_entries()
+            .iter()
+            .rev()
+            .map(|(k, v)| (k.key_text(), v))
+            .filter(|(k, _)| seen.insert(k.clone()))
+            .collect();
+        out.reverse();
+        out.into_iter()
+    }
+
+    /// The key node of `key` in a mapping (its last occurrence), for its place in the file.
+    pub fn key_node(&self, key: &str) -> Option<&Node> {
+        self.raw_entries().iter().rev().find(|(k, _)| k.key_text() == key).map(|(k, _)| k)
+    }
+
+    fn raw_entries(&self) -> &[(Node, Node)] {
+        match &self.value {
             Value::Map(m) => m,
             _ => &[],
-        };
-        entries.iter().map(|(k, v)| (k.scalar_text().unwrap_or_else(|| k.value.kind().to_owned()), v))
+        }
+    }
+
+    /// A key as Kubernetes reads it (YAML to JSON): its text, so `1` and `"1"` are the same key.
+    fn key_text(&self) -> String {
+        self.scalar_text().unwrap_or_else(|| self.value.kind().to_owned())
     }
 
     pub fn is_null(&self) -> bool {
@@ -164,6 +189,46 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 }
 
+/// A mapping key written again later in the same mapping: the later entry replaces this one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duplicate {
+    /// The key's path in the document (`spec.process.matchPaths`).
+    pub path: String,
+    /// Where the replaced key is.
+    pub line: usize,
+    pub col: usize,
+    /// Where the key that replaces it is.
+    pub later_line: usize,
+}
+
+/// Every key of `node` (at `path`) written twice in one mapping, in document order, looking inside the
+/// values that are read (the last of each key) when `descend`.
+pub fn duplicate_keys(node: &Node, path: &str, descend: bool, out: &mut Vec<Duplicate>) {
+    let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    match &node.value {
+        Value::Map(entries) => {
+            let mut last: HashMap<String, &Node> = HashMap::new();
+            for (k, _) in entries {
+                let text = k.key_text();
+                if let Some(earlier) = last.insert(text.clone(), k) {
+                    out.push(Duplicate { path: join(&text), line: earlier.line, col: earlier.col, later_line: k.line });
+                }
+            }
+            if descend {
+                for (k, v) in node.entries() {
+                    duplicate_keys(v, &join(&k), true, out);
+                }
+            }
+        }
+        Value::Seq(items) if descend => {
+            for (i, item) in items.iter().enumerate() {
+                duplicate_keys(item, &format!("{path}[{i}]"), true, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Where a YAML syntax error is, and what it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntaxError {
@@ -190,7 +255,11 @@ pub fn document_number(starts: &[usize], line: usize) -> Option<usize> {
 
 /// Every non-empty document of a (multi-document) YAML text, in order.
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
-    let options = serde_saphyr::options! { with_snippet: false };
+    // Kubernetes tooling reads a key written twice as its last value; so does noexecd, and reports it.
+    let options = serde_saphyr::options! {
+        with_snippet: false,
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins,
+    };
     serde_saphyr::from_multiple_with_options::<Spanned<Value>>(text, options)
         .map(|docs| docs.into_iter().map(node).collect())
         .map_err(|e| {
