@@ -215,12 +215,13 @@ impl Located<'_> {
     }
 }
 
-/// Names are unique within a scope, as KubeArmor's are within a kind: a host policy and a container policy
-/// may share one (the shipped `ksp-block-exec-inside-tmp`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Names are unique within a scope, as KubeArmor's are within a kind and a namespace: a host policy and a
+/// container policy may share one (the shipped `ksp-block-exec-inside-tmp`), and so may container policies
+/// of different namespaces (the shipped one, of none, and KubeArmor's example for `wordpress-mysql`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum PolicyScope {
     Host,
-    Container,
+    Container { namespace: Option<String> },
 }
 
 #[derive(Default)]
@@ -251,15 +252,25 @@ impl Loader {
             if name.is_empty() {
                 return Err(at.error(policy.name.span(), "policy name is empty: write name = \"my-policy\"").into());
             }
-            let scope = if policy.selector.is_some() { PolicyScope::Container } else { PolicyScope::Host };
-            let kind = if scope == PolicyScope::Container { "container policy" } else { "policy" };
+            let namespace = policy.selector.as_ref().and_then(|s| s.get_ref().namespace.as_ref());
+            let (scope, kind) = match (&policy.selector, namespace) {
+                (None, _) => (PolicyScope::Host, "policy"),
+                (Some(_), ns) => {
+                    (PolicyScope::Container { namespace: ns.map(|n| n.get_ref().clone()) }, "container policy")
+                }
+            };
             let origin = at.origin(policy.name.span());
-            if let Some(first) = self.names.get(&(scope, name.clone())) {
+            let key = (scope, name.clone());
+            if let Some(first) = self.names.get(&key) {
+                let within = match namespace {
+                    Some(ns) => format!(" in namespace \"{}\"", ns.get_ref()),
+                    None => String::new(),
+                };
                 return Err(at
-                    .error(policy.name.span(), format!("duplicate {kind} name \"{name}\" (first defined at {first}); give each [[policy]] its own name"))
+                    .error(policy.name.span(), format!("duplicate {kind} name \"{name}\"{within} (first defined at {first}); give each [[policy]] its own name"))
                     .into());
             }
-            self.names.insert((scope, name.clone()), origin.clone());
+            self.names.insert(key, origin.clone());
             let mut rules = Vec::new();
             compile_policy(&at, &name, &policy, &mut rules)?;
             if rules.is_empty() {

@@ -152,11 +152,22 @@ fn selector_forms() {
         "[[policy]]\nname = \"p\"\n[policy.selector]\nmatch_labels = { \"kubearmor.io/container.name\" = \"one\" }\n[[policy.process.match_paths]]\npath = \"/x\"\n",
     );
     assert_eq!(c.container_policies[0].selector.containers, vec!["one"]);
-    // A host policy and a container policy may share a name; two of one scope may not.
+    // A host policy and a container policy may share a name, and so may container policies of different
+    // namespaces, as KubeArmor's may; two of one scope and namespace may not.
     let c = ok(&format!("{RULE}{}", RULE.replace("[[policy.process", "[policy.selector]\n[[policy.process")));
     assert_eq!((c.policy_count, c.container_policies.len()), (1, 1));
     let e = err(&format!("{CONTAINER}{CONTAINER}"));
     assert_eq!((e.line, e.col), (9, 8));
+    assert!(
+        e.message.contains(
+            "duplicate container policy name \"c\" in namespace \"wordpress-mysql\" (first defined at p.toml:2:8)"
+        ),
+        "{e}"
+    );
+    let everywhere = CONTAINER.replace("namespace = \"wordpress-mysql\"\n", "");
+    let c = ok(&format!("{everywhere}{CONTAINER}{}", CONTAINER.replace("wordpress-mysql", "other")));
+    assert_eq!(c.container_policies.len(), 3);
+    let e = err(&format!("{everywhere}{everywhere}"));
     assert!(e.message.contains("duplicate container policy name \"c\" (first defined at p.toml:2:8)"), "{e}");
 }
 

@@ -602,3 +602,48 @@ fn every_published_template_imports_and_loads() {
     // Its only rules are regular expressions (`^/proc/\*/maps$`), which no path matches.
     assert_eq!(without_policy, vec!["mitre/system/hsp-mitre-process-injection-proc-mem.yaml"]);
 }
+
+/// The shipped configuration with KubeArmor's example in its policy_dir, as `noexecd check` loads them: the
+/// host keeps its policy; a WordPress container gets the example's Block and the shipped Audit.
+#[test]
+fn the_shipped_config_with_kubearmors_example_as_a_drop_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("policy.d");
+    std::fs::create_dir(&dir).unwrap();
+    let shipped = include_str!("../../../config/noexecd.toml");
+    assert!(shipped.contains("\npolicy_dir = \"/etc/noexecd/policy.d\"\n"));
+    let main = write(
+        tmp.path(),
+        "noexecd.toml",
+        &shipped
+            .replace("\npolicy_dir = \"/etc/noexecd/policy.d\"\n", &format!("\npolicy_dir = \"{}\"\n", dir.display())),
+    );
+    let seed =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kubearmor/container-policy.yaml"))
+            .unwrap();
+    let doc1 = seed.split("\n---\n").next().unwrap();
+    let c = convert("seed.yaml", doc1);
+    write(&dir, "50-kubearmor.toml", &c.toml());
+    let config = crate::policy::load(&main).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((config.policy_count, config.matcher.rules().len()), (1, 3));
+    let names: Vec<&str> = config.container_policies.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, vec!["ksp-block-exec-inside-tmp", "ksp-block-exec-inside-tmp"]);
+    let labels = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let wp = crate::policy::Identity {
+        labels: labels(&[("app", "wordpress"), ("io.kubernetes.pod.namespace", "wordpress-mysql")]),
+        name: Some("wordpress".into()),
+    };
+    assert_eq!(config.selecting(&wp), vec![0, 1]);
+    let m = config.container_matcher(&config.selecting(&wp));
+    let decide = |p: &str| {
+        let d = m.decide(Scope::Path(p.as_bytes()), 0, &mut KnownSubject::default());
+        (d.outcome, d.rule.map(|r| r.origin.clone()))
+    };
+    let text = c.toml();
+    let line = text.lines().position(|l| l == "[[policy.process.match_patterns]]").unwrap() + 1;
+    let origin = format!("{}:{line}:1", dir.join("50-kubearmor.toml").display());
+    assert_eq!(decide("/tmp/x"), (Outcome::Block, Some(origin)), "the example's rule decides");
+    assert_eq!(decide("/dev/shm/x").0, Outcome::Audit);
+    let other = crate::policy::Identity { labels: labels(&[("app", "db")]), name: None };
+    assert_eq!(config.selecting(&other), vec![0]);
+}
