@@ -27,7 +27,7 @@ use crate::host::overlay;
 use crate::host::procfs::{self, ProcessInfo};
 use crate::policy::matcher::{Action, Outcome, RuleMeta, Scope, Subject};
 use crate::stats::Counters;
-use crate::sys::{self, Event, FanotifyGroup, FileFacts, Mask, PATH_BUF_LEN, Response};
+use crate::sys::{self, Event, FanotifyGroup, FileFacts, Mask, PATH_BUF_LEN, Responder, Response};
 use opener::OpenedFile;
 use sniff::{HEAD_LEN, sniff};
 
@@ -112,23 +112,24 @@ impl Decider {
         }
     }
 
-    /// Decides and answers one event, then queues its alert if it needs one.
-    pub fn handle(&mut self, group: &FanotifyGroup, guard: &Guard, event: Event) {
+    /// Decides and answers one event through `responder` (the fanotify group), then queues its alert if it
+    /// needs one.
+    pub fn handle(&mut self, responder: &impl Responder, guard: &Guard, event: Event) {
         let Some(fd) = event.fd.as_ref() else { return };
         if !event.is_permission() {
             return;
         }
         if event.pid == self.own_pid {
-            self.answer(group, fd.as_fd(), true, false);
+            self.answer(responder, fd.as_fd(), Response::Allow);
             return;
         }
         if !event.mask.contains(Mask::FAN_OPEN_EXEC_PERM) {
-            self.handle_open(group, guard, fd.as_fd(), event.pid);
+            self.handle_open(responder, guard, fd.as_fd(), event.pid);
             return;
         }
         let (outcome, rule, resolved) = self.decide(guard, fd.as_fd(), event.pid);
         let Some(rule) = rule else {
-            self.answer(group, fd.as_fd(), true, false);
+            self.answer(responder, fd.as_fd(), Response::Allow);
             self.counters.allowed.fetch_add(1, Ordering::Relaxed);
             // Only path-decided files (the name is known) can be cached; after the answer, never instead.
             if resolved == Resolved::Yes
@@ -145,7 +146,7 @@ impl Decider {
         // queue's delay and the writer may write it).
         let admit = self.gate.admit_with(guard.config.daemon.max_alerts_per_sec, Instant::now());
         if admit == Admit::Drop {
-            self.answer(group, fd.as_fd(), outcome != Outcome::Block, outcome == Outcome::Block);
+            self.answer(responder, fd.as_fd(), alerted_answer(outcome));
             self.counters.alerts_dropped_throttle.fetch_add(1, Ordering::Relaxed);
             self.remember_exec_for_open_guard(guard, fd.as_fd(), event.pid, outcome);
             return;
@@ -158,7 +159,7 @@ impl Decider {
         // the writer's window may differ from ours by the queue's delay, and whatever it writes must be complete.
         let process = procfs::process_info(event.pid);
         self.name_before_answer(guard, fd.as_fd(), event.pid, resolved);
-        self.answer(group, fd.as_fd(), outcome != Outcome::Block, outcome == Outcome::Block);
+        self.answer(responder, fd.as_fd(), alerted_answer(outcome));
         self.remember_exec_for_open_guard(guard, fd.as_fd(), event.pid, outcome);
         self.queue_alert(outcome, rule, event.pid, process, "FAN_OPEN_EXEC_PERM");
     }
@@ -166,9 +167,9 @@ impl Decider {
     /// A FAN_OPEN_PERM event (the open guard): allowed at once unless the file could run (a loadable ELF or a
     /// script-like text, by its first bytes), is in protected scope, and the opener is running it (the
     /// loader, a non-reader mapping an ELF, an interpreter naming it in argv). Only then is /proc read.
-    fn handle_open(&mut self, group: &FanotifyGroup, guard: &Guard, fd: BorrowedFd<'_>, pid: i32) {
+    fn handle_open(&mut self, responder: &impl Responder, guard: &Guard, fd: BorrowedFd<'_>, pid: i32) {
         let allow = |d: &Self| {
-            d.answer(group, fd, true, false);
+            d.answer(responder, fd, Response::Allow);
             d.counters.allowed.fetch_add(1, Ordering::Relaxed);
         };
         if !guard.config.open_guard.enabled {
@@ -192,12 +193,13 @@ impl Decider {
         };
         if after_exec == Some(true) {
             // The exec of this file was just blocked and alerted; this is its caller looking at it.
-            self.answer(group, fd, outcome != Outcome::Block, false);
+            let answer = if outcome == Outcome::Block { Response::Deny } else { Response::Allow };
+            self.answer(responder, fd, answer);
             return;
         }
         let process = procfs::process_info(pid);
         self.name_before_answer(guard, fd, pid, resolved);
-        self.answer(group, fd, outcome != Outcome::Block, outcome == Outcome::Block);
+        self.answer(responder, fd, alerted_answer(outcome));
         self.count(outcome);
         // A refused open is often retried at once by the same process (bash reads a file whose exec failed to
         // explain why): judged again, alerted once.
@@ -253,8 +255,8 @@ impl Decider {
         }
     }
 
-    fn answer(&self, group: &FanotifyGroup, fd: BorrowedFd<'_>, allow: bool, audit: bool) {
-        if group.respond(fd, Response::new(allow, audit)).is_err() {
+    fn answer(&self, responder: &impl Responder, fd: BorrowedFd<'_>, answer: Response) {
+        if responder.respond(fd, answer).is_err() {
             self.counters.answer_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -337,6 +339,12 @@ impl Decider {
             }
         }
     }
+}
+
+/// The answer to an event that raises an alert: a block is denied with an audit record; an audited exec is
+/// allowed.
+fn alerted_answer(outcome: Outcome) -> Response {
+    if outcome == Outcome::Block { Response::DenyAudited } else { Response::Allow }
 }
 
 /// Whether `path` (in our namespace) is a name of the file `facts` describes. Used only for names ending in
