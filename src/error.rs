@@ -1,7 +1,8 @@
 //! The library's error type: one variant per operation that can fail, each naming what it failed on.
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
@@ -15,52 +16,181 @@ pub struct PolicyError {
     pub message: String,
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Where a file stops being UTF-8. `line` is 1-based and `col` counts characters from 1, as every other
+/// `file:line:col` of the loader does; `offset` is the byte's place in the file, from 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotUtf8 {
+    pub line: usize,
+    pub col: usize,
+    pub offset: usize,
+    /// The first byte that is not part of a valid UTF-8 character.
+    pub byte: u8,
+    /// The byte starts a character that the end of the file cuts short.
+    pub cut_short: bool,
+}
+
+impl NotUtf8 {
+    fn write(&self, f: &mut fmt::Formatter<'_>, path: &Path) -> fmt::Result {
+        let what = if self.cut_short {
+            "starts a character that the end of the file cuts short"
+        } else {
+            "does not start a valid UTF-8 character"
+        };
+        let (line, col, byte, offset) = (self.line, self.col, self.byte, self.offset);
+        write!(f, "{}:{line}:{col}: not valid UTF-8: byte 0x{byte:02x} (offset {offset}) {what}", path.display())?;
+        if offset == 0 && matches!(byte, 0xfe | 0xff) {
+            f.write_str(" (a UTF-16 byte order mark?)")?;
+        } else if !self.cut_short {
+            f.write_str(" (Latin-1 or another 8-bit encoding?)")?;
+        }
+        f.write_str("; save the file as UTF-8")
+    }
+}
+
+/// One variant per operation that can fail. Each message carries its cause itself and [`source`] is
+/// never set, so that `{e}` (the daemon's log, `error = %e`) and anyhow's `{e:#}` (`main`) both print every
+/// cause once. Display is written by hand: thiserror's derive makes any field named `source` the error's
+/// source, and with `{source}` in the message as well anyhow's chain printed the cause twice.
+///
+/// [`source`]: std::error::Error::source
+#[derive(Debug)]
 pub enum Error {
-    #[error("cannot read configuration {}: {source}", path.display())]
-    ReadConfig { path: PathBuf, source: std::io::Error },
-    #[error("cannot list policy directory {}: {source}", path.display())]
-    ReadPolicyDir { path: PathBuf, source: std::io::Error },
-    #[error(transparent)]
-    Policy(#[from] PolicyError),
-    #[error("cannot read the mount table (/proc/self/mountinfo): {0}")]
+    ReadConfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A configuration file or a `*.toml` drop-in with bytes that are not UTF-8.
+    ConfigNotUtf8 {
+        path: PathBuf,
+        at: NotUtf8,
+    },
+    ReadPolicyDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    Policy(PolicyError),
     ReadMounts(std::io::Error),
-    #[error("no mount holds protected path {}", path.display())]
-    NoMountFor { path: PathBuf },
-    #[error("cannot create the fanotify group: {0}{hint}", hint = init_hint(*.0))]
+    NoMountFor {
+        path: PathBuf,
+    },
     FanotifyInit(Errno),
-    #[error("cannot mark filesystem at {}: {source}", path.display())]
-    Mark { path: PathBuf, source: Errno },
-    #[error("cannot remove the marks: {0}")]
+    Mark {
+        path: PathBuf,
+        source: Errno,
+    },
     Unmark(Errno),
-    #[error("cannot stat mount point {}: {source}", path.display())]
-    StatMount { path: PathBuf, source: std::io::Error },
-    #[error("cannot open alert log {}: {source}", path.display())]
-    OpenAlertLog { path: PathBuf, source: std::io::Error },
-    #[error("cannot serve alerts on socket {}: {source}", path.display())]
-    AlertSocket { path: PathBuf, source: std::io::Error },
-    #[error("cannot read alerts from {}: {source}", path.display())]
-    ReadAlerts { path: PathBuf, source: std::io::Error },
-    #[error("the decision thread ended unexpectedly")]
+    StatMount {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    OpenAlertLog {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    AlertSocket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    ReadAlerts {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     DecisionThreadDied,
-    #[error("cannot read the fanotify group: {0}")]
     ReadEvents(std::io::Error),
-    #[error("cannot start the {what} thread: {source}")]
-    SpawnThread { what: &'static str, source: std::io::Error },
-    #[error("cannot set up the {what}: {source}")]
-    Runtime { what: &'static str, source: std::io::Error },
-    #[error("cannot write {}: {source}", path.display())]
-    WriteFile { path: PathBuf, source: std::io::Error },
-    #[error("cannot read KubeArmor policy file {}: {source}", path.display())]
-    ReadKubeArmor { path: PathBuf, source: std::io::Error },
-    #[error("{}:{line}:{col}: not valid YAML: {message}", path.display())]
-    ParseKubeArmor { path: PathBuf, line: usize, col: usize, message: String },
-    #[error("{}:{line}:{col}: {message}", path.display())]
-    ConvertKubeArmor { path: PathBuf, line: usize, col: usize, message: String },
-    #[error("cannot create output directory {}: {source}", path.display())]
-    CreateImportDir { path: PathBuf, source: std::io::Error },
-    #[error("--strict: {count} part(s) of the input are not enforced by noexecd (listed above); nothing was written")]
-    ImportStrict { count: usize },
+    SpawnThread {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    Runtime {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    WriteFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    ReadKubeArmor {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A KubeArmor YAML file (`noexecd import`, a `*.yaml` drop-in) with bytes that are not UTF-8.
+    KubeArmorNotUtf8 {
+        path: PathBuf,
+        at: NotUtf8,
+    },
+    ParseKubeArmor {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        message: String,
+    },
+    ConvertKubeArmor {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        message: String,
+    },
+    CreateImportDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    ImportStrict {
+        count: usize,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::ReadConfig { path, source } => write!(f, "cannot read configuration {}: {source}", path.display()),
+            Error::ConfigNotUtf8 { path, at } | Error::KubeArmorNotUtf8 { path, at } => at.write(f, path),
+            Error::ReadPolicyDir { path, source } => {
+                write!(f, "cannot list policy directory {}: {source}", path.display())
+            }
+            Error::Policy(e) => e.fmt(f),
+            Error::ReadMounts(e) => write!(f, "cannot read the mount table (/proc/self/mountinfo): {e}"),
+            Error::NoMountFor { path } => write!(f, "no mount holds protected path {}", path.display()),
+            Error::FanotifyInit(e) => write!(f, "cannot create the fanotify group: {e}{}", init_hint(*e)),
+            Error::Mark { path, source } => write!(f, "cannot mark filesystem at {}: {source}", path.display()),
+            Error::Unmark(e) => write!(f, "cannot remove the marks: {e}"),
+            Error::StatMount { path, source } => write!(f, "cannot stat mount point {}: {source}", path.display()),
+            Error::OpenAlertLog { path, source } => write!(f, "cannot open alert log {}: {source}", path.display()),
+            Error::AlertSocket { path, source } => {
+                write!(f, "cannot serve alerts on socket {}: {source}", path.display())
+            }
+            Error::ReadAlerts { path, source } => write!(f, "cannot read alerts from {}: {source}", path.display()),
+            Error::DecisionThreadDied => f.write_str("the decision thread ended unexpectedly"),
+            Error::ReadEvents(e) => write!(f, "cannot read the fanotify group: {e}"),
+            Error::SpawnThread { what, source } => write!(f, "cannot start the {what} thread: {source}"),
+            Error::Runtime { what, source } => write!(f, "cannot set up the {what}: {source}"),
+            Error::WriteFile { path, source } => write!(f, "cannot write {}: {source}", path.display()),
+            Error::ReadKubeArmor { path, source } => {
+                write!(f, "cannot read KubeArmor policy file {}: {source}", path.display())
+            }
+            Error::ParseKubeArmor { path, line, col, message } => {
+                write!(f, "{}:{line}:{col}: not valid YAML: {message}", path.display())
+            }
+            Error::ConvertKubeArmor { path, line, col, message } => {
+                write!(f, "{}:{line}:{col}: {message}", path.display())
+            }
+            Error::CreateImportDir { path, source } => {
+                write!(f, "cannot create output directory {}: {source}", path.display())
+            }
+            Error::ImportStrict { count } => write!(
+                f,
+                "--strict: {count} part(s) of the input are not enforced by noexecd (listed above); nothing was written"
+            ),
+        }
+    }
+}
+
+/// No `source()`: the message already holds the cause (see [`Error`]).
+impl std::error::Error for Error {}
+
+impl From<PolicyError> for Error {
+    fn from(e: PolicyError) -> Self {
+        Error::Policy(e)
+    }
 }
 
 fn init_hint(e: Errno) -> &'static str {

@@ -27,12 +27,9 @@ const SYSTEMD_EXECUTORS: &[&str] = &["/usr/lib/systemd/systemd-executor", "/lib/
 
 /// The group systemd handed back, if this start is a restart after a crash.
 pub fn take_stored_group() -> Option<FanotifyGroup> {
-    let fds = sd_notify::listen_fds_with_names().ok()?;
+    let fds = sys::take_listen_fds().ok()?;
     let mut found = None;
-    for (raw, name) in fds {
-        let Some(fd) = sys::inherited_fd(raw) else {
-            continue;
-        };
+    for (fd, name) in fds {
         if name == FD_NAME && found.is_none() && sys::is_fanotify(fd.as_fd()) {
             // The old group's FAN_ENABLE_AUDIT state is unknown: answer without FAN_AUDIT.
             found = Some(FanotifyGroup::adopt(fd, false));

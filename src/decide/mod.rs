@@ -3,7 +3,8 @@
 //!
 //! Rules for this module: no logging and no locks before the answer; no allocation for an allowed exec on a
 //! filesystem decided as a whole; /proc is read before the answer only when a rule needs the caller's
-//! executable or uid, or when the exec raises an alert (see `handle`). Nothing here may panic on input: the kernel lets everything through if we die.
+//! executable or uid, or when the exec raises an alert (see `handle`). Nothing here may panic on input: the
+//! kernel lets everything through if we die.
 #![forbid(unsafe_code)]
 
 pub mod opener;
@@ -27,7 +28,7 @@ use crate::host::overlay;
 use crate::host::procfs::{self, ProcessInfo};
 use crate::policy::matcher::{Action, Outcome, RuleMeta, Scope, Subject};
 use crate::stats::Counters;
-use crate::sys::{self, Event, FanotifyGroup, FileFacts, Mask, PATH_BUF_LEN, Response};
+use crate::sys::{self, Event, FanotifyGroup, FileFacts, Mask, PATH_BUF_LEN, Responder, Response};
 use opener::OpenedFile;
 use sniff::{HEAD_LEN, sniff};
 
@@ -50,6 +51,7 @@ fn unresolved_rule() -> Arc<RuleMeta> {
 
 /// Reusable buffers: the decision path allocates nothing in steady state.
 pub struct Decider {
+    /// Events of this process are allowed at once: the daemon must never wait on its own marks.
     own_pid: i32,
     path_buf: Box<[u8; PATH_BUF_LEN]>,
     scratch: Vec<u8>,
@@ -64,13 +66,36 @@ pub struct Decider {
     /// The writer's alert limit, applied here first so that alerts it would drop cost nothing.
     gate: RateLimiter,
     head: [u8; HEAD_LEN],
-    /// (pid, dev, ino, blocked) of recent execs that raised an alert, a ring.
-    recent_execs: [(i32, u64, u64, bool); RECENT_EXECS],
+    /// Recent execs that raised an alert, a ring.
+    recent_execs: [RecentExec; RECENT_EXECS],
     recent_next: usize,
+    /// Reads the caller's facts for an alert: [`procfs::process_info`]. Unit tests put a reader here that
+    /// counts its calls, to see which paths read /proc and which do not.
+    process_info: fn(i32) -> ProcessInfo,
+}
+
+/// An exec that raised an alert, remembered so that the opens that follow from it raise no second one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct RecentExec {
+    pid: i32,
+    dev: u64,
+    ino: u64,
+    /// Whether the exec was blocked (else audited).
+    blocked: bool,
+}
+
+/// The decision on one file, before the answer.
+#[derive(Debug)]
+struct Verdict {
+    outcome: Outcome,
+    /// The rule (or default posture) that made the decision; `None`: allowed without an alert.
+    rule: Option<Arc<RuleMeta>>,
+    /// How the file's canonical path was looked up for the decision.
+    resolved: Resolved,
 }
 
 /// Where the canonical path of the current file stands.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Resolved {
     /// Not looked up (the filesystem is decided as a whole).
     NotYet,
@@ -91,11 +116,12 @@ impl Decider {
             alerts,
             counters,
             head: [0u8; HEAD_LEN],
-            recent_execs: [(0, 0, 0, false); RECENT_EXECS],
+            recent_execs: [RecentExec::default(); RECENT_EXECS],
             recent_next: 0,
             cache: None,
             facts: None,
             gate: RateLimiter::new(u32::MAX),
+            process_info: procfs::process_info,
         }
     }
 
@@ -112,23 +138,24 @@ impl Decider {
         }
     }
 
-    /// Decides and answers one event, then queues its alert if it needs one.
-    pub fn handle(&mut self, group: &FanotifyGroup, guard: &Guard, event: Event) {
+    /// Decides and answers one event through `responder` (the fanotify group), then queues its alert if it
+    /// needs one.
+    pub fn handle(&mut self, responder: &impl Responder, guard: &Guard, event: Event) {
         let Some(fd) = event.fd.as_ref() else { return };
         if !event.is_permission() {
             return;
         }
         if event.pid == self.own_pid {
-            self.answer(group, fd.as_fd(), true, false);
+            self.answer(responder, fd.as_fd(), Response::Allow);
             return;
         }
         if !event.mask.contains(Mask::FAN_OPEN_EXEC_PERM) {
-            self.handle_open(group, guard, fd.as_fd(), event.pid);
+            self.handle_open(responder, guard, fd.as_fd(), event.pid);
             return;
         }
-        let (outcome, rule, resolved) = self.decide(guard, fd.as_fd(), event.pid);
+        let Verdict { outcome, rule, resolved } = self.decide(guard, fd.as_fd(), event.pid);
         let Some(rule) = rule else {
-            self.answer(group, fd.as_fd(), true, false);
+            self.answer(responder, fd.as_fd(), Response::Allow);
             self.counters.allowed.fetch_add(1, Ordering::Relaxed);
             // Only path-decided files (the name is known) can be cached; after the answer, never instead.
             if resolved == Resolved::Yes
@@ -145,7 +172,7 @@ impl Decider {
         // queue's delay and the writer may write it).
         let admit = self.gate.admit_with(guard.config.daemon.max_alerts_per_sec, Instant::now());
         if admit == Admit::Drop {
-            self.answer(group, fd.as_fd(), outcome != Outcome::Block, outcome == Outcome::Block);
+            self.answer(responder, fd.as_fd(), alerted_answer(outcome));
             self.counters.alerts_dropped_throttle.fetch_add(1, Ordering::Relaxed);
             self.remember_exec_for_open_guard(guard, fd.as_fd(), event.pid, outcome);
             return;
@@ -156,9 +183,9 @@ impl Decider {
         // kernel memory only (no marked file, no lock the caller holds); allowed execs never pay for them.
         // The file's name is taken now too (see `name_before_answer`). Also for the first alert past the limit:
         // the writer's window may differ from ours by the queue's delay, and whatever it writes must be complete.
-        let process = procfs::process_info(event.pid);
+        let process = (self.process_info)(event.pid);
         self.name_before_answer(guard, fd.as_fd(), event.pid, resolved);
-        self.answer(group, fd.as_fd(), outcome != Outcome::Block, outcome == Outcome::Block);
+        self.answer(responder, fd.as_fd(), alerted_answer(outcome));
         self.remember_exec_for_open_guard(guard, fd.as_fd(), event.pid, outcome);
         self.queue_alert(outcome, rule, event.pid, process, "FAN_OPEN_EXEC_PERM");
     }
@@ -166,9 +193,9 @@ impl Decider {
     /// A FAN_OPEN_PERM event (the open guard): allowed at once unless the file could run (a loadable ELF or a
     /// script-like text, by its first bytes), is in protected scope, and the opener is running it (the
     /// loader, a non-reader mapping an ELF, an interpreter naming it in argv). Only then is /proc read.
-    fn handle_open(&mut self, group: &FanotifyGroup, guard: &Guard, fd: BorrowedFd<'_>, pid: i32) {
+    fn handle_open(&mut self, responder: &impl Responder, guard: &Guard, fd: BorrowedFd<'_>, pid: i32) {
         let allow = |d: &Self| {
-            d.answer(group, fd, true, false);
+            d.answer(responder, fd, Response::Allow);
             d.counters.allowed.fetch_add(1, Ordering::Relaxed);
         };
         if !guard.config.open_guard.enabled {
@@ -184,7 +211,7 @@ impl Decider {
         if !kind.may_run() {
             return allow(self);
         }
-        let (outcome, rule, resolved) = self.decide(guard, fd, pid);
+        let Verdict { outcome, rule, resolved } = self.decide(guard, fd, pid);
         let Some(rule) = rule else { return allow(self) };
         let file = OpenedFile { kind, dev: facts.dev, ino: facts.ino };
         let Some(route) = opener::judge(&guard.config.open_guard, &guard.loaders, file, pid) else {
@@ -192,12 +219,13 @@ impl Decider {
         };
         if after_exec == Some(true) {
             // The exec of this file was just blocked and alerted; this is its caller looking at it.
-            self.answer(group, fd, outcome != Outcome::Block, false);
+            let answer = if outcome == Outcome::Block { Response::Deny } else { Response::Allow };
+            self.answer(responder, fd, answer);
             return;
         }
-        let process = procfs::process_info(pid);
+        let process = (self.process_info)(pid);
         self.name_before_answer(guard, fd, pid, resolved);
-        self.answer(group, fd, outcome != Outcome::Block, outcome == Outcome::Block);
+        self.answer(responder, fd, alerted_answer(outcome));
         self.count(outcome);
         // A refused open is often retried at once by the same process (bash reads a file whose exec failed to
         // explain why): judged again, alerted once.
@@ -230,7 +258,7 @@ impl Decider {
 
     fn remember_exec(&mut self, pid: i32, facts: &FileFacts, blocked: bool) {
         if let Some(slot) = self.recent_execs.get_mut(self.recent_next % RECENT_EXECS) {
-            *slot = (pid, facts.dev, facts.ino, blocked);
+            *slot = RecentExec { pid, dev: facts.dev, ino: facts.ino, blocked };
         }
         self.recent_next = self.recent_next.wrapping_add(1);
     }
@@ -240,8 +268,8 @@ impl Decider {
         self.recent_execs
             .iter()
             .rev()
-            .find(|&&(p, dev, ino, _)| p == pid && dev == facts.dev && ino == facts.ino)
-            .map(|&(_, _, _, blocked)| blocked)
+            .find(|r| r.pid == pid && r.dev == facts.dev && r.ino == facts.ino)
+            .map(|r| r.blocked)
     }
 
     /// Hands the alert of a blocked or audited attempt, named by `self.canonical`, to the writer without waiting.
@@ -253,13 +281,13 @@ impl Decider {
         }
     }
 
-    fn answer(&self, group: &FanotifyGroup, fd: BorrowedFd<'_>, allow: bool, audit: bool) {
-        if group.respond(fd, Response::new(allow, audit)).is_err() {
+    fn answer(&self, responder: &impl Responder, fd: BorrowedFd<'_>, answer: Response) {
+        if responder.respond(fd, answer).is_err() {
             self.counters.answer_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    fn decide(&mut self, guard: &Guard, fd: BorrowedFd<'_>, pid: i32) -> (Outcome, Option<Arc<RuleMeta>>, Resolved) {
+    fn decide(&mut self, guard: &Guard, fd: BorrowedFd<'_>, pid: i32) -> Verdict {
         self.canonical.clear();
         self.facts = None;
         let matcher = &guard.config.matcher;
@@ -275,19 +303,19 @@ impl Decider {
         };
         if let Some(below) = whole_fs {
             let d = matcher.decide(Scope::Below(below), facts.uid, &mut subject);
-            return (d.outcome, d.rule.cloned(), Resolved::NotYet);
+            return Verdict { outcome: d.outcome, rule: d.rule.cloned(), resolved: Resolved::NotYet };
         }
         if !self.resolve_with(guard, fd, pid, &facts) {
             return self.unresolvable(guard);
         }
         let d = matcher.decide(Scope::Path(&self.canonical), facts.uid, &mut subject);
-        (d.outcome, d.rule.cloned(), Resolved::Yes)
+        Verdict { outcome: d.outcome, rule: d.rule.cloned(), resolved: Resolved::Yes }
     }
 
-    fn unresolvable(&mut self, guard: &Guard) -> (Outcome, Option<Arc<RuleMeta>>, Resolved) {
+    fn unresolvable(&mut self, guard: &Guard) -> Verdict {
         self.counters.unresolved.fetch_add(1, Ordering::Relaxed);
         let d = guard.config.matcher.apply_mode(Outcome::Block, &self.unresolved);
-        (d.outcome, d.rule.cloned(), Resolved::Failed)
+        Verdict { outcome: d.outcome, rule: d.rule.cloned(), resolved: Resolved::Failed }
     }
 
     /// Canonical path for the alert of a filesystem decided as a whole; best effort.
@@ -337,6 +365,12 @@ impl Decider {
             }
         }
     }
+}
+
+/// The answer to an event that raises an alert: a block is denied with an audit record; an audited exec is
+/// allowed.
+fn alerted_answer(outcome: Outcome) -> Response {
+    if outcome == Outcome::Block { Response::DenyAudited } else { Response::Allow }
 }
 
 /// Whether `path` (in our namespace) is a name of the file `facts` describes. Used only for names ending in
@@ -435,6 +469,234 @@ mod tests {
         assert!(names_this_file(real.as_os_str().as_bytes(), &facts));
         assert!(!names_this_file(other.as_os_str().as_bytes(), &facts));
         assert!(!names_this_file(dir.path().join("gone (deleted)").as_os_str().as_bytes(), &facts));
+    }
+
+    /// `Decider::handle` driven through the `Responder` seam: events built from files of a temporary
+    /// directory (real fds, real statx and /proc/self/fd names), answers recorded, no fanotify group, no root.
+    mod handle {
+        use super::*;
+        use crate::host::mounts::MountTable;
+        use std::cell::{Cell, RefCell};
+        use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+        use std::os::unix::ffi::OsStrExt;
+        use std::path::{Path, PathBuf};
+
+        /// Blocks every exec below the test's directory.
+        const BLOCK_DIR: &str = r#"
+[[policy]]
+name = "test-dir"
+[[policy.process.match_directories]]
+dir = "{dir}/"
+recursive = true
+"#;
+
+        thread_local! {
+            /// Calls of `counting_process_info` on this test's thread.
+            static PROCESS_READS: Cell<usize> = const { Cell::new(0) };
+        }
+
+        /// The real /proc reader, counted.
+        fn counting_process_info(pid: i32) -> ProcessInfo {
+            PROCESS_READS.with(|n| n.set(n.get() + 1));
+            procfs::process_info(pid)
+        }
+
+        fn process_reads() -> usize {
+            PROCESS_READS.with(Cell::get)
+        }
+
+        /// One answer, with what had happened when it was given.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        struct Answered {
+            fd: RawFd,
+            answer: Response,
+            alerts_queued: usize,
+            process_reads: usize,
+        }
+
+        /// Records every answer; looks at the alert queue at the moment it is called.
+        struct Recording<'a> {
+            alerts: &'a mpsc::Receiver<ExecAlert>,
+            answers: RefCell<Vec<Answered>>,
+        }
+
+        impl<'a> Recording<'a> {
+            fn new(alerts: &'a mpsc::Receiver<ExecAlert>) -> Self {
+                Self { alerts, answers: RefCell::new(Vec::new()) }
+            }
+
+            fn answers(&self) -> Vec<Answered> {
+                self.answers.borrow().clone()
+            }
+        }
+
+        impl Responder for Recording<'_> {
+            fn respond(&self, fd: BorrowedFd<'_>, answer: Response) -> std::io::Result<()> {
+                let alerts_queued = self.alerts.len();
+                let a = Answered { fd: fd.as_raw_fd(), answer, alerts_queued, process_reads: process_reads() };
+                self.answers.borrow_mut().push(a);
+                Ok(())
+            }
+        }
+
+        /// A file in a fresh directory, and what statx says of it.
+        struct Scene {
+            _dir: tempfile::TempDir,
+            /// The directory's canonical name (what /proc/self/fd shows).
+            dir: PathBuf,
+            file: PathBuf,
+            facts: FileFacts,
+        }
+
+        fn scene() -> Scene {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().canonicalize().unwrap();
+            let file = dir.join("x");
+            std::fs::write(&file, b"#!/bin/sh\necho hi\n").unwrap();
+            let facts = sys::file_facts(std::fs::File::open(&file).unwrap().as_fd()).unwrap();
+            assert!(facts.mnt_id.is_some(), "the kernel reports STATX_MNT_ID");
+            Scene { _dir: tmp, dir, file, facts }
+        }
+
+        /// A Guard for `policy` (`{dir}` replaced by the scene's directory) whose mount table holds one
+        /// mount: the scene file's filesystem at `/`, as mount `mount_id`. The filesystem is path-decided.
+        fn guard(scene: &Scene, policy: &str, mount_id: u64) -> Guard {
+            let policy = policy.replace("{dir}", scene.dir.to_str().unwrap());
+            let config = crate::policy::load_str(Path::new("t.toml"), &policy).unwrap();
+            let dev = scene.facts.dev;
+            let line = format!("{mount_id} 0 {}:{} / / rw - ext4 /dev/test rw\n", libc::major(dev), libc::minor(dev));
+            let guard = Guard::build(config, MountTable::parse(line.as_bytes())).unwrap();
+            assert_eq!(guard.target_for(dev).map(|t| &t.decides), Some(&Decides::Path));
+            guard
+        }
+
+        fn known_mount(scene: &Scene) -> u64 {
+            scene.facts.mnt_id.unwrap()
+        }
+
+        /// A Decider whose alert queue is returned, reading /proc through `counting_process_info`.
+        fn decider() -> (Decider, mpsc::Receiver<ExecAlert>, Arc<Counters>) {
+            let (tx, rx) = mpsc::channel(16);
+            let counters = Arc::new(Counters::default());
+            let mut d = Decider::new(tx, counters.clone());
+            d.process_info = counting_process_info;
+            (d, rx, counters)
+        }
+
+        /// The test process plays the caller of exec: the Decider takes itself for pid 0, which no event has.
+        fn as_another_process(d: &mut Decider) {
+            d.own_pid = 0;
+        }
+
+        fn me() -> i32 {
+            i32::try_from(std::process::id()).unwrap()
+        }
+
+        /// An exec event on `file` by `pid`, with a fresh fd of its own.
+        fn exec_event(file: &Path, pid: i32) -> (Event, RawFd) {
+            let fd = OwnedFd::from(std::fs::File::open(file).unwrap());
+            let raw = fd.as_raw_fd();
+            (Event { fd: Some(fd), pid, mask: Mask::FAN_OPEN_EXEC_PERM }, raw)
+        }
+
+        #[test]
+        fn the_answer_comes_before_the_alert_is_queued() {
+            let s = scene();
+            let guard = guard(&s, BLOCK_DIR, known_mount(&s));
+            let (mut d, mut rx, counters) = decider();
+            as_another_process(&mut d);
+            let rec = Recording::new(&rx);
+            let (event, fd) = exec_event(&s.file, me());
+            d.handle(&rec, &guard, event);
+            // Answered once, on the event's fd, denied with an audit record; the caller's facts were read
+            // before the answer and no alert was queued yet.
+            let want = Answered { fd, answer: Response::DenyAudited, alerts_queued: 0, process_reads: 1 };
+            assert_eq!(rec.answers(), vec![want]);
+            drop(rec);
+            let alert = rx.try_recv().expect("the alert is queued after the answer");
+            assert_eq!(alert.outcome, Outcome::Block);
+            assert_eq!(alert.rule.policy, "test-dir");
+            assert_eq!(alert.resource, s.file.as_os_str().as_bytes());
+            assert_eq!(alert.pid, me());
+            assert_eq!(alert.hook, "FAN_OPEN_EXEC_PERM");
+            let exe = std::fs::read_link("/proc/self/exe").unwrap();
+            assert_eq!(alert.process.exe, exe.as_os_str().as_bytes(), "the facts read before the answer");
+            assert!(rx.try_recv().is_err(), "one alert");
+            assert_eq!(counters.blocked.load(Ordering::Relaxed), 1);
+        }
+
+        #[test]
+        fn past_the_alert_limit_a_denial_reads_no_proc_and_queues_nothing() {
+            let s = scene();
+            let policy = format!("[daemon]\nmax_alerts_per_sec = 1\n{BLOCK_DIR}");
+            let guard = guard(&s, &policy, known_mount(&s));
+            let (mut d, rx, counters) = decider();
+            as_another_process(&mut d);
+            let rec = Recording::new(&rx);
+            // The first alert of the second is written; the first past the limit is still sent complete (the
+            // writer writes the threshold notice for it); from the next one on the gate drops them.
+            for _ in 0..2 {
+                d.handle(&rec, &guard, exec_event(&s.file, me()).0);
+            }
+            assert_eq!((process_reads(), rx.len()), (2, 2), "both admitted alerts read /proc and are queued");
+            let (event, fd) = exec_event(&s.file, me());
+            d.handle(&rec, &guard, event);
+            let last = rec.answers().last().copied();
+            let want = Answered { fd, answer: Response::DenyAudited, alerts_queued: 2, process_reads: 2 };
+            assert_eq!(last, Some(want), "throttled: denied all the same, with no /proc read before the answer");
+            assert_eq!(process_reads(), 2, "nor after it");
+            assert_eq!(rx.len(), 2, "no alert queued");
+            assert_eq!(counters.alerts_dropped_throttle.load(Ordering::Relaxed), 1);
+            assert_eq!(counters.blocked.load(Ordering::Relaxed), 3);
+        }
+
+        #[test]
+        fn the_daemons_own_execs_are_allowed_without_alert() {
+            let s = scene();
+            let guard = guard(&s, BLOCK_DIR, known_mount(&s));
+            let (mut d, rx, counters) = decider();
+            let rec = Recording::new(&rx);
+            let (event, fd) = exec_event(&s.file, me());
+            d.handle(&rec, &guard, event);
+            let want = Answered { fd, answer: Response::Allow, alerts_queued: 0, process_reads: 0 };
+            assert_eq!(rec.answers(), vec![want]);
+            assert!(rx.is_empty(), "no alert");
+            assert_eq!(counters.blocked.load(Ordering::Relaxed), 0);
+            // The same exec by any other process is blocked: the pid alone let it through.
+            as_another_process(&mut d);
+            d.handle(&rec, &guard, exec_event(&s.file, me()).0);
+            assert_eq!(rec.answers().last().map(|a| a.answer), Some(Response::DenyAudited));
+        }
+
+        #[test]
+        fn an_unresolvable_path_on_a_guarded_filesystem_is_denied() {
+            let s = scene();
+            // The rule protects another directory of the same filesystem: by its name the file would be
+            // allowed. But the file was opened through a mount the table does not know (as if through
+            // another mount namespace), and the caller is gone (no such pid), so no name can be found.
+            let policy = BLOCK_DIR.replace("{dir}", "/noexecd-test-protected");
+            let gone = i32::MAX;
+            let unknown_mount = known_mount(&s).wrapping_add(1_000_000);
+            let guard = guard(&s, &policy, unknown_mount);
+            let (mut d, mut rx, counters) = decider();
+            let rec = Recording::new(&rx);
+            let (event, fd) = exec_event(&s.file, gone);
+            d.handle(&rec, &guard, event);
+            let want = Answered { fd, answer: Response::DenyAudited, alerts_queued: 0, process_reads: 1 };
+            assert_eq!(rec.answers(), vec![want]);
+            drop(rec);
+            let alert = rx.try_recv().expect("an alert");
+            assert_eq!(alert.rule.policy, "noexecd-unresolvable-path");
+            assert_eq!(alert.outcome, Outcome::Block);
+            assert_eq!(alert.process, ProcessInfo { uid: -1, ..ProcessInfo::default() }, "a gone pid reads nothing");
+            assert_eq!(counters.unresolved.load(Ordering::Relaxed), 1);
+            // Through the mount the table knows, the same file resolves and is allowed.
+            let known = self::guard(&s, &policy, known_mount(&s));
+            let rec = Recording::new(&rx);
+            d.handle(&rec, &known, exec_event(&s.file, gone).0);
+            assert_eq!(rec.answers().iter().map(|a| a.answer).collect::<Vec<_>>(), vec![Response::Allow]);
+            assert!(rx.is_empty());
+        }
     }
 
     mod no_panic_on_input {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use toml::Spanned;
 
-use crate::error::{Error, PolicyError, Result};
+use crate::error::{Error, NotUtf8, PolicyError, Result};
 use crate::policy::matcher::{Action, Matcher, Mode, Posture, Rule, RuleMeta, Target};
 use open_guard::OpenGuardConfig;
 use raw::{RawDaemon, RawFile, RawMeta, RawPolicy, RawSelector};
@@ -105,8 +105,36 @@ impl Config {
 /// Loads the main configuration file and every `*.toml` (and KubeArmor `*.yaml`/`*.yml`) in its policy
 /// directory, in name order.
 pub fn load(path: &Path) -> Result<Config> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadConfig { path: path.to_owned(), source })?;
+    let text = read_config(path, false)?;
     load_from(path, &text, true)
+}
+
+/// Reads a configuration file or a drop-in (`yaml`: a KubeArmor one) as text: bytes, then UTF-8 checked, so
+/// that a byte that is not UTF-8 is refused with its place.
+fn read_config(path: &Path, yaml: bool) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|source| Error::ReadConfig { path: path.to_owned(), source })?;
+    config_text(path, bytes, yaml)
+}
+
+fn config_text(path: &Path, bytes: Vec<u8>, yaml: bool) -> Result<String> {
+    utf8(bytes).map_err(|at| {
+        let path = path.to_owned();
+        if yaml { Error::KubeArmorNotUtf8 { path, at } } else { Error::ConfigNotUtf8 { path, at } }
+    })
+}
+
+/// The text of a file's bytes, or where they stop being UTF-8 (line and column counted as [`Located`]
+/// counts them: characters, from 1).
+pub(crate) fn utf8(bytes: Vec<u8>) -> Result<String, NotUtf8> {
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let offset = e.utf8_error().valid_up_to();
+        // Everything before `offset` is UTF-8.
+        let valid = std::str::from_utf8(bytes.get(..offset).unwrap_or_default()).unwrap_or_default();
+        let (line, col) = Located { file: Path::new(""), text: valid }.place(offset);
+        let byte = bytes.get(offset).copied().unwrap_or_default();
+        NotUtf8 { line, col, offset, byte, cut_short: e.utf8_error().error_len().is_none() }
+    })
 }
 
 /// Parses configuration text alone, without its policy directory: for tests and tools.
@@ -125,53 +153,25 @@ pub fn check_imported(c: &kubearmor::Conversion) -> Result<()> {
 
 fn load_from(path: &Path, text: &str, with_drop_ins: bool) -> Result<Config> {
     let mut loader = Loader::default();
-    let main = loader.parse(path, text)?;
-    let daemon = match &main.daemon {
-        Some(d) => validate_daemon(&Located { file: path, text }, d.get_ref())?,
-        None => DaemonConfig::default(),
-    };
-    let open_guard = match &main.open_guard {
-        Some(g) => open_guard::validate(&Located { file: path, text }, g.get_ref())?,
-        None => OpenGuardConfig::default(),
-    };
-    loader.add_policies(path, text, main.policy)?;
-    let drop_ins = if with_drop_ins { drop_in_files(&daemon.policy_dir)? } else { Vec::new() };
-    for file in drop_ins {
-        let text = std::fs::read_to_string(&file).map_err(|source| Error::ReadConfig { path: file.clone(), source })?;
-        // A KubeArmor YAML file is converted to TOML; errors about that text are moved back into the YAML.
-        let yaml = if kubearmor::is_yaml(&file) { Some(kubearmor::drop_in(&file, &text)?) } else { None };
-        let text = yaml.as_ref().map_or(text, |y| y.text.clone());
-        let relocate = |e: Error| match &yaml {
-            Some(y) => y.relocate(e),
-            None => e,
-        };
-        let parsed = loader.parse(&file, &text).map_err(relocate)?;
-        if let Some(d) = &parsed.daemon {
-            let at = Located { file: &file, text: &text };
-            return Err(at
-                .error(d.span(), "the [daemon] table belongs in the main configuration file; a policy.d file holds [[policy]] tables only")
-                .into());
-        }
-        if let Some(g) = &parsed.open_guard {
-            let at = Located { file: &file, text: &text };
-            return Err(at
-                .error(g.span(), "the [open_guard] table belongs in the main configuration file; a policy.d file holds [[policy]] tables only")
-                .into());
-        }
-        let (before, before_containers) = (loader.rules.len(), loader.containers.len());
-        loader.add_policies(&file, &text, parsed.policy).map_err(relocate)?;
-        if let Some(y) = &yaml {
-            y.relocate_rules(loader.rules.get_mut(before..).unwrap_or_default());
-            for c in loader.containers.get_mut(before_containers..).unwrap_or_default() {
-                y.relocate_rules(&mut c.rules);
-                c.origin = y.relocated(&c.origin).unwrap_or_else(|| c.origin.clone());
-            }
+    let (daemon, open_guard) = loader.main(path, text)?;
+    if with_drop_ins {
+        for file in drop_in_files(&daemon.policy_dir)? {
+            let text = read_config(&file, kubearmor::is_yaml(&file))?;
+            loader.drop_in(&file, text)?;
         }
     }
-    let policy_count = loader.names.keys().filter(|(scope, _)| *scope == PolicyScope::Host).count();
-    let matcher = Matcher::new(loader.rules, daemon.default_posture, daemon.mode);
-    let container_policies = loader.containers;
-    Ok(Config { daemon, matcher, open_guard, files: loader.files, policy_count, container_policies })
+    Ok(loader.finish(daemon, open_guard))
+}
+
+/// [`load_from`] with drop-ins given as (file, text) instead of read from `policy_dir`.
+#[cfg(test)]
+fn load_with_drop_ins(path: &Path, text: &str, drop_ins: &[(PathBuf, String)]) -> Result<Config> {
+    let mut loader = Loader::default();
+    let (daemon, open_guard) = loader.main(path, text)?;
+    for (file, text) in drop_ins {
+        loader.drop_in(file, text.clone())?;
+    }
+    Ok(loader.finish(daemon, open_guard))
 }
 
 fn drop_in_files(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -202,11 +202,20 @@ struct Located<'a> {
 
 impl Located<'_> {
     fn error(&self, span: Range<usize>, message: impl Into<String>) -> PolicyError {
-        let at = span.start.min(self.text.len());
+        let (line, col) = self.place(span.start);
+        PolicyError { file: self.file.to_owned(), line, col, message: message.into() }
+    }
+
+    /// The 1-based line and column of byte `offset`; the column counts characters.
+    fn place(&self, offset: usize) -> (usize, usize) {
+        let mut at = offset.min(self.text.len());
+        while !self.text.is_char_boundary(at) {
+            at = at.saturating_sub(1);
+        }
         let before = self.text.get(..at).unwrap_or_default();
         let line = before.matches('\n').count() + 1;
         let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        PolicyError { file: self.file.to_owned(), line, col, message: message.into() }
+        (line, col)
     }
 
     fn origin(&self, span: Range<usize>) -> String {
@@ -234,6 +243,61 @@ struct Loader {
 }
 
 impl Loader {
+    /// The main file: its `[daemon]` and `[open_guard]` tables and its policies.
+    fn main(&mut self, path: &Path, text: &str) -> Result<(DaemonConfig, OpenGuardConfig)> {
+        let main = self.parse(path, text)?;
+        let daemon = match &main.daemon {
+            Some(d) => validate_daemon(&Located { file: path, text }, d.get_ref())?,
+            None => DaemonConfig::default(),
+        };
+        let open_guard = match &main.open_guard {
+            Some(g) => open_guard::validate(&Located { file: path, text }, g.get_ref())?,
+            None => OpenGuardConfig::default(),
+        };
+        self.add_policies(path, text, main.policy)?;
+        Ok((daemon, open_guard))
+    }
+
+    /// One file of `policy_dir`: policies only.
+    fn drop_in(&mut self, file: &Path, text: String) -> Result<()> {
+        // A KubeArmor YAML file is converted to TOML; errors about that text are moved back into the YAML.
+        let yaml = if kubearmor::is_yaml(file) { Some(kubearmor::drop_in(file, &text)?) } else { None };
+        let text = yaml.as_ref().map_or(text, |y| y.text.clone());
+        let relocate = |e: Error| match &yaml {
+            Some(y) => y.relocate(e),
+            None => e,
+        };
+        let parsed = self.parse(file, &text).map_err(relocate)?;
+        let at = Located { file, text: &text };
+        if let Some(d) = &parsed.daemon {
+            return Err(at
+                .error(d.span(), "the [daemon] table belongs in the main configuration file; a policy.d file holds [[policy]] tables only")
+                .into());
+        }
+        if let Some(g) = &parsed.open_guard {
+            return Err(at
+                .error(g.span(), "the [open_guard] table belongs in the main configuration file; a policy.d file holds [[policy]] tables only")
+                .into());
+        }
+        let (before, before_containers) = (self.rules.len(), self.containers.len());
+        self.add_policies(file, &text, parsed.policy).map_err(relocate)?;
+        if let Some(y) = &yaml {
+            y.relocate_rules(self.rules.get_mut(before..).unwrap_or_default());
+            for c in self.containers.get_mut(before_containers..).unwrap_or_default() {
+                y.relocate_rules(&mut c.rules);
+                c.origin = y.relocated(&c.origin).unwrap_or_else(|| c.origin.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, daemon: DaemonConfig, open_guard: OpenGuardConfig) -> Config {
+        let policy_count = self.names.keys().filter(|(scope, _)| *scope == PolicyScope::Host).count();
+        let matcher = Matcher::new(self.rules, daemon.default_posture, daemon.mode);
+        let container_policies = self.containers;
+        Config { daemon, matcher, open_guard, files: self.files, policy_count, container_policies }
+    }
+
     fn parse(&mut self, file: &Path, text: &str) -> Result<RawFile> {
         self.files.push(file.to_owned());
         toml::from_str::<RawFile>(text).map_err(|e| {
@@ -602,3 +666,6 @@ fn pattern(at: &Located<'_>, value: &Spanned<String>) -> Result<Target, PolicyEr
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod mutation_tests;

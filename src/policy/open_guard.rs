@@ -178,14 +178,19 @@ pub const DEFAULT_ELF_READERS: &[&str] = &[
 ];
 
 impl Default for OpenGuardConfig {
+    /// The default lists, their globs compiled once per process (every load of a policy starts from them;
+    /// a debug build takes tens of milliseconds to compile them).
     fn default() -> Self {
-        let names = |list: &[&str]| list.iter().filter_map(|n| ProgramName::new(n).ok()).collect();
-        Self {
-            enabled: true,
-            interpreters: names(DEFAULT_INTERPRETERS),
-            elf_readers: names(DEFAULT_ELF_READERS),
-            script_parents: names(DEFAULT_SCRIPT_PARENTS),
-        }
+        static DEFAULT: std::sync::LazyLock<OpenGuardConfig> = std::sync::LazyLock::new(|| {
+            let names = |list: &[&str]| list.iter().filter_map(|n| ProgramName::new(n).ok()).collect();
+            OpenGuardConfig {
+                enabled: true,
+                interpreters: names(DEFAULT_INTERPRETERS),
+                elf_readers: names(DEFAULT_ELF_READERS),
+                script_parents: names(DEFAULT_SCRIPT_PARENTS),
+            }
+        });
+        DEFAULT.clone()
     }
 }
 

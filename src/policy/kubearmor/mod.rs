@@ -158,8 +158,13 @@ pub fn convert_str(path: &Path, text: &str) -> Result<Conversion> {
 
 /// Reads and converts one YAML file.
 pub fn convert_file(path: &Path) -> Result<Conversion> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| Error::ReadKubeArmor { path: path.to_owned(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::ReadKubeArmor { path: path.to_owned(), source })?;
+    convert_bytes(path, bytes)
+}
+
+/// Converts the bytes of one YAML file; bytes that are not UTF-8 are refused with their place.
+pub fn convert_bytes(path: &Path, bytes: Vec<u8>) -> Result<Conversion> {
+    let text = crate::policy::utf8(bytes).map_err(|at| Error::KubeArmorNotUtf8 { path: path.to_owned(), at })?;
     convert_str(path, &text)
 }
 

@@ -253,11 +253,20 @@ pub fn document_number(starts: &[usize], line: usize) -> Option<usize> {
     Some(starts.iter().filter(|&&s| s <= line).count()).filter(|&n| n > 0)
 }
 
+/// How deep mappings and lists may nest. A KubeArmor policy nests at most 7 levels (a `fromSource` entry of a
+/// process rule), 9 as an item of a `kind: List`. Each level costs the deserializer tens of kB of stack in a debug
+/// build: under serde-saphyr's own limit (64), 60 nested lists overflowed a 2 MiB thread stack, an abort
+/// that no error handling sees.
+pub const MAX_DEPTH: usize = 24;
+
 /// Every non-empty document of a (multi-document) YAML text, in order.
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
     // Kubernetes tooling reads a key written twice as its last value; so does noexecd, and reports it.
     let options = serde_saphyr::options! {
         with_snippet: false,
+        budget: Some(budget),
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins,
     };
     serde_saphyr::from_multiple_with_options::<Spanned<Value>>(text, options)
@@ -266,7 +275,12 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
             let (line, col) = e
                 .location()
                 .map_or((0, 0), |l| (usize::try_from(l.line()).unwrap_or(0), usize::try_from(l.column()).unwrap_or(0)));
-            let mut message = e.to_string().lines().next().unwrap_or_default().trim().to_owned();
+            let mut message = match &e {
+                serde_saphyr::Error::Budget { breach: serde_saphyr::budget::BudgetBreach::Depth { .. }, .. } => {
+                    format!("mappings and lists nest deeper than {MAX_DEPTH} levels here (a KubeArmor policy needs fewer than 10)")
+                }
+                _ => e.to_string().lines().next().unwrap_or_default().trim().to_owned(),
+            };
             if text.lines().any(|l| l.trim_start_matches(' ').starts_with('\t')) {
                 message.push_str(" (YAML does not allow tabs for indentation: indent with spaces)");
             }

@@ -1,0 +1,144 @@
+//! What the decision path asks of the file behind an event fd: its facts from one statx(2), its first
+//! bytes, and its name as the kernel prints it. Nothing here allocates.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use nix::errno::Errno;
+
+/// What the decision needs to know about the file behind an event fd, from one statx(2) call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileFacts {
+    pub dev: u64,
+    pub ino: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub nlink: u32,
+    /// Status change time (ctime) in nanoseconds: moves on every write, chmod, chown and link change.
+    pub changed_ns: i64,
+    /// The mount the file was opened through (`STATX_MNT_ID`), when the kernel reports it.
+    pub mnt_id: Option<u64>,
+}
+
+impl FileFacts {
+    pub fn is_regular(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFREG
+    }
+}
+
+/// statx(fd, "", AT_EMPTY_PATH): device, inode, owner, link count and mount id of an open file.
+pub fn file_facts(fd: BorrowedFd<'_>) -> io::Result<FileFacts> {
+    let mut stx = std::mem::MaybeUninit::<libc::statx>::uninit();
+    let mask = libc::STATX_BASIC_STATS | libc::STATX_MNT_ID;
+    // SAFETY: the path is a valid NUL-terminated empty string, `fd` is a live fd borrowed for the call, and
+    // `stx` points to writable memory of the size statx expects.
+    let rc = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_STATX_SYNC_AS_STAT,
+            mask,
+            stx.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statx returned 0, so the kernel filled the whole struct.
+    let stx = unsafe { stx.assume_init() };
+    Ok(FileFacts {
+        dev: libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
+        ino: stx.stx_ino,
+        mode: u32::from(stx.stx_mode),
+        uid: stx.stx_uid,
+        nlink: stx.stx_nlink,
+        changed_ns: stx.stx_ctime.tv_sec.saturating_mul(1_000_000_000).saturating_add(i64::from(stx.stx_ctime.tv_nsec)),
+        mnt_id: (stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id),
+    })
+}
+
+/// Reads the first bytes of the file behind an event fd (pread at offset 0: the fd's offset is left alone,
+/// and reads through a fanotify event fd raise no events). Returns how many bytes were read.
+pub fn read_head(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match nix::sys::uio::pread(fd, buf, 0) {
+            Err(Errno::EINTR) => continue,
+            other => return other.map_err(io::Error::from),
+        }
+    }
+}
+
+/// Size of the buffer [`fd_path`] needs: PATH_MAX plus one byte to detect truncation.
+pub const PATH_BUF_LEN: usize = libc::PATH_MAX as usize + 1;
+
+/// The path of an open file as the kernel prints it (readlink of /proc/self/fd/N), written into `buf`
+/// without allocating. Fails with ENAMETOOLONG when the name does not fit in PATH_MAX.
+pub fn fd_path<'b>(fd: BorrowedFd<'_>, buf: &'b mut [u8; PATH_BUF_LEN]) -> io::Result<&'b [u8]> {
+    let mut link = [0u8; 32];
+    let prefix = b"/proc/self/fd/";
+    let mut len = prefix.len();
+    link.get_mut(..len).ok_or_else(enametoolong)?.copy_from_slice(prefix);
+    let mut digits = [0u8; 12];
+    let mut n = fd.as_raw_fd().unsigned_abs();
+    let mut d = digits.len();
+    loop {
+        d -= 1;
+        *digits.get_mut(d).ok_or_else(enametoolong)? = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let digits = digits.get(d..).ok_or_else(enametoolong)?;
+    link.get_mut(len..len + digits.len()).ok_or_else(enametoolong)?.copy_from_slice(digits);
+    len += digits.len();
+    // `link` is zero-initialised and len < 32, so link[len] is the terminating NUL.
+    if len >= link.len() {
+        return Err(enametoolong());
+    }
+    // SAFETY: `link` is NUL-terminated within its bounds (checked above) and `buf` is writable for its full
+    // length, which is the size passed to readlink.
+    let n = unsafe { libc::readlink(link.as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    if n >= buf.len() {
+        return Err(enametoolong());
+    }
+    buf.get(..n).ok_or_else(enametoolong)
+}
+
+fn enametoolong() -> io::Error {
+    io::Error::from_raw_os_error(libc::ENAMETOOLONG)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn read_head_reads_from_offset_zero() {
+        use std::io::{Read, Write};
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(b"#!/bin/sh\necho hi\n").unwrap();
+        let mut head = [0u8; 4];
+        assert_eq!(read_head(file.as_fd(), &mut head).unwrap(), 4);
+        assert_eq!(&head, b"#!/b");
+        let mut rest = Vec::new();
+        file.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "the offset stays where the writer left it");
+    }
+
+    #[test]
+    fn fd_path_reads_an_open_file() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut buf = [0u8; PATH_BUF_LEN];
+        let path = fd_path(file.as_file().as_fd(), &mut buf).unwrap();
+        assert_eq!(path, file.path().as_os_str().as_encoded_bytes());
+        let facts = file_facts(file.as_file().as_fd()).unwrap();
+        assert_eq!(facts.nlink, 1);
+        assert!(facts.mnt_id.is_some());
+    }
+}
