@@ -6,7 +6,8 @@ use std::fmt;
 /// How much a report matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportKind {
-    /// Part of a policy that noexecd does not enforce: a rule, a section, a selector. `--strict` fails on it.
+    /// Part of a policy that noexecd does not enforce: a rule (also one it cannot use), a section, a node
+    /// selector, a key written twice (the earlier one). `--strict` fails on it.
     NotEnforced,
     /// A document that is not a KubeArmor policy (a ConfigMap in the same file): skipped.
     Skipped,
