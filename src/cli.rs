@@ -41,6 +41,13 @@ pub enum Command {
     /// dropped silently. Exit status 1 on invalid input, or with --strict on any such report (nothing is written
     /// then). `noexecd run` converts *.yaml files in policy_dir the same way when it loads them.
     Import(ImportArgs),
+    /// List the containers running on this host now (docker, podman, containerd, CRI-O): id, runtime, name,
+    /// image, Kubernetes namespace and pod, labels, first pid; one JSON object per line, or a table.
+    ///
+    /// Each runtime is read where it keeps its records: docker's data root, podman's API socket, containerd's
+    /// state directory, CRI-O's containers/storage. A runtime that is not there gives nothing; the others are
+    /// still listed. docs/containers.md tells what is read, and what is not known.
+    Containers(ContainersArgs),
     /// Print the version.
     Version,
     /// Write the man page or shell completions (used by the packaging).
@@ -76,6 +83,28 @@ pub struct NotifyArgs {
     /// The daemon's alert socket (`alert_socket` in its configuration); you need read access to it.
     #[arg(long, value_name = "PATH", default_value = crate::policy::DEFAULT_ALERT_SOCKET)]
     pub socket: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ContainersArgs {
+    /// A table for people instead of one JSON object per line.
+    #[arg(long)]
+    pub table: bool,
+    /// docker's data root (dockerd --data-root).
+    #[arg(long, value_name = "DIR", default_value = crate::containers::DEFAULT_DOCKER_ROOT)]
+    pub docker_root: PathBuf,
+    /// podman's API socket (podman system service, or the podman.socket unit).
+    #[arg(long, value_name = "PATH", default_value = crate::containers::DEFAULT_PODMAN_SOCKET)]
+    pub podman_socket: PathBuf,
+    /// containerd's state directory (`state` in its config.toml).
+    #[arg(long, value_name = "DIR", default_value = crate::containers::DEFAULT_CONTAINERD_STATE)]
+    pub containerd_state: PathBuf,
+    /// The containers/storage graph root CRI-O keeps its containers in.
+    #[arg(long, value_name = "DIR", default_value = crate::containers::DEFAULT_STORAGE)]
+    pub storage: PathBuf,
+    /// Configuration file (read by later versions for the runtimes' places; not read yet).
+    #[arg(long, short = 'c', value_name = "PATH", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -71,6 +71,17 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             noexecd::cmd::import::import(&args.files, &options, &mut out, &mut err).context("import failed")?;
             Ok(0)
         }
+        Command::Containers(args) => {
+            let options = noexecd::cmd::containers::Options {
+                docker_root: Some(args.docker_root),
+                podman_socket: Some(args.podman_socket),
+                containerd_state: Some(args.containerd_state),
+                storage: Some(args.storage),
+                table: args.table,
+            };
+            noexecd::cmd::containers::run(&options, &mut std::io::stdout().lock()).context("cannot list containers")?;
+            Ok(0)
+        }
         Command::Version => {
             println!("noexecd {}", env!("CARGO_PKG_VERSION"));
             Ok(0)

@@ -1,9 +1,10 @@
 //! The commands other than `run`: what `main` calls for each subcommand. `check` and `explain` decide
 //! without fanotify; `logs` and `notify` read the alert stream; `import` converts KubeArmor YAML;
-//! `generate` writes man pages and completions.
+//! `generate` writes man pages and completions; `containers` lists the containers the runtimes run.
 #![forbid(unsafe_code)]
 
 pub mod check;
+pub mod containers;
 pub mod explain;
 pub mod generate;
 pub mod import;

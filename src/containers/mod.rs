@@ -1,9 +1,43 @@
-//! Which container a process runs in: the container id from `/proc/PID/cgroup` (docker, containerd/CRI,
-//! CRI-O, podman), then its name, image and Kubernetes namespace and pod from the runtime's files on the
-//! host. Everything here is best effort: a file that is missing, unreadable or in another shape gives
-//! `None` for what it would have told, never an error.
+//! The containers on this host and the facts a policy selects them by, read from each runtime's own
+//! records; and, for an alert, which container a process runs in.
+//!
+//! Two ways in, one reader per runtime:
+//!
+//! - [`discover`]: every container running now, from every runtime [`Sources`] names (docker, podman,
+//!   containerd, CRI-O), each best effort: a runtime that is not there, or says something odd, gives
+//!   nothing, and the others are still read. Nothing is cached: each call reads what the runtimes say at that
+//!   moment, so a container started a second ago is there without a reload.
+//! - [`describe_on_host`]: the name, image, labels, Kubernetes namespace and pod of one container, named by
+//!   the id in a process's `/proc/PID/cgroup` (`host::cgroup::parse_cgroup`). The alert writer calls it after
+//!   the answer; it reads files only (never the podman socket), so an alert never waits on a runtime.
+//!
+//! Where each runtime keeps what is needed, and why that source:
+//!
+//! | runtime | read | why there |
+//! |---|---|---|
+//! | docker | `<data root>/containers/<id>/config.v2.json`: `Name`, `Config.Image`, `Image` (the image id), `Config.Labels`, `State.Running`, `State.Pid` | dockerd writes the whole container record there on every state change; it is the file `docker inspect` is built from, so no socket is needed. |
+//! | podman | its REST API on a unix socket, `GET /v4.0.0/libpod/containers/json` (`Id`, `Names`, `Image`, `ImageID`, `Labels`, `Pid`, `State`, `Pod`, `PodName`, `IsInfra`), and `/v4.0.0/libpod/pods/json` for the labels of the pods they are in | podman keeps `--label`s only in its state database (a BoltDB or SQLite file, no stable format to read): neither `overlay-containers/containers.json` nor the container's `config.json` holds them. The API answers from that database. A tiny HTTP/1.1 client ([`http`]) does it, with 1 s timeouts and a size cap. |
+//! | containerd | `<state>/io.containerd.runtime.v2.task/<namespace>/<id>/config.json` (`annotations`) and `init.pid` beside it | the OCI bundle of a running task: `ctr run --label` copies the labels into its annotations, the CRI plugin writes `io.kubernetes.cri.*` (container name, image name, sandbox name and namespace). `init.pid` is the task's first process. The pod's own labels are in containerd's metadata only (its gRPC API): not read. |
+//! | CRI-O | `<storage>/overlay-containers/<id>/userdata/config.json` (`annotations`) | CRI-O writes the OCI spec of each container there with `io.kubernetes.cri-o.Labels` (the kubelet's labels, as a JSON string), `ContainerName`, `Metadata`, `ImageName`, `ImageRef`, `SandboxID`; the sandbox's own spec, in the same place, carries the pod's labels. Which of them run, and their first pid, come from `/proc` (below). |
+//!
+//! The first process (`init_pid`, a pid as our `/proc` numbers it) comes from the runtime where it tells
+//! (docker, podman, containerd); elsewhere it is the lowest pid whose `/proc/PID/cgroup` names the container,
+//! from one scan of `/proc` per [`discover`] call, made only if a runtime needs it ([`procscan`]).
+//!
+//! Labels are the container's own (image labels included, where the runtime merges them), plus, for a pod,
+//! the pod's labels where the runtime has them (podman pods, CRI-O sandboxes). Like KubeArmor,
+//! `pod-template-hash`, `controller-revision-hash` and `pod-template-generation` are dropped. Pod sandboxes
+//! and infra containers (pause) are not listed: nothing runs in them that a policy is about.
 #![forbid(unsafe_code)]
 
+mod containerd;
+mod crio;
+mod docker;
+mod http;
+mod podman;
+mod procscan;
+
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -11,61 +45,187 @@ use serde_json::Value;
 
 pub use crate::host::cgroup::Runtime;
 
+/// A container running on this host, with the facts a policy selects it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    /// The full id: 64 lower-case hex digits, as the runtime and the cgroup name it.
+    pub id: String,
+    pub runtime: Runtime,
+    /// The Kubernetes container name (`io.kubernetes.container.name`) where there is one, else the runtime's
+    /// name for it (docker's without its `/`, podman's first name).
+    pub name: Option<String>,
+    /// The image as the container was started from it, with `@sha256:<id>` where the runtime tells the
+    /// image id (docker, podman, CRI-O).
+    pub image: Option<String>,
+    /// The container's labels, and for a pod the pod's labels where the runtime has them (see the module
+    /// docs); without KubeArmor's dropped keys.
+    pub labels: BTreeMap<String, String>,
+    /// Kubernetes namespace: `io.kubernetes.pod.namespace`, or the CRI's sandbox namespace.
+    pub namespace: Option<String>,
+    /// Kubernetes pod: `io.kubernetes.pod.name`, the CRI's sandbox name, or podman's pod.
+    pub pod: Option<String>,
+    /// The container's first process, as a pid of the `/proc` that [`Sources::proc`] names.
+    pub init_pid: i32,
+}
+
+impl Container {
+    /// The labels as KubeArmor's alert `Labels` field writes them: `k=v,...`, sorted.
+    pub fn display_labels(&self) -> String {
+        display_labels(&self.labels)
+    }
+}
+
 /// What the host tells about a process's container: the fields of a KubeArmor container alert.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerInfo {
     /// The full 64-hex-digit id (`ContainerID`).
     pub id: String,
     pub runtime: Runtime,
-    /// `ContainerName`: docker's or podman's name, or the Kubernetes container name.
+    /// `ContainerName`: the Kubernetes container name, or docker's or podman's name.
     pub name: Option<String>,
     /// `ContainerImage`.
     pub image: Option<String>,
+    /// The labels the runtime's files hold (podman's are in its database only: empty here); see
+    /// [`display_labels`] for the alert's `Labels`.
+    pub labels: BTreeMap<String, String>,
     /// `NamespaceName` (Kubernetes).
     pub namespace: Option<String>,
     /// `PodName` (Kubernetes).
     pub pod: Option<String>,
 }
 
-/// The container of process `pid` with every path below `root` (`root/proc/PID/cgroup`,
-/// `root/var/lib/docker/...`): the tests' view of what the daemon reads from the cgroup and `describe_on_host`.
-#[cfg(test)]
-fn container_of_in(root: &Path, pid: i32) -> Option<ContainerInfo> {
-    let cgroup = read_small(&root.join(format!("proc/{pid}/cgroup")))?;
-    let (runtime, id) = crate::host::cgroup::parse_cgroup(&cgroup)?;
-    Some(describe(root, runtime, id))
+impl ContainerInfo {
+    fn new(id: String, runtime: Runtime) -> Self {
+        ContainerInfo { id, runtime, name: None, image: None, labels: BTreeMap::new(), namespace: None, pod: None }
+    }
+
+    fn into_container(self, init_pid: i32) -> Container {
+        let ContainerInfo { id, runtime, name, image, labels, namespace, pod } = self;
+        Container { id, runtime, name, image, labels, namespace, pod, init_pid }
+    }
 }
 
-/// What the host's runtime files tell about container `id` (from [`parse_cgroup`] of a process).
+/// Where each runtime keeps its records. The defaults are the runtimes' own defaults; a path that does not
+/// exist turns that runtime off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sources {
+    /// dockerd's `--data-root`.
+    pub docker_root: PathBuf,
+    /// podman's API socket (`podman system service`, or the `podman.socket` unit).
+    pub podman_socket: PathBuf,
+    /// containerd's `state` directory.
+    pub containerd_state: PathBuf,
+    /// The containers/storage graph root CRI-O (and podman) keep their containers in.
+    pub storage: PathBuf,
+    /// The `/proc` whose pids are reported, and scanned where a runtime does not tell a container's pid.
+    pub proc: PathBuf,
+}
+
+pub const DEFAULT_DOCKER_ROOT: &str = "/var/lib/docker";
+pub const DEFAULT_PODMAN_SOCKET: &str = "/run/podman/podman.sock";
+pub const DEFAULT_CONTAINERD_STATE: &str = "/run/containerd";
+pub const DEFAULT_STORAGE: &str = "/var/lib/containers/storage";
+
+impl Default for Sources {
+    fn default() -> Self {
+        Sources {
+            docker_root: DEFAULT_DOCKER_ROOT.into(),
+            podman_socket: DEFAULT_PODMAN_SOCKET.into(),
+            containerd_state: DEFAULT_CONTAINERD_STATE.into(),
+            storage: DEFAULT_STORAGE.into(),
+            proc: "/proc".into(),
+        }
+    }
+}
+
+/// The containers running now, from every runtime in `sources`, sorted by runtime, name and id. A container
+/// two runtimes report (dockerd on the host's containerd) is listed once, as the first one tells it (docker,
+/// podman, containerd, CRI-O). Never fails: a runtime that cannot be read gives nothing.
+pub fn discover(sources: &Sources) -> Vec<Container> {
+    let mut scan = procscan::Lazy::new(&sources.proc);
+    let mut found: Vec<Container> = Vec::new();
+    let mut add = |list: Vec<Container>| {
+        for c in list {
+            if !found.iter().any(|f| f.id == c.id) {
+                found.push(c);
+            }
+        }
+    };
+    add(docker::discover(&sources.docker_root, &mut scan));
+    add(podman::discover(&sources.podman_socket, &mut scan));
+    add(containerd::discover(&sources.containerd_state, &sources.proc, &mut scan));
+    add(crio::discover(&sources.storage, &mut scan));
+    found.sort_by(|a, b| (runtime_name(a.runtime), &a.name, &a.id).cmp(&(runtime_name(b.runtime), &b.name, &b.id)));
+    found
+}
+
+/// What the host's runtime files tell about container `id` (from [`crate::host::cgroup::parse_cgroup`] of a
+/// process).
 pub fn describe_on_host(runtime: Runtime, id: String) -> ContainerInfo {
     describe(Path::new("/"), runtime, id)
 }
 
-/// Name, image, namespace and pod of a container, from whatever the runtime keeps on the host.
+/// Name, image, labels, namespace and pod of a container, from the files the runtimes keep below `root`
+/// (`/` on the host) at their default places.
 fn describe(root: &Path, runtime: Runtime, id: String) -> ContainerInfo {
-    let mut info = ContainerInfo { id, runtime, name: None, image: None, namespace: None, pod: None };
-    match runtime {
-        Runtime::Docker => docker(root, &mut info),
-        Runtime::Containerd => {
-            containerd(root, &mut info);
-            // Kubernetes over cgroupfs (`/kubepods/.../<id>`) does not say which runtime: try the others.
-            if info.name.is_none() {
-                containers_storage(root, &mut info);
-            }
-            if info.name.is_none() {
-                docker(root, &mut info);
-            }
+    let docker_root = root.join(DEFAULT_DOCKER_ROOT.trim_start_matches('/'));
+    let containerd_state = root.join(DEFAULT_CONTAINERD_STATE.trim_start_matches('/'));
+    let found = match runtime {
+        Runtime::Docker => docker::describe(&docker_root, &id),
+        // Kubernetes over cgroupfs (`/kubepods/.../<id>`) does not say which runtime: try the others.
+        Runtime::Containerd => containerd::describe(&containerd_state, &id)
+            .or_else(|| crio::describe(root, &id))
+            .or_else(|| docker::describe(&docker_root, &id)),
+        Runtime::CriO | Runtime::Podman => crio::describe(root, &id),
+    };
+    match found {
+        Some(mut info) => {
+            info.runtime = runtime;
+            info
         }
-        Runtime::CriO | Runtime::Podman => containers_storage(root, &mut info),
+        None => ContainerInfo::new(id, runtime),
     }
-    info
 }
 
-/// A runtime file, up to 16 MiB; `None` if it cannot be read.
+/// How the runtimes are named on the command line and in `noexecd containers`' output.
+pub fn runtime_name(runtime: Runtime) -> &'static str {
+    match runtime {
+        Runtime::Docker => "docker",
+        Runtime::Podman => "podman",
+        Runtime::Containerd => "containerd",
+        Runtime::CriO => "cri-o",
+    }
+}
+
+/// Labels KubeArmor leaves out: they change with every rollout of a Deployment, DaemonSet or StatefulSet,
+/// and would make a container's identity change with them.
+pub const DROPPED_LABELS: [&str; 3] = ["pod-template-hash", "controller-revision-hash", "pod-template-generation"];
+
+/// `k=v,...` sorted by key, without [`DROPPED_LABELS`]: KubeArmor's alert `Labels` field.
+pub fn display_labels(labels: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    for (k, v) in labels.iter().filter(|(k, _)| !DROPPED_LABELS.contains(&k.as_str())) {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Shared by the runtime readers
+
+/// Files and responses are read up to this size; a larger one is not a runtime record.
+const MAX_RECORD: u64 = 16 << 20;
+
+/// A runtime file, up to [`MAX_RECORD`]; `None` if it cannot be read.
 fn read_small(path: &Path) -> Option<String> {
     let file = std::fs::File::open(path).ok()?;
     let mut text = String::new();
-    file.take(16 << 20).read_to_string(&mut text).ok()?;
+    file.take(MAX_RECORD).read_to_string(&mut text).ok()?;
     Some(text)
 }
 
@@ -78,262 +238,59 @@ fn string_at(v: &Value, pointer: &str) -> Option<String> {
     v.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
+/// A full container id: 64 lower-case hex digits (also what makes it safe in a path).
+fn is_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The string entries of a JSON object (labels, annotations); anything else gives an empty map.
+fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    let Some(Value::Object(map)) = v else { return BTreeMap::new() };
+    map.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect()
+}
+
+/// Labels without [`DROPPED_LABELS`].
+fn kept(mut labels: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    labels.retain(|k, _| !DROPPED_LABELS.contains(&k.as_str()));
+    labels
+}
+
+/// Fills name, namespace, pod and image from the Kubernetes labels and the CRI annotations, where a runtime
+/// has them; the runtime's own name and image are filled in afterwards where these leave a gap.
+fn kubernetes(info: &mut ContainerInfo, annotations: &BTreeMap<String, String>) {
+    let get = |keys: &[&str]| {
+        keys.iter().find_map(|k| info.labels.get(*k).or_else(|| annotations.get(*k)).filter(|v| !v.is_empty())).cloned()
+    };
+    let namespace = get(&["io.kubernetes.pod.namespace", "io.kubernetes.cri.sandbox-namespace"]);
+    let pod = get(&["io.kubernetes.pod.name", "io.kubernetes.cri.sandbox-name"]);
+    let name = get(&["io.kubernetes.container.name", "io.kubernetes.cri.container-name"]);
+    let image =
+        get(&["io.kubernetes.cri.image-name", "io.kubernetes.cri-o.ImageName", "io.kubernetes.container.image"]);
+    let other_name = get(&["nerdctl/name", "io.podman.annotations.name"]);
+    fill(&mut info.namespace, namespace);
+    fill(&mut info.pod, pod);
+    fill(&mut info.name, name);
+    fill(&mut info.image, image);
+    fill(&mut info.name, other_name);
+}
+
 fn fill(slot: &mut Option<String>, value: Option<String>) {
     if slot.is_none() {
-        *slot = value;
+        *slot = value.filter(|v| !v.is_empty());
     }
 }
 
-/// The Kubernetes labels or annotations a runtime copies onto a container.
-fn kubernetes(map: &Value, info: &mut ContainerInfo) {
-    let get = |keys: &[&str]| keys.iter().find_map(|k| map.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()));
-    fill(
-        &mut info.namespace,
-        get(&["io.kubernetes.pod.namespace", "io.kubernetes.cri.sandbox-namespace"]).map(Into::into),
-    );
-    fill(&mut info.pod, get(&["io.kubernetes.pod.name", "io.kubernetes.cri.sandbox-name"]).map(Into::into));
-    fill(&mut info.name, get(&["io.kubernetes.container.name", "io.kubernetes.cri.container-name"]).map(Into::into));
-    fill(
-        &mut info.image,
-        get(&["io.kubernetes.cri.image-name", "io.kubernetes.cri-o.ImageName", "io.kubernetes.container.image"])
-            .map(Into::into),
-    );
-    fill(&mut info.name, get(&["nerdctl/name", "io.podman.annotations.name"]).map(Into::into));
-}
-
-/// `/var/lib/docker/containers/<id>/config.v2.json`: `Name` ("/web"), `Config.Image`, and the Kubernetes
-/// labels dockershim set.
-fn docker(root: &Path, info: &mut ContainerInfo) {
-    let Some(config) = read_json(&root.join("var/lib/docker/containers").join(&info.id).join("config.v2.json")) else {
-        return;
-    };
-    if let Some(labels) = config.pointer("/Config/Labels") {
-        kubernetes(labels, info);
+/// `image@sha256:<hex>` from an image name and the image id a runtime records (`sha256:<hex>`, `<hex>`, or
+/// a reference ending in `@sha256:<hex>`); the name alone when the id is not a sha256 digest or the name
+/// already carries one.
+fn with_digest(image: String, id: Option<&str>) -> String {
+    if image.contains("@sha256:") {
+        return image;
     }
-    fill(&mut info.name, string_at(&config, "/Name").map(|n| n.trim_start_matches('/').to_owned()));
-    fill(&mut info.image, string_at(&config, "/Config/Image"));
-}
-
-/// containerd's OCI bundle `/run/containerd/io.containerd.runtime.v2.task/<namespace>/<id>/config.json`:
-/// the CRI annotations (namespace `k8s.io`), or nerdctl's (`default`, any other).
-fn containerd(root: &Path, info: &mut ContainerInfo) {
-    let tasks = root.join("run/containerd/io.containerd.runtime.v2.task");
-    let mut bundles: Vec<PathBuf> = vec![tasks.join("k8s.io").join(&info.id)];
-    if let Ok(namespaces) = std::fs::read_dir(&tasks) {
-        let mut others: Vec<PathBuf> = namespaces
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join(&info.id))
-            .filter(|p| !bundles.contains(p))
-            .collect();
-        others.sort();
-        bundles.extend(others);
-    }
-    for bundle in bundles {
-        if let Some(config) = read_json(&bundle.join("config.json")) {
-            if let Some(annotations) = config.get("annotations") {
-                kubernetes(annotations, info);
-            }
-            return;
-        }
-    }
-}
-
-/// containers/storage (podman, CRI-O): the OCI `config.json` under `overlay-containers/<id>/userdata/`
-/// (graph root `/var/lib/containers/storage`, run root `/run/containers/storage`) for the annotations, and
-/// `overlay-containers/containers.json` for podman's name and image.
-fn containers_storage(root: &Path, info: &mut ContainerInfo) {
-    for store in ["var/lib/containers/storage", "run/containers/storage"] {
-        let dir = root.join(store).join("overlay-containers");
-        if let Some(annotations) =
-            read_json(&dir.join(&info.id).join("userdata/config.json")).and_then(|c| c.get("annotations").cloned())
-        {
-            kubernetes(&annotations, info);
-        }
-        let Some(Value::Array(containers)) = read_json(&dir.join("containers.json")) else { continue };
-        let Some(entry) = containers.iter().find(|c| c.get("id").and_then(Value::as_str) == Some(info.id.as_str()))
-        else {
-            continue;
-        };
-        // `metadata` is a JSON document in a string: {"image-name": ..., "name": ..., "pod-name": ...}.
-        let metadata: Value = entry
-            .get("metadata")
-            .and_then(Value::as_str)
-            .and_then(|m| serde_json::from_str(m).ok())
-            .unwrap_or_default();
-        fill(&mut info.pod, string_at(&metadata, "/pod-name"));
-        fill(&mut info.name, string_at(&metadata, "/name"));
-        fill(&mut info.name, string_at(entry, "/names/0"));
-        fill(&mut info.image, string_at(&metadata, "/image-name"));
-    }
+    let Some(id) = id else { return image };
+    let hex = id.rsplit_once("@sha256:").map(|(_, h)| h).or_else(|| id.strip_prefix("sha256:")).unwrap_or(id);
+    if is_id(hex) { format!("{image}@sha256:{hex}") } else { image }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const ID: &str = "3f2c9a7d5b1e4c8f0a6d2b9e7c5a3f1d8b6e4c2a0f9d7b5e3c1a8f6d4b2e0c9a";
-
-    fn put(root: &Path, rel: &str, text: &str) {
-        let path = root.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-
-    #[test]
-    fn docker_name_and_image() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        put(root, "proc/42/cgroup", &format!("0::/system.slice/docker-{ID}.scope\n"));
-        put(
-            root,
-            &format!("var/lib/docker/containers/{ID}/config.v2.json"),
-            r#"{"ID":"x","Name":"/web-1","Config":{"Image":"nginx:1.27","Labels":{"com.example":"1"}},"State":{}}"#,
-        );
-        let info = container_of_in(root, 42).unwrap();
-        assert_eq!(
-            info,
-            ContainerInfo {
-                id: ID.to_owned(),
-                runtime: Runtime::Docker,
-                name: Some("web-1".into()),
-                image: Some("nginx:1.27".into()),
-                namespace: None,
-                pod: None,
-            }
-        );
-    }
-
-    #[test]
-    fn dockershim_kubernetes_labels() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        put(root, "proc/7/cgroup", &format!("11:devices:/kubepods/burstable/podabc/{ID}\n"));
-        put(
-            root,
-            &format!("var/lib/docker/containers/{ID}/config.v2.json"),
-            r#"{"Name":"/k8s_app_shop-0_prod_abc_0","Config":{"Image":"shop@sha256:00","Labels":{
-                "io.kubernetes.pod.namespace":"prod","io.kubernetes.pod.name":"shop-0","io.kubernetes.container.name":"app"}}}"#,
-        );
-        let info = container_of_in(root, 7).unwrap();
-        assert_eq!(info.runtime, Runtime::Containerd, "cgroupfs kubepods does not name the runtime");
-        assert_eq!(
-            (info.name.as_deref(), info.image.as_deref(), info.namespace.as_deref(), info.pod.as_deref()),
-            (Some("app"), Some("shop@sha256:00"), Some("prod"), Some("shop-0"))
-        );
-    }
-
-    #[test]
-    fn containerd_cri_annotations() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        put(root, "proc/9/cgroup", &format!("0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-{ID}.scope\n"));
-        put(
-            root,
-            &format!("run/containerd/io.containerd.runtime.v2.task/k8s.io/{ID}/config.json"),
-            r#"{"ociVersion":"1.1.0","annotations":{"io.kubernetes.cri.container-type":"container",
-                "io.kubernetes.cri.container-name":"api","io.kubernetes.cri.image-name":"registry.example/api:2",
-                "io.kubernetes.cri.sandbox-name":"api-7d9f","io.kubernetes.cri.sandbox-namespace":"payments"}}"#,
-        );
-        let info = container_of_in(root, 9).unwrap();
-        assert_eq!(
-            (info.runtime, info.name.as_deref(), info.image.as_deref(), info.namespace.as_deref(), info.pod.as_deref()),
-            (Runtime::Containerd, Some("api"), Some("registry.example/api:2"), Some("payments"), Some("api-7d9f"))
-        );
-    }
-
-    #[test]
-    fn containerd_pod_annotations_and_other_namespaces() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        put(root, "proc/9/cgroup", &format!("0::/kubepods/besteffort/pod1/{ID}\n"));
-        put(
-            root,
-            &format!("run/containerd/io.containerd.runtime.v2.task/k8s.io/{ID}/config.json"),
-            r#"{"annotations":{"io.kubernetes.pod.namespace":"ns","io.kubernetes.pod.name":"pod","io.kubernetes.container.name":"c"}}"#,
-        );
-        let info = container_of_in(root, 9).unwrap();
-        assert_eq!(
-            (info.name.as_deref(), info.namespace.as_deref(), info.pod.as_deref()),
-            (Some("c"), Some("ns"), Some("pod"))
-        );
-        // nerdctl: namespace "default", its own name annotation.
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        put(root, "proc/3/cgroup", &format!("0::/system.slice/nerdctl-{ID}.scope\n"));
-        put(
-            root,
-            &format!("run/containerd/io.containerd.runtime.v2.task/default/{ID}/config.json"),
-            r#"{"annotations":{"nerdctl/name":"redis-1"}}"#,
-        );
-        let info = container_of_in(root, 3).unwrap();
-        assert_eq!(
-            (info.runtime, info.name.as_deref(), info.namespace.as_deref()),
-            (Runtime::Containerd, Some("redis-1"), None)
-        );
-    }
-
-    #[test]
-    fn crio_and_podman_from_containers_storage() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        put(root, "proc/5/cgroup", &format!("0::/kubepods.slice/kubepods-podx.slice/crio-{ID}.scope\n"));
-        put(
-            root,
-            &format!("run/containers/storage/overlay-containers/{ID}/userdata/config.json"),
-            r#"{"annotations":{"io.kubernetes.pod.namespace":"kube-system","io.kubernetes.pod.name":"dns-1",
-                "io.kubernetes.container.name":"coredns","io.kubernetes.cri-o.ImageName":"registry.k8s.io/coredns:v1.11"}}"#,
-        );
-        let info = container_of_in(root, 5).unwrap();
-        assert_eq!(
-            (info.runtime, info.name.as_deref(), info.image.as_deref(), info.namespace.as_deref(), info.pod.as_deref()),
-            (Runtime::CriO, Some("coredns"), Some("registry.k8s.io/coredns:v1.11"), Some("kube-system"), Some("dns-1"))
-        );
-
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        put(root, "proc/6/cgroup", &format!("0::/machine.slice/libpod-{ID}.scope\n"));
-        put(
-            root,
-            &format!("var/lib/containers/storage/overlay-containers/{ID}/userdata/config.json"),
-            r#"{"annotations":{}}"#,
-        );
-        let other = "b".repeat(64);
-        put(
-            root,
-            "var/lib/containers/storage/overlay-containers/containers.json",
-            &format!(
-                r#"[{{"id":"{other}","names":["other"],"metadata":"{{}}"}},
-                   {{"id":"{ID}","names":["toolbox"],"image":"c0ffee","metadata":"{{\"image-name\":\"docker.io/library/alpine:3.20\",\"name\":\"toolbox\"}}"}}]"#
-            ),
-        );
-        let info = container_of_in(root, 6).unwrap();
-        assert_eq!(
-            (info.runtime, info.name.as_deref(), info.image.as_deref(), info.namespace.as_deref()),
-            (Runtime::Podman, Some("toolbox"), Some("docker.io/library/alpine:3.20"), None)
-        );
-    }
-
-    #[test]
-    fn missing_or_broken_runtime_files_leave_only_the_id() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        put(root, "proc/8/cgroup", &format!("0::/docker/{ID}\n"));
-        let bare = ContainerInfo {
-            id: ID.to_owned(),
-            runtime: Runtime::Docker,
-            name: None,
-            image: None,
-            namespace: None,
-            pod: None,
-        };
-        assert_eq!(container_of_in(root, 8), Some(bare.clone()));
-        put(root, &format!("var/lib/docker/containers/{ID}/config.v2.json"), "{not json");
-        assert_eq!(container_of_in(root, 8), Some(bare.clone()));
-        put(root, &format!("var/lib/docker/containers/{ID}/config.v2.json"), r#"{"Name":7,"Config":[]}"#);
-        assert_eq!(container_of_in(root, 8), Some(bare));
-        // No such process, or a host process.
-        assert_eq!(container_of_in(root, 99), None);
-        put(root, "proc/1/cgroup", "0::/init.scope\n");
-        assert_eq!(container_of_in(root, 1), None);
-    }
-}
+mod tests;

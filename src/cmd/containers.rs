@@ -1,0 +1,174 @@
+//! `noexecd containers`: the containers running on this host now, as each runtime tells them, one JSON object
+//! per line (or a table). What is read, and why there, is in `containers`' module docs and docs/containers.md.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::containers::{Container, Sources, discover, runtime_name};
+
+/// Where to find each runtime; `None` takes the runtime's default.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub docker_root: Option<PathBuf>,
+    pub podman_socket: Option<PathBuf>,
+    pub containerd_state: Option<PathBuf>,
+    pub storage: Option<PathBuf>,
+    /// A table for people instead of JSON lines.
+    pub table: bool,
+}
+
+impl Options {
+    fn sources(&self) -> Sources {
+        let d = Sources::default();
+        let or = |p: &Option<PathBuf>, default: PathBuf| p.clone().unwrap_or(default);
+        Sources {
+            docker_root: or(&self.docker_root, d.docker_root),
+            podman_socket: or(&self.podman_socket, d.podman_socket),
+            containerd_state: or(&self.containerd_state, d.containerd_state),
+            storage: or(&self.storage, d.storage),
+            proc: d.proc,
+        }
+    }
+}
+
+/// Discovers the containers and prints them to `out`.
+pub fn run(options: &Options, out: &mut dyn Write) -> std::io::Result<()> {
+    let found = discover(&options.sources());
+    if options.table { write_table(&found, out) } else { write_json_lines(&found, out) }
+}
+
+/// One container as `noexecd containers` prints it.
+pub fn to_json(c: &Container) -> serde_json::Value {
+    json!({
+        "id": c.id,
+        "runtime": runtime_name(c.runtime),
+        "name": c.name,
+        "image": c.image,
+        "namespace": c.namespace,
+        "pod": c.pod,
+        "labels": c.labels,
+        "init_pid": c.init_pid,
+    })
+}
+
+fn write_json_lines(found: &[Container], out: &mut dyn Write) -> std::io::Result<()> {
+    for c in found {
+        writeln!(out, "{}", to_json(c))?;
+    }
+    out.flush()
+}
+
+fn write_table(found: &[Container], out: &mut dyn Write) -> std::io::Result<()> {
+    let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    let mut rows: Vec<[String; 8]> =
+        vec![["ID", "RUNTIME", "NAME", "IMAGE", "NAMESPACE", "POD", "PID", "LABELS"].map(str::to_owned)];
+    for c in found {
+        let labels = c.display_labels();
+        rows.push([
+            c.id.chars().take(12).collect(),
+            runtime_name(c.runtime).to_owned(),
+            text(&c.name),
+            text(&c.image),
+            text(&c.namespace),
+            text(&c.pod),
+            c.init_pid.to_string(),
+            if labels.is_empty() { "-".to_owned() } else { labels },
+        ]);
+    }
+    let mut widths = [0usize; 8];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in &rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::containers::Runtime;
+
+    fn sample() -> Vec<Container> {
+        vec![
+            Container {
+                id: "ab".repeat(32),
+                runtime: Runtime::Podman,
+                name: Some("wordpress".into()),
+                image: Some("localhost/wp:1".into()),
+                labels: [("app", "wordpress"), ("io.kubernetes.pod.name", "wp-1")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                namespace: Some("wordpress-mysql".into()),
+                pod: Some("wp-1".into()),
+                init_pid: 4242,
+            },
+            Container {
+                id: "cd".repeat(32),
+                runtime: Runtime::CriO,
+                name: None,
+                image: None,
+                labels: BTreeMap::new(),
+                namespace: None,
+                pod: None,
+                init_pid: 7,
+            },
+        ]
+    }
+
+    #[test]
+    fn json_lines_name_every_field() {
+        let mut out = Vec::new();
+        write_json_lines(&sample(), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            lines[0],
+            format!(
+                r#"{{"id":"{}","runtime":"podman","name":"wordpress","image":"localhost/wp:1","namespace":"wordpress-mysql","pod":"wp-1","labels":{{"app":"wordpress","io.kubernetes.pod.name":"wp-1"}},"init_pid":4242}}"#,
+                "ab".repeat(32)
+            )
+        );
+        assert_eq!(
+            lines[1],
+            format!(
+                r#"{{"id":"{}","runtime":"cri-o","name":null,"image":null,"namespace":null,"pod":null,"labels":{{}},"init_pid":7}}"#,
+                "cd".repeat(32)
+            )
+        );
+    }
+
+    #[test]
+    fn the_table_lines_up() {
+        let mut out = Vec::new();
+        write_table(&sample(), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let expected = "\
+ID            RUNTIME  NAME       IMAGE           NAMESPACE        POD   PID   LABELS
+abababababab  podman   wordpress  localhost/wp:1  wordpress-mysql  wp-1  4242  app=wordpress,io.kubernetes.pod.name=wp-1
+cdcdcdcdcdcd  cri-o    -          -               -                -     7     -
+";
+        assert_eq!(text, expected);
+        let mut out = Vec::new();
+        write_table(&[], &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "ID  RUNTIME  NAME  IMAGE  NAMESPACE  POD  PID  LABELS\n");
+    }
+}

@@ -1,0 +1,97 @@
+//! containerd: the OCI bundle of each running task, `<state>/io.containerd.runtime.v2.task/<namespace>/<id>/`.
+//! Its `config.json` `annotations` hold what containerd's clients put there: `ctr run --label k=v` copies
+//! each label, the CRI plugin (namespace `k8s.io`) writes `io.kubernetes.cri.*` (container name, image name,
+//! sandbox name and namespace, container type), nerdctl `nerdctl/*`. `init.pid` beside it is the task's first
+//! process. A container's labels under Kubernetes, and the pod's, are in containerd's metadata store only
+//! (reached through its gRPC API, not read here).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::procscan::Lazy;
+use super::{Container, ContainerInfo, Runtime, is_id, kept, kubernetes, read_json, read_small, string_map};
+
+const TASKS: &str = "io.containerd.runtime.v2.task";
+
+/// dockerd's namespace on a containerd it shares: docker's own files describe those containers.
+const SKIPPED_NAMESPACES: [&str; 1] = ["moby"];
+
+/// Annotations that are the runtime's bookkeeping, not labels.
+const NOT_LABELS: [&str; 2] = ["io.kubernetes.cri.", "nerdctl/"];
+
+/// What one bundle's `config.json` says.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Bundle {
+    pub info: ContainerInfo,
+    /// A CRI pod sandbox (`io.kubernetes.cri.container-type=sandbox`): the pause container.
+    pub sandbox: bool,
+}
+
+pub(super) fn parse(id: &str, config: &Value) -> Bundle {
+    let annotations = string_map(config.get("annotations"));
+    let sandbox = annotations.get("io.kubernetes.cri.container-type").is_some_and(|t| t == "sandbox");
+    let mut info = ContainerInfo::new(id.to_owned(), Runtime::Containerd);
+    info.labels = annotations
+        .iter()
+        .filter(|(k, _)| !NOT_LABELS.iter().any(|p| k.starts_with(p)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect::<BTreeMap<_, _>>();
+    kubernetes(&mut info, &annotations);
+    info.labels = kept(info.labels);
+    Bundle { info, sandbox }
+}
+
+fn sorted_dirs(dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut dirs: Vec<(String, PathBuf)> =
+        entries.flatten().filter_map(|e| Some((e.file_name().into_string().ok()?, e.path()))).collect();
+    dirs.sort();
+    dirs
+}
+
+/// The running tasks below containerd's state directory `state`; pids are checked against `proc`.
+pub(super) fn discover(state: &Path, proc: &Path, scan: &mut Lazy) -> Vec<Container> {
+    let tasks = state.join(TASKS);
+    if !tasks.is_dir() {
+        tracing::debug!(state = %state.display(), "containerd: no task directory");
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (namespace, ns_dir) in sorted_dirs(&tasks) {
+        if SKIPPED_NAMESPACES.contains(&namespace.as_str()) {
+            continue;
+        }
+        for (id, bundle) in sorted_dirs(&ns_dir) {
+            if !is_id(&id) {
+                continue;
+            }
+            let Some(config) = read_json(&bundle.join("config.json")) else { continue };
+            let b = parse(&id, &config);
+            if b.sandbox {
+                continue;
+            }
+            // A task that has exited but is not deleted keeps its bundle and `init.pid`: the pid must live.
+            let pid = read_small(&bundle.join("init.pid"))
+                .and_then(|t| t.trim().parse::<i32>().ok())
+                .filter(|p| *p > 0 && proc.join(p.to_string()).exists())
+                .or_else(|| scan.first_pid(&id));
+            if let Some(pid) = pid {
+                out.push(b.info.into_container(pid));
+            }
+        }
+    }
+    out
+}
+
+/// Container `id`'s facts from its bundle, in namespace `k8s.io` (the CRI's) first, then any other.
+pub(super) fn describe(state: &Path, id: &str) -> Option<ContainerInfo> {
+    if !is_id(id) {
+        return None;
+    }
+    let tasks = state.join(TASKS);
+    let mut namespaces = vec![tasks.join("k8s.io")];
+    namespaces.extend(sorted_dirs(&tasks).into_iter().map(|(_, p)| p).filter(|p| !p.ends_with("k8s.io")));
+    namespaces.iter().find_map(|ns| read_json(&ns.join(id).join("config.json"))).map(|c| parse(id, &c).info)
+}

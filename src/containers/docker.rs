@@ -1,0 +1,71 @@
+//! docker: `<data root>/containers/<id>/config.v2.json`, the record dockerd rewrites on every state change
+//! (what `docker inspect` shows): `Name` ("/web-1"), `Config.Image`, `Image` (the image id,
+//! `sha256:<hex>`), `Config.Labels` (the image's labels and `--label`s, and the kubelet's under dockershim),
+//! `State.Running`, `State.Pid`.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::procscan::Lazy;
+use super::{
+    Container, ContainerInfo, Runtime, is_id, kept, kubernetes, read_json, string_at, string_map, with_digest,
+};
+
+/// What one `config.v2.json` says.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Record {
+    pub info: ContainerInfo,
+    pub running: bool,
+    /// `State.Pid` when it is a pid.
+    pub pid: Option<i32>,
+    /// A dockershim pod sandbox (`io.kubernetes.docker.type=podsandbox`): the pause container.
+    pub sandbox: bool,
+}
+
+pub(super) fn parse(id: &str, config: &Value) -> Record {
+    let mut info = ContainerInfo::new(id.to_owned(), Runtime::Docker);
+    info.labels = string_map(config.pointer("/Config/Labels"));
+    let sandbox = info.labels.get("io.kubernetes.docker.type").is_some_and(|t| t == "podsandbox");
+    kubernetes(&mut info, &Default::default());
+    super::fill(&mut info.name, string_at(config, "/Name").map(|n| n.trim_start_matches('/').to_owned()));
+    let image_id = string_at(config, "/Image");
+    super::fill(&mut info.image, string_at(config, "/Config/Image").map(|i| with_digest(i, image_id.as_deref())));
+    info.labels = kept(info.labels);
+    let running = config.pointer("/State/Running").and_then(Value::as_bool).unwrap_or(false);
+    let pid =
+        config.pointer("/State/Pid").and_then(Value::as_i64).and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 0);
+    Record { info, running, pid, sandbox }
+}
+
+fn record(root: &Path, id: &str) -> Option<Record> {
+    let config = read_json(&root.join("containers").join(id).join("config.v2.json"))?;
+    Some(parse(id, &config))
+}
+
+/// The running containers below docker's data root `root`.
+pub(super) fn discover(root: &Path, scan: &mut Lazy) -> Vec<Container> {
+    let Ok(entries) = std::fs::read_dir(root.join("containers")) else {
+        tracing::debug!(root = %root.display(), "docker: no containers directory");
+        return Vec::new();
+    };
+    let mut ids: Vec<String> =
+        entries.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| is_id(n)).collect();
+    ids.sort();
+    let mut out = Vec::new();
+    for id in ids {
+        let Some(r) = record(root, &id) else { continue };
+        if !r.running || r.sandbox {
+            continue;
+        }
+        if let Some(pid) = r.pid.or_else(|| scan.first_pid(&id)) {
+            out.push(r.info.into_container(pid));
+        }
+    }
+    out
+}
+
+/// Container `id`'s facts, running or not.
+pub(super) fn describe(root: &Path, id: &str) -> Option<ContainerInfo> {
+    is_id(id).then(|| record(root, id)).flatten().map(|r| r.info)
+}
