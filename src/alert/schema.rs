@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::containers::ContainerInfo;
+use crate::containers::{Container, ContainerInfo, display_labels};
 use crate::host::procfs::ProcessInfo;
 use crate::policy::matcher::{Outcome, RuleMeta};
 
@@ -22,6 +22,8 @@ pub struct ExecAlert {
     pub process: ProcessInfo,
     /// The fanotify event that was answered (`FAN_OPEN_EXEC_PERM`).
     pub hook: &'static str,
+    /// The caller's container as the daemon knew it when deciding (labels and all), when it did.
+    pub container: Option<Container>,
 }
 
 /// Where the alert comes from: the host name and cluster name of `[daemon]`.
@@ -54,6 +56,9 @@ pub struct Alert {
     pub namespace_name: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub pod_name: String,
+    /// `k=v,...`, sorted, without the labels that change with every rollout.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub labels: String,
     #[serde(rename = "ContainerID", skip_serializing_if = "String::is_empty")]
     pub container_id: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -127,6 +132,7 @@ impl Alert {
             host_name: origin.host_name.clone(),
             namespace_name: String::new(),
             pod_name: String::new(),
+            labels: String::new(),
             container_id: String::new(),
             container_name: String::new(),
             container_image: String::new(),
@@ -166,6 +172,7 @@ impl Alert {
         self.container_image = text(&c.image);
         self.namespace_name = text(&c.namespace);
         self.pod_name = text(&c.pod);
+        self.labels = display_labels(&c.labels);
         if let Some(pid) = ns_pid {
             self.pid = pid;
         }
@@ -182,6 +189,7 @@ impl Alert {
             host_name: origin.host_name.clone(),
             namespace_name: String::new(),
             pod_name: String::new(),
+            labels: String::new(),
             container_id: String::new(),
             container_name: String::new(),
             container_image: String::new(),
@@ -308,6 +316,7 @@ mod tests {
                 ..ProcessInfo::default()
             },
             hook: "FAN_OPEN_EXEC_PERM",
+            container: None,
         }
     }
 

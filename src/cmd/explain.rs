@@ -75,6 +75,7 @@ pub fn explain(
                 pid: 0,
                 process: ProcessInfo { exe: exe.unwrap_or_default(), uid: i64::from(uid), ..ProcessInfo::default() },
                 hook: "FAN_OPEN_EXEC_PERM",
+                container: None,
             };
             let origin = Origin::for_config(&config);
             text.push_str("alert:\n");

@@ -21,13 +21,15 @@ use tokio::sync::mpsc;
 use crate::alert::Origin;
 use crate::alert::sink::{self, AlertSink, Control};
 use crate::alert::stream::{AlertSocket, Subscribers};
+use crate::containers;
 use crate::decide::{self, Decider};
 use crate::error::{Error, Result};
 use crate::guard::Guard;
 use crate::guard::exec_cache::{Candidate, ExecCache};
 use crate::guard::marks::{self, Marks};
+use crate::guard::scopes::Scopes;
 use crate::host::mounts::MountTable;
-use crate::policy::{self, FailMode};
+use crate::policy::{self, Config, FailMode};
 use crate::stats::Counters;
 use crate::sys::{self, FanotifyGroup};
 
@@ -36,6 +38,9 @@ const ALERT_QUEUE: usize = 8192;
 /// How often the mount table is compared with the last one seen: a new protected mount is marked within this.
 const MOUNT_POLL: Duration = Duration::from_millis(250);
 const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// How often the runtimes are asked which containers run: a container started since is selected within this
+/// (its first exec is decided anyway: the decision path asks the runtimes about a container it does not know).
+const CONTAINER_POLL: Duration = Duration::from_millis(500);
 /// Fd numbers a crashed daemon may have left events under: a 64 KiB read holds at most 2730 events.
 const STALE_FD_SWEEP: i32 = 16_384;
 
@@ -96,6 +101,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         subscribers.clone(),
     );
     let shared = Arc::new(ArcSwap::from_pointee(guard));
+    let scopes = Arc::new(ArcSwap::from_pointee(Scopes::default()));
 
     let stop = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(
@@ -109,7 +115,7 @@ pub fn run(config_path: &Path) -> Result<()> {
     let decision = {
         let (group, shared, stop, wake) = (group.clone(), shared.clone(), stop.clone(), wake.clone());
         let alive = AliveWhileHeld(decision_alive.clone());
-        let decider = Decider::new(alert_tx, counters.clone()).with_cache(feed);
+        let decider = Decider::new(alert_tx, counters.clone()).with_cache(feed).with_scopes(scopes.clone());
         std::thread::Builder::new()
             .name("noexecd-decide".into())
             .spawn(move || {
@@ -122,6 +128,8 @@ pub fn run(config_path: &Path) -> Result<()> {
     // The decision thread runs before the first mark is placed and until the group is closed: every event
     // this process raises (the alert log, the configuration, the socket's directory, all in protected scope
     // perhaps) is answered at once, whatever the daemon is doing.
+    // The containers running now, before the marks: the first exec of each is decided by its policies.
+    refresh_scopes(&shared.load().config, &scopes);
     let mut marks = Marks::new(group.clone());
     if let Err(e) = marks.add_filesystems(&shared.load()) {
         if resumed {
@@ -163,6 +171,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         let mut controller = Controller {
             config_path: config_path.to_owned(),
             shared: shared.clone(),
+            scopes: scopes.clone(),
             marks,
             mountinfo,
             control: control_tx,
@@ -200,6 +209,8 @@ pub fn run(config_path: &Path) -> Result<()> {
 struct Controller {
     config_path: PathBuf,
     shared: Arc<ArcSwap<Guard>>,
+    /// The running containers and the container policies that select each.
+    scopes: Arc<ArcSwap<Scopes>>,
     marks: Marks,
     mountinfo: Vec<u8>,
     control: mpsc::UnboundedSender<Control>,
@@ -231,6 +242,7 @@ impl Controller {
             tracing::info!(roots = ?roots, directories = marked, "open guard: marked protected directories");
         }
         let mut status_tick = tokio::time::interval(STATUS_EVERY);
+        let mut container_tick = tokio::time::interval(CONTAINER_POLL);
         // The first check comes one period from now: an immediate tick would find the heartbeat unmoved.
         let watchdog_period = watchdog.map_or(Duration::from_secs(3600), |w| w / 2);
         let mut watchdog_tick =
@@ -264,6 +276,12 @@ impl Controller {
                     let roots = self.shared.load().open_inode_roots();
                     self.marks.sync_open_dirs(&roots);
                 }
+                _ = container_tick.tick() => {
+                    let config = self.shared.load().config.clone();
+                    let scopes = self.scopes.clone();
+                    // The runtimes answer over sockets and files: off this thread, bounded by their timeouts.
+                    let _ = tokio::task::spawn_blocking(move || refresh_scopes(&config, &scopes)).await;
+                }
                 _ = status_tick.tick() => notify::status(&notify::status_line(self.shared.load().targets.len(), &counters.snapshot())),
                 _ = watchdog_tick.tick(), if watchdog.is_some() => {
                     let beat = counters.heartbeat.load(Ordering::Relaxed);
@@ -284,7 +302,10 @@ impl Controller {
         let current = self.shared.load_full();
         let next = policy::load(&self.config_path).and_then(|config| Guard::build(config, current.mounts.clone()));
         match next.and_then(|guard| self.install(guard)) {
-            Ok(()) => tracing::info!(config = %self.config_path.display(), "policy reloaded"),
+            Ok(()) => {
+                refresh_scopes(&self.shared.load().config, &self.scopes);
+                tracing::info!(config = %self.config_path.display(), "policy reloaded")
+            }
             Err(e) => {
                 tracing::error!(error = %e, "reload rejected; the previous policy stays in force")
             }
@@ -332,6 +353,31 @@ impl Controller {
         self.marks.remove_stale_filesystems(&guard.targets);
         Ok(())
     }
+}
+
+/// Reads the running containers from every runtime and works out which container policies select each; logs
+/// each container that comes or goes. Nothing to do without container policies.
+fn refresh_scopes(config: &Config, scopes: &ArcSwap<Scopes>) {
+    if config.container_policies.is_empty() {
+        if scopes.load().len() > 0 {
+            scopes.store(Arc::new(Scopes::default()));
+        }
+        return;
+    }
+    let next = Scopes::build(config, containers::discover(&config.containers.sources));
+    let before = scopes.load();
+    for s in next.all() {
+        if before.get(&s.container.id).is_none() {
+            let c = &s.container;
+            tracing::info!(id = %c.id, name = c.name.as_deref().unwrap_or(""), image = c.image.as_deref().unwrap_or(""), labels = %c.display_labels(), policies = %s.policies.join(","), "container");
+        }
+    }
+    for s in before.all() {
+        if next.get(&s.container.id).is_none() {
+            tracing::info!(id = %s.container.id, "container gone");
+        }
+    }
+    scopes.store(Arc::new(next));
 }
 
 /// The next exec-cache candidate; pending forever when the cache is off.

@@ -11,6 +11,7 @@ pub mod opener;
 pub mod rules;
 pub mod sniff;
 
+use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +22,9 @@ use tokio::sync::mpsc;
 
 use crate::alert::ExecAlert;
 use crate::alert::rate_limit::{Admit, RateLimiter};
+use crate::containers;
 use crate::guard::exec_cache::Feed;
+use crate::guard::scopes::{ContainerScope, Scopes};
 use crate::guard::{Decides, Guard};
 use crate::host::mounts::foreign_mount;
 use crate::host::overlay;
@@ -36,6 +39,9 @@ use sniff::{HEAD_LEN, sniff};
 /// for an audited exec, the file's own open and a `#!` interpreter opening its script (allowed); for a
 /// blocked one, the caller reading the file to explain the failure (bash does; still judged, not alerted).
 const RECENT_EXECS: usize = 16;
+
+/// Containers remembered from their first exec until the daemon's list has them; past this, started over.
+const FIRST_SEEN_MAX: usize = 256;
 
 /// The rule alerts name when a file on a guarded filesystem could not be located.
 fn unresolved_rule() -> Arc<RuleMeta> {
@@ -56,6 +62,15 @@ pub struct Decider {
     path_buf: Box<[u8; PATH_BUF_LEN]>,
     scratch: Vec<u8>,
     canonical: Vec<u8>,
+    /// The file's name inside its overlay layer when it was reached through one (a container's path).
+    layer_name: Vec<u8>,
+    /// The running containers and the container policies that select each.
+    scopes: Arc<ArcSwap<Scopes>>,
+    /// The caller's container, when the current decision looked it up.
+    container: Option<Arc<ContainerScope>>,
+    /// Containers looked up here because the daemon's list did not have them yet (their first exec), and
+    /// those no runtime knew (`None`): each is asked for once.
+    first_seen: HashMap<String, Option<Arc<ContainerScope>>>,
     unresolved: Arc<RuleMeta>,
     alerts: mpsc::Sender<ExecAlert>,
     counters: Arc<Counters>,
@@ -112,6 +127,10 @@ impl Decider {
             path_buf: Box::new([0u8; PATH_BUF_LEN]),
             scratch: Vec::with_capacity(PATH_BUF_LEN),
             canonical: Vec::with_capacity(PATH_BUF_LEN),
+            layer_name: Vec::with_capacity(PATH_BUF_LEN),
+            scopes: Arc::new(ArcSwap::from_pointee(Scopes::default())),
+            container: None,
+            first_seen: HashMap::new(),
             unresolved: unresolved_rule(),
             alerts,
             counters,
@@ -123,6 +142,13 @@ impl Decider {
             gate: RateLimiter::new(u32::MAX),
             process_info: procfs::process_info,
         }
+    }
+
+    /// Reads the containers (and the container policies selecting each) from `scopes`, which the daemon keeps
+    /// up to date.
+    pub fn with_scopes(mut self, scopes: Arc<ArcSwap<Scopes>>) -> Self {
+        self.scopes = scopes;
+        self
     }
 
     /// Offers allowed files to the kernel-side exec cache (see `exec_cache`).
@@ -157,8 +183,11 @@ impl Decider {
         let Some(rule) = rule else {
             self.answer(responder, fd.as_fd(), Response::Allow);
             self.counters.allowed.fetch_add(1, Ordering::Relaxed);
-            // Only path-decided files (the name is known) can be cached; after the answer, never instead.
+            // Only path-decided files (the name is known) can be cached; after the answer, never instead. A file
+            // in a container's layer may be one a container policy names in another container: not cached.
+            let in_layer = !self.layer_name.is_empty() && !guard.config.container_policies.is_empty();
             if resolved == Resolved::Yes
+                && !in_layer
                 && let (Some(feed), Some(facts)) = (self.cache.as_mut(), self.facts.as_ref())
             {
                 feed.offer(&guard.config.matcher, fd.as_fd(), facts, &self.canonical);
@@ -275,7 +304,8 @@ impl Decider {
     /// Hands the alert of a blocked or audited attempt, named by `self.canonical`, to the writer without waiting.
     fn queue_alert(&self, outcome: Outcome, rule: Arc<RuleMeta>, pid: i32, process: ProcessInfo, hook: &'static str) {
         let resource = self.canonical.clone();
-        let alert = ExecAlert { when: SystemTime::now(), outcome, rule, resource, pid, process, hook };
+        let container = self.container.as_ref().map(|s| s.container.clone());
+        let alert = ExecAlert { when: SystemTime::now(), outcome, rule, resource, pid, process, hook, container };
         if self.alerts.try_send(alert).is_err() {
             self.counters.alerts_dropped_queue.fetch_add(1, Ordering::Relaxed);
         }
@@ -289,6 +319,8 @@ impl Decider {
 
     fn decide(&mut self, guard: &Guard, fd: BorrowedFd<'_>, pid: i32) -> Verdict {
         self.canonical.clear();
+        self.layer_name.clear();
+        self.container = None;
         self.facts = None;
         let matcher = &guard.config.matcher;
         let Ok(facts) = sys::file_facts(fd) else {
@@ -309,7 +341,63 @@ impl Decider {
             return self.unresolvable(guard);
         }
         let d = matcher.decide(Scope::Path(&self.canonical), facts.uid, &mut subject);
-        Verdict { outcome: d.outcome, rule: d.rule.cloned(), resolved: Resolved::Yes }
+        let host = Verdict { outcome: d.outcome, rule: d.rule.cloned(), resolved: Resolved::Yes };
+        if self.layer_name.is_empty() || guard.config.container_policies.is_empty() {
+            return host;
+        }
+        self.decide_in_container(guard, host, pid, facts.uid, &mut subject)
+    }
+
+    /// A file of a container's overlay, executed by a process of that container: the container policies that
+    /// select the container decide its path inside the container; the stricter of that and the host's
+    /// decision stands. The first exec of a container is decided so too: the layer's event comes before any
+    /// of its programs runs.
+    fn decide_in_container(
+        &mut self,
+        guard: &Guard,
+        host: Verdict,
+        pid: i32,
+        owner: u32,
+        subject: &mut ProcSubject,
+    ) -> Verdict {
+        let Some((_, id)) = procfs::container_of(pid) else { return host };
+        let Some(scope) = self.scope_of(guard, &id) else { return host };
+        let inside = scope.matcher.as_ref().map(|m| {
+            let d = m.decide(Scope::Path(&self.layer_name), owner, subject);
+            Verdict { outcome: d.outcome, rule: d.rule.cloned(), resolved: Resolved::Yes }
+        });
+        self.container = Some(scope);
+        match inside {
+            Some(inside)
+                if inside.rule.is_some()
+                    && (host.rule.is_none() || strictness(inside.outcome) > strictness(host.outcome)) =>
+            {
+                // The alert names the file as the container sees it.
+                self.canonical.clear();
+                self.canonical.extend_from_slice(&self.layer_name);
+                inside
+            }
+            _ => host,
+        }
+    }
+
+    /// The container `id` and the policies that select it. One the daemon's list does not hold yet is being
+    /// started now (this is its first exec): the runtimes are asked here, once, so that its policies decide
+    /// its first program too. Bounded by the runtimes' own timeouts; never again for the same container.
+    fn scope_of(&mut self, guard: &Guard, id: &str) -> Option<Arc<ContainerScope>> {
+        if let Some(scope) = self.scopes.load().get(id) {
+            return Some(scope.clone());
+        }
+        if let Some(seen) = self.first_seen.get(id) {
+            return seen.clone();
+        }
+        let found = containers::discover(&guard.config.containers.sources).into_iter().find(|c| c.id == id);
+        let scope = found.map(|c| Arc::new(ContainerScope::new(&guard.config, c)));
+        if self.first_seen.len() >= FIRST_SEEN_MAX {
+            self.first_seen.clear();
+        }
+        self.first_seen.insert(id.to_owned(), scope.clone());
+        scope
     }
 
     fn unresolvable(&mut self, guard: &Guard) -> Verdict {
@@ -358,12 +446,23 @@ impl Decider {
                 else {
                     return false;
                 };
+                self.layer_name.clear();
+                self.layer_name.extend_from_slice(raw);
                 match guard.mounts.containing(&path) {
                     Some(via) => guard.mounts.canonical_path(via, &path, &mut self.scratch, &mut self.canonical),
                     None => false,
                 }
             }
         }
+    }
+}
+
+/// How strict an outcome is: a block over an audit over an allow.
+fn strictness(outcome: Outcome) -> u8 {
+    match outcome {
+        Outcome::Allow => 0,
+        Outcome::Audit => 1,
+        Outcome::Block => 2,
     }
 }
 

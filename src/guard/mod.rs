@@ -5,8 +5,10 @@
 pub mod exec_cache;
 pub mod loaders;
 pub mod marks;
+pub mod scopes;
 
 use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -62,18 +64,23 @@ impl Guard {
     pub fn build(config: Config, mounts: MountTable) -> Result<Self> {
         let mut targets: Vec<MarkTarget> = Vec::new();
         let mut by_dev: HashMap<u64, usize> = HashMap::new();
-        let mut add = |mount: &Mount, protects: &[u8], targets: &mut Vec<MarkTarget>| {
+        // `by_path`: the filesystem holds container layers, whose files are decided by their paths (the host's
+        // and the container's).
+        let mut add = |mount: &Mount, protects: &[u8], by_path: bool, targets: &mut Vec<MarkTarget>| {
             let protects = String::from_utf8_lossy(protects).into_owned();
             if let Some(&i) = by_dev.get(&mount.dev) {
-                if let Some(t) = targets.get_mut(i)
-                    && !t.protects.contains(&protects)
-                {
-                    t.protects.push(protects);
+                if let Some(t) = targets.get_mut(i) {
+                    if !t.protects.contains(&protects) {
+                        t.protects.push(protects);
+                    }
+                    if by_path {
+                        t.decides = Decides::Path;
+                    }
                 }
                 return;
             }
             let primary = mounts.primary(mount.dev).unwrap_or(mount);
-            let decides = decides_for(&config, primary);
+            let decides = if by_path { Decides::Path } else { decides_for(&config, primary) };
             by_dev.insert(mount.dev, targets.len());
             targets.push(MarkTarget {
                 mount_point: primary.mount_point_path(),
@@ -86,9 +93,23 @@ impl Guard {
         for rule in config.matcher.rules() {
             let prefix = rule.target.scope_prefix();
             let containing = mounts.containing(prefix).ok_or_else(|| Error::NoMountFor { path: bytes_path(prefix) })?;
-            add(containing, prefix, &mut targets);
+            add(containing, prefix, false, &mut targets);
             for nested in mounts.below(prefix) {
-                add(nested, prefix, &mut targets);
+                add(nested, prefix, false, &mut targets);
+            }
+        }
+        // Container policies: the filesystems of the runtimes' image layers. Every exec in a container raises
+        // an event on its layer's real file there (Linux 6.5+), before any program of the container runs.
+        if !config.container_policies.is_empty() {
+            for root in config.containers.layer_roots() {
+                let bytes = root.as_os_str().as_bytes();
+                if root.is_dir()
+                    && let Some(m) = mounts.containing(bytes)
+                {
+                    let mut label = b"containers:".to_vec();
+                    label.extend_from_slice(bytes);
+                    add(m, &label, true, &mut targets);
+                }
             }
         }
         // btrfs and a few others report a different st_dev for files than mountinfo shows.

@@ -29,8 +29,13 @@ pub fn process_info(pid: i32) -> ProcessInfo {
     let ns_pid = parse_ns_pid(&status_text);
     let cwd =
         std::fs::read_link(format!("/proc/{pid}/cwd")).map(|p| p.as_os_str().as_bytes().to_vec()).unwrap_or_default();
-    let container = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok().and_then(|t| parse_cgroup(&t));
+    let container = container_of(pid);
     ProcessInfo { ns_pid, exe, ppid, uid, cwd, container }
+}
+
+/// The runtime and id of the container process `pid` runs in, from its cgroup; `None` on the host.
+pub fn container_of(pid: i32) -> Option<(Runtime, String)> {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok().and_then(|t| parse_cgroup(&t))
 }
 
 pub fn exe(pid: i32) -> Option<Vec<u8>> {

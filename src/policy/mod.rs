@@ -72,6 +72,25 @@ impl Default for DaemonConfig {
     }
 }
 
+/// `[containers]`: where each runtime keeps its records (read to know the running containers and their
+/// labels) and its image layers (the filesystems marked when container policies exist).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContainersConfig {
+    pub sources: crate::containers::Sources,
+    /// containerd's `root` (its snapshots, the layers of its containers).
+    pub containerd_root: PathBuf,
+}
+
+impl ContainersConfig {
+    /// The directories whose filesystems hold container layers: a mark there sees every exec in a container
+    /// before any of its programs runs.
+    pub fn layer_roots(&self) -> [&Path; 3] {
+        [&self.sources.docker_root, &self.sources.storage, &self.containerd_root]
+    }
+}
+
+pub const DEFAULT_CONTAINERD_ROOT: &str = "/var/lib/containerd";
+
 /// A loaded configuration: daemon settings and the compiled policy.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -86,6 +105,8 @@ pub struct Config {
     pub policy_count: usize,
     /// The policies with a `[policy.selector]`, in load order; their rules are in no host matcher.
     pub container_policies: Vec<ContainerPolicy>,
+    /// `[containers]`.
+    pub containers: ContainersConfig,
 }
 
 #[allow(dead_code, reason = "the decision side selects container policies through this API")]
@@ -153,25 +174,25 @@ pub fn check_imported(c: &kubearmor::Conversion) -> Result<()> {
 
 fn load_from(path: &Path, text: &str, with_drop_ins: bool) -> Result<Config> {
     let mut loader = Loader::default();
-    let (daemon, open_guard) = loader.main(path, text)?;
+    let (daemon, open_guard, containers) = loader.main(path, text)?;
     if with_drop_ins {
         for file in drop_in_files(&daemon.policy_dir)? {
             let text = read_config(&file, kubearmor::is_yaml(&file))?;
             loader.drop_in(&file, text)?;
         }
     }
-    Ok(loader.finish(daemon, open_guard))
+    Ok(loader.finish(daemon, open_guard, containers))
 }
 
 /// [`load_from`] with drop-ins given as (file, text) instead of read from `policy_dir`.
 #[cfg(test)]
 fn load_with_drop_ins(path: &Path, text: &str, drop_ins: &[(PathBuf, String)]) -> Result<Config> {
     let mut loader = Loader::default();
-    let (daemon, open_guard) = loader.main(path, text)?;
+    let (daemon, open_guard, containers) = loader.main(path, text)?;
     for (file, text) in drop_ins {
         loader.drop_in(file, text.clone())?;
     }
-    Ok(loader.finish(daemon, open_guard))
+    Ok(loader.finish(daemon, open_guard, containers))
 }
 
 fn drop_in_files(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -244,7 +265,7 @@ struct Loader {
 
 impl Loader {
     /// The main file: its `[daemon]` and `[open_guard]` tables and its policies.
-    fn main(&mut self, path: &Path, text: &str) -> Result<(DaemonConfig, OpenGuardConfig)> {
+    fn main(&mut self, path: &Path, text: &str) -> Result<(DaemonConfig, OpenGuardConfig, ContainersConfig)> {
         let main = self.parse(path, text)?;
         let daemon = match &main.daemon {
             Some(d) => validate_daemon(&Located { file: path, text }, d.get_ref())?,
@@ -254,8 +275,12 @@ impl Loader {
             Some(g) => open_guard::validate(&Located { file: path, text }, g.get_ref())?,
             None => OpenGuardConfig::default(),
         };
+        let containers = match &main.containers {
+            Some(c) => validate_containers(&Located { file: path, text }, c.get_ref())?,
+            None => ContainersConfig::with_defaults(),
+        };
         self.add_policies(path, text, main.policy)?;
-        Ok((daemon, open_guard))
+        Ok((daemon, open_guard, containers))
     }
 
     /// One file of `policy_dir`: policies only.
@@ -272,6 +297,11 @@ impl Loader {
         if let Some(d) = &parsed.daemon {
             return Err(at
                 .error(d.span(), "the [daemon] table belongs in the main configuration file; a policy.d file holds [[policy]] tables only")
+                .into());
+        }
+        if let Some(c) = &parsed.containers {
+            return Err(at
+                .error(c.span(), "the [containers] table belongs in the main configuration file; a policy.d file holds [[policy]] tables only")
                 .into());
         }
         if let Some(g) = &parsed.open_guard {
@@ -291,11 +321,11 @@ impl Loader {
         Ok(())
     }
 
-    fn finish(self, daemon: DaemonConfig, open_guard: OpenGuardConfig) -> Config {
+    fn finish(self, daemon: DaemonConfig, open_guard: OpenGuardConfig, containers: ContainersConfig) -> Config {
         let policy_count = self.names.keys().filter(|(scope, _)| *scope == PolicyScope::Host).count();
         let matcher = Matcher::new(self.rules, daemon.default_posture, daemon.mode);
         let container_policies = self.containers;
-        Config { daemon, matcher, open_guard, files: self.files, policy_count, container_policies }
+        Config { daemon, matcher, open_guard, files: self.files, policy_count, container_policies, containers }
     }
 
     fn parse(&mut self, file: &Path, text: &str) -> Result<RawFile> {
@@ -432,6 +462,33 @@ fn validate_daemon(at: &Located<'_>, d: &RawDaemon) -> Result<DaemonConfig, Poli
             }
         };
     }
+    Ok(out)
+}
+
+impl ContainersConfig {
+    fn with_defaults() -> Self {
+        Self { sources: crate::containers::Sources::default(), containerd_root: DEFAULT_CONTAINERD_ROOT.into() }
+    }
+}
+
+fn validate_containers(at: &Located<'_>, raw: &raw::RawContainers) -> Result<ContainersConfig, PolicyError> {
+    let mut out = ContainersConfig::with_defaults();
+    let set = |slot: &mut PathBuf, value: &Option<Spanned<String>>, key: &str, example: &str| {
+        if let Some(v) = value {
+            *slot = absolute(at, v, key, example)?;
+        }
+        Ok::<(), PolicyError>(())
+    };
+    set(&mut out.sources.docker_root, &raw.docker_root, "docker_root", crate::containers::DEFAULT_DOCKER_ROOT)?;
+    set(&mut out.sources.podman_socket, &raw.podman_socket, "podman_socket", crate::containers::DEFAULT_PODMAN_SOCKET)?;
+    set(
+        &mut out.sources.containerd_state,
+        &raw.containerd_state,
+        "containerd_state",
+        crate::containers::DEFAULT_CONTAINERD_STATE,
+    )?;
+    set(&mut out.containerd_root, &raw.containerd_root, "containerd_root", DEFAULT_CONTAINERD_ROOT)?;
+    set(&mut out.sources.storage, &raw.storage, "storage", crate::containers::DEFAULT_STORAGE)?;
     Ok(out)
 }
 

@@ -11,6 +11,7 @@ use toml::Spanned;
 pub struct RawFile {
     pub daemon: Option<Spanned<RawDaemon>>,
     pub open_guard: Option<Spanned<RawOpenGuard>>,
+    pub containers: Option<Spanned<RawContainers>>,
     #[serde(default)]
     pub policy: Vec<Spanned<RawPolicy>>,
 }
@@ -29,6 +30,17 @@ pub struct RawDaemon {
     pub alert_socket: Option<Spanned<String>>,
     pub alert_socket_group: Option<String>,
     pub exec_cache: Option<bool>,
+}
+
+/// `[containers]`: where the container runtimes keep their records and their image layers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContainers {
+    pub docker_root: Option<Spanned<String>>,
+    pub podman_socket: Option<Spanned<String>>,
+    pub containerd_state: Option<Spanned<String>>,
+    pub containerd_root: Option<Spanned<String>>,
+    pub storage: Option<Spanned<String>>,
 }
 
 /// `[open_guard]`: code loaded without exec (loader, preload, dlopen, interpreters).
