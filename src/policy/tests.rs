@@ -17,13 +17,20 @@ const RULE: &str =
     "[[policy]]\nname = \"p\"\n[[policy.process.match_directories]]\ndir = \"/tmp/\"\nrecursive = true\n";
 
 #[test]
-fn shipped_default_config_is_valid_and_protects_tmp_var_tmp_dev_shm() {
+fn shipped_default_config_is_valid_and_protects_tmp_var_tmp_dev_shm_run_lock() {
     let text = include_str!("../../config/noexecd.toml");
     let c = ok(text);
     assert_eq!(c.daemon, DaemonConfig::default());
     let dirs: Vec<_> =
         c.matcher.rules().iter().map(|r| String::from_utf8_lossy(r.target.scope_prefix()).into_owned()).collect();
-    assert_eq!(dirs, vec!["/tmp/", "/var/tmp/", "/dev/shm/"]);
+    assert_eq!(dirs, vec!["/tmp/", "/var/tmp/", "/dev/shm/", "/run/lock/"]);
+    for p in [&b"/run/lock/x"[..], b"/run/lock/sub/x"] {
+        let d = c.matcher.decide(Scope::Path(p), 1000, &mut KnownSubject { exe: None, uid: Some(1000) });
+        assert_eq!(d.outcome, Outcome::Block, "{}", String::from_utf8_lossy(p));
+        assert_eq!(d.rule.unwrap().policy, "ksp-block-exec-inside-tmp", "the same policy as /tmp");
+    }
+    let d = c.matcher.decide(Scope::Path(b"/run/x"), 0, &mut KnownSubject::default());
+    assert_eq!(d.outcome, Outcome::Allow, "the rest of /run is not protected");
     let d = c.matcher.decide(Scope::Path(b"/tmp/x"), 0, &mut KnownSubject::default());
     assert_eq!(d.outcome, Outcome::Block);
     let rule = d.rule.unwrap();
