@@ -1,5 +1,6 @@
 //! `noexecd check`: validates the configuration and prints what the daemon would mark and how each mark is
-//! decided, then the host settings that leave a way around fanotify. No fanotify call.
+//! decided, the writable directories no rule protects, then the host settings that leave a way around
+//! fanotify. No fanotify call.
 
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -9,16 +10,20 @@ use crate::error::{Error, Result};
 use crate::guard::Guard;
 use crate::host::hardening;
 use crate::host::mounts::MountTable;
+use crate::host::writable::{self, Cover};
 use crate::policy;
-use crate::policy::matcher::{Mode, Posture};
+use crate::policy::matcher::{Action, DEFAULT_POSTURE_POLICY, KnownSubject, Matcher, Mode, Posture, Scope};
 
 /// Validates the configuration and prints, per filesystem to mark, one tab-separated line:
 /// `mark <mount point> dev=<maj>:<min> fstype=<type> decides=<path|filesystem> protects=<paths>`, then per
-/// container policy `container-policy <name> selector=<labels;namespace;containers> rules=<n>`.
-/// On `err`, one `warning:` (or `info:`) line per host setting that leaves a way around fanotify open.
+/// container policy `container-policy <name> selector=<labels;namespace;containers> rules=<n>`, then one
+/// `writable ...` line per writable directory no rule protects ([`writable::Found::line`]).
+/// On `err`, one `warning:` (or `info:`) line per host setting that leaves a way around fanotify open, and a
+/// `warning:` summing up the writable directories. Findings never change the result: only an invalid
+/// configuration is an error.
 pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
     let config = policy::load(config_path)?;
-    let (_, mounts) = MountTable::read_self().map_err(Error::ReadMounts)?;
+    let (mountinfo, mounts) = MountTable::read_self().map_err(Error::ReadMounts)?;
     let files = config.files.len();
     let rules = config.matcher.rules().len();
     let policies = config.policy_count;
@@ -73,11 +78,191 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
         )
         .map_err(|source| Error::WriteFile { path: "stderr".into(), source })?;
     }
+    let accounts = writable::Accounts::read();
+    let report = writable::find(&mountinfo, &accounts, writable::Limits::default(), &mut |dir, dev| {
+        cover(&guard.config.matcher, &guard.mounts, guard.target_for(dev).is_some(), dir.as_os_str().as_bytes())
+    });
+    for f in &report.found {
+        w(out, f.line(&accounts))?;
+    }
     let protected = guard.targets.iter().flat_map(|t| t.protects.iter().map(String::as_str));
     let findings =
         hardening::assess(&hardening::Sysctls::read()).into_iter().chain(hardening::noexec_mounts(protected));
+    let mut e = |s: String| writeln!(err, "{s}").map_err(|source| Error::WriteFile { path: "stderr".into(), source });
     for f in findings {
-        writeln!(err, "{f}").map_err(|source| Error::WriteFile { path: "stderr".into(), source })?;
+        e(f.to_string())?;
+    }
+    for line in writable_summary(&report) {
+        e(line)?;
     }
     Ok(())
+}
+
+/// The exec the policy is asked about for a writable directory: uid 65534 runs a file named `x` that it owns
+/// (so `owner_only` does not stop it), from a program no `from_source` names.
+const PROBE_UID: u32 = 65534;
+const PROBE_EXE: &[u8] = b"/nonexistent/noexecd-check-probe";
+const PROBE_NAME: &[u8] = b"x";
+
+/// How the policy treats what a writer could put in `dir`: [`Cover::Below`] when a Block rule matches every
+/// file below it, [`Cover::Here`] when a Block rule (or the default posture `block`) stops both a file put
+/// directly in it and one in a subdirectory the writer makes, else [`Cover::None`]. The rule's action
+/// counts, not the mode: in `mode = "audit"` a rule that names the directory still covers it. `guarded`:
+/// the directory's filesystem is marked (the default posture applies only there).
+fn cover(matcher: &Matcher, mounts: &MountTable, guarded: bool, dir: &[u8]) -> Cover {
+    if !guarded {
+        return Cover::None;
+    }
+    let mut canonical = Vec::new();
+    let mapped =
+        mounts.containing(dir).is_some_and(|via| mounts.canonical_path(via, dir, &mut Vec::new(), &mut canonical));
+    if !mapped {
+        canonical = dir.to_vec();
+    }
+    if canonical.last() != Some(&b'/') {
+        canonical.push(b'/');
+    }
+    let decide = |scope: Scope<'_>| {
+        let mut subject = KnownSubject { exe: Some(PROBE_EXE.to_vec()), uid: Some(PROBE_UID) };
+        matcher.decide(scope, PROBE_UID, &mut subject).rule.filter(|r| r.action == Action::Block).cloned()
+    };
+    // Below: only a rule of the policy, never the default posture (an Allow rule inside draws a line that a
+    // whole-directory question does not see).
+    if decide(Scope::Below(&canonical)).is_some_and(|r| r.policy != DEFAULT_POSTURE_POLICY) {
+        return Cover::Below;
+    }
+    let file = [canonical.as_slice(), PROBE_NAME].concat();
+    let nested = [canonical.as_slice(), PROBE_NAME, b"/", PROBE_NAME].concat();
+    if decide(Scope::Path(&file)).is_some() && decide(Scope::Path(&nested)).is_some() {
+        Cover::Here
+    } else {
+        Cover::None
+    }
+}
+
+/// The `stderr` lines about writable directories: a `warning:` when there are any or when the walk stopped
+/// before it was done, and an `info:` saying what was searched.
+fn writable_summary(r: &writable::Report) -> Vec<String> {
+    let mut lines = Vec::new();
+    let n = r.found.len();
+    if n > 0 {
+        let dirs = if n == 1 { "directory" } else { "directories" };
+        lines.push(format!(
+            "warning: {n} writable {dirs} that no rule protects (the `writable` lines on stdout): a non-root user \
+             can put a program there and run it; fix: add each cover= line as a [[policy.process.match_directories]] \
+             of a Block policy, or take the write permission away (nothing below a listed directory is listed)"
+        ));
+    }
+    if let Some(stop) = r.stopped {
+        let why = match stop {
+            writable::Stop::Time => format!("its time budget of {:.1} s", r.limits.budget.as_secs_f64()),
+            writable::Stop::Entries => format!("its limit of {} directory entries", r.limits.max_entries),
+        };
+        lines.push(format!(
+            "warning: the search for writable directories stopped at {why}: directories it did not reach are not \
+             listed"
+        ));
+    }
+    let unreadable = if r.unreadable > 0 { format!(", {} could not be read", r.unreadable) } else { String::new() };
+    lines.push(format!(
+        "info: searched {} directories ({} entries) on {} filesystems for writable places in {:.2} s{unreadable}",
+        r.dirs,
+        r.entries,
+        r.mounts,
+        r.elapsed.as_secs_f64()
+    ));
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matcher(text: &str) -> Matcher {
+        policy::load_str(Path::new("t.toml"), text).unwrap().matcher
+    }
+
+    fn shipped() -> Matcher {
+        matcher(include_str!("../../config/noexecd.toml"))
+    }
+
+    fn rule(body: &str) -> String {
+        format!("[[policy]]\nname = \"p\"\n{body}")
+    }
+
+    fn dirs(dir: &str, extra: &str) -> String {
+        rule(&format!("[[policy.process.match_directories]]\ndir = \"{dir}\"\nrecursive = true\n{extra}"))
+    }
+
+    fn root_only() -> MountTable {
+        MountTable::parse(b"1 0 254:0 / / rw - ext4 /dev/vda rw\n3 1 254:0 /tmp /mnt/bind rw - ext4 /dev/vda rw\n")
+    }
+
+    fn of(m: &Matcher, dir: &str) -> Cover {
+        cover(m, &root_only(), true, dir.as_bytes())
+    }
+
+    #[test]
+    fn the_shipped_policy_covers_run_lock_and_not_php_sessions() {
+        let m = shipped();
+        for d in ["/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/run/lock/lvm", "/tmp/.X11-unix"] {
+            assert_eq!(of(&m, d), Cover::Below, "{d}");
+        }
+        for d in ["/var/lib/php/sessions", "/run", "/", "/var/lock-other", "/run/lockx"] {
+            assert_eq!(of(&m, d), Cover::None, "{d}");
+        }
+        assert_eq!(of(&m, "/mnt/bind"), Cover::Below, "a bind mount of /tmp is decided as /tmp");
+        assert_eq!(cover(&m, &root_only(), false, b"/tmp"), Cover::None, "not on a marked filesystem");
+    }
+
+    #[test]
+    fn only_a_block_that_holds_for_any_program_and_owner_covers() {
+        let flat = matcher(&rule("[[policy.process.match_directories]]\ndir = \"/srv/up/\"\n"));
+        assert_eq!(of(&flat, "/srv/up"), Cover::None, "a writer makes a subdirectory: not recursive is not enough");
+        let glob = matcher(&rule("[[policy.process.match_patterns]]\npattern = \"/srv/up/**\"\n"));
+        assert_eq!(of(&glob, "/srv/up"), Cover::Here, "blocks a file and one in a new subdirectory; walk on");
+        let sh = matcher(&rule("[[policy.process.match_patterns]]\npattern = \"/srv/up/*.sh\"\n"));
+        assert_eq!(of(&sh, "/srv/up"), Cover::None, "the writer picks the name");
+        let source = matcher(&dirs("/srv/up/", "from_source = [\"/usr/sbin/apache2\"]\n"));
+        assert_eq!(of(&source, "/srv/up"), Cover::None, "any other program runs it");
+        let owner = matcher(&dirs("/srv/up/", "owner_only = true\n"));
+        assert_eq!(of(&owner, "/srv/up"), Cover::None, "the writer owns what it writes");
+        let audit = matcher(&dirs("/srv/up/", "").replace("name = \"p\"\n", "name = \"p\"\naction = \"Audit\"\n"));
+        assert_eq!(of(&audit, "/srv/up"), Cover::None, "an Audit rule lets it run");
+        let audit_mode = matcher(&format!("[daemon]\nmode = \"audit\"\n{}", dirs("/srv/up/", "")));
+        assert_eq!(of(&audit_mode, "/srv/up"), Cover::Below, "audit mode: the rule still names it");
+    }
+
+    #[test]
+    fn the_default_posture_block_covers_files_but_never_a_whole_subtree() {
+        let text = "[daemon]\ndefault_posture = \"block\"\n[[policy]]\nname = \"ok\"\naction = \"Allow\"\n\
+                    [[policy.process.match_directories]]\ndir = \"/opt/ok/\"\nrecursive = true\n";
+        let m = matcher(text);
+        assert_eq!(of(&m, "/srv/up"), Cover::Here);
+        assert_eq!(of(&m, "/opt/ok"), Cover::None, "allowed");
+        let audit = matcher(&text.replace("\"block\"", "\"audit\""));
+        assert_eq!(of(&audit, "/srv/up"), Cover::None);
+    }
+
+    #[test]
+    fn summary_warns_once_for_findings_and_once_for_a_cut_walk() {
+        let mut r =
+            writable::find(b"", &writable::Accounts::default(), writable::Limits::default(), &mut |_, _| Cover::None);
+        let lines = writable_summary(&r);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("info: searched 0 directories"), "{lines:?}");
+        r.found.push(writable::Found {
+            path: "/run/lock".into(),
+            stat: writable::DirStat { mode: 0o1777, uid: 0, gid: 0 },
+            writers: vec![writable::Writer::Everyone],
+            fstype: "tmpfs".into(),
+            noexec: false,
+        });
+        r.stopped = Some(writable::Stop::Time);
+        let lines = writable_summary(&r);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines[0].starts_with("warning: 1 writable directory that no rule protects"), "{lines:?}");
+        assert!(lines[1].starts_with("warning: the search for writable directories stopped at its time budget"));
+        assert!(lines.iter().all(|l| !l.contains('\n')));
+    }
 }

@@ -1,6 +1,6 @@
 //! What the host tells, read-only: the mount table and how a file's name maps into our namespace, a
 //! process's /proc facts, the cgroup that names its container, and the sysctls that decide what fanotify
-//! can see. No policy here, and nothing that places a mark.
+//! can see, and the directories a non-root user can write. No policy here, and nothing that places a mark.
 #![forbid(unsafe_code)]
 
 pub mod cgroup;
@@ -8,3 +8,4 @@ pub mod hardening;
 pub mod mounts;
 pub mod overlay;
 pub mod procfs;
+pub mod writable;

@@ -17,15 +17,22 @@ const RULE: &str =
     "[[policy]]\nname = \"p\"\n[[policy.process.match_directories]]\ndir = \"/tmp/\"\nrecursive = true\n";
 
 #[test]
-fn shipped_default_config_is_valid_and_protects_tmp_var_tmp_dev_shm() {
+fn shipped_default_config_is_valid_and_protects_tmp_var_tmp_dev_shm_run_lock() {
     let text = include_str!("../../config/noexecd.toml");
     let c = ok(text);
     assert_eq!(c.daemon, DaemonConfig::default());
     let scopes = |rules: &[Rule]| -> Vec<String> {
         rules.iter().map(|r| String::from_utf8_lossy(r.target.scope_prefix()).into_owned()).collect()
     };
-    assert_eq!(scopes(c.matcher.rules()), vec!["/tmp/", "/var/tmp/", "/dev/shm/"]);
+    assert_eq!(scopes(c.matcher.rules()), vec!["/tmp/", "/var/tmp/", "/dev/shm/", "/run/lock/"]);
     assert_eq!(c.policy_count, 1);
+    for p in [&b"/run/lock/x"[..], b"/run/lock/sub/x"] {
+        let d = c.matcher.decide(Scope::Path(p), 1000, &mut KnownSubject { exe: None, uid: Some(1000) });
+        assert_eq!(d.outcome, Outcome::Block, "{}", String::from_utf8_lossy(p));
+        assert_eq!(d.rule.unwrap().policy, "ksp-block-exec-inside-tmp", "the same policy as /tmp");
+    }
+    let d = c.matcher.decide(Scope::Path(b"/run/x"), 0, &mut KnownSubject::default());
+    assert_eq!(d.outcome, Outcome::Allow, "the rest of /run is not protected");
     let d = c.matcher.decide(Scope::Path(b"/tmp/x"), 0, &mut KnownSubject::default());
     assert_eq!(d.outcome, Outcome::Block);
     let rule = d.rule.unwrap();
@@ -40,7 +47,7 @@ fn shipped_default_config_is_valid_and_protects_tmp_var_tmp_dev_shm() {
         .filter(|(_, l)| l.starts_with("[[policy.process.match_directories]]"))
         .map(|(i, _)| i + 1)
         .collect();
-    assert_eq!(tables.len(), 6, "three rule tables per policy");
+    assert_eq!(tables.len(), 7, "four rule tables in the host policy, three in the container policy");
     assert_eq!(rule.origin, format!("p.toml:{}:1", tables[0]));
     // The same policy audits inside every container, and only there.
     let [container] = c.container_policies.as_slice() else { panic!("{:?}", c.container_policies) };
@@ -53,7 +60,7 @@ fn shipped_default_config_is_valid_and_protects_tmp_var_tmp_dev_shm() {
     assert_eq!(d.outcome, Outcome::Audit);
     let rule = d.rule.unwrap();
     assert_eq!((rule.policy.as_str(), rule.action), ("ksp-block-exec-inside-tmp", Action::Audit));
-    assert_eq!(rule.origin, format!("p.toml:{}:1", tables[4]));
+    assert_eq!(rule.origin, format!("p.toml:{}:1", tables[5]));
     assert_eq!(c.selecting(&Identity::default()), vec![0], "a plain docker container too");
 }
 

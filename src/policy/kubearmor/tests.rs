@@ -625,7 +625,7 @@ fn the_shipped_config_with_kubearmors_example_as_a_drop_in() {
     let c = convert("seed.yaml", doc1);
     write(&dir, "50-kubearmor.toml", &c.toml());
     let config = crate::policy::load(&main).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((config.policy_count, config.matcher.rules().len()), (1, 3));
+    assert_eq!((config.policy_count, config.matcher.rules().len()), (1, 4));
     let names: Vec<&str> = config.container_policies.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, vec!["ksp-block-exec-inside-tmp", "ksp-block-exec-inside-tmp"]);
     let labels = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
