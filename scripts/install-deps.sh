@@ -7,7 +7,12 @@
 #            privileged integration tests run (util-linux: unshare, nsenter, setpriv; mount: mount, umount,
 #            losetup; e2fsprogs: mkfs.ext4; coreutils; bash, dash; dbus-daemon for the desktop-notice test);
 #            gcc and libc6-dev (the exec-load helper of the soak and load tests is linked statically); and
-#            what the open guard's route tests run: file, python3, perl, ruby, php-cli, nodejs.
+#            what the open guard's route tests run: file, python3, perl, ruby, php-cli, nodejs; what the
+#            container discovery tests run (tests/it/containers.rs): podman, runc (podman's default crun refuses
+#            a hybrid cgroup layout), containerd (with ctr), busybox-static (their images); as root podman needs
+#            no uidmap. Debian's docker.io (dockerd) too, but only with CI=true or NOEXECD_TEST_DOCKER=1: it
+#            enables a boot-time daemon that changes the firewall, which a developer's machine may not want;
+#            without it the docker test skips.
 #   package  what `make deb rpm package-checks test-system` needs (`make package-deps`): lintian, rpm,
 #            debootstrap, systemd-container (systemd-nspawn), systemd (systemd-analyze), dpkg-dev,
 #            e2fsprogs, util-linux, file, gzip, debian-archive-keyring; cargo-deb 3.8.0 and
@@ -16,6 +21,8 @@
 # Idempotent, and silent when nothing is missing; otherwise one line per thing it installs. Debian and Ubuntu
 # (apt-get): `apt-get update` runs only when a package must be installed, and installing packages needs root
 # (anything else it installs goes into the caller's Rust toolchain). Every step is bounded by a timeout.
+# Packages are installed without starting their services (containerd, docker): where the machine has no
+# /usr/sbin/policy-rc.d, one that refuses every start is in place for the duration of the install.
 # CI runs it on a fresh Debian 12 machine, as root.
 set -euo pipefail
 
@@ -70,6 +77,17 @@ if ((want_test)); then
     need_cmd node nodejs
     # A tiny program is linked statically: glibc's static archive (gcc only recommends libc6-dev).
     compgen -G '/usr/lib/*/libc.a' >/dev/null || compgen -G '/usr/lib/libc.a' >/dev/null || need_pkg libc6-dev
+    # The container runtimes the discovery tests start privately (see tests/it/containers.rs).
+    need_cmd podman podman
+    need_cmd runc runc
+    need_cmd containerd containerd
+    need_cmd ctr containerd
+    need_cmd containerd-shim-runc-v2 containerd
+    # The images are a static busybox and its applets (the dynamic `busybox` package cannot run in them).
+    dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need_pkg busybox-static
+    if [[ ${CI:-} == true || ${NOEXECD_TEST_DOCKER:-} == 1 ]]; then
+        have dockerd || need_pkg docker.io
+    fi
 fi
 
 if ((want_package)); then
@@ -94,6 +112,12 @@ if ((${#apt_missing[@]})); then
     have apt-get || die "missing packages ${apt_missing[*]} and no apt-get; install them by hand"
     say "apt-get install ${apt_missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\n# scripts/install-deps.sh: no service starts while packages install\nexit 101\n' \
+            >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     timeout 600 apt-get update -qq >/dev/null
     timeout 1200 apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
 fi

@@ -324,6 +324,29 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever a socket sends, in whatever pieces: an answer, "more", or an error; never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            head in proptest::sample::select(vec![
+                &b""[..],
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+            ]),
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+            cut in 0usize..600,
+        ) {
+            let raw: Vec<u8> = head.iter().copied().chain(tail).collect();
+            let mut reader = Reader::default();
+            let cut = cut.min(raw.len());
+            if let Ok(None) = reader.feed(&raw[..cut], false) {
+                let _ = reader.feed(&raw, true);
+            }
+            let _ = parse(&raw);
+        }
+    }
+
     #[test]
     fn get_over_a_unix_socket_and_its_bounds() {
         use std::os::unix::net::UnixListener;

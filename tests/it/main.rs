@@ -12,6 +12,7 @@ mod execloop;
 mod alert_faults;
 mod cli;
 mod container;
+mod containers;
 mod desktop_notify;
 mod enforce;
 mod exec_cache;
