@@ -49,6 +49,11 @@ fn component(c: &str, parent: &str, kubepods: bool) -> Option<(Runtime, String)>
         if parent == "docker" {
             return Some((Runtime::Docker, name.to_owned()));
         }
+        // containerd's cgroupfs layout: `/<containerd namespace>/<id>` (ctr's `default`, the CRI's `k8s.io`,
+        // dockerd's `moby`).
+        if matches!(parent, "k8s.io" | "default" | "moby") {
+            return Some((Runtime::Containerd, name.to_owned()));
+        }
         if kubepods {
             return Some((Runtime::Containerd, name.to_owned()));
         }
@@ -101,6 +106,14 @@ mod tests {
         for (text, runtime) in cases {
             assert_eq!(parse_cgroup(&text), Some((runtime, ID.to_owned())), "{text}");
         }
+    }
+
+    #[test]
+    fn containerd_namespaces_under_cgroupfs_name_their_containers() {
+        for ns in ["k8s.io", "default", "moby"] {
+            assert_eq!(parse_cgroup(&format!("0::/{ns}/{ID}\n")), Some((Runtime::Containerd, ID.to_owned())), "{ns}");
+        }
+        assert_eq!(parse_cgroup(&format!("0::/other/{ID}\n")), None);
     }
 
     #[test]
