@@ -78,6 +78,17 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
         )
         .map_err(|source| Error::WriteFile { path: "stderr".into(), source })?;
     }
+    if !guard.config.container_policies.is_empty() {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let release = release.trim();
+        if !kernel_at_least(release, 6, 5) {
+            writeln!(
+                err,
+                "warning: Linux {release}: container policies need Linux 6.5 to see a container's execs on its image layers from its first program; here a container is guarded only once noexecd knows it (up to 500 ms after it starts)"
+            )
+            .map_err(|source| Error::WriteFile { path: "stderr".into(), source })?;
+        }
+    }
     let accounts = writable::Accounts::read();
     let report = writable::find(&mountinfo, &accounts, writable::Limits::default(), &mut |dir, dev| {
         cover(&guard.config.matcher, &guard.mounts, guard.target_for(dev).is_some(), dir.as_os_str().as_bytes())
@@ -264,5 +275,28 @@ mod tests {
         assert!(lines[0].starts_with("warning: 1 writable directory that no rule protects"), "{lines:?}");
         assert!(lines[1].starts_with("warning: the search for writable directories stopped at its time budget"));
         assert!(lines.iter().all(|l| !l.contains('\n')));
+    }
+}
+
+/// Whether a kernel release (`6.18.44-fc`, `5.15.0-91-generic`) is at least `major.minor`.
+fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    match (parts.next(), parts.next()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod kernel_tests {
+    use super::kernel_at_least;
+
+    #[test]
+    fn kernel_releases_compare_by_major_and_minor() {
+        assert!(kernel_at_least("6.18.44-fc-v1045", 6, 5));
+        assert!(kernel_at_least("6.5.0", 6, 5));
+        assert!(!kernel_at_least("6.1.0-28-amd64", 6, 5));
+        assert!(!kernel_at_least("5.15.0-91-generic", 6, 5));
+        assert!(kernel_at_least("", 6, 5), "unknown: no warning");
     }
 }
