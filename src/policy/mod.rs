@@ -109,7 +109,6 @@ pub struct Config {
     pub containers: ContainersConfig,
 }
 
-#[allow(dead_code, reason = "the decision side selects container policies through this API")]
 impl Config {
     /// The indexes (into `container_policies`, ascending) of the container policies that select `id`.
     pub fn selecting(&self, id: &Identity) -> Vec<usize> {

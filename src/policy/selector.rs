@@ -15,16 +15,13 @@ use std::fmt::Write as _;
 use crate::policy::matcher::{Matcher, Mode, Posture, Rule};
 
 /// The label the kubelet puts on every container it starts: the pod's Kubernetes namespace.
-#[allow(dead_code, reason = "the decision side selects container policies through this API")]
 pub const NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
 /// The label the kubelet puts on every container it starts: the container's name in its pod.
-#[allow(dead_code, reason = "the decision side selects container policies through this API")]
 pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
 /// KubeArmor's selector label naming containers (`"[a,b]"`, or one name); noexecd reads it as `containers`.
 pub const KUBEARMOR_CONTAINER_LABEL: &str = "kubearmor.io/container.name";
 
 /// Who a container is, as far as selection goes: plain values, filled by whoever knows the container.
-#[allow(dead_code, reason = "the decision side selects container policies through this API")]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
     /// The container's labels and its pod's, merged. The Kubernetes namespace is the [`NAMESPACE_LABEL`]
@@ -35,7 +32,6 @@ pub struct Identity {
     pub name: Option<String>,
 }
 
-#[allow(dead_code, reason = "the decision side selects container policies through this API")]
 impl Identity {
     /// The Kubernetes namespace: the [`NAMESPACE_LABEL`] label.
     pub fn namespace(&self) -> Option<&str> {
@@ -61,7 +57,6 @@ pub struct Selector {
 
 impl Selector {
     /// Whether this selector picks the container.
-    #[allow(dead_code, reason = "the decision side selects container policies through this API")]
     pub fn selects(&self, id: &Identity) -> bool {
         if self.namespace.as_deref().is_some_and(|ns| id.namespace() != Some(ns)) {
             return false;
@@ -106,12 +101,10 @@ pub struct ContainerPolicy {
     /// In load order, as the host's rules are; never part of the host's matcher.
     pub rules: Vec<Rule>,
     /// `file:line:col` of its `name`.
-    #[allow(dead_code, reason = "the decision side selects container policies through this API")]
     pub origin: String,
 }
 
 /// The indexes (ascending) of the policies that select the container.
-#[allow(dead_code, reason = "the decision side selects container policies through this API")]
 pub fn selecting(policies: &[ContainerPolicy], id: &Identity) -> Vec<usize> {
     policies.iter().enumerate().filter(|(_, p)| p.selector.selects(id)).map(|(i, _)| i).collect()
 }
@@ -119,7 +112,6 @@ pub fn selecting(policies: &[ContainerPolicy], id: &Identity) -> Vec<usize> {
 /// The matcher for a container selected by the policies at `selected` (indexes into `policies`; out of
 /// range ones are ignored): their rules in policy order, with the host's posture and mode. No policy
 /// selected: a matcher with no rules, which allows everything silently.
-#[allow(dead_code, reason = "the decision side selects container policies through this API")]
 pub fn matcher_for(policies: &[ContainerPolicy], selected: &[usize], posture: Posture, mode: Mode) -> Matcher {
     let mut order = selected.to_vec();
     order.sort_unstable();
