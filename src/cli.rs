@@ -120,6 +120,10 @@ pub struct ExplainArgs {
     /// Owner UID of the file (for owner_only rules); defaults to the file's owner, or 0 when it does not exist.
     #[arg(long, value_name = "N")]
     pub owner: Option<u32>,
+    /// Decide as inside this running container (its id, at least 12 hex digits, or its name): PATH is then a
+    /// path inside the container, and the container policies that select it decide.
+    #[arg(long, value_name = "ID|NAME")]
+    pub container: Option<String>,
     #[command(flatten)]
     pub config: ConfigArg,
 }

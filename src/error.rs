@@ -73,6 +73,10 @@ pub enum Error {
     NoMountFor {
         path: PathBuf,
     },
+    /// `explain --container`: no running container has that id or name.
+    NoSuchContainer {
+        wanted: String,
+    },
     FanotifyInit(Errno),
     Mark {
         path: PathBuf,
@@ -150,6 +154,10 @@ impl fmt::Display for Error {
             Error::Policy(e) => e.fmt(f),
             Error::ReadMounts(e) => write!(f, "cannot read the mount table (/proc/self/mountinfo): {e}"),
             Error::NoMountFor { path } => write!(f, "no mount holds protected path {}", path.display()),
+            Error::NoSuchContainer { wanted } => write!(
+                f,
+                "no running container has the id or name {wanted:?} (`noexecd containers` lists those noexecd sees)"
+            ),
             Error::FanotifyInit(e) => write!(f, "cannot create the fanotify group: {e}{}", init_hint(*e)),
             Error::Mark { path, source } => write!(f, "cannot mark filesystem at {}: {source}", path.display()),
             Error::Unmark(e) => write!(f, "cannot remove the marks: {e}"),

@@ -40,6 +40,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 args.source.as_deref(),
                 args.uid,
                 args.owner,
+                args.container.as_deref(),
             )
             .with_context(|| format!("cannot explain with {}", args.config.config.display()))?;
             print!("{}", e.text);

@@ -6,8 +6,10 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use crate::containers;
 use crate::error::{Error, Result};
 use crate::guard::Guard;
+use crate::guard::scopes::Scopes;
 use crate::host::hardening;
 use crate::host::mounts::MountTable;
 use crate::host::writable::{self, Cover};
@@ -66,6 +68,25 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
     for p in &guard.config.container_policies {
         let (name, selector, rules) = (&p.name, p.selector.describe(), p.rules.len());
         w(out, format!("container-policy\t{name}\tselector={selector}\trules={rules}"))?;
+    }
+    // The containers running now, with the container policies that select each: their execs are seen on
+    // the `mark` lines whose protects= names `containers:<layer root>`.
+    if !guard.config.container_policies.is_empty() {
+        let scopes = Scopes::build(&guard.config, containers::discover(&guard.config.containers.sources));
+        for s in scopes.all() {
+            let c = &s.container;
+            let policies = if s.policies.is_empty() { "-".to_owned() } else { s.policies.join(",") };
+            w(
+                out,
+                format!(
+                    "container\t{}\truntime={}\tname={}\tlabels={}\tpolicies={policies}",
+                    c.id,
+                    containers::runtime_name(c.runtime),
+                    c.name.as_deref().unwrap_or("-"),
+                    c.display_labels()
+                ),
+            )?;
+        }
     }
     // The daemon answers its own opens at once, so this works; but alerts kept where the policy protects are
     // kept where attackers write.

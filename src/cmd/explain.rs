@@ -8,10 +8,11 @@ use std::time::SystemTime;
 
 use crate::alert::{Alert, ExecAlert, Origin};
 use crate::cli::explain_status;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::guard::scopes::ContainerScope;
 use crate::host::procfs::ProcessInfo;
 use crate::policy;
-use crate::policy::matcher::{KnownSubject, Outcome, Scope};
+use crate::policy::matcher::{KnownSubject, Matcher, Outcome, Scope};
 
 /// The offline decision for an exec of `path`, with the alert it would write.
 pub struct Explanation {
@@ -36,10 +37,19 @@ pub fn explain(
     source: Option<&Path>,
     uid: Option<u32>,
     owner: Option<u32>,
+    container: Option<&str>,
 ) -> Result<Explanation> {
     let config = policy::load(config_path)?;
-    // The daemon sees the file the kernel opens: a relative name from here, through its symlinks.
-    let resolved = std::fs::canonicalize(path).or_else(|_| std::path::absolute(path));
+    let scope = match container {
+        Some(wanted) => Some(find_container(&config, wanted)?),
+        None => None,
+    };
+    // The daemon sees the file the kernel opens: a relative name from here, through its symlinks. Inside a
+    // container the path is the container's, as given.
+    let resolved = match scope {
+        Some(_) => Ok(path.to_owned()),
+        None => std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)),
+    };
     let path = resolved.as_deref().unwrap_or(path);
     let owner = owner.unwrap_or_else(|| {
         use std::os::unix::fs::MetadataExt;
@@ -49,8 +59,24 @@ pub fn explain(
     let exe = source.map(|s| s.as_os_str().as_bytes().to_vec());
     let mut subject = KnownSubject { exe: exe.clone(), uid: Some(uid) };
     let bytes = path.as_os_str().as_bytes();
-    let decision = config.matcher.decide(Scope::Path(bytes), owner, &mut subject);
+    let unselected = Matcher::new(Vec::new(), config.daemon.default_posture, config.daemon.mode);
+    let matcher = match &scope {
+        Some(s) => s.matcher.as_ref().unwrap_or(&unselected),
+        None => &config.matcher,
+    };
+    let decision = matcher.decide(Scope::Path(bytes), owner, &mut subject);
     let mut text = String::new();
+    if let Some(s) = &scope {
+        let c = &s.container;
+        let policies = if s.policies.is_empty() { "none".to_owned() } else { s.policies.join(", ") };
+        text.push_str(&format!(
+            "container: {} ({}, {}), labels {}; container policies selecting it: {policies}\n",
+            c.name.as_deref().unwrap_or("-"),
+            crate::containers::runtime_name(c.runtime),
+            c.id,
+            c.display_labels()
+        ));
+    }
     let verdict = match decision.outcome {
         Outcome::Allow => "ALLOWED",
         Outcome::Block => "BLOCKED",
@@ -75,7 +101,7 @@ pub fn explain(
                 pid: 0,
                 process: ProcessInfo { exe: exe.unwrap_or_default(), uid: i64::from(uid), ..ProcessInfo::default() },
                 hook: "FAN_OPEN_EXEC_PERM",
-                container: None,
+                container: scope.as_ref().map(|s| s.container.clone()),
             };
             let origin = Origin::for_config(&config);
             text.push_str("alert:\n");
@@ -83,6 +109,19 @@ pub fn explain(
         }
     }
     Ok(Explanation { outcome: decision.outcome, text })
+}
+
+/// The running container `wanted` names (an id of at least 12 hex digits, or a name), with the container
+/// policies that select it.
+fn find_container(config: &policy::Config, wanted: &str) -> Result<ContainerScope> {
+    let all = crate::containers::discover(&config.containers.sources);
+    let by_id = wanted.len() >= 12 && wanted.bytes().all(|b| b.is_ascii_hexdigit());
+    let found =
+        all.into_iter().find(|c| if by_id { c.id.starts_with(wanted) } else { c.name.as_deref() == Some(wanted) });
+    match found {
+        Some(c) => Ok(ContainerScope::new(config, c)),
+        None => Err(Error::NoSuchContainer { wanted: wanted.to_owned() }),
+    }
 }
 
 fn decision_action(o: Outcome) -> &'static str {

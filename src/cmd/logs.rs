@@ -193,6 +193,23 @@ mod tests {
     }
 
     #[test]
+    fn text_form_shows_the_container_fields() {
+        let line = r#"{"Timestamp":1,"UpdatedTime":"2026-12-01T08:00:00.000000Z","NamespaceName":"wordpress-mysql","PodName":"wp-1","Labels":"app=wordpress","ContainerID":"548176888fca6bb6d66633794f3d5f9d54930a9d9f43d4f05c11de821c758c0f","ContainerName":"wordpress","ContainerImage":"localhost/wp:1@sha256:00","HostPID":30490,"PID":193,"Type":"MatchedPolicy","Resource":"/var/tmp/xvzf"}"#;
+        let t = render_text(line).unwrap();
+        for want in [
+            "\nNamespaceName: wordpress-mysql\n",
+            "\nPodName: wp-1\n",
+            "\nLabels: app=wordpress\n",
+            "\nContainerName: wordpress\n",
+            "\nContainerImage: localhost/wp:1@sha256:00\n",
+            "\nType: MatchedPolicy\n",
+            "\nResource: /var/tmp/xvzf\n",
+        ] {
+            assert!(t.contains(want), "{want:?} in\n{t}");
+        }
+    }
+
+    #[test]
     fn since_accepts_durations_seconds_and_utc_times() {
         let now = UNIX_EPOCH + Duration::from_secs(1_764_338_400);
         assert_eq!(parse_since("10m", now), Some(1_764_338_400 - 600));
