@@ -166,16 +166,7 @@ impl AlertSink {
         let mut alert = Alert::for_exec(a, &self.origin);
         if let Some(c) = &a.container {
             // Known to the decision path with everything the runtime tells (podman's labels included).
-            let info = ContainerInfo {
-                id: c.id.clone(),
-                runtime: c.runtime,
-                name: c.name.clone(),
-                image: c.image.clone(),
-                labels: c.labels.clone(),
-                namespace: c.namespace.clone(),
-                pod: c.pod.clone(),
-            };
-            alert = alert.in_container(&info, a.process.ns_pid);
+            alert = alert.in_container(&c.info(), a.process.ns_pid);
         } else if let Some((runtime, id)) = &a.process.container {
             alert = alert.in_container(self.container(*runtime, id), a.process.ns_pid);
         }

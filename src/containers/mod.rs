@@ -73,6 +73,12 @@ impl Container {
     pub fn display_labels(&self) -> String {
         display_labels(&self.labels)
     }
+
+    /// What an alert tells of it.
+    pub fn info(&self) -> ContainerInfo {
+        let Container { id, runtime, name, image, labels, namespace, pod, init_pid: _ } = self.clone();
+        ContainerInfo { id, runtime, name, image, labels, namespace, pod }
+    }
 }
 
 /// What the host tells about a process's container: the fields of a KubeArmor container alert.
