@@ -21,5 +21,6 @@ mod hostile_load;
 mod hostile_names;
 mod lifecycle;
 mod mounts;
+mod reload_load;
 mod routes;
 mod soak;
