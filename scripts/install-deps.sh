@@ -5,7 +5,9 @@
 #
 #   test     what `make test` needs (`make test-deps`): rustfmt and clippy (rustup components); the tools the
 #            privileged integration tests run (util-linux: unshare, nsenter, setpriv; mount: mount, umount,
-#            losetup; e2fsprogs: mkfs.ext4; coreutils; bash, dash; dbus-daemon for the desktop-notice test);
+#            losetup; e2fsprogs: mkfs.ext4; btrfs-progs: mkfs.btrfs, btrfs, and xfsprogs: mkfs.xfs, for the
+#            root filesystem layouts of tests/it/layouts.rs; coreutils; bash, dash; dbus-daemon for the
+#            desktop-notice test);
 #            gcc and libc6-dev (the exec-load helper of the soak and load tests is linked statically); and
 #            what the open guard's route tests run: file, python3, perl, ruby, php-cli, nodejs; what the
 #            container discovery tests run (tests/it/containers.rs): podman, runc (podman's default crun refuses
@@ -60,6 +62,9 @@ if ((want_test)); then
     need_cmd umount mount
     need_cmd losetup mount
     need_cmd mkfs.ext4 e2fsprogs
+    need_cmd mkfs.btrfs btrfs-progs
+    need_cmd btrfs btrfs-progs
+    need_cmd mkfs.xfs xfsprogs
     need_cmd truncate coreutils
     need_cmd timeout coreutils
     need_cmd env coreutils

@@ -38,9 +38,11 @@ impl std::fmt::Display for Decides {
 /// A filesystem the guard marks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarkTarget {
-    /// Where it is marked (any path on it names the superblock).
+    /// Where it is marked: the mount through which the first protected path that brought it in is reached
+    /// (a filesystem mark covers the whole superblock, whichever of its mounts it is placed through).
     pub mount_point: PathBuf,
-    /// Device as mountinfo and statx report it.
+    /// The superblock's device, as mountinfo reports it (statx reports it too, except on btrfs: there each
+    /// subvolume has a device of its own, which [`Guard::target_for`] knows as well).
     pub dev: u64,
     pub fstype: String,
     pub decides: Decides,
@@ -55,7 +57,8 @@ pub struct Guard {
     pub targets: Vec<MarkTarget>,
     /// The host's dynamic loaders, found when the guard is built (reload and mount changes find them again).
     pub loaders: Loaders,
-    /// Device → index into `targets`. Also keyed by the mount point's `st_dev` where that differs (btrfs).
+    /// Device → index into `targets`. Also keyed by the `st_dev` of each of its mounts' roots where that
+    /// differs (btrfs: one per subvolume mounted).
     by_dev: HashMap<u64, usize>,
 }
 
@@ -79,11 +82,10 @@ impl Guard {
                 }
                 return;
             }
-            let primary = mounts.primary(mount.dev).unwrap_or(mount);
-            let decides = if by_path { Decides::Path } else { decides_for(&config, primary) };
+            let decides = if by_path { Decides::Path } else { decides_for(&config, &mounts, mount.dev) };
             by_dev.insert(mount.dev, targets.len());
             targets.push(MarkTarget {
-                mount_point: primary.mount_point_path(),
+                mount_point: mount.mount_point_path(),
                 dev: mount.dev,
                 fstype: mount.fstype.clone(),
                 decides,
@@ -112,12 +114,17 @@ impl Guard {
                 }
             }
         }
-        // btrfs and a few others report a different st_dev for files than mountinfo shows.
+        // btrfs reports for a file the device of its subvolume, not the superblock's that mountinfo shows: each
+        // mount's root tells the device of the subvolume mounted there. (A subvolume mounted nowhere on its own
+        // stays unknown: its files are decided by their paths.) A mount hidden under another shows the other.
         for (i, t) in targets.iter().enumerate() {
-            if let Ok(dev) = device_of(&t.mount_point)
-                && dev != t.dev
-            {
-                by_dev.entry(dev).or_insert(i);
+            for m in mounts.mounts_of(t.dev) {
+                if mounts.containing(&m.mount_point).is_some_and(|top| top.id == m.id)
+                    && let Ok(dev) = device_of(&m.mount_point_path())
+                    && dev != t.dev
+                {
+                    by_dev.entry(dev).or_insert(i);
+                }
             }
         }
         Ok(Self { config, mounts, targets, loaders: Loaders::find(), by_dev })
@@ -146,16 +153,23 @@ impl Guard {
                 if prefix.as_str() == "/" {
                     continue;
                 }
-                let root = if is_path_prefix(point, prefix.as_bytes()) {
-                    PathBuf::from(prefix.trim_end_matches('/'))
+                let bytes = prefix.as_bytes();
+                // The rule's directory is on this filesystem (through any of its mounts: btrfs subvolumes),
+                // or mounts of it lie below the rule's directory: their roots.
+                let here: Vec<PathBuf> = if self.mounts.containing(bytes).is_some_and(|m| m.dev == t.dev) {
+                    vec![PathBuf::from(prefix.trim_end_matches('/'))]
                 } else {
-                    t.mount_point.clone()
+                    let below = self.mounts.below(bytes).filter(|m| m.dev == t.dev).map(Mount::mount_point_path);
+                    let below: Vec<PathBuf> = below.collect();
+                    if below.is_empty() && !is_path_prefix(point, bytes) { vec![t.mount_point.clone()] } else { below }
                 };
-                if root.as_os_str().is_empty() || root == Path::new("/") {
-                    continue;
-                }
-                if !roots.contains(&root) {
-                    roots.push(root);
+                for root in here {
+                    if root.as_os_str().is_empty() || root == Path::new("/") {
+                        continue;
+                    }
+                    if !roots.contains(&root) {
+                        roots.push(root);
+                    }
                 }
             }
         }
@@ -168,14 +182,20 @@ impl Guard {
     }
 }
 
-/// A filesystem is decided without its paths when its most complete mount shows all of it (root `/`) and
-/// the policy treats everything below that mount point alike.
-fn decides_for(config: &Config, primary: &Mount) -> Decides {
-    let mut below = primary.mount_point.clone();
+/// A filesystem is decided without its paths when one mount names all of it (its most complete mount shows
+/// the whole superblock, and no mount shows a btrfs subvolume of it elsewhere: see [`MountTable::whole`]) and
+/// the policy treats everything below that mount point alike. A btrfs whose top level is mounted at
+/// `/.top` while its subvolume `@/tmp` is mounted at `/tmp` holds protected and unprotected paths: the path
+/// decides.
+fn decides_for(config: &Config, mounts: &MountTable, dev: u64) -> Decides {
+    let Some(whole) = mounts.whole(dev) else {
+        return Decides::Path;
+    };
+    let mut below = whole.mount_point.clone();
     if below.last() != Some(&b'/') {
         below.push(b'/');
     }
-    if primary.root == b"/" && below != b"/" && config.matcher.path_independent_below(&below) {
+    if below != b"/" && config.matcher.path_independent_below(&below) {
         Decides::Filesystem { below }
     } else {
         Decides::Path
@@ -254,6 +274,48 @@ recursive = true
         let off = guard(&format!("[open_guard]\nenabled = false\n{DEFAULT}"));
         assert!(!off.open_perm_on_filesystem(off.target_for(libc::makedev(0, 30)).unwrap()));
         assert!(off.open_inode_roots().is_empty());
+    }
+
+    /// SLES/openSUSE on btrfs: `@` at `/`, `@/tmp` at /tmp, `@/var` at /var (one superblock, one mountinfo
+    /// device), optionally with the top level mounted at /.top.
+    fn btrfs_guard(policy: &str, top: bool) -> Guard {
+        let mut text = b"\
+90 1 0:42 /@ / rw - btrfs /dev/vda rw,subvolid=256,subvol=/@
+91 90 0:42 /@/tmp /tmp rw - btrfs /dev/vda rw,subvolid=257,subvol=/@/tmp
+92 90 0:42 /@/var /var rw - btrfs /dev/vda rw,subvolid=258,subvol=/@/var
+3 1 0:31 / /dev/shm rw - tmpfs tmpfs rw
+"
+        .to_vec();
+        if top {
+            text.extend_from_slice(b"93 90 0:42 / /.top rw - btrfs /dev/vda rw,subvolid=5,subvol=/\n");
+        }
+        let config = crate::policy::load_str(Path::new("t.toml"), policy).unwrap();
+        Guard::build(config, MountTable::parse(&text)).unwrap()
+    }
+
+    #[test]
+    fn btrfs_subvolumes_are_one_filesystem_decided_by_path_whatever_else_is_mounted() {
+        for top in [false, true] {
+            let g = btrfs_guard(DEFAULT, top);
+            let btrfs: Vec<_> = g.targets.iter().filter(|t| t.fstype == "btrfs").collect();
+            assert_eq!(btrfs.len(), 1, "one superblock, one mark (top level mounted: {top}): {btrfs:?}");
+            let t = btrfs[0];
+            assert_eq!(t.decides, Decides::Path, "@/tmp is only part of the filesystem (top level mounted: {top})");
+            assert_eq!(t.mount_point, PathBuf::from("/tmp"), "marked through the protected path's mount");
+            assert_eq!(t.protects, vec!["/tmp/".to_owned(), "/var/tmp/".to_owned()]);
+            // The tmpfs at /dev/shm is decided as a whole: its open guard is on its filesystem mark.
+            assert_eq!(g.open_inode_roots(), vec![PathBuf::from("/tmp"), PathBuf::from("/var/tmp")]);
+        }
+        // The top level alone at /tmp (no subvolume mounted elsewhere) is the whole filesystem.
+        let config = crate::policy::load_str(Path::new("t.toml"), DEFAULT).unwrap();
+        let only = MountTable::parse(
+            b"1 0 254:0 / / rw - ext4 /dev/vda rw\n9 1 0:42 / /tmp rw - btrfs /dev/vdb rw,subvolid=5,subvol=/\n",
+        );
+        let g = Guard::build(config, only).unwrap();
+        assert_eq!(
+            g.target_for(libc::makedev(0, 42)).unwrap().decides,
+            Decides::Filesystem { below: b"/tmp/".to_vec() }
+        );
     }
 
     #[test]

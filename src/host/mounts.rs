@@ -2,6 +2,14 @@
 //! file, opened through some mount, sit in our own namespace? Bind mounts, other mount namespaces and
 //! PrivateTmp all show a file under another name; mapping through the filesystem's own root gives one
 //! canonical path per file, so a policy written for `/tmp/` holds whatever name the exec used.
+//!
+//! btrfs: every subvolume of one filesystem shares its superblock (one mountinfo `major:minor` for all its
+//! mounts, and one filesystem mark covers them all), but `stat`/`statx` of a file report the anonymous device
+//! of its subvolume (a different one per subvolume, the top level's included). A subvolume mounted with
+//! `subvol=` shows in mountinfo with its path from the top level as root (`/@/tmp`) and the subvolume in the
+//! super options (`subvol=/@/tmp`; a bind of a directory inside shows the subvolume that holds it). A file is
+//! named through a mount of its own subvolume where one exists: with the top level also mounted (snapper,
+//! btrbk), `/.top/@/tmp/x` is `/tmp/x`, the name the system and its policy use.
 
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
@@ -32,6 +40,8 @@ pub struct MountTable {
     by_id: HashMap<u64, usize>,
     /// For each device, its mounts ordered by how close their root is to the filesystem root.
     by_dev: HashMap<u64, Vec<usize>>,
+    /// Per mount (same index as `mounts`): the btrfs subvolume holding its root, as `subvol=` names it.
+    subvols: Vec<Option<Vec<u8>>>,
     /// The layer directories of the overlays mounted in this namespace (see `overlay`).
     overlay_layers: Vec<Vec<u8>>,
 }
@@ -44,8 +54,8 @@ impl MountTable {
     }
 
     pub fn parse(text: &[u8]) -> Self {
-        let mounts: Vec<Mount> = text.split(|&b| b == b'\n').filter_map(parse_line).collect();
-        Self { overlay_layers: super::overlay::overlay_layers(text), ..Self::from_mounts(mounts) }
+        let (mounts, subvols) = text.split(|&b| b == b'\n').filter_map(parse_line_subvol).unzip();
+        Self { overlay_layers: super::overlay::overlay_layers(text), subvols, ..Self::from_mounts(mounts) }
     }
 
     pub fn from_mounts(mounts: Vec<Mount>) -> Self {
@@ -57,7 +67,8 @@ impl MountTable {
         for list in by_dev.values_mut() {
             list.sort_by_key(|&i| mounts.get(i).map(|m| (m.root.len(), m.mount_point.len())));
         }
-        Self { mounts, by_id, by_dev, overlay_layers: Vec::new() }
+        let subvols = vec![None; mounts.len()];
+        Self { mounts, by_id, by_dev, subvols, overlay_layers: Vec::new() }
     }
 
     pub fn overlay_layers(&self) -> &[Vec<u8>] {
@@ -87,43 +98,87 @@ impl MountTable {
             .filter(move |m| m.mount_point.len() > trim_slash(dir).len() && is_path_prefix(dir, &m.mount_point))
     }
 
-    /// The mount that shows the largest part of filesystem `dev` in this namespace.
+    /// The mount that shows the largest part of filesystem `dev` in this namespace (the smallest root).
     pub fn primary(&self, dev: u64) -> Option<&Mount> {
         self.by_dev.get(&dev)?.first().and_then(|&i| self.mounts.get(i))
     }
 
+    /// Every mount of filesystem (superblock) `dev` in this namespace, the most complete first.
+    pub fn mounts_of(&self, dev: u64) -> impl Iterator<Item = &Mount> + '_ {
+        self.by_dev.get(&dev).into_iter().flatten().filter_map(|&i| self.mounts.get(i))
+    }
+
+    /// The mount whose directory names every file of filesystem `dev` canonically, if there is one: its most
+    /// complete mount shows the whole filesystem (root `/`), and no mount shows another btrfs subvolume
+    /// (whose files are named through that mount instead, see [`canonical_path`](Self::canonical_path)).
+    /// Only such a filesystem can be decided as a whole.
+    pub fn whole(&self, dev: u64) -> Option<&Mount> {
+        let list = self.by_dev.get(&dev)?;
+        let &first = list.first()?;
+        let primary = self.mounts.get(first)?;
+        let subvol = self.subvols.get(first)?;
+        let one_subvolume = list.iter().all(|&i| self.subvols.get(i).is_some_and(|s| s == subvol));
+        (primary.root == b"/" && one_subvolume).then_some(primary)
+    }
+
+    /// The btrfs subvolume that holds mount `i`'s root, as deep as a path prefix of `fs_path` (0 elsewhere).
+    fn subvol_depth(&self, i: usize, fs_path: &[u8]) -> usize {
+        match self.subvols.get(i) {
+            Some(Some(s)) if is_path_prefix(s, fs_path) => trim_slash(s).len(),
+            _ => 0,
+        }
+    }
+
     /// Writes into `out` the canonical name of a file that the kernel named `raw` when it was reached through
-    /// mount `via`: its place under the filesystem's most complete mount in this namespace. Returns false when
-    /// the file is not visible in this namespace or `raw` is not under `via`.
+    /// mount `via`: its place under the mount of its filesystem that shows it in this namespace, a mount of
+    /// its own btrfs subvolume before any other, then the most complete one. Returns false when the file is
+    /// not visible in this namespace or `raw` is not under `via`.
     pub fn canonical_path(&self, via: &Mount, raw: &[u8], scratch: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
         let Some(rest) = strip_path_prefix(&via.mount_point, raw) else {
             return false;
         };
         out.clear();
-        if self.primary(via.dev).is_some_and(|p| p.id == via.id) {
+        let Some(list) = self.by_dev.get(&via.dev) else {
+            return false;
+        };
+        // The common case: the filesystem is mounted once, and that is the mount the file came through.
+        if let [only] = list.as_slice()
+            && self.mounts.get(*only).is_some_and(|m| m.id == via.id && m.root == via.root)
+        {
             out.extend_from_slice(raw);
             return true;
         }
+        // The file's path from the filesystem's root (btrfs: its top level).
         scratch.clear();
         scratch.extend_from_slice(trim_slash(&via.root));
         scratch.extend_from_slice(rest);
         if scratch.is_empty() {
             scratch.push(b'/');
         }
-        let Some(list) = self.by_dev.get(&via.dev) else {
-            return false;
-        };
-        for m in list.iter().filter_map(|&i| self.mounts.get(i)) {
-            if let Some(inner) = strip_path_prefix(&m.root, scratch) {
-                out.extend_from_slice(trim_slash(&m.mount_point));
-                out.extend_from_slice(inner);
-                if out.is_empty() {
-                    out.push(b'/');
-                }
-                return true;
+        // Among the mounts that show it: the deepest subvolume, then the most complete (the list's order).
+        let mut best: Option<(usize, &Mount)> = None;
+        for &i in list {
+            let Some(m) = self.mounts.get(i) else { continue };
+            if !is_path_prefix(&m.root, scratch) {
+                continue;
+            }
+            let depth = self.subvol_depth(i, scratch);
+            if best.is_none_or(|(d, _)| depth > d) {
+                best = Some((depth, m));
             }
         }
-        false
+        let Some((_, m)) = best else {
+            return false;
+        };
+        let Some(inner) = strip_path_prefix(&m.root, scratch) else {
+            return false;
+        };
+        out.extend_from_slice(trim_slash(&m.mount_point));
+        out.extend_from_slice(inner);
+        if out.is_empty() {
+            out.push(b'/');
+        }
+        true
     }
 }
 
@@ -135,6 +190,11 @@ pub fn foreign_mount(pid: i32, id: u64) -> Option<Mount> {
 }
 
 fn parse_line(line: &[u8]) -> Option<Mount> {
+    parse_line_subvol(line).map(|(m, _)| m)
+}
+
+/// A line of mountinfo, with the btrfs subvolume (`subvol=` of the super options) that holds its root.
+fn parse_line_subvol(line: &[u8]) -> Option<(Mount, Option<Vec<u8>>)> {
     // 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
     let mut fields = line.split(|&b| b == b' ');
     let id = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
@@ -146,7 +206,14 @@ fn parse_line(line: &[u8]) -> Option<Mount> {
     let mut fields = fields.skip_while(|f| *f != b"-");
     fields.next()?;
     let fstype = String::from_utf8_lossy(fields.next()?).into_owned();
-    Some(Mount { id, dev, root, mount_point, fstype })
+    let _source = fields.next();
+    let subvol = match fields.next() {
+        Some(options) if fstype == "btrfs" => {
+            options.split(|&b| b == b',').find_map(|o| o.strip_prefix(b"subvol=")).map(unescape)
+        }
+        _ => None,
+    };
+    Some((Mount { id, dev, root, mount_point, fstype }, subvol))
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
@@ -263,6 +330,85 @@ mod tests {
         let (mut s, mut out) = (Vec::new(), Vec::new());
         assert!(t.canonical_path(&via, b"/tmp/payload", &mut s, &mut out));
         assert_eq!(out, b"/tmp/systemd-private-1/tmp/payload");
+    }
+
+    /// SLES/openSUSE: subvolumes `@`, `@/tmp`, `@/var` mounted with `subvol=`, as mountinfo shows them on
+    /// Linux 6.18 (one `major:minor` for every mount of the filesystem), and the top level (subvolid=5) mounted
+    /// at `/.top` (snapper, btrbk) in `BTRFS_TOP`.
+    const BTRFS: &[u8] = b"\
+90 1 0:42 /@ / rw,relatime - btrfs /dev/loop0 rw,space_cache=v2,subvolid=256,subvol=/@
+91 90 0:42 /@/tmp /tmp rw,relatime - btrfs /dev/loop0 rw,space_cache=v2,subvolid=257,subvol=/@/tmp
+92 90 0:42 /@/var /var rw,relatime - btrfs /dev/loop0 rw,space_cache=v2,subvolid=258,subvol=/@/var
+";
+    const BTRFS_TOP: &[u8] =
+        b"93 90 0:42 / /.top rw,relatime - btrfs /dev/loop0 rw,space_cache=v2,subvolid=5,subvol=/\n";
+
+    fn btrfs(top: bool) -> MountTable {
+        let mut text = BTRFS.to_vec();
+        if top {
+            text.extend_from_slice(BTRFS_TOP);
+        }
+        MountTable::parse(&text)
+    }
+
+    fn canonical(t: &MountTable, via: u64, raw: &[u8]) -> Option<String> {
+        let (mut s, mut out) = (Vec::new(), Vec::new());
+        t.canonical_path(t.by_id(via).unwrap(), raw, &mut s, &mut out).then(|| String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn btrfs_subvolumes_are_read_from_the_super_options() {
+        let t = btrfs(true);
+        assert_eq!(
+            t.subvols,
+            vec![Some(b"/@".to_vec()), Some(b"/@/tmp".to_vec()), Some(b"/@/var".to_vec()), Some(b"/".to_vec())]
+        );
+        assert!(table().subvols.iter().all(Option::is_none), "only btrfs has subvolumes");
+        let escaped = MountTable::parse(b"7 1 0:50 /a\\040b /x rw - btrfs /dev/sda rw,subvolid=300,subvol=/a\\040b\n");
+        assert_eq!(escaped.subvols, vec![Some(b"/a b".to_vec())]);
+    }
+
+    #[test]
+    fn btrfs_files_are_named_through_their_own_subvolume_whatever_mount_they_came_through() {
+        for top in [false, true] {
+            let t = btrfs(top);
+            assert_eq!(canonical(&t, 91, b"/tmp/x").as_deref(), Some("/tmp/x"), "top level mounted: {top}");
+            assert_eq!(canonical(&t, 92, b"/var/tmp/x").as_deref(), Some("/var/tmp/x"));
+            assert_eq!(canonical(&t, 90, b"/usr/bin/x").as_deref(), Some("/usr/bin/x"));
+            // Through @'s mount, below the directory where @/tmp is nested (hidden here by its own mount).
+            assert_eq!(canonical(&t, 90, b"/tmp/x").as_deref(), Some("/tmp/x"));
+        }
+        let t = btrfs(true);
+        assert_eq!(
+            canonical(&t, 93, b"/.top/@/tmp/x").as_deref(),
+            Some("/tmp/x"),
+            "the top level names nothing of @/tmp"
+        );
+        assert_eq!(canonical(&t, 93, b"/.top/@/var/tmp/x").as_deref(), Some("/var/tmp/x"));
+        assert_eq!(canonical(&t, 93, b"/.top/@/usr/bin/x").as_deref(), Some("/usr/bin/x"));
+        assert_eq!(canonical(&t, 93, b"/.top/other/x").as_deref(), Some("/.top/other/x"), "only in the top level");
+        // A bind of a directory inside @/tmp (its super options name @/tmp) maps to @/tmp's mount.
+        let bind = Mount {
+            id: 99,
+            dev: libc::makedev(0, 42),
+            root: b"/@/tmp/svc".to_vec(),
+            mount_point: b"/srv/svc".to_vec(),
+            fstype: "btrfs".into(),
+        };
+        let (mut s, mut out) = (Vec::new(), Vec::new());
+        assert!(t.canonical_path(&bind, b"/srv/svc/x", &mut s, &mut out));
+        assert_eq!(out, b"/tmp/svc/x");
+    }
+
+    #[test]
+    fn a_filesystem_is_whole_only_when_one_mount_names_all_of_it() {
+        let dev = libc::makedev(0, 42);
+        assert!(btrfs(false).whole(dev).is_none(), "@ is not the whole filesystem");
+        assert!(btrfs(true).whole(dev).is_none(), "the top level is mounted, but @/tmp is named at /tmp");
+        let only_top = MountTable::parse(BTRFS_TOP);
+        assert_eq!(only_top.whole(dev).map(|m| m.id), Some(93));
+        assert_eq!(table().whole(libc::makedev(0, 30)).map(|m| m.id), Some(2), "a tmpfs and a bind of part of it");
+        assert_eq!(btrfs(true).mounts_of(dev).map(|m| m.id).collect::<Vec<_>>(), vec![93, 90, 91, 92]);
     }
 
     #[test]

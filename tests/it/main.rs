@@ -19,6 +19,7 @@ mod exec_cache;
 mod fail_closed;
 mod hostile_load;
 mod hostile_names;
+mod layouts;
 mod lifecycle;
 mod mounts;
 mod reload_load;

@@ -121,13 +121,111 @@ pub fn forbidden_devs() -> BTreeSet<(u64, u64)> {
 // ---------------------------------------------------------------------------------------------------------
 // The namespace
 
-/// Which filesystems the holder mounts.
+/// Which filesystems the holder mounts. `img` models the host's `/`: a fresh loop image on a tmpfs at
+/// `scratch`, never the machine's own disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
     /// `fs` and `out`: two tmpfs.
     Tmpfs,
     /// Also a tmpfs at `scratch` holding an ext4 image loop-mounted at `img`.
     WithExt4Image,
+    /// The same with an xfs image (RHEL's `/`).
+    WithXfsImage,
+    /// A btrfs image laid out as SLES and openSUSE install it: subvolumes `@`, `@/tmp` and `@/var`, mounted
+    /// with `subvol=` at `img`, `img/tmp` and `img/var`; with `top_level`, the top level (subvolid=5) is also
+    /// mounted at `top` (snapper, btrbk).
+    BtrfsSubvolumes { top_level: bool },
+    /// A btrfs image laid out as Fedora installs it: subvolume `root` mounted at `img`; `tmp` and `var/tmp`
+    /// are plain directories inside it.
+    BtrfsRootSubvolume,
+}
+
+impl Layout {
+    fn has_image(self) -> bool {
+        self != Layout::Tmpfs
+    }
+
+    /// The tools making the image takes.
+    fn tools(self) -> &'static [&'static str] {
+        match self {
+            Layout::Tmpfs => &[],
+            Layout::WithExt4Image => &["mkfs.ext4"],
+            Layout::WithXfsImage => &["mkfs.xfs"],
+            Layout::BtrfsSubvolumes { .. } | Layout::BtrfsRootSubvolume => &["mkfs.btrfs", "btrfs"],
+        }
+    }
+
+    fn is_btrfs(self) -> bool {
+        matches!(self, Layout::BtrfsSubvolumes { .. } | Layout::BtrfsRootSubvolume)
+    }
+
+    /// The script that makes and mounts the image (run by the holder, in the namespace, under `set -eu`).
+    fn image_script(self, scratch: &Path, img: &Path, top: &Path) -> String {
+        if !self.has_image() {
+            return String::new();
+        }
+        let image = scratch.join("fs.img");
+        let (q_img, q_image, q_top) = (sh_quote(img), sh_quote(&image), sh_quote(top));
+        // xfs wants 300 MiB at least; the image is sparse on the tmpfs.
+        let mut lines = vec![
+            format!("mount -t tmpfs -o size=512m,mode=0700 noexecd-test-scratch {}", sh_quote(scratch)),
+            format!("truncate -s 320M {q_image}"),
+        ];
+        // btrfs: subvolumes are made through a temporary mount of the top level. Every later mount of the
+        // image shares its loop device, which goes with the last of them.
+        let subvolumes = |names: &[&str]| {
+            vec![
+                format!("mkfs.btrfs -q -f {q_image} >/dev/null 2>&1"),
+                format!("mount -o loop {q_image} {q_top}"),
+                format!("for v in {}; do btrfs -q subvolume create {q_top}/$v >/dev/null; done", names.join(" ")),
+            ]
+        };
+        match self {
+            Layout::Tmpfs => {}
+            Layout::WithExt4Image => {
+                lines.push(format!("mkfs.ext4 -q -F {q_image} >/dev/null"));
+                lines.push(format!("mount -o loop {q_image} {q_img}"));
+            }
+            Layout::WithXfsImage => {
+                lines.push(format!("mkfs.xfs -q -f {q_image} >/dev/null"));
+                lines.push(format!("mount -o loop {q_image} {q_img}"));
+            }
+            Layout::BtrfsSubvolumes { top_level } => {
+                lines.extend(subvolumes(&["@", "@/tmp", "@/var"]));
+                lines.push(format!("umount {q_top}"));
+                lines.push(format!("mount -o loop,subvol=@ {q_image} {q_img}"));
+                lines.push(format!("mount -o loop,subvol=@/tmp {q_image} {q_img}/tmp"));
+                lines.push(format!("mount -o loop,subvol=@/var {q_image} {q_img}/var"));
+                if top_level {
+                    lines.push(format!("mount -o loop,subvolid=5 {q_image} {q_top}"));
+                }
+            }
+            Layout::BtrfsRootSubvolume => {
+                lines.extend(subvolumes(&["root", "home"]));
+                lines.push(format!("mkdir -p {q_top}/root/home {q_top}/root/tmp {q_top}/root/var/tmp"));
+                lines.push(format!("umount {q_top}"));
+                lines.push(format!("mount -o loop,subvol=root {q_image} {q_img}"));
+                lines.push(format!("mount -o loop,subvol=home {q_image} {q_img}/home"));
+            }
+        }
+        lines.iter().map(|l| format!("{l}\n")).collect()
+    }
+
+    /// The mount points of the image's filesystem in the namespace (the first is `img`).
+    pub fn image_mounts(self, img: &Path, top: &Path) -> Vec<PathBuf> {
+        match self {
+            Layout::Tmpfs => Vec::new(),
+            Layout::WithExt4Image | Layout::WithXfsImage => vec![img.to_path_buf()],
+            Layout::BtrfsSubvolumes { top_level } => {
+                let mut v = vec![img.to_path_buf(), img.join("tmp"), img.join("var")];
+                if top_level {
+                    v.push(top.to_path_buf());
+                }
+                v
+            }
+            Layout::BtrfsRootSubvolume => vec![img.to_path_buf(), img.join("home")],
+        }
+    }
 }
 
 /// A private mount namespace with fresh test filesystems, and optionally a running daemon.
@@ -139,8 +237,12 @@ pub struct Env {
     pub fs: PathBuf,
     /// Mount point of a second fresh tmpfs, never protected unless a test says so.
     pub out: PathBuf,
-    /// Mount point of a loop-mounted ext4 image (Layout::WithExt4Image).
+    /// Mount point of a loop-mounted image (every layout but Layout::Tmpfs): the model of the host's `/`.
     pub img: PathBuf,
+    /// Where a btrfs image's top level is mounted (`Layout::BtrfsSubvolumes { top_level: true }`).
+    pub top: PathBuf,
+    /// The layout this namespace was made with.
+    pub layout: Layout,
     holder: Child,
     pub holder_pid: u32,
     /// st_dev of the filesystems this harness mounted (the only ones a policy may mark).
@@ -157,6 +259,15 @@ impl Env {
         if !may_run_privileged(test) {
             return None;
         }
+        if let Some(tool) = layout.tools().iter().find(|t| which(t).is_none()) {
+            let why = format!("`{tool}` not found on PATH (run `make test-deps`)");
+            assert!(
+                !require_privileged(),
+                "{test}: cannot make the {layout:?} image ({why}) and NOEXECD_REQUIRE_PRIVILEGED=1"
+            );
+            eprintln!("SKIPPED {test}: {why} (set NOEXECD_REQUIRE_PRIVILEGED=1 to make this a failure)");
+            return None;
+        }
         let _ = bin();
         let dir = tempfile::Builder::new().prefix("noexecd-it-").tempdir().unwrap();
         let base = dir.path().to_path_buf();
@@ -164,19 +275,14 @@ impl Env {
         let out = base.join("out");
         let scratch = base.join("scratch");
         let img = base.join("img");
-        for d in [&fs_dir, &out, &scratch, &img] {
+        let top = base.join("top");
+        for d in [&fs_dir, &out, &scratch, &img, &top] {
             fs::create_dir(d).unwrap();
         }
         let mut script = String::from("set -eu\n");
         script += &format!("mount -t tmpfs -o size=64m,mode=0755 noexecd-test-fs {}\n", sh_quote(&fs_dir));
         script += &format!("mount -t tmpfs -o size=64m,mode=0755 noexecd-test-out {}\n", sh_quote(&out));
-        if layout == Layout::WithExt4Image {
-            let image = scratch.join("ext4.img");
-            script += &format!("mount -t tmpfs -o size=128m,mode=0700 noexecd-test-scratch {}\n", sh_quote(&scratch));
-            script += &format!("truncate -s 64M {}\n", sh_quote(&image));
-            script += &format!("mkfs.ext4 -q -F {} >/dev/null\n", sh_quote(&image));
-            script += &format!("mount -o loop {} {}\n", sh_quote(&image), sh_quote(&img));
-        }
+        script += &layout.image_script(&scratch, &img, &top);
         // Bounded even if the test process is SIGKILLed (then pdeathsig ends it anyway).
         script += "echo ready\nexec sleep 1800 >/dev/null 2>&1 </dev/null\n";
 
@@ -218,6 +324,8 @@ impl Env {
             fs: fs_dir,
             out,
             img,
+            top,
+            layout,
             holder,
             holder_pid,
             test_devs: BTreeSet::new(),
@@ -228,19 +336,41 @@ impl Env {
         // The test filesystems must really be mounted (else a policy would name the host's disk).
         let forbidden = forbidden_devs();
         let mut mounted = vec![env.fs.clone(), env.out.clone()];
-        if layout == Layout::WithExt4Image {
-            mounted.push(env.img.clone());
-        }
-        for m in mounted {
-            let dev = split_dev(fs::metadata(env.host_view(&m)).unwrap().dev());
+        let image_mounts = layout.image_mounts(&env.img, &env.top);
+        mounted.extend(image_mounts.iter().cloned());
+        for m in &mounted {
+            assert!(env.mountinfo_dev(m).is_some(), "{test}: nothing is mounted at {} in the namespace", m.display());
+            let dev = split_dev(fs::metadata(env.host_view(m)).unwrap().dev());
             assert!(!forbidden.contains(&dev), "{}: {} is not a fresh filesystem in the namespace", test, m.display());
             assert!(env.test_devs.insert(dev), "{test}: two test mounts share device {dev:?}");
+        }
+        // btrfs: each subvolume mounted has a device of its own (above), and the superblock, which mountinfo,
+        // `check` and the kernel's marks name, one more. Every mount of the image must show that one.
+        if layout.is_btrfs() {
+            let devs: BTreeSet<(u64, u64)> = image_mounts.iter().filter_map(|m| env.mountinfo_dev(m)).collect();
+            assert_eq!(devs.len(), 1, "{test}: the image's mounts show one superblock: {devs:?}");
+            for dev in devs {
+                assert!(!forbidden.contains(&dev), "{test}: the btrfs image's superblock {dev:?} is the host's");
+                assert!(env.test_devs.insert(dev), "{test}: the btrfs superblock {dev:?} is another test mount's");
+            }
         }
         Some(env)
     }
 
     pub fn base(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The device (major, minor) that the namespace's mountinfo shows for the mount at `mount_point` (the
+    /// last mounted there), if any.
+    pub fn mountinfo_dev(&self, mount_point: &Path) -> Option<(u64, u64)> {
+        let text = fs::read_to_string(format!("/proc/{}/mountinfo", self.holder_pid)).ok()?;
+        let want = mount_point.to_str()?;
+        text.lines().rev().find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let (maj, min) = f.get(2)?.split_once(':')?;
+            (*f.get(4)? == want).then_some((maj.parse().ok()?, min.parse().ok()?))
+        })
     }
 
     pub fn alert_log(&self) -> PathBuf {
