@@ -35,6 +35,10 @@ trap cleanup EXIT
 # --- 1. A fresh /tmp -----------------------------------------------------------------------------------------
 step "1. A private mount namespace with its own tmpfs on /tmp"
 mount --make-rprivate / 2>/dev/null || true
+# The binary may live below /tmp (a checkout in /tmp): keep it open, and run it through that fd, so the new
+# tmpfs cannot hide it.
+exec {BIN_FD}<"$BIN"
+BIN=/proc/$$/fd/$BIN_FD
 mount -t tmpfs -o size=32m,mode=1777 noexecd-demo /tmp
 tmp_dev=$(stat -c '%Hd:%Ld' /tmp)
 [[ $tmp_dev != "$host_root_dev" ]] || die "/tmp is still the root filesystem; refusing to continue"
