@@ -430,8 +430,14 @@ impl Decider {
         let Some(mnt_id) = facts.mnt_id else {
             return false;
         };
-        if let Some(via) = guard.mounts.by_id(mnt_id) {
-            return guard.mounts.canonical_path(via, raw, &mut self.scratch, &mut self.canonical);
+        // Our table is up to one mount poll old, and the kernel reuses a freed mount id at once: the id may now
+        // be another mount's (a container's overlay layer taking the id of the last container's rootfs). A mount
+        // of another filesystem than the file's, or one the name does not lie below, is not the file's mount.
+        if let Some(via) = guard.mounts.by_id(mnt_id)
+            && same_filesystem(guard, via.dev, facts.dev)
+            && guard.mounts.canonical_path(via, raw, &mut self.scratch, &mut self.canonical)
+        {
+            return true;
         }
         // Reached through a mount of another namespace (a container, PrivateTmp, `unshare -m`).
         match foreign_mount(pid, mnt_id) {
@@ -455,6 +461,13 @@ impl Decider {
             }
         }
     }
+}
+
+/// Whether a mount of device `mount_dev` (as mountinfo shows it) can hold a file whose statx says `file_dev`:
+/// the same device, or both names of one marked filesystem (btrfs reports another st_dev than mountinfo).
+fn same_filesystem(guard: &Guard, mount_dev: u64, file_dev: u64) -> bool {
+    mount_dev == file_dev
+        || matches!((guard.target_for(mount_dev), guard.target_for(file_dev)), (Some(a), Some(b)) if std::ptr::eq(a, b))
 }
 
 /// How strict an outcome is: a block over an audit over an allow.
@@ -794,6 +807,34 @@ recursive = true
             let rec = Recording::new(&rx);
             d.handle(&rec, &known, exec_event(&s.file, gone).0);
             assert_eq!(rec.answers().iter().map(|a| a.answer).collect::<Vec<_>>(), vec![Response::Allow]);
+            assert!(rx.is_empty());
+        }
+
+        #[test]
+        fn a_mount_id_reused_since_the_table_was_read_does_not_name_the_file() {
+            let s = scene();
+            // The table is a moment old: the file's mount id is still listed as the mount that had it before (the
+            // last container's overlay, another filesystem), and the file's own filesystem under another id.
+            let policy = BLOCK_DIR.replace("{dir}", "/noexecd-test-protected");
+            let config = crate::policy::load_str(Path::new("t.toml"), &policy).unwrap();
+            let dev = s.facts.dev;
+            let table = format!(
+                "{id} 0 0:999 / /var/lib/containers/storage/overlay/abc/merged rw - overlay overlay rw\n\
+                 {other} 0 {}:{} / / rw - ext4 /dev/test rw\n",
+                libc::major(dev),
+                libc::minor(dev),
+                id = known_mount(&s),
+                other = known_mount(&s).wrapping_add(1_000_000),
+            );
+            let guard = Guard::build(config, MountTable::parse(table.as_bytes())).unwrap();
+            let (mut d, rx, counters) = decider();
+            as_another_process(&mut d);
+            let rec = Recording::new(&rx);
+            d.handle(&rec, &guard, exec_event(&s.file, me()).0);
+            // Named through the mount the file really is on (this process's mountinfo): allowed, not refused as
+            // a file that cannot be named.
+            assert_eq!(rec.answers().iter().map(|a| a.answer).collect::<Vec<_>>(), vec![Response::Allow]);
+            assert_eq!(counters.unresolved.load(Ordering::Relaxed), 0);
             assert!(rx.is_empty());
         }
     }

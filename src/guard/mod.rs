@@ -16,6 +16,10 @@ use crate::host::mounts::{Mount, MountTable, device_of, is_path_prefix};
 use crate::policy::Config;
 use loaders::Loaders;
 
+/// How a target's `protects` names a runtime's layer root (`containers:/var/lib/containers/storage`): marked
+/// for execs only, never a protected directory of the open guard.
+pub const CONTAINER_LAYERS: &str = "containers:";
+
 /// How exec events on one filesystem are decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decides {
@@ -106,7 +110,7 @@ impl Guard {
                 if root.is_dir()
                     && let Some(m) = mounts.containing(bytes)
                 {
-                    let mut label = b"containers:".to_vec();
+                    let mut label = CONTAINER_LAYERS.as_bytes().to_vec();
                     label.extend_from_slice(bytes);
                     add(m, &label, true, &mut targets);
                 }
@@ -141,6 +145,12 @@ impl Guard {
         for t in self.targets.iter().filter(|t| t.decides == Decides::Path) {
             let point = t.mount_point.as_os_str().as_encoded_bytes();
             for prefix in &t.protects {
+                // A layer root is no protected directory: walking it would put FAN_OPEN_PERM on every directory
+                // of the runtime's storage (or of the whole filesystem holding it), and the decision thread
+                // itself reads the runtimes' files there when it looks up a container it does not know yet.
+                if prefix.starts_with(CONTAINER_LAYERS) {
+                    continue;
+                }
                 // A rule reaching up to `/` (a pattern such as "/**/x") would mean walking and marking whole
                 // filesystems every second: no open guard from it (SECURITY.md).
                 if prefix.as_str() == "/" {
@@ -254,6 +264,27 @@ recursive = true
         let off = guard(&format!("[open_guard]\nenabled = false\n{DEFAULT}"));
         assert!(!off.open_perm_on_filesystem(off.target_for(libc::makedev(0, 30)).unwrap()));
         assert!(off.open_inode_roots().is_empty());
+    }
+
+    #[test]
+    fn a_layer_root_is_marked_for_execs_and_never_walked_by_the_open_guard() {
+        let storage = tempfile::tempdir().unwrap();
+        let dir = storage.path().to_str().unwrap();
+        // The storage's filesystem also holds a protected directory (a disk image standing for `/`).
+        let policy = format!(
+            "[containers]\nstorage = \"{dir}\"\ndocker_root = \"/nonexistent/d\"\ncontainerd_root = \"/nonexistent/c\"\n\
+             [[policy]]\nname = \"h\"\n[[policy.process.match_directories]]\ndir = \"{dir}/tmp/\"\nrecursive = true\n\
+             [[policy]]\nname = \"c\"\n[policy.selector]\n[[policy.process.match_patterns]]\npattern = \"/tmp/*\"\n"
+        );
+        let config = crate::policy::load_str(Path::new("t.toml"), &policy).unwrap();
+        let mounts = [MOUNTS, format!("6 1 0:34 / {dir} rw - ext4 /dev/loop0 rw\n").as_bytes()].concat();
+        let g = Guard::build(config, MountTable::parse(&mounts)).unwrap();
+        let t = g.target_for(libc::makedev(0, 34)).expect("the layer root's filesystem is marked");
+        assert_eq!(t.decides, Decides::Path);
+        assert_eq!(t.protects, vec![format!("{dir}/tmp/"), format!("{CONTAINER_LAYERS}{dir}")]);
+        assert!(!g.open_perm_on_filesystem(t));
+        // The protected directory is, the rest of the filesystem (the runtime's storage) is not.
+        assert_eq!(g.open_inode_roots(), vec![PathBuf::from(format!("{dir}/tmp"))]);
     }
 
     #[test]
