@@ -153,7 +153,8 @@ impl Guard {
             let point = t.mount_point.as_os_str().as_encoded_bytes();
             for prefix in &t.protects {
                 // A layer root is no protected directory: walking it would put FAN_OPEN_PERM on every directory
-                // of the runtime's storage (or of the whole filesystem holding it).
+                // of the runtime's storage (or of the whole filesystem holding it), and the decision thread
+                // itself reads the runtimes' files there when it looks up a container it does not know yet.
                 if prefix.starts_with(CONTAINER_LAYERS) {
                     continue;
                 }
@@ -328,20 +329,6 @@ recursive = true
     }
 
     #[test]
-    fn a_rule_drawing_a_line_inside_makes_the_path_decide() {
-        let with = |pattern: &str| {
-            guard(&format!(
-                "{DEFAULT}\n[[policy]]\nname = \"scripts\"\n[[policy.process.match_patterns]]\npattern = \"{pattern}\"\naction = \"Allow\"\n"
-            ))
-        };
-        let g = with("/tmp/*.sh");
-        assert_eq!(g.target_for(libc::makedev(0, 30)).unwrap().decides, Decides::Path);
-        // A rule elsewhere leaves the tmpfs decided as a whole.
-        let g = with("/var/tmp/*.sh");
-        assert!(matches!(g.target_for(libc::makedev(0, 30)).unwrap().decides, Decides::Filesystem { .. }));
-    }
-
-    #[test]
     fn a_layer_root_is_marked_for_execs_and_never_walked_by_the_open_guard() {
         let storage = tempfile::tempdir().unwrap();
         let dir = storage.path().to_str().unwrap();
@@ -360,5 +347,19 @@ recursive = true
         assert!(!g.open_perm_on_filesystem(t));
         // The protected directory is, the rest of the filesystem (the runtime's storage) is not.
         assert_eq!(g.open_inode_roots(), vec![PathBuf::from(format!("{dir}/tmp"))]);
+    }
+
+    #[test]
+    fn a_rule_drawing_a_line_inside_makes_the_path_decide() {
+        let with = |pattern: &str| {
+            guard(&format!(
+                "{DEFAULT}\n[[policy]]\nname = \"scripts\"\n[[policy.process.match_patterns]]\npattern = \"{pattern}\"\naction = \"Allow\"\n"
+            ))
+        };
+        let g = with("/tmp/*.sh");
+        assert_eq!(g.target_for(libc::makedev(0, 30)).unwrap().decides, Decides::Path);
+        // A rule elsewhere leaves the tmpfs decided as a whole.
+        let g = with("/var/tmp/*.sh");
+        assert!(matches!(g.target_for(libc::makedev(0, 30)).unwrap().decides, Decides::Filesystem { .. }));
     }
 }

@@ -18,6 +18,9 @@
 //! failure under `NOEXECD_REQUIRE_PRIVILEGED=1`). docker is tried only where Debian's dockerd
 //! (`/usr/sbin/dockerd`, package docker.io) is installed, and is a skip, never a failure, wherever dockerd
 //! is missing or cannot start in the test's namespace, even under `NOEXECD_REQUIRE_PRIVILEGED=1`.
+//!
+//! `container_enforce` runs `noexecd run` in the same kind of sandbox, with the host's `/tmp` and podman's
+//! storage stood in for by fresh filesystems ([`SandboxLayout`]).
 
 use std::ffi::OsString;
 use std::fs;
@@ -33,21 +36,21 @@ use serde_json::{Value, json};
 use crate::common::*;
 
 /// The image every test starts its containers from.
-const IMAGE: &str = "localhost/noexecd-it-busybox:1";
+pub(crate) const IMAGE: &str = "localhost/noexecd-it-busybox:1";
 /// How long a runtime command may take (an import or the first start can take seconds on a loaded machine).
-const RUNTIME_CMD_SECS: u64 = 90;
+pub(crate) const RUNTIME_CMD_SECS: u64 = 90;
 /// How long a runtime's daemon has to open its socket.
 const DAEMON_START: Duration = Duration::from_secs(30);
 
 /// The labels a kubelet would put on the container `wordpress` of pod `wp-1` in namespace `wordpress-mysql`.
-const WORDPRESS_LABELS: [(&str, &str); 4] = [
+pub(crate) const WORDPRESS_LABELS: [(&str, &str); 4] = [
     ("app", "wordpress"),
     ("io.kubernetes.pod.namespace", "wordpress-mysql"),
     ("io.kubernetes.pod.name", "wp-1"),
     ("io.kubernetes.container.name", "wordpress"),
 ];
 
-fn label_args(labels: &[(&str, &str)]) -> Vec<String> {
+pub(crate) fn label_args(labels: &[(&str, &str)]) -> Vec<String> {
     labels.iter().flat_map(|(k, v)| ["--label".to_owned(), format!("{k}={v}")]).collect()
 }
 
@@ -56,7 +59,7 @@ fn label_json(labels: &[(&str, &str)]) -> Value {
 }
 
 /// The tools a test needs are there, else a skip (a failure under `NOEXECD_REQUIRE_PRIVILEGED=1`).
-fn have_tools(test: &str, tools: &[&str]) -> bool {
+pub(crate) fn have_tools(test: &str, tools: &[&str]) -> bool {
     let missing: Vec<&str> = tools.iter().copied().filter(|t| which(t).is_none()).collect();
     if missing.is_empty() {
         return true;
@@ -78,35 +81,96 @@ fn fresh_id() -> String {
 // ---------------------------------------------------------------------------------------------------------
 // The sandbox
 
+/// Which filesystems a sandbox mounts besides the tmpfs over `/run`, `/var/lib`, `/var/tmp` and `/dev/shm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SandboxLayout {
+    /// The test's directory (`<host tempdir>/ns`), a tmpfs holding everything, podman's storage included.
+    Plain,
+    /// A host whose `/tmp` is its own tmpfs: a fresh tmpfs over `/tmp`; podman's storage at its default place
+    /// (`/var/lib/containers/storage`, on the fresh tmpfs over `/var/lib`); the test's directory is
+    /// [`ENFORCE_BASE`], a tmpfs of its own.
+    TmpTmpfs,
+    /// A host whose `/tmp` is a directory of the filesystem that holds the container storage: a loop-mounted
+    /// ext4 image at `<base>/root` stands for `/`, with `<root>/tmp`, `<root>/var/tmp` and podman's storage
+    /// `<root>/var/lib/containers/storage` on it. `/tmp` itself stays the machine's (nothing marks it).
+    Ext4Root,
+}
+
+/// The test's directory in the namespace for [`SandboxLayout::TmpTmpfs`] and [`SandboxLayout::Ext4Root`]: on
+/// the sandbox's `/run`, so that it is below no protected directory.
+pub(crate) const ENFORCE_BASE: &str = "/run/noexecd-it";
+
 /// A private mount and pid namespace for one test's runtimes (see the module docs).
-struct Sandbox {
+pub(crate) struct Sandbox {
     test: String,
-    /// Host directory; `base` (its `ns`) is a tmpfs inside the namespace.
-    dir: tempfile::TempDir,
+    /// Host directory; for [`SandboxLayout::Plain`], `base` (its `ns`) is a tmpfs inside the namespace.
+    pub(crate) dir: tempfile::TempDir,
+    /// The test's directory as the namespace sees it (a tmpfs there).
+    base: PathBuf,
+    /// `<base>/root` for [`SandboxLayout::Ext4Root`]: the ext4 image standing for `/`.
+    pub(crate) root: Option<PathBuf>,
+    /// podman's `--root` and `--runroot`.
+    pub(crate) podman_root: PathBuf,
+    podman_runroot: PathBuf,
     holder: Child,
     /// Host pid of the namespace's first process (its pid 1).
-    init: u32,
+    pub(crate) init: u32,
     /// The cgroup every runtime puts its containers below (one per hierarchy), removed on drop.
-    cgroup: String,
+    pub(crate) cgroup: String,
     /// Daemons started in the namespace (name, pid in the namespace), stopped on drop.
     daemons: Vec<(String, i64)>,
 }
 
 impl Sandbox {
-    fn new(test: &str, runtime: &str) -> Sandbox {
+    pub(crate) fn new(test: &str, runtime: &str) -> Sandbox {
+        Self::with_layout(test, runtime, SandboxLayout::Plain)
+    }
+
+    pub(crate) fn with_layout(test: &str, runtime: &str, layout: SandboxLayout) -> Sandbox {
         let dir = tempfile::Builder::new().prefix("noexecd-it-ctr-").tempdir().unwrap();
-        let base = dir.path().join("ns");
-        fs::create_dir(&base).unwrap();
+        let base = match layout {
+            SandboxLayout::Plain => dir.path().join("ns"),
+            SandboxLayout::TmpTmpfs | SandboxLayout::Ext4Root => PathBuf::from(ENFORCE_BASE),
+        };
+        let root = (layout == SandboxLayout::Ext4Root).then(|| base.join("root"));
+        let (podman_root, podman_runroot) = match (layout, &root) {
+            (SandboxLayout::Plain, _) => (base.join("podman/root"), base.join("podman/run")),
+            (_, Some(r)) => (r.join("var/lib/containers/storage"), PathBuf::from("/run/containers/storage")),
+            (_, None) => (PathBuf::from("/var/lib/containers/storage"), PathBuf::from("/run/containers/storage")),
+        };
         let b = sh_quote(&base);
+        let tmpfs_base = format!("mkdir -p {b}\nmount -t tmpfs -o size=768m,mode=0700 noexecd-test-containers {b}\n");
+        let (before, after) = match layout {
+            SandboxLayout::Plain => {
+                fs::create_dir(&base).unwrap();
+                (tmpfs_base, String::new())
+            }
+            SandboxLayout::TmpTmpfs => {
+                (String::new(), format!("{tmpfs_base}mount -t tmpfs -o size=256m,mode=1777 noexecd-test-tmp /tmp\n"))
+            }
+            SandboxLayout::Ext4Root => {
+                let r = sh_quote(root.as_ref().unwrap());
+                let image = sh_quote(&base.join("root.img"));
+                (
+                    String::new(),
+                    format!(
+                        "{tmpfs_base}truncate -s 2G {image}\nmkfs.ext4 -q -F {image} >/dev/null\nmkdir {r}\n\
+                         mount -o loop {image} {r}\nmkdir -p {r}/tmp {r}/var/tmp {r}/var/lib/containers/storage\n\
+                         chmod 1777 {r}/tmp {r}/var/tmp\n"
+                    ),
+                )
+            }
+        };
         // The namespace's pid 1 is bash, which reaps the orphans (conmon, shims and daemons end up its
         // children); bounded by its loop even if nobody kills it.
         let script = format!(
             "set -eu\n\
-             mount -t tmpfs -o size=768m,mode=0700 noexecd-test-containers {b}\n\
+             {before}\
              mount -t tmpfs -o mode=0755 noexecd-test-run /run\n\
              mount -t tmpfs -o mode=0755 noexecd-test-varlib /var/lib\n\
              mount -t tmpfs -o mode=1777 noexecd-test-vartmp /var/tmp\n\
              mount -t tmpfs -o mode=1777 noexecd-test-shm /dev/shm\n\
+             {after}\
              mkdir -p {b}/tmp {b}/none\n\
              echo ready\n\
              exec >/dev/null 2>&1 </dev/null\n\
@@ -142,6 +206,10 @@ impl Sandbox {
         let sandbox = Sandbox {
             test: test.to_owned(),
             dir,
+            base: base.clone(),
+            root,
+            podman_root,
+            podman_runroot,
             holder,
             init,
             cgroup: format!("noexecd-it-{}-{runtime}", std::process::id()),
@@ -152,19 +220,27 @@ impl Sandbox {
     }
 
     /// The test's directory, as the namespace sees it (a tmpfs there).
-    fn base(&self) -> PathBuf {
-        self.dir.path().join("ns")
+    pub(crate) fn base(&self) -> PathBuf {
+        self.base.clone()
     }
 
     /// A path of the namespace, as the test process reaches it.
-    fn host_view(&self, p: &Path) -> PathBuf {
+    pub(crate) fn host_view(&self, p: &Path) -> PathBuf {
         let mut v = OsString::from(format!("/proc/{}/root", self.init));
         v.push(p.as_os_str());
         PathBuf::from(v)
     }
 
-    /// `argv` in the namespace (mount and pid), bounded; printed with its output.
-    fn run<S: AsRef<std::ffi::OsStr>>(&self, argv: &[S]) -> Output {
+    /// `argv` in the namespace (mount and pid), bounded by `timeout`; printed with its output.
+    pub(crate) fn run<S: AsRef<std::ffi::OsStr>>(&self, argv: &[S]) -> Output {
+        let out = self.run_quietly(argv);
+        let shown: Vec<String> = argv.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
+        println!("{}: $ {}\n{}", self.test, shown.join(" "), indent(&out));
+        out
+    }
+
+    /// The same, not printed.
+    pub(crate) fn run_quietly<S: AsRef<std::ffi::OsStr>>(&self, argv: &[S]) -> Output {
         let mut cmd = Command::new("nsenter");
         cmd.env("PATH", SYS_PATH)
             .env("CONTAINERS_CONF", self.base().join("containers.conf"))
@@ -174,25 +250,22 @@ impl Sandbox {
             .args(["-m", "-p", "--", "timeout", "-k", "2"])
             .arg(RUNTIME_CMD_SECS.to_string())
             .args(argv);
-        let shown: Vec<String> = argv.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
-        let out = run_bounded(&mut cmd, Duration::from_secs(RUNTIME_CMD_SECS + 10));
-        println!("{}: $ {}\n{}", self.test, shown.join(" "), indent(&out));
-        out
+        run_bounded(&mut cmd, Duration::from_secs(RUNTIME_CMD_SECS + 10))
     }
 
     /// `argv` in the namespace; must succeed. Its stdout.
-    fn ok<S: AsRef<std::ffi::OsStr>>(&self, argv: &[S]) -> String {
+    pub(crate) fn ok<S: AsRef<std::ffi::OsStr>>(&self, argv: &[S]) -> String {
         let out = self.run(argv);
         assert!(out.status.success(), "{}: command failed\n{out}", self.test);
         out.stdout
     }
 
-    fn sh(&self, script: &str) -> String {
+    pub(crate) fn sh(&self, script: &str) -> String {
         self.ok(&["bash", "-ec", script])
     }
 
     /// Starts `argv` in the background in the namespace, its output to `<base>/<name>.log`; stopped on drop.
-    fn start_daemon(&mut self, name: &str, argv: &[String]) {
+    pub(crate) fn start_daemon(&mut self, name: &str, argv: &[String]) {
         let log = self.base().join(format!("{name}.log"));
         let mut sh: Vec<String> = vec![
             "sh".into(),
@@ -205,12 +278,12 @@ impl Sandbox {
         self.daemons.push((name.to_owned(), pid));
     }
 
-    fn daemon_log(&self, name: &str) -> String {
+    pub(crate) fn daemon_log(&self, name: &str) -> String {
         fs::read_to_string(self.host_view(&self.base().join(format!("{name}.log")))).unwrap_or_default()
     }
 
     /// Waits for a daemon's socket to appear; false after `DAEMON_START`.
-    fn wait_for_socket(&self, socket: &Path) -> bool {
+    pub(crate) fn wait_for_socket(&self, socket: &Path) -> bool {
         let deadline = Instant::now() + DAEMON_START;
         while Instant::now() < deadline {
             if self.host_view(socket).exists() {
@@ -281,7 +354,7 @@ impl Sandbox {
     /// podman's configuration for the test (`CONTAINERS_CONF`: read instead of the machine's): runc (crun
     /// refuses this kind of machine's hybrid cgroup layout), cgroupfs (no systemd), file events, ulimits under
     /// the hard limit, its temporary files below the test's directory.
-    fn write_containers_conf(&self) {
+    pub(crate) fn write_containers_conf(&self) {
         let tmp = self.base().join("tmp");
         let text = format!(
             "[containers]\ndefault_ulimits = [\"nofile=10000:10000\", \"nproc=4096:4096\"]\n\n\
@@ -292,18 +365,18 @@ impl Sandbox {
         fs::write(self.host_view(&self.base().join("containers.conf")), text).unwrap();
     }
 
-    /// `podman --root <base>/podman/root --runroot <base>/podman/run ARGS`.
-    fn podman_argv(&self, args: &[&str]) -> Vec<String> {
-        let root = self.base().join("podman/root");
-        let run = self.base().join("podman/run");
-        let mut argv: Vec<String> = vec!["podman".into(), "--root".into(), path_str(&root), "--runroot".into()];
-        argv.push(path_str(&run));
+    /// `podman --root <podman root> --runroot <podman runroot> ARGS` (`<base>/podman/root` and
+    /// `<base>/podman/run` for [`SandboxLayout::Plain`]).
+    pub(crate) fn podman_argv(&self, args: &[&str]) -> Vec<String> {
+        let (root, run) = (&self.podman_root, &self.podman_runroot);
+        let mut argv: Vec<String> = vec!["podman".into(), "--root".into(), path_str(root), "--runroot".into()];
+        argv.push(path_str(run));
         argv.extend(["--storage-driver", "overlay", "--runtime", "runc"].map(String::from));
         argv.extend(args.iter().map(|a| (*a).to_owned()));
         argv
     }
 
-    fn podman(&self, args: &[&str]) -> String {
+    pub(crate) fn podman(&self, args: &[&str]) -> String {
         self.ok(&self.podman_argv(args))
     }
 
@@ -320,7 +393,7 @@ impl Sandbox {
             or_none(containerd),
             // podman's storage is containers/storage too: CRI-O's reader must leave podman's containers alone.
             "--storage".into(),
-            path_str(&self.base().join("podman/root")),
+            path_str(&self.podman_root),
         ]
     }
 }
@@ -346,7 +419,7 @@ impl Drop for Sandbox {
 
 /// Removes `/sys/fs/cgroup/<hierarchy>/<name>` and what the runtimes left below it, in every hierarchy,
 /// deepest first (the processes that were in them may take a moment to be gone).
-fn remove_cgroups(name: &str) {
+pub(crate) fn remove_cgroups(name: &str) {
     let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") else { return };
     let mut dirs: Vec<PathBuf> = Vec::new();
     let mut roots: Vec<PathBuf> = hierarchies.flatten().map(|h| h.path().join(name)).filter(|p| p.is_dir()).collect();
@@ -377,7 +450,7 @@ fn remove_cgroups(name: &str) {
     }
 }
 
-fn path_str(p: &Path) -> String {
+pub(crate) fn path_str(p: &Path) -> String {
     p.to_str().expect("test paths are UTF-8").to_owned()
 }
 

@@ -12,6 +12,7 @@ mod execloop;
 mod alert_faults;
 mod cli;
 mod container;
+mod container_enforce;
 mod containers;
 mod desktop_notify;
 mod enforce;

@@ -234,52 +234,12 @@ impl Env {
     /// (kernel encoding, see `kernel_dev`).
     pub fn verify_kernel_marks(&mut self) -> Vec<u64> {
         let pid = self.daemon.as_ref().expect("daemon running").pid;
-        let allowed: BTreeSet<u64> = self.test_devs.iter().map(|&(a, b)| (a << 20) | b).collect();
-        let forbidden: BTreeSet<u64> = forbidden_devs().iter().map(|&(a, b)| (a << 20) | b).collect();
-        let mountinfo = fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
-        // mountinfo: "<id> <parent> <major>:<minor> ..."
-        let mount_dev = |id: &str| -> Option<u64> {
-            mountinfo.lines().find_map(|l| {
-                let mut f = l.split(' ');
-                if f.next()? != id {
-                    return None;
-                }
-                let (maj, min) = f.nth(1)?.split_once(':')?;
-                Some((maj.parse::<u64>().ok()? << 20) | min.parse::<u64>().ok()?)
-            })
-        };
-        let mut sdevs = Vec::new();
-        let mut bad = Vec::new();
-        for ent in fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
-            let Ok(text) = fs::read_to_string(ent.unwrap().path()) else { continue };
-            // Mark lines; "fanotify flags:... event-flags:..." is the group's own line.
-            for line in text.lines().filter(|l| l.starts_with("fanotify ") && !l.starts_with("fanotify flags:")) {
-                let field = |name: &str| line.split_whitespace().find_map(|t| t.strip_prefix(name)).map(str::to_owned);
-                // An ignore-only mark (mask 0, e.g. the daemon exempting its own executable and libraries for
-                // fail_mode = "closed") raises no event anywhere: it cannot affect the host.
-                if field("mask:").is_some_and(|m| u64::from_str_radix(&m, 16) == Ok(0)) {
-                    continue;
-                }
-                let dev = if let Some(id) = field("mnt_id:") {
-                    // Mount mark: mnt_id is hex.
-                    u64::from_str_radix(&id, 16).ok().and_then(|id| mount_dev(&id.to_string()))
-                } else {
-                    field("sdev:").and_then(|h| u64::from_str_radix(&h, 16).ok())
-                };
-                match dev {
-                    Some(d) if !forbidden.contains(&d) && allowed.contains(&d) => {}
-                    _ => bad.push(line.to_owned()),
-                }
-                if line.starts_with("fanotify sdev:") {
-                    sdevs.extend(dev);
-                }
-            }
-        }
+        let (sdevs, bad) = marks_outside(pid, &self.test_devs);
         if !bad.is_empty() {
             if let Some(d) = self.daemon.as_mut() {
                 d.kill_hard();
             }
-            panic!("SAFETY: noexecd marked a filesystem outside the test: {bad:?} (allowed {allowed:x?})");
+            panic!("SAFETY: noexecd marked a filesystem outside the test: {bad:?} (allowed {:x?})", self.test_devs);
         }
         sdevs
     }
@@ -291,6 +251,64 @@ impl Env {
     pub fn daemon_stderr(&self) -> String {
         self.daemon.as_ref().map(Daemon::stderr).unwrap_or_default()
     }
+}
+
+/// The mark lines of every fanotify group process `pid` holds, from /proc/PID/fdinfo: `fanotify sdev:...`
+/// (a filesystem), `fanotify ino:... sdev:...` (an inode) and `fanotify mnt_id:...` (a mount); not the groups'
+/// own `fanotify flags:` lines.
+pub fn fanotify_mark_lines(pid: i32) -> Vec<String> {
+    let mut lines = Vec::new();
+    for ent in fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let Ok(text) = fs::read_to_string(ent.unwrap().path()) else { continue };
+        lines.extend(
+            text.lines().filter(|l| l.starts_with("fanotify ") && !l.starts_with("fanotify flags:")).map(str::to_owned),
+        );
+    }
+    lines
+}
+
+/// The marks of process `pid` that raise events on a filesystem outside `allowed` (devices as (major, minor))
+/// or on the host's `/` or `/tmp` (`forbidden_devs`), and the devices of its superblock marks (kernel
+/// encoding, see `kernel_dev`).
+pub fn marks_outside(pid: i32, allowed: &BTreeSet<(u64, u64)>) -> (Vec<u64>, Vec<String>) {
+    let allowed: BTreeSet<u64> = allowed.iter().map(|&(a, b)| (a << 20) | b).collect();
+    let forbidden: BTreeSet<u64> = forbidden_devs().iter().map(|&(a, b)| (a << 20) | b).collect();
+    let mountinfo = fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+    // mountinfo: "<id> <parent> <major>:<minor> ..."
+    let mount_dev = |id: &str| -> Option<u64> {
+        mountinfo.lines().find_map(|l| {
+            let mut f = l.split(' ');
+            if f.next()? != id {
+                return None;
+            }
+            let (maj, min) = f.nth(1)?.split_once(':')?;
+            Some((maj.parse::<u64>().ok()? << 20) | min.parse::<u64>().ok()?)
+        })
+    };
+    let mut sdevs = Vec::new();
+    let mut bad = Vec::new();
+    for line in fanotify_mark_lines(pid) {
+        let field = |name: &str| line.split_whitespace().find_map(|t| t.strip_prefix(name)).map(str::to_owned);
+        // An ignore-only mark (mask 0, e.g. the daemon exempting its own executable and libraries for
+        // fail_mode = "closed") raises no event anywhere: it cannot affect the host.
+        if field("mask:").is_some_and(|m| u64::from_str_radix(&m, 16) == Ok(0)) {
+            continue;
+        }
+        let dev = if let Some(id) = field("mnt_id:") {
+            // Mount mark: mnt_id is hex.
+            u64::from_str_radix(&id, 16).ok().and_then(|id| mount_dev(&id.to_string()))
+        } else {
+            field("sdev:").and_then(|h| u64::from_str_radix(&h, 16).ok())
+        };
+        match dev {
+            Some(d) if !forbidden.contains(&d) && allowed.contains(&d) => {}
+            _ => bad.push(line.clone()),
+        }
+        if line.starts_with("fanotify sdev:") {
+            sdevs.extend(dev);
+        }
+    }
+    (sdevs, bad)
 }
 
 /// A running `noexecd run`.
