@@ -9,11 +9,15 @@ export CARGO_TERM_COLOR ?= never
 TEST_EXTRA :=
 -include packaging/packaging.mk
 
-.PHONY: all build run demo test test-deps fmt-check clippy unit-tests integration-tests check-config bench clean
+.PHONY: all build-deps build run demo test test-deps fmt-check clippy unit-tests integration-tests check-config bench clean
 
 all: build
 
-build:
+## protoc (protobuf-compiler) is the one build tool besides Rust; installed when missing (needs root).
+build-deps:
+	@command -v protoc >/dev/null || bash scripts/install-deps.sh build
+
+build: build-deps
 	$(CARGO) build --release --locked
 
 ## Guard this host with the shipped default policy (needs root). Ctrl-C stops it and removes the marks.

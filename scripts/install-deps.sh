@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the build, the tests and the packages need, when it is missing.
 #
-#   scripts/install-deps.sh [test] [package]     (no argument: both)
+#   scripts/install-deps.sh [build] [test] [package]     (no argument: all three)
 #
+#   build    what `cargo build` needs besides Rust (`make build` runs this when it is missing):
+#            protobuf-compiler (protoc: the containerd-client crate generates containerd's gRPC API at build
+#            time). `test` and `package` include it.
 #   test     what `make test` needs (`make test-deps`): rustfmt and clippy (rustup components); the tools the
 #            privileged integration tests run (util-linux: unshare, nsenter, setpriv; mount: mount, umount,
 #            losetup; e2fsprogs: mkfs.ext4; btrfs-progs: mkfs.btrfs, btrfs, and xfsprogs: mkfs.xfs, for the
@@ -34,14 +37,15 @@ say() { echo "install-deps: $*"; }
 die() { echo "install-deps: $*" >&2; exit 1; }
 have() { command -v "$1" >/dev/null 2>&1; }
 
-want_test=0 want_package=0
-(($#)) || set -- test package
+want_build=0 want_test=0 want_package=0
+(($#)) || set -- build test package
 for arg in "$@"; do
     case $arg in
-        test) want_test=1 ;;
-        package) want_package=1 ;;
+        build) want_build=1 ;;
+        test) want_build=1 want_test=1 ;;
+        package) want_build=1 want_package=1 ;;
         -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
-        *) echo "usage: $0 [test] [package]   (no argument: both)" >&2; exit 2 ;;
+        *) echo "usage: $0 [build] [test] [package]   (no argument: all three)" >&2; exit 2 ;;
     esac
 done
 
@@ -53,6 +57,10 @@ need_pkg() { # need_pkg DEBIAN_PACKAGE: add it to the list once
 need_cmd() { # need_cmd COMMAND DEBIAN_PACKAGE
     have "$1" || need_pkg "$2"
 }
+
+if ((want_build)); then
+    need_cmd protoc protobuf-compiler
+fi
 
 if ((want_test)); then
     need_cmd unshare util-linux

@@ -99,6 +99,9 @@ pub struct ContainersArgs {
     /// containerd's state directory (`state` in its config.toml).
     #[arg(long, value_name = "DIR", default_value = crate::containers::DEFAULT_CONTAINERD_STATE)]
     pub containerd_state: PathBuf,
+    /// containerd's API socket (`[grpc] address` in its config.toml): labels of its containers and pods.
+    #[arg(long, value_name = "PATH", default_value = crate::containers::DEFAULT_CONTAINERD_SOCKET)]
+    pub containerd_socket: PathBuf,
     /// The containers/storage graph root CRI-O keeps its containers in.
     #[arg(long, value_name = "DIR", default_value = crate::containers::DEFAULT_STORAGE)]
     pub storage: PathBuf,

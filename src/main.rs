@@ -77,6 +77,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 docker_root: Some(args.docker_root),
                 podman_socket: Some(args.podman_socket),
                 containerd_state: Some(args.containerd_state),
+                containerd_socket: Some(args.containerd_socket),
                 storage: Some(args.storage),
                 table: args.table,
             };

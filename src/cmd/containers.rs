@@ -15,6 +15,7 @@ pub struct Options {
     pub docker_root: Option<PathBuf>,
     pub podman_socket: Option<PathBuf>,
     pub containerd_state: Option<PathBuf>,
+    pub containerd_socket: Option<PathBuf>,
     pub storage: Option<PathBuf>,
     /// A table for people instead of JSON lines.
     pub table: bool,
@@ -28,6 +29,7 @@ impl Options {
             docker_root: or(&self.docker_root, d.docker_root),
             podman_socket: or(&self.podman_socket, d.podman_socket),
             containerd_state: or(&self.containerd_state, d.containerd_state),
+            containerd_socket: or(&self.containerd_socket, d.containerd_socket),
             storage: or(&self.storage, d.storage),
             proc: d.proc,
         }

@@ -2,24 +2,30 @@
 //! Its `config.json` `annotations` hold what containerd's clients put there: `ctr run --label k=v` copies
 //! each label, the CRI plugin (namespace `k8s.io`) writes `io.kubernetes.cri.*` (container name, image name,
 //! sandbox name and namespace, container type), nerdctl `nerdctl/*`. `init.pid` beside it is the task's first
-//! process. A container's labels under Kubernetes, and the pod's, are in containerd's metadata store only
-//! (reached through its gRPC API, not read here).
+//! process. A container's labels under Kubernetes, and the pod's, are in containerd's metadata store only:
+//! [`super::containerd_api`] reads them through containerd's API socket, when there is one, and they are
+//! merged here (the container's metadata labels first, then its sandbox's: the pod's labels).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::containerd_api::{self, Metadata};
 use super::procscan::Lazy;
-use super::{Container, ContainerInfo, Runtime, is_id, kept, kubernetes, read_json, read_small, string_map};
+use super::{Container, ContainerInfo, Runtime, fill, is_id, kept, kubernetes, read_json, read_small, string_map};
 
 const TASKS: &str = "io.containerd.runtime.v2.task";
 
 /// dockerd's namespace on a containerd it shares: docker's own files describe those containers.
 const SKIPPED_NAMESPACES: [&str; 1] = ["moby"];
 
-/// Annotations that are the runtime's bookkeeping, not labels.
-const NOT_LABELS: [&str; 2] = ["io.kubernetes.cri.", "nerdctl/"];
+/// Annotations and metadata labels that are the runtime's bookkeeping, not labels.
+const NOT_LABELS: [&str; 5] =
+    ["io.kubernetes.cri.", "nerdctl/", "io.cri-containerd.", "io.containerd.", "containerd.io/"];
+
+/// The annotation the CRI plugin puts on a Kubernetes container: the id of its pod's sandbox.
+const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 
 /// What one bundle's `config.json` says.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,6 +33,8 @@ pub(super) struct Bundle {
     pub info: ContainerInfo,
     /// A CRI pod sandbox (`io.kubernetes.cri.container-type=sandbox`): the pause container.
     pub sandbox: bool,
+    /// The sandbox of the pod it is in (CRI).
+    pub sandbox_id: Option<String>,
 }
 
 pub(super) fn parse(id: &str, config: &Value) -> Bundle {
@@ -35,12 +43,37 @@ pub(super) fn parse(id: &str, config: &Value) -> Bundle {
     let mut info = ContainerInfo::new(id.to_owned(), Runtime::Containerd);
     info.labels = annotations
         .iter()
-        .filter(|(k, _)| !NOT_LABELS.iter().any(|p| k.starts_with(p)))
+        .filter(|(k, _)| is_label(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect::<BTreeMap<_, _>>();
     kubernetes(&mut info, &annotations);
     info.labels = kept(info.labels);
-    Bundle { info, sandbox }
+    let sandbox_id = annotations.get(SANDBOX_ID).filter(|s| is_id(s) && s.as_str() != id).cloned();
+    Bundle { info, sandbox, sandbox_id }
+}
+
+fn is_label(key: &str) -> bool {
+    !NOT_LABELS.iter().any(|p| key.starts_with(p))
+}
+
+/// Adds what containerd's metadata says of the bundle's container (in `namespace`): its own labels, then its
+/// pod's (the labels of its sandbox container), each filling only keys not set yet; the image where the
+/// bundle named none.
+pub(super) fn merge_metadata(bundle: &mut Bundle, namespace: &str, metadata: &Metadata) {
+    let key = |id: &str| (namespace.to_owned(), id.to_owned());
+    let own = metadata.get(&key(&bundle.info.id));
+    let pod = bundle.sandbox_id.as_deref().and_then(|s| metadata.get(&key(s)));
+    for meta in own.into_iter().chain(pod) {
+        for (k, v) in meta.labels.iter().filter(|(k, _)| is_label(k)) {
+            bundle.info.labels.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    let labels = bundle.info.labels.clone();
+    kubernetes(&mut bundle.info, &labels);
+    if let Some(image) = own.and_then(|m| m.image.clone()) {
+        fill(&mut bundle.info.image, Some(image));
+    }
+    bundle.info.labels = kept(std::mem::take(&mut bundle.info.labels));
 }
 
 fn sorted_dirs(dir: &Path) -> Vec<(String, PathBuf)> {
@@ -51,27 +84,30 @@ fn sorted_dirs(dir: &Path) -> Vec<(String, PathBuf)> {
     dirs
 }
 
-/// The running tasks below containerd's state directory `state`; pids are checked against `proc`.
-pub(super) fn discover(state: &Path, proc: &Path, scan: &mut Lazy) -> Vec<Container> {
+/// The running tasks below containerd's state directory `state`, with what containerd's API on `socket`
+/// adds; pids are checked against `proc`.
+pub(super) fn discover(state: &Path, socket: &Path, proc: &Path, scan: &mut Lazy) -> Vec<Container> {
     let tasks = state.join(TASKS);
     if !tasks.is_dir() {
         tracing::debug!(state = %state.display(), "containerd: no task directory");
         return Vec::new();
     }
+    let namespaces: Vec<(String, PathBuf)> =
+        sorted_dirs(&tasks).into_iter().filter(|(ns, _)| !SKIPPED_NAMESPACES.contains(&ns.as_str())).collect();
+    let names: Vec<String> = namespaces.iter().map(|(ns, _)| ns.clone()).collect();
+    let metadata = containerd_api::list(socket, &names);
     let mut out = Vec::new();
-    for (namespace, ns_dir) in sorted_dirs(&tasks) {
-        if SKIPPED_NAMESPACES.contains(&namespace.as_str()) {
-            continue;
-        }
+    for (namespace, ns_dir) in namespaces {
         for (id, bundle) in sorted_dirs(&ns_dir) {
             if !is_id(&id) {
                 continue;
             }
             let Some(config) = read_json(&bundle.join("config.json")) else { continue };
-            let b = parse(&id, &config);
+            let mut b = parse(&id, &config);
             if b.sandbox {
                 continue;
             }
+            merge_metadata(&mut b, &namespace, &metadata);
             // A task that has exited but is not deleted keeps its bundle and `init.pid`: the pid must live.
             let pid = read_small(&bundle.join("init.pid"))
                 .and_then(|t| t.trim().parse::<i32>().ok())

@@ -17,7 +17,7 @@
 //! |---|---|---|
 //! | docker | `<data root>/containers/<id>/config.v2.json`: `Name`, `Config.Image`, `Image` (the image id), `Config.Labels`, `State.Running`, `State.Pid` | dockerd writes the whole container record there on every state change; it is the file `docker inspect` is built from, so no socket is needed. |
 //! | podman | its REST API on a unix socket, `GET /v4.0.0/libpod/containers/json` (`Id`, `Names`, `Image`, `ImageID`, `Labels`, `Pid`, `State`, `Pod`, `PodName`, `IsInfra`), and `/v4.0.0/libpod/pods/json` for the labels of the pods they are in | podman keeps `--label`s only in its state database (a BoltDB or SQLite file, no stable format to read): neither `overlay-containers/containers.json` nor the container's `config.json` holds them. The API answers from that database. A tiny HTTP/1.1 client ([`http`]) does it, with 1 s timeouts and a size cap. |
-//! | containerd | `<state>/io.containerd.runtime.v2.task/<namespace>/<id>/config.json` (`annotations`) and `init.pid` beside it | the OCI bundle of a running task: `ctr run --label` copies the labels into its annotations, the CRI plugin writes `io.kubernetes.cri.*` (container name, image name, sandbox name and namespace). `init.pid` is the task's first process. The pod's own labels are in containerd's metadata only (its gRPC API): not read. |
+//! | containerd | `<state>/io.containerd.runtime.v2.task/<namespace>/<id>/config.json` (`annotations`) and `init.pid` beside it | the OCI bundle of a running task: `ctr run --label` copies the labels into its annotations, the CRI plugin writes `io.kubernetes.cri.*` (container name, image name, sandbox name and namespace). `init.pid` is the task's first process. Plus its API socket (`Containers.List` per namespace, [`containerd_api`], 1 s timeout): the labels `ctr run --label`, nerdctl and the CRI plugin put in containerd's metadata, and, for a Kubernetes container, the labels of its pod's sandbox, which are the pod's labels (they are nowhere else on the node). Without the socket, the bundle's annotations alone. |
 //! | CRI-O | `<storage>/overlay-containers/<id>/userdata/config.json` (`annotations`) | CRI-O writes the OCI spec of each container there with `io.kubernetes.cri-o.Labels` (the kubelet's labels, as a JSON string), `ContainerName`, `Metadata`, `ImageName`, `ImageRef`, `SandboxID`; the sandbox's own spec, in the same place, carries the pod's labels. Which of them run, and their first pid, come from `/proc` (below). |
 //!
 //! The first process (`init_pid`, a pid as our `/proc` numbers it) comes from the runtime where it tells
@@ -25,12 +25,13 @@
 //! from one scan of `/proc` per [`discover`] call, made only if a runtime needs it ([`procscan`]).
 //!
 //! Labels are the container's own (image labels included, where the runtime merges them), plus, for a pod,
-//! the pod's labels where the runtime has them (podman pods, CRI-O sandboxes). Like KubeArmor,
-//! `pod-template-hash`, `controller-revision-hash` and `pod-template-generation` are dropped. Pod sandboxes
+//! the pod's labels where the runtime has them (podman pods, CRI-O sandboxes, containerd's CRI
+//! sandboxes). Like KubeArmor, `pod-template-hash`, `controller-revision-hash` and `pod-template-generation` are dropped. Pod sandboxes
 //! and infra containers (pause) are not listed: nothing runs in them that a policy is about.
 #![forbid(unsafe_code)]
 
 mod containerd;
+mod containerd_api;
 mod crio;
 mod docker;
 mod http;
@@ -121,6 +122,8 @@ pub struct Sources {
     pub podman_socket: PathBuf,
     /// containerd's `state` directory.
     pub containerd_state: PathBuf,
+    /// containerd's API socket (its `[grpc] address`): the labels of its containers and pods.
+    pub containerd_socket: PathBuf,
     /// The containers/storage graph root CRI-O (and podman) keep their containers in.
     pub storage: PathBuf,
     /// The `/proc` whose pids are reported, and scanned where a runtime does not tell a container's pid.
@@ -130,6 +133,7 @@ pub struct Sources {
 pub const DEFAULT_DOCKER_ROOT: &str = "/var/lib/docker";
 pub const DEFAULT_PODMAN_SOCKET: &str = "/run/podman/podman.sock";
 pub const DEFAULT_CONTAINERD_STATE: &str = "/run/containerd";
+pub const DEFAULT_CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
 pub const DEFAULT_STORAGE: &str = "/var/lib/containers/storage";
 
 impl Default for Sources {
@@ -138,6 +142,7 @@ impl Default for Sources {
             docker_root: DEFAULT_DOCKER_ROOT.into(),
             podman_socket: DEFAULT_PODMAN_SOCKET.into(),
             containerd_state: DEFAULT_CONTAINERD_STATE.into(),
+            containerd_socket: DEFAULT_CONTAINERD_SOCKET.into(),
             storage: DEFAULT_STORAGE.into(),
             proc: "/proc".into(),
         }
@@ -159,7 +164,7 @@ pub fn discover(sources: &Sources) -> Vec<Container> {
     };
     add(docker::discover(&sources.docker_root, &mut scan));
     add(podman::discover(&sources.podman_socket, &mut scan));
-    add(containerd::discover(&sources.containerd_state, &sources.proc, &mut scan));
+    add(containerd::discover(&sources.containerd_state, &sources.containerd_socket, &sources.proc, &mut scan));
     add(crio::discover(&sources.storage, &mut scan));
     found.sort_by(|a, b| (runtime_name(a.runtime), &a.name, &a.id).cmp(&(runtime_name(b.runtime), &b.name, &b.id)));
     found

@@ -338,6 +338,60 @@ fn containerd_bundles() {
     assert_eq!(b.info, bare(Runtime::Containerd));
 }
 
+#[test]
+fn containerd_metadata_adds_the_pods_labels_from_its_sandbox() {
+    use super::containerd_api::{Meta, Metadata};
+    let sandbox = "a".repeat(64);
+    let mut b = containerd::parse(
+        ID,
+        &json!({"annotations": {"io.kubernetes.cri.container-type": "container",
+            "io.kubernetes.cri.sandbox-id": sandbox, "io.kubernetes.cri.sandbox-name": "wp-1",
+            "io.kubernetes.cri.sandbox-namespace": "wordpress-mysql", "io.kubernetes.cri.container-name": "wordpress"}}),
+    );
+    assert_eq!(b.sandbox_id.as_deref(), Some(sandbox.as_str()));
+    let meta =
+        |labels: &[(&str, &str)], image: Option<&str>| Meta { labels: map(labels), image: image.map(String::from) };
+    let mut metadata = Metadata::new();
+    metadata.insert(
+        ("k8s.io".into(), ID.into()),
+        meta(
+            &[("io.kubernetes.container.name", "wordpress"), ("io.cri-containerd.kind", "container"), ("tier", "own")],
+            Some("docker.io/library/wordpress:6"),
+        ),
+    );
+    metadata.insert(
+        ("k8s.io".into(), sandbox.clone()),
+        meta(
+            &[
+                ("app", "wordpress"),
+                ("tier", "pod"),
+                ("pod-template-hash", "5d8f9c"),
+                ("io.cri-containerd.kind", "sandbox"),
+            ],
+            None,
+        ),
+    );
+    // Another namespace's container of the same id says nothing of this one.
+    metadata.insert(("default".into(), ID.into()), meta(&[("other", "x")], Some("other")));
+    containerd::merge_metadata(&mut b, "k8s.io", &metadata);
+    assert_eq!(
+        b.info,
+        ContainerInfo {
+            name: Some("wordpress".into()),
+            image: Some("docker.io/library/wordpress:6".into()),
+            labels: map(&[("app", "wordpress"), ("io.kubernetes.container.name", "wordpress"), ("tier", "own")]),
+            namespace: Some("wordpress-mysql".into()),
+            pod: Some("wp-1".into()),
+            ..bare(Runtime::Containerd)
+        },
+        "the container's own labels win over its pod's; bookkeeping and rollout labels are dropped"
+    );
+    // Without metadata (no socket), the bundle alone.
+    let mut alone = containerd::parse(ID, &json!({"annotations": {"app": "x"}}));
+    containerd::merge_metadata(&mut alone, "k8s.io", &Metadata::new());
+    assert_eq!(alone.info.labels, map(&[("app", "x")]));
+}
+
 /// CRI-O's annotations on a container of pod `wp-1` (CRI-O 1.2x, trimmed), and on its sandbox.
 fn crio_specs(sandbox: &str) -> (serde_json::Value, serde_json::Value) {
     let labels = json!({"io.kubernetes.container.name": "wordpress", "io.kubernetes.pod.name": "wp-1",
@@ -454,6 +508,7 @@ fn discover_lists_every_runtime_once_with_its_first_pid() {
         docker_root: root.join("docker"),
         podman_socket: root.join("podman.sock"),
         containerd_state: root.join("containerd"),
+        containerd_socket: root.join("containerd.sock"),
         storage: root.join("storage"),
         proc: root.join("proc"),
     };
@@ -558,6 +613,7 @@ fn discover_lists_every_runtime_once_with_its_first_pid() {
         docker_root: root.join("none/docker"),
         podman_socket: root.join("none/podman.sock"),
         containerd_state: root.join("none/containerd"),
+        containerd_socket: root.join("none/containerd.sock"),
         storage: root.join("none/storage"),
         proc: root.join("none/proc"),
     };
@@ -584,6 +640,7 @@ fn a_podman_socket_that_does_not_answer_costs_only_podman() {
         docker_root: root.join("docker"),
         podman_socket: socket,
         containerd_state: root.join("containerd"),
+        containerd_socket: root.join("containerd.sock"),
         storage: root.join("storage"),
         proc: root.join("proc"),
     };

@@ -486,6 +486,12 @@ fn validate_containers(at: &Located<'_>, raw: &raw::RawContainers) -> Result<Con
         "containerd_state",
         crate::containers::DEFAULT_CONTAINERD_STATE,
     )?;
+    set(
+        &mut out.sources.containerd_socket,
+        &raw.containerd_socket,
+        "containerd_socket",
+        crate::containers::DEFAULT_CONTAINERD_SOCKET,
+    )?;
     set(&mut out.containerd_root, &raw.containerd_root, "containerd_root", DEFAULT_CONTAINERD_ROOT)?;
     set(&mut out.sources.storage, &raw.storage, "storage", crate::containers::DEFAULT_STORAGE)?;
     Ok(out)

@@ -39,6 +39,7 @@ pub struct RawContainers {
     pub docker_root: Option<Spanned<String>>,
     pub podman_socket: Option<Spanned<String>>,
     pub containerd_state: Option<Spanned<String>>,
+    pub containerd_socket: Option<Spanned<String>>,
     pub containerd_root: Option<Spanned<String>>,
     pub storage: Option<Spanned<String>>,
 }

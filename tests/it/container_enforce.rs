@@ -277,7 +277,7 @@ fn setup(name: &str, layout: SandboxLayout) -> Option<Guarded> {
     let mut text = format!(
         "[daemon]\nmode = \"enforce\"\nalert_log = {}\ncluster_name = \"{CLUSTER_NAME}\"\nhost_name = \"{HOST_NAME}\"\n\
          max_alerts_per_sec = 1000\npolicy_dir = {}\nalert_socket = \"\"\nfail_mode = \"open\"\n\n\
-         [containers]\npodman_socket = {}\nstorage = {}\ndocker_root = {}\ncontainerd_state = {}\ncontainerd_root = {}\n\n\
+         [containers]\npodman_socket = {}\nstorage = {}\ndocker_root = {}\ncontainerd_state = {}\ncontainerd_socket = {}\ncontainerd_root = {}\n\n\
          [[policy]]\nname = \"{HOST_POLICY}\"\naction = \"Block\"\nmessage = \"{HOST_MESSAGE}\"\n",
         toml_str(&alert_log),
         toml_str(&base.join("policy.d")),
@@ -285,6 +285,7 @@ fn setup(name: &str, layout: SandboxLayout) -> Option<Guarded> {
         toml_str(&sb.podman_root),
         toml_str(&none.join("docker")),
         toml_str(&none.join("containerd-state")),
+        toml_str(&none.join("containerd.sock")),
         toml_str(&none.join("containerd")),
     );
     for dir in &host_tmp {

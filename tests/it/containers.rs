@@ -380,8 +380,14 @@ impl Sandbox {
         self.ok(&self.podman_argv(args))
     }
 
-    /// The flags that point `noexecd containers` at this sandbox's runtimes only (`none` for the others).
-    fn sources(&self, podman_socket: Option<&Path>, docker: Option<&Path>, containerd: Option<&Path>) -> Vec<String> {
+    /// The flags that point `noexecd containers` at this sandbox's runtimes only (`none` for the others);
+    /// `containerd` is its state directory and, optionally, its API socket.
+    fn sources(
+        &self,
+        podman_socket: Option<&Path>,
+        docker: Option<&Path>,
+        containerd: Option<(&Path, Option<&Path>)>,
+    ) -> Vec<String> {
         let none = self.base().join("none");
         let or_none = |p: Option<&Path>| path_str(p.unwrap_or(&none));
         vec![
@@ -390,7 +396,9 @@ impl Sandbox {
             "--docker-root".into(),
             or_none(docker),
             "--containerd-state".into(),
-            or_none(containerd),
+            or_none(containerd.map(|(state, _)| state)),
+            "--containerd-socket".into(),
+            or_none(containerd.and_then(|(_, socket)| socket)),
             // podman's storage is containers/storage too: CRI-O's reader must leave podman's containers alone.
             "--storage".into(),
             path_str(&self.podman_root),
@@ -603,7 +611,7 @@ fn containerd_tasks_started_by_ctr_are_listed_with_their_labels_and_gone_once_ki
     let init_pid_file = state.join("io.containerd.runtime.v2.task/k8s.io").join(&id).join("init.pid");
     let pid: i64 = fs::read_to_string(sb.host_view(&init_pid_file)).unwrap().trim().parse().unwrap();
 
-    let sources = sb.sources(None, None, Some(&state));
+    let sources = sb.sources(None, None, Some((&state, None)));
     let listed = sb.containers(&sources);
     // ctr records the image in containerd's metadata only: the bundle does not name it.
     let expected = json!({
@@ -621,6 +629,82 @@ fn containerd_tasks_started_by_ctr_are_listed_with_their_labels_and_gone_once_ki
     println!("{name}: task delete: {}", deleted.status);
     ctr(&["containers", "rm", &id]);
     assert!(sb.containers(&sources).is_empty(), "{name}");
+
+    // A Kubernetes pod as containerd's CRI plugin makes it: the pod's labels are the labels of its sandbox
+    // container, in containerd's metadata only; the container's bundle names the sandbox. Read through the
+    // API socket.
+    let (sandbox, app) = (fresh_id(), fresh_id());
+    let cgroup = |id: &str| format!("/{}/{id}", sb.cgroup);
+    let sandbox_cgroup = cgroup(&sandbox);
+    ctr(&[
+        "run",
+        "-d",
+        "--cgroup",
+        &sandbox_cgroup,
+        "--label",
+        "app=wordpress",
+        "--label",
+        "tier=frontend",
+        "--label",
+        "pod-template-hash=5d8f9c",
+        "--label",
+        "io.cri-containerd.kind=sandbox",
+        "--annotation",
+        "io.kubernetes.cri.container-type=sandbox",
+        IMAGE,
+        &sandbox,
+        "/bin/sleep",
+        "600",
+    ]);
+    let sandbox_annotation = format!("io.kubernetes.cri.sandbox-id={sandbox}");
+    let app_cgroup = cgroup(&app);
+    ctr(&[
+        "run",
+        "-d",
+        "--cgroup",
+        &app_cgroup,
+        "--label",
+        "io.kubernetes.container.name=wordpress",
+        "--label",
+        "io.cri-containerd.kind=container",
+        "--annotation",
+        "io.kubernetes.cri.container-type=container",
+        "--annotation",
+        &sandbox_annotation,
+        "--annotation",
+        "io.kubernetes.cri.sandbox-name=wp-1",
+        "--annotation",
+        "io.kubernetes.cri.sandbox-namespace=wordpress-mysql",
+        IMAGE,
+        &app,
+        "/bin/sleep",
+        "600",
+    ]);
+    let app_pid: i64 = fs::read_to_string(
+        sb.host_view(&state.join("io.containerd.runtime.v2.task/k8s.io").join(&app).join("init.pid")),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    let pod_labels = json!({"app": "wordpress", "io.kubernetes.container.name": "wordpress", "tier": "frontend"});
+    let through_api = sb.containers(&sb.sources(None, None, Some((&state, Some(&socket)))));
+    assert_eq!(
+        through_api,
+        vec![json!({
+            "id": app, "runtime": "containerd", "name": "wordpress", "image": IMAGE,
+            "namespace": "wordpress-mysql", "pod": "wp-1", "labels": pod_labels, "init_pid": app_pid,
+        })],
+        "{name}: through containerd's API the pod's labels (its sandbox's) and the image are known"
+    );
+    // Without the socket, the bundle's annotations alone: no pod labels, no image.
+    let files_only = sb.containers(&sources);
+    assert_eq!(files_only.len(), 1, "{name}: {files_only:?}");
+    assert_eq!(files_only[0]["labels"], json!({"io.kubernetes.container.name": "wordpress"}), "{name}");
+    assert_eq!(files_only[0]["image"], Value::Null, "{name}");
+    for id in [&app, &sandbox] {
+        ctr(&["task", "kill", "-s", "KILL", id]);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------
