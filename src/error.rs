@@ -100,6 +100,8 @@ pub enum Error {
         source: std::io::Error,
     },
     DecisionThreadDied,
+    /// `run --host-namespace`: the supervised daemon ended with this status (it logged why).
+    DaemonExited(i32),
     /// `run --host-namespace`: opening our root or joining pid 1's mount namespace.
     EnterHostNamespace(std::io::Error),
     ReadEvents(std::io::Error),
@@ -175,6 +177,7 @@ impl fmt::Display for Error {
             }
             Error::ReadAlerts { path, source } => write!(f, "cannot read alerts from {}: {source}", path.display()),
             Error::DecisionThreadDied => f.write_str("the decision thread ended unexpectedly"),
+            Error::DaemonExited(code) => write!(f, "the guard exited with status {code}"),
             Error::EnterHostNamespace(e) => write!(
                 f,
                 "cannot join the host's mount namespace (/proc/1/ns/mnt): {e} (it needs the host's pid namespace, CAP_SYS_ADMIN and CAP_SYS_CHROOT)"

@@ -7,6 +7,7 @@ pub(crate) mod fdstore;
 pub(crate) mod liveness;
 pub(crate) mod notify;
 mod options;
+mod supervisor;
 mod watch;
 
 pub use fdstore::FD_NAME;
@@ -52,10 +53,16 @@ const CONTAINER_POLL: Duration = Duration::from_millis(500);
 /// Fd numbers a crashed daemon may have left events under: a 64 KiB read holds at most 2730 events.
 const STALE_FD_SWEEP: i32 = 16_384;
 
-/// Runs the guard until SIGTERM or SIGINT.
+/// Runs the guard until SIGTERM or SIGINT. With `host_namespace`, the calling process supervises a forked
+/// daemon and returns its exit status as [`Error::DaemonExited`] when it is not 0.
 pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
     // Before any thread starts: a process whose threads share filesystem attributes cannot change its mount
-    // namespace.
+    // namespace (nor fork safely).
+    if options.host_namespace
+        && let Some(code) = supervisor::split()?
+    {
+        return if code == 0 { Ok(()) } else { Err(Error::DaemonExited(code)) };
+    }
     let files = if options.host_namespace {
         let root = sys::enter_mount_namespace_of(1).map_err(Error::EnterHostNamespace)?;
         tracing::info!("joined the mount namespace of pid 1; the configuration is read from this container");

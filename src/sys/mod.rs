@@ -26,4 +26,4 @@ pub use event::{Event, Mask, Responder, Response};
 pub use fd::{is_fanotify, raise_nofile_limit, take_listen_fds};
 pub use file::{FileFacts, PATH_BUF_LEN, fd_path, file_facts, read_head};
 pub use group::FanotifyGroup;
-pub use ns::{ContainerRoot, enter_mount_namespace_of};
+pub use ns::{ContainerRoot, Forked, enter_mount_namespace_of, fork_daemon};

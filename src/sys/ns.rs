@@ -36,3 +36,33 @@ pub fn enter_mount_namespace_of(pid: i32) -> io::Result<ContainerRoot> {
     setns(ns.as_fd(), CloneFlags::CLONE_NEWNS)?;
     Ok(ContainerRoot { fd: root })
 }
+
+/// Which side of [`fork_daemon`] this process is on.
+#[derive(Debug)]
+pub enum Forked {
+    /// The original process, which stays in its container; the daemon's pid.
+    Supervisor(nix::unistd::Pid),
+    /// The new process, which goes on to join the host's namespace and guard.
+    Daemon,
+}
+
+/// Splits the process in two before any thread starts. The container must keep a process in its own mount
+/// namespace: with none left the kernel tears its mounts down (the ConfigMap volumes would vanish from
+/// under the root fd), and the runtime's `exec` (a liveness probe) joins the namespaces of the container's
+/// first process, which must not be the host's.
+pub fn fork_daemon() -> io::Result<Forked> {
+    if std::fs::read_dir("/proc/self/task")?.count() != 1 {
+        return Err(io::Error::other("cannot fork: the process already runs more than one thread"));
+    }
+    // SAFETY: the process has exactly one thread (checked above, and `run` starts none before this), so the
+    // child is a complete copy: no lock can be held by a thread that does not exist in it.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Supervisor(child)),
+        nix::unistd::ForkResult::Child => {
+            // The daemon must not outlive its supervisor (the container's first process): SIGTERM stops it
+            // as a stop of the container would.
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
+            Ok(Forked::Daemon)
+        }
+    }
+}
