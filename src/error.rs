@@ -187,7 +187,11 @@ impl fmt::Display for Error {
             Error::Runtime { what, source } => write!(f, "cannot set up the {what}: {source}"),
             Error::WriteFile { path, source } => write!(f, "cannot write {}: {source}", path.display()),
             Error::ReadStatus { path, source } => {
-                write!(f, "cannot read the status file {} (is `noexecd run --status-file` running?): {source}", path.display())
+                write!(
+                    f,
+                    "cannot read the status file {} (is `noexecd run --status-file` running?): {source}",
+                    path.display()
+                )
             }
             Error::ReadKubeArmor { path, source } => {
                 write!(f, "cannot read KubeArmor policy file {}: {source}", path.display())

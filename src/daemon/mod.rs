@@ -369,7 +369,10 @@ impl Controller {
     fn reload(&mut self) {
         notify::reloading();
         let current = self.shared.load_full();
-        let next = self.files.load(&self.config_path, &self.options).and_then(|config| Guard::build(config, current.mounts.clone()));
+        let next = self
+            .files
+            .load(&self.config_path, &self.options)
+            .and_then(|config| Guard::build(config, current.mounts.clone()));
         match next.and_then(|guard| self.install(guard)) {
             Ok(()) => {
                 refresh_scopes(&self.shared.load().config, &self.scopes);

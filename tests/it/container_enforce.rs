@@ -67,7 +67,8 @@ const HOST_MESSAGE: &str = "Alert! Execution attempted inside the host's tmp fol
 /// The `Labels` of a WordPress container's alert: KubeArmor's `k=v,...`, sorted by key.
 const WORDPRESS_LABEL_TEXT: &str = "app=wordpress,io.kubernetes.container.name=wordpress,io.kubernetes.pod.name=wp-1,io.kubernetes.pod.namespace=wordpress-mysql";
 /// Same namespace, another app: the policy does not select it.
-pub(crate) const OTHER_LABELS: [(&str, &str); 2] = [("app", "other"), ("io.kubernetes.pod.namespace", "wordpress-mysql")];
+pub(crate) const OTHER_LABELS: [(&str, &str); 2] =
+    [("app", "other"), ("io.kubernetes.pod.namespace", "wordpress-mysql")];
 /// The busybox image with `/tmp/x` baked in (a static program that prints `ran` and exits 0).
 const TMPX_IMAGE: &str = "localhost/noexecd-it-tmpx:1";
 /// How long the daemon may take to say READY=1 (its first look at the runtimes is bounded by 3 s).

@@ -268,7 +268,10 @@ fn host_pid_of(g: &Guarded, ns_pid: i64) -> i32 {
             .find_map(|l| l.strip_prefix("NSpid:"))
             .map(|l| l.split_whitespace().filter_map(|p| p.parse().ok()).collect())
             .unwrap_or_default();
-        if nspid.len() == 2 && nspid[1] == ns_pid && fs::read_link(format!("/proc/{pid}/ns/pid")).ok() == Some(want_ns.clone()) {
+        if nspid.len() == 2
+            && nspid[1] == ns_pid
+            && fs::read_link(format!("/proc/{pid}/ns/pid")).ok() == Some(want_ns.clone())
+        {
             return pid;
         }
     }
@@ -299,7 +302,7 @@ fn stdout_alerts(g: &Guarded, name: &str) -> Vec<Value> {
 }
 
 fn pod_template_guards_the_node(name: &str, layout: SandboxLayout) {
-    let Some(mut g) = setup(name, layout) else { return };
+    let Some(g) = setup(name, layout) else { return };
     let base = g.sb.base();
     build_noexecd_image(&g);
 
@@ -350,8 +353,7 @@ fn pod_template_guards_the_node(name: &str, layout: SandboxLayout) {
     write_configmap(&cm(&config_volume), "2026_12_01_00_00_00.1", &[(&config_file, &pod_text)]);
     write_configmap(&cm("policies"), "2026_12_01_00_00_00.1", &[("ksp-block-exec-inside-tmp.yaml", &ksp)]);
     let status_volume = mounts.iter().find(|(_, at)| status_in_pod.starts_with(at)).map(|(n, _)| n.clone()).unwrap();
-    let status_on_node =
-        volumes[&status_volume].join(status_in_pod.strip_prefix(&mounts[&status_volume]).unwrap());
+    let status_on_node = volumes[&status_volume].join(status_in_pod.strip_prefix(&mounts[&status_volume]).unwrap());
 
     // SAFETY: what the configuration marks, checked on the host's copy (same policies).
     let o = g.sb.run(&[bin().into_os_string(), "check".into(), "--config".into(), g.config.clone().into()]);
@@ -447,7 +449,11 @@ fn pod_template_guards_the_node(name: &str, layout: SandboxLayout) {
             break;
         }
         assert_ran(&o, &format!("{name}: app=other before the update is in force"));
-        assert!(Instant::now() < deadline, "{name}: the update is not in force after {RELOADED_WITHIN:?}\n{}", logs(&g));
+        assert!(
+            Instant::now() < deadline,
+            "{name}: the update is not in force after {RELOADED_WITHIN:?}\n{}",
+            logs(&g)
+        );
         thread::sleep(Duration::from_millis(500));
     }
     let o = g.podman(&["exec", wp_name, "/bin/sh", "-c", "cp /bin/ok /var/tmp/y && /var/tmp/y"]);
