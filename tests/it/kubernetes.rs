@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::common::*;
@@ -351,7 +353,12 @@ fn pod_template_guards_the_node(name: &str, layout: SandboxLayout) {
     }
     let cm = |v: &str| g.sb.host_view(&volumes[v]);
     write_configmap(&cm(&config_volume), "2026_12_01_00_00_00.1", &[(&config_file, &pod_text)]);
-    write_configmap(&cm("policies"), "2026_12_01_00_00_00.1", &[("ksp-block-exec-inside-tmp.yaml", &ksp)]);
+    // And a container policy selecting the pod's own label that forbids its own program: the daemon's own
+    // container is never decided by container policies, so its probe still runs.
+    let own = "[[policy]]\nname = \"it-block-noexecd-in-its-own-pod\"\naction = \"Block\"\n\n[policy.selector]\n\
+               match_labels = { app = \"noexecd\" }\n\n[[policy.process.match_paths]]\npath = \"/usr/bin/noexecd\"\n";
+    let policies = [("ksp-block-exec-inside-tmp.yaml", ksp.as_str()), ("own-pod.toml", own)];
+    write_configmap(&cm("policies"), "2026_12_01_00_00_00.1", &policies);
     let status_volume = mounts.iter().find(|(_, at)| status_in_pod.starts_with(at)).map(|(n, _)| n.clone()).unwrap();
     let status_on_node = volumes[&status_volume].join(status_in_pod.strip_prefix(&mounts[&status_volume]).unwrap());
 
@@ -437,10 +444,26 @@ fn pod_template_guards_the_node(name: &str, layout: SandboxLayout) {
     assert_eq!(get_str(&out[0], "PolicyName"), HOST_POLICY, "{}", out[0]);
     assert_wordpress_alert(&out[n - 1], &c);
 
+    // The liveness probe fails while the daemon stalls, and passes again once it goes on. (Run from the node:
+    // the probe's own exec of /usr/bin/noexecd, on a guarded filesystem, would wait for the stopped daemon.)
+    let probe = |max_age: &str| {
+        let status = status_on_node.clone().into_os_string();
+        g.sb.run(&[bin().into_os_string(), "status".into(), "--status-file".into(), status, "--max-age".into(), max_age.into()])
+    };
+    assert_eq!(probe("4").code(), Some(0), "{name}: the probe passes");
+    kill(Pid::from_raw(daemon), Signal::SIGSTOP).unwrap();
+    thread::sleep(Duration::from_secs(6));
+    let stalled = probe("4");
+    kill(Pid::from_raw(daemon), Signal::SIGCONT).unwrap();
+    assert!(stalled.code() == Some(1) && stalled.stderr.contains("not alive"), "{name}: stalled\n{stalled}");
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(probe("4").code(), Some(0), "{name}: the probe passes again");
+
     // A ConfigMap update: the policy now selects app=other. The kubelet swaps `..data`; no SIGHUP.
     let swapped = ksp.replace("app: wordpress", "app: other");
     assert_ne!(swapped, ksp);
-    write_configmap(&cm("policies"), "2026_12_01_00_05_00.2", &[("ksp-block-exec-inside-tmp.yaml", &swapped)]);
+    let policies = [("ksp-block-exec-inside-tmp.yaml", swapped.as_str()), ("own-pod.toml", own)];
+    write_configmap(&cm("policies"), "2026_12_01_00_05_00.2", &policies);
     let deadline = Instant::now() + RELOADED_WITHIN;
     loop {
         let o = g.run_container(&OTHER_LABELS, &["--rm"], IMAGE, &other);
