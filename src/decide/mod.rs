@@ -127,7 +127,8 @@ impl Decider {
     pub fn new(alerts: mpsc::Sender<ExecAlert>, counters: Arc<Counters>) -> Self {
         Self {
             own_pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
-            own_container: procfs::container_of(i32::try_from(std::process::id()).unwrap_or(i32::MAX)).map(|(_, id)| id),
+            own_container: procfs::container_of(i32::try_from(std::process::id()).unwrap_or(i32::MAX))
+                .map(|(_, id)| id),
             path_buf: Box::new([0u8; PATH_BUF_LEN]),
             scratch: Vec::with_capacity(PATH_BUF_LEN),
             canonical: Vec::with_capacity(PATH_BUF_LEN),

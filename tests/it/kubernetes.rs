@@ -10,7 +10,7 @@
 //! node, a private podman with its storage on the test's filesystems, the host policy protecting the node's
 //! tmp directories and KubeArmor's `ksp-block-exec-inside-tmp` (the manifest's ConfigMap file, checked to be
 //! the seed unchanged) selecting the `app=wordpress` containers. The image is the tested binary with the
-//! shared objects it needs (`make image` builds the static one).
+//! shared objects it needs, or `make image`'s archive when `NOEXECD_IT_IMAGE` names it.
 //!
 //! Safety: the configuration goes through `noexecd check` first (every mark on a filesystem the test mounted);
 //! once the daemon answers, its marks are read back from /proc/PID/fdinfo after every step. Every command is
@@ -280,7 +280,19 @@ fn host_pid_of(g: &Guarded, ns_pid: i64) -> i32 {
     panic!("no process {ns_pid} in the sandbox's pid namespace");
 }
 
-/// `<base>/noexecd-img.tar`: the tested binary at /usr/bin/noexecd and the shared objects it loads.
+/// The image the pod runs: `make image`'s archive when `NOEXECD_IT_IMAGE` names it (the static binary, as
+/// shipped), else `<base>/noexecd-img.tar`: the tested binary at /usr/bin/noexecd and the shared objects it loads.
+fn noexecd_image(g: &Guarded) -> String {
+    if let Some(archive) = std::env::var_os("NOEXECD_IT_IMAGE") {
+        let out = g.sb.podman(&["load", "-q", "-i", &path_str(Path::new(&archive))]);
+        let name = out.trim().rsplit(' ').next().unwrap().to_owned();
+        println!("pod image {name}, loaded from {}", Path::new(&archive).display());
+        return name;
+    }
+    build_noexecd_image(g);
+    NOEXECD_IMAGE.to_owned()
+}
+
 fn build_noexecd_image(g: &Guarded) {
     let base = g.sb.base();
     let img = base.join("noexecd-img");
@@ -306,7 +318,7 @@ fn stdout_alerts(g: &Guarded, name: &str) -> Vec<Value> {
 fn pod_template_guards_the_node(name: &str, layout: SandboxLayout) {
     let Some(g) = setup(name, layout) else { return };
     let base = g.sb.base();
-    build_noexecd_image(&g);
+    let pod_image = noexecd_image(&g);
 
     // The manifest: its ConfigMap file is KubeArmor's seed unchanged; its DaemonSet's pod template.
     let ksp = fs::read_to_string(manifest_dir().join("policy.d/ksp-block-exec-inside-tmp.yaml")).unwrap();
@@ -376,7 +388,7 @@ fn pod_template_guards_the_node(name: &str, layout: SandboxLayout) {
 
     // The pod, as the kubelet would run it.
     let pod = "noexecd-node-1";
-    let node = Node { node_name: NODE_NAME, image: NOEXECD_IMAGE, volumes: &volumes, name: pod };
+    let node = Node { node_name: NODE_NAME, image: &pod_image, volumes: &volumes, name: pod };
     let mut run = podman_run_args(template, &node);
     run.splice(2..2, ["--cgroup-parent".to_owned(), format!("/{}", g.sb.cgroup)]);
     let run: Vec<&str> = run.iter().map(String::as_str).collect();
@@ -448,7 +460,14 @@ fn pod_template_guards_the_node(name: &str, layout: SandboxLayout) {
     // the probe's own exec of /usr/bin/noexecd, on a guarded filesystem, would wait for the stopped daemon.)
     let probe = |max_age: &str| {
         let status = status_on_node.clone().into_os_string();
-        g.sb.run(&[bin().into_os_string(), "status".into(), "--status-file".into(), status, "--max-age".into(), max_age.into()])
+        g.sb.run(&[
+            bin().into_os_string(),
+            "status".into(),
+            "--status-file".into(),
+            status,
+            "--max-age".into(),
+            max_age.into(),
+        ])
     };
     assert_eq!(probe("4").code(), Some(0), "{name}: the probe passes");
     kill(Pid::from_raw(daemon), Signal::SIGSTOP).unwrap();
@@ -464,11 +483,13 @@ fn pod_template_guards_the_node(name: &str, layout: SandboxLayout) {
     assert_ne!(swapped, ksp);
     let policies = [("ksp-block-exec-inside-tmp.yaml", swapped.as_str()), ("own-pod.toml", own)];
     write_configmap(&cm("policies"), "2026_12_01_00_05_00.2", &policies);
-    let deadline = Instant::now() + RELOADED_WITHIN;
+    let swapped_at = Instant::now();
+    let deadline = swapped_at + RELOADED_WITHIN;
     loop {
         let o = g.run_container(&OTHER_LABELS, &["--rm"], IMAGE, &other);
         if o.code() == Some(126) {
             assert_denied_in_shell(&o, &format!("{name}: app=other after the update"));
+            println!("{name}: the ConfigMap update was in force {:?} after the ..data swap", swapped_at.elapsed());
             break;
         }
         assert_ran(&o, &format!("{name}: app=other before the update is in force"));
