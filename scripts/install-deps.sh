@@ -32,6 +32,17 @@ set -euo pipefail
 
 export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${PATH:-}"
 
+# `make k8s-check`: kubernetes-validate, pinned, in a venv of its own when it is not on PATH.
+K8S_VALIDATE_VERSION=1.37.0
+K8S_VENV=$(cd "$(dirname "$0")/.." && pwd)/target/k8s-venv
+k8s_validate_ok() {
+    local v
+    for v in "$K8S_VENV/bin/kubernetes-validate" kubernetes-validate; do
+        [[ $("$v" --version 2>/dev/null) == *"$K8S_VALIDATE_VERSION"* ]] && return 0
+    done
+    return 1
+}
+
 say() { echo "install-deps: $*"; }
 die() { echo "install-deps: $*" >&2; exit 1; }
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -54,16 +65,6 @@ need_pkg() { # need_pkg DEBIAN_PACKAGE: add it to the list once
 }
 need_cmd() { # need_cmd COMMAND DEBIAN_PACKAGE
     have "$1" || need_pkg "$2"
-}
-
-K8S_VALIDATE_VERSION=1.37.0
-K8S_VENV=$(cd "$(dirname "$0")/.." && pwd)/target/k8s-venv
-k8s_validate_ok() {
-    local v
-    for v in "$K8S_VENV/bin/kubernetes-validate" kubernetes-validate; do
-        [[ $("$v" --version 2>/dev/null) == *"$K8S_VALIDATE_VERSION"* ]] && return 0
-    done
-    return 1
 }
 
 if ((want_test)); then
