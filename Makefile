@@ -8,6 +8,10 @@ export CARGO_TERM_COLOR ?= never
 # Extra test targets appended by included makefiles (packaging checks, the booted-systemd test).
 TEST_EXTRA :=
 -include packaging/packaging.mk
+-include packaging/kubernetes/kubernetes.mk
+
+# `noexecd --version` names the commit it was built from (build.rs).
+export NOEXECD_COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 
 .PHONY: all build-deps build run demo test test-deps fmt-check clippy unit-tests integration-tests check-config bench clean
 

@@ -15,7 +15,9 @@
 #            what the open guard's route tests run: file, python3, perl, ruby, php-cli, nodejs; what the
 #            container discovery tests run (tests/it/containers.rs): podman, runc (podman's default crun refuses
 #            a hybrid cgroup layout), containerd (with ctr), busybox-static (their images); as root podman needs
-#            no uidmap. Debian's docker.io (dockerd) too, but only with CI=true or NOEXECD_TEST_DOCKER=1: it
+#            no uidmap; kubernetes-validate 1.37.0 (PyPI, with its bundled schemas; `make k8s-check`), by pip
+#            into the venv target/k8s-venv when no kubernetes-validate of that version is on PATH (python3-venv).
+#            Debian's docker.io (dockerd) too, but only with CI=true or NOEXECD_TEST_DOCKER=1: it
 #            enables a boot-time daemon that changes the firewall, which a developer's machine may not want;
 #            without it the docker test skips.
 #   package  what `make deb rpm package-checks test-system` needs (`make package-deps`): lintian, rpm,
@@ -32,6 +34,17 @@
 set -euo pipefail
 
 export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${PATH:-}"
+
+# `make k8s-check`: kubernetes-validate, pinned, in a venv of its own when it is not on PATH.
+K8S_VALIDATE_VERSION=1.37.0
+K8S_VENV=$(cd "$(dirname "$0")/.." && pwd)/target/k8s-venv
+k8s_validate_ok() {
+    local v
+    for v in "$K8S_VENV/bin/kubernetes-validate" kubernetes-validate; do
+        [[ $("$v" --version 2>/dev/null) == *"$K8S_VALIDATE_VERSION"* ]] && return 0
+    done
+    return 1
+}
 
 say() { echo "install-deps: $*"; }
 die() { echo "install-deps: $*" >&2; exit 1; }
@@ -98,6 +111,10 @@ if ((want_test)); then
     need_cmd containerd-shim-runc-v2 containerd
     # The images are a static busybox and its applets (the dynamic `busybox` package cannot run in them).
     dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need_pkg busybox-static
+    # `make k8s-check`: a venv for kubernetes-validate (Debian's python refuses pip outside one).
+    if ! k8s_validate_ok; then
+        python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkg python3-venv
+    fi
     if [[ ${CI:-} == true || ${NOEXECD_TEST_DOCKER:-} == 1 ]]; then
         have dockerd || need_pkg docker.io
     fi
@@ -133,6 +150,13 @@ if ((${#apt_missing[@]})); then
     fi
     timeout 600 apt-get update -qq >/dev/null
     timeout 1200 apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
+fi
+
+# --- Python tools -----------------------------------------------------------------------------------------------
+if ((want_test)) && ! k8s_validate_ok; then
+    say "pip install kubernetes-validate==$K8S_VALIDATE_VERSION into $K8S_VENV"
+    timeout 300 python3 -m venv "$K8S_VENV"
+    timeout 600 "$K8S_VENV/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$K8S_VALIDATE_VERSION"
 fi
 
 # --- The Rust toolchain -----------------------------------------------------------------------------------------

@@ -8,10 +8,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// The default configuration file, as installed by the packages.
 pub const DEFAULT_CONFIG: &str = "/etc/noexecd/noexecd.toml";
 
+/// The version and the commit it was built from (`NOEXECD_COMMIT` at build time; see build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("NOEXECD_COMMIT_ID"), ")");
+
+/// The status file `run --status-file` writes in a container and `status` reads.
+pub const DEFAULT_STATUS_FILE: &str = "/run/noexecd/status";
+
 /// Host execution guard: blocks exec from /tmp and other protected paths with fanotify and writes a
 /// KubeArmor-schema alert for every blocked or audited attempt.
 #[derive(Debug, Parser)]
-#[command(name = "noexecd", version, propagate_version = true, disable_version_flag = false)]
+#[command(name = "noexecd", version = VERSION, propagate_version = true, disable_version_flag = false)]
 pub struct Cli {
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, global = true, value_name = "LEVEL")]
@@ -24,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the guard: mark the filesystems that hold protected paths and answer every exec on them.
-    Run(ConfigArg),
+    Run(RunArgs),
     /// Validate the configuration and print what would be marked; exit 1 on error.
     Check(ConfigArg),
     /// Show offline how the policy decides an exec of PATH. Exit status: 0 allowed, 2 blocked, 3 audited, 1 error.
@@ -48,6 +54,9 @@ pub enum Command {
     /// state directory, CRI-O's containers/storage. A runtime that is not there gives nothing; the others are
     /// still listed. docs/containers.md tells what is read, and what is not known.
     Containers(ContainersArgs),
+    /// Liveness probe: print the status line a running daemon (`run --status-file`) wrote; exit 1 when it
+    /// is missing or older than --max-age (the decision thread or the control loop stalled).
+    Status(StatusArgs),
     /// Print the version.
     Version,
     /// Write the man page or shell completions (used by the packaging).
@@ -60,6 +69,43 @@ pub struct ConfigArg {
     /// Configuration file.
     #[arg(long, short = 'c', value_name = "PATH", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Join the mount namespace of pid 1 before anything else (noexecd in a container sharing the host's pid
+    /// namespace; needs CAP_SYS_ADMIN and CAP_SYS_CHROOT): the host's mounts, paths and runtimes are then
+    /// guarded and read, while --config, its policy_dir and --status-file stay paths of this container.
+    #[arg(long)]
+    pub host_namespace: bool,
+    /// Reload when the configuration or a file of policy_dir changes (a Kubernetes ConfigMap update),
+    /// looked at every 2 s; SIGHUP reloads either way.
+    #[arg(long)]
+    pub watch_config: bool,
+    /// Rewrite this file every 2 s while the decision thread is alive (read by `noexecd status`).
+    #[arg(long, value_name = "PATH")]
+    pub status_file: Option<PathBuf>,
+    /// Also write every alert, one JSON line each, to stdout (a container's log).
+    #[arg(long)]
+    pub alert_stdout: bool,
+    /// HostName of the alerts, over host_name of the configuration (default: $NOEXECD_HOST_NAME).
+    #[arg(long, value_name = "NAME")]
+    pub host_name: Option<String>,
+    /// ClusterName of the alerts, over cluster_name of the configuration (default: $NOEXECD_CLUSTER_NAME).
+    #[arg(long, value_name = "NAME")]
+    pub cluster_name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The file the daemon writes (`run --status-file`).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_STATUS_FILE)]
+    pub status_file: PathBuf,
+    /// Fail when the file is older than this many seconds (the daemon rewrites it every 2 s).
+    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+    pub max_age: u64,
 }
 
 #[derive(Debug, Args)]

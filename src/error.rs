@@ -100,6 +100,10 @@ pub enum Error {
         source: std::io::Error,
     },
     DecisionThreadDied,
+    /// `run --host-namespace`: the supervised daemon ended with this status (it logged why).
+    DaemonExited(i32),
+    /// `run --host-namespace`: opening our root or joining pid 1's mount namespace.
+    EnterHostNamespace(std::io::Error),
     ReadEvents(std::io::Error),
     SpawnThread {
         what: &'static str,
@@ -110,6 +114,11 @@ pub enum Error {
         source: std::io::Error,
     },
     WriteFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// `noexecd status`: the daemon's status file.
+    ReadStatus {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -168,10 +177,22 @@ impl fmt::Display for Error {
             }
             Error::ReadAlerts { path, source } => write!(f, "cannot read alerts from {}: {source}", path.display()),
             Error::DecisionThreadDied => f.write_str("the decision thread ended unexpectedly"),
+            Error::DaemonExited(code) => write!(f, "the guard exited with status {code}"),
+            Error::EnterHostNamespace(e) => write!(
+                f,
+                "cannot join the host's mount namespace (/proc/1/ns/mnt): {e} (it needs the host's pid namespace, CAP_SYS_ADMIN and CAP_SYS_CHROOT)"
+            ),
             Error::ReadEvents(e) => write!(f, "cannot read the fanotify group: {e}"),
             Error::SpawnThread { what, source } => write!(f, "cannot start the {what} thread: {source}"),
             Error::Runtime { what, source } => write!(f, "cannot set up the {what}: {source}"),
             Error::WriteFile { path, source } => write!(f, "cannot write {}: {source}", path.display()),
+            Error::ReadStatus { path, source } => {
+                write!(
+                    f,
+                    "cannot read the status file {} (is `noexecd run --status-file` running?): {source}",
+                    path.display()
+                )
+            }
             Error::ReadKubeArmor { path, source } => {
                 write!(f, "cannot read KubeArmor policy file {}: {source}", path.display())
             }

@@ -24,9 +24,38 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run(args) => {
-            noexecd::daemon::run(&args.config)
-                .with_context(|| format!("guard stopped on an error (config {})", args.config.display()))?;
+            let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            let options = noexecd::daemon::RunOptions {
+                host_namespace: args.host_namespace,
+                watch_config: args.watch_config,
+                status_file: args.status_file,
+                alert_stdout: args.alert_stdout,
+                host_name: args.host_name.or_else(|| env("NOEXECD_HOST_NAME")),
+                cluster_name: args.cluster_name.or_else(|| env("NOEXECD_CLUSTER_NAME")),
+            };
+            let config = &args.config.config;
+            noexecd::daemon::run(config, &options)
+                .with_context(|| format!("guard stopped on an error (config {})", config.display()))?;
             Ok(0)
+        }
+        Command::Status(args) => {
+            use noexecd::cmd::status::{Liveness, status};
+            let max_age = std::time::Duration::from_secs(args.max_age);
+            match status(&args.status_file, max_age, std::time::SystemTime::now()).context("not alive")? {
+                Liveness::Alive(line) => {
+                    println!("{line}");
+                    Ok(0)
+                }
+                Liveness::Stale { age, line } => {
+                    eprintln!(
+                        "noexecd: not alive: {} was last written {}s ago (more than {}s): {line}",
+                        args.status_file.display(),
+                        age.as_secs(),
+                        args.max_age
+                    );
+                    Ok(explain_status::ERROR)
+                }
+            }
         }
         Command::Check(args) => {
             noexecd::cmd::check::check(&args.config, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())
@@ -85,7 +114,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Version => {
-            println!("noexecd {}", env!("CARGO_PKG_VERSION"));
+            println!("noexecd {}", noexecd::cli::VERSION);
             Ok(0)
         }
         Command::Generate(args) => {

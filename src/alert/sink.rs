@@ -43,6 +43,9 @@ pub struct AlertSink {
     /// Lines written since the last check that the file still has a name: written again if it lost it.
     recent: Vec<String>,
     recent_bytes: usize,
+    /// A copy of every line for the process's stdout (`run --alert-stdout`): what a cluster's log pipeline
+    /// collects from a container.
+    stdout: Option<File>,
 }
 
 /// A host runs a bounded number of containers at a time; past this many, the cache starts over.
@@ -71,9 +74,17 @@ impl AlertSink {
             containers: HashMap::new(),
             recent: Vec::new(),
             recent_bytes: 0,
+            stdout: None,
         };
         sink.reopen();
         sink
+    }
+
+    /// Also writes every line to stdout. Fails when stdout cannot be duplicated (it is closed).
+    pub fn with_stdout(mut self) -> std::io::Result<Self> {
+        use std::os::fd::AsFd;
+        self.stdout = Some(File::from(std::io::stdout().as_fd().try_clone_to_owned()?));
+        Ok(self)
     }
 
     fn reopen(&mut self) {
@@ -193,6 +204,12 @@ impl AlertSink {
 
     fn append(&mut self, line: &str, counts: bool) {
         self.subscribers.publish(&Arc::from(line));
+        if let Some(out) = self.stdout.as_mut()
+            && let Err(e) = append_whole(out, line.as_bytes())
+        {
+            // A pipe whose reader went away: the file and the socket still get the alert.
+            self.report_error(&e);
+        }
         if self.file.is_none() {
             self.reopen();
         }

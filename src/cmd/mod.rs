@@ -1,6 +1,7 @@
 //! The commands other than `run`: what `main` calls for each subcommand. `check` and `explain` decide
 //! without fanotify; `logs` and `notify` read the alert stream; `import` converts KubeArmor YAML;
-//! `generate` writes man pages and completions; `containers` lists the containers the runtimes run.
+//! `generate` writes man pages and completions; `containers` lists the containers the runtimes run;
+//! `status` is a container's liveness probe.
 #![forbid(unsafe_code)]
 
 pub mod check;
@@ -10,3 +11,4 @@ pub mod generate;
 pub mod import;
 pub mod logs;
 pub mod notify;
+pub mod status;

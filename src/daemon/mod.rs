@@ -4,9 +4,18 @@
 #![forbid(unsafe_code)]
 
 pub(crate) mod fdstore;
+pub(crate) mod liveness;
 pub(crate) mod notify;
+mod options;
+mod supervisor;
+mod watch;
 
 pub use fdstore::FD_NAME;
+pub use liveness::LIVE_EVERY;
+pub use options::RunOptions;
+
+use options::Files;
+use watch::Fingerprint;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,7 +38,7 @@ use crate::guard::exec_cache::{Candidate, ExecCache};
 use crate::guard::marks::{self, Marks};
 use crate::guard::scopes::Scopes;
 use crate::host::mounts::MountTable;
-use crate::policy::{self, Config, FailMode};
+use crate::policy::{Config, FailMode};
 use crate::stats::Counters;
 use crate::sys::{self, FanotifyGroup};
 
@@ -44,8 +53,23 @@ const CONTAINER_POLL: Duration = Duration::from_millis(500);
 /// Fd numbers a crashed daemon may have left events under: a 64 KiB read holds at most 2730 events.
 const STALE_FD_SWEEP: i32 = 16_384;
 
-/// Runs the guard until SIGTERM or SIGINT.
-pub fn run(config_path: &Path) -> Result<()> {
+/// Runs the guard until SIGTERM or SIGINT. With `host_namespace`, the calling process supervises a forked
+/// daemon and returns its exit status as [`Error::DaemonExited`] when it is not 0.
+pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
+    // Before any thread starts: a process whose threads share filesystem attributes cannot change its mount
+    // namespace (nor fork safely).
+    if options.host_namespace
+        && let Some(code) = supervisor::split()?
+    {
+        return if code == 0 { Ok(()) } else { Err(Error::DaemonExited(code)) };
+    }
+    let files = if options.host_namespace {
+        let root = sys::enter_mount_namespace_of(1).map_err(Error::EnterHostNamespace)?;
+        tracing::info!("joined the mount namespace of pid 1; the configuration is read from this container");
+        Files::new(Some(root))
+    } else {
+        Files::new(None)
+    };
     if let Err(e) = sys::raise_nofile_limit() {
         tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE; a large burst of events may fail to read");
     }
@@ -57,7 +81,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         tracing::warn!(denied_in_flight = stale, "resuming the fanotify group kept by systemd across a crash");
     }
     let setup = (|| {
-        let config = policy::load(config_path)?;
+        let config = files.load(config_path, options)?;
         let group = match stored {
             Some(group) => {
                 tracing::info!("queued exec attempts are decided now");
@@ -100,6 +124,11 @@ pub fn run(config_path: &Path) -> Result<()> {
         counters.clone(),
         subscribers.clone(),
     );
+    let sink = if options.alert_stdout {
+        sink.with_stdout().map_err(|source| Error::Runtime { what: "alert copy to stdout", source })?
+    } else {
+        sink
+    };
     let shared = Arc::new(ArcSwap::from_pointee(guard));
     let scopes = Arc::new(ArcSwap::from_pointee(Scopes::default()));
 
@@ -170,6 +199,8 @@ pub fn run(config_path: &Path) -> Result<()> {
         };
         let mut controller = Controller {
             config_path: config_path.to_owned(),
+            options: options.clone(),
+            files,
             shared: shared.clone(),
             scopes: scopes.clone(),
             marks,
@@ -208,6 +239,8 @@ pub fn run(config_path: &Path) -> Result<()> {
 /// The control loop's state: everything reloads and mount changes touch.
 struct Controller {
     config_path: PathBuf,
+    options: RunOptions,
+    files: Files,
     shared: Arc<ArcSwap<Guard>>,
     /// The running containers and the container policies that select each.
     scopes: Arc<ArcSwap<Scopes>>,
@@ -248,6 +281,10 @@ impl Controller {
         let mut watchdog_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + watchdog_period, watchdog_period);
         let mut last_heartbeat = counters.heartbeat.load(Ordering::Relaxed);
+        let mut live_tick = tokio::time::interval(LIVE_EVERY);
+        let mut live_heartbeat = None;
+        let mut watch_tick = tokio::time::interval(watch::WATCH_EVERY);
+        let mut watched = self.fingerprint();
 
         let filesystems = self.shared.load().targets.len();
         notify::ready(&notify::status_line(filesystems, &counters.snapshot()));
@@ -282,6 +319,21 @@ impl Controller {
                     // The runtimes answer over sockets and files: off this thread, bounded by their timeouts.
                     let _ = tokio::task::spawn_blocking(move || refresh_scopes(&config, &scopes)).await;
                 }
+                _ = live_tick.tick(), if self.options.status_file.is_some() => {
+                    let beat = counters.heartbeat.load(Ordering::Relaxed);
+                    if live_heartbeat != Some(beat) {
+                        self.write_status(&notify::status_line(self.shared.load().targets.len(), &counters.snapshot()));
+                    }
+                    live_heartbeat = Some(beat);
+                }
+                _ = watch_tick.tick(), if self.options.watch_config => {
+                    let now = self.fingerprint();
+                    if now != watched {
+                        watched = now;
+                        tracing::info!(config = %self.config_path.display(), "configuration files changed: reloading");
+                        self.reload();
+                    }
+                }
                 _ = status_tick.tick() => notify::status(&notify::status_line(self.shared.load().targets.len(), &counters.snapshot())),
                 _ = watchdog_tick.tick(), if watchdog.is_some() => {
                     let beat = counters.heartbeat.load(Ordering::Relaxed);
@@ -296,11 +348,31 @@ impl Controller {
         }
     }
 
+    /// What the configuration and its policy directory lead to now (for `--watch-config`).
+    fn fingerprint(&self) -> Option<Fingerprint> {
+        if !self.options.watch_config {
+            return None;
+        }
+        let dir = self.files.own(&self.shared.load().config.daemon.policy_dir);
+        Some(Fingerprint::take(&self.files.own(&self.config_path), &dir))
+    }
+
+    fn write_status(&self, line: &str) {
+        if let Some(path) = &self.options.status_file
+            && let Err(e) = liveness::write_status(&self.files.own(path), line)
+        {
+            tracing::warn!(error = %e, "cannot write the status file; a liveness probe reading it will fail");
+        }
+    }
+
     /// SIGHUP: load the policy again and swap it in whole, or keep the old one. Reopen the alert log either way.
     fn reload(&mut self) {
         notify::reloading();
         let current = self.shared.load_full();
-        let next = policy::load(&self.config_path).and_then(|config| Guard::build(config, current.mounts.clone()));
+        let next = self
+            .files
+            .load(&self.config_path, &self.options)
+            .and_then(|config| Guard::build(config, current.mounts.clone()));
         match next.and_then(|guard| self.install(guard)) {
             Ok(()) => {
                 refresh_scopes(&self.shared.load().config, &self.scopes);

@@ -59,6 +59,9 @@ fn unresolved_rule() -> Arc<RuleMeta> {
 pub struct Decider {
     /// Events of this process are allowed at once: the daemon must never wait on its own marks.
     own_pid: i32,
+    /// The container this daemon runs in (a Kubernetes DaemonSet's pod), if any: container policies never
+    /// decide in it, so the guard cannot be turned against its own probe and restart; host policies still do.
+    own_container: Option<String>,
     path_buf: Box<[u8; PATH_BUF_LEN]>,
     scratch: Vec<u8>,
     canonical: Vec<u8>,
@@ -124,6 +127,8 @@ impl Decider {
     pub fn new(alerts: mpsc::Sender<ExecAlert>, counters: Arc<Counters>) -> Self {
         Self {
             own_pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
+            own_container: procfs::container_of(i32::try_from(std::process::id()).unwrap_or(i32::MAX))
+                .map(|(_, id)| id),
             path_buf: Box::new([0u8; PATH_BUF_LEN]),
             scratch: Vec::with_capacity(PATH_BUF_LEN),
             canonical: Vec::with_capacity(PATH_BUF_LEN),
@@ -361,6 +366,9 @@ impl Decider {
         subject: &mut ProcSubject,
     ) -> Verdict {
         let Some((_, id)) = procfs::container_of(pid) else { return host };
+        if self.own_container.as_deref() == Some(id.as_str()) {
+            return host;
+        }
         let Some(scope) = self.scope_of(guard, &id) else { return host };
         let inside = scope.matcher.as_ref().map(|m| {
             let d = m.decide(Scope::Path(&self.layer_name), owner, subject);

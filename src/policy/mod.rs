@@ -125,8 +125,14 @@ impl Config {
 /// Loads the main configuration file and every `*.toml` (and KubeArmor `*.yaml`/`*.yml`) in its policy
 /// directory, in name order.
 pub fn load(path: &Path) -> Result<Config> {
+    load_rooted(path, &Path::to_path_buf)
+}
+
+/// [`load`] where the policy directory the configuration names is reached through `dir_of`: a daemon that
+/// joined the host's mount namespace reads its container's `policy_dir` through an fd to the container's root.
+pub fn load_rooted(path: &Path, dir_of: &dyn Fn(&Path) -> PathBuf) -> Result<Config> {
     let text = read_config(path, false)?;
-    load_from(path, &text, true)
+    load_from(path, &text, Some(dir_of))
 }
 
 /// Reads a configuration file or a drop-in (`yaml`: a KubeArmor one) as text: bytes, then UTF-8 checked, so
@@ -159,7 +165,7 @@ pub(crate) fn utf8(bytes: Vec<u8>) -> Result<String, NotUtf8> {
 
 /// Parses configuration text alone, without its policy directory: for tests and tools.
 pub fn load_str(name: &Path, text: &str) -> Result<Config> {
-    load_from(name, text, false)
+    load_from(name, text, None)
 }
 
 /// Loads every policy of a converted KubeArmor file as `noexecd import` writes it, each error moved back to
@@ -171,11 +177,11 @@ pub fn check_imported(c: &kubearmor::Conversion) -> Result<()> {
     Ok(())
 }
 
-fn load_from(path: &Path, text: &str, with_drop_ins: bool) -> Result<Config> {
+fn load_from(path: &Path, text: &str, drop_ins: Option<&dyn Fn(&Path) -> PathBuf>) -> Result<Config> {
     let mut loader = Loader::default();
     let (daemon, open_guard, containers) = loader.main(path, text)?;
-    if with_drop_ins {
-        for file in drop_in_files(&daemon.policy_dir)? {
+    if let Some(dir_of) = drop_ins {
+        for file in drop_in_files(&dir_of(&daemon.policy_dir))? {
             let text = read_config(&file, kubearmor::is_yaml(&file))?;
             loader.drop_in(&file, text)?;
         }

@@ -6,6 +6,7 @@
 //!   [`Response`] and the [`Responder`] that writes it;
 //! - `file`: the fd queries the decision path needs ([`file_facts`] by statx, [`read_head`], [`fd_path`]
 //!   by readlink of /proc/self/fd/N);
+//! - `ns`: joining the host's mount namespace from a container ([`enter_mount_namespace_of`]);
 //! - `fd`: the process's own fds (those systemd hands over through `LISTEN_FDS`, [`is_fanotify`],
 //!   [`raise_nofile_limit`]).
 //!
@@ -17,6 +18,7 @@ mod event;
 mod fd;
 mod file;
 mod group;
+mod ns;
 
 #[cfg(test)]
 pub use event::parse_header_for_tests;
@@ -24,3 +26,4 @@ pub use event::{Event, Mask, Responder, Response};
 pub use fd::{is_fanotify, raise_nofile_limit, take_listen_fds};
 pub use file::{FileFacts, PATH_BUF_LEN, fd_path, file_facts, read_head};
 pub use group::FanotifyGroup;
+pub use ns::{ContainerRoot, Forked, enter_mount_namespace_of, fork_daemon};

@@ -40,7 +40,7 @@ use crate::common::*;
 use crate::containers::{IMAGE, Sandbox, SandboxLayout, WORDPRESS_LABELS, have_tools, label_args, path_str};
 
 /// KubeArmor's example policy, as its users apply it (`kubectl apply -f`): the drop-in, unchanged.
-const KSP_YAML: &str = "\
+pub(crate) const KSP_YAML: &str = "\
 apiVersion: security.kubearmor.com/v1
 kind: KubeArmorPolicy
 metadata:
@@ -62,12 +62,13 @@ spec:
 
 /// The host policy's name (a container policy and a host policy may share one; these differ so that each
 /// alert says which decided).
-const HOST_POLICY: &str = "host-block-exec-inside-tmp";
+pub(crate) const HOST_POLICY: &str = "host-block-exec-inside-tmp";
 const HOST_MESSAGE: &str = "Alert! Execution attempted inside the host's tmp folder";
 /// The `Labels` of a WordPress container's alert: KubeArmor's `k=v,...`, sorted by key.
 const WORDPRESS_LABEL_TEXT: &str = "app=wordpress,io.kubernetes.container.name=wordpress,io.kubernetes.pod.name=wp-1,io.kubernetes.pod.namespace=wordpress-mysql";
 /// Same namespace, another app: the policy does not select it.
-const OTHER_LABELS: [(&str, &str); 2] = [("app", "other"), ("io.kubernetes.pod.namespace", "wordpress-mysql")];
+pub(crate) const OTHER_LABELS: [(&str, &str); 2] =
+    [("app", "other"), ("io.kubernetes.pod.namespace", "wordpress-mysql")];
 /// The busybox image with `/tmp/x` baked in (a static program that prints `ran` and exits 0).
 const TMPX_IMAGE: &str = "localhost/noexecd-it-tmpx:1";
 /// How long the daemon may take to say READY=1 (its first look at the runtimes is bounded by 3 s).
@@ -210,23 +211,23 @@ impl Drop for GuardDaemon {
 // ---------------------------------------------------------------------------------------------------------
 // The fixture: a sandbox with podman, its two images, the policies, and (once started) the daemon
 
-struct Guarded {
+pub(crate) struct Guarded {
     /// Declared first: dropped (stopped) before the sandbox goes.
     daemon: Option<GuardDaemon>,
-    sb: Sandbox,
+    pub(crate) sb: Sandbox,
     name: String,
     /// The host's two tmp directories, as the host policy names them.
-    host_tmp: [PathBuf; 2],
+    pub(crate) host_tmp: [PathBuf; 2],
     /// The filesystems this test mounted: the only ones the daemon may mark.
-    allowed: BTreeSet<(u64, u64)>,
-    config: PathBuf,
-    alert_log: PathBuf,
+    pub(crate) allowed: BTreeSet<(u64, u64)>,
+    pub(crate) config: PathBuf,
+    pub(crate) alert_log: PathBuf,
     /// `/tmp/x` (a copy of the `ok` program) on the host, outside every protected directory.
     host_ok: PathBuf,
 }
 
 /// Sets up the sandbox, podman and the config; the daemon is not started yet. `None`: a skip.
-fn setup(name: &str, layout: SandboxLayout) -> Option<Guarded> {
+pub(crate) fn setup(name: &str, layout: SandboxLayout) -> Option<Guarded> {
     if !may_run_privileged(name) {
         return None;
     }
@@ -403,12 +404,12 @@ impl Guarded {
         assert_eq!(marked, want, "{}: the open guard's inode marks (sdev, ino)", self.name);
     }
 
-    fn alerts(&self) -> Vec<Value> {
+    pub(crate) fn alerts(&self) -> Vec<Value> {
         Env::read_alerts_at(&self.sb.host_view(&self.alert_log))
     }
 
     /// Waits until the log holds at least `n` alerts, a little longer, and asserts it holds exactly `n`.
-    fn expect_alerts(&self, n: usize, what: &str) -> Vec<Value> {
+    pub(crate) fn expect_alerts(&self, n: usize, what: &str) -> Vec<Value> {
         let deadline = Instant::now() + ALERT_TIMEOUT;
         while self.alerts().len() < n && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(25));
@@ -426,7 +427,7 @@ impl Guarded {
         a
     }
 
-    fn podman(&self, args: &[&str]) -> Output {
+    pub(crate) fn podman(&self, args: &[&str]) -> Output {
         self.sb.run(&self.sb.podman_argv(args))
     }
 
@@ -442,30 +443,30 @@ impl Guarded {
         self.sb.podman_argv(&args)
     }
 
-    fn run_container(&self, labels: &[(&str, &str)], flags: &[&str], image: &str, cmd: &[&str]) -> Output {
+    pub(crate) fn run_container(&self, labels: &[(&str, &str)], flags: &[&str], image: &str, cmd: &[&str]) -> Output {
         self.sb.run(&self.run_argv(labels, flags, image, cmd))
     }
 
     /// The id, image id and state of a container.
-    fn inspect(&self, container: &str, format: &str) -> String {
+    pub(crate) fn inspect(&self, container: &str, format: &str) -> String {
         let o = self.podman(&["inspect", "--format", format, container]);
         assert!(o.status.success(), "{}: podman inspect {container}\n{o}", self.name);
         o.stdout.trim().to_owned()
     }
 
-    fn image_id(&self, image: &str) -> String {
+    pub(crate) fn image_id(&self, image: &str) -> String {
         let o = self.podman(&["image", "inspect", "--format", "{{.Id}}", image]);
         assert!(o.status.success(), "{}: podman image inspect {image}\n{o}", self.name);
         o.stdout.trim().to_owned()
     }
 
     /// Runs `path` on the host (in the namespace, not in a container): `bash -c 'exec "$1"'`.
-    fn host_exec(&self, path: &Path) -> Output {
+    pub(crate) fn host_exec(&self, path: &Path) -> Output {
         self.sb.run(&[OsString::from("bash"), "-c".into(), "exec \"$1\"".into(), "host".into(), path.into()])
     }
 
     /// A copy of the `ok` program at `path` on the host, mode 0755.
-    fn put_ok(&self, path: &Path) {
+    pub(crate) fn put_ok(&self, path: &Path) {
         let hv = self.sb.host_view(path);
         fs::copy(self.sb.host_view(&self.host_ok), &hv).unwrap();
         fs::set_permissions(&hv, fs::Permissions::from_mode(0o755)).unwrap();
@@ -475,7 +476,7 @@ impl Guarded {
 // ---------------------------------------------------------------------------------------------------------
 // Checks
 
-fn assert_ran(out: &Output, what: &str) {
+pub(crate) fn assert_ran(out: &Output, what: &str) {
     assert!(
         out.status.success()
             && out.stdout.contains("ran")
@@ -485,7 +486,7 @@ fn assert_ran(out: &Output, what: &str) {
 }
 
 /// A shell (busybox's or bash) whose exec was refused: exit 126 with the errno text.
-fn assert_denied_in_shell(out: &Output, what: &str) {
+pub(crate) fn assert_denied_in_shell(out: &Output, what: &str) {
     assert!(
         out.code() == Some(126) && out.stderr.contains(EPERM_TEXT) && !out.stdout.contains("ran"),
         "{what}: expected the exec to fail with EPERM ({EPERM_TEXT:?}, exit 126)\n{out}"
@@ -493,19 +494,19 @@ fn assert_denied_in_shell(out: &Output, what: &str) {
 }
 
 /// What a container alert must say besides the policy's own fields.
-struct InContainer<'a> {
-    id: &'a str,
+pub(crate) struct InContainer<'a> {
+    pub(crate) id: &'a str,
     /// `image@sha256:<image id>`.
-    image: String,
-    resource: &'a str,
+    pub(crate) image: String,
+    pub(crate) resource: &'a str,
     /// The program that called exec, as the container names it; `None`: not checked.
-    source: Option<&'a str>,
+    pub(crate) source: Option<&'a str>,
     /// The caller's pid inside the container, when the test knows it.
-    pid: Option<i64>,
+    pub(crate) pid: Option<i64>,
 }
 
 /// Every field of a Block alert of `ksp-block-exec-inside-tmp` in the WordPress container `c`.
-fn assert_wordpress_alert(a: &Value, c: &InContainer<'_>) {
+pub(crate) fn assert_wordpress_alert(a: &Value, c: &InContainer<'_>) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
     let ts = get_int(a, "Timestamp");
     assert!((now - 120..=now + 5).contains(&ts), "Timestamp {ts} is not now ({now}): {a}");
@@ -551,7 +552,7 @@ fn assert_wordpress_alert(a: &Value, c: &InContainer<'_>) {
 }
 
 /// A Block alert of the host policy for `resource`, by bash on the host.
-fn assert_host_alert(a: &Value, resource: &Path) {
+pub(crate) fn assert_host_alert(a: &Value, resource: &Path) {
     assert_eq!(get_str(a, "Type"), "MatchedHostPolicy", "{a}");
     assert_eq!(get_str(a, "PolicyName"), HOST_POLICY, "{a}");
     assert_eq!(get_str(a, "Message"), HOST_MESSAGE, "{a}");
@@ -569,7 +570,7 @@ fn assert_host_alert(a: &Value, resource: &Path) {
 // The tests
 
 /// The `mark` lines `noexecd check` must print for a layout: (mount point, decides, protects).
-fn expected_marks(g: &Guarded) -> Vec<(String, &'static str, Vec<String>)> {
+pub(crate) fn expected_marks(g: &Guarded) -> Vec<(String, &'static str, Vec<String>)> {
     let storage = format!("containers:{}", g.sb.podman_root.display());
     match &g.sb.root {
         None => vec![

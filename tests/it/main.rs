@@ -20,6 +20,7 @@ mod exec_cache;
 mod fail_closed;
 mod hostile_load;
 mod hostile_names;
+mod kubernetes;
 mod layouts;
 mod lifecycle;
 mod mounts;

@@ -1,0 +1,531 @@
+//! Privileged: noexecd as the Kubernetes DaemonSet runs it, without a cluster. The pod template of
+//! `packaging/kubernetes/daemonset.yaml` is turned into `podman run` flags here (every field is translated or
+//! refused, so the test cannot drift from the manifest): the host's pid namespace, the capabilities, the
+//! read-only root, the arguments, the liveness probe (a podman healthcheck), the volumes. The ConfigMaps
+//! become directories in the kubelet's own layout (each file a link into `..data`, itself a link to a
+//! timestamped directory) bind-mounted where the manifest mounts them, and an update swaps `..data` as the
+//! kubelet does. (podman 4.3's `kube play` ignores `hostPID`, which this pod cannot do without.)
+//!
+//! Everything runs in the `container_enforce` fixture: a private mount and pid namespace standing for the
+//! node, a private podman with its storage on the test's filesystems, the host policy protecting the node's
+//! tmp directories and KubeArmor's `ksp-block-exec-inside-tmp` (the manifest's ConfigMap file, checked to be
+//! the seed unchanged) selecting the `app=wordpress` containers. The image is the tested binary with the
+//! shared objects it needs, or `make image`'s archive when `NOEXECD_IT_IMAGE` names it.
+//!
+//! Safety: the configuration goes through `noexecd check` first (every mark on a filesystem the test mounted);
+//! once the daemon answers, its marks are read back from /proc/PID/fdinfo after every step. Every command is
+//! bounded by a timeout; the container goes with the sandbox.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use crate::common::*;
+use crate::container_enforce::{
+    Guarded, HOST_POLICY, InContainer, KSP_YAML, OTHER_LABELS, assert_denied_in_shell, assert_host_alert, assert_ran,
+    assert_wordpress_alert, expected_marks, setup,
+};
+use crate::containers::{IMAGE, SandboxLayout, WORDPRESS_LABELS, path_str};
+
+/// The image the pod template is run from in the test.
+const NOEXECD_IMAGE: &str = "localhost/noexecd-it-k8s:1";
+/// The node's name: what the downward API's `spec.nodeName` gives the pod.
+const NODE_NAME: &str = HOST_NAME;
+/// How long the daemon may take to write its first status file.
+const UP_WITHIN: Duration = Duration::from_secs(30);
+/// How long a ConfigMap update may take to be in force (the watcher looks every 2 s, plus the reload).
+const RELOADED_WITHIN: Duration = Duration::from_secs(15);
+
+fn manifest_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/kubernetes")
+}
+
+/// The documents of a multi-document YAML file, as JSON values.
+fn yaml_documents(path: &Path) -> Vec<Value> {
+    let text = fs::read_to_string(path).unwrap();
+    text.split("\n---\n")
+        .map(|doc| serde_saphyr::from_str::<Value>(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .collect()
+}
+
+fn str_of<'a>(v: &'a Value, what: &str) -> &'a str {
+    v.as_str().unwrap_or_else(|| panic!("{what}: expected a string, got {v}"))
+}
+
+fn fields(v: &Value, what: &str) -> Vec<(String, Value)> {
+    v.as_object().unwrap_or_else(|| panic!("{what}: expected a mapping, got {v}")).clone().into_iter().collect()
+}
+
+/// A Kubernetes quantity as podman takes it: `256Mi` -> `256m`, CPUs as a number of CPUs.
+fn memory(q: &str) -> String {
+    let (n, unit) = q.split_at(q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len()));
+    match unit {
+        "Mi" => format!("{n}m"),
+        "Gi" => format!("{n}g"),
+        "" => n.to_owned(),
+        _ => panic!("memory quantity {q}: not translated"),
+    }
+}
+
+fn cpus(q: &str) -> String {
+    match q.strip_suffix('m') {
+        Some(milli) => format!("{:.3}", milli.parse::<f64>().unwrap() / 1000.0),
+        None => q.to_owned(),
+    }
+}
+
+/// What the kubelet supplies for the pod: the node's name, a directory per volume.
+struct Node<'a> {
+    node_name: &'a str,
+    image: &'a str,
+    /// Volume name -> the directory on the node the kubelet materialized it in.
+    volumes: &'a BTreeMap<String, PathBuf>,
+    /// The container's name (the kubelet's `k8s_<container>_<pod>_...`, shortened).
+    name: &'a str,
+}
+
+/// `podman run` arguments for the DaemonSet's pod template (one container), as the kubelet would set it up.
+/// A field this does not know fails the test: the manifest cannot gain a setting the test does not apply.
+fn podman_run_args(template: &Value, node: &Node<'_>) -> Vec<String> {
+    let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), node.name.into()];
+    args.extend(["--network", "none"].map(String::from));
+    for (key, value) in fields(template, "template") {
+        match key.as_str() {
+            "metadata" => {
+                for (k, v) in fields(&value["labels"], "labels") {
+                    args.push("--label".into());
+                    args.push(format!("{k}={}", str_of(&v, "label")));
+                }
+            }
+            "spec" => {}
+            _ => panic!("pod template field {key}: not translated"),
+        }
+    }
+    let spec = &template["spec"];
+    let mut container = None;
+    for (key, value) in fields(spec, "spec") {
+        match key.as_str() {
+            // The scheduler's and the API server's business: no effect on how the node runs the pod.
+            "serviceAccountName" | "automountServiceAccountToken" | "priorityClassName" | "tolerations" => {}
+            "terminationGracePeriodSeconds" => {
+                args.push("--stop-timeout".into());
+                args.push(value.as_u64().unwrap().to_string());
+            }
+            "hostPID" => {
+                assert_eq!(value, Value::Bool(true), "hostPID");
+                args.push("--pid".into());
+                args.push("host".into());
+            }
+            "containers" => {
+                let list = value.as_array().unwrap();
+                assert_eq!(list.len(), 1, "one container in the pod");
+                container = Some(list[0].clone());
+            }
+            "volumes" => {
+                for v in value.as_array().unwrap() {
+                    let name = str_of(&v["name"], "volume name");
+                    assert!(node.volumes.contains_key(name), "volume {name}: the test gives it no directory");
+                    let kinds: Vec<String> = fields(v, "volume").into_iter().map(|(k, _)| k).collect();
+                    assert!(
+                        kinds.iter().all(|k| ["name", "configMap", "emptyDir"].contains(&k.as_str())),
+                        "volume {name}: kinds {kinds:?} not translated"
+                    );
+                }
+            }
+            _ => panic!("pod spec field {key}: not translated"),
+        }
+    }
+    let c = container.expect("a container");
+    let mut image_args = Vec::new();
+    for (key, value) in fields(&c, "container") {
+        match key.as_str() {
+            "name" | "imagePullPolicy" => {}
+            "image" => assert!(str_of(&value, "image").starts_with("localhost/noexecd:"), "image {value}"),
+            "args" => image_args = value.as_array().unwrap().iter().map(|a| str_of(a, "arg").to_owned()).collect(),
+            "env" => {
+                for e in value.as_array().unwrap() {
+                    let name = str_of(&e["name"], "env name");
+                    let v = match (e.get("value"), e.pointer("/valueFrom/fieldRef/fieldPath")) {
+                        (Some(v), None) => str_of(v, "env value").to_owned(),
+                        (None, Some(p)) if p == "spec.nodeName" => node.node_name.to_owned(),
+                        _ => panic!("env {e}: not translated"),
+                    };
+                    args.push("--env".into());
+                    args.push(format!("{name}={v}"));
+                }
+            }
+            "securityContext" => {
+                for (k, v) in fields(&value, "securityContext") {
+                    match k.as_str() {
+                        "runAsUser" => args.extend(["--user".into(), v.as_u64().unwrap().to_string()]),
+                        "readOnlyRootFilesystem" => {
+                            if v == Value::Bool(true) {
+                                args.push("--read-only".into());
+                            }
+                        }
+                        "capabilities" => {
+                            for (which, list) in fields(&v, "capabilities") {
+                                let flag = match which.as_str() {
+                                    "drop" => "--cap-drop",
+                                    "add" => "--cap-add",
+                                    _ => panic!("capabilities.{which}: not translated"),
+                                };
+                                for cap in list.as_array().unwrap() {
+                                    args.extend([flag.to_owned(), str_of(cap, "capability").to_owned()]);
+                                }
+                            }
+                        }
+                        // podman's default seccomp profile is the runtime's default.
+                        "seccompProfile" => assert_eq!(v["type"], "RuntimeDefault", "seccompProfile"),
+                        "appArmorProfile" => {
+                            assert_eq!(v["type"], "Unconfined", "appArmorProfile");
+                            args.extend(["--security-opt".into(), "apparmor=unconfined".into()]);
+                        }
+                        _ => panic!("securityContext.{k}: not translated"),
+                    }
+                }
+            }
+            "resources" => {
+                // Requests are the scheduler's; limits are the cgroup's.
+                for (k, v) in fields(&value["limits"], "limits") {
+                    match k.as_str() {
+                        "memory" => args.extend(["--memory".into(), memory(str_of(&v, "memory"))]),
+                        "cpu" => args.extend(["--cpus".into(), cpus(str_of(&v, "cpu"))]),
+                        _ => panic!("limits.{k}: not translated"),
+                    }
+                }
+            }
+            "livenessProbe" => {
+                for (k, v) in fields(&value, "livenessProbe") {
+                    let secs = |v: &Value| format!("{}s", v.as_u64().unwrap());
+                    match k.as_str() {
+                        "exec" => {
+                            args.push("--health-cmd".into());
+                            args.push(serde_json::to_string(&v["command"]).unwrap());
+                        }
+                        "initialDelaySeconds" => args.extend(["--health-start-period".into(), secs(&v)]),
+                        "periodSeconds" => args.extend(["--health-interval".into(), secs(&v)]),
+                        "timeoutSeconds" => args.extend(["--health-timeout".into(), secs(&v)]),
+                        "failureThreshold" => args.extend(["--health-retries".into(), v.as_u64().unwrap().to_string()]),
+                        _ => panic!("livenessProbe.{k}: not translated"),
+                    }
+                }
+            }
+            "volumeMounts" => {
+                for m in value.as_array().unwrap() {
+                    let name = str_of(&m["name"], "volumeMount name");
+                    let at = str_of(&m["mountPath"], "mountPath");
+                    let ro = m.get("readOnly") == Some(&Value::Bool(true));
+                    let dir = &node.volumes[name];
+                    args.push("--volume".into());
+                    args.push(format!("{}:{at}{}", path_str(dir), if ro { ":ro" } else { "" }));
+                }
+            }
+            _ => panic!("container field {key}: not translated"),
+        }
+    }
+    args.push(node.image.into());
+    args.extend(image_args);
+    args
+}
+
+/// The kubelet's atomic writer: `dir/..<generation>/` holds the files, `dir/..data` links to it, and each
+/// file's name in `dir` links to `..data/<name>`. A second call swaps `..data` in one rename.
+fn write_configmap(dir: &Path, generation: &str, files: &[(&str, &str)]) {
+    fs::create_dir_all(dir).unwrap();
+    let data = dir.join(format!("..{generation}"));
+    fs::create_dir(&data).unwrap();
+    for (name, text) in files {
+        fs::write(data.join(name), text).unwrap();
+    }
+    let old = fs::read_link(dir.join("..data")).ok();
+    let tmp = dir.join("..data_tmp");
+    symlink(format!("..{generation}"), &tmp).unwrap();
+    fs::rename(&tmp, dir.join("..data")).unwrap();
+    for (name, _) in files {
+        if fs::symlink_metadata(dir.join(name)).is_err() {
+            symlink(format!("..data/{name}"), dir.join(name)).unwrap();
+        }
+    }
+    if let Some(old) = old {
+        fs::remove_dir_all(dir.join(old)).unwrap();
+    }
+}
+
+/// The host pid of a process of the sandbox's pid namespace, known there as `ns_pid`.
+fn host_pid_of(g: &Guarded, ns_pid: i64) -> i32 {
+    let want_ns = fs::read_link(format!("/proc/{}/ns/pid", g.sb.init)).unwrap();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
+        let nspid: Vec<i64> = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .map(|l| l.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+            .unwrap_or_default();
+        if nspid.len() == 2
+            && nspid[1] == ns_pid
+            && fs::read_link(format!("/proc/{pid}/ns/pid")).ok() == Some(want_ns.clone())
+        {
+            return pid;
+        }
+    }
+    panic!("no process {ns_pid} in the sandbox's pid namespace");
+}
+
+/// The image the pod runs: `make image`'s archive when `NOEXECD_IT_IMAGE` names it (the static binary, as
+/// shipped), else `<base>/noexecd-img.tar`: the tested binary at /usr/bin/noexecd and the shared objects it loads.
+fn noexecd_image(g: &Guarded) -> String {
+    if let Some(archive) = std::env::var_os("NOEXECD_IT_IMAGE") {
+        let out = g.sb.podman(&["load", "-q", "-i", &path_str(Path::new(&archive))]);
+        let name = out.trim().rsplit(' ').next().unwrap().to_owned();
+        println!("pod image {name}, loaded from {}", Path::new(&archive).display());
+        return name;
+    }
+    build_noexecd_image(g);
+    NOEXECD_IMAGE.to_owned()
+}
+
+fn build_noexecd_image(g: &Guarded) {
+    let base = g.sb.base();
+    let img = base.join("noexecd-img");
+    let script = format!(
+        "set -e\nmkdir -p {img}/usr/bin\ncp {bin} {img}/usr/bin/noexecd\n\
+         for l in $(ldd {bin} | grep -o '/[^ ]*'); do mkdir -p {img}$(dirname $l); cp -L $l {img}$l; done\n\
+         tar -C {img} -cf {base}/noexecd-img.tar .\n",
+        img = sh_quote(&img),
+        bin = sh_quote(&bin()),
+        base = sh_quote(&base)
+    );
+    g.sb.sh(&script);
+    let tar = path_str(&base.join("noexecd-img.tar"));
+    g.sb.podman(&["import", "-q", "--change", "ENTRYPOINT [\"/usr/bin/noexecd\"]", &tar, NOEXECD_IMAGE]);
+}
+
+/// What the pod's container wrote to stdout: its alert lines, parsed (log lines go to stderr).
+fn stdout_alerts(g: &Guarded, name: &str) -> Vec<Value> {
+    let o = g.podman(&["logs", name]);
+    o.stdout.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn pod_template_guards_the_node(name: &str, layout: SandboxLayout) {
+    let Some(g) = setup(name, layout) else { return };
+    let base = g.sb.base();
+    let pod_image = noexecd_image(&g);
+
+    // The manifest: its ConfigMap file is KubeArmor's seed unchanged; its DaemonSet's pod template.
+    let ksp = fs::read_to_string(manifest_dir().join("policy.d/ksp-block-exec-inside-tmp.yaml")).unwrap();
+    assert_eq!(ksp, KSP_YAML, "the shipped ConfigMap's policy is KubeArmor's seed, unchanged");
+    let docs = yaml_documents(&manifest_dir().join("daemonset.yaml"));
+    let ds = docs.iter().find(|d| d["kind"] == "DaemonSet").expect("a DaemonSet");
+    let template = &ds["spec"]["template"];
+    let mounts: BTreeMap<String, String> = template["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (str_of(&m["name"], "name").to_owned(), str_of(&m["mountPath"], "mountPath").to_owned()))
+        .collect();
+    let args = template["spec"]["containers"][0]["args"].as_array().unwrap();
+    let arg_after = |flag: &str| {
+        let at = args.iter().position(|a| a == flag).unwrap_or_else(|| panic!("{flag} in the DaemonSet's args"));
+        str_of(&args[at + 1], flag).to_owned()
+    };
+    let config_in_pod = PathBuf::from(arg_after("--config"));
+    let status_in_pod = PathBuf::from(arg_after("--status-file"));
+
+    // The configuration as the test's `setup` wrote it for the host, with the pod's view: its policy
+    // directory is the policies volume's mount, its HostName comes from the downward API.
+    let host_text = fs::read_to_string(g.sb.host_view(&g.config)).unwrap();
+    let mut pod_text = String::new();
+    for line in host_text.lines() {
+        if line.starts_with("host_name") {
+            continue;
+        }
+        if line.starts_with("policy_dir") {
+            pod_text += &format!("policy_dir = {}\n", toml_str(Path::new(&mounts["policies"])));
+            continue;
+        }
+        pod_text += line;
+        pod_text.push('\n');
+    }
+    let config_volume = mounts.iter().find(|(_, at)| config_in_pod.starts_with(at)).map(|(n, _)| n.clone()).unwrap();
+    let config_file = config_in_pod.file_name().unwrap().to_str().unwrap().to_owned();
+    let kubelet = base.join("kubelet");
+    let mut volumes = BTreeMap::new();
+    for volume in mounts.keys() {
+        volumes.insert(volume.clone(), kubelet.join(volume));
+        fs::create_dir_all(g.sb.host_view(&kubelet.join(volume))).unwrap();
+    }
+    let cm = |v: &str| g.sb.host_view(&volumes[v]);
+    write_configmap(&cm(&config_volume), "2026_12_01_00_00_00.1", &[(&config_file, &pod_text)]);
+    // And a container policy selecting the pod's own label that forbids its own program: the daemon's own
+    // container is never decided by container policies, so its probe still runs.
+    let own = "[[policy]]\nname = \"it-block-noexecd-in-its-own-pod\"\naction = \"Block\"\n\n[policy.selector]\n\
+               match_labels = { app = \"noexecd\" }\n\n[[policy.process.match_paths]]\npath = \"/usr/bin/noexecd\"\n";
+    let policies = [("ksp-block-exec-inside-tmp.yaml", ksp.as_str()), ("own-pod.toml", own)];
+    write_configmap(&cm("policies"), "2026_12_01_00_00_00.1", &policies);
+    let status_volume = mounts.iter().find(|(_, at)| status_in_pod.starts_with(at)).map(|(n, _)| n.clone()).unwrap();
+    let status_on_node = volumes[&status_volume].join(status_in_pod.strip_prefix(&mounts[&status_volume]).unwrap());
+
+    // SAFETY: what the configuration marks, checked on the host's copy (same policies).
+    let o = g.sb.run(&[bin().into_os_string(), "check".into(), "--config".into(), g.config.clone().into()]);
+    assert_eq!(o.code(), Some(0), "{name}: noexecd check\n{o}");
+    let forbidden = forbidden_devs();
+    let marks = parse_marks(&o.stdout);
+    for m in &marks {
+        assert!(!forbidden.contains(&m.dev) && g.allowed.contains(&m.dev), "SAFETY: would mark {m:?}");
+    }
+    let got: Vec<(String, &str, Vec<String>)> =
+        marks.iter().map(|m| (m.mount_point.clone(), m.decides.as_str(), m.protects.clone())).collect();
+    assert_eq!(got, expected_marks(&g), "{name}: the filesystems the pod's configuration marks");
+
+    // The pod, as the kubelet would run it.
+    let pod = "noexecd-node-1";
+    let node = Node { node_name: NODE_NAME, image: &pod_image, volumes: &volumes, name: pod };
+    let mut run = podman_run_args(template, &node);
+    run.splice(2..2, ["--cgroup-parent".to_owned(), format!("/{}", g.sb.cgroup)]);
+    let run: Vec<&str> = run.iter().map(String::as_str).collect();
+    let o = g.podman(&run);
+    assert!(o.status.success(), "{name}: the pod's container starts\n{o}");
+    let logs = |g: &Guarded| {
+        let o = g.podman(&["logs", pod]);
+        format!("{}{}", o.stdout, o.stderr)
+    };
+    let deadline = Instant::now() + UP_WITHIN;
+    while !g.sb.host_view(&status_on_node).exists() {
+        let state = g.inspect(pod, "{{.State.Status}}");
+        assert!(state == "running", "{name}: the pod's container is {state}:\n{}", logs(&g));
+        assert!(Instant::now() < deadline, "{name}: no status file within {UP_WITHIN:?}:\n{}", logs(&g));
+        thread::sleep(Duration::from_millis(100));
+    }
+    // The container's first process supervises; its child is the daemon, in the host's mount namespace.
+    let first: i64 = g.inspect(pod, "{{.State.Pid}}").parse().unwrap();
+    let first_host = host_pid_of(&g, first);
+    let children = fs::read_to_string(format!("/proc/{first_host}/task/{first_host}/children")).unwrap();
+    let daemon: i32 = children.split_whitespace().next().and_then(|p| p.parse().ok()).expect("the daemon");
+    let ns = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
+    assert_eq!(ns(daemon), ns(g.sb.init as i32), "{name}: the daemon is in the node's mount namespace");
+    assert_ne!(ns(first_host), ns(g.sb.init as i32), "{name}: the supervisor stays in the container's");
+    let verify = |g: &Guarded| {
+        let (_, bad) = marks_outside(daemon, &g.allowed);
+        assert!(bad.is_empty(), "{name}: SAFETY: noexecd marked a filesystem outside the test: {bad:?}");
+    };
+    verify(&g);
+    let o = g.podman(&["healthcheck", "run", pod]);
+    assert!(o.status.success(), "{name}: the liveness probe passes\n{o}\n{}", logs(&g));
+
+    // The node's tmp directories are guarded: the host policy, for a program of the node.
+    let mut n = 0;
+    for dir in g.host_tmp.clone() {
+        let x = dir.join("hx");
+        g.put_ok(&x);
+        assert_denied_in_shell(&g.host_exec(&x), &format!("{name}: {} on the node", x.display()));
+        n += 1;
+        let alerts = g.expect_alerts(n, "the node's exec in its tmp");
+        assert_host_alert(&alerts[n - 1], &x);
+    }
+    // A labelled sibling container's /var/tmp: KubeArmor's policy from the ConfigMap.
+    let wp_name = "wp-1-wordpress";
+    let o = g.run_container(&WORDPRESS_LABELS, &["-d", "--name", wp_name], IMAGE, &["/bin/sleep", "600"]);
+    assert!(o.status.success(), "{name}: the WordPress container starts\n{o}");
+    let wp = o.stdout.trim().to_owned();
+    let script = "cp /bin/busybox /var/tmp/xvzf && /var/tmp/xvzf true";
+    let o = g.podman(&["exec", wp_name, "/bin/sh", "-c", script]);
+    assert_denied_in_shell(&o, &format!("{name}: {script} in the WordPress container"));
+    n += 1;
+    let alerts = g.expect_alerts(n, "the /var/tmp exec in the WordPress container");
+    let image = format!("{IMAGE}@sha256:{}", g.image_id(IMAGE));
+    let c = InContainer { id: &wp, image, resource: "/var/tmp/xvzf", source: Some("/bin/busybox"), pid: None };
+    assert_wordpress_alert(&alerts[n - 1], &c);
+    // An unselected one runs.
+    let other = ["/bin/sh", "-c", "cp /bin/ok /var/tmp/x && /var/tmp/x"];
+    assert_ran(&g.run_container(&OTHER_LABELS, &["--rm"], IMAGE, &other), &format!("{name}: app=other"));
+    g.expect_alerts(n, "nothing from the app=other container");
+    verify(&g);
+
+    // The same alerts on the pod's stdout, one JSON line each (what `kubectl logs` shows).
+    let out = stdout_alerts(&g, pod);
+    assert_eq!(out, g.alerts(), "{name}: the container's stdout carries the alert log's lines\n{}", logs(&g));
+    assert_eq!(get_str(&out[0], "PolicyName"), HOST_POLICY, "{}", out[0]);
+    assert_wordpress_alert(&out[n - 1], &c);
+
+    // The liveness probe fails while the daemon stalls, and passes again once it goes on. (Run from the node:
+    // the probe's own exec of /usr/bin/noexecd, on a guarded filesystem, would wait for the stopped daemon.)
+    let probe = |max_age: &str| {
+        let status = status_on_node.clone().into_os_string();
+        g.sb.run(&[
+            bin().into_os_string(),
+            "status".into(),
+            "--status-file".into(),
+            status,
+            "--max-age".into(),
+            max_age.into(),
+        ])
+    };
+    assert_eq!(probe("4").code(), Some(0), "{name}: the probe passes");
+    kill(Pid::from_raw(daemon), Signal::SIGSTOP).unwrap();
+    thread::sleep(Duration::from_secs(6));
+    let stalled = probe("4");
+    kill(Pid::from_raw(daemon), Signal::SIGCONT).unwrap();
+    assert!(stalled.code() == Some(1) && stalled.stderr.contains("not alive"), "{name}: stalled\n{stalled}");
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(probe("4").code(), Some(0), "{name}: the probe passes again");
+
+    // A ConfigMap update: the policy now selects app=other. The kubelet swaps `..data`; no SIGHUP.
+    let swapped = ksp.replace("app: wordpress", "app: other");
+    assert_ne!(swapped, ksp);
+    let policies = [("ksp-block-exec-inside-tmp.yaml", swapped.as_str()), ("own-pod.toml", own)];
+    write_configmap(&cm("policies"), "2026_12_01_00_05_00.2", &policies);
+    let swapped_at = Instant::now();
+    let deadline = swapped_at + RELOADED_WITHIN;
+    loop {
+        let o = g.run_container(&OTHER_LABELS, &["--rm"], IMAGE, &other);
+        if o.code() == Some(126) {
+            assert_denied_in_shell(&o, &format!("{name}: app=other after the update"));
+            println!("{name}: the ConfigMap update was in force {:?} after the ..data swap", swapped_at.elapsed());
+            break;
+        }
+        assert_ran(&o, &format!("{name}: app=other before the update is in force"));
+        assert!(
+            Instant::now() < deadline,
+            "{name}: the update is not in force after {RELOADED_WITHIN:?}\n{}",
+            logs(&g)
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
+    let o = g.podman(&["exec", wp_name, "/bin/sh", "-c", "cp /bin/ok /var/tmp/y && /var/tmp/y"]);
+    assert_ran(&o, &format!("{name}: the WordPress container after the update"));
+    let log = logs(&g);
+    assert!(log.contains("configuration files changed: reloading") && log.contains("policy reloaded"), "{log}");
+    verify(&g);
+
+    // Stopping the pod (SIGTERM to its first process) stops the guard: its marks go, the node's tmp runs.
+    let o = g.podman(&["stop", "-t", "20", pod]);
+    assert!(o.status.success(), "{name}: podman stop\n{o}");
+    assert_eq!(g.inspect(pod, "{{.State.ExitCode}}"), "0", "{name}: the guard stopped cleanly\n{}", logs(&g));
+    assert!(fs::metadata(format!("/proc/{daemon}")).is_err(), "{name}: the daemon is gone");
+    let x = g.host_tmp[0].join("hx");
+    assert_ran(&g.host_exec(&x), &format!("{name}: the node's tmp once the pod is stopped"));
+    let _ = g.podman(&["rm", "-f", "-t", "0", wp_name]);
+    let _ = g.podman(&["rm", "-f", "-t", "0", pod]);
+    println!("{name}: the pod's log:\n{log}");
+}
+
+/// The node's `/tmp` is its own tmpfs; podman's storage on another.
+#[test]
+fn pod_template_guards_the_node_tmp_tmpfs() {
+    pod_template_guards_the_node(&test_name!(), SandboxLayout::TmpTmpfs);
+}
+
+/// `/tmp` and the container storage share one ext4 filesystem.
+#[test]
+fn pod_template_guards_the_node_ext4_root() {
+    pod_template_guards_the_node(&test_name!(), SandboxLayout::Ext4Root);
+}
