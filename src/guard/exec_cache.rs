@@ -20,6 +20,9 @@
 //!    the path was resolved through must show the whole filesystem (mount root `/`).
 //! 4. A write clears it: the mark is added without `FAN_MARK_IGNORED_SURV_MODIFY`, so the kernel drops it the
 //!    first time the file is modified, and the next exec is decided again.
+//!    A file reached through a container's overlay is named by its layer's host path here; with container
+//!    policies loaded the decision thread offers it only from a lower layer (no container writes or renames
+//!    there) and when no container policy's rule reaches its path inside the container (`Decider`).
 //! 5. A policy change clears it: every reload and every mount-table change flushes all inode marks (and puts
 //!    back the FD store's own ignore marks) before any new mark is placed; candidates decided under an older
 //!    policy are dropped. More than [`MAX_CACHED`] marks also flush, so the kernel's memory stays bounded.
