@@ -22,10 +22,12 @@ ctr_have_tools() {
     file -L "$(command -v busybox)" 2>/dev/null | grep -q 'statically linked' || { log "   busybox is not static"; return 1; }
 }
 
-# ctr_podman SIDE ARGS...: podman on the storage of img (guarded) or base (unguarded).
+# ctr_podman SIDE ARGS...: podman on the storage of img (guarded) or base (unguarded). Not at the bench's
+# real-time priority: a real-time task cannot join a new cgroup of the v1 cpu controller (it has no real-time
+# budget there), so runc could not start the container; nice -19 instead, for podman and the container alike.
 ctr_podman() {
     local side=$1; shift
-    CONTAINERS_CONF=$W/run/containers.conf timeout 120 podman --root "$W/$side/var/lib/containers/storage" \
+    CONTAINERS_CONF=$W/run/containers.conf timeout 120 chrt -o 0 nice -n -19 podman --root "$W/$side/var/lib/containers/storage" \
         --runroot "$W/run/podman-$side" --storage-driver overlay --runtime runc --cgroup-manager cgroupfs "$@"
 }
 
@@ -149,6 +151,11 @@ ctr_phase() {
     for side in img base; do
         ctr_run "$side" "$CTR_IMAGE" /bin/execloop spawn /bin/hello 100 >/dev/null
     done
+    sleep 0.5
+    local cached
+    cached=$(cat /proc/"$DAEMON_PID"/fdinfo/* 2>/dev/null | grep -c '^fanotify ino:.*ignored_mask:40000' || true)
+    rec container cached-inodes 0 "$cached" inodes
+    log "   exec cache after the warm-up: $cached inode(s) (the image's execloop and hello expected)"
     for r in $(seq 1 "$CTR_ROUNDS"); do
         log "   round $r/$CTR_ROUNDS"
         for side in $( ((r % 2)) && echo "base img" || echo "img base"); do

@@ -146,7 +146,8 @@ if data.get(("container", "allowed-noexecd")):
     rows.append(("allowed exec inside a guarded container / the same unguarded", "≤ 1.03", fmt(c_allowed),
                  verdict(None if c_allowed is None else c_allowed <= 1.03),
                  f"{us(med('container', 'allowed-noexecd'))} against {us(med('container', 'allowed-none'))} per "
-                 "vfork + exec + wait of the image's static hello"))
+                 "vfork + exec + wait of the image's static hello; "
+                 f"{fmt(med('container', 'cached-inodes'), '{:.0f}')} inodes in the exec cache after the warm-up"))
     rows.append(("denied exec in a container / minimal C responder denying it", "≤ 1.3", fmt(c_denied, "{:.2f}"),
                  verdict(None if c_denied is None else c_denied <= 1.3),
                  f"the image's /tmp/x under a container policy: {us(med('container', 'denied-noexecd'))}; "
