@@ -86,7 +86,7 @@ nc_dynamic = ratio("allowed", "noexecd-nocache-dynamic", "none@noexecd-nocache-d
 rows.append(("allowed exec on a marked filesystem, guard / no guard", "≤ 1.02",
              f"static {fmt(a_static)}, dynamic {fmt(a_dynamic)}", verdict(None if worst is None else worst <= 1.02),
              f"without the exec cache: static {fmt(nc_static)}, dynamic {fmt(nc_dynamic)}; "
-             f"{fmt(med('cache', 'noexecd-cached-inodes'), '{:.0f}')} inodes in the exec cache after the warm-up"))
+             f"{fmt(med('cache', 'noexecd-cached-inodes'), '{:.0f}')} inodes in the exec cache in a running container"))
 
 # Goal 3: noexecd overhead / fapolicyd overhead (scenario 1).
 o = {}
@@ -147,7 +147,7 @@ if data.get(("container", "allowed-noexecd")):
                  verdict(None if c_allowed is None else c_allowed <= 1.03),
                  f"{us(med('container', 'allowed-noexecd'))} against {us(med('container', 'allowed-none'))} per "
                  "vfork + exec + wait of the image's static hello; "
-                 f"{fmt(med('container', 'cached-inodes'), '{:.0f}')} inodes in the exec cache after the warm-up"))
+                 f"{fmt(med('container', 'cached-inodes'), '{:.0f}')} inodes in the exec cache in a running container"))
     rows.append(("denied exec in a container / minimal C responder denying it", "≤ 1.3", fmt(c_denied, "{:.2f}"),
                  verdict(None if c_denied is None else c_denied <= 1.3),
                  f"the image's /tmp/x under a container policy: {us(med('container', 'denied-noexecd'))}; "
@@ -317,8 +317,8 @@ before each start; fapolicyd runs chrooted in the image and sees only the image'
   and holds a container policy (KubeArmor YAML drop-in) blocking exec in `/tmp/` and `/var/tmp/` for
   `app=bench` containers. Allowed: `execloop spawn /bin/hello` inside a container, guarded storage against the
   twin; denied: `execloop deny /tmp/x` inside a guarded container against the C responder's tmpfs bound into a
-  container of the twin; a container's life: `podman run --rm IMAGE true`, {BENCH_CTR_STARTS} per side and round;
-  memory: the daemon's VmRSS before and after starting {BENCH_CTR_IDLE} idle containers (its list is refreshed
+  container of the twin; a container's life: `podman run --rm IMAGE true`, {{BENCH_CTR_STARTS}} per side and round;
+  memory: the daemon's VmRSS before and after starting {{BENCH_CTR_IDLE}} idle containers (its list is refreshed
   every 500 ms).
 - **Scenario 6**: the daemon's VmRSS (`/proc/PID/status`) and utime+stime (`/proc/PID/stat`) over 5 s idle,
   and during the storm.
