@@ -14,21 +14,30 @@ N_SPAWN=${BENCH_SPAWN:-1000}
 N_DENY=${BENCH_DENY:-5000}
 STORM_SECS=${BENCH_STORM_SECS:-3}
 N_FILES=${BENCH_FILES:-20000}
+CTR_ROUNDS=${BENCH_CTR_ROUNDS:-5}
+CTR_STARTS=${BENCH_CTR_STARTS:-5}
+CTR_IDLE=${BENCH_CTR_IDLE:-50}
+# Which phases run (all by default): exec (noexecd with the cache, the C responder, noexec), nocache, open,
+# containers, fapolicyd. The C responders run whatever is chosen.
+PHASES=" ${BENCH_PHASES:-exec nocache open containers fapolicyd} "
+phase() { case "$PHASES" in *" $1 "*) return 0 ;; esac; return 1; }
 export BENCH_PIDS=${BENCH_PIDS:?}
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/fapolicyd.sh"
+. "$HERE/containers.sh"
 EL=$TOOLS/execloop
 
 W=$(mktemp -d /tmp/noexecd-bench.XXXXXX)
 # From here on everything lives in RAM: the directory on the host's /tmp is only a mount point.
 mount -t tmpfs -o size=1200m,mode=0755 noexecd-bench "$W"
-DAEMON_PID= RESP_PID=
+DAEMON_PID= RESP_PID= OPEN_RESP_PID=
 cleanup() {
     set +e
+    ctr_cleanup
     fapolicyd_stop "$W/img"
-    for p in $DAEMON_PID $RESP_PID; do kill -TERM "$p" 2>/dev/null; done
-    for p in $DAEMON_PID $RESP_PID; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null; done
-    rm -f "$BENCH_PIDS"/noexecd "$BENCH_PIDS"/responder
+    for p in $DAEMON_PID $RESP_PID $OPEN_RESP_PID; do kill -TERM "$p" 2>/dev/null; done
+    for p in $DAEMON_PID $RESP_PID $OPEN_RESP_PID; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null; done
+    rm -f "$BENCH_PIDS"/noexecd "$BENCH_PIDS"/responder "$BENCH_PIDS"/open-responder
     umount -R "$W" 2>/dev/null
     rmdir "$W" 2>/dev/null
 }
@@ -177,13 +186,16 @@ idle() { # idle SERIES PID: CPU over 5 s with nothing happening, and RSS.
     rec idle "$1-rss" 0 "$(proc_rss "$2")" KiB
 }
 
-# --- phase 1: noexecd (exec cache on) and the C responder, side by side with no guard and noexec -----------
-log "== noexecd $("$BIN" --version 2>/dev/null || true) with the exec cache; minimal C responder; noexec"
+# --- the C responders: exec (deny everything on resp/) ----------------------------------------------------
 "$TOOLS/responder" "$W/resp" > "$W/run/responder.out" &
 RESP_PID=$!
 echo "$RESP_PID" > "$BENCH_PIDS/responder"
 for i in $(seq 1 50); do grep -q ready "$W/run/responder.out" && break; sleep 0.1; done
 grep -q ready "$W/run/responder.out" || { log "the C responder did not start"; exit 1; }
+
+# --- phase 1: noexecd (exec cache on) and the C responder, side by side with no guard and noexec -----------
+if phase exec; then
+log "== noexecd $("$BIN" --version 2>/dev/null || true) with the exec cache; minimal C responder; noexec"
 write_config "$W/run/cache.toml" ""
 daemon_start "$W/run/cache.toml"
 idle noexecd "$DAEMON_PID"
@@ -217,8 +229,10 @@ for r in 1 2 3; do
 done
 idle noexecd-after "$DAEMON_PID"
 daemon_stop
+fi
 
 # --- phase 2: noexecd without the exec cache (every allowed exec on the image is decided) ------------------
+if phase nocache; then
 log "== noexecd without the exec cache"
 write_config "$W/run/nocache.toml" "exec_cache = false"
 daemon_start "$W/run/nocache.toml"
@@ -229,8 +243,13 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 storm noexecd-nocache 1 "$DAEMON_PID" "$W/prot/x"
 daemon_stop
+fi
 
-# --- phase 3: open-heavy work in /tmp, open-time guard on and off (needs the bypass work) -------------------
+# --- phase 3: open-heavy work in /tmp: no guard, the minimal C FAN_OPEN_PERM responder, noexecd ------------
+# The image's /tmp is a directory of a path-decided filesystem: noexecd's open guard puts FAN_OPEN_PERM inode
+# marks on /tmp and every directory below it; bench/open_responder.c marks the same two directories the same
+# way and allows every event (the floor). noexecd with the open guard off is measured too (execs only).
+if phase open; then
 OPEN_KEY=
 # The open guard is the `[open_guard]` table (`enabled`); BENCH_OPEN_SETTING="..." overrides the lines used.
 for candidate in ${BENCH_OPEN_SETTING:+"$BENCH_OPEN_SETTING"} $'[open_guard]\nenabled = true' "open_guard = true"; do
@@ -238,26 +257,54 @@ for candidate in ${BENCH_OPEN_SETTING:+"$BENCH_OPEN_SETTING"} $'[open_guard]\nen
     if "$BIN" check --config "$W/run/open.toml" >/dev/null 2>&1; then OPEN_KEY=$candidate; break; fi
 done
 if [ -n "$OPEN_KEY" ]; then
-    log "== open-heavy work in /tmp, open-time guard ($OPEN_KEY) on and off"
+    log "== open-heavy work in /tmp: no guard, minimal C open responder, noexecd ($OPEN_KEY) on and off"
     off=${OPEN_KEY/true/false}
     write_config "$W/run/open-off.toml" "$off"
+    files() { timeout 120 "$EL" -r "$W/$1" files /tmp/work "$N_FILES"; }
     for r in $(seq 1 "$ROUNDS"); do
-        for mode in on off; do
-            cfg=$W/run/open.toml; [ "$mode" = off ] && cfg=$W/run/open-off.toml
-            daemon_start "$cfg"
-            rec open "none@$mode" "$r" "$(timeout 120 "$EL" -r "$W/base" files /tmp/work "$N_FILES")" ns
-            rec open "guard-$mode" "$r" "$(timeout 120 "$EL" -r "$W/img" files /tmp/work "$N_FILES")" ns
-            daemon_stop
+        log "   round $r/$ROUNDS"
+        for mode in on resp off; do
+            case $mode in
+                on) daemon_start "$W/run/open.toml" ;;
+                off) daemon_start "$W/run/open-off.toml" ;;
+                resp)
+                    "$TOOLS/open_responder" -i "$W/img/tmp" "$W/img/tmp/work" > "$W/run/open-responder.out" &
+                    OPEN_RESP_PID=$!
+                    echo "$OPEN_RESP_PID" > "$BENCH_PIDS/open-responder"
+                    for i in $(seq 1 50); do grep -q ready "$W/run/open-responder.out" && break; sleep 0.1; done
+                    grep -q ready "$W/run/open-responder.out" || { log "the C open responder did not start"; exit 1; }
+                    ;;
+            esac
+            # Order alternating within the pair.
+            if ((r % 2)); then
+                rec open "none@$mode" "$r" "$(files base)" ns
+                rec open "guard-$mode" "$r" "$(files img)" ns
+            else
+                rec open "guard-$mode" "$r" "$(files img)" ns
+                rec open "none@$mode" "$r" "$(files base)" ns
+            fi
+            if [ "$mode" = resp ]; then
+                kill -TERM "$OPEN_RESP_PID"; wait "$OPEN_RESP_PID" 2>/dev/null || true
+                OPEN_RESP_PID=; rm -f "$BENCH_PIDS/open-responder"
+            else
+                daemon_stop
+            fi
         done
     done
 else
     log "== open-heavy work in /tmp: n/a (open guard not built)"
     rec open "n/a" 0 0 "open guard not built"
 fi
+fi
+
+# --- phase 3b: podman containers (bench/containers.sh) -------------------------------------------------------
+if phase containers; then ctr_phase; fi
 kill -TERM "$RESP_PID"; wait "$RESP_PID" 2>/dev/null || true; RESP_PID=; rm -f "$BENCH_PIDS/responder"
 
 # --- phase 4: fapolicyd 1.1.7 on the same image -------------------------------------------------------------
-if command -v fapolicyd >/dev/null; then
+if ! phase fapolicyd; then
+    :
+elif command -v fapolicyd >/dev/null; then
     log "== fapolicyd $(dpkg-query -W -f '${Version}' fapolicyd 2>/dev/null) (trust=file, integrity=none)"
     fapolicyd_prepare "$W/img"
     fapolicyd_start "$W/img" "$W/run/fapolicyd.log"

@@ -5,7 +5,9 @@
 # plot, bench/plot.png (bench/report.py, gnuplot). Not part of `make test`: timing goals belong here.
 #
 # Usage: bench/run.sh [NOEXECD_BIN]. Knobs (environment): BENCH_ROUNDS (11), BENCH_SPAWN (1000 execs per
-# allowed run), BENCH_DENY (5000 per denied run), BENCH_STORM_SECS (3), BENCH_TIMEOUT (2400 s in all).
+# allowed run), BENCH_DENY (5000 per denied run), BENCH_STORM_SECS (3), BENCH_TIMEOUT (2400 s in all),
+# BENCH_FILES (20000 files per open-heavy run), BENCH_CTR_ROUNDS (5), BENCH_CTR_STARTS (5 `podman run` per side
+# and round), BENCH_CTR_IDLE (50 idle containers), BENCH_PHASES (all: "exec nocache open containers fapolicyd").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(readlink -f "${1:-target/release/noexecd}")
@@ -20,6 +22,12 @@ command -v cc >/dev/null || need+=(gcc libc6-dev)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v python3 >/dev/null || need+=(python3)
 command -v gnuplot >/dev/null || need+=(gnuplot-nox)
+# The container phase (bench/containers.sh): podman with runc, and a static busybox for the image.
+command -v podman >/dev/null || need+=(podman)
+command -v runc >/dev/null || need+=(runc)
+command -v conmon >/dev/null || need+=(conmon)
+file -L "$(command -v busybox 2>/dev/null || echo /nonexistent)" 2>/dev/null | grep -q 'statically linked' || need+=(busybox-static)
+command -v file >/dev/null || need+=(file)
 if ! command -v fapolicyd >/dev/null; then
     need+=(fapolicyd)
     # On a systemd host the package would enable and start fapolicyd host-wide with Debian's default rules
@@ -36,6 +44,8 @@ fi
 mkdir -p "$OUT/tools" "$OUT/pids"
 cc -O2 -Wall -Wextra -o "$OUT/tools/execloop" bench/execloop.c
 cc -O2 -Wall -Wextra -o "$OUT/tools/responder" bench/responder.c
+cc -O2 -Wall -Wextra -o "$OUT/tools/open_responder" bench/open_responder.c
+cc -O2 -static -o "$OUT/tools/execloop-static" bench/execloop.c
 cc -O2 -static -o "$OUT/tools/hello-static" bench/hello.c
 cc -O2 -o "$OUT/tools/hello-dynamic" bench/hello.c
 

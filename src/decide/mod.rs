@@ -31,7 +31,7 @@ use crate::host::overlay;
 use crate::host::procfs::{self, ProcessInfo};
 use crate::policy::matcher::{Action, Outcome, RuleMeta, Scope, Subject};
 use crate::stats::Counters;
-use crate::sys::{self, Event, FanotifyGroup, FileFacts, Mask, PATH_BUF_LEN, Responder, Response};
+use crate::sys::{self, Event, FanotifyGroup, FileFacts, Mask, PATH_BUF_LEN, ProcDirs, Responder, Response};
 use opener::OpenedFile;
 use sniff::{HEAD_LEN, sniff};
 
@@ -42,6 +42,9 @@ const RECENT_EXECS: usize = 16;
 
 /// Containers remembered from their first exec until the daemon's list has them; past this, started over.
 const FIRST_SEEN_MAX: usize = 256;
+
+/// Slots of the table of mounts found to be overlay layers' private mounts (see `Decider::layer_mounts`).
+const LAYER_MOUNTS: usize = 64;
 
 /// The rule alerts name when a file on a guarded filesystem could not be located.
 fn unresolved_rule() -> Arc<RuleMeta> {
@@ -63,10 +66,20 @@ pub struct Decider {
     /// decide in it, so the guard cannot be turned against its own probe and restart; host policies still do.
     own_container: Option<String>,
     path_buf: Box<[u8; PATH_BUF_LEN]>,
+    /// `/proc` and `/proc/self/fd`, opened once: names are read relative to them.
+    procs: ProcDirs,
     scratch: Vec<u8>,
     canonical: Vec<u8>,
     /// The file's name inside its overlay layer when it was reached through one (a container's path).
     layer_name: Vec<u8>,
+    /// Whether the layer `layer_name` was found in is a lower (read-only) layer of every overlay we know.
+    layer_read_only: bool,
+    /// (mount id, device) of mounts through which a file was last found in our overlays' layers, direct-mapped
+    /// by mount id: a layer's private mount is in no namespace's table, so for these the layers are tried
+    /// before reading the caller's whole mountinfo (what a denial in a container mostly cost). Only a hint:
+    /// the layer lookup checks device and inode, and when it finds nothing the caller's table is read as
+    /// before.
+    layer_mounts: [(u64, u64); LAYER_MOUNTS],
     /// The running containers and the container policies that select each.
     scopes: Arc<ArcSwap<Scopes>>,
     /// The caller's container, when the current decision looked it up.
@@ -130,9 +143,12 @@ impl Decider {
             own_container: procfs::container_of(i32::try_from(std::process::id()).unwrap_or(i32::MAX))
                 .map(|(_, id)| id),
             path_buf: Box::new([0u8; PATH_BUF_LEN]),
+            procs: ProcDirs::open(),
             scratch: Vec::with_capacity(PATH_BUF_LEN),
             canonical: Vec::with_capacity(PATH_BUF_LEN),
             layer_name: Vec::with_capacity(PATH_BUF_LEN),
+            layer_read_only: false,
+            layer_mounts: [(0, 0); LAYER_MOUNTS],
             scopes: Arc::new(ArcSwap::from_pointee(Scopes::default())),
             container: None,
             first_seen: HashMap::new(),
@@ -188,11 +204,9 @@ impl Decider {
         let Some(rule) = rule else {
             self.answer(responder, fd.as_fd(), Response::Allow);
             self.counters.allowed.fetch_add(1, Ordering::Relaxed);
-            // Only path-decided files (the name is known) can be cached; after the answer, never instead. A file
-            // in a container's layer may be one a container policy names in another container: not cached.
-            let in_layer = !self.layer_name.is_empty() && !guard.config.container_policies.is_empty();
+            // Only path-decided files (the name is known) can be cached; after the answer, never instead.
             if resolved == Resolved::Yes
-                && !in_layer
+                && self.layer_cacheable(guard)
                 && let (Some(feed), Some(facts)) = (self.cache.as_mut(), self.facts.as_ref())
             {
                 feed.offer(&guard.config.matcher, fd.as_fd(), facts, &self.canonical);
@@ -245,12 +259,17 @@ impl Decider {
         if !kind.may_run() {
             return allow(self);
         }
-        let Verdict { outcome, rule, resolved } = self.decide(guard, fd, pid);
-        let Some(rule) = rule else { return allow(self) };
+        // The opener first: the marks put nearly every open we see in protected scope (a filesystem holding only
+        // protected paths, or the protected directories themselves), and most openers are not running the file,
+        // so this usually spares the name lookup. Both must say so for an alert, in either order.
         let file = OpenedFile { kind, dev: facts.dev, ino: facts.ino };
-        let Some(route) = opener::judge(&guard.config.open_guard, &guard.loaders, file, pid) else {
+        let Some(route) =
+            opener::judge(&guard.config.open_guard, &guard.loaders, file, pid, &self.procs, &mut self.path_buf)
+        else {
             return allow(self);
         };
+        let Verdict { outcome, rule, resolved } = self.decide_with(guard, fd, pid, Ok(facts));
+        let Some(rule) = rule else { return allow(self) };
         if after_exec == Some(true) {
             // The exec of this file was just blocked and alerted; this is its caller looking at it.
             let answer = if outcome == Outcome::Block { Response::Deny } else { Response::Allow };
@@ -265,6 +284,21 @@ impl Decider {
         // explain why): judged again, alerted once.
         self.remember_exec(pid, &facts, outcome == Outcome::Block);
         self.queue_alert(outcome, rule, pid, process, route.data());
+    }
+
+    /// Whether a file reached through a container's overlay may go to the exec cache (which checks the host path
+    /// itself). An inode mark holds in every container, so with container policies loaded: only a file of a
+    /// lower layer (no container can write, rename or create there: a change is a copy-up to its own upper
+    /// layer) whose path inside the container no container policy's rule reaches, selecting or not. Which
+    /// containers run, or start later, then changes nothing; a new policy comes with a reload, which flushes.
+    fn layer_cacheable(&self, guard: &Guard) -> bool {
+        if self.layer_name.is_empty() {
+            return true;
+        }
+        match &guard.all_container_rules {
+            None => true,
+            Some(rules) => self.layer_read_only && rules.untouched_by_rules(&self.layer_name),
+        }
     }
 
     /// Names a file decided with its whole filesystem, for its alert, while the caller still exists: a refused
@@ -323,12 +357,24 @@ impl Decider {
     }
 
     fn decide(&mut self, guard: &Guard, fd: BorrowedFd<'_>, pid: i32) -> Verdict {
+        self.decide_with(guard, fd, pid, sys::file_facts(fd))
+    }
+
+    /// [`Decider::decide`] with the file's statx already taken.
+    fn decide_with(
+        &mut self,
+        guard: &Guard,
+        fd: BorrowedFd<'_>,
+        pid: i32,
+        facts: std::io::Result<FileFacts>,
+    ) -> Verdict {
         self.canonical.clear();
         self.layer_name.clear();
+        self.layer_read_only = false;
         self.container = None;
         self.facts = None;
         let matcher = &guard.config.matcher;
-        let Ok(facts) = sys::file_facts(fd) else {
+        let Ok(facts) = facts else {
             return self.unresolvable(guard);
         };
         self.facts = Some(facts);
@@ -424,7 +470,7 @@ impl Decider {
     /// Fills `self.canonical` with the file's name in our namespace, mapped through its filesystem's root.
     fn resolve_with(&mut self, guard: &Guard, fd: BorrowedFd<'_>, pid: i32, facts: &FileFacts) -> bool {
         self.canonical.clear();
-        let Ok(raw) = sys::fd_path(fd, &mut self.path_buf) else {
+        let Ok(raw) = self.procs.fd_path(fd, &mut self.path_buf) else {
             return false;
         };
         // The kernel appends " (deleted)" to an unlinked file's name; a live file may really be called that.
@@ -447,6 +493,19 @@ impl Decider {
         {
             return true;
         }
+        let slot = usize::try_from(mnt_id).unwrap_or(0) % LAYER_MOUNTS;
+        let key = (mnt_id, facts.dev);
+        if self.layer_mounts.get(slot) == Some(&key)
+            && let Some(found) = overlay::file_in_layers(guard.mounts.overlay_layers(), raw, facts.dev, facts.ino)
+        {
+            let naming = LayerNaming {
+                layer_name: &mut self.layer_name,
+                read_only: &mut self.layer_read_only,
+                scratch: &mut self.scratch,
+                canonical: &mut self.canonical,
+            };
+            return naming.name(guard, raw, found);
+        }
         // Reached through a mount of another namespace (a container, PrivateTmp, `unshare -m`).
         match foreign_mount(pid, mnt_id) {
             Some(via) if via.dev == facts.dev || guard.target_for(via.dev).is_some() => {
@@ -455,18 +514,44 @@ impl Decider {
             // In no namespace's table: a layer's private mount under an overlay (a container's rootfs). The
             // file is named by its layer's path on the host, so host rules decide host paths.
             _ => {
-                let Some(path) = overlay::file_in_layers(guard.mounts.overlay_layers(), raw, facts.dev, facts.ino)
-                    .or_else(|| overlay::file_in_layers_of(pid, raw, facts.dev, facts.ino))
-                else {
+                let ours = overlay::file_in_layers(guard.mounts.overlay_layers(), raw, facts.dev, facts.ino);
+                if ours.is_some()
+                    && let Some(entry) = self.layer_mounts.get_mut(slot)
+                {
+                    *entry = key;
+                }
+                let Some(found) = ours.or_else(|| overlay::file_in_layers_of(pid, raw, facts.dev, facts.ino)) else {
                     return false;
                 };
-                self.layer_name.clear();
-                self.layer_name.extend_from_slice(raw);
-                match guard.mounts.containing(&path) {
-                    Some(via) => guard.mounts.canonical_path(via, &path, &mut self.scratch, &mut self.canonical),
-                    None => false,
-                }
+                let naming = LayerNaming {
+                    layer_name: &mut self.layer_name,
+                    read_only: &mut self.layer_read_only,
+                    scratch: &mut self.scratch,
+                    canonical: &mut self.canonical,
+                };
+                naming.name(guard, raw, found)
             }
+        }
+    }
+}
+
+/// Where the name of a file found in an overlay's layer goes: `layer_name` (its name inside the layer, the
+/// container's path) and `canonical` (the layer's path on the host).
+struct LayerNaming<'a> {
+    layer_name: &'a mut Vec<u8>,
+    read_only: &'a mut bool,
+    scratch: &'a mut Vec<u8>,
+    canonical: &'a mut Vec<u8>,
+}
+
+impl LayerNaming<'_> {
+    fn name(self, guard: &Guard, raw: &[u8], found: overlay::InLayer) -> bool {
+        self.layer_name.clear();
+        self.layer_name.extend_from_slice(raw);
+        *self.read_only = found.read_only;
+        match guard.mounts.containing(&found.path) {
+            Some(via) => guard.mounts.canonical_path(via, &found.path, self.scratch, self.canonical),
+            None => false,
         }
     }
 }

@@ -15,6 +15,7 @@ use super::sniff::FileKind;
 use crate::guard::loaders::Loaders;
 use crate::host::procfs;
 use crate::policy::open_guard::OpenGuardConfig;
+use crate::sys::{PATH_BUF_LEN, ProcDirs};
 
 /// The file being opened, as the verdict needs it.
 #[derive(Debug, Clone, Copy)]
@@ -25,9 +26,17 @@ pub struct OpenedFile {
 }
 
 /// Whether this open is a route to running the file in protected scope, and which. `None` allows it.
-pub fn judge(config: &OpenGuardConfig, loaders: &Loaders, file: OpenedFile, pid: i32) -> Option<Route> {
-    let exe_path = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-    let exe = exe_path.as_os_str().as_bytes();
+/// `exe_buf` holds the opener's executable name while it is judged (read through `procs`, no allocation for
+/// the common case of an opener that runs nothing).
+pub fn judge(
+    config: &OpenGuardConfig,
+    loaders: &Loaders,
+    file: OpenedFile,
+    pid: i32,
+    procs: &ProcDirs,
+    exe_buf: &mut [u8; PATH_BUF_LEN],
+) -> Option<Route> {
+    let exe = procs.pid_link(pid, b"exe", exe_buf).ok()?;
     let exe = exe.strip_suffix(b" (deleted)").unwrap_or(exe);
     match file.kind {
         FileKind::LoadableElf => {
@@ -141,10 +150,12 @@ mod tests {
         assert!(!names_file(me, b"/nonexistent/x", m.dev(), m.ino()));
         // The test binary is neither an interpreter nor a reader: a loadable ELF it opens is a shared object.
         let file = OpenedFile { kind: FileKind::LoadableElf, dev: m.dev(), ino: m.ino() };
-        assert_eq!(judge(&OpenGuardConfig::default(), &Loaders::default(), file, me), Some(Route::SharedObject));
+        let (procs, mut buf) = (ProcDirs::open(), Box::new([0u8; PATH_BUF_LEN]));
+        let cfg = OpenGuardConfig::default();
+        assert_eq!(judge(&cfg, &Loaders::default(), file, me, &procs, &mut buf), Some(Route::SharedObject));
         let text = OpenedFile { kind: FileKind::Text, ..file };
-        assert_eq!(judge(&OpenGuardConfig::default(), &Loaders::default(), text, me), None);
+        assert_eq!(judge(&cfg, &Loaders::default(), text, me, &procs, &mut buf), None);
         let data = OpenedFile { kind: FileKind::Empty, ..file };
-        assert_eq!(judge(&OpenGuardConfig::default(), &Loaders::default(), data, i32::MAX), None);
+        assert_eq!(judge(&cfg, &Loaders::default(), data, i32::MAX, &procs, &mut buf), None);
     }
 }

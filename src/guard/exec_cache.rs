@@ -14,12 +14,16 @@
 //!    `fs.protected_hardlinks = 1` (read at start: with 0, any user may hard-link any file they can read
 //!    into /tmp, and there is no cache at all).
 //! 3. Nobody but root can move it or a directory holding it: every directory from its parent up to the root
-//!    of its filesystem is owned by uid 0 and not writable by group or others (renaming a directory to a new
-//!    parent needs write access to the directory itself, and renaming the file needs write access to its
-//!    parent). Only the filesystem's own directories matter: a rename cannot cross filesystems. The mount
-//!    the path was resolved through must show the whole filesystem (mount root `/`).
+//!    of its filesystem (along its name with symlinks resolved) is owned by uid 0 and not writable by group or
+//!    others (renaming a directory to a new parent needs write access to the directory itself, and renaming
+//!    the file needs write access to its parent). Only the filesystem's own directories matter: a rename
+//!    cannot cross filesystems. The mount the path was resolved through must show the whole filesystem
+//!    (mount root `/`).
 //! 4. A write clears it: the mark is added without `FAN_MARK_IGNORED_SURV_MODIFY`, so the kernel drops it the
 //!    first time the file is modified, and the next exec is decided again.
+//!    A file reached through a container's overlay is named by its layer's host path here; with container
+//!    policies loaded the decision thread offers it only from a lower layer (no container writes or renames
+//!    there) and when no container policy's rule reaches its path inside the container (`Decider`).
 //! 5. A policy change clears it: every reload and every mount-table change flushes all inode marks (and puts
 //!    back the FD store's own ignore marks) before any new mark is placed; candidates decided under an older
 //!    policy are dropped. More than [`MAX_CACHED`] marks also flush, so the kernel's memory stays bounded.
@@ -200,7 +204,11 @@ impl ExecCache {
         if !whole {
             return Err(Refusal::NotWholeFilesystem);
         }
-        for dir in path.ancestors().skip(1) {
+        // The directories that really hold it: a name built from an overlay's mount options goes through the
+        // runtime's short links (podman's `overlay/l/XXXX`), whose own mode says nothing about who can rename
+        // the file. Resolving them is a lookup of each component, never an open (no event).
+        let real = std::fs::canonicalize(path).map_err(|_| Refusal::NameMoved)?;
+        for dir in real.ancestors().skip(1) {
             let Ok(meta) = std::fs::symlink_metadata(dir) else {
                 return Err(Refusal::DirectoryNotRootOnly);
             };

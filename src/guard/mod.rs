@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::host::mounts::{Mount, MountTable, device_of, is_path_prefix};
 use crate::policy::Config;
+use crate::policy::matcher::Matcher;
 use loaders::Loaders;
 
 /// How a target's `protects` names a runtime's layer root (`containers:/var/lib/containers/storage`): marked
@@ -61,6 +62,10 @@ pub struct Guard {
     pub targets: Vec<MarkTarget>,
     /// The host's dynamic loaders, found when the guard is built (reload and mount changes find them again).
     pub loaders: Loaders,
+    /// The rules of every container policy together, whichever containers they select: a file of an image's
+    /// lower layer is shared by every container of the image, so the exec cache may keep it only when its path
+    /// inside the container is outside all of them. `None` without container policies.
+    pub all_container_rules: Option<Matcher>,
     /// Device → index into `targets`. Also keyed by the `st_dev` of each of its mounts' roots where that
     /// differs (btrfs: one per subvolume mounted).
     by_dev: HashMap<u64, usize>,
@@ -131,7 +136,9 @@ impl Guard {
                 }
             }
         }
-        Ok(Self { config, mounts, targets, loaders: Loaders::find(), by_dev })
+        let all: Vec<usize> = (0..config.container_policies.len()).collect();
+        let all_container_rules = (!all.is_empty()).then(|| config.container_matcher(&all));
+        Ok(Self { config, mounts, targets, loaders: Loaders::find(), all_container_rules, by_dev })
     }
 
     /// Whether FAN_OPEN_PERM goes on this target's filesystem mark: only where the filesystem holds nothing

@@ -43,7 +43,7 @@ pub struct MountTable {
     /// Per mount (same index as `mounts`): the btrfs subvolume holding its root, as `subvol=` names it.
     subvols: Vec<Option<Vec<u8>>>,
     /// The layer directories of the overlays mounted in this namespace (see `overlay`).
-    overlay_layers: Vec<Vec<u8>>,
+    overlay_layers: Vec<super::overlay::Layer>,
 }
 
 impl MountTable {
@@ -71,7 +71,7 @@ impl MountTable {
         Self { mounts, by_id, by_dev, subvols, overlay_layers: Vec::new() }
     }
 
-    pub fn overlay_layers(&self) -> &[Vec<u8>] {
+    pub fn overlay_layers(&self) -> &[super::overlay::Layer] {
         &self.overlay_layers
     }
 

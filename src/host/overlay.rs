@@ -9,9 +9,25 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 
+/// One layer directory of an overlay mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    pub dir: Vec<u8>,
+    /// An `upperdir`: the container writes there (copy-up, new files, renames). A lower layer is read-only to
+    /// every container using it.
+    pub upper: bool,
+}
+
+/// A file found in a layer: its name in our namespace, and whether no overlay of the table writes that layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InLayer {
+    pub path: Vec<u8>,
+    pub read_only: bool,
+}
+
 /// The layer directories of every overlay mount in a mountinfo text, upper layers first: each `upperdir`,
 /// then each `lowerdir` entry (data-only layers after `::` too, and the `lowerdir+`/`datadir+` form).
-pub fn overlay_layers(mountinfo: &[u8]) -> Vec<Vec<u8>> {
+pub fn overlay_layers(mountinfo: &[u8]) -> Vec<Layer> {
     let mut out = Vec::new();
     for line in mountinfo.split(|&b| b == b'\n') {
         let mut after_dash = line.split(|&b| b == b' ').skip_while(|f| *f != b"-").skip(1);
@@ -22,11 +38,11 @@ pub fn overlay_layers(mountinfo: &[u8]) -> Vec<Vec<u8>> {
         let mut lower = Vec::new();
         for option in options.split(|&b| b == b',') {
             if let Some(dir) = option.strip_prefix(b"upperdir=") {
-                out.push(super::mounts::unescape(dir));
+                out.push(Layer { dir: super::mounts::unescape(dir), upper: true });
             } else if let Some(dirs) = option.strip_prefix(b"lowerdir=") {
-                lower.extend(split_lowerdir(dirs).map(|d| super::mounts::unescape(&d)));
+                lower.extend(split_lowerdir(dirs).map(|d| Layer { dir: super::mounts::unescape(&d), upper: false }));
             } else if let Some(dir) = option.strip_prefix(b"lowerdir+=").or_else(|| option.strip_prefix(b"datadir+=")) {
-                lower.push(super::mounts::unescape(dir));
+                lower.push(Layer { dir: super::mounts::unescape(dir), upper: false });
             }
         }
         out.extend(lower);
@@ -56,26 +72,28 @@ fn split_lowerdir(dirs: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
 }
 
 /// The name in our namespace of the file `dev`/`ino`, reached as `name` inside one of `layers`. A path
-/// lookup per layer, never an open: no fanotify event, no wait.
-pub fn file_in_layers(layers: &[Vec<u8>], name: &[u8], dev: u64, ino: u64) -> Option<Vec<u8>> {
+/// lookup per layer, never an open: no fanotify event, no wait. `read_only`: the layer it was found in is
+/// the upper layer of no overlay in `layers` (a directory used both ways counts as written).
+pub fn file_in_layers(layers: &[Layer], name: &[u8], dev: u64, ino: u64) -> Option<InLayer> {
     if !name.starts_with(b"/") {
         return None;
     }
+    let trimmed = |d: &[u8]| -> usize { d.len() - d.iter().rev().take_while(|&&b| b == b'/').count() };
     layers.iter().find_map(|layer| {
-        let mut path = layer.clone();
-        while path.last() == Some(&b'/') {
-            path.pop();
-        }
+        let dir = layer.dir.get(..trimmed(&layer.dir)).unwrap_or_default();
+        let mut path = dir.to_vec();
         path.extend_from_slice(name);
-        std::fs::symlink_metadata(OsStr::from_bytes(&path))
-            .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
-            .then_some(path)
+        if !std::fs::symlink_metadata(OsStr::from_bytes(&path)).is_ok_and(|m| m.dev() == dev && m.ino() == ino) {
+            return None;
+        }
+        let read_only = !layers.iter().any(|l| l.upper && l.dir.get(..trimmed(&l.dir)) == Some(dir));
+        Some(InLayer { path, read_only })
     })
 }
 
 /// [`file_in_layers`] for the overlays of process `pid`'s mount namespace (a container whose rootfs was
 /// mounted a moment ago, before our own table caught up).
-pub fn file_in_layers_of(pid: i32, name: &[u8], dev: u64, ino: u64) -> Option<Vec<u8>> {
+pub fn file_in_layers_of(pid: i32, name: &[u8], dev: u64, ino: u64) -> Option<InLayer> {
     let table = std::fs::read(format!("/proc/{pid}/mountinfo")).ok()?;
     file_in_layers(&overlay_layers(&table), name, dev, ino)
 }
@@ -91,9 +109,19 @@ mod tests {
 
     #[test]
     fn layers_of_every_overlay_upper_first() {
-        let layers: Vec<String> =
-            overlay_layers(TABLE).iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect();
-        assert_eq!(layers, ["/u/abc/diff", "/l/a", "/l/b:c", "/l/data", "/n/u,x", "/n/1", "/n/2", "/n/d"]);
+        let layers: Vec<(String, bool)> =
+            overlay_layers(TABLE).iter().map(|l| (String::from_utf8_lossy(&l.dir).into_owned(), l.upper)).collect();
+        let want = [
+            ("/u/abc/diff", true),
+            ("/l/a", false),
+            ("/l/b:c", false),
+            ("/l/data", false),
+            ("/n/u,x", true),
+            ("/n/1", false),
+            ("/n/2", false),
+            ("/n/d", false),
+        ];
+        assert_eq!(layers, want.map(|(d, u)| (d.to_owned(), u)));
         assert!(overlay_layers(b"").is_empty());
         assert!(overlay_layers(b"garbage - overlay\n - overlay x\n").is_empty());
     }
@@ -114,12 +142,18 @@ mod tests {
         let m = std::fs::metadata(lower.join("bin/sh")).unwrap();
         let layers = overlay_layers(table.as_bytes());
         let found = file_in_layers(&layers, b"/bin/sh", m.dev(), m.ino()).unwrap();
-        assert_eq!(found, lower.join("bin/sh").as_os_str().as_bytes());
+        assert_eq!(found.path, lower.join("bin/sh").as_os_str().as_bytes());
+        assert!(found.read_only, "a lower layer");
         // Same name, another inode: not this file.
         assert_eq!(file_in_layers(&layers, b"/bin/sh", m.dev(), m.ino() + 1), None);
         assert_eq!(file_in_layers(&layers, b"bin/sh", m.dev(), m.ino()), None);
         let o = std::fs::metadata(upper.join("bin/other")).unwrap();
         let found = file_in_layers(&layers, b"/bin/other", o.dev(), o.ino()).unwrap();
-        assert_eq!(found, upper.join("bin/other").as_os_str().as_bytes());
+        assert_eq!(found.path, upper.join("bin/other").as_os_str().as_bytes());
+        assert!(!found.read_only, "the upper layer");
+        // A lower layer of one overlay that is the upper layer of another is written by that one.
+        let both = format!("{table}10 1 0:51 / /m2 rw - overlay overlay rw,lowerdir=/x,upperdir={}\n", lower.display());
+        let found = file_in_layers(&overlay_layers(both.as_bytes()), b"/bin/sh", m.dev(), m.ino()).unwrap();
+        assert!(!found.read_only, "a layer some overlay writes");
     }
 }

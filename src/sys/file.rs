@@ -1,8 +1,9 @@
 //! What the decision path asks of the file behind an event fd: its facts from one statx(2), its first
-//! bytes, and its name as the kernel prints it. Nothing here allocates.
+//! bytes, and its name as the kernel prints it; and the links of a caller's /proc directory. Nothing here
+//! allocates.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
@@ -109,6 +110,102 @@ pub fn fd_path<'b>(fd: BorrowedFd<'_>, buf: &'b mut [u8; PATH_BUF_LEN]) -> io::R
     buf.get(..n).ok_or_else(enametoolong)
 }
 
+/// `/proc` and `/proc/self/fd`, opened once (O_PATH): names under them are then read relative to these, a
+/// lookup of one or two components instead of walking `/proc`, `self` and the pid's directory every time.
+/// Either may be missing (no /proc at start): then the absolute names are used, as before.
+#[derive(Debug)]
+pub struct ProcDirs {
+    proc: Option<OwnedFd>,
+    self_fd: Option<OwnedFd>,
+}
+
+impl ProcDirs {
+    pub fn open() -> Self {
+        Self { proc: open_dir(c"/proc"), self_fd: open_dir(c"/proc/self/fd") }
+    }
+
+    /// [`fd_path`], through `/proc/self/fd` opened once.
+    pub fn fd_path<'b>(&self, fd: BorrowedFd<'_>, buf: &'b mut [u8; PATH_BUF_LEN]) -> io::Result<&'b [u8]> {
+        let Some(dir) = self.self_fd.as_ref() else {
+            return fd_path(fd, buf);
+        };
+        let mut name = Name::default();
+        name.push_number(u64::from(fd.as_raw_fd().unsigned_abs()))?;
+        readlink_at(dir.as_raw_fd(), &name, buf)
+    }
+
+    /// readlink of `/proc/PID/LINK` (`exe`, `cwd`, `root`) into `buf`, without allocating.
+    pub fn pid_link<'b>(&self, pid: i32, link: &[u8], buf: &'b mut [u8; PATH_BUF_LEN]) -> io::Result<&'b [u8]> {
+        let mut name = Name::default();
+        if self.proc.is_none() {
+            name.push(b"/proc/")?;
+        }
+        name.push_number(u64::from(pid.unsigned_abs()))?;
+        name.push(b"/")?;
+        name.push(link)?;
+        let dir = self.proc.as_ref().map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd);
+        readlink_at(dir, &name, buf)
+    }
+}
+
+fn open_dir(path: &std::ffi::CStr) -> Option<OwnedFd> {
+    // SAFETY: `path` is NUL-terminated; open returns a new fd we own, or -1.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    // SAFETY: a non-negative return of open is a fresh fd owned by nobody else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A short NUL-terminated name built on the stack.
+struct Name {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Default for Name {
+    fn default() -> Self {
+        Self { bytes: [0u8; 64], len: 0 }
+    }
+}
+
+impl Name {
+    /// Appends `part`, keeping room for the terminating NUL.
+    fn push(&mut self, part: &[u8]) -> io::Result<()> {
+        let end = self.len.checked_add(part.len()).filter(|&e| e < self.bytes.len()).ok_or_else(enametoolong)?;
+        self.bytes.get_mut(self.len..end).ok_or_else(enametoolong)?.copy_from_slice(part);
+        self.len = end;
+        Ok(())
+    }
+
+    fn push_number(&mut self, mut n: u64) -> io::Result<()> {
+        let mut digits = [0u8; 20];
+        let mut d = digits.len();
+        loop {
+            d -= 1;
+            *digits.get_mut(d).ok_or_else(enametoolong)? = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push(digits.get(d..).ok_or_else(enametoolong)?)
+    }
+}
+
+fn readlink_at<'b>(dir: RawFd, name: &Name, buf: &'b mut [u8; PATH_BUF_LEN]) -> io::Result<&'b [u8]> {
+    // SAFETY: `name.bytes` is zero-initialised and `push` keeps len < its size, so it is NUL-terminated within
+    // its bounds; `dir` is AT_FDCWD or an fd `ProcDirs` owns for its whole life; `buf` is writable for its full
+    // length, which is the size passed to readlinkat.
+    let n = unsafe { libc::readlinkat(dir, name.bytes.as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    if n >= buf.len() {
+        return Err(enametoolong());
+    }
+    buf.get(..n).ok_or_else(enametoolong)
+}
+
 fn enametoolong() -> io::Error {
     io::Error::from_raw_os_error(libc::ENAMETOOLONG)
 }
@@ -117,6 +214,26 @@ fn enametoolong() -> io::Error {
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn names_read_through_the_proc_dirs_are_those_of_the_absolute_paths() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let fd = file.as_file().as_fd();
+        let (mut a, mut b) = (Box::new([0u8; PATH_BUF_LEN]), Box::new([0u8; PATH_BUF_LEN]));
+        let dirs = ProcDirs::open();
+        assert!(dirs.proc.is_some() && dirs.self_fd.is_some());
+        let want = fd_path(fd, &mut a).unwrap().to_vec();
+        assert_eq!(dirs.fd_path(fd, &mut b).unwrap(), want.as_slice());
+        assert_eq!(want, std::os::unix::ffi::OsStrExt::as_bytes(file.path().canonicalize().unwrap().as_os_str()));
+        let me = std::process::id() as i32;
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        assert_eq!(dirs.pid_link(me, b"exe", &mut b).unwrap(), std::os::unix::ffi::OsStrExt::as_bytes(exe.as_os_str()));
+        let none = ProcDirs { proc: None, self_fd: None };
+        assert_eq!(none.fd_path(fd, &mut b).unwrap(), want.as_slice());
+        assert_eq!(none.pid_link(me, b"exe", &mut b).unwrap(), std::os::unix::ffi::OsStrExt::as_bytes(exe.as_os_str()));
+        assert!(dirs.pid_link(i32::MAX, b"exe", &mut b).is_err(), "no such process");
+        assert!(dirs.pid_link(me, &[b'x'; 60], &mut b).is_err(), "too long for the name buffer");
+    }
 
     #[test]
     fn read_head_reads_from_offset_zero() {

@@ -4,8 +4,8 @@
 //! - `group`: the fanotify group (created or adopted, its marks, reading events, answering them);
 //! - `event`: [`Event`]s parsed from the bytes read(2) returns, each owning its fd, the typed [`Mask`], the
 //!   [`Response`] and the [`Responder`] that writes it;
-//! - `file`: the fd queries the decision path needs ([`file_facts`] by statx, [`read_head`], [`fd_path`]
-//!   by readlink of /proc/self/fd/N);
+//! - `file`: the fd queries the decision path needs ([`file_facts`] by statx, [`read_head`], the event fd's name
+//!   by readlink of /proc/self/fd/N, through [`ProcDirs`]: /proc opened once);
 //! - `ns`: joining the host's mount namespace from a container ([`enter_mount_namespace_of`]);
 //! - `fd`: the process's own fds (those systemd hands over through `LISTEN_FDS`, [`is_fanotify`],
 //!   [`raise_nofile_limit`]).
@@ -24,6 +24,6 @@ mod ns;
 pub use event::parse_header_for_tests;
 pub use event::{Event, Mask, Responder, Response};
 pub use fd::{is_fanotify, raise_nofile_limit, take_listen_fds};
-pub use file::{FileFacts, PATH_BUF_LEN, fd_path, file_facts, read_head};
+pub use file::{FileFacts, PATH_BUF_LEN, ProcDirs, file_facts, read_head};
 pub use group::FanotifyGroup;
 pub use ns::{ContainerRoot, Forked, enter_mount_namespace_of, fork_daemon};

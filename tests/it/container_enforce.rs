@@ -791,3 +791,139 @@ fn tmp_tmpfs_100_containers_leave_no_memory_or_marks_behind() {
 fn ext4_root_100_containers_leave_no_memory_or_marks_behind() {
     containers_leave_nothing_behind(&test_name!(), SandboxLayout::Ext4Root);
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// The exec cache and image layers
+
+/// A container policy naming `/bin/ok`, as a second drop-in.
+const KSP_OK_YAML: &str = "\
+apiVersion: security.kubearmor.com/v1
+kind: KubeArmorPolicy
+metadata:
+  name: ksp-block-bin-ok
+  namespace: wordpress-mysql
+spec:
+  selector:
+    matchLabels:
+      app: wordpress
+  process:
+    matchPaths:
+    - path: /bin/ok
+  action: Block
+";
+
+/// (sdev, ino) of the inodes carrying an exec-cache ignore mark (FAN_OPEN_EXEC_PERM in the ignored mask).
+fn exec_cached(pid: i32) -> BTreeSet<(u64, u64)> {
+    fanotify_mark_lines(pid)
+        .iter()
+        .filter(|l| l.starts_with("fanotify ino:"))
+        .filter_map(|l| {
+            let field = |name: &str| {
+                l.split_whitespace().find_map(|t| t.strip_prefix(name)).and_then(|h| u64::from_str_radix(h, 16).ok())
+            };
+            (field("ignored_mask:")? & libc::FAN_OPEN_EXEC_PERM != 0).then_some((field("sdev:")?, field("ino:")?))
+        })
+        .collect()
+}
+
+/// (sdev, ino) of a file of the namespace.
+fn inode_of(sb: &Sandbox, path: &Path) -> (u64, u64) {
+    let m = fs::symlink_metadata(sb.host_view(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (kernel_dev(m.dev()), m.ino())
+}
+
+fn wait_cached(g: &mut Guarded, what: &str, done: impl Fn(&BTreeSet<(u64, u64)>) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let cached = exec_cached(g.daemon().pid);
+        if done(&cached) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{}: {what}; cached {cached:?}\n{}", g.name, g.log_text());
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A lower layer's file no container policy names is cached however the containers are labelled; one in a
+/// container's upper layer never is; a policy naming the file, loaded by SIGHUP, decides it again at once.
+/// The execs run in long-lived containers (`podman exec`): a container starting or stopping changes the mount
+/// table, which flushes the whole cache by itself.
+fn layer_files_are_cached_until_a_policy_names_them(name: &str, layout: SandboxLayout) {
+    let Some(mut g) = setup(name, layout) else { return };
+    let want = expected_marks(&g);
+    g.start(&want);
+    // The image's /bin/ok in its (only) layer: the one `diff/bin/ok` of each image before any container ran.
+    let overlay = g.sb.podman_root.join("overlay");
+    let layers: Vec<PathBuf> = fs::read_dir(g.sb.host_view(&overlay))
+        .unwrap()
+        .flatten()
+        .map(|e| overlay.join(e.file_name()).join("diff/bin/ok"))
+        .filter(|p| fs::symlink_metadata(g.sb.host_view(p)).is_ok())
+        .collect();
+    assert_eq!(layers.len(), 2, "{name}: /bin/ok in the layers of the two images: {layers:?}");
+    let image_ok: BTreeSet<(u64, u64)> = layers.iter().map(|p| inode_of(&g.sb, p)).collect();
+    for (labels, cname) in [(&WORDPRESS_LABELS[..], "wp"), (&OTHER_LABELS[..], "other")] {
+        let o = g.run_container(labels, &["-d", "--name", cname], IMAGE, &["/bin/sleep", "600"]);
+        assert!(o.status.success(), "{name}: the detached container {cname}\n{o}");
+    }
+    // The mount table settles (the daemon compares it every 250 ms and flushes the cache on a change).
+    thread::sleep(Duration::from_millis(1500));
+    let exec = |g: &Guarded, cname: &str, script: &str| g.podman(&["exec", cname, "/bin/sh", "-c", script]);
+
+    // (1) Allowed in a WordPress container (its policy names /tmp and /var/tmp only), then cached.
+    for _ in 0..2 {
+        assert_ran(&exec(&g, "wp", "/bin/ok"), &format!("{name}: /bin/ok in the WordPress container"));
+    }
+    wait_cached(&mut g, "the image layer's /bin/ok is cached", |c| image_ok.iter().any(|i| c.contains(i)));
+
+    // (2) A copy in the container's upper layer, outside every rule too: never cached (the container could
+    // rename it into its /tmp, and the inode would keep its mark).
+    let o = exec(&g, "wp", "cp /bin/ok /bin/ok2 && /bin/ok2 && /bin/ok2");
+    assert!(o.status.success() && o.stdout == "ran\nran\n", "{name}: /bin/ok2 in the upper layer\n{o}");
+    let upper = PathBuf::from(g.inspect("wp", "{{.GraphDriver.Data.UpperDir}}"));
+    let upper_ok2 = inode_of(&g.sb, &upper.join("bin/ok2"));
+    thread::sleep(Duration::from_secs(1));
+    let cached = exec_cached(g.daemon().pid);
+    assert!(!cached.contains(&upper_ok2), "{name}: the upper layer's /bin/ok2 is cached: {cached:?}");
+    assert!(image_ok.iter().any(|i| cached.contains(i)), "{name}: the image's /bin/ok still cached: {cached:?}");
+    g.expect_alerts(0, "nothing refused so far");
+
+    // (3) A container policy naming /bin/ok arrives with a reload: the cache is flushed, the exec refused.
+    let dropin = g.sb.base().join("policy.d/ksp-block-bin-ok.yaml");
+    fs::write(g.sb.host_view(&dropin), KSP_OK_YAML).unwrap();
+    let reloads = |g: &Guarded| g.log_text().matches("policy reloaded").count();
+    let before = reloads(&g);
+    kill(Pid::from_raw(g.daemon().pid), Signal::SIGHUP).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reloads(&g) == before {
+        assert!(Instant::now() < deadline, "{name}: no reload after SIGHUP:\n{}", g.log_text());
+        thread::sleep(Duration::from_millis(50));
+    }
+    wait_cached(&mut g, "the reload flushes the cache", |c| image_ok.iter().all(|i| !c.contains(i)));
+    let o = exec(&g, "wp", "/bin/ok");
+    assert_denied_in_shell(&o, &format!("{name}: /bin/ok in the WordPress container once a policy names it"));
+    let alerts = g.expect_alerts(1, "the refused /bin/ok");
+    assert_eq!(get_str(&alerts[0], "Resource"), "/bin/ok", "{}", alerts[0]);
+    assert_eq!(get_str(&alerts[0], "PolicyName"), "ksp-block-bin-ok", "{}", alerts[0]);
+    // The other app's container is not selected and runs it, but it is no longer cached: a policy names it.
+    for _ in 0..2 {
+        assert_ran(&exec(&g, "other", "/bin/ok"), &format!("{name}: /bin/ok in the app=other container"));
+    }
+    thread::sleep(Duration::from_secs(1));
+    let cached = exec_cached(g.daemon().pid);
+    assert!(image_ok.iter().all(|i| !cached.contains(i)), "{name}: /bin/ok cached again: {cached:?}");
+    assert_denied_in_shell(&exec(&g, "wp", "/bin/ok"), &format!("{name}: /bin/ok refused again"));
+    g.expect_alerts(2, "the refused /bin/ok, twice");
+    assert!(g.podman(&["rm", "-f", "-t", "0", "wp", "other"]).status.success(), "{name}: podman rm");
+    g.verify();
+}
+
+#[test]
+fn ext4_root_layer_files_are_cached_until_a_policy_names_them() {
+    layer_files_are_cached_until_a_policy_names_them(&test_name!(), SandboxLayout::Ext4Root);
+}
+
+#[test]
+fn tmp_tmpfs_layer_files_are_cached_until_a_policy_names_them() {
+    layer_files_are_cached_until_a_policy_names_them(&test_name!(), SandboxLayout::TmpTmpfs);
+}

@@ -1,0 +1,207 @@
+# Sourced by bench/inner.sh: noexecd guarding podman containers (runc, cgroupfs, no network), measured side
+# by side with the same containers on an unguarded twin. Two private podman storages (`--root`, `--runroot`):
+# `img/var/lib/containers/storage` on the marked image (its layers are where a container's execs raise their
+# events) and `base/var/lib/containers/storage` on the twin nobody marks; one image imported into each from a
+# tarball (a static busybox, the static execloop and hello, `/tmp/x`), as tests/it/container_enforce.rs does.
+# noexecd reads podman's API (`podman system service` on the guarded storage) and holds a container policy
+# blocking exec in `/tmp/` and `/var/tmp/` for `app=bench` containers, next to the host policy.
+#
+# Needs podman, runc, conmon and a static busybox; without them the phase is skipped (`container n/a`).
+# Containers go below the cgroup `noexecd-bench-<pid>` (removed at the end); their storage goes with the bench's
+# tmpfs.
+
+CTR_IMAGE=localhost/noexecd-bench:1
+CTR_CGROUP=noexecd-bench-$$
+# The policy is namespaced, as KubeArmor's are: the container carries the pod namespace label the kubelet sets.
+CTR_LABELS="--label app=bench --label io.kubernetes.pod.namespace=bench"
+CTR_SERVICE_PID=
+
+ctr_have_tools() {
+    local t
+    for t in podman runc conmon busybox tar; do command -v "$t" >/dev/null || { log "   no $t"; return 1; }; done
+    file -L "$(command -v busybox)" 2>/dev/null | grep -q 'statically linked' || { log "   busybox is not static"; return 1; }
+}
+
+# ctr_podman SIDE ARGS...: podman on the storage of img (guarded) or base (unguarded). Not at the bench's
+# real-time priority: a real-time task cannot join a new cgroup of the v1 cpu controller (it has no real-time
+# budget there), so runc could not start the container; nice -19 instead, for podman and the container alike.
+ctr_podman() {
+    local side=$1; shift
+    CONTAINERS_CONF=$W/run/containers.conf timeout 120 chrt -o 0 nice -n -19 podman --root "$W/$side/var/lib/containers/storage" \
+        --runroot "$W/run/podman-$side" --storage-driver overlay --runtime runc --cgroup-manager cgroupfs "$@"
+}
+
+# ctr_run SIDE ARGS...: podman run --rm in the bench's cgroup, no network, labelled app=bench.
+ctr_run() {
+    local side=$1; shift
+    ctr_podman "$side" run --rm --network none --cgroup-parent "/$CTR_CGROUP" $CTR_LABELS "$@"
+}
+
+ctr_prepare() {
+    local tar=$W/run/ctr-img.tar r=$W/run/ctr-img
+    mkdir -p "$r/bin" "$r/tmp" "$r/var/tmp" "$W/run/ctr-tmp"
+    chmod 1777 "$r/tmp" "$r/var/tmp"
+    cp "$(command -v busybox)" "$r/bin/busybox"
+    for a in sh sleep true; do ln -s busybox "$r/bin/$a"; done
+    install -m 0755 "$TOOLS/execloop-static" "$r/bin/execloop"
+    install -m 0755 "$TOOLS/hello-static" "$r/bin/hello"
+    install -m 0755 "$TOOLS/hello-static" "$r/tmp/x"
+    tar -C "$r" -cf "$tar" .
+    cat > "$W/run/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=10000:10000", "nproc=4096:4096"]
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+runtime = "runc"
+tmp_dir = "$W/run/ctr-tmp"
+image_copy_tmp_dir = "$W/run/ctr-tmp"
+CONF
+    local side
+    for side in img base; do
+        mkdir -p "$W/$side/var/lib/containers/storage" "$W/run/podman-$side"
+        ctr_podman "$side" import -q "$tar" "$CTR_IMAGE" >/dev/null
+    done
+    # The container policy (a drop-in, KubeArmor's own form) and the daemon's [containers] table.
+    mkdir -p "$W/run/policy.d"
+    cat > "$W/run/policy.d/ksp-bench.yaml" <<'YAML'
+apiVersion: security.kubearmor.com/v1
+kind: KubeArmorPolicy
+metadata:
+  name: ksp-block-exec-inside-tmp
+  namespace: bench
+spec:
+  selector:
+    matchLabels:
+      app: bench
+  process:
+    matchDirectories:
+    - dir: /tmp/
+      recursive: true
+    - dir: /var/tmp/
+      recursive: true
+  action: Block
+YAML
+    write_config "$W/run/ctr.toml" ""
+    mkdir -p "$W/run/none"
+    cat >> "$W/run/ctr.toml" <<CFG
+
+[containers]
+podman_socket = "$W/run/podman.sock"
+storage = "$W/img/var/lib/containers/storage"
+docker_root = "$W/run/none/docker"
+containerd_state = "$W/run/none/containerd-state"
+containerd_root = "$W/run/none/containerd"
+CFG
+    ctr_podman img system service --time=0 "unix://$W/run/podman.sock" > "$W/run/podman-service.log" 2>&1 &
+    CTR_SERVICE_PID=$!
+    echo "$CTR_SERVICE_PID" > "$BENCH_PIDS/podman-service"
+    local i
+    for i in $(seq 1 100); do [ -S "$W/run/podman.sock" ] && return 0; sleep 0.1; done
+    log "podman's API service did not start:"; cat "$W/run/podman-service.log" >&2; return 1
+}
+
+ctr_cleanup() {
+    set +e
+    local side
+    for side in img base; do
+        [ -d "$W/$side/var/lib/containers/storage" ] && ctr_podman "$side" rm -a -f -t 0 >/dev/null 2>&1
+    done
+    if [ -n "$CTR_SERVICE_PID" ]; then
+        kill -TERM "$CTR_SERVICE_PID" 2>/dev/null
+        timeout 10 tail --pid="$CTR_SERVICE_PID" -f /dev/null 2>/dev/null || kill -KILL "$CTR_SERVICE_PID" 2>/dev/null
+        CTR_SERVICE_PID=
+        rm -f "$BENCH_PIDS/podman-service"
+    fi
+    rm -f "$W/run/policy.d/ksp-bench.yaml"
+    local cg
+    for cg in /sys/fs/cgroup/*/"$CTR_CGROUP" /sys/fs/cgroup/"$CTR_CGROUP"; do
+        [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null
+    done
+    set -e
+}
+
+# ctr_num WHAT VALUE: VALUE, which must be a number (execloop's output), else the bench stops.
+ctr_num() {
+    [[ $2 =~ ^[0-9]+$ ]] || { log "containers: $1 gave no figure (${2:-nothing})"; exit 1; }
+    echo "$2"
+}
+
+# ctr_time SIDE N: mean ns of `podman run --rm IMAGE true`, N times.
+ctr_time() {
+    local side=$1 n=$2 i t0 t1
+    t0=$(date +%s%N)
+    for i in $(seq 1 "$n"); do ctr_run "$side" "$CTR_IMAGE" /bin/true >/dev/null; done
+    t1=$(date +%s%N)
+    echo $(( (t1 - t0) / n ))
+}
+
+ctr_phase() {
+    log "== containers: podman (runc) on the guarded image and on its unguarded twin"
+    if ! ctr_have_tools; then
+        log "   skipped: podman, runc, conmon and a static busybox are needed (make test-deps)"
+        rec container "n/a" 0 0 "podman not available"
+        return 0
+    fi
+    ctr_prepare
+    daemon_start "$W/run/ctr.toml"
+    local r side v
+    # Warm-up: the exec cache takes the image layer's programs; podman's own caches fill on both sides.
+    for side in img base; do
+        ctr_run "$side" "$CTR_IMAGE" /bin/execloop spawn /bin/hello 100 >/dev/null
+    done
+    # What the exec cache holds while a container runs (a container starting or stopping changes the mount
+    # table, which flushes the cache: counted in a long-lived container, after its start has settled).
+    local cached
+    ctr_podman img run -d --name warm --network none --cgroup-parent "/$CTR_CGROUP" $CTR_LABELS "$CTR_IMAGE" \
+        /bin/sleep 600 >/dev/null
+    sleep 1
+    ctr_podman img exec warm /bin/execloop spawn /bin/hello 10 >/dev/null
+    sleep 0.5
+    cached=$(cat /proc/"$DAEMON_PID"/fdinfo/* 2>/dev/null | grep -c '^fanotify ino:.*ignored_mask:40000' || true)
+    ctr_podman img rm -f -t 0 warm >/dev/null
+    rec container cached-inodes 0 "$cached" inodes
+    log "   exec cache in a running container: $cached inode(s) (the image's execloop and hello expected)"
+    for r in $(seq 1 "$CTR_ROUNDS"); do
+        log "   round $r/$CTR_ROUNDS"
+        for side in $( ((r % 2)) && echo "base img" || echo "img base"); do
+            # Allowed: vfork + exec of a program of the image's layer, inside the container.
+            v=$(ctr_num "allowed exec ($side)" "$(ctr_run "$side" "$CTR_IMAGE" /bin/execloop spawn /bin/hello "$N_SPAWN")")
+            if [ "$side" = img ]; then rec container allowed-noexecd "$r" "$v" ns; else rec container allowed-none "$r" "$v" ns; fi
+            # A container's whole life: podman run --rm IMAGE true.
+            v=$(ctr_time "$side" "$CTR_STARTS")
+            if [ "$side" = img ]; then rec container start-noexecd "$r" "$v" ns; else rec container start-none "$r" "$v" ns; fi
+        done
+        # Denied inside a container: the image's /tmp/x under the container policy, against the minimal C
+        # responder denying /resp/x (its tmpfs bound into a container of the twin), order alternating.
+        for side in $( ((r % 2)) && echo "resp img" || echo "img resp"); do
+            if [ "$side" = img ]; then
+                v=$(ctr_num "denied exec" "$(ctr_run img "$CTR_IMAGE" /bin/execloop deny /tmp/x "$N_DENY")")
+                rec container denied-noexecd "$r" "$v" ns
+            else
+                v=$(ctr_num "denied exec (responder)" "$(ctr_run base -v "$W/resp:/resp" "$CTR_IMAGE" /bin/execloop deny /resp/x "$N_DENY")")
+                rec container denied-responder "$r" "$v" ns
+            fi
+        done
+    done
+    # The daemon's memory per running container: N idle containers it knows (its list is refreshed every
+    # 500 ms), VmRSS before and after.
+    sleep 1
+    local rss0 rss1 i
+    rss0=$(proc_rss "$DAEMON_PID")
+    for i in $(seq 1 "$CTR_IDLE"); do
+        ctr_podman img run -d --network none --cgroup-parent "/$CTR_CGROUP" $CTR_LABELS "$CTR_IMAGE" \
+            /bin/sleep 3600 >/dev/null
+    done
+    sleep 3
+    rss1=$(proc_rss "$DAEMON_PID")
+    rec container rss-before 0 "$rss0" KiB
+    rec container rss-after 0 "$rss1" KiB
+    rec container rss-per-container 0 $(( (rss1 - rss0) / CTR_IDLE )) "KiB per container"
+    rec container idle-containers 0 "$CTR_IDLE" containers
+    log "   daemon RSS $rss0 KiB, $rss1 KiB with $CTR_IDLE idle containers"
+    ctr_podman img rm -a -f -t 0 >/dev/null
+    daemon_stop
+    ctr_cleanup
+}
