@@ -5,7 +5,8 @@
 # plot, bench/plot.png (bench/report.py, gnuplot). Not part of `make test`: timing goals belong here.
 #
 # Usage: bench/run.sh [NOEXECD_BIN]. Knobs (environment): BENCH_ROUNDS (11), BENCH_SPAWN (1000 execs per
-# allowed run), BENCH_DENY (5000 per denied run), BENCH_STORM_SECS (3), BENCH_TIMEOUT (2400 s in all).
+# allowed run), BENCH_DENY (5000 per denied run), BENCH_STORM_SECS (3), BENCH_DIRS (100000 directories in the
+# directory storm), BENCH_TIMEOUT (2400 s in all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(readlink -f "${1:-target/release/noexecd}")
@@ -38,6 +39,7 @@ cc -O2 -Wall -Wextra -o "$OUT/tools/execloop" bench/execloop.c
 cc -O2 -Wall -Wextra -o "$OUT/tools/responder" bench/responder.c
 cc -O2 -static -o "$OUT/tools/hello-static" bench/hello.c
 cc -O2 -o "$OUT/tools/hello-dynamic" bench/hello.c
+cc -O2 -Wall -o "$OUT/tools/dirstorm" bench/dirstorm.c
 
 # --- run -----------------------------------------------------------------------------------------------------
 RES=$OUT/results.tsv

@@ -6,6 +6,8 @@
 //!   [`Response`] and the [`Responder`] that writes it;
 //! - `file`: the fd queries the decision path needs ([`file_facts`] by statx, [`read_head`], [`fd_path`]
 //!   by readlink of /proc/self/fd/N);
+//! - `dirwatch`: the directory watch ([`DirWatch`], a notification group reporting new directories by file
+//!   handle) and the handle calls ([`dir_key`], [`open_dir_by_key`]);
 //! - `fd`: the process's own fds (those systemd hands over through `LISTEN_FDS`, [`is_fanotify`],
 //!   [`raise_nofile_limit`]).
 //!
@@ -13,6 +15,7 @@
 //! has a `# Safety` section and is private to this module.
 #![allow(unsafe_code)]
 
+mod dirwatch;
 mod event;
 mod fd;
 mod file;
@@ -20,6 +23,7 @@ mod group;
 
 #[cfg(test)]
 pub use event::parse_header_for_tests;
+pub use dirwatch::{DirEvent, DirKey, DirWatch, dir_key, fsid, open_dir_by_key};
 pub use event::{Event, Mask, Responder, Response};
 pub use fd::{is_fanotify, raise_nofile_limit, take_listen_fds};
 pub use file::{FileFacts, PATH_BUF_LEN, fd_path, file_facts, read_head};
