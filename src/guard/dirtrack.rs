@@ -251,9 +251,10 @@ impl Tracker {
         self.roots = roots
             .iter()
             .filter_map(|path| {
+                // Not O_PATH: open_by_handle_at takes no O_PATH fd as its mount fd (EBADF).
                 let fd = nix::fcntl::open(
                     path,
-                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                     Mode::empty(),
                 )
                 .ok()?;
@@ -286,7 +287,8 @@ impl Tracker {
                 continue;
             }
             let Ok(dir) = Dir::open(&path, subdir_flags(), Mode::empty()) else { continue };
-            marked += self.walk(dir, meta.dev());
+            let Ok(fsid) = crate::sys::fsid(dir.as_fd()) else { continue };
+            marked += self.walk(dir, meta.dev(), fsid);
         }
         if !self.capped {
             self.alerted = false;
@@ -298,7 +300,7 @@ impl Tracker {
     }
 
     /// Tracks `first` and every directory below it on device `dev`; returns how many were new.
-    fn walk(&mut self, first: Dir, dev: u64) -> usize {
+    fn walk(&mut self, first: Dir, dev: u64, fsid: [u8; 8]) -> usize {
         let mut added = 0;
         let mut next = Some(first);
         let mut stack: Vec<(Rc<Dir>, CString)> = Vec::new();
@@ -313,7 +315,7 @@ impl Tracker {
                     }
                 }
             };
-            match self.track(&dir) {
+            match self.track(&dir, &fsid) {
                 Tracked::New => added += 1,
                 Tracked::Known | Tracked::Failed => continue,
                 Tracked::Full => break,
@@ -326,8 +328,8 @@ impl Tracker {
     }
 
     /// Marks one directory in both groups; the marks go on before its entries are listed.
-    fn track(&mut self, dir: &Dir) -> Tracked {
-        let key = dir_key(dir.as_fd()).ok();
+    fn track(&mut self, dir: &Dir, fsid: &[u8; 8]) -> Tracked {
+        let key = dir_key(dir.as_fd(), fsid).ok();
         if key.as_ref().is_some_and(|k| self.tracked.contains(k)) {
             return Tracked::Known;
         }
@@ -413,19 +415,23 @@ impl Tracker {
 
     fn appeared(&mut self, parent: &DirKey, name: &[u8]) {
         let Some(root) = self.roots.iter().find(|r| r.fsid == parent.fsid()) else { return };
-        let dev = root.dev;
+        let (dev, fsid) = (root.dev, root.fsid);
         if self.parent.as_ref().is_none_or(|(k, _)| k != parent) {
             match open_dir_by_key(root.fd.as_fd(), parent) {
                 Ok(fd) => self.parent = Some((parent.clone(), fd)),
                 // The parent is gone already (and what it held).
-                Err(_) => return,
+                Err(nix::errno::Errno::ESTALE | nix::errno::Errno::ENOENT) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open the parent of a new directory by its handle; it gets no open mark");
+                    return;
+                }
             }
         }
         let Ok(name) = CString::new(name) else { return };
         let Some(dir) = self.parent.as_ref().and_then(|(_, p)| open_subdir(p.as_fd(), &name, dev)) else {
             return;
         };
-        self.walk(dir, dev);
+        self.walk(dir, dev, fsid);
     }
 }
 

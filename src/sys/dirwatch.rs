@@ -229,9 +229,9 @@ pub fn fsid(fd: BorrowedFd<'_>) -> Result<[u8; 8], Errno> {
 #[repr(C, align(8))]
 struct HandleBuf([u8; HANDLE_HEADER + MAX_HANDLE]);
 
-/// The key of the directory open at `fd`: what fanotify events name it by.
-pub fn dir_key(fd: BorrowedFd<'_>) -> Result<DirKey, Errno> {
-    let fsid = fsid(fd)?;
+/// The key of the directory open at `fd` on the filesystem whose id is `fsid` ([`fsid`]): what fanotify
+/// events name it by.
+pub fn dir_key(fd: BorrowedFd<'_>, fsid: &[u8; 8]) -> Result<DirKey, Errno> {
     let mut buf = HandleBuf([0; HANDLE_HEADER + MAX_HANDLE]);
     buf.0[..4].copy_from_slice(&(MAX_HANDLE as u32).to_ne_bytes());
     let mut mount_id: libc::c_int = 0;
@@ -250,7 +250,7 @@ pub fn dir_key(fd: BorrowedFd<'_>) -> Result<DirKey, Errno> {
     Errno::result(rc)?;
     let len = (u32_at(&buf.0, 0).unwrap_or(0) as usize).min(MAX_HANDLE);
     let handle_type = buf.0.get(4..8).unwrap_or_default();
-    Ok(DirKey::new(&fsid, handle_type, buf.0.get(HANDLE_HEADER..HANDLE_HEADER + len).unwrap_or_default()))
+    Ok(DirKey::new(fsid, handle_type, buf.0.get(HANDLE_HEADER..HANDLE_HEADER + len).unwrap_or_default()))
 }
 
 /// Opens the directory `key` names (`O_PATH`), through `mount` (any fd on its filesystem). Needs
