@@ -56,7 +56,11 @@ pub type OnCap = Box<dyn Fn(usize) + Send>;
 
 enum Command {
     /// Forget everything, track `roots` from a full walk, answer with how many directories are marked.
-    Resync { roots: Vec<PathBuf>, cap: usize, done: mpsc::Sender<usize> },
+    Resync {
+        roots: Vec<PathBuf>,
+        cap: usize,
+        done: mpsc::Sender<usize>,
+    },
     Stop,
 }
 
@@ -455,4 +459,3 @@ fn subdirectories(dir: &mut Dir) -> Vec<CString> {
         .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
         .collect()
 }
-

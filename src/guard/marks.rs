@@ -26,7 +26,6 @@ use crate::guard::{Guard, MarkTarget};
 use crate::policy::open_guard::DEFAULT_MAX_DIRECTORIES;
 use crate::sys::{FanotifyGroup, Mask};
 
-
 /// The marks of one fanotify group.
 #[derive(Debug)]
 pub struct Marks {

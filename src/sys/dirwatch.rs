@@ -263,7 +263,10 @@ pub fn open_dir_by_key(mount: BorrowedFd<'_>, key: &DirKey) -> Result<OwnedFd, E
     let mut buf = HandleBuf([0; HANDLE_HEADER + MAX_HANDLE]);
     buf.0[..4].copy_from_slice(&(handle.len() as u32).to_ne_bytes());
     buf.0[4..8].copy_from_slice(&key.handle_type().to_ne_bytes());
-    buf.0[HANDLE_HEADER..HANDLE_HEADER + handle.len()].copy_from_slice(handle);
+    let Some(room) = buf.0.get_mut(HANDLE_HEADER..HANDLE_HEADER + handle.len()) else {
+        return Err(Errno::EINVAL);
+    };
+    room.copy_from_slice(handle);
     // SAFETY: `buf` is a complete file_handle (header, then `handle_bytes` bytes of handle) that the kernel
     // only reads; `mount` is an open fd borrowed for the call.
     let fd = unsafe {

@@ -21,9 +21,9 @@ mod fd;
 mod file;
 mod group;
 
+pub use dirwatch::{DirEvent, DirKey, DirWatch, dir_key, fsid, open_dir_by_key};
 #[cfg(test)]
 pub use event::parse_header_for_tests;
-pub use dirwatch::{DirEvent, DirKey, DirWatch, dir_key, fsid, open_dir_by_key};
 pub use event::{Event, Mask, Responder, Response};
 pub use fd::{is_fanotify, raise_nofile_limit, take_listen_fds};
 pub use file::{FileFacts, PATH_BUF_LEN, fd_path, file_facts, read_head};
