@@ -20,7 +20,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashSet;
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -49,6 +49,13 @@ pub const FALLBACK_RESCAN: Duration = Duration::from_secs(1);
 
 /// Reads of the watch per wake-up before commands are looked at again (a storm must not starve a resync).
 const READS_PER_ROUND: usize = 64;
+/// During a full walk, the watch is read after every this many directories (a few milliseconds)...
+const PUMP_EVERY: usize = 128;
+/// ...this many batches at most.
+const PUMP_READS: usize = 4;
+/// Full walks in a row when the queue keeps overflowing during them (a storm); the next overflow starts
+/// another.
+const MAX_WALK_ROUNDS: usize = 3;
 const READ_BUF: usize = 64 * 1024;
 
 /// Called once when the cap is reached (with the cap), from the tracker's thread.
@@ -112,6 +119,10 @@ impl DirTracker {
             counters,
             on_cap,
             parent: None,
+            buf: vec![0u8; READ_BUF],
+            events: Vec::new(),
+            walking: false,
+            overflowed_in_walk: false,
         };
         let thread_wake = wake.clone();
         let thread = std::thread::Builder::new()
@@ -173,6 +184,12 @@ struct Tracker {
     on_cap: OnCap,
     /// The parent of the last event, open: a storm in one directory opens it once.
     parent: Option<(DirKey, OwnedFd)>,
+    buf: Vec<u8>,
+    events: Vec<DirEvent>,
+    /// A full walk is under way (it reads the watch between directories).
+    walking: bool,
+    /// The queue overflowed while a full walk was under way.
+    overflowed_in_walk: bool,
 }
 
 enum Tracked {
@@ -184,8 +201,6 @@ enum Tracked {
 
 impl Tracker {
     fn run(&mut self, commands: &mpsc::Receiver<Command>, wake: &EventFd) {
-        let mut buf = vec![0u8; READ_BUF];
-        let mut events = Vec::new();
         let mut last_walk = Instant::now();
         loop {
             let timeout = match &self.watch {
@@ -239,7 +254,7 @@ impl Tracker {
                 }
             }
             if readable {
-                self.drain(&mut buf, &mut events);
+                self.drain();
             }
             if self.watch.is_none() && !self.root_paths.is_empty() && last_walk.elapsed() >= FALLBACK_RESCAN {
                 // Without events the set cannot learn of deletions: walk from scratch (marks already there
@@ -272,10 +287,34 @@ impl Tracker {
 
     /// Forgets every key and marks everything below the roots again (marks that exist stay as they are).
     fn full_walk(&mut self) -> usize {
+        let started = Instant::now();
+        let mut rounds = 0;
+        let marked = loop {
+            rounds += 1;
+            self.overflowed_in_walk = false;
+            let n = self.walk_roots();
+            // Events lost during the walk may name directories it had passed already: once more.
+            if !self.overflowed_in_walk || rounds >= MAX_WALK_ROUNDS {
+                break n;
+            }
+            tracing::warn!("directory watch overflowed during the walk: walking the protected trees again");
+        };
+        if !self.capped {
+            self.alerted = false;
+            self.counters.open_dirs_capped_at.store(0, Ordering::Relaxed);
+        }
+        self.publish();
+        tracing::debug!(directories = marked, rounds, took = ?started.elapsed(), "open guard: walked the protected trees");
+        marked
+    }
+
+    /// One walk from scratch: every key forgotten, every directory below the roots marked (marks that exist
+    /// stay as they are). Between directories it keeps reading the watch, so that a directory made during a
+    /// long walk is marked as soon as it would be without one.
+    fn walk_roots(&mut self) -> usize {
         self.tracked.clear();
         self.unkeyed = 0;
         self.capped = false;
-        let started = Instant::now();
         let mut marked = 0;
         for path in self.root_paths.clone() {
             let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
@@ -290,50 +329,59 @@ impl Tracker {
             if !meta.is_dir() {
                 continue;
             }
-            let Ok(dir) = Dir::open(&path, subdir_flags(), Mode::empty()) else { continue };
-            let Ok(fsid) = crate::sys::fsid(dir.as_fd()) else { continue };
+            let Some(dir) = open_subdir(nix::fcntl::AT_FDCWD, path.as_path(), meta.dev()) else { continue };
+            let Ok(fsid) = crate::sys::fsid(dir.fd.as_fd()) else { continue };
+            self.walking = true;
             marked += self.walk(dir, meta.dev(), fsid);
+            self.walking = false;
         }
-        if !self.capped {
-            self.alerted = false;
-            self.counters.open_dirs_capped_at.store(0, Ordering::Relaxed);
-        }
-        self.publish();
-        tracing::debug!(directories = marked, took = ?started.elapsed(), "open guard: walked the protected trees");
         marked
     }
 
     /// Tracks `first` and every directory below it on device `dev`; returns how many were new.
-    fn walk(&mut self, first: Dir, dev: u64, fsid: [u8; 8]) -> usize {
+    fn walk(&mut self, first: Opened, dev: u64, fsid: [u8; 8]) -> usize {
         let mut added = 0;
         let mut next = Some(first);
-        let mut stack: Vec<(Rc<Dir>, CString)> = Vec::new();
+        let mut stack: Vec<(Rc<OwnedFd>, CString)> = Vec::new();
         loop {
-            let mut dir = match next.take() {
+            let dir = match next.take() {
                 Some(d) => d,
                 None => {
                     let Some((parent, name)) = stack.pop() else { break };
-                    match open_subdir(parent.as_fd(), &name, dev) {
+                    match open_subdir(parent.as_fd(), name.as_c_str(), dev) {
                         Some(d) => d,
                         None => continue,
                     }
                 }
             };
-            match self.track(&dir, &fsid) {
-                Tracked::New => added += 1,
+            match self.track(dir.fd.as_fd(), &fsid) {
+                Tracked::New => {
+                    added += 1;
+                    if self.walking && added % PUMP_EVERY == 0 {
+                        // Not re-entered: directories found by these events are walked on their own.
+                        self.walking = false;
+                        if self.pump(PUMP_READS) {
+                            self.overflowed_in_walk = true;
+                        }
+                        self.walking = true;
+                    }
+                }
                 Tracked::Known | Tracked::Failed => continue,
                 Tracked::Full => break,
             }
-            let names = subdirectories(&mut dir);
-            let dir = Rc::new(dir);
-            stack.extend(names.into_iter().map(|n| (dir.clone(), n)));
+            if !dir.may_have_subdirs {
+                continue;
+            }
+            let names = subdirectories(&dir.fd);
+            let parent = Rc::new(dir.fd);
+            stack.extend(names.into_iter().map(|n| (parent.clone(), n)));
         }
         added
     }
 
     /// Marks one directory in both groups; the marks go on before its entries are listed.
-    fn track(&mut self, dir: &Dir, fsid: &[u8; 8]) -> Tracked {
-        let key = dir_key(dir.as_fd(), fsid).ok();
+    fn track(&mut self, dir: BorrowedFd<'_>, fsid: &[u8; 8]) -> Tracked {
+        let key = dir_key(dir, fsid).ok();
         if key.as_ref().is_some_and(|k| self.tracked.contains(k)) {
             return Tracked::Known;
         }
@@ -341,12 +389,12 @@ impl Tracker {
             self.reach_cap();
             return Tracked::Full;
         }
-        if let Err(e) = self.group.mark_fd(dir.as_fd(), DIR_MASK) {
-            tracing::warn!(fd = dir.as_fd().as_raw_fd(), error = %e, "cannot put the open-guard mark on a directory");
+        if let Err(e) = self.group.mark_fd(dir, DIR_MASK) {
+            tracing::warn!(fd = dir.as_raw_fd(), error = %e, "cannot put the open-guard mark on a directory");
             return Tracked::Failed;
         }
         if let Some(w) = &self.watch
-            && let Err(e) = w.watch(dir.as_fd())
+            && let Err(e) = w.watch(dir)
         {
             tracing::warn!(error = %e, "cannot watch a directory for new subdirectories");
         }
@@ -380,12 +428,14 @@ impl Tracker {
     }
 
     /// Reads and handles what the watch queued, a bounded number of reads at a time.
-    fn drain(&mut self, buf: &mut [u8], events: &mut Vec<DirEvent>) {
+    /// Reads up to `reads` batches of the watch and handles them; returns whether the queue overflowed.
+    fn pump(&mut self, reads: usize) -> bool {
         let mut overflow = false;
-        for _ in 0..READS_PER_ROUND {
+        let mut events = std::mem::take(&mut self.events);
+        for _ in 0..reads {
             events.clear();
-            let Some(watch) = &self.watch else { return };
-            match watch.read(buf, events) {
+            let Some(watch) = &self.watch else { break };
+            match watch.read(&mut self.buf, &mut events) {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) => {
@@ -402,11 +452,19 @@ impl Tracker {
                             self.parent = None;
                         }
                     }
-                    DirEvent::Appeared { parent, name } if !overflow => self.appeared(&parent, &name),
-                    DirEvent::Appeared { .. } => {}
+                    // Still handled after an overflow: the walk that follows finds what was lost, and these
+                    // are marked at once meanwhile.
+                    DirEvent::Appeared { parent, name } => self.appeared(&parent, &name),
                 }
             }
         }
+        self.events = events;
+        overflow
+    }
+
+    /// Handles what the watch queued, a bounded number of reads at a time.
+    fn drain(&mut self) {
+        let overflow = self.pump(READS_PER_ROUND);
         let below_again = self.capped && self.count() < self.cap / 10 * 9;
         if overflow || below_again {
             if overflow {
@@ -432,7 +490,7 @@ impl Tracker {
             }
         }
         let Ok(name) = CString::new(name) else { return };
-        let Some(dir) = self.parent.as_ref().and_then(|(_, p)| open_subdir(p.as_fd(), &name, dev)) else {
+        let Some(dir) = self.parent.as_ref().and_then(|(_, p)| open_subdir(p.as_fd(), name.as_c_str(), dev)) else {
             return;
         };
         self.walk(dir, dev, fsid);
@@ -443,15 +501,28 @@ fn subdir_flags() -> OFlag {
     OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK
 }
 
-/// Opens the directory `name` in `parent` if it is one, on device `dev` (a mount below is a target of its
-/// own, never walked from here).
-fn open_subdir(parent: BorrowedFd<'_>, name: &CStr, dev: u64) -> Option<Dir> {
-    let dir = Dir::openat(parent, name, subdir_flags(), Mode::empty()).ok()?;
-    (fstat(&dir).ok()?.st_dev == dev).then_some(dir)
+/// A directory opened for tracking.
+struct Opened {
+    fd: OwnedFd,
+    /// False where its link count says it holds no directory (2: itself and `.`; filesystems that do not
+    /// count subdirectories, btrfs, say 1): a new, empty directory is then not listed.
+    may_have_subdirs: bool,
 }
 
-/// The names of the directories in `dir` (entries of unknown type too: opening them says).
-fn subdirectories(dir: &mut Dir) -> Vec<CString> {
+/// Opens the directory `name` in `parent` if it is one, on device `dev` (a mount below is a target of its
+/// own, never walked from here).
+fn open_subdir<P: ?Sized + nix::NixPath>(parent: impl AsFd, name: &P, dev: u64) -> Option<Opened> {
+    let fd = nix::fcntl::openat(parent, name, subdir_flags(), Mode::empty()).ok()?;
+    let st = fstat(&fd).ok()?;
+    (st.st_dev == dev).then_some(Opened { fd, may_have_subdirs: st.st_nlink != 2 })
+}
+
+/// The names of the directories in `dir` (entries of unknown type too: opening them says), read through a
+/// duplicate (the listing's buffer lives only as long as this call).
+fn subdirectories(dir: &OwnedFd) -> Vec<CString> {
+    let Ok(mut dir) = dir.try_clone().map_err(drop).and_then(|fd| Dir::from_fd(fd).map_err(drop)) else {
+        return Vec::new();
+    };
     dir.iter()
         .flatten()
         .filter(|e| matches!(e.file_type(), Some(Type::Directory) | None))
