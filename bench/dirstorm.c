@@ -1,8 +1,8 @@
 /* A directory storm and the open guard's mark latency under it.
  *
- *   dirstorm DIR COUNT [PROBES]
+ *   dirstorm DIR COUNT [PROBES [RATE]]
  *
- * A child creates COUNT directories DIR/s<N> as fast as it can (the storm). Meanwhile the parent probes,
+ * A child creates COUNT directories DIR/s<N> as fast as it can, or at RATE mkdir/s (the storm). Meanwhile the parent probes,
  * every 5 ms while the storm runs (at most PROBES times, default 200): mkdir DIR/p<N>, write a loadable ELF
  * (the first 4 KiB of this program) to DIR/p<N>/x, and open it read-only again and again, 100 us apart,
  * until open(2) fails with EPERM: this program is no ELF reader, so once the new directory carries the open
@@ -37,12 +37,13 @@ static int cmp(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: dirstorm DIR COUNT [PROBES]\n");
+        fprintf(stderr, "usage: dirstorm DIR COUNT [PROBES [RATE]]\n");
         return 2;
     }
     const char *dir = argv[1];
     long count = atol(argv[2]);
     int probes = argc > 3 ? atoi(argv[3]) : 200;
+    double rate = argc > 4 ? atof(argv[4]) : 0;
     char elf[4096];
     int self = open("/proc/self/exe", O_RDONLY);
     ssize_t elf_len = self < 0 ? -1 : read(self, elf, sizeof elf);
@@ -62,6 +63,10 @@ int main(int argc, char **argv) {
         for (long i = 0; i < count; i++) {
             snprintf(p, sizeof p, "%s/s%ld", dir, i);
             if (mkdir(p, 0755) == 0) made++;
+            if (rate > 0 && i % 100 == 99) {
+                double ahead = (i + 1) / rate - (now() - t0);
+                if (ahead > 0) usleep((useconds_t)(ahead * 1e6));
+            }
         }
         double secs = now() - t0;
         dprintf(pipefd[1], "%ld %.6f\n", made, secs);

@@ -297,7 +297,8 @@ recursive = true
 CFG
 daemon_start "$W/run/dirs.toml"
 c0=$(proc_cpu "$DAEMON_PID"); t0=$(date +%s.%N)
-line=$(timeout 300 "$TOOLS/dirstorm" "$W/ds/tmp" "$N_DIRS" 500)
+# Paced at BENCH_DIR_RATE mkdir/s (20 000; 0 = as fast as one process can, which outruns any bounded queue).
+line=$(timeout 300 "$TOOLS/dirstorm" "$W/ds/tmp" "$N_DIRS" 500 "${BENCH_DIR_RATE:-20000}")
 c1=$(proc_cpu "$DAEMON_PID"); t1=$(date +%s.%N)
 log "   $line"
 val() { awk -v k="$1" '{for (i = 1; i < NF; i++) if ($i == k) print $(i + 1)}' <<< "$line"; }

@@ -6,7 +6,7 @@
 #
 # Usage: bench/run.sh [NOEXECD_BIN]. Knobs (environment): BENCH_ROUNDS (11), BENCH_SPAWN (1000 execs per
 # allowed run), BENCH_DENY (5000 per denied run), BENCH_STORM_SECS (3), BENCH_DIRS (100000 directories in the
-# directory storm), BENCH_TIMEOUT (2400 s in all).
+# directory storm), BENCH_DIR_RATE (its mkdir/s, 20000), BENCH_TIMEOUT (2400 s in all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(readlink -f "${1:-target/release/noexecd}")

@@ -144,7 +144,8 @@ fn standing_directories_cost_no_cpu_and_deleted_ones_leave_the_count() {
     let mut env = privileged!(Layout::WithExt4Image);
     let tmp = start(&mut env, "");
     env.sh(&format!("cd {} && seq -f d%g 15000 | xargs mkdir", sh_quote(&tmp)));
-    let status = wait_status(&env, Duration::from_secs(15), |s| s.contains("open guard marks"));
+    let status =
+        wait_status(&env, Duration::from_secs(15), |s| s.contains("open guard marks") && status_dirs(s) > 15_000);
     eprintln!("dirtrack idle: {status}");
     // Settle, then measure 5 s of idling.
     thread::sleep(Duration::from_secs(1));
