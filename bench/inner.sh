@@ -18,8 +18,8 @@ CTR_ROUNDS=${BENCH_CTR_ROUNDS:-5}
 CTR_STARTS=${BENCH_CTR_STARTS:-5}
 CTR_IDLE=${BENCH_CTR_IDLE:-50}
 # Which phases run (all by default): exec (noexecd with the cache, the C responder, noexec), nocache, open,
-# containers, fapolicyd. The C responders run whatever is chosen.
-PHASES=" ${BENCH_PHASES:-exec nocache open containers fapolicyd} "
+# containers, fapolicyd, dirs. The C responders run whatever is chosen.
+PHASES=" ${BENCH_PHASES:-exec nocache open containers fapolicyd dirs} "
 phase() { case "$PHASES" in *" $1 "*) return 0 ;; esac; return 1; }
 export BENCH_PIDS=${BENCH_PIDS:?}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -113,7 +113,7 @@ daemon_start() { # daemon_start CONFIG
     local cfg=$1 marks
     marks=$("$BIN" check --config "$cfg" | awk -F'\t' '$1 == "mark" {print $2}')
     for m in $marks; do
-        case "$m" in "$W/img"|"$W/prot") ;; *) log "SAFETY: noexecd would mark $m"; exit 1 ;; esac
+        case "$m" in "$W/img"|"$W/prot"|"$W/ds") ;; *) log "SAFETY: noexecd would mark $m"; exit 1 ;; esac
     done
     : > "$W/run/daemon.log"
     setpriv --pdeathsig KILL -- "$BIN" run --config "$cfg" >>"$W/run/daemon.log" 2>&1 &
@@ -319,5 +319,52 @@ elif command -v fapolicyd >/dev/null; then
     fapolicyd_stop "$W/img"
 else
     log "== fapolicyd: not installed"
+fi
+
+# --- phase 5: the open guard's directory tracking: a storm of mkdirs, then 100 000 standing directories -----
+# A tmpfs holding a protected directory and an unprotected one is decided by path, like /tmp on `/`: the
+# protected tree gets inode marks (directories cost tmpfs no blocks, so 100 000 fit).
+if phase dirs; then
+N_DIRS=${BENCH_DIRS:-100000}
+log "== open guard directory tracking: $N_DIRS directories made in a storm, then standing"
+mkdir -p "$W/ds"
+mount -t tmpfs -o size=64m,mode=0755 noexecd-bench-ds "$W/ds"
+mkdir -p "$W/ds/tmp" "$W/ds/usr"
+chmod 1777 "$W/ds/tmp"
+cat > "$W/run/dirs.toml" <<CFG
+[daemon]
+alert_log = "$W/run/alerts.jsonl"
+alert_socket = ""
+policy_dir = "$W/run/policy.d"
+max_alerts_per_sec = 10
+
+[[policy]]
+name = "ksp-block-exec-inside-tmp"
+[[policy.process.match_directories]]
+dir = "$W/ds/tmp/"
+recursive = true
+CFG
+daemon_start "$W/run/dirs.toml"
+c0=$(proc_cpu "$DAEMON_PID"); t0=$(date +%s.%N)
+# Paced at BENCH_DIR_RATE mkdir/s (20 000; 0 = as fast as one process can, which outruns any bounded queue).
+line=$(timeout 300 "$TOOLS/dirstorm" "$W/ds/tmp" "$N_DIRS" 500 "${BENCH_DIR_RATE:-20000}")
+c1=$(proc_cpu "$DAEMON_PID"); t1=$(date +%s.%N)
+log "   $line"
+val() { awk -v k="$1" '{for (i = 1; i < NF; i++) if ($i == k) print $(i + 1)}' <<< "$line"; }
+rec dirs storm-rate 0 "$(val storm_rate)" "mkdir/s"
+rec dirs storm-dirs 0 "$(val storm_dirs)" dirs
+rec dirs probes 0 "$(val probes)" probes
+rec dirs probes-guarded 0 "$(val guarded)" probes
+rec dirs mark-p50 0 "$(val p50_ms)" ms
+rec dirs mark-p99 0 "$(val p99_ms)" ms
+rec dirs mark-max 0 "$(val max_ms)" ms
+rec dirs storm-cpu 0 "$(awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="$t1" -v t="$TICK" 'BEGIN {printf "%.1f", (b - a) * 100 / t / (e - s)}')" "% of one core"
+sleep 2
+c0=$(proc_cpu "$DAEMON_PID"); sleep 10; c1=$(proc_cpu "$DAEMON_PID")
+rec dirs idle-cpu 0 "$(awk -v a="$c0" -v b="$c1" -v t="$TICK" 'BEGIN {printf "%.2f", (b - a) * 100 / t / 10}')" "% of one core"
+rec dirs idle-rss 0 "$(proc_rss "$DAEMON_PID")" KiB
+rec dirs marks 0 "$(cat /proc/"$DAEMON_PID"/fdinfo/* 2>/dev/null | grep -c '^fanotify ino:' || true)" "inode marks"
+daemon_stop
+umount "$W/ds"
 fi
 log "== done"

@@ -123,6 +123,20 @@ rows.append(("RSS steady / CPU idle", "≤ 16 MiB / 0 %",
              f"CPU during the storm {fmt(med('storm', 'noexecd-cpu'), '{:.0f}')} % of one core; "
              f"fapolicyd RSS {fmt(None if med('storm', 'fapolicyd-rss') is None else med('storm', 'fapolicyd-rss') / 1024, '{:.1f}')} MiB"))
 
+# Goal 6: the open guard's directory tracking (phase 5).
+p99 = med("dirs", "mark-p99")
+dirs_idle = med("dirs", "idle-cpu")
+probes, guarded = med("dirs", "probes"), med("dirs", "probes-guarded")
+dirs_ok = None if p99 is None else (p99 <= 50 and probes == guarded)
+rows.append(("new directory's open mark during a mkdir storm (p99)", "≤ 50 ms", f"{fmt(p99, '{:.1f}')} ms", verdict(dirs_ok),
+             f"{fmt(med('dirs', 'storm-dirs'), '{:,.0f}')} directories at {fmt(med('dirs', 'storm-rate'), '{:,.0f}')} mkdir/s; "
+             f"{fmt(guarded, '{:.0f}')}/{fmt(probes, '{:.0f}')} probes guarded, p50 {fmt(med('dirs', 'mark-p50'), '{:.2f}')} ms, "
+             f"max {fmt(med('dirs', 'mark-max'), '{:.1f}')} ms; daemon CPU during the storm {fmt(med('dirs', 'storm-cpu'), '{:.0f}')} % of one core"))
+rows.append(("standing directories, idle daemon CPU", "≤ 1 %", f"{fmt(dirs_idle, '{:.2f}')} %",
+             verdict(None if dirs_idle is None else dirs_idle <= 1),
+             f"{fmt(med('dirs', 'storm-dirs'), '{:,.0f}')} directories; {fmt(med('dirs', 'marks'), '{:,.0f}')} inode marks; "
+             f"RSS {fmt(None if med('dirs', 'idle-rss') is None else med('dirs', 'idle-rss') / 1024, '{:.1f}')} MiB"))
+
 # Scenario 3: the open guard against the minimal C FAN_OPEN_PERM responder on the same marks.
 if data.get(("open", "guard-on")):
     on = ratio("open", "guard-on", "none@on")
@@ -322,9 +336,14 @@ before each start; fapolicyd runs chrooted in the image and sees only the image'
   every 500 ms).
 - **Scenario 6**: the daemon's VmRSS (`/proc/PID/status`) and utime+stime (`/proc/PID/stat`) over 5 s idle,
   and during the storm.
+- **Scenario 8** (directory tracking): a tmpfs holding a protected directory and an unprotected one (decided
+  by path, as /tmp on `/`); `bench/dirstorm.c` makes {{BENCH_DIRS}} directories in it as fast as one process
+  can while probing every 5 ms: mkdir, write a loadable ELF in the new directory, open it until the open
+  guard refuses it (EPERM); the time from mkdir to the first refusal is the probe's mark latency. Then the
+  daemon's CPU over 10 s idle with those directories standing.
 
 Commands: `make bench` (as root). Knobs: `BENCH_ROUNDS` (default 11), `BENCH_SPAWN` (1000), `BENCH_DENY`
-(5000 per run, three runs per round), `BENCH_STORM_SECS` (3, three storms each). Raw measurements:
+(5000 per run, three runs per round), `BENCH_STORM_SECS` (3, three storms each), `BENCH_DIRS` (100000). Raw measurements:
 `target/bench/results.tsv`. Ratios are medians of per-round ratios; the storm rate is the median of three
 storms and "slowest single exec" the worst of them.
 

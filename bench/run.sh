@@ -7,7 +7,8 @@
 # Usage: bench/run.sh [NOEXECD_BIN]. Knobs (environment): BENCH_ROUNDS (11), BENCH_SPAWN (1000 execs per
 # allowed run), BENCH_DENY (5000 per denied run), BENCH_STORM_SECS (3), BENCH_TIMEOUT (2400 s in all),
 # BENCH_FILES (20000 files per open-heavy run), BENCH_CTR_ROUNDS (5), BENCH_CTR_STARTS (5 `podman run` per side
-# and round), BENCH_CTR_IDLE (50 idle containers), BENCH_PHASES (all: "exec nocache open containers fapolicyd").
+# and round), BENCH_CTR_IDLE (50 idle containers), BENCH_DIRS (100000 directories in the directory storm),
+# BENCH_DIR_RATE (its mkdir/s, 20000), BENCH_PHASES (all: "exec nocache open containers fapolicyd dirs").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(readlink -f "${1:-target/release/noexecd}")
@@ -48,6 +49,7 @@ cc -O2 -Wall -Wextra -o "$OUT/tools/open_responder" bench/open_responder.c
 cc -O2 -static -o "$OUT/tools/execloop-static" bench/execloop.c
 cc -O2 -static -o "$OUT/tools/hello-static" bench/hello.c
 cc -O2 -o "$OUT/tools/hello-dynamic" bench/hello.c
+cc -O2 -Wall -o "$OUT/tools/dirstorm" bench/dirstorm.c
 
 # --- run -----------------------------------------------------------------------------------------------------
 RES=$OUT/results.tsv

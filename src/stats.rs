@@ -18,6 +18,10 @@ pub struct Counters {
     pub answer_errors: AtomicU64,
     /// Advanced by the decision thread on every wake-up: the watchdog checks it moves.
     pub heartbeat: AtomicU64,
+    /// Directories carrying the open guard's inode marks (written by the directory tracker).
+    pub open_dirs: AtomicU64,
+    /// The tracker's cap when it was reached (directories past it carry no open mark), else 0.
+    pub open_dirs_capped_at: AtomicU64,
 }
 
 impl Counters {
@@ -36,6 +40,8 @@ impl Counters {
                 write: read(&self.alerts_dropped_write),
             },
             answer_errors: read(&self.answer_errors),
+            open_dirs: read(&self.open_dirs),
+            open_dirs_capped_at: read(&self.open_dirs_capped_at),
         }
     }
 }
@@ -50,6 +56,8 @@ pub struct Snapshot {
     pub alerts_written: u64,
     pub dropped: Dropped,
     pub answer_errors: u64,
+    pub open_dirs: u64,
+    pub open_dirs_capped_at: u64,
 }
 
 /// Alerts dropped, by cause: the bounded queue was full, past `max_alerts_per_sec`, or the log could not

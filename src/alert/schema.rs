@@ -221,6 +221,16 @@ impl Alert {
         }
     }
 
+    /// A notice about the daemon itself, such as the open guard reaching its directory cap.
+    pub fn system_event(when: SystemTime, origin: &Origin, operation: &str, message: String) -> Self {
+        let mut alert = Self::threshold(when, origin, 0);
+        alert.operation = operation.to_owned();
+        alert.message = message;
+        alert.max_alerts_per_sec = None;
+        alert.dropping_alerts_interval = None;
+        alert
+    }
+
     pub fn to_json_line(&self) -> String {
         // Serializing plain strings and integers cannot fail; an empty object would still be valid JSON.
         let mut line = serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned());

@@ -28,6 +28,8 @@ use crate::stats::Counters;
 pub enum Control {
     /// Reopen the log (logrotate moved it) with possibly new settings after a reload.
     Reopen { path: PathBuf, origin: Origin, max_per_sec: u32 },
+    /// A notice about the daemon itself (a `SystemEvent` alert): `operation` names what happened.
+    SystemEvent { operation: &'static str, message: String },
 }
 
 pub struct AlertSink {
@@ -152,6 +154,10 @@ impl AlertSink {
                     self.limiter = RateLimiter::new(max_per_sec);
                 }
                 self.reopen();
+            }
+            Control::SystemEvent { operation, message } => {
+                let notice = Alert::system_event(SystemTime::now(), &self.origin, operation, message);
+                self.append(&notice.to_json_line(), false);
             }
         }
     }

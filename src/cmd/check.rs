@@ -10,6 +10,7 @@ use crate::containers;
 use crate::error::{Error, Result};
 use crate::guard::Guard;
 use crate::guard::scopes::Scopes;
+use crate::host::dircount;
 use crate::host::hardening;
 use crate::host::mounts::MountTable;
 use crate::host::writable::{self, Cover};
@@ -108,6 +109,32 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
                 "warning: Linux {release}: container policies need Linux 6.5 to see a container's execs on its image layers from its first program; here a container is guarded only once noexecd knows it (up to 500 ms after it starts)"
             )
             .map_err(|source| Error::WriteFile { path: "stderr".into(), source })?;
+        }
+    }
+    // The daemon marks at most max_directories below the open guard's roots; past it, newer directories are
+    // not guarded against sh/ld.so/LD_PRELOAD (the exec guard is whole).
+    let roots = guard.open_inode_roots();
+    if !roots.is_empty() {
+        let cap = guard.config.open_guard.max_directories;
+        let mut left = cap;
+        let mut total = 0usize;
+        for root in &roots {
+            let n = dircount::count_dirs(root, left);
+            total += n;
+            left = left.saturating_sub(n);
+            if total > cap {
+                break;
+            }
+        }
+        let shown = roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(",");
+        if total > cap {
+            writeln!(
+                err,
+                "warning: open guard: more than max_directories = {cap} directories below {shown}: the daemon marks {cap}, raises one SystemEvent alert (OpenGuardDirectoryCap) and says so in its status; files in the directories past the cap can be run by sh, ld.so or LD_PRELOAD (exec stays guarded). Raise [open_guard] max_directories or make the directory its own mount"
+            )
+            .map_err(|source| Error::WriteFile { path: "stderr".into(), source })?;
+        } else {
+            w(out, format!("open-guard-dirs	{total}	max_directories={cap}	roots={shown}"))?;
         }
     }
     let accounts = writable::Accounts::read();

@@ -1,6 +1,6 @@
 //! `noexecd run`: wires the pieces together. The decision thread answers the kernel; a single-threaded
 //! tokio runtime does everything that may wait: alert writing, signals, policy reloads, the mount watcher,
-//! systemd notifications.
+//! systemd notifications; the open guard's directory tracker has a thread of its own.
 #![forbid(unsafe_code)]
 
 pub(crate) mod fdstore;
@@ -34,8 +34,9 @@ use crate::containers;
 use crate::decide::{self, Decider};
 use crate::error::{Error, Result};
 use crate::guard::Guard;
+use crate::guard::dirtrack::DirTracker;
 use crate::guard::exec_cache::{Candidate, ExecCache};
-use crate::guard::marks::{self, Marks};
+use crate::guard::marks::Marks;
 use crate::guard::scopes::Scopes;
 use crate::host::mounts::MountTable;
 use crate::policy::{Config, FailMode};
@@ -159,7 +160,18 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
     // perhaps) is answered at once, whatever the daemon is doing.
     // The containers running now, before the marks: the first exec of each is decided by its policies.
     refresh_scopes(&shared.load().config, &scopes);
-    let mut marks = Marks::new(group.clone());
+    let tracker = {
+        let control = control_tx.clone();
+        let on_cap = Box::new(move |cap: usize| {
+            let _ = control.send(Control::SystemEvent {
+                operation: "OpenGuardDirectoryCap",
+                message: format!("The open guard marks at most {cap} directories ([open_guard] max_directories): directories created past it are not guarded against sh/ld.so/LD_PRELOAD of their files until their number falls below the cap; the exec guard is whole"),
+            });
+        });
+        DirTracker::start(group.clone(), counters.clone(), on_cap)?
+    };
+    let mut marks = Marks::new(group.clone(), tracker);
+    marks.set_max_directories(shared.load().config.open_guard.max_directories);
     if let Err(e) = marks.add_filesystems(&shared.load()) {
         if resumed {
             tracing::error!("cannot start; releasing the stored fanotify group so waiting execs proceed");
@@ -268,11 +280,10 @@ impl Controller {
         let mut term = signal(SignalKind::terminate()).map_err(signal_err)?;
         let mut int = signal(SignalKind::interrupt()).map_err(signal_err)?;
         let mut mount_tick = tokio::time::interval(MOUNT_POLL);
-        let mut open_rescan = tokio::time::interval(marks::RESCAN);
         let roots = self.shared.load().open_inode_roots();
         let marked = self.marks.sync_open_dirs(&roots);
         if !roots.is_empty() {
-            tracing::info!(roots = ?roots, directories = marked, "open guard: marked protected directories");
+            tracing::info!(roots = ?roots, directories = marked, event_driven = self.marks.open_dirs_event_driven(), "open guard: marked protected directories");
         }
         let mut status_tick = tokio::time::interval(STATUS_EVERY);
         let mut container_tick = tokio::time::interval(CONTAINER_POLL);
@@ -308,10 +319,6 @@ impl Controller {
                         return Err(Error::DecisionThreadDied);
                     }
                     self.check_mounts();
-                }
-                _ = open_rescan.tick() => {
-                    let roots = self.shared.load().open_inode_roots();
-                    self.marks.sync_open_dirs(&roots);
                 }
                 _ = container_tick.tick() => {
                     let config = self.shared.load().config.clone();
@@ -418,6 +425,7 @@ impl Controller {
         // the open guard's directory marks. One flush drops them all and puts back what stays (the exemptions
         // of our own restart), then the new directories are marked.
         self.marks.set_open_roots(guard.open_inode_roots());
+        self.marks.set_max_directories(guard.config.open_guard.max_directories);
         match self.cache.as_mut() {
             Some(cache) => cache.flush(&mut self.marks),
             None => self.marks.flush_inode_marks(),

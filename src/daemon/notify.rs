@@ -73,7 +73,14 @@ fn send_to(socket: &std::ffi::OsStr, msg: &str, wait: Duration) -> std::io::Resu
 /// The STATUS= line: what `systemctl status` shows.
 pub fn status_line(filesystems: usize, c: &Snapshot) -> String {
     let d = c.dropped;
-    format!(
+    let dirs = match (c.open_dirs, c.open_dirs_capped_at) {
+        (0, 0) => String::new(),
+        (n, 0) => format!("; open guard marks {n} directories"),
+        (n, cap) => format!(
+            "; open guard marks {n} directories, CAP OF {cap} REACHED: newer directories are not open-guarded (exec guard whole)"
+        ),
+    };
+    let line = format!(
         "guarding {filesystems} filesystem(s); exec allowed {}, blocked {}, audited {}; alerts written {}, dropped {} (queue {}, throttle {}, write {})",
         c.allowed,
         c.blocked,
@@ -83,7 +90,8 @@ pub fn status_line(filesystems: usize, c: &Snapshot) -> String {
         d.queue,
         d.throttle,
         d.write,
-    )
+    );
+    line + &dirs
 }
 
 #[cfg(test)]

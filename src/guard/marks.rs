@@ -4,9 +4,10 @@
 //! - the open guard's FAN_OPEN_PERM inode marks on protected directories of filesystems shared with the rest
 //!   of the system (/tmp as a directory on `/`): a filesystem mark there would send every open on the host to
 //!   the daemon, while inode marks with FAN_EVENT_ON_CHILD cover exactly the files directly inside each marked
-//!   directory, through every mount and namespace. Subdirectories are marked too: at start, on reload, on
-//!   mount changes and on every rescan ([`RESCAN`]); a subdirectory created in between has no mark until the
-//!   next rescan (SECURITY.md documents that window and the mitigation: /tmp as its own mount);
+//!   directory, through every mount and namespace. Subdirectories are marked too, by the
+//!   [`DirTracker`](super::dirtrack) in its own thread: a full walk at start, on reload and on mount changes,
+//!   then as each directory appears (SECURITY.md documents the window left and the mitigation: /tmp as its
+//!   own mount);
 //! - ignore marks: the exec cache's (allowed files) and the exemptions of the daemon's own restart path.
 //!
 //! Inode marks placed under one policy or mount table are stale under the next: [`Marks::flush_inode_marks`]
@@ -14,25 +15,16 @@
 
 use std::collections::HashMap;
 use std::os::fd::BorrowedFd;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use nix::errno::Errno;
 
 use crate::error::{Error, Result};
+use crate::guard::dirtrack::DirTracker;
 use crate::guard::{Guard, MarkTarget};
+use crate::policy::open_guard::DEFAULT_MAX_DIRECTORIES;
 use crate::sys::{FanotifyGroup, Mask};
-
-/// How often the protected trees are walked again to mark new subdirectories.
-pub const RESCAN: Duration = Duration::from_secs(1);
-
-/// Directories marked per root at most: a protected tree larger than this is marked partly, with a warning.
-pub const MAX_DIRS: usize = 20_000;
-
-/// FAN_OPEN_PERM on the files inside a directory (and on the directory itself, which we allow at once).
-const DIR_MASK: Mask = Mask::FAN_OPEN_PERM.union(Mask::FAN_EVENT_ON_CHILD);
 
 /// The marks of one fanotify group.
 #[derive(Debug)]
@@ -46,11 +38,25 @@ pub struct Marks {
     exempt: Vec<PathBuf>,
     /// Ignore marks placed for the exec cache since the last flush.
     cached: u64,
+    /// Keeps the open guard's directory marks on every directory below `open_roots`, new ones included.
+    tracker: DirTracker,
+    max_dirs: usize,
+    /// Whether `open_roots` were walked since they were set.
+    walked: bool,
 }
 
 impl Marks {
-    pub fn new(group: Arc<FanotifyGroup>) -> Self {
-        Self { group, filesystems: HashMap::new(), open_roots: Vec::new(), exempt: Vec::new(), cached: 0 }
+    pub fn new(group: Arc<FanotifyGroup>, tracker: DirTracker) -> Self {
+        Self {
+            group,
+            filesystems: HashMap::new(),
+            open_roots: Vec::new(),
+            exempt: Vec::new(),
+            cached: 0,
+            tracker,
+            max_dirs: DEFAULT_MAX_DIRECTORIES,
+            walked: false,
+        }
     }
 
     /// Marks every filesystem target not yet marked (or marked with another mask: the open guard was switched
@@ -99,14 +105,15 @@ impl Marks {
         }
     }
 
-    /// Marks every directory below `roots` for the open guard (FAN_MARK_ADD of a mark that exists changes
-    /// nothing, and a mark dies with its inode, so marking all again is both cheap and right after inode
-    /// reuse). Marks of roots no longer protected go with the next [`flush_inode_marks`](Self::flush_inode_marks),
-    /// which every policy or mount change makes. Returns how many were marked.
+    /// Makes the open guard's directory marks follow `roots`: a full walk when they differ from the roots
+    /// tracked (or nothing was walked yet); otherwise the tracker keeps up by itself and nothing is walked.
+    /// Marks of roots no longer protected go with the next [`flush_inode_marks`](Self::flush_inode_marks),
+    /// which every policy or mount change makes. Returns how many directories were marked by this call.
     pub fn sync_open_dirs(&mut self, roots: &[PathBuf]) -> usize {
-        if self.open_roots != roots {
-            self.open_roots = roots.to_vec();
+        if self.walked && self.open_roots == roots {
+            return 0;
         }
+        self.open_roots = roots.to_vec();
         self.walk_open_roots()
     }
 
@@ -115,52 +122,19 @@ impl Marks {
         self.open_roots = roots;
     }
 
-    fn walk_open_roots(&self) -> usize {
-        let roots = &self.open_roots;
-        let mut added = 0;
-        for root in roots {
-            let mut seen = 0usize;
-            let mut stack = vec![root.clone()];
-            while let Some(dir) = stack.pop() {
-                seen += 1;
-                if seen > MAX_DIRS {
-                    tracing::warn!(root = %root.display(), max = MAX_DIRS, "protected tree too large; some subdirectories have no open-guard mark");
-                    break;
-                }
-                let Ok(meta) = std::fs::symlink_metadata(&dir) else { continue };
-                if !meta.is_dir() {
-                    // A match_paths rule names a file: mark the file itself.
-                    if meta.is_file() && self.mark_inode(&dir, Mask::FAN_OPEN_PERM) {
-                        added += 1;
-                    }
-                    continue;
-                }
-                if self.mark_inode(&dir, DIR_MASK) {
-                    added += 1;
-                }
-                if let Ok(entries) = std::fs::read_dir(&dir) {
-                    // Stay on the directory's filesystem: a mount below is a target of its own.
-                    stack.extend(
-                        entries
-                            .flatten()
-                            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                            .filter(|e| e.metadata().is_ok_and(|m| m.dev() == meta.dev()))
-                            .map(|e| e.path()),
-                    );
-                }
-            }
-        }
-        added
+    /// At most this many directories carry open marks (`[open_guard] max_directories`), from the next walk.
+    pub fn set_max_directories(&mut self, max: usize) {
+        self.max_dirs = max;
     }
 
-    fn mark_inode(&self, path: &Path, mask: Mask) -> bool {
-        match self.group.mark_inode(path, mask) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot put the open-guard mark");
-                false
-            }
-        }
+    /// Whether new directories are marked as they appear (else walked for every second).
+    pub fn open_dirs_event_driven(&self) -> bool {
+        self.tracker.event_driven
+    }
+
+    fn walk_open_roots(&mut self) -> usize {
+        self.walked = true;
+        self.tracker.resync(self.open_roots.clone(), self.max_dirs)
     }
 
     /// Exempts `paths` from the group's exec events for as long as it lives (kept across flushes): the files
@@ -203,6 +177,8 @@ impl Marks {
 
     /// At stop: every mark goes, so the kernel queues no new event.
     pub fn remove_all(&mut self) -> std::result::Result<(), Errno> {
+        // First the tracker, so that no directory is marked after the flush.
+        self.tracker.stop();
         self.filesystems.clear();
         self.open_roots.clear();
         self.group.flush_filesystem_marks().and_then(|()| self.group.flush_inode_marks())

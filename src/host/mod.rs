@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cgroup;
+pub mod dircount;
 pub mod hardening;
 pub mod mounts;
 pub mod overlay;

@@ -90,7 +90,15 @@ pub struct OpenGuardConfig {
     /// Parents (by process name, `comm`) whose root-owned interpreter children may run scripts in protected
     /// scope: package managers write their maintainer scriptlets to /var/tmp and run `sh /var/tmp/rpm-tmp.X`.
     pub script_parents: Vec<ProgramName>,
+    /// Directories the open guard marks at most (on filesystems shared with the rest of the system): kernel
+    /// marks and the daemon's memory stay bounded whatever users create; past it, one `SystemEvent` alert.
+    pub max_directories: usize,
 }
+
+/// `max_directories` unless the policy says otherwise.
+pub const DEFAULT_MAX_DIRECTORIES: usize = 262_144;
+/// The largest `max_directories` taken: each directory costs a kernel mark in each of two groups.
+pub const MAX_MAX_DIRECTORIES: i64 = 4_194_304;
 
 /// The package managers that run scriptlets from /var/tmp or /tmp (rpm's `%_tmppath` is /var/tmp; dnf, yum,
 /// zypper and PackageKit run them through librpm in their own process).
@@ -188,6 +196,7 @@ impl Default for OpenGuardConfig {
                 interpreters: names(DEFAULT_INTERPRETERS),
                 elf_readers: names(DEFAULT_ELF_READERS),
                 script_parents: names(DEFAULT_SCRIPT_PARENTS),
+                max_directories: DEFAULT_MAX_DIRECTORIES,
             }
         });
         DEFAULT.clone()
@@ -225,6 +234,13 @@ pub(super) fn validate(at: &Located<'_>, raw: &RawOpenGuard) -> Result<OpenGuard
     }
     if let Some(list) = &raw.script_parents {
         out.script_parents = names(at, list, "script_parents", "rpm")?;
+    }
+    if let Some(max) = &raw.max_directories {
+        let n = *max.get_ref();
+        if !(1..=MAX_MAX_DIRECTORIES).contains(&n) {
+            return Err(at.error(max.span(), format!("max_directories = {n} is out of range: write a number of directories from 1 to {MAX_MAX_DIRECTORIES}, such as {DEFAULT_MAX_DIRECTORIES} (the default)")));
+        }
+        out.max_directories = n as usize;
     }
     Ok(out)
 }

@@ -52,6 +52,7 @@ pub struct RawOpenGuard {
     pub interpreters: Option<Vec<Spanned<String>>>,
     pub elf_readers: Option<Vec<Spanned<String>>>,
     pub script_parents: Option<Vec<Spanned<String>>>,
+    pub max_directories: Option<Spanned<i64>>,
 }
 
 /// `action`, `severity`, `tags`, `message`: settable at policy, section and rule level; the innermost wins.

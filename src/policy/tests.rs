@@ -430,3 +430,14 @@ fn open_guard_table_is_read_and_validated() {
     let e = err(&format!("[open_guard]\nenable = true\n{RULE}"));
     assert_eq!(e.line, 2, "{e}");
 }
+
+#[test]
+fn open_guard_max_directories_has_a_default_and_a_range() {
+    assert_eq!(ok(RULE).open_guard.max_directories, 262_144);
+    assert_eq!(ok(&format!("[open_guard]\nmax_directories = 1000\n{RULE}")).open_guard.max_directories, 1000);
+    for bad in ["0", "-5", "4194305"] {
+        let e = err(&format!("[open_guard]\nmax_directories = {bad}\n{RULE}"));
+        assert_eq!((e.line, e.col), (2, 19), "{e}");
+        assert!(e.message.contains("out of range") && e.message.contains("262144"), "{e}");
+    }
+}

@@ -77,6 +77,12 @@ impl FanotifyGroup {
         )
     }
 
+    /// Puts an inode mark for `mask` on the file or directory open at `fd` (no path: no name can be swapped
+    /// under us between the check and the mark).
+    pub fn mark_fd(&self, fd: BorrowedFd<'_>, mask: Mask) -> Result<(), Errno> {
+        self.inner.mark::<_, Path>(MarkFlags::FAN_MARK_ADD, mask, fd, None)
+    }
+
     /// Adds an ignore mask for `mask` to the inode at `path`: the kernel raises no such event for that file
     /// from any mark of this group, until the file is modified.
     pub fn ignore_inode(&self, path: &Path, mask: Mask) -> Result<(), Errno> {

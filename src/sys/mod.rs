@@ -7,6 +7,8 @@
 //! - `file`: the fd queries the decision path needs ([`file_facts`] by statx, [`read_head`], the event fd's name
 //!   by readlink of /proc/self/fd/N, through [`ProcDirs`]: /proc opened once);
 //! - `ns`: joining the host's mount namespace from a container ([`enter_mount_namespace_of`]);
+//! - `dirwatch`: the directory watch ([`DirWatch`], a notification group reporting new directories by file
+//!   handle) and the handle calls ([`dir_key`], [`open_dir_by_key`]);
 //! - `fd`: the process's own fds (those systemd hands over through `LISTEN_FDS`, [`is_fanotify`],
 //!   [`raise_nofile_limit`]).
 //!
@@ -14,12 +16,14 @@
 //! has a `# Safety` section and is private to this module.
 #![allow(unsafe_code)]
 
+mod dirwatch;
 mod event;
 mod fd;
 mod file;
 mod group;
 mod ns;
 
+pub use dirwatch::{DirEvent, DirKey, DirWatch, dir_key, fsid, open_dir_by_key};
 #[cfg(test)]
 pub use event::parse_header_for_tests;
 pub use event::{Event, Mask, Responder, Response};

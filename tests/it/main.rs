@@ -15,6 +15,7 @@ mod container;
 mod container_enforce;
 mod containers;
 mod desktop_notify;
+mod dirtrack;
 mod enforce;
 mod exec_cache;
 mod fail_closed;

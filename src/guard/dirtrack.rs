@@ -1,0 +1,532 @@
+//! The open guard's directory tracking: every directory below the open guard's roots carries the open mark
+//! (FAN_OPEN_PERM with FAN_EVENT_ON_CHILD in the permission group) and a watch mark (FAN_CREATE,
+//! FAN_MOVED_TO, FAN_DELETE_SELF with FAN_ONDIR in a notification group, [`DirWatch`]). A directory that
+//! appears in a tracked directory is reported by its parent's file handle and its name; the tracker opens
+//! the parent by handle, opens the new directory by name, marks it (both groups) and only then lists it, so
+//! a subdirectory made before the marks were in place (`mkdir -p`, a tree moved in) is found by the listing,
+//! and one made after raises its own event.
+//!
+//! Full walks only where events cannot tell: at start, after a policy or mount change (the one flush of
+//! [`Marks`](super::marks::Marks)), after the watch's queue overflowed, and when the directories fell back
+//! below the cap after reaching it. Idle, the tracker sleeps in `poll(2)`.
+//!
+//! Bounded: at most `max_directories` are marked; past it one `SystemEvent` alert (through `on_cap`), the
+//! STATUS line says so, and the exec guard (filesystem marks) is untouched. The set of tracked directories
+//! holds one file-handle key each and loses them with `FAN_DELETE_SELF`, so it does not grow with churn.
+//!
+//! It runs in its own thread: the decision thread never waits for it, and a storm of mkdirs does not hold
+//! up the tokio side either. Where the kernel has no `FAN_REPORT_DFID_NAME` (before 5.9) it walks every
+//! [`FALLBACK_RESCAN`] instead.
+#![forbid(unsafe_code)]
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::dir::{Dir, Type};
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::stat::{Mode, fstat};
+
+use crate::error::{Error, Result};
+use crate::stats::Counters;
+use crate::sys::{DirEvent, DirKey, DirWatch, FanotifyGroup, Mask, dir_key, open_dir_by_key};
+
+/// FAN_OPEN_PERM on the files inside a directory (and on the directory itself, which we allow at once).
+pub const DIR_MASK: Mask = Mask::FAN_OPEN_PERM.union(Mask::FAN_EVENT_ON_CHILD);
+
+/// How often the trees are walked where the kernel cannot report new directories.
+pub const FALLBACK_RESCAN: Duration = Duration::from_secs(1);
+
+/// Reads of the watch per wake-up before commands are looked at again (a storm must not starve a resync).
+const READS_PER_ROUND: usize = 64;
+/// During a full walk, the watch is read after every this many directories (a few milliseconds)...
+const PUMP_EVERY: usize = 128;
+/// ...this many batches at most.
+const PUMP_READS: usize = 4;
+/// Full walks in a row when the queue keeps overflowing during them (a storm); the next overflow starts
+/// another.
+const MAX_WALK_ROUNDS: usize = 3;
+const READ_BUF: usize = 64 * 1024;
+
+/// Called once when the cap is reached (with the cap), from the tracker's thread.
+pub type OnCap = Box<dyn Fn(usize) + Send>;
+
+enum Command {
+    /// Forget everything, track `roots` from a full walk, answer with how many directories are marked.
+    Resync {
+        roots: Vec<PathBuf>,
+        cap: usize,
+        done: mpsc::Sender<usize>,
+    },
+    Stop,
+}
+
+/// The handle of the tracker's thread.
+#[derive(Debug)]
+pub struct DirTracker {
+    commands: mpsc::Sender<Command>,
+    wake: Arc<EventFd>,
+    thread: Option<JoinHandle<()>>,
+    /// Whether directories are tracked by events (else walked every [`FALLBACK_RESCAN`]).
+    pub event_driven: bool,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Resync { .. } => "Resync",
+            Command::Stop => "Stop",
+        })
+    }
+}
+
+impl DirTracker {
+    /// Starts the thread; it tracks nothing until the first [`resync`](Self::resync).
+    pub fn start(group: Arc<FanotifyGroup>, counters: Arc<Counters>, on_cap: OnCap) -> Result<Self> {
+        let watch = match DirWatch::new() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, every = ?FALLBACK_RESCAN, "no fanotify directory events (FAN_REPORT_DFID_NAME needs Linux 5.9); the open guard walks its directories instead");
+                None
+            }
+        };
+        let event_driven = watch.is_some();
+        let wake = Arc::new(
+            EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+                .map_err(|e| Error::Runtime { what: "directory tracker eventfd", source: e.into() })?,
+        );
+        let (commands, rx) = mpsc::channel();
+        let mut tracker = Tracker {
+            group,
+            watch,
+            roots: Vec::new(),
+            root_paths: Vec::new(),
+            tracked: HashSet::new(),
+            unkeyed: 0,
+            cap: usize::MAX,
+            capped: false,
+            alerted: false,
+            counters,
+            on_cap,
+            parent: None,
+            buf: vec![0u8; READ_BUF],
+            events: Vec::new(),
+            walking: false,
+            overflowed_in_walk: false,
+        };
+        let thread_wake = wake.clone();
+        let thread = std::thread::Builder::new()
+            .name("noexecd-dirs".into())
+            .spawn(move || tracker.run(&rx, &thread_wake))
+            .map_err(|source| Error::SpawnThread { what: "directory tracker", source })?;
+        Ok(Self { commands, wake, thread: Some(thread), event_driven })
+    }
+
+    /// Marks every directory below `roots` (at most `cap`) from a fresh walk, forgetting what was tracked
+    /// before (the caller has just flushed the open marks), and tracks them from now on. Waits for the walk.
+    pub fn resync(&self, roots: Vec<PathBuf>, cap: usize) -> usize {
+        let (done, answer) = mpsc::channel();
+        if self.commands.send(Command::Resync { roots, cap, done }).is_err() {
+            return 0;
+        }
+        let _ = self.wake.write(1);
+        answer.recv().unwrap_or(0)
+    }
+
+    /// Ends the thread (it places no mark afterwards) and removes the watch.
+    pub fn stop(&mut self) {
+        let _ = self.commands.send(Command::Stop);
+        let _ = self.wake.write(1);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for DirTracker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A root directory: its device (walks stay on it) and an fd its filesystem's handles are opened through.
+struct Root {
+    dev: u64,
+    fsid: [u8; 8],
+    fd: OwnedFd,
+}
+
+struct Tracker {
+    group: Arc<FanotifyGroup>,
+    watch: Option<DirWatch>,
+    roots: Vec<Root>,
+    root_paths: Vec<PathBuf>,
+    /// The directories marked, by key; a key goes with its directory's `FAN_DELETE_SELF`.
+    tracked: HashSet<DirKey>,
+    /// Directories marked whose filesystem gives no file handle (counted against the cap all the same).
+    unkeyed: usize,
+    cap: usize,
+    /// Directories were left unmarked for the cap since the last full walk.
+    capped: bool,
+    /// The cap's alert was raised; again only after a full walk found the directories below the cap.
+    alerted: bool,
+    counters: Arc<Counters>,
+    on_cap: OnCap,
+    /// The parent of the last event, open: a storm in one directory opens it once.
+    parent: Option<(DirKey, OwnedFd)>,
+    buf: Vec<u8>,
+    events: Vec<DirEvent>,
+    /// A full walk is under way (it reads the watch between directories).
+    walking: bool,
+    /// The queue overflowed while a full walk was under way.
+    overflowed_in_walk: bool,
+}
+
+enum Tracked {
+    New,
+    Known,
+    Full,
+    Failed,
+}
+
+impl Tracker {
+    fn run(&mut self, commands: &mpsc::Receiver<Command>, wake: &EventFd) {
+        let mut last_walk = Instant::now();
+        loop {
+            let timeout = match &self.watch {
+                None if !self.root_paths.is_empty() => {
+                    PollTimeout::try_from(FALLBACK_RESCAN.saturating_sub(last_walk.elapsed()))
+                        .unwrap_or(PollTimeout::ZERO)
+                }
+                _ => PollTimeout::NONE,
+            };
+            let (woken, readable) = {
+                let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+                if let Some(w) = &self.watch {
+                    fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
+                }
+                match poll(&mut fds, timeout) {
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => {
+                        tracing::error!(error = %e, "directory tracker cannot poll; new directories get no open-guard mark");
+                        std::thread::sleep(FALLBACK_RESCAN);
+                    }
+                }
+                let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+                (fds.first().is_some_and(ready), fds.get(1).is_some_and(ready))
+            };
+            if woken {
+                let _ = wake.read();
+            }
+            while let Ok(c) = commands.try_recv() {
+                match c {
+                    Command::Resync { roots, cap, done } => {
+                        self.cap = cap;
+                        // The open marks were just flushed; the watches of roots no longer tracked go too
+                        // (those of the same roots stay: they will be walked again at once anyway).
+                        if let Some(w) = &self.watch
+                            && roots != self.root_paths
+                        {
+                            let _ = w.flush();
+                        }
+                        self.set_roots(roots);
+                        let n = self.full_walk();
+                        last_walk = Instant::now();
+                        let _ = done.send(n);
+                    }
+                    Command::Stop => {
+                        if let Some(w) = &self.watch {
+                            let _ = w.flush();
+                        }
+                        return;
+                    }
+                }
+            }
+            if readable {
+                self.drain();
+            }
+            if self.watch.is_none() && !self.root_paths.is_empty() && last_walk.elapsed() >= FALLBACK_RESCAN {
+                // Without events the set cannot learn of deletions: walk from scratch (marks already there
+                // are kept: adding a mark that exists changes nothing).
+                self.full_walk();
+                last_walk = Instant::now();
+            }
+        }
+    }
+
+    fn set_roots(&mut self, roots: Vec<PathBuf>) {
+        self.parent = None;
+        self.roots = roots
+            .iter()
+            .filter_map(|path| {
+                // Not O_PATH: open_by_handle_at takes no O_PATH fd as its mount fd (EBADF).
+                let fd = nix::fcntl::open(
+                    path,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .ok()?;
+                let dev = fstat(&fd).ok()?.st_dev;
+                let fsid = crate::sys::fsid(fd.as_fd()).ok()?;
+                Some(Root { dev, fsid, fd })
+            })
+            .collect();
+        self.root_paths = roots;
+    }
+
+    /// Forgets every key and marks everything below the roots again (marks that exist stay as they are).
+    fn full_walk(&mut self) -> usize {
+        let started = Instant::now();
+        let mut rounds = 0;
+        let marked = loop {
+            rounds += 1;
+            self.overflowed_in_walk = false;
+            let n = self.walk_roots();
+            // Events lost during the walk may name directories it had passed already: once more.
+            if !self.overflowed_in_walk || rounds >= MAX_WALK_ROUNDS {
+                break n;
+            }
+            tracing::warn!("directory watch overflowed during the walk: walking the protected trees again");
+        };
+        if !self.capped {
+            self.alerted = false;
+            self.counters.open_dirs_capped_at.store(0, Ordering::Relaxed);
+        }
+        self.publish();
+        tracing::debug!(directories = marked, rounds, took = ?started.elapsed(), "open guard: walked the protected trees");
+        marked
+    }
+
+    /// One walk from scratch: every key forgotten, every directory below the roots marked (marks that exist
+    /// stay as they are). Between directories it keeps reading the watch, so that a directory made during a
+    /// long walk is marked as soon as it would be without one.
+    fn walk_roots(&mut self) -> usize {
+        self.tracked.clear();
+        self.unkeyed = 0;
+        self.capped = false;
+        let mut marked = 0;
+        for path in self.root_paths.clone() {
+            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            if meta.is_file() {
+                // A match_paths rule names a file: mark the file itself.
+                match self.group.mark_inode(&path, Mask::FAN_OPEN_PERM) {
+                    Ok(()) => marked += 1,
+                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot put the open-guard mark"),
+                }
+                continue;
+            }
+            if !meta.is_dir() {
+                continue;
+            }
+            let Some(dir) = open_subdir(nix::fcntl::AT_FDCWD, path.as_path(), meta.dev()) else { continue };
+            let Ok(fsid) = crate::sys::fsid(dir.fd.as_fd()) else { continue };
+            self.walking = true;
+            marked += self.walk(dir, meta.dev(), fsid);
+            self.walking = false;
+        }
+        marked
+    }
+
+    /// Tracks `first` and every directory below it on device `dev`; returns how many were new.
+    fn walk(&mut self, first: Opened, dev: u64, fsid: [u8; 8]) -> usize {
+        let mut added = 0;
+        let mut next = Some(first);
+        let mut stack: Vec<(Rc<OwnedFd>, CString)> = Vec::new();
+        loop {
+            let dir = match next.take() {
+                Some(d) => d,
+                None => {
+                    let Some((parent, name)) = stack.pop() else { break };
+                    match open_subdir(parent.as_fd(), name.as_c_str(), dev) {
+                        Some(d) => d,
+                        None => continue,
+                    }
+                }
+            };
+            match self.track(dir.fd.as_fd(), &fsid) {
+                Tracked::New => {
+                    added += 1;
+                    if self.walking && added % PUMP_EVERY == 0 {
+                        // Not re-entered: directories found by these events are walked on their own.
+                        self.walking = false;
+                        if self.pump(PUMP_READS) {
+                            self.overflowed_in_walk = true;
+                        }
+                        self.walking = true;
+                    }
+                }
+                Tracked::Known | Tracked::Failed => continue,
+                Tracked::Full => break,
+            }
+            if !dir.may_have_subdirs {
+                continue;
+            }
+            let names = subdirectories(&dir.fd);
+            let parent = Rc::new(dir.fd);
+            stack.extend(names.into_iter().map(|n| (parent.clone(), n)));
+        }
+        added
+    }
+
+    /// Marks one directory in both groups; the marks go on before its entries are listed.
+    fn track(&mut self, dir: BorrowedFd<'_>, fsid: &[u8; 8]) -> Tracked {
+        let key = dir_key(dir, fsid).ok();
+        if key.as_ref().is_some_and(|k| self.tracked.contains(k)) {
+            return Tracked::Known;
+        }
+        if self.count() >= self.cap {
+            self.reach_cap();
+            return Tracked::Full;
+        }
+        if let Err(e) = self.group.mark_fd(dir, DIR_MASK) {
+            tracing::warn!(fd = dir.as_raw_fd(), error = %e, "cannot put the open-guard mark on a directory");
+            return Tracked::Failed;
+        }
+        if let Some(w) = &self.watch
+            && let Err(e) = w.watch(dir)
+        {
+            tracing::warn!(error = %e, "cannot watch a directory for new subdirectories");
+        }
+        match key {
+            Some(k) => {
+                self.tracked.insert(k);
+            }
+            None => self.unkeyed += 1,
+        }
+        Tracked::New
+    }
+
+    fn count(&self) -> usize {
+        self.tracked.len() + self.unkeyed
+    }
+
+    fn publish(&self) {
+        self.counters.open_dirs.store(self.count() as u64, Ordering::Relaxed);
+    }
+
+    fn reach_cap(&mut self) {
+        if !self.capped {
+            self.capped = true;
+            self.counters.open_dirs_capped_at.store(self.cap as u64, Ordering::Relaxed);
+        }
+        if !self.alerted {
+            self.alerted = true;
+            tracing::error!(max_directories = self.cap, roots = ?self.root_paths, "open guard: directory cap reached; newer directories below the protected roots get no open mark (the exec guard is whole)");
+            (self.on_cap)(self.cap);
+        }
+    }
+
+    /// Reads and handles what the watch queued, a bounded number of reads at a time.
+    /// Reads up to `reads` batches of the watch and handles them; returns whether the queue overflowed.
+    fn pump(&mut self, reads: usize) -> bool {
+        let mut overflow = false;
+        let mut events = std::mem::take(&mut self.events);
+        for _ in 0..reads {
+            events.clear();
+            let Some(watch) = &self.watch else { break };
+            match watch.read(&mut self.buf, &mut events) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the directory watch");
+                    break;
+                }
+            }
+            for event in events.drain(..) {
+                match event {
+                    DirEvent::Overflow => overflow = true,
+                    DirEvent::Deleted { dir } => {
+                        self.tracked.remove(&dir);
+                        if self.parent.as_ref().is_some_and(|(k, _)| *k == dir) {
+                            self.parent = None;
+                        }
+                    }
+                    // Still handled after an overflow: the walk that follows finds what was lost, and these
+                    // are marked at once meanwhile.
+                    DirEvent::Appeared { parent, name } => self.appeared(&parent, &name),
+                }
+            }
+        }
+        self.events = events;
+        overflow
+    }
+
+    /// Handles what the watch queued, a bounded number of reads at a time.
+    fn drain(&mut self) {
+        let overflow = self.pump(READS_PER_ROUND);
+        let below_again = self.capped && self.count() < self.cap / 10 * 9;
+        if overflow || below_again {
+            if overflow {
+                tracing::warn!("directory watch overflowed: walking the protected trees again");
+            }
+            self.full_walk();
+        }
+        self.publish();
+    }
+
+    fn appeared(&mut self, parent: &DirKey, name: &[u8]) {
+        let Some(root) = self.roots.iter().find(|r| r.fsid == parent.fsid()) else { return };
+        let (dev, fsid) = (root.dev, root.fsid);
+        if self.parent.as_ref().is_none_or(|(k, _)| k != parent) {
+            match open_dir_by_key(root.fd.as_fd(), parent) {
+                Ok(fd) => self.parent = Some((parent.clone(), fd)),
+                // The parent is gone already (and what it held).
+                Err(nix::errno::Errno::ESTALE | nix::errno::Errno::ENOENT) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open the parent of a new directory by its handle; it gets no open mark");
+                    return;
+                }
+            }
+        }
+        let Ok(name) = CString::new(name) else { return };
+        let Some(dir) = self.parent.as_ref().and_then(|(_, p)| open_subdir(p.as_fd(), name.as_c_str(), dev)) else {
+            return;
+        };
+        self.walk(dir, dev, fsid);
+    }
+}
+
+fn subdir_flags() -> OFlag {
+    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK
+}
+
+/// A directory opened for tracking.
+struct Opened {
+    fd: OwnedFd,
+    /// False where its link count says it holds no directory (2: itself and `.`; filesystems that do not
+    /// count subdirectories, btrfs, say 1): a new, empty directory is then not listed.
+    may_have_subdirs: bool,
+}
+
+/// Opens the directory `name` in `parent` if it is one, on device `dev` (a mount below is a target of its
+/// own, never walked from here).
+fn open_subdir<P: ?Sized + nix::NixPath>(parent: impl AsFd, name: &P, dev: u64) -> Option<Opened> {
+    let fd = nix::fcntl::openat(parent, name, subdir_flags(), Mode::empty()).ok()?;
+    let st = fstat(&fd).ok()?;
+    (st.st_dev == dev).then_some(Opened { fd, may_have_subdirs: st.st_nlink != 2 })
+}
+
+/// The names of the directories in `dir` (entries of unknown type too: opening them says), read through a
+/// duplicate (the listing's buffer lives only as long as this call).
+fn subdirectories(dir: &OwnedFd) -> Vec<CString> {
+    let Ok(mut dir) = dir.try_clone().map_err(drop).and_then(|fd| Dir::from_fd(fd).map_err(drop)) else {
+        return Vec::new();
+    };
+    dir.iter()
+        .flatten()
+        .filter(|e| matches!(e.file_type(), Some(Type::Directory) | None))
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect()
+}
