@@ -9,7 +9,8 @@
 #            root filesystem layouts of tests/it/layouts.rs; coreutils; bash, dash; dbus-daemon for the
 #            desktop-notice test);
 #            gcc and libc6-dev (the exec-load helper of the soak and load tests is linked statically); and
-#            what the open guard's route tests run: file, python3, perl, ruby, php-cli, nodejs; what the
+#            what the open guard's route tests run: file, python3, perl, ruby, php-cli, nodejs, jq, and
+#            busybox-static (applets judged by name, tests/it/routes/interpreters.rs); what the
 #            container discovery tests run (tests/it/containers.rs): podman, runc (podman's default crun refuses
 #            a hybrid cgroup layout), containerd (with ctr), busybox-static (their images); as root podman needs
 #            no uidmap. Debian's docker.io (dockerd) too, but only with CI=true or NOEXECD_TEST_DOCKER=1: it
@@ -80,6 +81,7 @@ if ((want_test)); then
     need_cmd ruby ruby
     need_cmd php php-cli
     need_cmd node nodejs
+    need_cmd jq jq
     # A tiny program is linked statically: glibc's static archive (gcc only recommends libc6-dev).
     compgen -G '/usr/lib/*/libc.a' >/dev/null || compgen -G '/usr/lib/libc.a' >/dev/null || need_pkg libc6-dev
     # The container runtimes the discovery tests start privately (see tests/it/containers.rs).

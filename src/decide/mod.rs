@@ -7,6 +7,8 @@
 //! kernel lets everything through if we die.
 #![forbid(unsafe_code)]
 
+pub mod applet;
+pub mod interp;
 pub mod opener;
 pub mod rules;
 pub mod sniff;
@@ -243,7 +245,16 @@ impl Decider {
         let Verdict { outcome, rule, resolved } = self.decide(guard, fd, pid);
         let Some(rule) = rule else { return allow(self) };
         let file = OpenedFile { kind, dev: facts.dev, ino: facts.ino };
-        let Some(route) = opener::judge(&guard.config.open_guard, &guard.loaders, file, pid) else {
+        // The file's name, for an interpreter's module search, is looked up at most once and kept for the alert.
+        let mut resolved = resolved;
+        let mut name = || {
+            if resolved == Resolved::NotYet {
+                self.resolve(guard, fd, pid);
+                resolved = Resolved::Yes;
+            }
+            self.canonical.clone()
+        };
+        let Some(route) = opener::judge(&guard.config.open_guard, &guard.loaders, file, pid, &mut name) else {
             return allow(self);
         };
         if after_exec == Some(true) {

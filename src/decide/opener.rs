@@ -1,7 +1,8 @@
 //! What the process behind a FAN_OPEN_PERM event is doing, read from /proc: is it the dynamic loader, an
-//! ELF reader (with or without a preload library), or an interpreter whose argv names the file. Read only
-//! for files that could run (a loadable ELF or a script-like text in protected scope); the verdict is
-//! [`judge`]'s.
+//! ELF reader (with or without a preload library), or an interpreter loading the file as code (its argv
+//! script, a startup file, a module from a search directory, a sourced `#!` script; `interp` parses where
+//! from). A multi-call binary (busybox) is judged as its applet. Read only for files that could run (a
+//! loadable ELF or a script-like text in protected scope); the verdict is [`judge`]'s.
 //!
 //! The opener waits in open(2) while we read: /proc/PID/exe, cmdline and environ need none of the locks it
 //! holds there (cmdline and environ take its mm for reading; open holds no mm lock).
@@ -10,11 +11,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use super::applet::applet;
+use super::interp;
 use super::rules::{Route, ScriptArg, loader_env, script_arg};
 use super::sniff::FileKind;
 use crate::guard::loaders::Loaders;
 use crate::host::procfs;
-use crate::policy::open_guard::OpenGuardConfig;
+use crate::policy::open_guard::{OpenGuardConfig, Syntax, file_name};
 
 /// The file being opened, as the verdict needs it.
 #[derive(Debug, Clone, Copy)]
@@ -24,18 +27,36 @@ pub struct OpenedFile {
     pub ino: u64,
 }
 
-/// Whether this open is a route to running the file in protected scope, and which. `None` allows it.
-pub fn judge(config: &OpenGuardConfig, loaders: &Loaders, file: OpenedFile, pid: i32) -> Option<Route> {
+/// Whether this open is a route to running the file in protected scope, and which. `None` allows it. `name`
+/// gives the file's canonical path, asked for only when an interpreter's module search could have found it.
+pub fn judge(
+    config: &OpenGuardConfig,
+    loaders: &Loaders,
+    file: OpenedFile,
+    pid: i32,
+    name: &mut dyn FnMut() -> Vec<u8>,
+) -> Option<Route> {
     let exe_path = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
     let exe = exe_path.as_os_str().as_bytes();
     let exe = exe.strip_suffix(b" (deleted)").unwrap_or(exe);
+    // A multi-call binary is judged as the applet it runs; only it needs the command line this early.
+    let multi_call = config.is_multi_call(exe);
+    let cmdline = if multi_call { std::fs::read(format!("/proc/{pid}/cmdline")).ok()? } else { Vec::new() };
+    let (program, args) = if multi_call {
+        let a = applet(&cmdline, |n| {
+            config.is_multi_call(n) || config.multi_call.iter().any(|p| n.starts_with(p.name.as_bytes()))
+        });
+        (a.name, Some(a.cmdline))
+    } else {
+        (exe, None)
+    };
     match file.kind {
         FileKind::LoadableElf => {
             let exe_id = std::fs::metadata(format!("/proc/{pid}/exe")).ok().map(|m| (m.dev(), m.ino()));
             if exe_id.is_some_and(|id| loaders.contains(id)) {
                 return Some(Route::Loader);
             }
-            if !config.is_elf_reader(exe) {
+            if !config.is_elf_reader(program) {
                 return Some(Route::SharedObject);
             }
             // A reader started with a preload library in scope opens that library before its own code runs: the
@@ -50,17 +71,90 @@ pub fn judge(config: &OpenGuardConfig, loaders: &Loaders, file: OpenedFile, pid:
             (named || dir_on_fs).then_some(Route::PreloadedReader)
         }
         FileKind::Shebang | FileKind::Text | FileKind::Binary => {
-            let syntax = config.interpreter(exe)?;
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            match script_arg(syntax, &cmdline) {
-                ScriptArg::File(arg) if names_file(pid, arg, file.dev, file.ino) => {
-                    (!package_scriptlet(config, pid)).then_some(Route::Interpreter)
+            let syntax = config.interpreter(program)?;
+            let own_cmdline;
+            let args = match args {
+                Some(args) => args,
+                None => {
+                    own_cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                    &own_cmdline
                 }
-                _ => None,
-            }
+            };
+            let route = interpreter_route(syntax, args, file, pid, name)?;
+            (!package_scriptlet(config, pid)).then_some(route)
         }
         FileKind::OtherElf | FileKind::Empty => None,
     }
+}
+
+/// How an interpreter opening a script-like file in scope would run it, if it would: as the script its argv
+/// names (or the program in the directory it names), a startup file, a module found through a search
+/// directory, or (a shell) a `#!` script it sources. The environment is read only when argv did not decide.
+fn interpreter_route(
+    syntax: Syntax,
+    cmdline: &[u8],
+    file: OpenedFile,
+    pid: i32,
+    name: &mut dyn FnMut() -> Vec<u8>,
+) -> Option<Route> {
+    let script = match script_arg(syntax, cmdline) {
+        ScriptArg::File(arg) if names_file(pid, arg, file.dev, file.ino) => return Some(Route::Interpreter),
+        ScriptArg::File(arg) => Some(arg),
+        ScriptArg::NoFile => None,
+    };
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let sources = interp::sources(syntax, cmdline, &environ);
+    if sources.startup_files.iter().any(|f| names_file(pid, f, file.dev, file.ino)) {
+        return Some(Route::StartupFile);
+    }
+    // An archive given as a search directory (a zip on PYTHONPATH) is opened itself.
+    if sources.search_dirs.iter().any(|d| names_file(pid, d, file.dev, file.ino)) {
+        return Some(Route::ModulePath);
+    }
+    let program_dir = script.filter(|_| interp::runs_directories(syntax));
+    if program_dir.is_some() || !sources.search_dirs.is_empty() {
+        let path = name();
+        if interp::is_module(syntax, file_name(&path)) {
+            let ancestors = ancestors(&path);
+            let below = |dir: &[u8]| dir_id(pid, dir).is_some_and(|id| ancestors.contains(&id));
+            if program_dir.is_some_and(below) {
+                return Some(Route::Interpreter);
+            }
+            if sources.search_dirs.iter().any(|d| below(d)) {
+                return Some(Route::ModulePath);
+            }
+        }
+    }
+    // A shell reading a `#!` script that is not its own: `.`/`source` (a redirect from it is refused too; a
+    // shell cannot be told to be doing one or the other when it opens the file).
+    (syntax == Syntax::Shell && file.kind == FileKind::Shebang).then_some(Route::Sourced)
+}
+
+/// (device, inode) of every directory above `path` (a canonical path in our namespace), nearest first.
+fn ancestors(path: &[u8]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut rest = path;
+    while let Some(i) = rest.iter().rposition(|&b| b == b'/') {
+        rest = rest.get(..i).unwrap_or_default();
+        let dir = if rest.is_empty() { &b"/"[..] } else { rest };
+        if let Ok(m) = std::fs::metadata(Path::new(std::ffi::OsStr::from_bytes(dir))) {
+            out.push((m.dev(), m.ino()));
+        }
+        if out.len() >= MAX_DEPTH {
+            break;
+        }
+    }
+    out
+}
+
+/// Directories above a file looked at for the module search, at most.
+const MAX_DEPTH: usize = 64;
+
+/// (device, inode) of a directory as process `pid` names it.
+fn dir_id(pid: i32, dir: &[u8]) -> Option<(u64, u64)> {
+    let path = in_process_view(pid, dir);
+    let m = std::fs::metadata(Path::new(std::ffi::OsStr::from_bytes(&path))).ok()?;
+    m.is_dir().then(|| (m.dev(), m.ino()))
 }
 
 /// A root interpreter started by a package manager (`script_parents`, by its parent's process name): rpm runs
@@ -141,10 +235,13 @@ mod tests {
         assert!(!names_file(me, b"/nonexistent/x", m.dev(), m.ino()));
         // The test binary is neither an interpreter nor a reader: a loadable ELF it opens is a shared object.
         let file = OpenedFile { kind: FileKind::LoadableElf, dev: m.dev(), ino: m.ino() };
-        assert_eq!(judge(&OpenGuardConfig::default(), &Loaders::default(), file, me), Some(Route::SharedObject));
+        let c = OpenGuardConfig::default();
+        let l = Loaders::default();
+        let mut no_name = || Vec::new();
+        assert_eq!(judge(&c, &l, file, me, &mut no_name), Some(Route::SharedObject));
         let text = OpenedFile { kind: FileKind::Text, ..file };
-        assert_eq!(judge(&OpenGuardConfig::default(), &Loaders::default(), text, me), None);
+        assert_eq!(judge(&c, &l, text, me, &mut no_name), None);
         let data = OpenedFile { kind: FileKind::Empty, ..file };
-        assert_eq!(judge(&OpenGuardConfig::default(), &Loaders::default(), data, i32::MAX), None);
+        assert_eq!(judge(&c, &l, data, i32::MAX, &mut no_name), None);
     }
 }

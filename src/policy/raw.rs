@@ -51,6 +51,7 @@ pub struct RawOpenGuard {
     pub interpreters: Option<Vec<Spanned<String>>>,
     pub elf_readers: Option<Vec<Spanned<String>>>,
     pub script_parents: Option<Vec<Spanned<String>>>,
+    pub multi_call: Option<Vec<Spanned<String>>>,
 }
 
 /// `action`, `severity`, `tags`, `message`: settable at policy, section and rule level; the innermost wins.

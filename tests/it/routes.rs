@@ -16,6 +16,8 @@ use serde_json::Value;
 
 use crate::common::*;
 
+mod interpreters;
+
 const LOADER: &str = "fanotify=FAN_OPEN_PERM route=loader";
 const SHARED_OBJECT: &str = "fanotify=FAN_OPEN_PERM route=shared-object";
 const PRELOADED_READER: &str = "fanotify=FAN_OPEN_PERM route=preloaded-reader";
