@@ -166,3 +166,28 @@ fn the_same_interpreters_reading_data_in_scope_work() {
     assert_ok_quiet(&env, &o, "cat, grep, cp, sort, jq, python3/node/perl reading data with a search path in scope");
     assert!(o.stdout.contains("echo PAYLOAD RAN") && o.stdout.contains("x,y"), "{o}");
 }
+
+#[test]
+fn the_interpreter_family_on_a_protected_directory_of_a_shared_filesystem_is_denied() {
+    // /tmp as a directory of a shared filesystem: inode marks, the file named by its path (the module search
+    // compares the directories above that name).
+    let mut env = privileged!(Layout::WithExt4Image);
+    let tmp = start_img_tmp(&mut env);
+    let (x, module) = (tmp.join("x"), tmp.join("sub/evil.py"));
+    put_text(&env, &x, "echo PAYLOAD RAN\n");
+    put_text(&env, &module, "print('PAYLOAD RAN')\n");
+    thread::sleep(Duration::from_millis(2500)); // the next walk marks sub/
+    let t = sh_quote(&tmp);
+    refused(&env, &format!("BASH_ENV={t}/x bash -c :"), true, &x, STARTUP, &real_exe("bash"));
+    refused(
+        &env,
+        &format!("PYTHONPATH={t}/sub python3 -c 'import evil'"),
+        false,
+        &module,
+        MODULE,
+        &real_exe("python3"),
+    );
+    if have(&test_name!(), "busybox") {
+        refused(&env, &format!("busybox sh {t}/x"), true, &x, INTERPRETER, &real_exe("busybox"));
+    }
+}
