@@ -3,7 +3,7 @@
 //! opened file by inode; nothing here does I/O.
 //!
 //! - **Startup files**: files run whatever the interpreter is asked to do: `BASH_ENV`, `ENV`, the rc files of
-//!   `$HOME` and `$ZDOTDIR`, `bash --rcfile`; `PYTHONSTARTUP`; a path given to `ruby -r`, `node -r`/`--require`/
+//!   `$HOME` and `$ZDOTDIR` (`rc_dirs`), `bash --rcfile`; `PYTHONSTARTUP`; a path given to `ruby -r`, `node -r`/`--require`/
 //!   `--import`/`--loader` (also through `RUBYOPT` and `NODE_OPTIONS`); php's `-d auto_prepend_file=`;
 //!   `LUA_INIT=@file`.
 //! - **Search directories**: where modules are looked up: `PYTHONPATH`, `PYTHONHOME`, the user site
@@ -24,10 +24,13 @@ pub struct Sources {
     pub startup_files: Vec<Vec<u8>>,
     /// Directories (or archives named as one: a zip on `PYTHONPATH`) it imports modules from.
     pub search_dirs: Vec<Vec<u8>>,
+    /// Directories whose rc files it runs at startup (`$HOME`: `.bashrc`, `.profile`, ...), with their names:
+    /// the opener looks at the names only when the directory is on the opened file's filesystem.
+    pub rc_dirs: Vec<(Vec<u8>, &'static [&'static [u8]])>,
 }
 
 /// The rc files a shell reads from `$HOME` (interactive, login, or, for zsh's `.zshenv`, always).
-const SHELL_RC: &[&[u8]] = &[
+pub const SHELL_RC: &[&[u8]] = &[
     b".bashrc",
     b".bash_profile",
     b".bash_login",
@@ -44,7 +47,7 @@ const SHELL_RC: &[&[u8]] = &[
 ];
 
 /// zsh's rc files, read from `$ZDOTDIR` when it is set.
-const ZSH_RC: &[&[u8]] = &[b".zshenv", b".zshrc", b".zprofile", b".zlogin", b".zlogout"];
+pub const ZSH_RC: &[&[u8]] = &[b".zshenv", b".zshrc", b".zprofile", b".zlogin", b".zlogout"];
 
 /// Whether the interpreter loads a file of this name as a module from a search directory.
 pub fn is_module(syntax: Syntax, file_name: &[u8]) -> bool {
@@ -171,12 +174,8 @@ pub fn sources(syntax: Syntax, cmdline: &[u8], environ: &[u8]) -> Sources {
     match syntax {
         Syntax::Shell => {
             out.startup_files.extend([env(b"BASH_ENV"), env(b"ENV")].into_iter().flatten().map(<[u8]>::to_vec));
-            if let Some(home) = home {
-                out.startup_files.extend(SHELL_RC.iter().map(|rc| join(home, rc)));
-            }
-            if let Some(zdot) = env(b"ZDOTDIR") {
-                out.startup_files.extend(ZSH_RC.iter().map(|rc| join(zdot, rc)));
-            }
+            out.rc_dirs.extend(home.map(|h| (h.to_vec(), SHELL_RC)));
+            out.rc_dirs.extend(env(b"ZDOTDIR").map(|z| (z.to_vec(), ZSH_RC)));
         }
         Syntax::Python => {
             if !py.ignore_env {
@@ -315,7 +314,7 @@ fn list(value: Option<&[u8]>, sep: u8) -> Vec<Vec<u8>> {
     value.map_or_else(Vec::new, |v| v.split(|&b| b == sep).filter(|e| !e.is_empty()).map(<[u8]>::to_vec).collect())
 }
 
-fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     let mut out = dir.to_vec();
     if !out.ends_with(b"/") {
         out.push(b'/');
@@ -377,9 +376,10 @@ mod tests {
         assert_eq!(strs(&s.startup_files), ["/tmp/x"]);
         assert!(s.search_dirs.is_empty());
         let s = of(Syntax::Shell, &["sh", "-i"], &["ENV=/tmp/e", "HOME=/tmp/h/", "ZDOTDIR=/tmp/z"]);
-        let files = strs(&s.startup_files);
-        assert!(files.contains(&"/tmp/e".into()) && files.contains(&"/tmp/h/.bashrc".into()), "{files:?}");
-        assert!(files.contains(&"/tmp/h/.profile".into()) && files.contains(&"/tmp/z/.zshenv".into()));
+        assert_eq!(strs(&s.startup_files), ["/tmp/e"]);
+        assert_eq!(s.rc_dirs, vec![(b"/tmp/h/".to_vec(), SHELL_RC), (b"/tmp/z".to_vec(), ZSH_RC)]);
+        assert!(SHELL_RC.contains(&&b".bashrc"[..]) && ZSH_RC.contains(&&b".zshenv"[..]));
+        assert_eq!(join(b"/tmp/h/", b".bashrc"), b"/tmp/h/.bashrc");
         let s = of(Syntax::Shell, &["bash", "--rcfile", "/tmp/rc", "-i"], &[]);
         assert_eq!(strs(&s.startup_files), ["/tmp/rc"]);
         assert_eq!(of(Syntax::Shell, &["bash", "/opt/x"], &["BASH_ENV="]), Sources::default());

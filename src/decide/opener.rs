@@ -107,20 +107,35 @@ fn interpreter_route(
     if sources.startup_files.iter().any(|f| names_file(pid, f, file.dev, file.ino)) {
         return Some(Route::StartupFile);
     }
-    // An archive given as a search directory (a zip on PYTHONPATH) is opened itself.
-    if sources.search_dirs.iter().any(|d| names_file(pid, d, file.dev, file.ino)) {
-        return Some(Route::ModulePath);
+    // An rc file can be this file only if its directory (a $HOME in scope) is on the file's filesystem: one
+    // stat per directory rather than one per rc file.
+    for (dir, names) in &sources.rc_dirs {
+        if stat(pid, dir).is_some_and(|(dev, _, _)| dev == file.dev)
+            && names.iter().any(|rc| names_file(pid, &interp::join(dir, rc), file.dev, file.ino))
+        {
+            return Some(Route::StartupFile);
+        }
+    }
+    // One stat per search entry: an archive named as one (a zip on PYTHONPATH) is opened itself; a directory
+    // is kept for the module search below.
+    let mut dirs = Vec::with_capacity(sources.search_dirs.len());
+    for entry in &sources.search_dirs {
+        match stat(pid, entry) {
+            Some((dev, ino, false)) if (dev, ino) == (file.dev, file.ino) => return Some(Route::ModulePath),
+            Some((dev, ino, true)) => dirs.push((dev, ino)),
+            _ => {}
+        }
     }
     let program_dir = script.filter(|_| interp::runs_directories(syntax));
-    if program_dir.is_some() || !sources.search_dirs.is_empty() {
+    if program_dir.is_some() || !dirs.is_empty() {
         let path = name();
         if interp::is_module(syntax, file_name(&path)) {
             let ancestors = ancestors(&path);
-            let below = |dir: &[u8]| dir_id(pid, dir).is_some_and(|id| ancestors.contains(&id));
-            if program_dir.is_some_and(below) {
+            let program_dir = program_dir.and_then(|d| stat(pid, d)).filter(|&(_, _, is_dir)| is_dir);
+            if program_dir.is_some_and(|(dev, ino, _)| ancestors.contains(&(dev, ino))) {
                 return Some(Route::Interpreter);
             }
-            if sources.search_dirs.iter().any(|d| below(d)) {
+            if dirs.iter().any(|id| ancestors.contains(id)) {
                 return Some(Route::ModulePath);
             }
         }
@@ -150,11 +165,11 @@ fn ancestors(path: &[u8]) -> Vec<(u64, u64)> {
 /// Directories above a file looked at for the module search, at most.
 const MAX_DEPTH: usize = 64;
 
-/// (device, inode) of a directory as process `pid` names it.
-fn dir_id(pid: i32, dir: &[u8]) -> Option<(u64, u64)> {
-    let path = in_process_view(pid, dir);
+/// (device, inode, is a directory) of a file as process `pid` names it, symlinks followed.
+fn stat(pid: i32, name: &[u8]) -> Option<(u64, u64, bool)> {
+    let path = in_process_view(pid, name);
     let m = std::fs::metadata(Path::new(std::ffi::OsStr::from_bytes(&path))).ok()?;
-    m.is_dir().then(|| (m.dev(), m.ino()))
+    Some((m.dev(), m.ino(), m.is_dir()))
 }
 
 /// A root interpreter started by a package manager (`script_parents`, by its parent's process name): rpm runs
