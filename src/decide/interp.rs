@@ -22,8 +22,10 @@ use crate::policy::open_guard::Syntax;
 pub struct Sources {
     /// Files it runs at startup, as it will open them (relative names from its working directory).
     pub startup_files: Vec<Vec<u8>>,
-    /// Directories (or archives named as one: a zip on `PYTHONPATH`) it imports modules from.
+    /// Directories it imports modules from.
     pub search_dirs: Vec<Vec<u8>>,
+    /// Search entries that may be an archive opened itself (a zip on `PYTHONPATH`; also in `search_dirs`).
+    pub search_archives: Vec<Vec<u8>>,
     /// Directories whose rc files it runs at startup (`$HOME`: `.bashrc`, `.profile`, ...), with their names:
     /// the opener looks at the names only when the directory is on the opened file's filesystem.
     pub rc_dirs: Vec<(Vec<u8>, &'static [&'static [u8]])>,
@@ -180,9 +182,10 @@ pub fn sources(syntax: Syntax, cmdline: &[u8], environ: &[u8]) -> Sources {
         Syntax::Python => {
             if !py.ignore_env {
                 out.startup_files.extend(env(b"PYTHONSTARTUP").map(<[u8]>::to_vec));
-                for var in [&b"PYTHONPATH"[..], b"PYTHONHOME"] {
-                    out.search_dirs.extend(list(env(var), b':'));
-                }
+                let path = list(env(b"PYTHONPATH"), b':');
+                out.search_archives.extend(path.iter().cloned());
+                out.search_dirs.extend(path);
+                out.search_dirs.extend(list(env(b"PYTHONHOME"), b':'));
                 py.safe_path |= env(b"PYTHONSAFEPATH").is_some();
                 py.no_user_site |= env(b"PYTHONNOUSERSITE").is_some();
             }
@@ -391,6 +394,7 @@ mod tests {
         let s = of(Syntax::Python, &["python3", "-c", "import x"], &env);
         assert_eq!(strs(&s.startup_files), ["/tmp/s.py"]);
         assert_eq!(strs(&s.search_dirs), ["/tmp/lib", "/opt/lib", "/tmp/h/.local", "."]);
+        assert_eq!(strs(&s.search_archives), ["/tmp/lib", "/opt/lib"], "a zip on PYTHONPATH is opened itself");
         let s = of(Syntax::Python, &["python3", "-m", "mod"], &[]);
         assert_eq!(strs(&s.search_dirs), ["."], "-m searches the working directory");
         let s = of(Syntax::Python, &["python3", "/opt/x.py"], &env);

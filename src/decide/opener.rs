@@ -116,26 +116,22 @@ fn interpreter_route(
             return Some(Route::StartupFile);
         }
     }
-    // One stat per search entry: an archive named as one (a zip on PYTHONPATH) is opened itself; a directory
-    // is kept for the module search below.
-    let mut dirs = Vec::with_capacity(sources.search_dirs.len());
-    for entry in &sources.search_dirs {
-        match stat(pid, entry) {
-            Some((dev, ino, false)) if (dev, ino) == (file.dev, file.ino) => return Some(Route::ModulePath),
-            Some((dev, ino, true)) => dirs.push((dev, ino)),
-            _ => {}
-        }
+    // An archive named as a search entry (a zip on PYTHONPATH) is opened itself, whatever its name.
+    if sources.search_archives.iter().any(|a| names_file(pid, a, file.dev, file.ino)) {
+        return Some(Route::ModulePath);
     }
+    // Directories are compared only for a file with a module suffix: a data file costs no stat here.
     let program_dir = script.filter(|_| interp::runs_directories(syntax));
-    if program_dir.is_some() || !dirs.is_empty() {
+    if program_dir.is_some() || !sources.search_dirs.is_empty() {
         let path = name();
         if interp::is_module(syntax, file_name(&path)) {
             let ancestors = ancestors(&path);
-            let program_dir = program_dir.and_then(|d| stat(pid, d)).filter(|&(_, _, is_dir)| is_dir);
-            if program_dir.is_some_and(|(dev, ino, _)| ancestors.contains(&(dev, ino))) {
+            let below =
+                |dir: &[u8]| stat(pid, dir).is_some_and(|(dev, ino, is_dir)| is_dir && ancestors.contains(&(dev, ino)));
+            if program_dir.is_some_and(below) {
                 return Some(Route::Interpreter);
             }
-            if dirs.iter().any(|id| ancestors.contains(id)) {
+            if sources.search_dirs.iter().any(|d| below(d)) {
                 return Some(Route::ModulePath);
             }
         }
