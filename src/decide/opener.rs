@@ -237,6 +237,70 @@ mod tests {
         assert_eq!(in_process_view(7, b"/dev/fd/5"), b"/proc/7/fd/5");
     }
 
+    /// A real process (`sleep`) plays the interpreter: its environment and working directory are read from
+    /// /proc as the daemon would; its command line is the one given.
+    fn route_for(syntax: Syntax, cmdline: &[u8], env: &[(&str, &Path)], cwd: &Path, file: &Path) -> Option<Route> {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
+            .current_dir(cwd)
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        // The environment is in place once the exec is done.
+        while std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| !e.ends_with("sleep")) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let m = std::fs::metadata(file).unwrap();
+        let head = std::fs::read(file).unwrap();
+        let kind = super::super::sniff::sniff(&head[..head.len().min(64)]);
+        let opened = OpenedFile { kind, dev: m.dev(), ino: m.ino() };
+        let canonical = file.canonicalize().unwrap();
+        let mut name = || canonical.as_os_str().as_bytes().to_vec();
+        let route = interpreter_route(syntax, cmdline, opened, pid, &mut name);
+        let _ = child.kill();
+        let _ = child.wait();
+        route
+    }
+
+    #[test]
+    fn startup_files_module_paths_and_sourced_scripts_are_told_from_data() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().canonicalize().unwrap();
+        std::fs::create_dir(d.join("app")).unwrap();
+        for (f, text) in [
+            ("x", "echo hi\n"),
+            ("x.sh", "#!/bin/sh\necho hi\n"),
+            ("evil.py", "print(1)\n"),
+            ("data.csv", "a,b\n"),
+            ("app/__main__.py", "print(1)\n"),
+        ] {
+            std::fs::write(d.join(f), text).unwrap();
+        }
+        // Not above the files: python's working directory is searched for packages at any depth (`/` too).
+        let elsewhere = Path::new("/proc");
+        let x = d.join("x");
+        let sh = |line: &[u8], env: &[(&str, &Path)], f: &Path| route_for(Syntax::Shell, line, env, elsewhere, f);
+        assert_eq!(sh(b"bash\0-c\0:\0", &[("BASH_ENV", x.as_path())], &x), Some(Route::StartupFile));
+        assert_eq!(sh(b"bash\0-c\0:\0", &[("HOME", d.as_path())], &x), None, "x is no rc file");
+        assert_eq!(sh(b"bash\0-c\0:\0", &[], &x), None, "a text without #! read by a shell is data");
+        assert_eq!(sh(b"bash\0-c\0:\0", &[], &d.join("x.sh")), Some(Route::Sourced));
+        let py = |line: &[u8], env: &[(&str, &Path)], cwd: &Path, f: &str| {
+            route_for(Syntax::Python, line, env, cwd, &d.join(f))
+        };
+        let import = b"python3\0-c\0import evil\0";
+        assert_eq!(py(import, &[("PYTHONPATH", d.as_path())], elsewhere, "evil.py"), Some(Route::ModulePath));
+        assert_eq!(py(import, &[("PYTHONPATH", d.as_path())], elsewhere, "data.csv"), None, "data below a search path");
+        assert_eq!(py(import, &[], &d, "evil.py"), Some(Route::ModulePath), "-c searches the working directory");
+        assert_eq!(py(b"python3\0-P\0-c\0x\0", &[], &d, "evil.py"), None, "-P does not");
+        assert_eq!(py(import, &[], elsewhere, "evil.py"), None);
+        assert_eq!(py(import, &[], Path::new("/"), "evil.py"), Some(Route::ModulePath), "`import tmp.x` from /");
+        let app = [b"python3\0".as_slice(), d.join("app").as_os_str().as_bytes(), b"\0"].concat();
+        assert_eq!(py(&app, &[], elsewhere, "app/__main__.py"), Some(Route::Interpreter), "a directory program");
+        assert_eq!(py(&app, &[], elsewhere, "evil.py"), None, "outside the program's directory");
+    }
+
     #[test]
     fn an_interpreter_naming_its_script_is_judged_by_inode() {
         let me = std::process::id() as i32;
