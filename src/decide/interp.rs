@@ -175,7 +175,8 @@ pub fn sources(syntax: Syntax, cmdline: &[u8], environ: &[u8]) -> Sources {
     let home = env(b"HOME");
     match syntax {
         Syntax::Shell => {
-            out.startup_files.extend([env(b"BASH_ENV"), env(b"ENV")].into_iter().flatten().map(<[u8]>::to_vec));
+            // bash and sh expand parameters in these (`BASH_ENV='$HOME/.env'`).
+            out.startup_files.extend([env(b"BASH_ENV"), env(b"ENV")].into_iter().flatten().map(|v| expand(v, environ)));
             out.rc_dirs.extend(home.map(|h| (h.to_vec(), SHELL_RC)));
             out.rc_dirs.extend(env(b"ZDOTDIR").map(|z| (z.to_vec(), ZSH_RC)));
         }
@@ -312,6 +313,39 @@ fn env_var<'a>(environ: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     environ.split(|&b| b == 0).find_map(|var| var.strip_prefix(name).and_then(|v| v.strip_prefix(b"=")))
 }
 
+/// `value` with `$NAME` and `${NAME}` replaced from the environment (unset: empty), as a shell expands
+/// `BASH_ENV` and `ENV`; anything else (`$(...)`, `${NAME:-x}`) is kept as written.
+fn expand(value: &[u8], environ: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(i) = rest.iter().position(|&b| b == b'$') {
+        out.extend_from_slice(rest.get(..i).unwrap_or_default());
+        let after = rest.get(i + 1..).unwrap_or_default();
+        let is_name = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+        let (name, used) = match after.strip_prefix(b"{") {
+            Some(inner) => match inner.iter().position(|&b| b == b'}') {
+                Some(end) if inner.get(..end).is_some_and(|n| !n.is_empty() && n.iter().all(is_name)) => {
+                    (inner.get(..end).unwrap_or_default(), end + 2)
+                }
+                _ => (&b""[..], 0),
+            },
+            None => {
+                let n = after.iter().take_while(|b| is_name(b)).count();
+                (after.get(..n).unwrap_or_default(), n)
+            }
+        };
+        if used == 0 {
+            out.push(b'$');
+            rest = after;
+            continue;
+        }
+        out.extend_from_slice(env_var(environ, name).unwrap_or_default());
+        rest = after.get(used..).unwrap_or_default();
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
 /// The non-empty entries of a `sep`-separated list.
 fn list(value: Option<&[u8]>, sep: u8) -> Vec<Vec<u8>> {
     value.map_or_else(Vec::new, |v| v.split(|&b| b == sep).filter(|e| !e.is_empty()).map(<[u8]>::to_vec).collect())
@@ -383,6 +417,8 @@ mod tests {
         assert_eq!(s.rc_dirs, vec![(b"/tmp/h/".to_vec(), SHELL_RC), (b"/tmp/z".to_vec(), ZSH_RC)]);
         assert!(SHELL_RC.contains(&&b".bashrc"[..]) && ZSH_RC.contains(&&b".zshenv"[..]));
         assert_eq!(join(b"/tmp/h/", b".bashrc"), b"/tmp/h/.bashrc");
+        let s = of(Syntax::Shell, &["bash", "-c", ":"], &["D=/tmp/d", "BASH_ENV=${D}/a:$D/b$NONE$(x)$"]);
+        assert_eq!(strs(&s.startup_files), ["/tmp/d/a:/tmp/d/b$(x)$"], "parameters are expanded as bash does");
         let s = of(Syntax::Shell, &["bash", "--rcfile", "/tmp/rc", "-i"], &[]);
         assert_eq!(strs(&s.startup_files), ["/tmp/rc"]);
         assert_eq!(of(Syntax::Shell, &["bash", "/opt/x"], &["BASH_ENV="]), Sources::default());
