@@ -12,7 +12,8 @@
 #            root filesystem layouts of tests/it/layouts.rs; coreutils; bash, dash; dbus-daemon for the
 #            desktop-notice test);
 #            gcc and libc6-dev (the exec-load helper of the soak and load tests is linked statically); and
-#            what the open guard's route tests run: file, python3, perl, ruby, php-cli, nodejs; what the
+#            what the open guard's route tests run: file, python3, perl, ruby, php-cli, nodejs, jq, and
+#            busybox-static (applets judged by name, tests/it/routes/interpreters.rs); what the
 #            container discovery tests run (tests/it/containers.rs): podman, runc (podman's default crun refuses
 #            a hybrid cgroup layout), containerd (with ctr), busybox-static (their images); as root podman needs
 #            no uidmap; kubernetes-validate 1.37.0 (PyPI, with its bundled schemas; `make k8s-check`), by pip
@@ -101,6 +102,7 @@ if ((want_test)); then
     need_cmd ruby ruby
     need_cmd php php-cli
     need_cmd node nodejs
+    need_cmd jq jq
     # A tiny program is linked statically: glibc's static archive (gcc only recommends libc6-dev).
     compgen -G '/usr/lib/*/libc.a' >/dev/null || compgen -G '/usr/lib/libc.a' >/dev/null || need_pkg libc6-dev
     # The container runtimes the discovery tests start privately (see tests/it/containers.rs).

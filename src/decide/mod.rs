@@ -7,6 +7,8 @@
 //! kernel lets everything through if we die.
 #![forbid(unsafe_code)]
 
+pub mod applet;
+pub mod interp;
 pub mod opener;
 pub mod rules;
 pub mod sniff;
@@ -67,7 +69,7 @@ pub struct Decider {
     own_container: Option<String>,
     path_buf: Box<[u8; PATH_BUF_LEN]>,
     /// `/proc` and `/proc/self/fd`, opened once: names are read relative to them.
-    procs: ProcDirs,
+    procs: Arc<ProcDirs>,
     scratch: Vec<u8>,
     canonical: Vec<u8>,
     /// The file's name inside its overlay layer when it was reached through one (a container's path).
@@ -143,7 +145,7 @@ impl Decider {
             own_container: procfs::container_of(i32::try_from(std::process::id()).unwrap_or(i32::MAX))
                 .map(|(_, id)| id),
             path_buf: Box::new([0u8; PATH_BUF_LEN]),
-            procs: ProcDirs::open(),
+            procs: Arc::new(ProcDirs::open()),
             scratch: Vec::with_capacity(PATH_BUF_LEN),
             canonical: Vec::with_capacity(PATH_BUF_LEN),
             layer_name: Vec::with_capacity(PATH_BUF_LEN),
@@ -263,9 +265,16 @@ impl Decider {
         // protected paths, or the protected directories themselves), and most openers are not running the file,
         // so this usually spares the name lookup. Both must say so for an alert, in either order.
         let file = OpenedFile { kind, dev: facts.dev, ino: facts.ino };
-        let Some(route) =
-            opener::judge(&guard.config.open_guard, &guard.loaders, file, pid, &self.procs, &mut self.path_buf)
-        else {
+        // The file's name, for an interpreter's module search, is looked up only then. `procs` is shared, not
+        // copied (an Arc), and the opener's executable name is read into a stack buffer: no allocation here.
+        let procs = Arc::clone(&self.procs);
+        let mut exe_buf = [0u8; PATH_BUF_LEN];
+        let mut name = || {
+            self.resolve(guard, fd, pid);
+            self.canonical.clone()
+        };
+        let config = &guard.config.open_guard;
+        let Some(route) = opener::judge(config, &guard.loaders, file, pid, &procs, &mut exe_buf, &mut name) else {
             return allow(self);
         };
         let Verdict { outcome, rule, resolved } = self.decide_with(guard, fd, pid, Ok(facts));

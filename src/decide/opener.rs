@@ -1,7 +1,8 @@
 //! What the process behind a FAN_OPEN_PERM event is doing, read from /proc: is it the dynamic loader, an
-//! ELF reader (with or without a preload library), or an interpreter whose argv names the file. Read only
-//! for files that could run (a loadable ELF or a script-like text in protected scope); the verdict is
-//! [`judge`]'s.
+//! ELF reader (with or without a preload library), or an interpreter loading the file as code (its argv
+//! script, a startup file, a module from a search directory, a sourced `#!` script; `interp` parses where
+//! from). A multi-call binary (busybox) is judged as its applet. Read only for files that could run (a
+//! loadable ELF or a script-like text in protected scope); the verdict is [`judge`]'s.
 //!
 //! The opener waits in open(2) while we read: /proc/PID/exe, cmdline and environ need none of the locks it
 //! holds there (cmdline and environ take its mm for reading; open holds no mm lock).
@@ -10,11 +11,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use super::applet::applet;
+use super::interp;
 use super::rules::{Route, ScriptArg, loader_env, script_arg};
 use super::sniff::FileKind;
 use crate::guard::loaders::Loaders;
 use crate::host::procfs;
-use crate::policy::open_guard::OpenGuardConfig;
+use crate::policy::open_guard::{OpenGuardConfig, Syntax, file_name};
 use crate::sys::{PATH_BUF_LEN, ProcDirs};
 
 /// The file being opened, as the verdict needs it.
@@ -25,9 +28,8 @@ pub struct OpenedFile {
     pub ino: u64,
 }
 
-/// Whether this open is a route to running the file in protected scope, and which. `None` allows it.
-/// `exe_buf` holds the opener's executable name while it is judged (read through `procs`, no allocation for
-/// the common case of an opener that runs nothing).
+/// Whether this open is a route to running the file in protected scope, and which. `None` allows it. `exe_buf`
+/// holds the opener's executable name (read through `procs`); `name` gives the file's canonical path, asked for only when an interpreter's module search could have found it.
 pub fn judge(
     config: &OpenGuardConfig,
     loaders: &Loaders,
@@ -35,16 +37,28 @@ pub fn judge(
     pid: i32,
     procs: &ProcDirs,
     exe_buf: &mut [u8; PATH_BUF_LEN],
+    name: &mut dyn FnMut() -> Vec<u8>,
 ) -> Option<Route> {
     let exe = procs.pid_link(pid, b"exe", exe_buf).ok()?;
     let exe = exe.strip_suffix(b" (deleted)").unwrap_or(exe);
+    // A multi-call binary is judged as the applet it runs; only it needs the command line this early.
+    let multi_call = config.is_multi_call(exe);
+    let cmdline = if multi_call { std::fs::read(format!("/proc/{pid}/cmdline")).ok()? } else { Vec::new() };
+    let (program, args) = if multi_call {
+        let a = applet(&cmdline, |n| {
+            config.is_multi_call(n) || config.multi_call.iter().any(|p| n.starts_with(p.name.as_bytes()))
+        });
+        (a.name, Some(a.cmdline))
+    } else {
+        (exe, None)
+    };
     match file.kind {
         FileKind::LoadableElf => {
             let exe_id = std::fs::metadata(format!("/proc/{pid}/exe")).ok().map(|m| (m.dev(), m.ino()));
             if exe_id.is_some_and(|id| loaders.contains(id)) {
                 return Some(Route::Loader);
             }
-            if !config.is_elf_reader(exe) {
+            if !config.is_elf_reader(program) {
                 return Some(Route::SharedObject);
             }
             // A reader started with a preload library in scope opens that library before its own code runs: the
@@ -59,17 +73,101 @@ pub fn judge(
             (named || dir_on_fs).then_some(Route::PreloadedReader)
         }
         FileKind::Shebang | FileKind::Text | FileKind::Binary => {
-            let syntax = config.interpreter(exe)?;
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            match script_arg(syntax, &cmdline) {
-                ScriptArg::File(arg) if names_file(pid, arg, file.dev, file.ino) => {
-                    (!package_scriptlet(config, pid)).then_some(Route::Interpreter)
+            let syntax = config.interpreter(program)?;
+            let own_cmdline;
+            let args = match args {
+                Some(args) => args,
+                None => {
+                    own_cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                    &own_cmdline
                 }
-                _ => None,
-            }
+            };
+            let route = interpreter_route(syntax, args, file, pid, name)?;
+            (!package_scriptlet(config, pid)).then_some(route)
         }
         FileKind::OtherElf | FileKind::Empty => None,
     }
+}
+
+/// How an interpreter opening a script-like file in scope would run it, if it would: as the script its argv
+/// names (or the program in the directory it names), a startup file, a module found through a search
+/// directory, or (a shell) a `#!` script it sources. The environment is read only when argv did not decide.
+fn interpreter_route(
+    syntax: Syntax,
+    cmdline: &[u8],
+    file: OpenedFile,
+    pid: i32,
+    name: &mut dyn FnMut() -> Vec<u8>,
+) -> Option<Route> {
+    let script = match script_arg(syntax, cmdline) {
+        ScriptArg::File(arg) if names_file(pid, arg, file.dev, file.ino) => return Some(Route::Interpreter),
+        ScriptArg::File(arg) => Some(arg),
+        ScriptArg::NoFile => None,
+    };
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let sources = interp::sources(syntax, cmdline, &environ);
+    if sources.startup_files.iter().any(|f| names_file(pid, f, file.dev, file.ino)) {
+        return Some(Route::StartupFile);
+    }
+    // An rc file can be this file only if its directory (a $HOME in scope) is on the file's filesystem: one
+    // stat per directory rather than one per rc file.
+    for (dir, names) in &sources.rc_dirs {
+        if stat(pid, dir).is_some_and(|(dev, _, _)| dev == file.dev)
+            && names.iter().any(|rc| names_file(pid, &interp::join(dir, rc), file.dev, file.ino))
+        {
+            return Some(Route::StartupFile);
+        }
+    }
+    // An archive named as a search entry (a zip on PYTHONPATH) is opened itself, whatever its name.
+    if sources.search_archives.iter().any(|a| names_file(pid, a, file.dev, file.ino)) {
+        return Some(Route::ModulePath);
+    }
+    // Directories are compared only for a file with a module suffix: a data file costs no stat here.
+    let program_dir = script.filter(|_| interp::runs_directories(syntax));
+    if program_dir.is_some() || !sources.search_dirs.is_empty() {
+        let path = name();
+        if interp::is_module(syntax, file_name(&path)) {
+            let ancestors = ancestors(&path);
+            let below =
+                |dir: &[u8]| stat(pid, dir).is_some_and(|(dev, ino, is_dir)| is_dir && ancestors.contains(&(dev, ino)));
+            if program_dir.is_some_and(below) {
+                return Some(Route::Interpreter);
+            }
+            if sources.search_dirs.iter().any(|d| below(d)) {
+                return Some(Route::ModulePath);
+            }
+        }
+    }
+    // A shell reading a `#!` script that is not its own: `.`/`source` (a redirect from it is refused too; a
+    // shell cannot be told to be doing one or the other when it opens the file).
+    (syntax == Syntax::Shell && file.kind == FileKind::Shebang).then_some(Route::Sourced)
+}
+
+/// (device, inode) of every directory above `path` (a canonical path in our namespace), nearest first.
+fn ancestors(path: &[u8]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut rest = path;
+    while let Some(i) = rest.iter().rposition(|&b| b == b'/') {
+        rest = rest.get(..i).unwrap_or_default();
+        let dir = if rest.is_empty() { &b"/"[..] } else { rest };
+        if let Ok(m) = std::fs::metadata(Path::new(std::ffi::OsStr::from_bytes(dir))) {
+            out.push((m.dev(), m.ino()));
+        }
+        if out.len() >= MAX_DEPTH {
+            break;
+        }
+    }
+    out
+}
+
+/// Directories above a file looked at for the module search, at most.
+const MAX_DEPTH: usize = 64;
+
+/// (device, inode, is a directory) of a file as process `pid` names it, symlinks followed.
+fn stat(pid: i32, name: &[u8]) -> Option<(u64, u64, bool)> {
+    let path = in_process_view(pid, name);
+    let m = std::fs::metadata(Path::new(std::ffi::OsStr::from_bytes(&path))).ok()?;
+    Some((m.dev(), m.ino(), m.is_dir()))
 }
 
 /// A root interpreter started by a package manager (`script_parents`, by its parent's process name): rpm runs
@@ -141,6 +239,70 @@ mod tests {
         assert_eq!(in_process_view(7, b"/dev/fd/5"), b"/proc/7/fd/5");
     }
 
+    /// A real process (`sleep`) plays the interpreter: its environment and working directory are read from
+    /// /proc as the daemon would; its command line is the one given.
+    fn route_for(syntax: Syntax, cmdline: &[u8], env: &[(&str, &Path)], cwd: &Path, file: &Path) -> Option<Route> {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
+            .current_dir(cwd)
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        // The environment is in place once the exec is done.
+        while std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| !e.ends_with("sleep")) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let m = std::fs::metadata(file).unwrap();
+        let head = std::fs::read(file).unwrap();
+        let kind = super::super::sniff::sniff(&head[..head.len().min(64)]);
+        let opened = OpenedFile { kind, dev: m.dev(), ino: m.ino() };
+        let canonical = file.canonicalize().unwrap();
+        let mut name = || canonical.as_os_str().as_bytes().to_vec();
+        let route = interpreter_route(syntax, cmdline, opened, pid, &mut name);
+        let _ = child.kill();
+        let _ = child.wait();
+        route
+    }
+
+    #[test]
+    fn startup_files_module_paths_and_sourced_scripts_are_told_from_data() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().canonicalize().unwrap();
+        std::fs::create_dir(d.join("app")).unwrap();
+        for (f, text) in [
+            ("x", "echo hi\n"),
+            ("x.sh", "#!/bin/sh\necho hi\n"),
+            ("evil.py", "print(1)\n"),
+            ("data.csv", "a,b\n"),
+            ("app/__main__.py", "print(1)\n"),
+        ] {
+            std::fs::write(d.join(f), text).unwrap();
+        }
+        // Not above the files: python's working directory is searched for packages at any depth (`/` too).
+        let elsewhere = Path::new("/proc");
+        let x = d.join("x");
+        let sh = |line: &[u8], env: &[(&str, &Path)], f: &Path| route_for(Syntax::Shell, line, env, elsewhere, f);
+        assert_eq!(sh(b"bash\0-c\0:\0", &[("BASH_ENV", x.as_path())], &x), Some(Route::StartupFile));
+        assert_eq!(sh(b"bash\0-c\0:\0", &[("HOME", d.as_path())], &x), None, "x is no rc file");
+        assert_eq!(sh(b"bash\0-c\0:\0", &[], &x), None, "a text without #! read by a shell is data");
+        assert_eq!(sh(b"bash\0-c\0:\0", &[], &d.join("x.sh")), Some(Route::Sourced));
+        let py = |line: &[u8], env: &[(&str, &Path)], cwd: &Path, f: &str| {
+            route_for(Syntax::Python, line, env, cwd, &d.join(f))
+        };
+        let import = b"python3\0-c\0import evil\0";
+        assert_eq!(py(import, &[("PYTHONPATH", d.as_path())], elsewhere, "evil.py"), Some(Route::ModulePath));
+        assert_eq!(py(import, &[("PYTHONPATH", d.as_path())], elsewhere, "data.csv"), None, "data below a search path");
+        assert_eq!(py(import, &[], &d, "evil.py"), Some(Route::ModulePath), "-c searches the working directory");
+        assert_eq!(py(b"python3\0-P\0-c\0x\0", &[], &d, "evil.py"), None, "-P does not");
+        assert_eq!(py(import, &[], elsewhere, "evil.py"), None);
+        assert_eq!(py(import, &[], Path::new("/"), "evil.py"), Some(Route::ModulePath), "`import tmp.x` from /");
+        let app = [b"python3\0".as_slice(), d.join("app").as_os_str().as_bytes(), b"\0"].concat();
+        assert_eq!(py(&app, &[], elsewhere, "app/__main__.py"), Some(Route::Interpreter), "a directory program");
+        assert_eq!(py(&app, &[], elsewhere, "evil.py"), None, "outside the program's directory");
+    }
+
     #[test]
     fn an_interpreter_naming_its_script_is_judged_by_inode() {
         let me = std::process::id() as i32;
@@ -151,11 +313,13 @@ mod tests {
         // The test binary is neither an interpreter nor a reader: a loadable ELF it opens is a shared object.
         let file = OpenedFile { kind: FileKind::LoadableElf, dev: m.dev(), ino: m.ino() };
         let (procs, mut buf) = (ProcDirs::open(), Box::new([0u8; PATH_BUF_LEN]));
-        let cfg = OpenGuardConfig::default();
-        assert_eq!(judge(&cfg, &Loaders::default(), file, me, &procs, &mut buf), Some(Route::SharedObject));
+        let c = OpenGuardConfig::default();
+        let l = Loaders::default();
+        let mut no_name = || Vec::new();
+        assert_eq!(judge(&c, &l, file, me, &procs, &mut buf, &mut no_name), Some(Route::SharedObject));
         let text = OpenedFile { kind: FileKind::Text, ..file };
-        assert_eq!(judge(&cfg, &Loaders::default(), text, me, &procs, &mut buf), None);
+        assert_eq!(judge(&c, &l, text, me, &procs, &mut buf, &mut no_name), None);
         let data = OpenedFile { kind: FileKind::Empty, ..file };
-        assert_eq!(judge(&cfg, &Loaders::default(), data, i32::MAX, &procs, &mut buf), None);
+        assert_eq!(judge(&c, &l, data, i32::MAX, &procs, &mut buf, &mut no_name), None);
     }
 }

@@ -18,7 +18,7 @@ use crate::policy::open_guard::Syntax;
 impl Syntax {
     /// Short options (single letters) that end option parsing with "no script file" (the code comes from argv
     /// or a module).
-    fn code_flags(self) -> &'static [u8] {
+    pub(super) fn code_flags(self) -> &'static [u8] {
         match self {
             Syntax::Shell => b"cs",
             Syntax::Python => b"cm",
@@ -31,28 +31,47 @@ impl Syntax {
     }
 
     /// Short options that take a value (attached or as the next argument).
-    fn value_flags(self) -> &'static [u8] {
+    pub(super) fn value_flags(self) -> &'static [u8] {
         match self {
             Syntax::Shell => b"oO",
             Syntax::Python => b"WX",
-            Syntax::Perl => b"IMmlxCd",
-            Syntax::Ruby => b"IrCEFKTUWx",
+            Syntax::Perl => b"I",
+            Syntax::Ruby => b"IrCE",
             Syntax::Php => b"cdz",
             Syntax::Node => b"r",
             Syntax::Generic => b"",
         }
     }
 
+    /// Short options whose value, if any, is the rest of their argument, never the next one (`perl -Mstrict`,
+    /// `perl -d:Foo`, `ruby -W2`): `perl -C x.pl` and `ruby -W x.rb` run x.
+    pub(super) fn attached_flags(self) -> &'static [u8] {
+        match self {
+            Syntax::Perl => b"MmxdDiFCV",
+            Syntax::Ruby => b"FKTWx",
+            _ => b"",
+        }
+    }
+
+    /// Short options followed by optional digits only (`perl -l0`, `-0777`): `perl -lne` is `-l -n -e`.
+    pub(super) fn digit_flags(self) -> &'static [u8] {
+        match self {
+            Syntax::Perl | Syntax::Ruby => b"l0",
+            _ => b"",
+        }
+    }
+
     /// Long options that take the next argument as their value.
-    fn long_value_options(self) -> &'static [&'static [u8]] {
+    pub(super) fn long_value_options(self) -> &'static [&'static [u8]] {
         match self {
             Syntax::Shell => &[b"--rcfile", b"--init-file"],
+            Syntax::Python => &[b"--check-hash-based-pycs"],
             Syntax::Node => &[b"--require", b"--import", b"--loader", b"--experimental-loader", b"--input-type"],
             _ => &[],
         }
     }
 
-    fn long_code_options(self) -> &'static [&'static [u8]] {
+    pub(super) fn long_code_options(self) -> &'static [&'static [u8]] {
         match self {
             Syntax::Node => &[b"--eval", b"--print"],
             _ => &[],
@@ -101,7 +120,8 @@ pub fn script_arg(syntax: Syntax, cmdline: &[u8]) -> ScriptArg<'_> {
             let file = if attached.is_empty() { args.next().unwrap_or_default() } else { attached };
             return if file.is_empty() { ScriptArg::NoFile } else { ScriptArg::File(file) };
         }
-        for (i, flag) in cluster.iter().enumerate() {
+        let mut i = 0;
+        while let Some(flag) = cluster.get(i) {
             if syntax.code_flags().contains(flag) {
                 return ScriptArg::NoFile;
             }
@@ -112,9 +132,23 @@ pub fn script_arg(syntax: Syntax, cmdline: &[u8]) -> ScriptArg<'_> {
                 }
                 break;
             }
+            if syntax.attached_flags().contains(flag) {
+                break;
+            }
+            i += 1;
+            if syntax.digit_flags().contains(flag) {
+                i += skip_digits(cluster.get(i..).unwrap_or_default());
+            }
         }
     }
     ScriptArg::NoFile
+}
+
+/// How many bytes of `rest` are the digits of `-l0`/`-0777`/`-0x1ff`.
+pub(super) fn skip_digits(rest: &[u8]) -> usize {
+    let hex = rest.first() == Some(&b'x');
+    let start = usize::from(hex);
+    start + rest.iter().skip(start).take_while(|b| if hex { b.is_ascii_hexdigit() } else { b.is_ascii_digit() }).count()
 }
 
 fn long_matches(arg: &[u8], option: &[u8]) -> bool {
@@ -130,8 +164,19 @@ pub enum Route {
     SharedObject,
     /// An ELF reader opened a loadable ELF while its environment names a preload or audit library.
     PreloadedReader,
-    /// An interpreter opened the script its argv names (`sh /tmp/x`, `python3 /tmp/x.py`).
+    /// An interpreter opened the script its argv names (`sh /tmp/x`, `python3 /tmp/x.py`, `busybox sh /tmp/x`),
+    /// or the program inside the directory its argv names (`python3 /tmp/dir`: its `__main__.py`).
     Interpreter,
+    /// An interpreter opened a file it runs at startup, named by its environment or options (`BASH_ENV`,
+    /// `PYTHONSTARTUP`, `NODE_OPTIONS=--require`, `ruby -r /tmp/x.rb`, `$HOME/.bashrc` with HOME in scope).
+    StartupFile,
+    /// An interpreter opened a module file below a search directory its environment or options name
+    /// (`PYTHONPATH`, `PERL5LIB`, `NODE_PATH`, `RUBYLIB`, `perl -I`, `ruby -I`; python's working directory for
+    /// `-c`/`-m`).
+    ModulePath,
+    /// A shell opened a `#!` script that is not its own argv script: `.`/`source` of it (or a redirect from
+    /// it, which a shell cannot be told apart from).
+    Sourced,
 }
 
 impl Route {
@@ -142,6 +187,9 @@ impl Route {
             Route::SharedObject => "FAN_OPEN_PERM route=shared-object",
             Route::PreloadedReader => "FAN_OPEN_PERM route=preloaded-reader",
             Route::Interpreter => "FAN_OPEN_PERM route=interpreter",
+            Route::StartupFile => "FAN_OPEN_PERM route=startup-file",
+            Route::ModulePath => "FAN_OPEN_PERM route=module-path",
+            Route::Sourced => "FAN_OPEN_PERM route=sourced",
         }
     }
 }
@@ -222,6 +270,19 @@ mod tests {
         assert_eq!(script(Syntax::Perl, &["perl", "-w", "-I", "/lib", "/tmp/x.pl"]).as_deref(), Some("/tmp/x.pl"));
         assert_eq!(script(Syntax::Perl, &["perl", "-MData::Dumper", "x"]).as_deref(), Some("x"));
         assert_eq!(script(Syntax::Perl, &["perl", "-ne", "print"]), None);
+        assert_eq!(script(Syntax::Perl, &["perl", "-lane", "print"]), None);
+        // Options whose value can only be attached never take the script as their value.
+        for opt in ["-l", "-l0", "-C", "-d", "-d:Foo", "-0777", "-Mstrict", "-T", "-W"] {
+            assert_eq!(script(Syntax::Perl, &["perl", opt, "x.pl"]).as_deref(), Some("x.pl"), "perl {opt}");
+        }
+        for opt in ["-U", "-W", "-W2", "-l", "-Kn", "-x", "-a"] {
+            assert_eq!(script(Syntax::Ruby, &["ruby", opt, "x.rb"]).as_deref(), Some("x.rb"), "ruby {opt}");
+        }
+        assert_eq!(script(Syntax::Ruby, &["ruby", "-C", ".", "-E", "utf-8", "x.rb"]).as_deref(), Some("x.rb"));
+        assert_eq!(
+            script(Syntax::Python, &["python3", "--check-hash-based-pycs", "always", "x.py"]).as_deref(),
+            Some("x.py")
+        );
         assert_eq!(script(Syntax::Ruby, &["ruby", "-r", "json", "/tmp/x.rb"]).as_deref(), Some("/tmp/x.rb"));
         assert_eq!(script(Syntax::Ruby, &["ruby", "-e", "p 1"]), None);
         assert_eq!(script(Syntax::Php, &["php", "-f", "/tmp/x.php"]).as_deref(), Some("/tmp/x.php"));

@@ -1,5 +1,6 @@
 //! The `[open_guard]` settings: which programs are interpreters (and how their argv names a script), which
-//! may read loadable ELF files, which parents may run package scriptlets; with their defaults and validation.
+//! may read loadable ELF files, which parents may run package scriptlets, which programs are multi-call
+//! binaries (judged by the applet they run); with their defaults and validation.
 
 use toml::Spanned;
 
@@ -31,7 +32,9 @@ impl Syntax {
     pub fn for_name(name: &str) -> Syntax {
         let stem = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
         match stem {
-            "sh" | "bash" | "dash" | "ash" | "zsh" | "ksh" | "mksh" | "pdksh" | "yash" | "busybox" => Syntax::Shell,
+            "sh" | "bash" | "dash" | "ash" | "hush" | "zsh" | "ksh" | "mksh" | "pdksh" | "yash" | "busybox" => {
+                Syntax::Shell
+            }
             "python" | "pypy" => Syntax::Python,
             "perl" => Syntax::Perl,
             "ruby" => Syntax::Ruby,
@@ -90,6 +93,9 @@ pub struct OpenGuardConfig {
     /// Parents (by process name, `comm`) whose root-owned interpreter children may run scripts in protected
     /// scope: package managers write their maintainer scriptlets to /var/tmp and run `sh /var/tmp/rpm-tmp.X`.
     pub script_parents: Vec<ProgramName>,
+    /// Multi-call binaries (busybox, toybox): one executable that runs the applet its argv names, judged as
+    /// that applet (`sh`, `cat`, `awk`), never by its own name.
+    pub multi_call: Vec<ProgramName>,
     /// Directories the open guard marks at most (on filesystems shared with the rest of the system): kernel
     /// marks and the daemon's memory stay bounded whatever users create; past it, one `SystemEvent` alert.
     pub max_directories: usize,
@@ -100,6 +106,9 @@ pub const DEFAULT_MAX_DIRECTORIES: usize = 262_144;
 /// The largest `max_directories` taken: each directory costs a kernel mark in each of two groups.
 pub const MAX_MAX_DIRECTORIES: i64 = 4_194_304;
 
+/// The multi-call binaries judged by their applet unless the policy says otherwise.
+pub const DEFAULT_MULTI_CALL: &[&str] = &["busybox", "toybox"];
+
 /// The package managers that run scriptlets from /var/tmp or /tmp (rpm's `%_tmppath` is /var/tmp; dnf, yum,
 /// zypper and PackageKit run them through librpm in their own process).
 pub const DEFAULT_SCRIPT_PARENTS: &[&str] =
@@ -107,8 +116,8 @@ pub const DEFAULT_SCRIPT_PARENTS: &[&str] =
 
 /// The interpreters watched unless the policy says otherwise.
 pub const DEFAULT_INTERPRETERS: &[&str] = &[
-    "sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "busybox", "python", "python2", "python3", "pypy", "pypy3",
-    "perl", "ruby", "php", "node", "nodejs", "lua", "tclsh", "wish", "awk", "gawk", "mawk",
+    "sh", "bash", "dash", "ash", "hush", "zsh", "ksh", "mksh", "python", "python2", "python3", "pypy", "pypy3", "perl",
+    "ruby", "php", "node", "nodejs", "lua", "tclsh", "wish", "awk", "gawk", "mawk",
 ];
 
 /// The programs allowed to read loadable ELF files in protected scope unless the policy says otherwise:
@@ -196,6 +205,7 @@ impl Default for OpenGuardConfig {
                 interpreters: names(DEFAULT_INTERPRETERS),
                 elf_readers: names(DEFAULT_ELF_READERS),
                 script_parents: names(DEFAULT_SCRIPT_PARENTS),
+                multi_call: names(DEFAULT_MULTI_CALL),
                 max_directories: DEFAULT_MAX_DIRECTORIES,
             }
         });
@@ -204,10 +214,17 @@ impl Default for OpenGuardConfig {
 }
 
 impl OpenGuardConfig {
-    /// The interpreter an executable is, if any (its argv syntax comes from the listed name).
+    /// The interpreter an executable (or a multi-call binary's applet) is, if any (its argv syntax comes
+    /// from the listed name).
     pub fn interpreter(&self, exe: &[u8]) -> Option<Syntax> {
         let name = file_name(exe);
         self.interpreters.iter().find(|p| p.matches(name)).map(|p| Syntax::for_name(&p.name))
+    }
+
+    /// Whether an executable is a multi-call binary (see `multi_call`).
+    pub fn is_multi_call(&self, exe: &[u8]) -> bool {
+        let name = file_name(exe);
+        self.multi_call.iter().any(|p| p.matches(name))
     }
 
     /// Whether a process named `comm` is a package manager whose scriptlets may run (see `script_parents`).
@@ -234,6 +251,9 @@ pub(super) fn validate(at: &Located<'_>, raw: &RawOpenGuard) -> Result<OpenGuard
     }
     if let Some(list) = &raw.script_parents {
         out.script_parents = names(at, list, "script_parents", "rpm")?;
+    }
+    if let Some(list) = &raw.multi_call {
+        out.multi_call = names(at, list, "multi_call", "busybox")?;
     }
     if let Some(max) = &raw.max_directories {
         let n = *max.get_ref();
@@ -311,5 +331,10 @@ mod tests {
         assert!(c.is_elf_reader(b"/usr/bin/x86_64-linux-gnu-ld.bfd"));
         assert!(!c.is_elf_reader(b"/usr/bin/python3.11"));
         assert!(!c.is_elf_reader(b"/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"));
+        assert!(c.is_multi_call(b"/usr/bin/busybox") && c.is_multi_call(b"/bin/toybox"));
+        assert!(!c.is_multi_call(b"/usr/bin/bash"));
+        // busybox is judged by its applet: its own name is no interpreter.
+        assert_eq!(c.interpreter(b"/usr/bin/busybox"), None);
+        assert_eq!(c.interpreter(b"hush"), Some(Syntax::Shell));
     }
 }

@@ -52,6 +52,7 @@ pub struct RawOpenGuard {
     pub interpreters: Option<Vec<Spanned<String>>>,
     pub elf_readers: Option<Vec<Spanned<String>>>,
     pub script_parents: Option<Vec<Spanned<String>>>,
+    pub multi_call: Option<Vec<Spanned<String>>>,
     pub max_directories: Option<Spanned<i64>>,
 }
 

@@ -429,6 +429,11 @@ fn open_guard_table_is_read_and_validated() {
     assert!(e.message.contains("not a valid glob"), "{e}");
     let e = err(&format!("[open_guard]\nenable = true\n{RULE}"));
     assert_eq!(e.line, 2, "{e}");
+
+    let c = ok(&format!("[open_guard]\nmulti_call = [\"mybox*\"]\n{RULE}"));
+    assert!(c.open_guard.is_multi_call(b"/opt/bin/mybox-2") && !c.open_guard.is_multi_call(b"/bin/busybox"));
+    let e = err(&format!("[open_guard]\nmulti_call = [\"/bin/busybox\"]\n{RULE}"));
+    assert!(e.message.contains("multi_call entry") && e.message.contains("is a path"), "{e}");
 }
 
 #[test]

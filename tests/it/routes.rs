@@ -4,7 +4,9 @@
 //!
 //! Open-guard alerts (code loaded without exec) have `Operation` = "Process" (it is an attempt to run code,
 //! judged by a process rule), `Data` = "fanotify=FAN_OPEN_PERM route=<loader|shared-object|preloaded-reader|
-//! interpreter>", `Source` = the program that opened the file, `Resource` = the file.
+//! interpreter|startup-file|module-path|sourced>", `Source` = the program that opened the file, `Resource` = the
+//! file. The interpreter family beyond argv scripts (busybox applets, startup files, module search paths,
+//! sourced scripts) is in `routes/interpreters.rs`.
 
 use std::ffi::OsString;
 use std::fs;
@@ -15,6 +17,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::*;
+
+mod interpreters;
 
 const LOADER: &str = "fanotify=FAN_OPEN_PERM route=loader";
 const SHARED_OBJECT: &str = "fanotify=FAN_OPEN_PERM route=shared-object";
