@@ -41,7 +41,10 @@ pub fn judge(config: &OpenGuardConfig, loaders: &Loaders, file: OpenedFile, pid:
             if exe_id.is_some_and(|id| loaders.contains(id)) {
                 return Some(Route::Loader);
             }
-            if !config.is_elf_reader(program) {
+            // busybox maps no ELF file itself (no dlopen; its loader, if any, is another program), and runs its
+            // "noexec" applets (cp, cat) in a forked copy of its shell whose argv is still the shell's: only
+            // a preload library can be loaded into it, as into a reader.
+            if !config.is_elf_reader(program) && base_name(exe) != MULTI_CALL {
                 return Some(Route::SharedObject);
             }
             // A reader started with a preload library in scope opens that library before its own code runs: the
