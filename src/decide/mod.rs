@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 use crate::alert::ExecAlert;
 use crate::alert::rate_limit::{Admit, RateLimiter};
 use crate::containers;
-use crate::guard::exec_cache::Feed;
 use crate::guard::ctr_mounts;
+use crate::guard::exec_cache::Feed;
 use crate::guard::scopes::{ContainerScope, Scopes};
 use crate::guard::{Decides, Guard};
 use crate::host::mounts::foreign_mount;
@@ -465,7 +465,8 @@ impl Decider {
         let open = guard.config.open_guard.enabled;
         for m in mounts.iter().filter(|m| m.private) {
             let extra = if open && m.whole { Mask::FAN_OPEN_PERM } else { Mask::empty() };
-            let _ = group.mark_filesystem(&ctr_mounts::through_root(pid, &m.mount_point), Mask::FAN_OPEN_EXEC_PERM | extra);
+            let _ =
+                group.mark_filesystem(&ctr_mounts::through_root(pid, &m.mount_point), Mask::FAN_OPEN_EXEC_PERM | extra);
         }
         if open {
             for dir in ctr_mounts::open_roots(matcher, pid, &mounts) {

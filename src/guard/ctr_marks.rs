@@ -46,7 +46,9 @@ impl ContainerMarks {
                             private.insert(m.dev, (path, mask, id.clone()));
                         }
                         // The container is going away, or its namespace changed since it was read.
-                        Err(e) => tracing::debug!(id = %id, mount = %m.describe(), error = %e, "cannot mark a container's mount"),
+                        Err(e) => {
+                            tracing::debug!(id = %id, mount = %m.describe(), error = %e, "cannot mark a container's mount")
+                        }
                     }
                     continue;
                 }
@@ -62,7 +64,9 @@ impl ContainerMarks {
                         }
                         host.insert(m.dev, path);
                     }
-                    Err(e) => tracing::warn!(id = %id, mount = %m.describe(), error = %e, "cannot mark the filesystem of a container's bind mount"),
+                    Err(e) => {
+                        tracing::warn!(id = %id, mount = %m.describe(), error = %e, "cannot mark the filesystem of a container's bind mount")
+                    }
                 }
             }
         }

@@ -375,18 +375,20 @@ impl Guarded {
     /// checked again for up to 3 s.
     fn assert_open_guard_marks_only_protected_dirs(&mut self) {
         let pid = self.daemon().pid;
-        let inode_marks = || -> BTreeSet<(u64, u64)> { fanotify_mark_lines(pid)
-            .iter()
-            .filter(|l| l.starts_with("fanotify ino:"))
-            .filter_map(|l| {
-                let field = |name: &str| {
-                    l.split_whitespace()
-                        .find_map(|t| t.strip_prefix(name))
-                        .and_then(|h| u64::from_str_radix(h, 16).ok())
-                };
-                (field("mask:")? != 0).then_some((field("sdev:")?, field("ino:")?))
-            })
-            .collect() };
+        let inode_marks = || -> BTreeSet<(u64, u64)> {
+            fanotify_mark_lines(pid)
+                .iter()
+                .filter(|l| l.starts_with("fanotify ino:"))
+                .filter_map(|l| {
+                    let field = |name: &str| {
+                        l.split_whitespace()
+                            .find_map(|t| t.strip_prefix(name))
+                            .and_then(|h| u64::from_str_radix(h, 16).ok())
+                    };
+                    (field("mask:")? != 0).then_some((field("sdev:")?, field("ino:")?))
+                })
+                .collect()
+        };
         let mut want = BTreeSet::new();
         if self.sb.root.is_some() {
             // <root>/tmp and <root>/var/tmp share the filesystem with the rest of <root>: their directories.
@@ -837,7 +839,10 @@ fn marks_outside_but_sandbox_superblocks(pid: i32, allowed: &BTreeSet<(u64, u64)
     let (_, bad) = marks_outside(pid, allowed);
     bad.into_iter()
         .filter(|l| {
-            let sdev = l.split_whitespace().find_map(|t| t.strip_prefix("sdev:")).and_then(|h| u64::from_str_radix(h, 16).ok());
+            let sdev = l
+                .split_whitespace()
+                .find_map(|t| t.strip_prefix("sdev:"))
+                .and_then(|h| u64::from_str_radix(h, 16).ok());
             !sdev.is_some_and(|d| d >> 20 == 0 && !machine.contains(&d) && !forbidden.contains(&d))
         })
         .collect()
