@@ -79,10 +79,11 @@ impl ContainerMarks {
             }
         }
         for (dev, path) in self.host.drain() {
-            if !host.contains_key(&dev) && marks.filesystem_mask(dev).is_empty() {
-                if group.unmark_filesystem(&path, Mask::FAN_OPEN_EXEC_PERM).is_ok() {
-                    tracing::info!(via = %path.display(), "removed the mark of a filesystem no container binds any more");
-                }
+            if !host.contains_key(&dev)
+                && marks.filesystem_mask(dev).is_empty()
+                && group.unmark_filesystem(&path, Mask::FAN_OPEN_EXEC_PERM).is_ok()
+            {
+                tracing::info!(via = %path.display(), "removed the mark of a filesystem no container binds any more");
             }
         }
         self.private = private;
