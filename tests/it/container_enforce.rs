@@ -968,6 +968,15 @@ fn own_mounts_are_guarded(name: &str, layout: SandboxLayout) {
     let alerts = g.expect_alerts(n, "the host's exec of the container's /tmp/x");
     assert_own_mount_alert(&alerts[n - 1], &wp, POLICY_NAME, "/tmp/x", "FAN_OPEN_EXEC_PERM");
     assert_eq!(get_str(&alerts[n - 1], "Source"), real_exe("bash"), "the host's bash: {}", alerts[n - 1]);
+    // ... and so is one that entered the container's mount namespace only (its cgroup is the host's).
+    let o = g.sb.run(&["nsenter".into(), "-t".into(), OsString::from(&pid), "-m".into(), "--".into(), "/tmp/x".into()]);
+    assert!(
+        !o.status.success() && o.stderr.contains(EPERM_TEXT) && !o.stdout.contains("ran"),
+        "{name}: nsenter -m into the container, then /tmp/x\n{o}"
+    );
+    n += 1;
+    let alerts = g.expect_alerts(n, "nsenter -m's exec of the container's /tmp/x");
+    assert_own_mount_alert(&alerts[n - 1], &wp, POLICY_NAME, "/tmp/x", "FAN_OPEN_EXEC_PERM");
 
     // (l) Another app's container with the same mounts runs all of it; the host policy is as before.
     let script = "cp /bin/ok /tmp/x && /tmp/x && cp /bin/ok /var/tmp/o && /var/tmp/o && echo 'echo ran' > /tmp/s && /bin/sh /tmp/s";
