@@ -29,13 +29,22 @@ pub fn judge(config: &OpenGuardConfig, loaders: &Loaders, file: OpenedFile, pid:
     let exe_path = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
     let exe = exe_path.as_os_str().as_bytes();
     let exe = exe.strip_suffix(b" (deleted)").unwrap_or(exe);
+    // A multi-call binary is the applet its argv names: busybox's `cat` reads, its `sh` interprets.
+    let multi = (base_name(exe) == MULTI_CALL).then(|| std::fs::read(format!("/proc/{pid}/cmdline")).ok()).flatten();
+    let (program, applet_argv) = match multi.as_deref().and_then(applet) {
+        Some((name, argv)) => (name, Some(argv)),
+        None => (exe, None),
+    };
     match file.kind {
         FileKind::LoadableElf => {
             let exe_id = std::fs::metadata(format!("/proc/{pid}/exe")).ok().map(|m| (m.dev(), m.ino()));
             if exe_id.is_some_and(|id| loaders.contains(id)) {
                 return Some(Route::Loader);
             }
-            if !config.is_elf_reader(exe) {
+            // busybox maps no ELF file itself (no dlopen; its loader, if any, is another program), and runs its
+            // "noexec" applets (cp, cat) in a forked copy of its shell whose argv is still the shell's: only
+            // a preload library can be loaded into it, as into a reader.
+            if !config.is_elf_reader(program) && base_name(exe) != MULTI_CALL {
                 return Some(Route::SharedObject);
             }
             // A reader started with a preload library in scope opens that library before its own code runs: the
@@ -50,9 +59,16 @@ pub fn judge(config: &OpenGuardConfig, loaders: &Loaders, file: OpenedFile, pid:
             (named || dir_on_fs).then_some(Route::PreloadedReader)
         }
         FileKind::Shebang | FileKind::Text | FileKind::Binary => {
-            let syntax = config.interpreter(exe)?;
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            match script_arg(syntax, &cmdline) {
+            let syntax = config.interpreter(program)?;
+            let read;
+            let cmdline = match applet_argv {
+                Some(argv) => argv,
+                None => {
+                    read = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                    read.as_slice()
+                }
+            };
+            match script_arg(syntax, cmdline) {
                 ScriptArg::File(arg) if names_file(pid, arg, file.dev, file.ino) => {
                     (!package_scriptlet(config, pid)).then_some(Route::Interpreter)
                 }
@@ -61,6 +77,28 @@ pub fn judge(config: &OpenGuardConfig, loaders: &Loaders, file: OpenedFile, pid:
         }
         FileKind::OtherElf | FileKind::Empty => None,
     }
+}
+
+/// The multi-call binary whose applets are told apart by argv.
+const MULTI_CALL: &[u8] = b"busybox";
+
+fn base_name(path: &[u8]) -> &[u8] {
+    path.rsplit(|&b| b == b'/').next().unwrap_or(path)
+}
+
+/// The applet a multi-call binary runs, from its `/proc/PID/cmdline`: argv[0]'s name (`cat`, a link to
+/// busybox), or argv[1] when called by its own name (`busybox sh /tmp/x`); with the command line from that
+/// argument on, as the applet's own argv.
+fn applet(cmdline: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (argv0, rest) = match cmdline.iter().position(|&b| b == 0) {
+        Some(i) => (cmdline.get(..i)?, cmdline.get(i + 1..)?),
+        None => (cmdline, &b""[..]),
+    };
+    if base_name(argv0) != MULTI_CALL {
+        return (!argv0.is_empty()).then(|| (base_name(argv0), cmdline));
+    }
+    let argv1 = rest.split(|&b| b == 0).next().filter(|a| !a.is_empty())?;
+    Some((base_name(argv1), rest))
 }
 
 /// A root interpreter started by a package manager (`script_parents`, by its parent's process name): rpm runs
@@ -130,6 +168,18 @@ mod tests {
         assert_eq!(in_process_view(7, b"/proc/self/fd/3"), b"/proc/7/fd/3");
         assert_eq!(in_process_view(7, b"/dev/stdin"), b"/proc/7/fd/0");
         assert_eq!(in_process_view(7, b"/dev/fd/5"), b"/proc/7/fd/5");
+    }
+
+    #[test]
+    fn a_busybox_applet_is_the_program() {
+        assert_eq!(applet(b"cat\0/tmp/x\0"), Some((&b"cat"[..], &b"cat\0/tmp/x\0"[..])));
+        assert_eq!(applet(b"/bin/sh\0/tmp/x\0"), Some((&b"sh"[..], &b"/bin/sh\0/tmp/x\0"[..])));
+        assert_eq!(applet(b"busybox\0sh\0/tmp/x\0"), Some((&b"sh"[..], &b"sh\0/tmp/x\0"[..])));
+        assert_eq!(applet(b"/bin/busybox\0"), None, "no applet: judged as busybox itself");
+        assert_eq!(applet(b""), None);
+        let config = OpenGuardConfig::default();
+        assert!(config.is_elf_reader(b"cat") && config.interpreter(b"cat").is_none());
+        assert!(config.interpreter(b"sh").is_some());
     }
 
     #[test]
