@@ -19,7 +19,9 @@ use crate::policy::matcher::{Action, DEFAULT_POSTURE_POLICY, KnownSubject, Match
 
 /// Validates the configuration and prints, per filesystem to mark, one tab-separated line:
 /// `mark <mount point> dev=<maj>:<min> fstype=<type> decides=<path|filesystem> protects=<paths>`, then per
-/// container policy `container-policy <name> selector=<labels;namespace;containers> rules=<n>`, then one
+/// container policy `container-policy <name> selector=<labels;namespace;containers> rules=<n>`, per running
+/// container `container <id> ...` followed by a `container-mount <id> <mount>` line per mount of its own that
+/// is marked for it, then one
 /// `writable ...` line per writable directory no rule protects ([`writable::Found::line`]).
 /// On `err`, one `warning:` (or `info:`) line per host setting that leaves a way around fanotify open, and a
 /// `warning:` summing up the writable directories. Findings never change the result: only an invalid
@@ -73,7 +75,8 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
     // The containers running now, with the container policies that select each: their execs are seen on
     // the `mark` lines whose protects= names `containers:<layer root>`.
     if !guard.config.container_policies.is_empty() {
-        let scopes = Scopes::build(&guard.config, containers::discover(&guard.config.containers.sources));
+        let scopes =
+            Scopes::build(&guard.config, containers::discover(&guard.config.containers.sources), &guard.mounts);
         for s in scopes.all() {
             let c = &s.container;
             let policies = if s.policies.is_empty() { "-".to_owned() } else { s.policies.join(",") };
@@ -87,6 +90,12 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
                     c.display_labels()
                 ),
             )?;
+            // Its own mounts in protected scope, each marked for it: `<mount point>:<fstype>:private[,whole]`
+            // (marked through the container's root; whole: the open guard is on that mark) or `:host` (a
+            // bind of a host filesystem, marked through our mount of it).
+            for m in &s.mounts {
+                w(out, format!("container-mount\t{}\t{}", c.id, m.describe()))?;
+            }
         }
     }
     // The daemon answers its own opens at once, so this works; but alerts kept where the policy protects are

@@ -35,11 +35,12 @@ use crate::decide::{self, Decider};
 use crate::error::{Error, Result};
 use crate::guard::Guard;
 use crate::guard::dirtrack::DirTracker;
+use crate::guard::ctr_marks::ContainerMarks;
 use crate::guard::exec_cache::{Candidate, ExecCache};
 use crate::guard::marks::Marks;
 use crate::guard::scopes::Scopes;
 use crate::host::mounts::MountTable;
-use crate::policy::{Config, FailMode};
+use crate::policy::FailMode;
 use crate::stats::Counters;
 use crate::sys::{self, FanotifyGroup};
 
@@ -145,7 +146,10 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
     let decision = {
         let (group, shared, stop, wake) = (group.clone(), shared.clone(), stop.clone(), wake.clone());
         let alive = AliveWhileHeld(decision_alive.clone());
-        let decider = Decider::new(alert_tx, counters.clone()).with_cache(feed).with_scopes(scopes.clone());
+        let decider = Decider::new(alert_tx, counters.clone())
+            .with_cache(feed)
+            .with_scopes(scopes.clone())
+            .with_marker(group.clone());
         std::thread::Builder::new()
             .name("noexecd-decide".into())
             .spawn(move || {
@@ -159,7 +163,7 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
     // this process raises (the alert log, the configuration, the socket's directory, all in protected scope
     // perhaps) is answered at once, whatever the daemon is doing.
     // The containers running now, before the marks: the first exec of each is decided by its policies.
-    refresh_scopes(&shared.load().config, &scopes);
+    refresh_scopes(&shared.load(), &scopes);
     let tracker = {
         let control = control_tx.clone();
         let on_cap = Box::new(move |cap: usize| {
@@ -216,6 +220,7 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
             shared: shared.clone(),
             scopes: scopes.clone(),
             marks,
+            container_marks: ContainerMarks::default(),
             mountinfo,
             control: control_tx,
             decision_alive,
@@ -257,6 +262,8 @@ struct Controller {
     /// The running containers and the container policies that select each.
     scopes: Arc<ArcSwap<Scopes>>,
     marks: Marks,
+    /// The marks on selected containers' own mounts.
+    container_marks: ContainerMarks,
     mountinfo: Vec<u8>,
     control: mpsc::UnboundedSender<Control>,
     decision_alive: Arc<AtomicBool>,
@@ -280,7 +287,8 @@ impl Controller {
         let mut term = signal(SignalKind::terminate()).map_err(signal_err)?;
         let mut int = signal(SignalKind::interrupt()).map_err(signal_err)?;
         let mut mount_tick = tokio::time::interval(MOUNT_POLL);
-        let roots = self.shared.load().open_inode_roots();
+        self.container_marks.sync(&self.marks, &self.shared.load(), &self.scopes.load());
+        let roots = open_roots(&self.shared.load(), &self.scopes.load());
         let marked = self.marks.sync_open_dirs(&roots);
         if !roots.is_empty() {
             tracing::info!(roots = ?roots, directories = marked, event_driven = self.marks.open_dirs_event_driven(), "open guard: marked protected directories");
@@ -321,10 +329,15 @@ impl Controller {
                     self.check_mounts();
                 }
                 _ = container_tick.tick() => {
-                    let config = self.shared.load().config.clone();
+                    let guard = self.shared.load_full();
                     let scopes = self.scopes.clone();
                     // The runtimes answer over sockets and files: off this thread, bounded by their timeouts.
-                    let _ = tokio::task::spawn_blocking(move || refresh_scopes(&config, &scopes)).await;
+                    let _ = tokio::task::spawn_blocking(move || refresh_scopes(&guard, &scopes)).await;
+                    self.container_marks.sync(&self.marks, &self.shared.load(), &self.scopes.load());
+                    // A container started or gone changes the open guard's roots (its protected directories):
+                    // walked again only then; the directory tracker keeps up with the rest.
+                    let roots = open_roots(&self.shared.load(), &self.scopes.load());
+                    self.marks.sync_open_dirs(&roots);
                 }
                 _ = live_tick.tick(), if self.options.status_file.is_some() => {
                     let beat = counters.heartbeat.load(Ordering::Relaxed);
@@ -382,7 +395,8 @@ impl Controller {
             .and_then(|config| Guard::build(config, current.mounts.clone()));
         match next.and_then(|guard| self.install(guard)) {
             Ok(()) => {
-                refresh_scopes(&self.shared.load().config, &self.scopes);
+                refresh_scopes(&self.shared.load(), &self.scopes);
+                self.container_marks.sync(&self.marks, &self.shared.load(), &self.scopes.load());
                 tracing::info!(config = %self.config_path.display(), "policy reloaded")
             }
             Err(e) => {
@@ -424,7 +438,7 @@ impl Controller {
         // Every inode mark was placed under the old policy or mount table: the exec cache's ignore marks and
         // the open guard's directory marks. One flush drops them all and puts back what stays (the exemptions
         // of our own restart), then the new directories are marked.
-        self.marks.set_open_roots(guard.open_inode_roots());
+        self.marks.set_open_roots(open_roots(&guard, &self.scopes.load()));
         self.marks.set_max_directories(guard.config.open_guard.max_directories);
         match self.cache.as_mut() {
             Some(cache) => cache.flush(&mut self.marks),
@@ -437,19 +451,21 @@ impl Controller {
 
 /// Reads the running containers from every runtime and works out which container policies select each; logs
 /// each container that comes or goes. Nothing to do without container policies.
-fn refresh_scopes(config: &Config, scopes: &ArcSwap<Scopes>) {
+fn refresh_scopes(guard: &Guard, scopes: &ArcSwap<Scopes>) {
+    let config = &guard.config;
     if config.container_policies.is_empty() {
         if scopes.load().len() > 0 {
             scopes.store(Arc::new(Scopes::default()));
         }
         return;
     }
-    let next = Scopes::build(config, containers::discover(&config.containers.sources));
+    let next = Scopes::build(config, containers::discover(&config.containers.sources), &guard.mounts);
     let before = scopes.load();
     for s in next.all() {
         if before.get(&s.container.id).is_none() {
             let c = &s.container;
-            tracing::info!(id = %c.id, name = c.name.as_deref().unwrap_or(""), image = c.image.as_deref().unwrap_or(""), labels = %c.display_labels(), policies = %s.policies.join(","), "container");
+            let mounts: Vec<String> = s.mounts.iter().map(|m| m.describe()).collect();
+            tracing::info!(id = %c.id, name = c.name.as_deref().unwrap_or(""), image = c.image.as_deref().unwrap_or(""), labels = %c.display_labels(), policies = %s.policies.join(","), mounts = %mounts.join(","), "container");
         }
     }
     for s in before.all() {
@@ -458,6 +474,15 @@ fn refresh_scopes(config: &Config, scopes: &ArcSwap<Scopes>) {
         }
     }
     scopes.store(Arc::new(next));
+}
+
+/// The open guard's directories: the host's protected ones, and those of each selected container.
+fn open_roots(guard: &Guard, scopes: &Scopes) -> Vec<PathBuf> {
+    let mut roots = guard.open_inode_roots();
+    if guard.config.open_guard.enabled {
+        roots.extend(scopes.all().iter().flat_map(|s| s.open_roots()));
+    }
+    roots
 }
 
 /// The next exec-cache candidate; pending forever when the cache is off.

@@ -13,7 +13,7 @@ pub mod opener;
 pub mod rules;
 pub mod sniff;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use crate::alert::ExecAlert;
 use crate::alert::rate_limit::{Admit, RateLimiter};
 use crate::containers;
+use crate::guard::ctr_mounts;
 use crate::guard::exec_cache::Feed;
 use crate::guard::scopes::{ContainerScope, Scopes};
 use crate::guard::{Decides, Guard};
@@ -47,6 +48,13 @@ const FIRST_SEEN_MAX: usize = 256;
 
 /// Slots of the table of mounts found to be overlay layers' private mounts (see `Decider::layer_mounts`).
 const LAYER_MOUNTS: usize = 64;
+
+/// Containers whose own mounts this thread has marked at its first sight of them; past this, started over
+/// (marking again changes nothing).
+const MARKED_MAX: usize = 256;
+
+/// The open guard's mark on a container's protected directory, placed at a container's first exec.
+const CONTAINER_DIR_MASK: Mask = Mask::FAN_OPEN_PERM.union(Mask::FAN_EVENT_ON_CHILD);
 
 /// The rule alerts name when a file on a guarded filesystem could not be located.
 fn unresolved_rule() -> Arc<RuleMeta> {
@@ -89,6 +97,17 @@ pub struct Decider {
     /// Containers looked up here because the daemon's list did not have them yet (their first exec), and
     /// those no runtime knew (`None`): each is asked for once.
     first_seen: HashMap<String, Option<Arc<ContainerScope>>>,
+    /// The current file lies on a container's private mount: no host path names it, so no host rule decides
+    /// it (only the container's policies, by `layer_name`).
+    host_unnamed: bool,
+    /// The container whose private mount holds the current file, when the caller is not in it (a host
+    /// process reaching it through `/proc/PID/root`).
+    owner: Option<Arc<ContainerScope>>,
+    /// Marks a selected container's own mounts at its first exec (see `mark_container_mounts`); `None` in
+    /// unit tests.
+    marker: Option<Arc<FanotifyGroup>>,
+    /// Containers whose mounts were marked here.
+    marked: HashSet<String>,
     unresolved: Arc<RuleMeta>,
     alerts: mpsc::Sender<ExecAlert>,
     counters: Arc<Counters>,
@@ -154,6 +173,10 @@ impl Decider {
             scopes: Arc::new(ArcSwap::from_pointee(Scopes::default())),
             container: None,
             first_seen: HashMap::new(),
+            host_unnamed: false,
+            owner: None,
+            marker: None,
+            marked: HashSet::new(),
             unresolved: unresolved_rule(),
             alerts,
             counters,
@@ -171,6 +194,12 @@ impl Decider {
     /// up to date.
     pub fn with_scopes(mut self, scopes: Arc<ArcSwap<Scopes>>) -> Self {
         self.scopes = scopes;
+        self
+    }
+
+    /// Marks a selected container's own mounts in protected scope at its first exec, through `group`.
+    pub fn with_marker(mut self, group: Arc<FanotifyGroup>) -> Self {
+        self.marker = Some(group);
         self
     }
 
@@ -381,6 +410,8 @@ impl Decider {
         self.layer_name.clear();
         self.layer_read_only = false;
         self.container = None;
+        self.host_unnamed = false;
+        self.owner = None;
         self.facts = None;
         let matcher = &guard.config.matcher;
         let Ok(facts) = facts else {
@@ -400,8 +431,13 @@ impl Decider {
         if !self.resolve_with(guard, fd, pid, &facts) {
             return self.unresolvable(guard);
         }
-        let d = matcher.decide(Scope::Path(&self.canonical), facts.uid, &mut subject);
-        let host = Verdict { outcome: d.outcome, rule: d.rule.cloned(), resolved: Resolved::Yes };
+        let host = if self.host_unnamed {
+            // A container's private mount: host rules never decide a container's paths.
+            Verdict { outcome: Outcome::Allow, rule: None, resolved: Resolved::Yes }
+        } else {
+            let d = matcher.decide(Scope::Path(&self.canonical), facts.uid, &mut subject);
+            Verdict { outcome: d.outcome, rule: d.rule.cloned(), resolved: Resolved::Yes }
+        };
         if self.layer_name.is_empty() || guard.config.container_policies.is_empty() {
             return host;
         }
@@ -420,11 +456,25 @@ impl Decider {
         owner: u32,
         subject: &mut ProcSubject,
     ) -> Verdict {
-        let Some((_, id)) = procfs::container_of(pid) else { return host };
-        if self.own_container.as_deref() == Some(id.as_str()) {
-            return host;
-        }
-        let Some(scope) = self.scope_of(guard, &id) else { return host };
+        let scope = match self.owner.take() {
+            Some(owner) => owner,
+            None => {
+                let id = procfs::container_of(pid).map(|(_, id)| id);
+                // The daemon's own container (a DaemonSet pod) is never decided by container policies.
+                if id.is_some() && self.own_container.as_deref() == id.as_deref() {
+                    return host;
+                }
+                match id.and_then(|id| self.scope_of(guard, &id)) {
+                    Some(scope) => {
+                        self.mark_container_mounts(guard, &scope, pid);
+                        scope
+                    }
+                    // A private mount of no container known: no policy can decide it, and no host rule may.
+                    None if self.host_unnamed => return self.unresolvable(guard),
+                    None => return host,
+                }
+            }
+        };
         let inside = scope.matcher.as_ref().map(|m| {
             let d = m.decide(Scope::Path(&self.layer_name), owner, subject);
             Verdict { outcome: d.outcome, rule: d.rule.cloned(), resolved: Resolved::Yes }
@@ -461,6 +511,35 @@ impl Decider {
         }
         self.first_seen.insert(id.to_owned(), scope.clone());
         scope
+    }
+
+    /// At the first exec this thread sees of a selected container (its first program, through its image
+    /// layers), marks its private mounts in protected scope and its protected directories (not their
+    /// subdirectories: the tokio side's rescan walks those), so that `--tmpfs /tmp` is guarded from the first
+    /// instruction. Reads the caller's mountinfo and makes one fanotify_mark per mount: path lookups through
+    /// `/proc/PID/root`, which raise no permission event. Binds of host directories wait for the tokio side's
+    /// next look at the containers (their filesystem is marked through our own mount of it).
+    fn mark_container_mounts(&mut self, guard: &Guard, scope: &ContainerScope, pid: i32) {
+        let (Some(group), Some(matcher)) = (self.marker.as_ref(), scope.matcher.as_ref()) else { return };
+        if self.marked.contains(&scope.container.id) {
+            return;
+        }
+        if self.marked.len() >= MARKED_MAX {
+            self.marked.clear();
+        }
+        self.marked.insert(scope.container.id.clone());
+        let mounts = ctr_mounts::of_process(matcher, pid, &guard.mounts);
+        let open = guard.config.open_guard.enabled;
+        for m in mounts.iter().filter(|m| m.private) {
+            let extra = if open && m.whole { Mask::FAN_OPEN_PERM } else { Mask::empty() };
+            let _ =
+                group.mark_filesystem(&ctr_mounts::through_root(pid, &m.mount_point), Mask::FAN_OPEN_EXEC_PERM | extra);
+        }
+        if open {
+            for dir in ctr_mounts::open_roots(matcher, pid, &mounts) {
+                let _ = group.mark_inode(&dir, CONTAINER_DIR_MASK);
+            }
+        }
     }
 
     fn unresolvable(&mut self, guard: &Guard) -> Verdict {
@@ -516,13 +595,39 @@ impl Decider {
             return naming.name(guard, raw, found);
         }
         // Reached through a mount of another namespace (a container, PrivateTmp, `unshare -m`).
+        let containers = !guard.config.container_policies.is_empty();
         match foreign_mount(pid, mnt_id) {
             Some(via) if via.dev == facts.dev || guard.target_for(via.dev).is_some() => {
-                guard.mounts.canonical_path(&via, raw, &mut self.scratch, &mut self.canonical)
+                let named = guard.mounts.canonical_path(&via, raw, &mut self.scratch, &mut self.canonical);
+                if containers {
+                    // The mount is in the caller's namespace, which our root does not reach: the kernel names
+                    // the file from that namespace's root, i.e. as the caller (a container) sees it. Whether the
+                    // caller is in a container is for `decide_in_container` to find out.
+                    self.layer_name.clear();
+                    self.layer_name.extend_from_slice(raw);
+                    // A superblock no mount of ours shows: a container's own tmpfs, for its policies alone.
+                    self.host_unnamed =
+                        !named && via.dev == facts.dev && guard.mounts.mounts_of(via.dev).next().is_none();
+                    if self.host_unnamed {
+                        // Its owner, whoever the caller is (a host process that entered the namespace too).
+                        self.owner = self.scopes.load().owner_of_private(mnt_id, facts.dev).cloned();
+                    }
+                    return named || self.host_unnamed;
+                }
+                named
             }
             // In no namespace's table: a layer's private mount under an overlay (a container's rootfs). The
             // file is named by its layer's path on the host, so host rules decide host paths.
             _ => {
+                // Or a selected container's private mount reached from outside it (`/proc/PID/root/tmp/x` from
+                // the host): the container that owns it decides, by the path the container sees.
+                if containers && let Some(owner) = self.scopes.load().owner_of_private(mnt_id, facts.dev) {
+                    self.owner = Some(owner.clone());
+                    self.host_unnamed = true;
+                    self.layer_name.clear();
+                    self.layer_name.extend_from_slice(raw);
+                    return true;
+                }
                 let ours = overlay::file_in_layers(guard.mounts.overlay_layers(), raw, facts.dev, facts.ino);
                 if ours.is_some()
                     && let Some(entry) = self.layer_mounts.get_mut(slot)

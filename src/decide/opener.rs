@@ -58,7 +58,10 @@ pub fn judge(
             if exe_id.is_some_and(|id| loaders.contains(id)) {
                 return Some(Route::Loader);
             }
-            if !config.is_elf_reader(program) {
+            // A multi-call binary maps no ELF file itself (no dlopen; its loader, if any, is another program),
+            // and runs its "noexec" applets (cp, cat) in a forked copy of its shell whose argv is still the
+            // shell's: only a preload library can be loaded into it, as into a reader.
+            if !config.is_elf_reader(program) && !multi_call {
                 return Some(Route::SharedObject);
             }
             // A reader started with a preload library in scope opens that library before its own code runs: the
@@ -82,7 +85,7 @@ pub fn judge(
                     &own_cmdline
                 }
             };
-            let route = interpreter_route(syntax, args, file, pid, name)?;
+            let route = interpreter_route(syntax, args, file, pid, name, multi_call)?;
             (!package_scriptlet(config, pid)).then_some(route)
         }
         FileKind::OtherElf | FileKind::Empty => None,
@@ -98,6 +101,7 @@ fn interpreter_route(
     file: OpenedFile,
     pid: i32,
     name: &mut dyn FnMut() -> Vec<u8>,
+    multi_call: bool,
 ) -> Option<Route> {
     let script = match script_arg(syntax, cmdline) {
         ScriptArg::File(arg) if names_file(pid, arg, file.dev, file.ino) => return Some(Route::Interpreter),
@@ -139,8 +143,9 @@ fn interpreter_route(
         }
     }
     // A shell reading a `#!` script that is not its own: `.`/`source` (a redirect from it is refused too; a
-    // shell cannot be told to be doing one or the other when it opens the file).
-    (syntax == Syntax::Shell && file.kind == FileKind::Shebang).then_some(Route::Sourced)
+    // shell cannot be told to be doing one or the other when it opens the file). Not a multi-call binary's
+    // shell: its `cat` and `cp` run in a forked copy of it, with its argv, and read scripts as data.
+    (syntax == Syntax::Shell && file.kind == FileKind::Shebang && !multi_call).then_some(Route::Sourced)
 }
 
 /// (device, inode) of every directory above `path` (a canonical path in our namespace), nearest first.
@@ -260,7 +265,7 @@ mod tests {
         let opened = OpenedFile { kind, dev: m.dev(), ino: m.ino() };
         let canonical = file.canonicalize().unwrap();
         let mut name = || canonical.as_os_str().as_bytes().to_vec();
-        let route = interpreter_route(syntax, cmdline, opened, pid, &mut name);
+        let route = interpreter_route(syntax, cmdline, opened, pid, &mut name, false);
         let _ = child.kill();
         let _ = child.wait();
         route

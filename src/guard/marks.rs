@@ -91,6 +91,16 @@ impl Marks {
         Ok(())
     }
 
+    /// The group, for the marks of containers' own mounts, which `ctr_marks` keeps the books of.
+    pub fn group(&self) -> &Arc<FanotifyGroup> {
+        &self.group
+    }
+
+    /// The mask [`add_filesystems`](Self::add_filesystems) put on filesystem `dev` (empty: not marked here).
+    pub fn filesystem_mask(&self, dev: u64) -> Mask {
+        self.filesystems.get(&dev).map_or(Mask::empty(), |(_, m)| *m)
+    }
+
     /// Removes the marks of filesystems no target needs any more.
     pub fn remove_stale_filesystems(&mut self, targets: &[MarkTarget]) {
         let stale: Vec<u64> =

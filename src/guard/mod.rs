@@ -2,6 +2,8 @@
 //! and how each one is decided. Built off the decision path, swapped in atomically, never mutated.
 #![forbid(unsafe_code)]
 
+pub mod ctr_marks;
+pub mod ctr_mounts;
 pub mod dirtrack;
 pub mod exec_cache;
 pub mod loaders;

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::containers::Container;
+use crate::guard::ctr_mounts::{self, ContainerMount};
+use crate::host::mounts::MountTable;
 use crate::policy::Config;
 use crate::policy::matcher::Matcher;
 use crate::policy::selector::Identity;
@@ -19,6 +21,9 @@ pub struct ContainerScope {
     pub policies: Vec<String>,
     /// Their rules (paths inside the container); `None` when no policy selects it.
     pub matcher: Option<Matcher>,
+    /// Its own mounts in protected scope (a tmpfs at /tmp, a bind at /var/tmp), read from its first pid's
+    /// mountinfo when the scope was built ([`ctr_mounts`]); none for a container no policy selects.
+    pub mounts: Vec<ContainerMount>,
 }
 
 impl ContainerScope {
@@ -29,7 +34,24 @@ impl ContainerScope {
         let policies =
             selected.iter().filter_map(|&i| config.container_policies.get(i).map(|p| p.name.clone())).collect();
         let matcher = (!selected.is_empty()).then(|| config.container_matcher(&selected));
-        Self { container, policies, matcher }
+        Self { container, policies, matcher, mounts: Vec::new() }
+    }
+
+    /// The same, with its mounts in protected scope read through process `pid` (one of its processes) and
+    /// classified against our mount table `host`.
+    pub fn with_mounts(mut self, host: &MountTable, pid: i32) -> Self {
+        if let Some(m) = &self.matcher {
+            self.mounts = ctr_mounts::of_process(m, pid, host);
+        }
+        self
+    }
+
+    /// The open guard's directories of this container (see [`ctr_mounts::open_roots`]).
+    pub fn open_roots(&self) -> Vec<std::path::PathBuf> {
+        match &self.matcher {
+            Some(m) => ctr_mounts::open_roots(m, self.container.init_pid, &self.mounts),
+            None => Vec::new(),
+        }
     }
 }
 
@@ -37,12 +59,32 @@ impl ContainerScope {
 #[derive(Debug, Default)]
 pub struct Scopes {
     by_id: HashMap<String, Arc<ContainerScope>>,
+    /// The private mounts of the selected containers, by mount id: a file there reached from outside the
+    /// container (`/proc/PID/root/tmp/x` from the host) is decided by the container that owns it.
+    private: HashMap<u64, (u64, Arc<ContainerScope>)>,
 }
 
 impl Scopes {
-    pub fn build(config: &Config, containers: Vec<Container>) -> Self {
-        let by_id = containers.into_iter().map(|c| (c.id.clone(), Arc::new(ContainerScope::new(config, c)))).collect();
-        Self { by_id }
+    /// `host`: our mount table, which tells a container's private mounts from binds of host directories.
+    pub fn build(config: &Config, containers: Vec<Container>, host: &MountTable) -> Self {
+        let mut private = HashMap::new();
+        let by_id = containers
+            .into_iter()
+            .map(|c| {
+                let pid = c.init_pid;
+                let scope = Arc::new(ContainerScope::new(config, c).with_mounts(host, pid));
+                for m in scope.mounts.iter().filter(|m| m.private) {
+                    private.insert(m.id, (m.dev, scope.clone()));
+                }
+                (scope.container.id.clone(), scope)
+            })
+            .collect();
+        Self { by_id, private }
+    }
+
+    /// The selected container whose private mount `mount_id` holds a file of device `dev`.
+    pub fn owner_of_private(&self, mount_id: u64, dev: u64) -> Option<&Arc<ContainerScope>> {
+        self.private.get(&mount_id).filter(|(d, _)| *d == dev).map(|(_, s)| s)
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<ContainerScope>> {

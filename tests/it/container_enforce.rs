@@ -156,9 +156,10 @@ impl GuardDaemon {
         d
     }
 
-    /// SAFETY: every mark the daemon holds is on a filesystem of `allowed`; else the daemon is killed at once.
+    /// SAFETY: every mark the daemon holds is on a filesystem of `allowed` or on a superblock of the test's
+    /// containers (`marks_outside_but_sandbox_superblocks`); else the daemon is killed at once.
     fn verify(&mut self, name: &str, allowed: &BTreeSet<(u64, u64)>) {
-        let (_, bad) = marks_outside(self.pid, allowed);
+        let bad = marks_outside_but_sandbox_superblocks(self.pid, allowed);
         if !bad.is_empty() {
             self.kill_hard();
             panic!("{name}: SAFETY: noexecd marked a filesystem outside the test: {bad:?} (allowed {allowed:?})");
@@ -372,20 +373,24 @@ impl Guarded {
     /// The open guard's FAN_OPEN_PERM inode marks are on the directories of the protected trees on
     /// path-decided filesystems, and nowhere else: not on the container storage (a filesystem marked for
     /// execs only), where every open of podman's and of the daemon's own would wait for the daemon.
+    /// Containers' marks go with their superblocks, which the kernel frees a moment after the container ends:
+    /// checked again for up to 3 s.
     fn assert_open_guard_marks_only_protected_dirs(&mut self) {
         let pid = self.daemon().pid;
-        let marked: BTreeSet<(u64, u64)> = fanotify_mark_lines(pid)
-            .iter()
-            .filter(|l| l.starts_with("fanotify ino:"))
-            .filter_map(|l| {
-                let field = |name: &str| {
-                    l.split_whitespace()
-                        .find_map(|t| t.strip_prefix(name))
-                        .and_then(|h| u64::from_str_radix(h, 16).ok())
-                };
-                (field("mask:")? != 0).then_some((field("sdev:")?, field("ino:")?))
-            })
-            .collect();
+        let inode_marks = || -> BTreeSet<(u64, u64)> {
+            fanotify_mark_lines(pid)
+                .iter()
+                .filter(|l| l.starts_with("fanotify ino:"))
+                .filter_map(|l| {
+                    let field = |name: &str| {
+                        l.split_whitespace()
+                            .find_map(|t| t.strip_prefix(name))
+                            .and_then(|h| u64::from_str_radix(h, 16).ok())
+                    };
+                    (field("mask:")? != 0).then_some((field("sdev:")?, field("ino:")?))
+                })
+                .collect()
+        };
         let mut want = BTreeSet::new();
         if self.sb.root.is_some() {
             // <root>/tmp and <root>/var/tmp share the filesystem with the rest of <root>: their directories.
@@ -401,6 +406,12 @@ impl Guarded {
             }
         }
         // /tmp and /var/tmp as tmpfs of their own are watched by their filesystem marks: no inode mark.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut marked = inode_marks();
+        while marked != want && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(100));
+            marked = inode_marks();
+        }
         assert_eq!(marked, want, "{}: the open guard's inode marks (sdev, ino)", self.name);
     }
 
@@ -710,7 +721,8 @@ fn policies_decide_execs_in_podman_containers(name: &str, layout: SandboxLayout)
 /// f: containers started and removed in a row leave the daemon as they found it.
 fn containers_leave_nothing_behind(name: &str, layout: SandboxLayout) {
     let Some(mut g) = setup(name, layout) else { return };
-    let run = g.run_argv(&WORDPRESS_LABELS, &["--rm"], IMAGE, &["/bin/true"]);
+    // With a tmpfs of its own at /tmp, marked for each container (private: it goes with the container).
+    let run = g.run_argv(&WORDPRESS_LABELS, &["--rm", "--tmpfs", "/tmp:rw,exec,size=16m"], IMAGE, &["/bin/true"]);
     // runc's own rare failure (about one start in a thousand here, with or without the guard): its init process
     // is gone before `runc start`, before the container's first exec. Retried, counted, at most twice a test.
     let flakes = std::cell::Cell::new(0);
@@ -926,4 +938,227 @@ fn ext4_root_layer_files_are_cached_until_a_policy_names_them() {
 #[test]
 fn tmp_tmpfs_layer_files_are_cached_until_a_policy_names_them() {
     layer_files_are_cached_until_a_policy_names_them(&test_name!(), SandboxLayout::TmpTmpfs);
+
+// ---------------------------------------------------------------------------------------------------------
+// A selected container's own mounts, and the open guard inside containers
+
+/// A TOML container policy beside the KubeArmor drop-in: the WordPress containers' /dev/shm.
+const SHM_POLICY: &str = "ctr-block-exec-in-dev-shm";
+const SHM_TOML: &str = "\
+[[policy]]
+name = \"ctr-block-exec-in-dev-shm\"
+action = \"Block\"
+message = \"Alert! Execution attempted inside /dev/shm\"
+tags = [\"config-files\"]
+
+[policy.selector]
+match_labels = { app = \"wordpress\" }
+namespace = \"wordpress-mysql\"
+
+[[policy.process.match_directories]]
+dir = \"/dev/shm/\"
+recursive = true
+";
+
+/// The marks of a daemon that lie outside the filesystems the test mounted, less those on anonymous
+/// superblocks (major 0) that the machine's own mount namespace does not show: the tmpfs and overlays of
+/// the test's containers, created inside its sandbox. The host's `/` and `/tmp` are never tolerated.
+fn marks_outside_but_sandbox_superblocks(pid: i32, allowed: &BTreeSet<(u64, u64)>) -> Vec<String> {
+    let machine: BTreeSet<u64> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let (maj, min) = l.split(' ').nth(2)?.split_once(':')?;
+            Some((maj.parse::<u64>().ok()? << 20) | min.parse::<u64>().ok()?)
+        })
+        .collect();
+    let forbidden: BTreeSet<u64> = forbidden_devs().iter().map(|&(a, b)| (a << 20) | b).collect();
+    let (_, bad) = marks_outside(pid, allowed);
+    bad.into_iter()
+        .filter(|l| {
+            let sdev = l
+                .split_whitespace()
+                .find_map(|t| t.strip_prefix("sdev:"))
+                .and_then(|h| u64::from_str_radix(h, 16).ok());
+            !sdev.is_some_and(|d| d >> 20 == 0 && !machine.contains(&d) && !forbidden.contains(&d))
+        })
+        .collect()
+}
+
+impl Guarded {
+    /// Waits until the daemon's log holds `needle` (at most 10 s).
+    fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.log_text().contains(needle) {
+            assert!(Instant::now() < deadline, "{}: no {needle:?} in the log:\n{}", self.name, self.log_text());
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Alerts of `ksp-block-exec-inside-tmp` (or the /dev/shm policy) for `resource` in container `id`: the
+/// fields that tell the container's own mount was decided by its policy, by the path it sees.
+fn assert_own_mount_alert(a: &Value, id: &str, policy: &str, resource: &str, data: &str) {
+    assert_eq!(get_str(a, "Type"), "MatchedPolicy", "{a}");
+    assert_eq!(get_str(a, "PolicyName"), policy, "{a}");
+    assert_eq!(get_str(a, "Action"), "Block", "{a}");
+    assert_eq!(get_str(a, "Result"), EPERM_TEXT, "{a}");
+    assert_eq!(get_str(a, "Resource"), resource, "the path inside the container: {a}");
+    assert_eq!(get_str(a, "ContainerID"), id, "{a}");
+    assert_eq!(get_str(a, "ContainerName"), "wordpress", "{a}");
+    assert_eq!(get_str(a, "NamespaceName"), "wordpress-mysql", "{a}");
+    assert_eq!(get_str(a, "PodName"), "wp-1", "{a}");
+    assert_eq!(get_str(a, "Labels"), WORDPRESS_LABEL_TEXT, "{a}");
+    assert_eq!(get_str(a, "Data"), format!("fanotify={data}"), "{a}");
+    assert_eq!(get_str(a, "Enforcer"), "fanotify", "{a}");
+}
+
+/// A shell's open of its script refused: busybox sh cannot open it.
+fn assert_open_refused(out: &Output, what: &str) {
+    assert!(
+        !out.status.success() && out.stderr.contains(EPERM_TEXT) && !out.stdout.contains("ran"),
+        "{what}: expected the open to fail with EPERM\n{out}"
+    );
+}
+
+/// g–k: a WordPress container's tmpfs at /tmp, its /dev/shm and a bind of a host directory at /var/tmp.
+fn own_mounts_are_guarded(name: &str, layout: SandboxLayout) {
+    let Some(mut g) = setup(name, layout) else { return };
+    fs::write(g.sb.host_view(&g.sb.base().join("policy.d/shm.toml")), SHM_TOML).unwrap();
+    let hostdir = g.sb.base().join("hostvar");
+    fs::create_dir_all(g.sb.host_view(&hostdir)).unwrap();
+    fs::set_permissions(g.sb.host_view(&hostdir), fs::Permissions::from_mode(0o1777)).unwrap();
+    let want = expected_marks(&g);
+    g.start(&want);
+    let bind = format!("{}:/var/tmp", hostdir.display());
+    // podman's --tmpfs (and its own /dev/shm) is noexec unless told otherwise: a noexec mount refuses execs
+    // itself (EACCES). The /dev/shm tmpfs is wholly in the /dev/shm policy's scope: its filesystem mark
+    // carries the open guard.
+    let mounts = ["--tmpfs", "/tmp:rw,exec,size=64m", "--tmpfs", "/dev/shm:rw,exec,size=16m", "-v", &bind];
+
+    // (g) From the first instruction: the container's first program puts a program on its tmpfs and runs it.
+    let script = "cp /bin/ok /tmp/x; /tmp/x";
+    let mut flags = vec!["--name", "wp-first"];
+    flags.extend(mounts);
+    let o = g.run_container(&WORDPRESS_LABELS, &flags, IMAGE, &["/bin/sh", "-c", script]);
+    assert_denied_in_shell(&o, &format!("{name}: {script} as a WordPress container's first program"));
+    let first = g.inspect("wp-first", "{{.Id}}");
+    let alerts = g.expect_alerts(1, "the first program's exec on its own tmpfs");
+    assert_own_mount_alert(&alerts[0], &first, POLICY_NAME, "/tmp/x", "FAN_OPEN_EXEC_PERM");
+    assert!(g.podman(&["rm", "-f", "wp-first"]).status.success(), "{name}: podman rm");
+    g.verify();
+
+    // (h) A running WordPress container: its tmpfs at /tmp, its /dev/shm, the bind at /var/tmp.
+    let wp_name = "wp-1-wordpress";
+    let mut flags = vec!["-d", "--name", wp_name];
+    flags.extend(mounts);
+    let o = g.run_container(&WORDPRESS_LABELS, &flags, IMAGE, &["/bin/sleep", "600"]);
+    assert!(o.status.success(), "{name}: the WordPress container starts\n{o}");
+    let wp = o.stdout.trim().to_owned();
+    // The bind's host filesystem is marked at the daemon's next look at the containers.
+    g.wait_for_log("marked the filesystem of a container's bind mount");
+    let o = g.podman(&["exec", wp_name, "/bin/sh", "-c", "grep -E ' /(tmp|var/tmp|dev/shm) ' /proc/mounts"]);
+    println!("{name}: the container's own mounts:\n{}", o.stdout);
+    let noexec = o.stdout.split([' ', ',']).any(|opt| opt == "noexec");
+    assert!(!noexec, "{name}: the container's mounts allow execs:\n{o}");
+    let mut n = 1;
+    for (dir, policy) in [("/tmp", POLICY_NAME), ("/var/tmp", POLICY_NAME), ("/dev/shm", SHM_POLICY)] {
+        let x = format!("{dir}/x");
+        let script = format!("cp /bin/ok {x} && {x}");
+        let o = g.podman(&["exec", wp_name, "/bin/sh", "-c", &script]);
+        assert_denied_in_shell(&o, &format!("{name}: {script} in the WordPress container"));
+        n += 1;
+        let alerts = g.expect_alerts(n, &format!("the exec in the container's {dir}"));
+        assert_own_mount_alert(&alerts[n - 1], &wp, policy, &x, "FAN_OPEN_EXEC_PERM");
+        assert_eq!(get_str(&alerts[n - 1], "Source"), "/bin/busybox", "{}", alerts[n - 1]);
+    }
+    g.verify();
+
+    // (i) Reading and copying there works; only running is refused.
+    let script = "echo data > /tmp/f && cat /tmp/f && cp /tmp/x /tmp/y && cat /tmp/y > /dev/null && \
+                  cp /tmp/y /var/tmp/y && cat /var/tmp/y > /dev/null && echo copied";
+    let o = g.podman(&["exec", wp_name, "/bin/sh", "-c", script]);
+    assert!(o.status.success() && o.stdout == "data\ncopied\n", "{name}: reading and copying\n{o}");
+    g.expect_alerts(n, "reading and copying raise none");
+
+    // (j) The open guard inside the container: `sh /tmp/s` is refused, by its open.
+    for (dir, policy) in [("/tmp", POLICY_NAME), ("/var/tmp", POLICY_NAME), ("/dev/shm", SHM_POLICY)] {
+        let s = format!("{dir}/s");
+        let o = g.podman(&["exec", wp_name, "/bin/sh", "-c", &format!("echo 'echo ran' > {s} && /bin/sh {s}")]);
+        assert_open_refused(&o, &format!("{name}: sh {s} in the WordPress container"));
+        n += 1;
+        let alerts = g.expect_alerts(n, &format!("sh {s}"));
+        assert_own_mount_alert(&alerts[n - 1], &wp, policy, &s, "FAN_OPEN_PERM route=interpreter");
+        // Reading it is no route to running it.
+        let o = g.podman(&["exec", wp_name, "/bin/cat", &s]);
+        assert!(o.status.success() && o.stdout == "echo ran\n", "{name}: cat {s}\n{o}");
+    }
+    g.expect_alerts(n, "cat raises none");
+
+    // (k) A host process running a file of the container's tmpfs through /proc/PID/root: decided by the
+    // container's policy, which owns the mount.
+    let pid = g.inspect(wp_name, "{{.State.Pid}}");
+    let through = PathBuf::from(format!("/proc/{pid}/root/tmp/x"));
+    let o = g.host_exec(&through);
+    assert_denied_in_shell(&o, &format!("{name}: {} on the host", through.display()));
+    n += 1;
+    let alerts = g.expect_alerts(n, "the host's exec of the container's /tmp/x");
+    assert_own_mount_alert(&alerts[n - 1], &wp, POLICY_NAME, "/tmp/x", "FAN_OPEN_EXEC_PERM");
+    assert_eq!(get_str(&alerts[n - 1], "Source"), real_exe("bash"), "the host's bash: {}", alerts[n - 1]);
+    // ... and so is one that entered the container's mount namespace only (its cgroup is the host's).
+    let o = g.sb.run(&["nsenter".into(), "-t".into(), OsString::from(&pid), "-m".into(), "--".into(), "/tmp/x".into()]);
+    assert!(
+        !o.status.success() && o.stderr.contains(EPERM_TEXT) && !o.stdout.contains("ran"),
+        "{name}: nsenter -m into the container, then /tmp/x\n{o}"
+    );
+    n += 1;
+    let alerts = g.expect_alerts(n, "nsenter -m's exec of the container's /tmp/x");
+    assert_own_mount_alert(&alerts[n - 1], &wp, POLICY_NAME, "/tmp/x", "FAN_OPEN_EXEC_PERM");
+
+    // (l) Another app's container with the same mounts runs all of it; the host policy is as before.
+    let script = "cp /bin/ok /tmp/x && /tmp/x && cp /bin/ok /var/tmp/o && /var/tmp/o && echo 'echo ran' > /tmp/s && /bin/sh /tmp/s";
+    let mut flags = vec!["--rm"];
+    flags.extend(mounts);
+    let o = g.run_container(&OTHER_LABELS, &flags, IMAGE, &["/bin/sh", "-c", script]);
+    assert!(o.status.success() && o.stdout == "ran\nran\nran\n", "{name}: an app=other container\n{o}");
+    g.expect_alerts(n, "nothing from the app=other container");
+    let hx = g.host_tmp[0].join("hx");
+    g.put_ok(&hx);
+    assert_denied_in_shell(&g.host_exec(&hx), &format!("{name}: {} on the host", hx.display()));
+    n += 1;
+    let alerts = g.expect_alerts(n, "the host's exec in its tmp");
+    assert_host_alert(&alerts[n - 1], &hx);
+    let o = g.podman(&["exec", wp_name, "/bin/sh", "-c", "cp /bin/ok /var/tmp/o2"]);
+    assert!(o.status.success(), "{name}: cp\n{o}");
+    assert_ran(&g.host_exec(&hostdir.join("o2")), &format!("{name}: the bound host directory's file, run on the host"));
+    g.expect_alerts(n, "the host's own path of the bound directory is the host policy's, which allows it");
+
+    // `noexecd check` lists the container's own mounts.
+    let o = g.sb.run(&[bin().into_os_string(), "check".into(), "--config".into(), g.config.clone().into()]);
+    let lines: Vec<&str> = o.stdout.lines().filter(|l| l.starts_with(&format!("container-mount\t{wp}\t"))).collect();
+    assert!(
+        lines.iter().any(|l| l.ends_with("\t/tmp:tmpfs:private"))
+            && lines.iter().any(|l| l.ends_with("\t/dev/shm:tmpfs:private,whole"))
+            && lines.iter().any(|l| l.contains("\t/var/tmp:")),
+        "{name}: check lists the container's own mounts:\n{}",
+        o.stdout
+    );
+
+    let o = g.podman(&["rm", "-f", "-t", "0", wp_name]);
+    assert!(o.status.success(), "{name}: podman rm\n{o}");
+    thread::sleep(Duration::from_millis(1500));
+    g.verify();
+    g.assert_open_guard_marks_only_protected_dirs();
+    let log = g.log_text();
+    assert!(!log.contains("noexecd-unresolvable-path"), "{name}: every file was named:\n{log}");
+}
+
+#[test]
+fn tmp_tmpfs_a_containers_own_mounts_are_guarded() {
+    own_mounts_are_guarded(&test_name!(), SandboxLayout::TmpTmpfs);
+}
+
+#[test]
+fn ext4_root_a_containers_own_mounts_are_guarded() {
+    own_mounts_are_guarded(&test_name!(), SandboxLayout::Ext4Root);
 }

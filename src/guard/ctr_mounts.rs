@@ -1,0 +1,198 @@
+//! A selected container's own mounts in its protected scope: a tmpfs at `/tmp` or `/dev/shm`, an emptyDir, a
+//! bind of a host directory at `/var/tmp`. The marks on the runtime's image layers see none of them, so each
+//! needs a mark of its own: found from the container's `/proc/PID/mountinfo`, read from the host.
+//!
+//! Two kinds, told apart by whether a mount of ours shows the superblock:
+//! - private (a tmpfs mounted inside the container's namespace): marked through `/proc/PID/root/<mount point>`
+//!   and gone with the container (a superblock takes its marks with it). No host path names its files, so
+//!   only the container's policies decide them, by the path the container sees;
+//! - shared with the host (a bind of a host directory, podman's `/dev/shm`, which podman mounts on the host):
+//!   its filesystem is marked for execs through our own mount of it, and a file reached through the
+//!   container's mount is decided by the host's policies on its host path and by the container's on its path
+//!   inside the container, the stricter standing.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use crate::host::mounts::{MountTable, is_path_prefix};
+use crate::policy::matcher::Matcher;
+
+/// Filesystems that hold no files anyone executes; never marked.
+const PSEUDO: &[&str] = &["proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "overlay", "securityfs"];
+
+/// One mount of a container that its policies' protected scope reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerMount {
+    /// The mount's id (unique on the host while it exists).
+    pub id: u64,
+    /// Its superblock, as mountinfo reports it.
+    pub dev: u64,
+    /// Where the container sees it.
+    pub mount_point: Vec<u8>,
+    pub fstype: String,
+    /// No mount of ours shows this superblock: only the container reaches it.
+    pub private: bool,
+    /// A private mount wholly in protected scope (no rule draws a line inside): the open guard's
+    /// FAN_OPEN_PERM goes on its filesystem mark, not on directory marks.
+    pub whole: bool,
+}
+
+impl ContainerMount {
+    /// How `noexecd check` and the log name it: `/tmp:tmpfs:private`.
+    pub fn describe(&self) -> String {
+        let kind = match (self.private, self.whole) {
+            (true, true) => "private,whole",
+            (true, false) => "private",
+            (false, _) => "host",
+        };
+        format!("{}:{}:{kind}", String::from_utf8_lossy(&self.mount_point), self.fstype)
+    }
+}
+
+/// The mounts of a container (its mountinfo `text`) at or below a protected prefix of `matcher`'s rules, or
+/// holding one; never its rootfs (the layers' marks see that). `host` is our own mount table.
+pub fn find(matcher: &Matcher, text: &[u8], host: &MountTable) -> Vec<ContainerMount> {
+    let table = MountTable::parse(text);
+    let mut out: Vec<ContainerMount> = Vec::new();
+    for rule in matcher.rules() {
+        let prefix = rule.target.scope_prefix();
+        let holding = table.containing(prefix).into_iter();
+        for m in holding.chain(table.below(prefix)) {
+            if m.mount_point == b"/" || PSEUDO.contains(&m.fstype.as_str()) || out.iter().any(|o| o.id == m.id) {
+                continue;
+            }
+            let private = host.mounts_of(m.dev).next().is_none();
+            let mut below = m.mount_point.clone();
+            below.push(b'/');
+            let whole = private && matcher.path_independent_below(&below);
+            out.push(ContainerMount {
+                id: m.id,
+                dev: m.dev,
+                mount_point: m.mount_point.clone(),
+                fstype: m.fstype.clone(),
+                private,
+                whole,
+            });
+        }
+    }
+    out
+}
+
+/// Reads `/proc/PID/mountinfo` and [`find`]s the mounts in it; nothing when the process is gone.
+pub fn of_process(matcher: &Matcher, pid: i32, host: &MountTable) -> Vec<ContainerMount> {
+    if pid <= 0 {
+        return Vec::new();
+    }
+    match std::fs::read(format!("/proc/{pid}/mountinfo")) {
+        Ok(text) => find(matcher, &text, host),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// `path` inside the container of process `pid`, from the host: `/proc/PID/root/<path>`.
+pub fn through_root(pid: i32, path: &[u8]) -> PathBuf {
+    let mut p = format!("/proc/{pid}/root").into_bytes();
+    if !path.starts_with(b"/") {
+        p.push(b'/');
+    }
+    p.extend_from_slice(path);
+    PathBuf::from(std::ffi::OsStr::from_bytes(&p))
+}
+
+/// The directories of a container (`pid`) that get the open guard's FAN_OPEN_PERM inode marks: each protected
+/// prefix of `matcher`, and each of `mounts` below one, except where a private mount wholly in scope carries
+/// FAN_OPEN_PERM on its filesystem mark. Seen through `/proc/PID/root`.
+pub fn open_roots(matcher: &Matcher, pid: i32, mounts: &[ContainerMount]) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    if pid <= 0 {
+        return roots;
+    }
+    let covered = |path: &[u8]| mounts.iter().any(|m| m.whole && is_path_prefix(&m.mount_point, path));
+    let mut add = |path: &[u8]| {
+        let path = path.strip_suffix(b"/").unwrap_or(path);
+        if path.is_empty() || covered(path) {
+            return;
+        }
+        let root = through_root(pid, path);
+        if !roots.contains(&root) {
+            roots.push(root);
+        }
+    };
+    for rule in matcher.rules() {
+        add(rule.target.scope_prefix());
+    }
+    for m in mounts {
+        if matcher.rules().iter().any(|r| is_path_prefix(r.target.scope_prefix(), &m.mount_point)) {
+            add(&m.mount_point);
+        }
+    }
+    roots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A podman container started with `--tmpfs /tmp -v /srv/data:/var/tmp`: its own /dev and /dev/shm,
+    /// podman's shm (a tmpfs the host shows at podman's storage) and the bind of the host's /srv/data.
+    const CONTAINER: &[u8] = b"\
+500 400 0:90 / / rw - overlay overlay rw,lowerdir=/l,upperdir=/u,workdir=/w
+501 500 0:91 / /proc rw - proc proc rw
+502 500 0:92 / /dev rw - tmpfs tmpfs rw
+503 502 0:93 / /dev/shm rw - tmpfs shm rw
+504 500 0:94 / /tmp rw - tmpfs tmpfs rw
+505 500 8:1 /srv/data /var/tmp rw - ext4 /dev/sda1 rw
+506 504 0:95 / /tmp/deep rw - tmpfs tmpfs rw
+";
+    const HOST: &[u8] = b"\
+1 0 8:1 / / rw - ext4 /dev/sda1 rw
+2 1 0:93 / /var/lib/containers/storage/overlay-containers/c/userdata/shm rw - tmpfs shm rw
+";
+
+    fn matcher(rules: &str) -> Matcher {
+        let text = format!("[[policy]]\nname = \"c\"\n[policy.selector]\n{rules}");
+        let config = crate::policy::load_str(Path::new("t.toml"), &text).unwrap();
+        config.container_matcher(&[0])
+    }
+
+    const KSP: &str = "[[policy.process.match_patterns]]\npattern = \"/tmp/*\"\n\
+                       [[policy.process.match_patterns]]\npattern = \"/var/tmp/*\"\n\
+                       [[policy.process.match_directories]]\ndir = \"/dev/shm/\"\nrecursive = true\n";
+
+    #[test]
+    fn the_mounts_in_protected_scope_and_how_each_is_marked() {
+        let m = matcher(KSP);
+        let found = find(&m, CONTAINER, &MountTable::parse(HOST));
+        let mut got: Vec<String> = found.iter().map(ContainerMount::describe).collect();
+        got.sort();
+        // /dev holds /dev/shm/ only through the deeper mount, the rootfs and /proc are never marked; the
+        // pattern /tmp/* draws a line inside /tmp (its subdirectories are not in scope): not whole.
+        assert_eq!(got, ["/dev/shm:tmpfs:host", "/tmp/deep:tmpfs:private", "/tmp:tmpfs:private", "/var/tmp:ext4:host"]);
+        // The open guard: directories where no filesystem mark carries FAN_OPEN_PERM.
+        let mut roots = open_roots(&m, 7, &found);
+        roots.sort();
+        let want: Vec<PathBuf> =
+            ["/proc/7/root/dev/shm", "/proc/7/root/tmp", "/proc/7/root/tmp/deep", "/proc/7/root/var/tmp"]
+                .iter()
+                .map(PathBuf::from)
+                .collect();
+        assert_eq!(roots, want);
+    }
+
+    #[test]
+    fn a_private_tmpfs_wholly_in_scope_is_watched_by_its_filesystem_mark() {
+        let m = matcher("[[policy.process.match_directories]]\ndir = \"/tmp/\"\nrecursive = true\n");
+        let found = find(&m, CONTAINER, &MountTable::parse(HOST));
+        let mut got: Vec<String> = found.iter().map(ContainerMount::describe).collect();
+        got.sort();
+        assert_eq!(got, ["/tmp/deep:tmpfs:private,whole", "/tmp:tmpfs:private,whole"]);
+        assert!(open_roots(&m, 7, &found).is_empty());
+        // Without a tmpfs there, /tmp is a directory of the rootfs: its directory marks.
+        let plain = b"500 400 0:90 / / rw - overlay overlay rw\n";
+        let none = find(&m, plain, &MountTable::parse(HOST));
+        assert!(none.is_empty());
+        assert_eq!(open_roots(&m, 7, &none), vec![PathBuf::from("/proc/7/root/tmp")]);
+        assert!(open_roots(&m, 0, &none).is_empty(), "no pid, no roots");
+    }
+}
