@@ -938,6 +938,7 @@ fn ext4_root_layer_files_are_cached_until_a_policy_names_them() {
 #[test]
 fn tmp_tmpfs_layer_files_are_cached_until_a_policy_names_them() {
     layer_files_are_cached_until_a_policy_names_them(&test_name!(), SandboxLayout::TmpTmpfs);
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // A selected container's own mounts, and the open guard inside containers
