@@ -369,7 +369,9 @@ impl Tracker {
                 Tracked::Known | Tracked::Failed => continue,
                 Tracked::Full => break,
             }
-            if !dir.may_have_subdirs {
+            // The link count again, now that the marks are on: a subdirectory made since the open (`mkdir -p a/b`
+            // racing the tracker) is then either counted here or raises its own event on the new mark.
+            if !dir.may_have_subdirs && fstat(&dir.fd).is_ok_and(|st| st.st_nlink == 2) {
                 continue;
             }
             let names = subdirectories(&dir.fd);

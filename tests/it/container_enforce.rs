@@ -961,31 +961,6 @@ dir = \"/dev/shm/\"
 recursive = true
 ";
 
-/// The marks of a daemon that lie outside the filesystems the test mounted, less those on anonymous
-/// superblocks (major 0) that the machine's own mount namespace does not show: the tmpfs and overlays of
-/// the test's containers, created inside its sandbox. The host's `/` and `/tmp` are never tolerated.
-fn marks_outside_but_sandbox_superblocks(pid: i32, allowed: &BTreeSet<(u64, u64)>) -> Vec<String> {
-    let machine: BTreeSet<u64> = fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| {
-            let (maj, min) = l.split(' ').nth(2)?.split_once(':')?;
-            Some((maj.parse::<u64>().ok()? << 20) | min.parse::<u64>().ok()?)
-        })
-        .collect();
-    let forbidden: BTreeSet<u64> = forbidden_devs().iter().map(|&(a, b)| (a << 20) | b).collect();
-    let (_, bad) = marks_outside(pid, allowed);
-    bad.into_iter()
-        .filter(|l| {
-            let sdev = l
-                .split_whitespace()
-                .find_map(|t| t.strip_prefix("sdev:"))
-                .and_then(|h| u64::from_str_radix(h, 16).ok());
-            !sdev.is_some_and(|d| d >> 20 == 0 && !machine.contains(&d) && !forbidden.contains(&d))
-        })
-        .collect()
-}
-
 impl Guarded {
     /// Waits until the daemon's log holds `needle` (at most 10 s).
     fn wait_for_log(&self, needle: &str) {
