@@ -75,39 +75,10 @@ pub const PATH_BUF_LEN: usize = libc::PATH_MAX as usize + 1;
 /// The path of an open file as the kernel prints it (readlink of /proc/self/fd/N), written into `buf`
 /// without allocating. Fails with ENAMETOOLONG when the name does not fit in PATH_MAX.
 pub fn fd_path<'b>(fd: BorrowedFd<'_>, buf: &'b mut [u8; PATH_BUF_LEN]) -> io::Result<&'b [u8]> {
-    let mut link = [0u8; 32];
-    let prefix = b"/proc/self/fd/";
-    let mut len = prefix.len();
-    link.get_mut(..len).ok_or_else(enametoolong)?.copy_from_slice(prefix);
-    let mut digits = [0u8; 12];
-    let mut n = fd.as_raw_fd().unsigned_abs();
-    let mut d = digits.len();
-    loop {
-        d -= 1;
-        *digits.get_mut(d).ok_or_else(enametoolong)? = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let digits = digits.get(d..).ok_or_else(enametoolong)?;
-    link.get_mut(len..len + digits.len()).ok_or_else(enametoolong)?.copy_from_slice(digits);
-    len += digits.len();
-    // `link` is zero-initialised and len < 32, so link[len] is the terminating NUL.
-    if len >= link.len() {
-        return Err(enametoolong());
-    }
-    // SAFETY: `link` is NUL-terminated within its bounds (checked above) and `buf` is writable for its full
-    // length, which is the size passed to readlink.
-    let n = unsafe { libc::readlink(link.as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let n = n as usize;
-    if n >= buf.len() {
-        return Err(enametoolong());
-    }
-    buf.get(..n).ok_or_else(enametoolong)
+    let mut name = Name::default();
+    name.push(b"/proc/self/fd/")?;
+    name.push_number(u64::from(fd.as_raw_fd().unsigned_abs()))?;
+    readlink_at(libc::AT_FDCWD, &name, buf)
 }
 
 /// `/proc` and `/proc/self/fd`, opened once (O_PATH): names under them are then read relative to these, a
