@@ -48,6 +48,9 @@ cleanup() {
     rm -rf "$scratch"
 }
 trap cleanup EXIT
+# A signal ends the script through `exit`, so the EXIT trap removes the container.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # The root: mount points only, and the host's top-level links (Debian's merged /usr: /bin -> usr/bin).
 root="$scratch/rootfs"
