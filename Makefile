@@ -13,7 +13,7 @@ TEST_EXTRA :=
 # `noexecd --version` names the commit it was built from (build.rs).
 export NOEXECD_COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 
-.PHONY: all build-deps build run demo test test-deps fmt-check clippy unit-tests integration-tests check-config bench clean
+.PHONY: all build-deps build run demo test test-deps fmt-check clippy unit-tests integration-tests test-in-container check-config bench clean
 
 all: build
 
@@ -40,7 +40,7 @@ demo: build
 test-deps:
 	@bash scripts/install-deps.sh test
 
-test: test-deps fmt-check clippy check-config unit-tests integration-tests demo $(TEST_EXTRA)
+test: test-deps fmt-check clippy check-config unit-tests integration-tests test-in-container demo $(TEST_EXTRA)
 	@echo "make test: all checks passed"
 
 fmt-check:
@@ -59,6 +59,15 @@ unit-tests:
 # built without LTO (debug profile).
 integration-tests: build
 	NOEXECD_BIN=$(abspath $(BIN)) timeout 1800 $(CARGO) test --locked --test it -- --test-threads=1
+
+## The same integration tests inside a podman container given CAP_SYS_ADMIN (not --privileged), as CI jobs in
+## containers run them: README "Tests in a container" says with what else, and which tests skip there and why.
+## IT_ARGS passes arguments to the test binary (a filter: IT_ARGS='enforce::').
+IT_ARGS ?=
+test-in-container: build test-deps
+	it=$$($(CARGO) test --locked --no-run --test it --message-format=json | \
+	    jq -r 'select(.reason == "compiler-artifact" and .target.name == "it" and .executable != null) | .executable') && \
+	    bash scripts/test-in-container.sh "$$it" $(abspath $(BIN)) --test-threads=1 $(IT_ARGS)
 
 ## Benchmarks (root; not part of `make test`): noexecd against no guard, noexec, a minimal C fanotify responder
 ## and fapolicyd, in a private mount namespace. Prints the ratio table, writes docs/benchmarks.md and bench/plot.png.

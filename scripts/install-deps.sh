@@ -16,7 +16,7 @@
 #            busybox-static (applets judged by name, tests/it/routes/interpreters.rs); what the
 #            container discovery tests run (tests/it/containers.rs): podman, runc (podman's default crun refuses
 #            a hybrid cgroup layout), containerd (with ctr), busybox-static (their images); as root podman needs
-#            no uidmap; kubernetes-validate 1.37.0 (PyPI, with its bundled schemas; `make k8s-check`), by pip
+#            no uidmap; tini (pid 1 of `make test-in-container`'s container); kubernetes-validate 1.37.0 (PyPI, with its bundled schemas; `make k8s-check`), by pip
 #            into the venv target/k8s-venv when no kubernetes-validate of that version is on PATH (python3-venv).
 #            Debian's docker.io (dockerd) too, but only with CI=true or NOEXECD_TEST_DOCKER=1: it
 #            enables a boot-time daemon that changes the firewall, which a developer's machine may not want;
@@ -111,6 +111,8 @@ if ((want_test)); then
     need_cmd containerd containerd
     need_cmd ctr containerd
     need_cmd containerd-shim-runc-v2 containerd
+    # `make test-in-container`: the container's first process, which reaps the tests' orphans.
+    need_cmd tini tini
     # The images are a static busybox and its applets (the dynamic `busybox` package cannot run in them).
     dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need_pkg busybox-static
     # `make k8s-check`: a venv for kubernetes-validate (Debian's python refuses pip outside one).

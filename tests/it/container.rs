@@ -47,7 +47,7 @@ impl Drop for DockerCgroup {
 
 #[test]
 fn exec_from_a_container_is_a_matched_policy_alert_with_container_fields() {
-    let mut env = privileged!(Layout::Tmpfs);
+    let mut env = privileged!(Layout::Tmpfs, needs: Needs::WritableCgroups);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
     let id = format!("{:032x}{:032x}", nanos, u128::from(std::process::id()));
     assert_eq!(id.len(), 64);

@@ -229,7 +229,7 @@ pub(crate) struct Guarded {
 
 /// Sets up the sandbox, podman and the config; the daemon is not started yet. `None`: a skip.
 pub(crate) fn setup(name: &str, layout: SandboxLayout) -> Option<Guarded> {
-    if !may_run_privileged(name) {
+    if !may_run_privileged(name) || !available_here(name, Needs::WritableCgroups) {
         return None;
     }
     let tools = ["podman", "runc", "conmon", "busybox", "tar", "file", "cc", "truncate", "losetup"];

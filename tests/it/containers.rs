@@ -482,7 +482,7 @@ fn listed_ids(listed: &[Value]) -> Vec<&str> {
 
 #[test]
 fn podman_containers_are_listed_with_their_labels_and_gone_once_stopped() {
-    privileged!();
+    privileged!(needs: Needs::WritableCgroups);
     let name = test_name!();
     if !have_tools(&name, &["podman", "runc", "conmon", "busybox", "tar", "file"]) {
         return;
@@ -557,7 +557,7 @@ fn podman_containers_are_listed_with_their_labels_and_gone_once_stopped() {
 
 #[test]
 fn containerd_tasks_started_by_ctr_are_listed_with_their_labels_and_gone_once_killed() {
-    privileged!();
+    privileged!(needs: Needs::WritableCgroups);
     let name = test_name!();
     if !have_tools(&name, &["containerd", "ctr", "containerd-shim-runc-v2", "runc", "podman", "busybox", "tar", "file"])
     {
@@ -712,7 +712,7 @@ fn containerd_tasks_started_by_ctr_are_listed_with_their_labels_and_gone_once_ki
 
 #[test]
 fn docker_containers_are_listed_with_their_labels_and_gone_once_stopped() {
-    privileged!();
+    privileged!(needs: Needs::WritableCgroups);
     let name = test_name!();
     // Debian's docker.io. Not /usr/local/bin/docker: on these machines that is a client only.
     let (dockerd, client) = (Path::new("/usr/sbin/dockerd"), Path::new("/usr/bin/docker"));

@@ -56,6 +56,91 @@ pub fn may_run_privileged(test: &str) -> bool {
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Inside the container of `make test-in-container`
+
+/// What a test needs that the container of `make test-in-container` (scripts/test-in-container.sh: podman,
+/// CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH, not privileged) does not have. The README's "Tests in a container"
+/// lists these; there, and only there, a test needing one skips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// A loop-mounted image (ext4, xfs, btrfs): podman hands an unprivileged container no host device, so there
+    /// is no /dev/loop-control and no /dev/loopN to mount an image with.
+    LoopDevices,
+    /// Cgroups of its own: container runtimes (podman, containerd, dockerd: runc makes each container a
+    /// cgroup) and the docker-named cgroup of `container.rs`. podman mounts an unprivileged container's
+    /// cgroup hierarchies read-only.
+    WritableCgroups,
+}
+
+impl Needs {
+    fn why(self) -> &'static str {
+        match self {
+            Needs::LoopDevices => "needs loop devices and /dev/loop-control is missing",
+            Needs::WritableCgroups => {
+                "needs a writable cgroup tree (runtimes make cgroups) and a hierarchy is read-only"
+            }
+        }
+    }
+
+    /// Whether this machine has it after all (a container given more than the script gives): then the test
+    /// runs. Checked, not assumed, so that a stray NOEXECD_IT_IN_CONTAINER=1 on a host skips nothing.
+    fn met(self) -> bool {
+        match self {
+            Needs::LoopDevices => Path::new("/dev/loop-control").exists(),
+            Needs::WritableCgroups => {
+                fs::read_to_string("/proc/self/mountinfo").is_ok_and(|t| !has_read_only_cgroup(&t))
+            }
+        }
+    }
+}
+
+/// Whether a mountinfo text shows a cgroup (v1) or cgroup2 hierarchy mounted read-only.
+fn has_read_only_cgroup(mountinfo: &str) -> bool {
+    mountinfo.lines().any(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let fstype = f.iter().skip_while(|x| **x != "-").nth(1);
+        let ro = f.get(5).is_some_and(|o| o.split(',').any(|o| o == "ro"));
+        ro && matches!(fstype, Some(&"cgroup" | &"cgroup2"))
+    })
+}
+
+#[test]
+fn a_read_only_cgroup_hierarchy_is_found_in_mountinfo() {
+    let rw = "30 25 0:26 / /sys/fs/cgroup/unified rw,relatime shared:9 - cgroup2 cgroup2 rw\n\
+              31 25 0:27 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n";
+    let ro_v1 = "31 25 0:27 / /sys/fs/cgroup/cpu ro,nosuid,nodev,noexec,relatime - cgroup cgroup rw,cpu\n";
+    let ro_v2 = "40 35 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw\n";
+    let ro_other = "72 48 254:0 / / ro,relatime - ext4 /dev/vda rw\n";
+    assert!(!has_read_only_cgroup(rw));
+    assert!(has_read_only_cgroup(&format!("{rw}{ro_v1}")));
+    assert!(has_read_only_cgroup(ro_v2));
+    assert!(!has_read_only_cgroup(ro_other), "a read-only root is not a cgroup");
+}
+
+/// True inside the container `make test-in-container` starts: scripts/test-in-container.sh sets
+/// NOEXECD_IT_IN_CONTAINER=1 there.
+pub fn in_container() -> bool {
+    std::env::var_os("NOEXECD_IT_IN_CONTAINER").is_some_and(|v| v == "1")
+}
+
+/// False when the test container lacks what a test `needs` (see [`Needs`]), after printing why. Never a
+/// failure, also under `NOEXECD_REQUIRE_PRIVILEGED=1`: these are the listed container-only skips. Outside
+/// the container, or where the container has it, true.
+pub fn available_here(test: &str, needs: Needs) -> bool {
+    if !in_container() || needs.met() {
+        return true;
+    }
+    let line = format!("SKIPPED {test}: in the test container: {} (README: Tests in a container)", needs.why());
+    eprintln!("{line}");
+    // libtest shows a passing test's stderr to nobody: the script prints this file's lines at the end.
+    if let Some(log) = std::env::var_os("NOEXECD_IT_SKIP_LOG") {
+        use std::io::Write;
+        let _ = fs::OpenOptions::new().create(true).append(true).open(log).and_then(|mut f| writeln!(f, "{line}"));
+    }
+    false
+}
+
 fn why_not_privileged() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
         return Some("not running as root".into());
@@ -256,7 +341,7 @@ pub struct Env {
 impl Env {
     /// Sets up the namespace, or returns None after printing why the test is skipped.
     pub fn new(test: &str, layout: Layout) -> Option<Env> {
-        if !may_run_privileged(test) {
+        if !may_run_privileged(test) || (layout.has_image() && !available_here(test, Needs::LoopDevices)) {
             return None;
         }
         if let Some(tool) = layout.tools().iter().find(|t| which(t).is_none()) {

@@ -43,9 +43,29 @@ pub(crate) use test_name;
 /// - `let mut env = privileged!(Layout::Tmpfs);` sets up an [`Env`] with that layout;
 /// - `privileged!();` only checks, for a test that sets up its own namespace.
 ///
+/// - `privileged!(needs: Needs::X)` and `privileged!(Layout::Tmpfs, needs: Needs::X)`: the same, for a test
+///   needing what the container of `make test-in-container` cannot have (see [`Needs`]; a loop-mounted
+///   layout needs [`Needs::LoopDevices`] without saying so).
+///
 /// Where privileged tests cannot run here (see [`may_run_privileged`]), it prints why and returns from the test
-/// (a skip), or fails the test when `NOEXECD_REQUIRE_PRIVILEGED=1`.
+/// (a skip), or fails the test when `NOEXECD_REQUIRE_PRIVILEGED=1`. In the test container a test whose
+/// [`Needs`] it cannot meet skips, whatever `NOEXECD_REQUIRE_PRIVILEGED` says.
 macro_rules! privileged {
+    (needs: $needs:expr) => {
+        if !$crate::common::may_run_privileged(&$crate::common::test_name!())
+            || !$crate::common::available_here(&$crate::common::test_name!(), $needs)
+        {
+            return;
+        }
+    };
+    ($layout:expr, needs: $needs:expr) => {
+        match $crate::common::may_run_privileged(&$crate::common::test_name!())
+            && $crate::common::available_here(&$crate::common::test_name!(), $needs)
+        {
+            true => privileged!($layout),
+            false => return,
+        }
+    };
     () => {
         if !$crate::common::may_run_privileged(&$crate::common::test_name!()) {
             return;
