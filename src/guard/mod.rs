@@ -381,7 +381,7 @@ recursive = true
         let mut text = b"90 1 0:42 /@ / rw - btrfs /dev/vda rw,subvolid=256,subvol=/@\n".to_vec();
         text.extend_from_slice(b"91 90 0:42 /@/srv /tmp/srv rw - btrfs /dev/vda rw,subvolid=259,subvol=/@/srv\n");
         let g = Guard::build(config, MountTable::parse(&text)).unwrap();
-        let roots: Vec<PathBuf> = ["/tmp", "/tmp/srv", "/var/tmp"].iter().map(PathBuf::from).collect();
+        let roots: Vec<PathBuf> = ["/tmp", "/tmp/srv", "/var/tmp", "/dev/shm"].iter().map(PathBuf::from).collect();
         assert_eq!(g.open_inode_roots(), roots);
         // The top level alone at /tmp (no subvolume mounted elsewhere) is the whole filesystem.
         let config = crate::policy::load_str(Path::new("t.toml"), DEFAULT).unwrap();
