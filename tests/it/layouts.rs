@@ -145,7 +145,7 @@ fn btrfs_subvolumes_a_user_creates_inside_protected_directories_are_guarded() {
     let o = as_nobody(
         &env,
         &format!(
-            "set -e; cd {q}; btrfs -q subvolume create tmp/late >/dev/null; btrfs -q subvolume create tmp/late/inner >/dev/null; mkdir -p tmp/late/d/e tmp/early/nested/d"
+            "set -e; cd {q}; btrfs -q subvolume create tmp/late >/dev/null; btrfs -q subvolume create tmp/late/inner >/dev/null; mkdir -p tmp/late/d/e tmp/early/nested/d var/tmp/after/deep"
         ),
     );
     assert!(o.status.success(), "uid 65534 creates subvolumes under the running guard\n{o}");
@@ -160,6 +160,8 @@ fn btrfs_subvolumes_a_user_creates_inside_protected_directories_are_guarded() {
         "tmp/late/x",
         "tmp/late/inner/x",
         "tmp/late/d/e/x",
+        // A plain directory of `@/var`: the second subvolume of the superblock the tracker's roots are on.
+        "var/tmp/after/deep/x",
     ];
     let denied: Vec<(PathBuf, PathBuf)> = inside.iter().map(|p| (img.join(p), img.join(p))).collect();
     let runs = vec![img.join("srv/free/x"), img.join("usr/bin/x")];
