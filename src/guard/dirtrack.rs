@@ -6,6 +6,10 @@
 //! a subdirectory made before the marks were in place (`mkdir -p`, a tree moved in) is found by the listing,
 //! and one made after raises its own event.
 //!
+//! A btrfs subvolume inside a tracked directory (any user may create one) has another `st_dev` but is no
+//! mount root: it is walked and tracked like a directory. Its directories report an fsid of their own, which
+//! the watch's group refuses (EXDEV): those are watched through [`SubvolWatch`] (inotify) instead.
+//!
 //! Full walks only where events cannot tell: at start, after a policy or mount change (the one flush of
 //! [`Marks`](super::marks::Marks)), after the watch's queue overflowed, and when the directories fell back
 //! below the cap after reaching it. Idle, the tracker sleeps in `poll(2)`.
