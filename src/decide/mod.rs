@@ -419,7 +419,7 @@ impl Decider {
         };
         self.facts = Some(facts);
         let mut subject = ProcSubject::new(pid);
-        let whole_fs = match guard.target_for(facts.dev).map(|t| &t.decides) {
+        let whole_fs = match guard.target_of(fd, &facts).map(|t| &t.decides) {
             Some(Decides::Filesystem { below }) => Some(below.as_slice()),
             // Path-decided, or a device we did not expect on a marked filesystem: decide by path.
             Some(Decides::Path) | None => None,
@@ -576,7 +576,7 @@ impl Decider {
         // be another mount's (a container's overlay layer taking the id of the last container's rootfs). A mount
         // of another filesystem than the file's, or one the name does not lie below, is not the file's mount.
         if let Some(via) = guard.mounts.by_id(mnt_id)
-            && same_filesystem(guard, via.dev, facts.dev)
+            && same_filesystem(guard, via.dev, fd, facts)
             && guard.mounts.canonical_path(via, raw, &mut self.scratch, &mut self.canonical)
         {
             return true;
@@ -670,11 +670,11 @@ impl LayerNaming<'_> {
     }
 }
 
-/// Whether a mount of device `mount_dev` (as mountinfo shows it) can hold a file whose statx says `file_dev`:
-/// the same device, or both names of one marked filesystem (btrfs reports another st_dev than mountinfo).
-fn same_filesystem(guard: &Guard, mount_dev: u64, file_dev: u64) -> bool {
-    mount_dev == file_dev
-        || matches!((guard.target_for(mount_dev), guard.target_for(file_dev)), (Some(a), Some(b)) if std::ptr::eq(a, b))
+/// Whether a mount of device `mount_dev` (as mountinfo shows it) can hold the file open at `fd`: the same
+/// device, or both on one marked filesystem (btrfs reports another st_dev than mountinfo, one per subvolume).
+fn same_filesystem(guard: &Guard, mount_dev: u64, fd: BorrowedFd<'_>, facts: &FileFacts) -> bool {
+    mount_dev == facts.dev
+        || matches!((guard.target_for(mount_dev), guard.target_of(fd, facts)), (Some(a), Some(b)) if std::ptr::eq(a, b))
 }
 
 /// How strict an outcome is: a block over an audit over an allow.

@@ -6,6 +6,10 @@
 //! a subdirectory made before the marks were in place (`mkdir -p`, a tree moved in) is found by the listing,
 //! and one made after raises its own event.
 //!
+//! A btrfs subvolume inside a tracked directory (any user may create one) has another `st_dev` but is no
+//! mount root: it is walked and tracked like a directory. Its directories report an fsid of their own, which
+//! the watch's group refuses (EXDEV): those are watched through [`SubvolWatch`] (inotify) instead.
+//!
 //! Full walks only where events cannot tell: at start, after a policy or mount change (the one flush of
 //! [`Marks`](super::marks::Marks)), after the watch's queue overflowed, and when the directories fell back
 //! below the cap after reaching it. Idle, the tracker sleeps in `poll(2)`.
@@ -37,6 +41,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::stat::{Mode, fstat};
 
+use super::subvol_watch::SubvolWatch;
 use crate::error::{Error, Result};
 use crate::stats::Counters;
 use crate::sys::{DirEvent, DirKey, DirWatch, FanotifyGroup, Mask, dir_key, open_dir_by_key};
@@ -109,6 +114,7 @@ impl DirTracker {
         let mut tracker = Tracker {
             group,
             watch,
+            subvols: None,
             roots: Vec::new(),
             root_paths: Vec::new(),
             tracked: HashSet::new(),
@@ -159,9 +165,9 @@ impl Drop for DirTracker {
     }
 }
 
-/// A root directory: its device (walks stay on it) and an fd its filesystem's handles are opened through.
+/// A root directory: its filesystem's id, and an fd its filesystem's handles are opened through (those of
+/// every btrfs subvolume of the superblock too).
 struct Root {
-    dev: u64,
     fsid: [u8; 8],
     fd: OwnedFd,
 }
@@ -169,6 +175,9 @@ struct Root {
 struct Tracker {
     group: Arc<FanotifyGroup>,
     watch: Option<DirWatch>,
+    /// Directories in btrfs subvolumes of another fsid than the one [`DirWatch`] took for their superblock,
+    /// made at the first such directory, dropped (with its watches) before each full walk.
+    subvols: Option<SubvolWatch>,
     roots: Vec<Root>,
     root_paths: Vec<PathBuf>,
     /// The directories marked, by key; a key goes with its directory's `FAN_DELETE_SELF`.
@@ -182,8 +191,8 @@ struct Tracker {
     alerted: bool,
     counters: Arc<Counters>,
     on_cap: OnCap,
-    /// The parent of the last event, open: a storm in one directory opens it once.
-    parent: Option<(DirKey, OwnedFd)>,
+    /// The parent of the last event, open, with its device: a storm in one directory opens it once.
+    parent: Option<(DirKey, OwnedFd, u64)>,
     buf: Vec<u8>,
     events: Vec<DirEvent>,
     /// A full walk is under way (it reads the watch between directories).
@@ -215,6 +224,9 @@ impl Tracker {
                 if let Some(w) = &self.watch {
                     fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
                 }
+                if let Some(w) = &self.subvols {
+                    fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
+                }
                 match poll(&mut fds, timeout) {
                     Ok(_) => {}
                     Err(nix::errno::Errno::EINTR) => continue,
@@ -224,7 +236,7 @@ impl Tracker {
                     }
                 }
                 let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
-                (fds.first().is_some_and(ready), fds.get(1).is_some_and(ready))
+                (fds.first().is_some_and(ready), fds.iter().skip(1).any(ready))
             };
             if woken {
                 let _ = wake.read();
@@ -277,9 +289,8 @@ impl Tracker {
                     Mode::empty(),
                 )
                 .ok()?;
-                let dev = fstat(&fd).ok()?.st_dev;
                 let fsid = crate::sys::fsid(fd.as_fd()).ok()?;
-                Some(Root { dev, fsid, fd })
+                Some(Root { fsid, fd })
             })
             .collect();
         self.root_paths = roots;
@@ -313,6 +324,7 @@ impl Tracker {
     /// long walk is marked as soon as it would be without one.
     fn walk_roots(&mut self) -> usize {
         self.tracked.clear();
+        self.subvols = None;
         self.unkeyed = 0;
         self.capped = false;
         let mut marked = 0;
@@ -329,32 +341,32 @@ impl Tracker {
             if !meta.is_dir() {
                 continue;
             }
-            let Some(dir) = open_subdir(nix::fcntl::AT_FDCWD, path.as_path(), meta.dev()) else { continue };
-            let Ok(fsid) = crate::sys::fsid(dir.fd.as_fd()) else { continue };
+            let Some(dir) = open_subdir(nix::fcntl::AT_FDCWD, path.as_path(), meta.dev(), None) else { continue };
             self.walking = true;
-            marked += self.walk(dir, meta.dev(), fsid);
+            marked += self.walk(dir);
             self.walking = false;
         }
         marked
     }
 
-    /// Tracks `first` and every directory below it on device `dev`; returns how many were new.
-    fn walk(&mut self, first: Opened, dev: u64, fsid: [u8; 8]) -> usize {
+    /// Tracks `first` and every directory below it on its mount (the btrfs subvolumes inside included);
+    /// returns how many were new.
+    fn walk(&mut self, first: Opened) -> usize {
         let mut added = 0;
         let mut next = Some(first);
-        let mut stack: Vec<(Rc<OwnedFd>, CString)> = Vec::new();
+        let mut stack: Vec<(Rc<Opened>, CString)> = Vec::new();
         loop {
             let dir = match next.take() {
                 Some(d) => d,
                 None => {
                     let Some((parent, name)) = stack.pop() else { break };
-                    match open_subdir(parent.as_fd(), name.as_c_str(), dev) {
+                    match open_subdir(parent.fd.as_fd(), name.as_c_str(), parent.dev, Some(parent.fsid)) {
                         Some(d) => d,
                         None => continue,
                     }
                 }
             };
-            match self.track(dir.fd.as_fd(), &fsid) {
+            match self.track(dir.fd.as_fd(), &dir.fsid) {
                 Tracked::New => {
                     added += 1;
                     if self.walking && added % PUMP_EVERY == 0 {
@@ -375,7 +387,7 @@ impl Tracker {
                 continue;
             }
             let names = subdirectories(&dir.fd);
-            let parent = Rc::new(dir.fd);
+            let parent = Rc::new(dir);
             stack.extend(names.into_iter().map(|n| (parent.clone(), n)));
         }
         added
@@ -395,10 +407,11 @@ impl Tracker {
             tracing::warn!(fd = dir.as_raw_fd(), error = %e, "cannot put the open-guard mark on a directory");
             return Tracked::Failed;
         }
-        if let Some(w) = &self.watch
-            && let Err(e) = w.watch(dir)
-        {
-            tracing::warn!(error = %e, "cannot watch a directory for new subdirectories");
+        match self.watch.as_ref().map(|w| w.watch(dir)) {
+            None | Some(Ok(())) => {}
+            // A btrfs subvolume, whose fsid is not the one the group took for the superblock.
+            Some(Err(nix::errno::Errno::EXDEV)) => self.watch_subvolume_dir(dir, key.clone()),
+            Some(Err(e)) => tracing::warn!(error = %e, "cannot watch a directory for new subdirectories"),
         }
         match key {
             Some(k) => {
@@ -407,6 +420,29 @@ impl Tracker {
             None => self.unkeyed += 1,
         }
         Tracked::New
+    }
+
+    fn watch_subvolume_dir(&mut self, dir: BorrowedFd<'_>, key: Option<DirKey>) {
+        let Some(key) = key else {
+            tracing::warn!(
+                "a directory in a btrfs subvolume gives no file handle; its new subdirectories get no open mark"
+            );
+            return;
+        };
+        if self.subvols.is_none() {
+            match SubvolWatch::new() {
+                Ok(w) => self.subvols = Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch directories in btrfs subvolumes (inotify); their new subdirectories get no open mark until the next full walk");
+                    return;
+                }
+            }
+        }
+        if let Some(w) = self.subvols.as_mut()
+            && let Err(e) = w.watch(dir, key)
+        {
+            tracing::warn!(error = %e, "cannot watch a directory in a btrfs subvolume for new subdirectories (fs.inotify.max_user_watches?)");
+        }
     }
 
     fn count(&self) -> usize {
@@ -436,21 +472,29 @@ impl Tracker {
         let mut events = std::mem::take(&mut self.events);
         for _ in 0..reads {
             events.clear();
-            let Some(watch) = &self.watch else { break };
-            match watch.read(&mut self.buf, &mut events) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the directory watch");
-                    break;
+            let mut any = false;
+            if let Some(watch) = &self.watch {
+                match watch.read(&mut self.buf, &mut events) {
+                    Ok(0) => {}
+                    Ok(_) => any = true,
+                    Err(e) => tracing::warn!(error = %e, "cannot read the directory watch"),
                 }
+            }
+            if let Some(watch) = self.subvols.as_mut() {
+                match watch.read(&mut events) {
+                    Ok(read) => any |= read,
+                    Err(e) => tracing::warn!(error = %e, "cannot read the btrfs subvolumes' directory watch"),
+                }
+            }
+            if !any {
+                break;
             }
             for event in events.drain(..) {
                 match event {
                     DirEvent::Overflow => overflow = true,
                     DirEvent::Deleted { dir } => {
                         self.tracked.remove(&dir);
-                        if self.parent.as_ref().is_some_and(|(k, _)| *k == dir) {
+                        if self.parent.as_ref().is_some_and(|(k, _, _)| *k == dir) {
                             self.parent = None;
                         }
                     }
@@ -478,24 +522,43 @@ impl Tracker {
     }
 
     fn appeared(&mut self, parent: &DirKey, name: &[u8]) {
-        let Some(root) = self.roots.iter().find(|r| r.fsid == parent.fsid()) else { return };
-        let (dev, fsid) = (root.dev, root.fsid);
-        if self.parent.as_ref().is_none_or(|(k, _)| k != parent) {
-            match open_dir_by_key(root.fd.as_fd(), parent) {
-                Ok(fd) => self.parent = Some((parent.clone(), fd)),
-                // The parent is gone already (and what it held).
-                Err(nix::errno::Errno::ESTALE | nix::errno::Errno::ENOENT) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot open the parent of a new directory by its handle; it gets no open mark");
-                    return;
-                }
-            }
+        let Ok(fsid) = <[u8; 8]>::try_from(parent.fsid()) else { return };
+        if self.parent.as_ref().is_none_or(|(k, _, _)| k != parent) {
+            let Some((fd, dev)) = self.open_parent(parent, &fsid) else { return };
+            self.parent = Some((parent.clone(), fd, dev));
         }
         let Ok(name) = CString::new(name) else { return };
-        let Some(dir) = self.parent.as_ref().and_then(|(_, p)| open_subdir(p.as_fd(), name.as_c_str(), dev)) else {
+        let Some(dir) =
+            self.parent.as_ref().and_then(|(_, p, dev)| open_subdir(p.as_fd(), name.as_c_str(), *dev, Some(fsid)))
+        else {
             return;
         };
-        self.walk(dir, dev, fsid);
+        self.walk(dir);
+    }
+
+    /// Opens a tracked directory by its key, with its device. A btrfs subvolume reports an fsid of its own,
+    /// which no root has: its handle is opened through the roots in turn, and what opens must report that
+    /// fsid (a handle of one btrfs may name some other directory of another).
+    fn open_parent(&self, parent: &DirKey, fsid: &[u8; 8]) -> Option<(OwnedFd, u64)> {
+        let exact = self.roots.iter().filter(|r| r.fsid == *fsid);
+        let others = self.roots.iter().filter(|r| r.fsid != *fsid);
+        for (i, root) in exact.chain(others).enumerate() {
+            match open_dir_by_key(root.fd.as_fd(), parent) {
+                Ok(fd) if root.fsid == *fsid || crate::sys::fsid(fd.as_fd()).is_ok_and(|f| f == *fsid) => {
+                    let dev = crate::sys::file_facts(fd.as_fd()).ok()?.dev;
+                    return Some((fd, dev));
+                }
+                Ok(_) => {}
+                // The parent is gone already (and what it held), or the handle is not this filesystem's.
+                Err(nix::errno::Errno::ESTALE | nix::errno::Errno::ENOENT) => {}
+                Err(e) if i == 0 => {
+                    tracing::warn!(error = %e, "cannot open the parent of a new directory by its handle; it gets no open mark");
+                    return None;
+                }
+                Err(_) => {}
+            }
+        }
+        None
     }
 }
 
@@ -506,17 +569,33 @@ fn subdir_flags() -> OFlag {
 /// A directory opened for tracking.
 struct Opened {
     fd: OwnedFd,
+    dev: u64,
+    /// Its filesystem's id as events report it (one per btrfs subvolume).
+    fsid: [u8; 8],
     /// False where its link count says it holds no directory (2: itself and `.`; filesystems that do not
     /// count subdirectories, btrfs, say 1): a new, empty directory is then not listed.
     may_have_subdirs: bool,
 }
 
-/// Opens the directory `name` in `parent` if it is one, on device `dev` (a mount below is a target of its
-/// own, never walked from here).
-fn open_subdir<P: ?Sized + nix::NixPath>(parent: impl AsFd, name: &P, dev: u64) -> Option<Opened> {
+/// Opens the directory `name` in `parent` (on device `parent_dev`, filesystem id `parent_fsid` where known)
+/// if it is one on the parent's mount: the same device, or a btrfs subvolume (another device where no mount
+/// is rooted, on the same superblock). A mount below is a target of its own, never walked from here.
+fn open_subdir<P: ?Sized + nix::NixPath>(
+    parent: impl AsFd,
+    name: &P,
+    parent_dev: u64,
+    parent_fsid: Option<[u8; 8]>,
+) -> Option<Opened> {
     let fd = nix::fcntl::openat(parent, name, subdir_flags(), Mode::empty()).ok()?;
-    let st = fstat(&fd).ok()?;
-    (st.st_dev == dev).then_some(Opened { fd, may_have_subdirs: st.st_nlink != 2 })
+    let st = crate::sys::file_facts(fd.as_fd()).ok()?;
+    if !st.on_mount_of_parent(parent_dev) {
+        return None;
+    }
+    let fsid = match parent_fsid {
+        Some(f) if st.dev == parent_dev => f,
+        _ => crate::sys::fsid(fd.as_fd()).ok()?,
+    };
+    Some(Opened { fd, dev: st.dev, fsid, may_have_subdirs: st.nlink != 2 })
 }
 
 /// The names of the directories in `dir` (entries of unknown type too: opening them says), read through a

@@ -9,8 +9,10 @@ pub mod exec_cache;
 pub mod loaders;
 pub mod marks;
 pub mod scopes;
+pub mod subvol_watch;
 
 use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::host::mounts::{Mount, MountTable, device_of, is_path_prefix};
 use crate::policy::Config;
 use crate::policy::matcher::Matcher;
+use crate::sys::FileFacts;
 use loaders::Loaders;
 
 /// How a target's `protects` names a runtime's layer root (`containers:/var/lib/containers/storage`): marked
@@ -72,6 +75,9 @@ pub struct Guard {
     /// Device → index into `targets`. Also keyed by the `st_dev` of each of its mounts' roots where that
     /// differs (btrfs: one per subvolume mounted).
     by_dev: HashMap<u64, usize>,
+    /// btrfs superblock id ([`superblock_fsid`]) → index into `targets`: a subvolume mounted nowhere (made by
+    /// any user with `btrfs subvolume create` where they can write) has a device no mount shows.
+    by_fsid: HashMap<[u8; 8], usize>,
 }
 
 impl Guard {
@@ -139,9 +145,18 @@ impl Guard {
                 }
             }
         }
+        let mut by_fsid = HashMap::new();
+        for (i, t) in targets.iter().enumerate().filter(|(_, t)| t.fstype == "btrfs") {
+            for m in mounts.mounts_of(t.dev) {
+                if let Some(id) = std::fs::File::open(m.mount_point_path()).ok().and_then(|f| superblock_of(f.as_fd()))
+                {
+                    by_fsid.entry(id).or_insert(i);
+                }
+            }
+        }
         let all: Vec<usize> = (0..config.container_policies.len()).collect();
         let all_container_rules = (!all.is_empty()).then(|| config.container_matcher(&all));
-        Ok(Self { config, mounts, targets, loaders: Loaders::find(), all_container_rules, by_dev })
+        Ok(Self { config, mounts, targets, loaders: Loaders::find(), all_container_rules, by_dev, by_fsid })
     }
 
     /// Whether FAN_OPEN_PERM goes on this target's filesystem mark: only where the filesystem holds nothing
@@ -175,13 +190,16 @@ impl Guard {
                 }
                 let bytes = prefix.as_bytes();
                 // The rule's directory is on this filesystem (through any of its mounts: btrfs subvolumes),
-                // or mounts of it lie below the rule's directory: their roots.
+                // and mounts of it below the rule's directory are roots of their own (the walk does not cross
+                // a mount: a subvolume mounted at /tmp/x inside @/tmp has another device).
+                let below: Vec<PathBuf> =
+                    self.mounts.below(bytes).filter(|m| m.dev == t.dev).map(Mount::mount_point_path).collect();
                 let here: Vec<PathBuf> = if self.mounts.containing(bytes).is_some_and(|m| m.dev == t.dev) {
-                    vec![PathBuf::from(prefix.trim_end_matches('/'))]
+                    std::iter::once(PathBuf::from(prefix.trim_end_matches('/'))).chain(below).collect()
+                } else if below.is_empty() && !is_path_prefix(point, bytes) {
+                    vec![t.mount_point.clone()]
                 } else {
-                    let below = self.mounts.below(bytes).filter(|m| m.dev == t.dev).map(Mount::mount_point_path);
-                    let below: Vec<PathBuf> = below.collect();
-                    if below.is_empty() && !is_path_prefix(point, bytes) { vec![t.mount_point.clone()] } else { below }
+                    below
                 };
                 for root in here {
                     if root.as_os_str().is_empty() || root == Path::new("/") {
@@ -200,6 +218,38 @@ impl Guard {
     pub fn target_for(&self, dev: u64) -> Option<&MarkTarget> {
         self.by_dev.get(&dev).and_then(|&i| self.targets.get(i))
     }
+
+    /// The marked filesystem the file open at `fd` lives on: by its device, or, for a file in a btrfs
+    /// subvolume no mount shows, by its superblock's id (one `fstatfs`, only then).
+    pub fn target_of(&self, fd: BorrowedFd<'_>, facts: &FileFacts) -> Option<&MarkTarget> {
+        if let Some(t) = self.target_for(facts.dev) {
+            return Some(t);
+        }
+        if self.by_fsid.is_empty() {
+            return None;
+        }
+        let id = superblock_fsid(crate::sys::fsid(fd).ok()?, facts.subvol?);
+        self.by_fsid.get(&id).and_then(|&i| self.targets.get(i))
+    }
+}
+
+/// The id of a btrfs superblock, the same from every subvolume: btrfs's `f_fsid` is the filesystem's id with
+/// the subvolume's id mixed in (high half into the first word, low half into the second, by xor), so that
+/// each subvolume reports one of its own.
+pub fn superblock_fsid(fsid: [u8; 8], subvol: u64) -> [u8; 8] {
+    let word = |i: usize| u32::from_ne_bytes(fsid.get(i..i + 4).and_then(|b| b.try_into().ok()).unwrap_or([0; 4]));
+    let (hi, lo) = ((subvol >> 32) as u32, subvol as u32);
+    let mut out = [0u8; 8];
+    let (a, b) = out.split_at_mut(4);
+    a.copy_from_slice(&(word(0) ^ hi).to_ne_bytes());
+    b.copy_from_slice(&(word(4) ^ lo).to_ne_bytes());
+    out
+}
+
+/// [`superblock_fsid`] of the filesystem the file open at `fd` is on, where it reports a subvolume.
+fn superblock_of(fd: BorrowedFd<'_>) -> Option<[u8; 8]> {
+    let subvol = crate::sys::file_facts(fd).ok()?.subvol?;
+    Some(superblock_fsid(crate::sys::fsid(fd).ok()?, subvol))
 }
 
 /// A filesystem is decided without its paths when one mount names all of it (its most complete mount shows
@@ -326,6 +376,13 @@ recursive = true
             // The tmpfs at /dev/shm is decided as a whole: its open guard is on its filesystem mark.
             assert_eq!(g.open_inode_roots(), vec![PathBuf::from("/tmp"), PathBuf::from("/var/tmp")]);
         }
+        // A subvolume mounted inside a protected directory is a root of its own (walks stop at mounts).
+        let config = crate::policy::load_str(Path::new("t.toml"), DEFAULT).unwrap();
+        let mut text = b"90 1 0:42 /@ / rw - btrfs /dev/vda rw,subvolid=256,subvol=/@\n".to_vec();
+        text.extend_from_slice(b"91 90 0:42 /@/srv /tmp/srv rw - btrfs /dev/vda rw,subvolid=259,subvol=/@/srv\n");
+        let g = Guard::build(config, MountTable::parse(&text)).unwrap();
+        let roots: Vec<PathBuf> = ["/tmp", "/tmp/srv", "/var/tmp", "/dev/shm"].iter().map(PathBuf::from).collect();
+        assert_eq!(g.open_inode_roots(), roots);
         // The top level alone at /tmp (no subvolume mounted elsewhere) is the whole filesystem.
         let config = crate::policy::load_str(Path::new("t.toml"), DEFAULT).unwrap();
         let only = MountTable::parse(
@@ -336,6 +393,17 @@ recursive = true
             g.target_for(libc::makedev(0, 42)).unwrap().decides,
             Decides::Filesystem { below: b"/tmp/".to_vec() }
         );
+    }
+
+    #[test]
+    fn a_btrfs_superblock_has_one_id_whatever_subvolume_reports_it() {
+        // What btrfs's statfs reports for the top level (5) and subvolumes 256 and 257 of one filesystem.
+        let fsid = |a: u32, b: u32| [a.to_ne_bytes(), b.to_ne_bytes()].concat().try_into().unwrap();
+        let base = superblock_fsid(fsid(0xedf0_9d9e, 0xe752_775f), 5);
+        assert_eq!(base, superblock_fsid(fsid(0xedf0_9d9e, 0xe752_765a), 256));
+        assert_eq!(base, superblock_fsid(fsid(0xedf0_9d9e, 0xe752_765b), 257));
+        assert_ne!(base, superblock_fsid(fsid(0xedf0_9d9e, 0xe752_765b), 256), "another superblock");
+        assert_eq!(superblock_fsid(fsid(1, 2), (3 << 32) | 4), fsid(1 ^ 3, 2 ^ 4), "the high half goes first");
     }
 
     #[test]

@@ -19,34 +19,48 @@ pub struct FileFacts {
     pub changed_ns: i64,
     /// The mount the file was opened through (`STATX_MNT_ID`), when the kernel reports it.
     pub mnt_id: Option<u64>,
+    /// The btrfs (or bcachefs) subvolume holding the file (`STATX_SUBVOL`, Linux 6.10), where reported.
+    pub subvol: Option<u64>,
+    /// Whether it is the root of a mount (`STATX_ATTR_MOUNT_ROOT`, Linux 5.8), where reported.
+    pub mount_root: Option<bool>,
 }
 
 impl FileFacts {
     pub fn is_regular(&self) -> bool {
         self.mode & libc::S_IFMT == libc::S_IFREG
     }
+
+    /// Whether this directory, found in a directory on device `parent_dev`, is on the parent's mount (and so its
+    /// superblock): the same device, or another one at a place no mount is rooted (a btrfs subvolume).
+    pub fn on_mount_of_parent(&self, parent_dev: u64) -> bool {
+        self.dev == parent_dev || self.mount_root == Some(false)
+    }
 }
 
 /// statx(fd, "", AT_EMPTY_PATH): device, inode, owner, link count and mount id of an open file.
 pub fn file_facts(fd: BorrowedFd<'_>) -> io::Result<FileFacts> {
+    statx_at(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH)
+}
+
+/// [`file_facts`] of the file a path names, not following a last symlink (allocates: not for the decision path).
+pub fn path_facts(path: &std::path::Path) -> io::Result<FileFacts> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(Errno::EINVAL))?;
+    statx_at(libc::AT_FDCWD, &path, libc::AT_SYMLINK_NOFOLLOW)
+}
+
+fn statx_at(dirfd: RawFd, path: &std::ffi::CStr, flags: libc::c_int) -> io::Result<FileFacts> {
     let mut stx = std::mem::MaybeUninit::<libc::statx>::uninit();
-    let mask = libc::STATX_BASIC_STATS | libc::STATX_MNT_ID;
-    // SAFETY: the path is a valid NUL-terminated empty string, `fd` is a live fd borrowed for the call, and
-    // `stx` points to writable memory of the size statx expects.
-    let rc = unsafe {
-        libc::statx(
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_STATX_SYNC_AS_STAT,
-            mask,
-            stx.as_mut_ptr(),
-        )
-    };
+    let mask = libc::STATX_BASIC_STATS | libc::STATX_MNT_ID | libc::STATX_SUBVOL;
+    // SAFETY: `path` is a valid NUL-terminated string, `dirfd` is AT_FDCWD or a live fd the caller borrowed
+    // for the call, and `stx` points to writable memory of the size statx expects.
+    let rc = unsafe { libc::statx(dirfd, path.as_ptr(), flags | libc::AT_STATX_SYNC_AS_STAT, mask, stx.as_mut_ptr()) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: statx returned 0, so the kernel filled the whole struct.
     let stx = unsafe { stx.assume_init() };
+    let mount_root = libc::STATX_ATTR_MOUNT_ROOT as u64;
     Ok(FileFacts {
         dev: libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
         ino: stx.stx_ino,
@@ -55,6 +69,8 @@ pub fn file_facts(fd: BorrowedFd<'_>) -> io::Result<FileFacts> {
         nlink: stx.stx_nlink,
         changed_ns: stx.stx_ctime.tv_sec.saturating_mul(1_000_000_000).saturating_add(i64::from(stx.stx_ctime.tv_nsec)),
         mnt_id: (stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id),
+        subvol: (stx.stx_mask & libc::STATX_SUBVOL != 0).then_some(stx.stx_subvol),
+        mount_root: (stx.stx_attributes_mask & mount_root != 0).then_some(stx.stx_attributes & mount_root != 0),
     })
 }
 

@@ -5,6 +5,8 @@
 //!
 //! Covered elsewhere: ext4 with /tmp a directory and a tmpfs /tmp (`mounts.rs`, `enforce.rs`).
 
+use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::common::*;
@@ -115,4 +117,76 @@ fn btrfs_root_subvolume_with_var_tmp_a_plain_directory() {
     let (mut runs, denied) = common_cases(&env);
     runs.push(env.img.join("home/user/x"));
     assert_guarded(&env, &runs, &denied);
+}
+
+/// `cmd` run by uid 65534 in the namespace.
+fn as_nobody(env: &Env, cmd: &str) -> Output {
+    env.run_in_ns(&["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "sh", "-c", cmd])
+}
+
+#[test]
+fn btrfs_subvolumes_a_user_creates_inside_protected_directories_are_guarded() {
+    // An unprivileged user may `btrfs subvolume create` wherever they can write. Each subvolume reports an
+    // st_dev (and a statfs fsid) of its own, mounted nowhere: its files are still the marked superblock's.
+    let mut env = privileged!(Layout::BtrfsSubvolumes { top_level: true });
+    let img = env.img.clone();
+    let q = sh_quote(&img);
+    env.sh(&format!("mkdir -p {q}/tmp {q}/var/tmp {q}/srv && chmod 1777 {q}/tmp {q}/var/tmp {q}/srv"));
+    // Before the daemon starts (found by the first walk), nested, and in an unprotected place.
+    let o = as_nobody(
+        &env,
+        &format!(
+            "set -e; cd {q}; for v in tmp/early tmp/early/nested var/tmp/v srv/free; do btrfs -q subvolume create $v >/dev/null; done"
+        ),
+    );
+    assert!(o.status.success(), "uid 65534 creates subvolumes\n{o}");
+    start(&mut env, "btrfs");
+    // After the start (found by the directory events), with a subvolume and a plain directory inside.
+    let o = as_nobody(
+        &env,
+        &format!(
+            "set -e; cd {q}; btrfs -q subvolume create tmp/late >/dev/null; btrfs -q subvolume create tmp/late/inner >/dev/null; mkdir -p tmp/late/d/e tmp/early/nested/d var/tmp/after/deep"
+        ),
+    );
+    assert!(o.status.success(), "uid 65534 creates subvolumes under the running guard\n{o}");
+    let st = |p: &Path| fs::metadata(env.host_view(p)).unwrap().dev();
+    assert_ne!(st(&img.join("tmp/late")), st(&img.join("tmp")), "a subvolume has a device of its own");
+    assert_ne!(st(&img.join("tmp/early/nested")), st(&img.join("tmp/early")));
+    let inside = [
+        "tmp/early/x",
+        "tmp/early/nested/x",
+        "tmp/early/nested/d/x",
+        "var/tmp/v/x",
+        "tmp/late/x",
+        "tmp/late/inner/x",
+        "tmp/late/d/e/x",
+        // A plain directory of `@/var`: the second subvolume of the superblock the tracker's roots are on.
+        "var/tmp/after/deep/x",
+    ];
+    let denied: Vec<(PathBuf, PathBuf)> = inside.iter().map(|p| (img.join(p), img.join(p))).collect();
+    let runs = vec![img.join("srv/free/x"), img.join("usr/bin/x")];
+    assert_guarded(&env, &runs, &denied);
+    // The open guard (path-decided: directory marks) covers them too: `sh FILE` is refused and alerted.
+    let before = env.alerts().len();
+    for p in inside {
+        let file = img.join(p).with_file_name("s");
+        env.put_script(&file);
+        let o = as_nobody(&env, &format!("sh {}", sh_quote(&file)));
+        assert!(
+            !o.status.success() && o.stderr.contains(EPERM_TEXT) && !o.stdout.contains("ran"),
+            "sh {}: the open guard must refuse it\n{o}\n{}",
+            file.display(),
+            env.daemon_stderr()
+        );
+    }
+    let alerts = env.expect_alerts(before + inside.len());
+    for (a, p) in alerts[before..].iter().zip(inside) {
+        assert_eq!(get_str(a, "Resource"), img.join(p).with_file_name("s").to_str().unwrap(), "{a}");
+        assert_eq!(get_str(a, "Data"), "fanotify=FAN_OPEN_PERM route=interpreter", "{a}");
+    }
+    // Unprotected, on the same filesystem: sh of a script runs.
+    let free = img.join("srv/free/s");
+    env.put_script(&free);
+    let o = as_nobody(&env, &format!("sh {}", sh_quote(&free)));
+    assert!(o.status.success() && o.stdout.contains("ran"), "sh in an unprotected subvolume runs\n{o}");
 }

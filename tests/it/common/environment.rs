@@ -23,18 +23,56 @@ use super::Daemon;
 // ---------------------------------------------------------------------------------------------------------
 // Binary, privileges, skipping
 
-/// The noexecd binary under test.
+/// Where the sandboxes of the container and Kubernetes tests mount fresh filesystems: a binary there is
+/// hidden from the programs they run.
+const HIDDEN_BY_SANDBOXES: &[&str] = &["/tmp", "/run", "/var/lib", "/var/tmp", "/dev/shm"];
+/// Where a binary from such a place is copied, one directory per test run (named by its pid).
+const PRIVATE_COPIES: &str = "/var/cache/noexecd-it";
+
+/// The noexecd binary under test (`NOEXECD_BIN`, else `target/release/noexecd`). One that lies where a
+/// sandbox mounts a fresh tmpfs (a checkout cloned under /tmp, as the README's CI check does) is copied once
+/// per test run to [`PRIVATE_COPIES`], else those tests would exit 127; where the copy cannot be made (not
+/// root), the binary is used where it is.
 pub fn bin() -> PathBuf {
-    let p = match std::env::var_os("NOEXECD_BIN") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/noexecd"),
-    };
-    assert!(
-        p.is_file(),
-        "noexecd binary not found at {} (build it with `cargo build --release` or set NOEXECD_BIN)",
-        p.display()
-    );
-    p
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let p = match std::env::var_os("NOEXECD_BIN") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/noexecd"),
+        };
+        assert!(
+            p.is_file(),
+            "noexecd binary not found at {} (build it with `cargo build --release` or set NOEXECD_BIN)",
+            p.display()
+        );
+        let real = fs::canonicalize(&p).unwrap_or(p);
+        if HIDDEN_BY_SANDBOXES.iter().any(|h| real.starts_with(h)) { private_copy(&real).unwrap_or(real) } else { real }
+    })
+    .clone()
+}
+
+/// Copies `bin` to `<PRIVATE_COPIES>/<pid>/noexecd`, after removing the copies of test runs that have ended.
+fn private_copy(bin: &Path) -> Option<PathBuf> {
+    let root = Path::new(PRIVATE_COPIES);
+    if let Ok(entries) = fs::read_dir(root) {
+        for e in entries.flatten() {
+            let ended = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|pid| pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists());
+            if ended {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let dir = root.join(std::process::id().to_string());
+    fs::create_dir_all(&dir).ok()?;
+    fs::set_permissions(root, fs::Permissions::from_mode(0o700)).ok()?;
+    let copy = dir.join("noexecd");
+    fs::copy(bin, &copy).ok()?;
+    eprintln!("note: {} lies where the sandboxes mount over; testing a copy at {}", bin.display(), copy.display());
+    Some(copy)
 }
 
 pub fn require_privileged() -> bool {
