@@ -29,7 +29,7 @@ use crate::guard::ctr_mounts;
 use crate::guard::exec_cache::Feed;
 use crate::guard::scopes::{ContainerScope, Scopes};
 use crate::guard::{Decides, Guard};
-use crate::host::mounts::foreign_mount;
+use crate::host::mounts::{Mount, foreign_mount_with};
 use crate::host::overlay;
 use crate::host::procfs::{self, ProcessInfo};
 use crate::policy::matcher::{Action, Outcome, RuleMeta, Scope, Subject};
@@ -48,6 +48,10 @@ const FIRST_SEEN_MAX: usize = 256;
 
 /// Slots of the table of mounts found to be overlay layers' private mounts (see `Decider::layer_mounts`).
 const LAYER_MOUNTS: usize = 64;
+
+/// Slots of the table of mounts of other namespaces, remembered by unique mount id (see
+/// `Decider::foreign_mounts`).
+const FOREIGN_MOUNTS: usize = 64;
 
 /// Containers whose own mounts this thread has marked at its first sight of them; past this, started over
 /// (marking again changes nothing).
@@ -90,6 +94,13 @@ pub struct Decider {
     /// the layer lookup checks device and inode, and when it finds nothing the caller's table is read as
     /// before.
     layer_mounts: [(u64, u64); LAYER_MOUNTS],
+    /// Mounts of other namespaces (a container's rootfs, PrivateTmp) found in a caller's mountinfo, direct-mapped
+    /// by unique mount id: reading a container's whole mountinfo per event was most of what a denial inside a
+    /// container cost. A unique id is never reused, and a remembered mount is used only where its answer is
+    /// checked (see `resolve_with`); otherwise the caller's mountinfo is read as before.
+    foreign_mounts: Vec<Option<ForeignMount>>,
+    /// What `/proc/PID/cgroup` and `/proc/PID/mountinfo` are read into.
+    proc_buf: Vec<u8>,
     /// The running containers and the container policies that select each.
     scopes: Arc<ArcSwap<Scopes>>,
     /// The caller's container, when the current decision looked it up.
@@ -124,6 +135,15 @@ pub struct Decider {
     /// Reads the caller's facts for an alert: [`procfs::process_info`]. Unit tests put a reader here that
     /// counts its calls, to see which paths read /proc and which do not.
     process_info: fn(i32) -> ProcessInfo,
+}
+
+/// A mount of another namespace, by the unique id of the mount (`STATX_MNT_ID_UNIQUE`) and the device of the
+/// file found through it.
+#[derive(Debug, Clone)]
+struct ForeignMount {
+    unique: u64,
+    file_dev: u64,
+    mount: Mount,
 }
 
 /// An exec that raised an alert, remembered so that the opens that follow from it raise no second one.
@@ -170,6 +190,8 @@ impl Decider {
             layer_name: Vec::with_capacity(PATH_BUF_LEN),
             layer_read_only: false,
             layer_mounts: [(0, 0); LAYER_MOUNTS],
+            foreign_mounts: vec![None; FOREIGN_MOUNTS],
+            proc_buf: Vec::with_capacity(64 * 1024),
             scopes: Arc::new(ArcSwap::from_pointee(Scopes::default())),
             container: None,
             first_seen: HashMap::new(),
@@ -459,7 +481,7 @@ impl Decider {
         let scope = match self.owner.take() {
             Some(owner) => owner,
             None => {
-                let id = procfs::container_of(pid).map(|(_, id)| id);
+                let id = procfs::container_of_with(&self.procs, pid, &mut self.proc_buf).map(|(_, id)| id);
                 // The daemon's own container (a DaemonSet pod) is never decided by container policies.
                 if id.is_some() && self.own_container.as_deref() == id.as_deref() {
                     return host;
@@ -569,6 +591,7 @@ impl Decider {
             Some(stripped) if facts.nlink == 0 || !names_this_file(raw, facts) => stripped,
             _ => raw,
         };
+        let raw_len = raw.len();
         let Some(mnt_id) = facts.mnt_id else {
             return false;
         };
@@ -596,9 +619,54 @@ impl Decider {
         }
         // Reached through a mount of another namespace (a container, PrivateTmp, `unshare -m`).
         let containers = !guard.config.container_policies.is_empty();
-        match foreign_mount(pid, mnt_id) {
+        let unique = sys::mount_unique_id(fd);
+        let slot = unique.map(|u| usize::try_from(u % FOREIGN_MOUNTS as u64).unwrap_or(0));
+        let mut remembered = slot
+            .and_then(|i| self.foreign_mounts.get_mut(i))
+            .and_then(|e| e.take_if(|f| Some(f.unique) == unique && f.file_dev == facts.dev))
+            .map(|f| f.mount);
+        // A mount keeps its filesystem and root for its life, but it can be moved: trusted only when the name it
+        // gives is this very file in our namespace, or when no name is possible either way (our table shows
+        // nothing of its filesystem, so no mount point of it could name the file).
+        if let Some(via) = remembered.as_ref() {
+            let trusted = if guard.mounts.canonical_path(via, raw, &mut self.scratch, &mut self.canonical) {
+                names_this_file(&self.canonical, facts)
+            } else {
+                guard.mounts.mounts_of(via.dev).next().is_none()
+            };
+            if !trusted {
+                remembered = None;
+            }
+        }
+        let via = remembered.or_else(|| foreign_mount_with(&self.procs, pid, mnt_id, &mut self.proc_buf));
+        let found = self.name_through_foreign(guard, via.as_ref(), raw_len, mnt_id, pid, facts, containers);
+        if let (Some(i), Some(unique), Some(mount)) = (slot, unique, via)
+            && let Some(entry) = self.foreign_mounts.get_mut(i)
+        {
+            *entry = Some(ForeignMount { unique, file_dev: facts.dev, mount });
+        }
+        found
+    }
+
+    /// The rest of [`resolve_with`](Self::resolve_with) for a file reached through mount `via` of the caller's
+    /// namespace (`None`: in no namespace's table), its raw name in `path_buf`.
+    #[allow(clippy::too_many_arguments)]
+    fn name_through_foreign(
+        &mut self,
+        guard: &Guard,
+        via: Option<&Mount>,
+        raw_len: usize,
+        mnt_id: u64,
+        pid: i32,
+        facts: &FileFacts,
+        containers: bool,
+    ) -> bool {
+        let raw = self.path_buf.get(..raw_len).unwrap_or_default();
+        let slot = usize::try_from(mnt_id).unwrap_or(0) % LAYER_MOUNTS;
+        let key = (mnt_id, facts.dev);
+        match via {
             Some(via) if via.dev == facts.dev || guard.target_for(via.dev).is_some() => {
-                let named = guard.mounts.canonical_path(&via, raw, &mut self.scratch, &mut self.canonical);
+                let named = guard.mounts.canonical_path(via, raw, &mut self.scratch, &mut self.canonical);
                 if containers {
                     // The mount is in the caller's namespace, which our root does not reach: the kernel names
                     // the file from that namespace's root, i.e. as the caller (a container) sees it. Whether the
@@ -735,15 +803,12 @@ pub fn run_loop(
     mut decider: Decider,
     poll_ms: u16,
 ) {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let mut buf = vec![0u8; 64 * 1024];
     let mut events: Vec<Event> = Vec::with_capacity(4096);
+    let mut waiter = Waiter::new(group.as_fd(), wake);
     loop {
         decider.counters.heartbeat.fetch_add(1, Ordering::Relaxed);
-        let mut fds = [PollFd::new(group.as_fd(), PollFlags::POLLIN), PollFd::new(wake, PollFlags::POLLIN)];
-        let ready = poll(&mut fds, PollTimeout::from(poll_ms)).unwrap_or(0);
-        let readable = fds.first().and_then(|f| f.revents()).is_some_and(|r| r.contains(PollFlags::POLLIN));
-        if ready > 0 && readable {
+        if waiter.wait(group.as_fd(), wake, poll_ms) {
             events.clear();
             if group.read_events(&mut buf, &mut events).is_ok() {
                 decider.begin_batch();
@@ -760,9 +825,59 @@ pub fn run_loop(
     }
 }
 
+/// How the decision thread waits for events: epoll, whose registration is made once, where poll(2) set up and
+/// tore down a wait on both fds for every event (a few µs of each round trip); poll(2) if epoll is refused.
+struct Waiter {
+    epoll: Option<nix::sys::epoll::Epoll>,
+    ready: [nix::sys::epoll::EpollEvent; 2],
+}
+
+/// The epoll data of the group's fd (the wake eventfd's is 1).
+const GROUP_TOKEN: u64 = 0;
+
+impl Waiter {
+    fn new(group: BorrowedFd<'_>, wake: BorrowedFd<'_>) -> Self {
+        use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).ok().filter(|e| {
+            e.add(group, EpollEvent::new(EpollFlags::EPOLLIN, GROUP_TOKEN)).is_ok()
+                && e.add(wake, EpollEvent::new(EpollFlags::EPOLLIN, 1)).is_ok()
+        });
+        Self { epoll, ready: [EpollEvent::empty(); 2] }
+    }
+
+    /// Waits up to `ms` for events on `group` or a wake-up on `wake`; true when the group has events to read.
+    fn wait(&mut self, group: BorrowedFd<'_>, wake: BorrowedFd<'_>, ms: u16) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        if let Some(epoll) = self.epoll.as_ref() {
+            let n = epoll.wait(&mut self.ready, PollTimeout::from(ms)).unwrap_or(0);
+            return self.ready.get(..n).unwrap_or_default().iter().any(|e| e.data() == GROUP_TOKEN);
+        }
+        let mut fds = [PollFd::new(group, PollFlags::POLLIN), PollFd::new(wake, PollFlags::POLLIN)];
+        let ready = poll(&mut fds, PollTimeout::from(ms)).unwrap_or(0);
+        ready > 0 && fds.first().and_then(|f| f.revents()).is_some_and(|r| r.contains(PollFlags::POLLIN))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_waiter_sees_the_group_and_not_the_wake_fd_as_events() {
+        use nix::sys::eventfd::{EfdFlags, EventFd};
+        let (group, wake) = (EventFd::from_flags(EfdFlags::EFD_CLOEXEC).unwrap(), EventFd::new().unwrap());
+        let mut waiter = Waiter::new(group.as_fd(), wake.as_fd());
+        assert!(waiter.epoll.is_some());
+        assert!(!waiter.wait(group.as_fd(), wake.as_fd(), 0), "nothing yet");
+        wake.write(1).unwrap();
+        assert!(!waiter.wait(group.as_fd(), wake.as_fd(), 0), "a wake-up is not an event");
+        group.write(1).unwrap();
+        assert!(waiter.wait(group.as_fd(), wake.as_fd(), 0));
+        let mut polling = Waiter { epoll: None, ..Waiter::new(group.as_fd(), wake.as_fd()) };
+        assert!(polling.wait(group.as_fd(), wake.as_fd(), 0), "poll(2) alike");
+        group.read().unwrap();
+        assert!(!polling.wait(group.as_fd(), wake.as_fd(), 0));
+    }
 
     #[test]
     fn proc_subject_reads_lazily_and_once() {

@@ -182,11 +182,12 @@ impl MountTable {
     }
 }
 
-/// Finds mount `id` in another process's namespace (`/proc/PID/mountinfo`), for a file reached through a
-/// mount we cannot see. Off the fast path: only for events from other mount namespaces.
-pub fn foreign_mount(pid: i32, id: u64) -> Option<Mount> {
-    let raw = std::fs::read(format!("/proc/{pid}/mountinfo")).ok()?;
-    raw.split(|&b| b == b'\n').filter_map(parse_line).find(|m| m.id == id)
+/// Finds mount `id` in another process's namespace (`/proc/PID/mountinfo`, read through `procs` into a buffer
+/// the caller keeps), for a file reached through a mount we cannot see. Off the fast path: only for events
+/// from other mount namespaces whose mount the decision thread does not remember yet.
+pub fn foreign_mount_with(procs: &crate::sys::ProcDirs, pid: i32, id: u64, buf: &mut Vec<u8>) -> Option<Mount> {
+    procs.read_pid_file(pid, b"mountinfo", buf).ok()?;
+    buf.split(|&b| b == b'\n').filter_map(parse_line).find(|m| m.id == id)
 }
 
 fn parse_line(line: &[u8]) -> Option<Mount> {
@@ -261,6 +262,18 @@ pub fn device_of(path: &Path) -> std::io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_foreign_mount_is_found_alike_through_the_proc_dirs() {
+        let me = std::process::id() as i32;
+        let (_, table) = MountTable::read_self().unwrap();
+        let root = table.containing(b"/").unwrap().clone();
+        let mut buf = Vec::new();
+        let procs = crate::sys::ProcDirs::open();
+        assert_eq!(foreign_mount_with(&procs, me, root.id, &mut buf).as_ref(), table.by_id(root.id));
+        assert_eq!(foreign_mount_with(&procs, me, root.id, &mut buf).map(|m| m.mount_point), Some(b"/".to_vec()));
+        assert_eq!(foreign_mount_with(&procs, me, u64::MAX, &mut buf), None);
+    }
 
     const SAMPLE: &[u8] = b"\
 1 0 254:0 / / rw,relatime - ext4 /dev/vda rw

@@ -4,6 +4,7 @@
 use std::os::unix::ffi::OsStrExt;
 
 use super::cgroup::{Runtime, parse_cgroup};
+use crate::sys::ProcDirs;
 
 /// The caller's facts that go into an alert.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,6 +37,12 @@ pub fn process_info(pid: i32) -> ProcessInfo {
 /// The runtime and id of the container process `pid` runs in, from its cgroup; `None` on the host.
 pub fn container_of(pid: i32) -> Option<(Runtime, String)> {
     std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok().and_then(|t| parse_cgroup(&t))
+}
+
+/// [`container_of`] on the decision path: `/proc/PID/cgroup` read through `procs` into the caller's buffer.
+pub fn container_of_with(procs: &ProcDirs, pid: i32, buf: &mut Vec<u8>) -> Option<(Runtime, String)> {
+    procs.read_pid_file(pid, b"cgroup", buf).ok()?;
+    std::str::from_utf8(buf).ok().and_then(parse_cgroup)
 }
 
 pub fn exe(pid: i32) -> Option<Vec<u8>> {
@@ -96,6 +103,10 @@ mod tests {
         assert_eq!(parse_ns_pid(b"NSpid:\n"), None);
     }
 
+    fn me_pid() -> i32 {
+        std::process::id() as i32
+    }
+
     #[test]
     fn own_process_is_readable() {
         let me = process_info(std::process::id() as i32);
@@ -103,6 +114,10 @@ mod tests {
         assert!(me.ppid > 0);
         assert_eq!(me.uid, i64::from(nix::unistd::getuid().as_raw()));
         assert!(!me.cwd.is_empty());
+        let mut buf = Vec::new();
+        let procs = ProcDirs::open();
+        assert_eq!(container_of_with(&procs, me_pid(), &mut buf), container_of(me_pid()));
+        assert_eq!(container_of_with(&procs, i32::MAX, &mut buf), None);
         let gone = process_info(i32::MAX);
         assert_eq!(gone, ProcessInfo { uid: -1, ..ProcessInfo::default() });
     }

@@ -74,6 +74,30 @@ fn statx_at(dirfd: RawFd, path: &std::ffi::CStr, flags: libc::c_int) -> io::Resu
     })
 }
 
+/// The mount the file behind `fd` was opened through, by its unique id (`STATX_MNT_ID_UNIQUE`, Linux 6.8):
+/// unlike the id mountinfo shows, it is never given to another mount, so what was learnt about the mount
+/// stays true of it. `None` on older kernels.
+pub fn mount_unique_id(fd: BorrowedFd<'_>) -> Option<u64> {
+    let mut stx = std::mem::MaybeUninit::<libc::statx>::uninit();
+    // SAFETY: as in `file_facts`: an empty NUL-terminated path, a live borrowed fd, and writable memory of
+    // the size statx expects.
+    let rc = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_STATX_SYNC_AS_STAT,
+            libc::STATX_MNT_ID_UNIQUE,
+            stx.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statx returned 0, so the kernel filled the whole struct.
+    let stx = unsafe { stx.assume_init() };
+    (stx.stx_mask & libc::STATX_MNT_ID_UNIQUE != 0).then_some(stx.stx_mnt_id)
+}
+
 /// Reads the first bytes of the file behind an event fd (pread at offset 0: the fd's offset is left alone,
 /// and reads through a fanotify event fd raise no events). Returns how many bytes were read.
 pub fn read_head(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
@@ -119,6 +143,52 @@ impl ProcDirs {
         let mut name = Name::default();
         name.push_number(u64::from(fd.as_raw_fd().unsigned_abs()))?;
         readlink_at(dir.as_raw_fd(), &name, buf)
+    }
+
+    /// The whole of `/proc/PID/FILE` (`cgroup`, `mountinfo`) into `buf`, replacing what it held: opened
+    /// relative to `/proc` and read in large chunks, so that a buffer kept by the caller makes it one open,
+    /// a read or two and a close (`std::fs::read` grows its buffer from 32 bytes, a read per doubling).
+    pub fn read_pid_file(&self, pid: i32, file: &[u8], buf: &mut Vec<u8>) -> io::Result<()> {
+        const CHUNK: usize = 16 * 1024;
+        buf.clear();
+        let mut name = Name::default();
+        if self.proc.is_none() {
+            name.push(b"/proc/")?;
+        }
+        name.push_number(u64::from(pid.unsigned_abs()))?;
+        name.push(b"/")?;
+        name.push(file)?;
+        let dir = self.proc.as_ref().map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd);
+        // SAFETY: `name.bytes` is NUL-terminated within its bounds (see `readlink_at`); `dir` is AT_FDCWD or an
+        // fd `ProcDirs` owns for its whole life. open returns a new fd or -1.
+        let raw = unsafe { libc::openat(dir, name.bytes.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a non-negative return of openat is a fresh fd owned by nobody else.
+        let file = unsafe { OwnedFd::from_raw_fd(raw) };
+        loop {
+            let start = buf.len();
+            buf.resize(start.saturating_add(CHUNK), 0);
+            let got = loop {
+                match nix::unistd::read(&file, buf.get_mut(start..).unwrap_or_default()) {
+                    Err(Errno::EINTR) => continue,
+                    other => break other,
+                }
+            };
+            match got {
+                Ok(n) => {
+                    buf.truncate(start.saturating_add(n));
+                    if n == 0 {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    buf.truncate(start);
+                    return Err(e.into());
+                }
+            }
+        }
     }
 
     /// readlink of `/proc/PID/LINK` (`exe`, `cwd`, `root`) into `buf`, without allocating.
@@ -220,6 +290,36 @@ mod tests {
         assert_eq!(none.pid_link(me, b"exe", &mut b).unwrap(), std::os::unix::ffi::OsStrExt::as_bytes(exe.as_os_str()));
         assert!(dirs.pid_link(i32::MAX, b"exe", &mut b).is_err(), "no such process");
         assert!(dirs.pid_link(me, &[b'x'; 60], &mut b).is_err(), "too long for the name buffer");
+    }
+
+    #[test]
+    fn a_pid_file_is_read_whole_into_the_callers_buffer() {
+        let me = std::process::id() as i32;
+        let dirs = ProcDirs::open();
+        let mut buf = b"left over".to_vec();
+        dirs.read_pid_file(me, b"cgroup", &mut buf).unwrap();
+        assert_eq!(buf, std::fs::read("/proc/self/cgroup").unwrap());
+        // Longer than one chunk: mountinfo of a busy host, or the environment made long here.
+        dirs.read_pid_file(me, b"mountinfo", &mut buf).unwrap();
+        assert!(
+            buf.ends_with(b"\n") && buf.starts_with(std::fs::read("/proc/self/mountinfo").unwrap().get(..20).unwrap())
+        );
+        let none = ProcDirs { proc: None, self_fd: None };
+        none.read_pid_file(me, b"cgroup", &mut buf).unwrap();
+        assert_eq!(buf, std::fs::read("/proc/self/cgroup").unwrap());
+        assert!(dirs.read_pid_file(i32::MAX, b"cgroup", &mut buf).is_err(), "no such process");
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn the_unique_mount_id_is_not_the_mountinfo_id() {
+        let file = tempfile::tempfile().unwrap();
+        let facts = file_facts(file.as_fd()).unwrap();
+        // Linux 6.8 and later: unique ids start above 2^31, where no reused id lives.
+        if let Some(unique) = mount_unique_id(file.as_fd()) {
+            assert_ne!(Some(unique), facts.mnt_id);
+            assert_eq!(mount_unique_id(file.as_fd()), Some(unique), "stable");
+        }
     }
 
     #[test]

@@ -28,6 +28,6 @@ pub use dirwatch::{DirEvent, DirKey, DirWatch, dir_key, fsid, open_dir_by_key};
 pub use event::parse_header_for_tests;
 pub use event::{Event, Mask, Responder, Response};
 pub use fd::{is_fanotify, raise_nofile_limit, take_listen_fds};
-pub use file::{FileFacts, PATH_BUF_LEN, ProcDirs, file_facts, path_facts, read_head};
+pub use file::{FileFacts, PATH_BUF_LEN, ProcDirs, file_facts, mount_unique_id, path_facts, read_head};
 pub use group::FanotifyGroup;
 pub use ns::{ContainerRoot, Forked, enter_mount_namespace_of, fork_daemon};
