@@ -93,8 +93,9 @@ fn assert_route_alert(a: &Value, id: &str, policy: &str, resource: &str) {
 }
 
 /// `major:minor` of the mount at `point` in process `pid`'s mountinfo, as the kernel's `s_dev`.
-fn mount_sdev(pid: &str, point: &str) -> Option<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
+fn mount_sdev(g: &Guarded, pid: &str, point: &str) -> Option<u64> {
+    // The pid is the sandbox's: read in its namespaces.
+    let text = g.sb.run(&["cat".to_owned(), format!("/proc/{pid}/mountinfo")]).stdout;
     let line = text.lines().find(|l| l.split_whitespace().nth(4) == Some(point))?;
     let (maj, min) = line.split_whitespace().nth(2)?.split_once(':')?;
     Some((maj.parse::<u64>().ok()? << 20) | min.parse::<u64>().ok()?)
@@ -223,6 +224,7 @@ fn container_routes(name: &str, layout: SandboxLayout) {
     let wm = o.stdout.trim().to_owned();
     g.wait_for_log("marked the filesystem of a container's bind mount");
     let o = in_ctr(&g, mounted, "grep -E ' /(tmp|var/tmp) ' /proc/mounts");
+    // podman's `--mount type=tmpfs` is `rw,nosuid,nodev` (exec allowed), unlike its `--tmpfs` (noexec).
     let tmp_noexec = o.stdout.lines().any(|l| l.contains(" /tmp ") && l.split([' ', ',']).any(|f| f == "noexec"));
     println!("{name}: the container's own mounts (the tmpfs noexec: {tmp_noexec}):\n{}", o.stdout);
     let o = in_ctr(&g, mounted, "cp /bin/ok /tmp/x && /tmp/x");
@@ -248,7 +250,7 @@ fn container_routes(name: &str, layout: SandboxLayout) {
 
     // (g) A reload that deselects the WordPress containers: their marks go, and they run what they put in /tmp.
     let pid = g.inspect(mounted, "{{.State.Pid}}");
-    let tmpfs = mount_sdev(&pid, "/tmp").expect("the container's /tmp tmpfs in its mountinfo");
+    let tmpfs = mount_sdev(&g, &pid, "/tmp").expect("the container's /tmp tmpfs in its mountinfo");
     let daemon = g.daemon_pid();
     let (fs_marks, inodes) = daemon_marks(daemon);
     assert!(fs_marks.contains(&tmpfs), "{name}: the container's tmpfs is marked: {fs_marks:?}");
