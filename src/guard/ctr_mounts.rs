@@ -91,7 +91,8 @@ pub fn find(matcher: &Matcher, text: &[u8], host: &MountTable) -> Vec<ContainerM
 /// name them: absolute paths in the namespace it was mounted in (the host's, for every runtime here). None
 /// when `/` is no overlay.
 pub fn rootfs_layers(text: &[u8]) -> Vec<Layer> {
-    let root = text.split(|&b| b == b'\n').filter(|line| line.split(|&b| b == b' ').nth(4) == Some(b"/".as_slice())).last();
+    let root =
+        text.split(|&b| b == b'\n').rev().find(|line| line.split(|&b| b == b' ').nth(4) == Some(b"/".as_slice()));
     root.map(overlay_layers).unwrap_or_default().into_iter().filter(|l| l.dir.starts_with(b"/")).collect()
 }
 
@@ -133,7 +134,8 @@ pub fn open_roots(matcher: &Matcher, pid: i32, mounts: &[ContainerMount], layers
     }
     let covered = |path: &[u8]| mounts.iter().any(|m| m.whole && is_path_prefix(&m.mount_point, path));
     let on_rootfs = |path: &[u8]| !mounts.iter().any(|m| is_path_prefix(&m.mount_point, path));
-    let layers: Vec<&Layer> = layers.iter().filter(|l| std::fs::symlink_metadata(as_path(&l.dir)).is_ok_and(|m| m.is_dir())).collect();
+    let layers: Vec<&Layer> =
+        layers.iter().filter(|l| std::fs::symlink_metadata(as_path(&l.dir)).is_ok_and(|m| m.is_dir())).collect();
     let mut add = |path: &[u8]| {
         let path = path.strip_suffix(b"/").unwrap_or(path);
         if path.is_empty() || covered(path) {
@@ -266,7 +268,11 @@ mod tests {
         ];
         assert_eq!(roots, want);
         // A tmpfs of the container's own at /tmp: through the container's root, as before.
-        let tmpfs = find(&m, b"500 400 0:90 / / rw - overlay overlay rw\n504 500 0:94 / /tmp rw - tmpfs tmpfs rw\n", &MountTable::parse(HOST));
+        let tmpfs = find(
+            &m,
+            b"500 400 0:90 / / rw - overlay overlay rw\n504 500 0:94 / /tmp rw - tmpfs tmpfs rw\n",
+            &MountTable::parse(HOST),
+        );
         assert_eq!(paths(open_roots(&m, 7, &tmpfs, &layers)), vec![PathBuf::from("/proc/7/root/tmp")]);
         assert!(rootfs_layers(b"1 0 8:1 / / rw - ext4 /dev/sda1 rw\n").is_empty(), "no overlay at /");
     }

@@ -26,8 +26,7 @@ use serde_json::Value;
 
 use crate::common::*;
 use crate::container_enforce::{
-    Guarded, OTHER_LABELS, assert_denied_in_shell, assert_open_refused, assert_own_mount_alert, expected_marks,
-    setup,
+    Guarded, OTHER_LABELS, assert_denied_in_shell, assert_open_refused, assert_own_mount_alert, expected_marks, setup,
 };
 use crate::containers::{SandboxLayout, WORDPRESS_LABELS, path_str};
 
@@ -57,8 +56,7 @@ const TRACKER_PAUSE: Duration = Duration::from_millis(300);
 fn loader_and_libs() -> Option<(String, Vec<String>)> {
     let true_bin = which("true")?;
     let o = run_bounded(Command::new("ldd").arg(&true_bin), Duration::from_secs(20));
-    let paths: Vec<String> =
-        o.stdout.split_whitespace().filter(|w| w.starts_with('/')).map(str::to_owned).collect();
+    let paths: Vec<String> = o.stdout.split_whitespace().filter(|w| w.starts_with('/')).map(str::to_owned).collect();
     let loader = paths.iter().find(|p| p.contains("ld-linux") || p.contains("ld-musl"))?.clone();
     Some((loader, paths))
 }
@@ -77,7 +75,11 @@ fn build_dyn_image(g: &Guarded, libs: &[String]) {
     cc.env("PATH", SYS_PATH).args(["-shared", "-fPIC", "-O2", "-o"]).arg(&lib).arg(&src);
     let o = run_bounded(&mut cc, Duration::from_secs(120));
     assert!(o.status.success(), "cc -shared failed\n{o}");
-    let mut script = format!("cd {}\ncp -a img dyn\ncp -L {} dyn/bin/dtrue\ncp lib.so dyn/lib.so\n", sh_quote(&base), sh_quote(&which("true").unwrap()));
+    let mut script = format!(
+        "cd {}\ncp -a img dyn\ncp -L {} dyn/bin/dtrue\ncp lib.so dyn/lib.so\n",
+        sh_quote(&base),
+        sh_quote(&which("true").unwrap())
+    );
     for l in libs {
         script += &format!("mkdir -p dyn$(dirname {l})\ncp -L {l} dyn{l}\n");
     }
@@ -191,14 +193,19 @@ fn container_routes(name: &str, layout: SandboxLayout) {
     n += 1;
     let a = g.expect_alerts(n, "ld.so /tmp/d");
     assert_route_alert(&a[n - 1], &wp, POLICY_NAME, "/tmp/d");
-    let o = in_ctr(&g, wp_name, "cp /lib.so /tmp/newdir/lib.so && LD_PRELOAD=/tmp/newdir/lib.so /bin/dtrue && echo done");
+    let o =
+        in_ctr(&g, wp_name, "cp /lib.so /tmp/newdir/lib.so && LD_PRELOAD=/tmp/newdir/lib.so /bin/dtrue && echo done");
     assert!(!o.stdout.contains("preloaded") && o.stdout.contains("done"), "{name}: LD_PRELOAD from /tmp\n{o}");
     n += 1;
     let a = g.expect_alerts(n, "LD_PRELOAD=/tmp/newdir/lib.so");
     assert_route_alert(&a[n - 1], &wp, TREE_POLICY, "/tmp/newdir/lib.so");
 
     // (d) Reading and copying there works; nothing is alerted.
-    let o = in_ctr(&g, wp_name, "cat /tmp/newdir/s && cp /tmp/newdir/s /tmp/a/b/c/t && cat /tmp/a/b/c/t /tmp/d > /dev/null && echo copied");
+    let o = in_ctr(
+        &g,
+        wp_name,
+        "cat /tmp/newdir/s && cp /tmp/newdir/s /tmp/a/b/c/t && cat /tmp/a/b/c/t /tmp/d > /dev/null && echo copied",
+    );
     assert!(o.status.success() && o.stdout == "echo ran\ncopied\n", "{name}: reading and copying\n{o}");
     g.expect_alerts(n, "reading and copying raise none");
 
@@ -242,7 +249,10 @@ fn container_routes(name: &str, layout: SandboxLayout) {
     n += 1;
     let a = g.expect_alerts(n, "sh /tmp/s on the container's tmpfs");
     assert_route_alert(&a[n - 1], &wm, POLICY_NAME, "/tmp/s");
-    assert_denied_in_shell(&in_ctr(&g, mounted, "cp /bin/ok /var/tmp/x && /var/tmp/x"), &format!("{name}: /var/tmp/x (bind)"));
+    assert_denied_in_shell(
+        &in_ctr(&g, mounted, "cp /bin/ok /var/tmp/x && /var/tmp/x"),
+        &format!("{name}: /var/tmp/x (bind)"),
+    );
     n += 1;
     let a = g.expect_alerts(n, "exec in the bound /var/tmp");
     assert_own_mount_alert(&a[n - 1], &wm, POLICY_NAME, "/var/tmp/x", "FAN_OPEN_EXEC_PERM");
