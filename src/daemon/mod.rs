@@ -35,7 +35,7 @@ use crate::decide::{self, Decider};
 use crate::error::{Error, Result};
 use crate::guard::Guard;
 use crate::guard::ctr_marks::ContainerMarks;
-use crate::guard::dirtrack::DirTracker;
+use crate::guard::dirtrack::{DirTracker, OpenRoot};
 use crate::guard::exec_cache::{Candidate, ExecCache};
 use crate::guard::marks::Marks;
 use crate::guard::scopes::Scopes;
@@ -477,8 +477,8 @@ fn refresh_scopes(guard: &Guard, scopes: &ArcSwap<Scopes>) {
 }
 
 /// The open guard's directories: the host's protected ones, and those of each selected container.
-fn open_roots(guard: &Guard, scopes: &Scopes) -> Vec<PathBuf> {
-    let mut roots = guard.open_inode_roots();
+fn open_roots(guard: &Guard, scopes: &Scopes) -> Vec<OpenRoot> {
+    let mut roots: Vec<OpenRoot> = guard.open_inode_roots().into_iter().map(OpenRoot::from).collect();
     if guard.config.open_guard.enabled {
         roots.extend(scopes.all().iter().flat_map(|s| s.open_roots()));
     }

@@ -550,7 +550,7 @@ impl Decider {
             self.marked.clear();
         }
         self.marked.insert(scope.container.id.clone());
-        let mounts = ctr_mounts::of_process(matcher, pid, &guard.mounts);
+        let (mounts, layers) = ctr_mounts::of_process(matcher, pid, &guard.mounts);
         let open = guard.config.open_guard.enabled;
         for m in mounts.iter().filter(|m| m.private) {
             let extra = if open && m.whole { Mask::FAN_OPEN_PERM } else { Mask::empty() };
@@ -558,8 +558,8 @@ impl Decider {
                 group.mark_filesystem(&ctr_mounts::through_root(pid, &m.mount_point), Mask::FAN_OPEN_EXEC_PERM | extra);
         }
         if open {
-            for dir in ctr_mounts::open_roots(matcher, pid, &mounts) {
-                let _ = group.mark_inode(&dir, CONTAINER_DIR_MASK);
+            for root in ctr_mounts::open_roots(matcher, pid, &mounts, &layers) {
+                let _ = group.mark_inode(&root.path, CONTAINER_DIR_MASK);
             }
         }
     }

@@ -190,9 +190,21 @@ fn package_scriptlet(config: &OpenGuardConfig, pid: i32) -> bool {
 
 /// Whether `arg`, as process `pid` would open it (relative to its working directory and root), is the file
 /// (dev, ino). Follows symlinks like the interpreter's open does.
+///
+/// Through a container's overlay the event names the layer's real file, while the name the opener gave is
+/// the overlay's file: the overlay reports the real file's inode number (its layers on one filesystem, as
+/// every runtime's storage is) under a device of its own. Same inode on an overlay counts as this file.
 fn names_file(pid: i32, arg: &[u8], dev: u64, ino: u64) -> bool {
     let path = in_process_view(pid, arg);
-    std::fs::metadata(Path::new(std::ffi::OsStr::from_bytes(&path))).is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+    let path = Path::new(std::ffi::OsStr::from_bytes(&path));
+    match std::fs::metadata(path) {
+        Ok(m) if m.ino() == ino => m.dev() == dev || on_overlay(path),
+        _ => false,
+    }
+}
+
+fn on_overlay(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC)
 }
 
 /// `arg` as seen from our namespace: absolute names go through `/proc/PID/root`, relative ones through

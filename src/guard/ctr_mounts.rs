@@ -10,11 +10,20 @@
 //!   its filesystem is marked for execs through our own mount of it, and a file reached through the
 //!   container's mount is decided by the host's policies on its host path and by the container's on its path
 //!   inside the container, the stricter standing.
+//!
+//! The open guard's directories on the container's rootfs (its `/tmp` where no mount covers it) are marked
+//! in the overlay's layers, not through the overlay: an open through an overlay raises its FAN_OPEN_PERM on
+//! the layer's real file too (Linux 6.5+, measured on 6.18: the event fd is the real file, named relative to
+//! the layer), and the layers' filesystem (the runtime's storage) gives file handles where overlayfs
+//! without `nfs_export` gives none, so the directory tracker sees each new subdirectory of the container's
+//! `/tmp` as it is made in the upper layer.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
+use crate::guard::dirtrack::OpenRoot;
 use crate::host::mounts::{MountTable, is_path_prefix};
+use crate::host::overlay::{Layer, overlay_layers};
 use crate::policy::matcher::Matcher;
 
 /// Filesystems that hold no files anyone executes; never marked.
@@ -78,15 +87,29 @@ pub fn find(matcher: &Matcher, text: &[u8], host: &MountTable) -> Vec<ContainerM
     out
 }
 
-/// Reads `/proc/PID/mountinfo` and [`find`]s the mounts in it; nothing when the process is gone.
-pub fn of_process(matcher: &Matcher, pid: i32, host: &MountTable) -> Vec<ContainerMount> {
+/// The layers of a container's rootfs overlay (its mountinfo `text`), upper first, as the overlay's options
+/// name them: absolute paths in the namespace it was mounted in (the host's, for every runtime here). None
+/// when `/` is no overlay.
+pub fn rootfs_layers(text: &[u8]) -> Vec<Layer> {
+    let root =
+        text.split(|&b| b == b'\n').rev().find(|line| line.split(|&b| b == b' ').nth(4) == Some(b"/".as_slice()));
+    root.map(overlay_layers).unwrap_or_default().into_iter().filter(|l| l.dir.starts_with(b"/")).collect()
+}
+
+/// Reads `/proc/PID/mountinfo` and [`find`]s the mounts in it, with its rootfs layers; nothing when the
+/// process is gone.
+pub fn of_process(matcher: &Matcher, pid: i32, host: &MountTable) -> (Vec<ContainerMount>, Vec<Layer>) {
     if pid <= 0 {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
     match std::fs::read(format!("/proc/{pid}/mountinfo")) {
-        Ok(text) => find(matcher, &text, host),
-        Err(_) => Vec::new(),
+        Ok(text) => (find(matcher, &text, host), rootfs_layers(&text)),
+        Err(_) => (Vec::new(), Vec::new()),
     }
+}
+
+fn as_path(bytes: &[u8]) -> &std::path::Path {
+    std::path::Path::new(std::ffi::OsStr::from_bytes(bytes))
 }
 
 /// `path` inside the container of process `pid`, from the host: `/proc/PID/root/<path>`.
@@ -101,21 +124,42 @@ pub fn through_root(pid: i32, path: &[u8]) -> PathBuf {
 
 /// The directories of a container (`pid`) that get the open guard's FAN_OPEN_PERM inode marks: each protected
 /// prefix of `matcher`, and each of `mounts` below one, except where a private mount wholly in scope carries
-/// FAN_OPEN_PERM on its filesystem mark. Seen through `/proc/PID/root`.
-pub fn open_roots(matcher: &Matcher, pid: i32, mounts: &[ContainerMount]) -> Vec<PathBuf> {
-    let mut roots: Vec<PathBuf> = Vec::new();
+/// FAN_OPEN_PERM on its filesystem mark. A directory of the rootfs is taken in each of its overlay's
+/// `layers` that our namespace shows: the upper layer's (anchored at the layer: it appears at the first
+/// write there) and each lower layer's that exists. Any other is seen through `/proc/PID/root`.
+pub fn open_roots(matcher: &Matcher, pid: i32, mounts: &[ContainerMount], layers: &[Layer]) -> Vec<OpenRoot> {
+    let mut roots: Vec<OpenRoot> = Vec::new();
     if pid <= 0 {
         return roots;
     }
     let covered = |path: &[u8]| mounts.iter().any(|m| m.whole && is_path_prefix(&m.mount_point, path));
+    let on_rootfs = |path: &[u8]| !mounts.iter().any(|m| is_path_prefix(&m.mount_point, path));
+    let layers: Vec<&Layer> =
+        layers.iter().filter(|l| std::fs::symlink_metadata(as_path(&l.dir)).is_ok_and(|m| m.is_dir())).collect();
     let mut add = |path: &[u8]| {
         let path = path.strip_suffix(b"/").unwrap_or(path);
         if path.is_empty() || covered(path) {
             return;
         }
-        let root = through_root(pid, path);
-        if !roots.contains(&root) {
-            roots.push(root);
+        let mut found = Vec::new();
+        if on_rootfs(path) {
+            for layer in &layers {
+                let dir = layer.dir.strip_suffix(b"/").unwrap_or(&layer.dir);
+                let full = as_path(&[dir, path].concat()).to_path_buf();
+                if layer.upper {
+                    found.push(OpenRoot { path: full, anchor: Some(as_path(dir).to_path_buf()) });
+                } else if full.is_dir() {
+                    found.push(OpenRoot::from(full));
+                }
+            }
+        }
+        if !layers.iter().any(|l| l.upper) || !on_rootfs(path) {
+            found.push(OpenRoot::from(through_root(pid, path)));
+        }
+        for root in found {
+            if !roots.contains(&root) {
+                roots.push(root);
+            }
         }
     };
     for rule in matcher.rules() {
@@ -170,7 +214,7 @@ mod tests {
         // pattern /tmp/* draws a line inside /tmp (its subdirectories are not in scope): not whole.
         assert_eq!(got, ["/dev/shm:tmpfs:host", "/tmp/deep:tmpfs:private", "/tmp:tmpfs:private", "/var/tmp:ext4:host"]);
         // The open guard: directories where no filesystem mark carries FAN_OPEN_PERM.
-        let mut roots = open_roots(&m, 7, &found);
+        let mut roots = paths(open_roots(&m, 7, &found, &[]));
         roots.sort();
         let want: Vec<PathBuf> =
             ["/proc/7/root/dev/shm", "/proc/7/root/tmp", "/proc/7/root/tmp/deep", "/proc/7/root/var/tmp"]
@@ -187,12 +231,49 @@ mod tests {
         let mut got: Vec<String> = found.iter().map(ContainerMount::describe).collect();
         got.sort();
         assert_eq!(got, ["/tmp/deep:tmpfs:private,whole", "/tmp:tmpfs:private,whole"]);
-        assert!(open_roots(&m, 7, &found).is_empty());
+        assert!(open_roots(&m, 7, &found, &[]).is_empty());
         // Without a tmpfs there, /tmp is a directory of the rootfs: its directory marks.
         let plain = b"500 400 0:90 / / rw - overlay overlay rw\n";
         let none = find(&m, plain, &MountTable::parse(HOST));
         assert!(none.is_empty());
-        assert_eq!(open_roots(&m, 7, &none), vec![PathBuf::from("/proc/7/root/tmp")]);
-        assert!(open_roots(&m, 0, &none).is_empty(), "no pid, no roots");
+        assert_eq!(paths(open_roots(&m, 7, &none, &[])), vec![PathBuf::from("/proc/7/root/tmp")]);
+        assert!(open_roots(&m, 0, &none, &[]).is_empty(), "no pid, no roots");
+    }
+
+    fn paths(roots: Vec<OpenRoot>) -> Vec<PathBuf> {
+        roots.into_iter().map(|r| r.path).collect()
+    }
+
+    #[test]
+    fn the_rootfs_directories_are_taken_in_the_overlays_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for sub in ["upper", "lower1/tmp/baked", "lower2"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let text = format!(
+            "500 400 0:90 / / rw - overlay overlay rw,lowerdir={d}/lower1:{d}/lower2:rel/l,upperdir={d}/upper,workdir={d}/w\n\
+             501 500 0:91 / /proc rw - proc proc rw\n",
+            d = d.display()
+        );
+        let layers = rootfs_layers(text.as_bytes());
+        assert_eq!(layers.len(), 3, "the relative layer is left out: {layers:?}");
+        assert!(layers.first().is_some_and(|l| l.upper));
+        let m = matcher("[[policy.process.match_patterns]]\npattern = \"/tmp/*\"\n");
+        let roots = open_roots(&m, 7, &[], &layers);
+        // The upper layer's /tmp does not exist yet: waited for at the layer. lower2 holds no /tmp.
+        let want = vec![
+            OpenRoot { path: d.join("upper/tmp"), anchor: Some(d.join("upper")) },
+            OpenRoot::from(d.join("lower1/tmp")),
+        ];
+        assert_eq!(roots, want);
+        // A tmpfs of the container's own at /tmp: through the container's root, as before.
+        let tmpfs = find(
+            &m,
+            b"500 400 0:90 / / rw - overlay overlay rw\n504 500 0:94 / /tmp rw - tmpfs tmpfs rw\n",
+            &MountTable::parse(HOST),
+        );
+        assert_eq!(paths(open_roots(&m, 7, &tmpfs, &layers)), vec![PathBuf::from("/proc/7/root/tmp")]);
+        assert!(rootfs_layers(b"1 0 8:1 / / rw - ext4 /dev/sda1 rw\n").is_empty(), "no overlay at /");
     }
 }

@@ -18,6 +18,11 @@
 //! STATUS line says so, and the exec guard (filesystem marks) is untouched. The set of tracked directories
 //! holds one file-handle key each and loses them with `FAN_DELETE_SELF`, so it does not grow with churn.
 //!
+//! A root may not exist yet where it has an anchor ([`OpenRoot`]): a container's `/tmp` in its overlay's upper
+//! layer appears only when the container first writes there (a copy-up renames it into the layer). The
+//! deepest directory that exists from the anchor down is watched (never marked for opens), and the root is
+//! walked as soon as the directory it waits for appears.
+//!
 //! It runs in its own thread: the decision thread never waits for it, and a storm of mkdirs does not hold
 //! up the tokio side either. Where the kernel has no `FAN_REPORT_DFID_NAME` (before 5.9) it walks every
 //! [`FALLBACK_RESCAN`] instead.
@@ -27,7 +32,7 @@ use std::collections::HashSet;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -63,13 +68,28 @@ const PUMP_READS: usize = 4;
 const MAX_WALK_ROUNDS: usize = 3;
 const READ_BUF: usize = 64 * 1024;
 
+/// A tree whose directories carry the open marks: `path` and every directory below it on its filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenRoot {
+    pub path: PathBuf,
+    /// A directory above `path` that exists while `path` may not yet (a container's overlay upper layer):
+    /// `path` is waited for there.
+    pub anchor: Option<PathBuf>,
+}
+
+impl From<PathBuf> for OpenRoot {
+    fn from(path: PathBuf) -> Self {
+        Self { path, anchor: None }
+    }
+}
+
 /// Called once when the cap is reached (with the cap), from the tracker's thread.
 pub type OnCap = Box<dyn Fn(usize) + Send>;
 
 enum Command {
     /// Forget everything, track `roots` from a full walk, answer with how many directories are marked.
     Resync {
-        roots: Vec<PathBuf>,
+        roots: Vec<OpenRoot>,
         cap: usize,
         done: mpsc::Sender<usize>,
     },
@@ -117,6 +137,7 @@ impl DirTracker {
             subvols: None,
             roots: Vec::new(),
             root_paths: Vec::new(),
+            pending: Vec::new(),
             tracked: HashSet::new(),
             unkeyed: 0,
             cap: usize::MAX,
@@ -140,7 +161,7 @@ impl DirTracker {
 
     /// Marks every directory below `roots` (at most `cap`) from a fresh walk, forgetting what was tracked
     /// before (the caller has just flushed the open marks), and tracks them from now on. Waits for the walk.
-    pub fn resync(&self, roots: Vec<PathBuf>, cap: usize) -> usize {
+    pub fn resync(&self, roots: Vec<OpenRoot>, cap: usize) -> usize {
         let (done, answer) = mpsc::channel();
         if self.commands.send(Command::Resync { roots, cap, done }).is_err() {
             return 0;
@@ -179,7 +200,9 @@ struct Tracker {
     /// made at the first such directory, dropped (with its watches) before each full walk.
     subvols: Option<SubvolWatch>,
     roots: Vec<Root>,
-    root_paths: Vec<PathBuf>,
+    root_paths: Vec<OpenRoot>,
+    /// Roots that do not exist yet: the directory watched for them (by key) and the root's index.
+    pending: Vec<(DirKey, usize)>,
     /// The directories marked, by key; a key goes with its directory's `FAN_DELETE_SELF`.
     tracked: HashSet<DirKey>,
     /// Directories marked whose filesystem gives no file handle (counted against the cap all the same).
@@ -252,6 +275,18 @@ impl Tracker {
                         {
                             let _ = w.flush();
                         }
+                        // Trees no longer protected (a container gone or no longer selected) lose their open
+                        // marks now: no flush of the group comes when its lower layers, shared with the image,
+                        // stay behind.
+                        let gone: Vec<PathBuf> = self
+                            .root_paths
+                            .iter()
+                            .filter(|old| !roots.iter().any(|r| r.path == old.path))
+                            .map(|old| old.path.clone())
+                            .collect();
+                        for path in gone {
+                            self.unmark_tree(&path);
+                        }
                         self.set_roots(roots);
                         let n = self.full_walk();
                         last_walk = Instant::now();
@@ -277,18 +312,22 @@ impl Tracker {
         }
     }
 
-    fn set_roots(&mut self, roots: Vec<PathBuf>) {
+    fn set_roots(&mut self, roots: Vec<OpenRoot>) {
         self.parent = None;
+        self.pending.clear();
         self.roots = roots
             .iter()
-            .filter_map(|path| {
+            .filter_map(|root| {
                 // Not O_PATH: open_by_handle_at takes no O_PATH fd as its mount fd (EBADF).
-                let fd = nix::fcntl::open(
-                    path,
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .ok()?;
+                let open = |path: &Path| {
+                    nix::fcntl::open(
+                        path,
+                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .ok()
+                };
+                let fd = open(&root.path).or_else(|| root.anchor.as_deref().and_then(open))?;
                 let fsid = crate::sys::fsid(fd.as_fd()).ok()?;
                 Some(Root { fsid, fd })
             })
@@ -327,9 +366,14 @@ impl Tracker {
         self.subvols = None;
         self.unkeyed = 0;
         self.capped = false;
+        self.pending.clear();
         let mut marked = 0;
-        for path in self.root_paths.clone() {
-            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        for (i, root) in self.root_paths.clone().into_iter().enumerate() {
+            let path = root.path;
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                marked += self.await_root(i);
+                continue;
+            };
             if meta.is_file() {
                 // A match_paths rule names a file: mark the file itself.
                 match self.group.mark_inode(&path, Mask::FAN_OPEN_PERM) {
@@ -347,6 +391,77 @@ impl Tracker {
             self.walking = false;
         }
         marked
+    }
+
+    /// Root `i`, which did not exist a moment ago: walked if it exists now, else the deepest directory that
+    /// exists from its anchor down is watched for the next component (and looked at again once watched, for
+    /// one that appeared meanwhile). Returns how many directories were marked.
+    fn await_root(&mut self, i: usize) -> usize {
+        let Some(OpenRoot { path, anchor: Some(anchor) }) = self.root_paths.get(i).cloned() else { return 0 };
+        let Ok(rest) = path.strip_prefix(&anchor) else { return 0 };
+        let names: Vec<&std::ffi::OsStr> = rest
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        let Ok(meta) = std::fs::symlink_metadata(&anchor) else { return 0 };
+        let dev = meta.dev();
+        let Some(top) = open_subdir(nix::fcntl::AT_FDCWD, anchor.as_path(), dev, None) else { return 0 };
+        let mut dir = top;
+        let mut depth = 0;
+        let mut watched = false;
+        loop {
+            let next = names.get(depth).and_then(|n| open_subdir(dir.fd.as_fd(), *n, dir.dev, Some(dir.fsid)));
+            match next {
+                Some(d) => {
+                    dir = d;
+                    depth += 1;
+                    watched = false;
+                }
+                None if depth >= names.len() => return self.walk(dir),
+                // Watched and looked at again: the component is not there yet; its creation is an event.
+                None if watched => return 0,
+                None => {
+                    let Some(w) = &self.watch else { return 0 };
+                    let Ok(key) = dir_key(dir.fd.as_fd(), &dir.fsid) else { return 0 };
+                    if let Err(e) = w.watch(dir.fd.as_fd()) {
+                        tracing::warn!(root = %path.display(), error = %e, "cannot watch for a protected directory to appear");
+                        return 0;
+                    }
+                    if !self.pending.iter().any(|(k, j)| *k == key && *j == i) {
+                        self.pending.push((key, i));
+                    }
+                    watched = true;
+                }
+            }
+        }
+    }
+
+    /// Takes the open mark off every directory below `path` (a root no longer protected).
+    fn unmark_tree(&self, path: &Path) {
+        let Ok(meta) = std::fs::symlink_metadata(path) else { return };
+        if !meta.is_dir() {
+            let _ = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+                .map(|fd| self.group.unmark_fd(fd.as_fd(), Mask::FAN_OPEN_PERM));
+            return;
+        }
+        let Some(first) = open_subdir(nix::fcntl::AT_FDCWD, path, meta.dev(), None) else { return };
+        let mut stack: Vec<Opened> = vec![first];
+        let mut seen = 0usize;
+        while let Some(dir) = stack.pop() {
+            let _ = self.group.unmark_fd(dir.fd.as_fd(), DIR_MASK);
+            seen += 1;
+            if seen > self.cap {
+                break;
+            }
+            for name in subdirectories(&dir.fd) {
+                if let Some(d) = open_subdir(dir.fd.as_fd(), name.as_c_str(), dir.dev, Some(dir.fsid)) {
+                    stack.push(d);
+                }
+            }
+        }
     }
 
     /// Tracks `first` and every directory below it on its mount (the btrfs subvolumes inside included);
@@ -494,6 +609,7 @@ impl Tracker {
                     DirEvent::Overflow => overflow = true,
                     DirEvent::Deleted { dir } => {
                         self.tracked.remove(&dir);
+                        self.pending.retain(|(k, _)| *k != dir);
                         if self.parent.as_ref().is_some_and(|(k, _, _)| *k == dir) {
                             self.parent = None;
                         }
@@ -522,6 +638,17 @@ impl Tracker {
     }
 
     fn appeared(&mut self, parent: &DirKey, name: &[u8]) {
+        let waiting: Vec<usize> = self.pending.iter().filter(|(k, _)| k == parent).map(|(_, i)| *i).collect();
+        if !waiting.is_empty() {
+            // A directory watched for a root to appear below it; it is no protected directory itself.
+            self.pending.retain(|(k, _)| k != parent);
+            for i in waiting {
+                self.await_root(i);
+            }
+            if !self.tracked.contains(parent) {
+                return;
+            }
+        }
         let Ok(fsid) = <[u8; 8]>::try_from(parent.fsid()) else { return };
         if self.parent.as_ref().is_none_or(|(k, _, _)| k != parent) {
             let Some((fd, dev)) = self.open_parent(parent, &fsid) else { return };

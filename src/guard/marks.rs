@@ -21,7 +21,7 @@ use std::sync::Arc;
 use nix::errno::Errno;
 
 use crate::error::{Error, Result};
-use crate::guard::dirtrack::DirTracker;
+use crate::guard::dirtrack::{DirTracker, OpenRoot};
 use crate::guard::{Guard, MarkTarget};
 use crate::policy::open_guard::DEFAULT_MAX_DIRECTORIES;
 use crate::sys::{FanotifyGroup, Mask};
@@ -33,7 +33,7 @@ pub struct Marks {
     /// The filesystems marked, by device, with the path the mark was placed through and its mask.
     filesystems: HashMap<u64, (PathBuf, Mask)>,
     /// The roots whose trees carry the open guard's inode marks.
-    open_roots: Vec<PathBuf>,
+    open_roots: Vec<OpenRoot>,
     /// Files whose exec-opens this group ignores for good: renewed after every flush.
     exempt: Vec<PathBuf>,
     /// Ignore marks placed for the exec cache since the last flush.
@@ -119,7 +119,7 @@ impl Marks {
     /// tracked (or nothing was walked yet); otherwise the tracker keeps up by itself and nothing is walked.
     /// Marks of roots no longer protected go with the next [`flush_inode_marks`](Self::flush_inode_marks),
     /// which every policy or mount change makes. Returns how many directories were marked by this call.
-    pub fn sync_open_dirs(&mut self, roots: &[PathBuf]) -> usize {
+    pub fn sync_open_dirs(&mut self, roots: &[OpenRoot]) -> usize {
         if self.walked && self.open_roots == roots {
             return 0;
         }
@@ -128,7 +128,7 @@ impl Marks {
     }
 
     /// The open guard's roots from now on; their directories are marked by the flush that follows.
-    pub fn set_open_roots(&mut self, roots: Vec<PathBuf>) {
+    pub fn set_open_roots(&mut self, roots: Vec<OpenRoot>) {
         self.open_roots = roots;
     }
 

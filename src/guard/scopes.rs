@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use crate::containers::Container;
 use crate::guard::ctr_mounts::{self, ContainerMount};
+use crate::guard::dirtrack::OpenRoot;
 use crate::host::mounts::MountTable;
+use crate::host::overlay::Layer;
 use crate::policy::Config;
 use crate::policy::matcher::Matcher;
 use crate::policy::selector::Identity;
@@ -24,6 +26,9 @@ pub struct ContainerScope {
     /// Its own mounts in protected scope (a tmpfs at /tmp, a bind at /var/tmp), read from its first pid's
     /// mountinfo when the scope was built ([`ctr_mounts`]); none for a container no policy selects.
     pub mounts: Vec<ContainerMount>,
+    /// The layers of its rootfs overlay, read with `mounts` (upper first); none for a container no policy
+    /// selects.
+    pub layers: Vec<Layer>,
 }
 
 impl ContainerScope {
@@ -34,22 +39,22 @@ impl ContainerScope {
         let policies =
             selected.iter().filter_map(|&i| config.container_policies.get(i).map(|p| p.name.clone())).collect();
         let matcher = (!selected.is_empty()).then(|| config.container_matcher(&selected));
-        Self { container, policies, matcher, mounts: Vec::new() }
+        Self { container, policies, matcher, mounts: Vec::new(), layers: Vec::new() }
     }
 
     /// The same, with its mounts in protected scope read through process `pid` (one of its processes) and
     /// classified against our mount table `host`.
     pub fn with_mounts(mut self, host: &MountTable, pid: i32) -> Self {
         if let Some(m) = &self.matcher {
-            self.mounts = ctr_mounts::of_process(m, pid, host);
+            (self.mounts, self.layers) = ctr_mounts::of_process(m, pid, host);
         }
         self
     }
 
     /// The open guard's directories of this container (see [`ctr_mounts::open_roots`]).
-    pub fn open_roots(&self) -> Vec<std::path::PathBuf> {
+    pub fn open_roots(&self) -> Vec<OpenRoot> {
         match &self.matcher {
-            Some(m) => ctr_mounts::open_roots(m, self.container.init_pid, &self.mounts),
+            Some(m) => ctr_mounts::open_roots(m, self.container.init_pid, &self.mounts, &self.layers),
             None => Vec::new(),
         }
     }

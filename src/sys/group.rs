@@ -83,6 +83,11 @@ impl FanotifyGroup {
         self.inner.mark::<_, Path>(MarkFlags::FAN_MARK_ADD, mask, fd, None)
     }
 
+    /// Removes `mask` from the inode mark of the file or directory open at `fd`.
+    pub fn unmark_fd(&self, fd: BorrowedFd<'_>, mask: Mask) -> Result<(), Errno> {
+        self.inner.mark::<_, Path>(MarkFlags::FAN_MARK_REMOVE, mask, fd, None)
+    }
+
     /// Adds an ignore mask for `mask` to the inode at `path`: the kernel raises no such event for that file
     /// from any mark of this group, until the file is modified.
     pub fn ignore_inode(&self, path: &Path, mask: Mask) -> Result<(), Errno> {

@@ -327,7 +327,7 @@ fn build_images(sb: &Sandbox) {
 
 impl Guarded {
     /// `noexecd check` (its marks must be exactly `want`: mount point, decides, protects), then the daemon.
-    fn start(&mut self, want: &[(String, &str, Vec<String>)]) {
+    pub(crate) fn start(&mut self, want: &[(String, &str, Vec<String>)]) {
         let o = self.sb.run(&[bin().into_os_string(), "check".into(), "--config".into(), self.config.clone().into()]);
         assert_eq!(o.code(), Some(0), "{}: `noexecd check` failed\n{o}", self.name);
         let forbidden = forbidden_devs();
@@ -354,19 +354,23 @@ impl Guarded {
         self.assert_open_guard_marks_only_protected_dirs();
     }
 
+    pub(crate) fn daemon_pid(&mut self) -> i32 {
+        self.daemon().pid
+    }
+
     fn daemon(&mut self) -> &mut GuardDaemon {
         self.daemon.as_mut().expect("the daemon runs")
     }
 
     /// SAFETY check of the marks, and the daemon is still there.
-    fn verify(&mut self) {
+    pub(crate) fn verify(&mut self) {
         let (name, allowed) = (self.name.clone(), self.allowed.clone());
         let d = self.daemon();
         assert!(d.alive(), "{name}: noexecd is gone:\n{}", d.log_text());
         d.verify(&name, &allowed);
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         self.daemon.as_ref().map(GuardDaemon::log_text).unwrap_or_default()
     }
 
@@ -375,7 +379,7 @@ impl Guarded {
     /// execs only), where every open of podman's and of the daemon's own would wait for the daemon.
     /// Containers' marks go with their superblocks, which the kernel frees a moment after the container ends:
     /// checked again for up to 3 s.
-    fn assert_open_guard_marks_only_protected_dirs(&mut self) {
+    pub(crate) fn assert_open_guard_marks_only_protected_dirs(&mut self) {
         let pid = self.daemon().pid;
         let inode_marks = || -> BTreeSet<(u64, u64)> {
             fanotify_mark_lines(pid)
@@ -967,7 +971,7 @@ recursive = true
 
 impl Guarded {
     /// Waits until the daemon's log holds `needle` (at most 10 s).
-    fn wait_for_log(&self, needle: &str) {
+    pub(crate) fn wait_for_log(&self, needle: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.log_text().contains(needle) {
             assert!(Instant::now() < deadline, "{}: no {needle:?} in the log:\n{}", self.name, self.log_text());
@@ -978,7 +982,7 @@ impl Guarded {
 
 /// Alerts of `ksp-block-exec-inside-tmp` (or the /dev/shm policy) for `resource` in container `id`: the
 /// fields that tell the container's own mount was decided by its policy, by the path it sees.
-fn assert_own_mount_alert(a: &Value, id: &str, policy: &str, resource: &str, data: &str) {
+pub(crate) fn assert_own_mount_alert(a: &Value, id: &str, policy: &str, resource: &str, data: &str) {
     assert_eq!(get_str(a, "Type"), "MatchedPolicy", "{a}");
     assert_eq!(get_str(a, "PolicyName"), policy, "{a}");
     assert_eq!(get_str(a, "Action"), "Block", "{a}");
@@ -994,7 +998,7 @@ fn assert_own_mount_alert(a: &Value, id: &str, policy: &str, resource: &str, dat
 }
 
 /// A shell's open of its script refused: busybox sh cannot open it.
-fn assert_open_refused(out: &Output, what: &str) {
+pub(crate) fn assert_open_refused(out: &Output, what: &str) {
     assert!(
         !out.status.success() && out.stderr.contains(EPERM_TEXT) && !out.stdout.contains("ran"),
         "{what}: expected the open to fail with EPERM\n{out}"

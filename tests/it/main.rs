@@ -13,6 +13,7 @@ mod alert_faults;
 mod cli;
 mod container;
 mod container_enforce;
+mod container_routes;
 mod containers;
 mod desktop_notify;
 mod dirtrack;
