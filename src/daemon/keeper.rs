@@ -7,24 +7,25 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use super::{fdstore, hold::HoldClient};
-use crate::host::restart_chain;
+use crate::host::restart_chain::{self, OwnMappings};
 use crate::sys::{self, FanotifyGroup};
 
 #[derive(Debug)]
 pub(crate) enum Keeper {
     /// systemd's FD store (`$NOTIFY_SOCKET` is set).
     Systemd,
-    /// `noexecd hold`, listening on this socket (`run --hold-socket`).
-    Holder(HoldClient),
+    /// `noexecd hold`, listening on this socket (`run --hold-socket`); our own executable mappings as named
+    /// before we joined the host's mount namespace, and a process of our container (the supervisor).
+    Holder { holder: HoldClient, own: OwnMappings, container: Option<i32> },
     /// Nobody: a crash lets waiting execs through.
     Nobody,
 }
 
 impl Keeper {
     /// The holder when a socket is given, else systemd when we run under it.
-    pub(crate) fn choose(hold_socket: Option<PathBuf>) -> Self {
+    pub(crate) fn choose(hold_socket: Option<PathBuf>, own: OwnMappings, container: Option<i32>) -> Self {
         match hold_socket {
-            Some(path) => Keeper::Holder(HoldClient::new(path)),
+            Some(path) => Keeper::Holder { holder: HoldClient::new(path), own, container },
             None if fdstore::will_store() => Keeper::Systemd,
             None => Keeper::Nobody,
         }
@@ -34,7 +35,7 @@ impl Keeper {
     pub(crate) fn take_back(&self) -> Option<FanotifyGroup> {
         match self {
             Keeper::Systemd => fdstore::take_stored_group(),
-            Keeper::Holder(holder) => match holder.take() {
+            Keeper::Holder { holder, .. } => match holder.take() {
                 // The old group's FAN_ENABLE_AUDIT state is unknown: answer without FAN_AUDIT.
                 Ok(Some(fd)) if sys::is_fanotify(fd.as_fd()) => Some(FanotifyGroup::adopt(fd, false)),
                 Ok(_) => None,
@@ -48,6 +49,15 @@ impl Keeper {
         }
     }
 
+    /// For the log.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Keeper::Systemd => "systemd",
+            Keeper::Holder { .. } => "noexecd hold",
+            Keeper::Nobody => "nobody",
+        }
+    }
+
     /// Whether [`store`](Self::store) hands the group to anyone.
     pub(crate) fn will_store(&self) -> bool {
         !matches!(self, Keeper::Nobody)
@@ -57,7 +67,7 @@ impl Keeper {
     pub(crate) fn restart_chain(&self) -> Vec<PathBuf> {
         match self {
             Keeper::Systemd => fdstore::restart_path_executables(),
-            Keeper::Holder(_) => restart_chain::container_restart_chain(),
+            Keeper::Holder { own, container, .. } => restart_chain::container_restart_chain(own, *container),
             Keeper::Nobody => Vec::new(),
         }
     }
@@ -71,7 +81,7 @@ impl Keeper {
                 fdstore::store(group, resumed);
                 true
             }
-            Keeper::Holder(holder) => match holder.store(group.as_fd()) {
+            Keeper::Holder { holder, .. } => match holder.store(group.as_fd()) {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::debug!(error = %e, "noexecd hold does not keep the group");
@@ -86,7 +96,7 @@ impl Keeper {
     pub(crate) fn release(&self) {
         match self {
             Keeper::Systemd => fdstore::release(),
-            Keeper::Holder(holder) => {
+            Keeper::Holder { holder, .. } => {
                 if let Err(e) = holder.release() {
                     tracing::warn!(error = %e, "cannot release the group held by noexecd hold");
                 }
@@ -99,6 +109,6 @@ impl Keeper {
     /// (`systemctl stop`, an upgrade): released. In a pod the daemon's container alone is stopped only to be
     /// restarted (a failed liveness probe); deleting the pod stops the holder too, whose exit releases it.
     pub(crate) fn keeps_across_stop(&self) -> bool {
-        matches!(self, Keeper::Holder(_))
+        matches!(self, Keeper::Holder { .. })
     }
 }

@@ -43,6 +43,7 @@ use crate::guard::exec_cache::{Candidate, ExecCache};
 use crate::guard::marks::Marks;
 use crate::guard::scopes::Scopes;
 use crate::host::mounts::MountTable;
+use crate::host::restart_chain::OwnMappings;
 use crate::policy::FailMode;
 use crate::stats::Counters;
 use crate::sys::{self, FanotifyGroup};
@@ -68,6 +69,8 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
     {
         return if code == 0 { Ok(()) } else { Err(Error::DaemonExited(code)) };
     }
+    // Named as our container names them: once in the host's namespace these names lead elsewhere.
+    let own_mappings = if options.hold_socket.is_some() { OwnMappings::read() } else { OwnMappings::default() };
     let files = if options.host_namespace {
         let root = sys::enter_mount_namespace_of(1).map_err(Error::EnterHostNamespace)?;
         tracing::info!("joined the mount namespace of pid 1; the configuration is read from this container");
@@ -79,12 +82,17 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
         tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE; a large burst of events may fail to read");
     }
     // After a crash, exec attempts are waiting in the group systemd or `noexecd hold` kept: take it back first.
-    let keeper = Keeper::choose(options.hold_socket.as_ref().map(|p| files.own(p)));
+    let container = options.host_namespace.then(|| nix::unistd::getppid().as_raw());
+    let keeper = Keeper::choose(options.hold_socket.as_ref().map(|p| files.own(p)), own_mappings, container);
     let stored = keeper.take_back();
     let resumed = stored.is_some();
     if let Some(group) = &stored {
         let stale = group.deny_stale_events(STALE_FD_SWEEP);
-        tracing::warn!(denied_in_flight = stale, keeper = ?keeper, "resuming the fanotify group kept across the daemon's end");
+        tracing::warn!(
+            denied_in_flight = stale,
+            keeper = keeper.name(),
+            "resuming the fanotify group kept across the daemon's end"
+        );
     }
     let setup = (|| {
         let config = files.load(config_path, options)?;
@@ -399,7 +407,7 @@ impl Controller {
     /// Hands the group to `noexecd hold` again: a holder that was not listening yet at our start, or that
     /// restarted since and holds nothing, gets it within one status period.
     fn keep_group(&mut self) {
-        if !self.fail_closed || !matches!(self.keeper, Keeper::Holder(_)) {
+        if !self.fail_closed || !matches!(self.keeper, Keeper::Holder { .. }) {
             return;
         }
         let held = self.keeper.store(self.marks.group(), true);
@@ -492,7 +500,7 @@ impl Controller {
 
 /// Says whether `noexecd hold` keeps the group (systemd's store logs for itself).
 fn log_holder(keeper: &Keeper, held: bool, changed: bool) {
-    let Keeper::Holder(holder) = keeper else { return };
+    let Keeper::Holder { holder, .. } = keeper else { return };
     let socket = holder.path().display();
     if held {
         tracing::info!(%socket, "fanotify group held by noexecd hold: exec attempts wait across a restart of this container (fail_mode = \"closed\")");

@@ -3,8 +3,10 @@
 //! filesystem would wait for the very daemon it is starting.
 //!
 //! - The daemon's own program and every file it maps executable. In a container these are overlay files,
-//!   but the kernel raises the exec event on the layer's real file; `/proc/self/map_files/` names the real
-//!   file each mapping was made from (the overlay's backing file), which is what must be exempted.
+//!   but the kernel raises the exec event on the layer's real file, which is what must be exempted. The
+//!   overlay reports neither the real file's name nor its device (`/proc/self/maps` and `map_files` show the
+//!   overlay's), so each is looked up by its name in the layers of the container's root overlay, top layer
+//!   first as the overlay resolves it, confirmed by inode number where the overlay passes the real one on.
 //! - Its ancestors in the host's mount namespace (conmon, containerd-shim-runc-v2: found by walking `PPid`
 //!   from the supervisor), and the OCI runtimes they run (`--runtime`/`-r` of their command lines, the
 //!   usual paths of runc and crun; `runc init` re-executes the runc binary itself).
@@ -28,10 +30,37 @@ pub const KNOWN_RUNTIMES: &[&str] = &[
 /// How far up the process tree the walk goes (the runtime's chain is a few processes deep).
 const MAX_ANCESTORS: usize = 16;
 
-/// Every file the restart of this daemon's container exec-opens, as host paths (or, where the real file is
-/// not reachable by name from here, the `/proc/self/map_files/` link that leads to it while we run).
-pub fn container_restart_chain() -> Vec<PathBuf> {
-    let mut out = own_executable_files();
+/// The daemon's own executable mappings, as its own mount namespace names them (read before it joins the
+/// host's: afterwards the names no longer lead anywhere): (name, inode number).
+#[derive(Debug, Clone, Default)]
+pub struct OwnMappings(Vec<(Vec<u8>, u64)>);
+
+impl OwnMappings {
+    pub fn read() -> Self {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+        let mut out: Vec<(Vec<u8>, u64)> =
+            executable_mappings(&maps).map(|(name, ino)| (name.as_bytes().to_vec(), ino)).collect();
+        out.sort();
+        out.dedup();
+        Self(out)
+    }
+}
+
+/// Every file the restart of this daemon's container exec-opens, as paths of our mount namespace.
+/// `container`: a process of the daemon's container (its supervisor), whose root overlay holds the layers
+/// of `own`; `None` outside a container, where `own`'s names are ours.
+pub fn container_restart_chain(own: &OwnMappings, container: Option<i32>) -> Vec<PathBuf> {
+    let layers = container.map(root_layers).unwrap_or_default();
+    let mut out: Vec<PathBuf> = own
+        .0
+        .iter()
+        .filter_map(|(name, ino)| {
+            if container.is_none() {
+                return Some(PathBuf::from(std::ffi::OsStr::from_bytes(name)));
+            }
+            real_file(&layers, name, *ino)
+        })
+        .collect();
     let own_ns = std::fs::read_link("/proc/self/ns/mnt").ok();
     let mut programs = Vec::new();
     for pid in ancestors(std::process::id() as i32) {
@@ -51,43 +80,49 @@ pub fn container_restart_chain() -> Vec<PathBuf> {
     let interps: Vec<PathBuf> = programs.iter().filter_map(|p| interpreter_of(p)).collect();
     out.extend(programs);
     out.extend(interps);
-    out.retain(|p| !p.as_os_str().as_bytes().ends_with(b" (deleted)"));
+    out.retain(|p| !p.as_os_str().as_bytes().ends_with(b" (deleted)") && p.is_file());
     out.sort();
     out.dedup();
     out
 }
 
-/// The real files behind this process's executable mappings: the program (its text), the loader and the
-/// libraries of a dynamic build.
-fn own_executable_files() -> Vec<PathBuf> {
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return Vec::new() };
-    let mut out = Vec::new();
-    for (range, shown) in executable_mappings(&maps) {
-        let link = PathBuf::from(format!("/proc/self/map_files/{range}"));
-        // Following the link needs CAP_SYS_ADMIN; without it, the name maps shows (right outside a
-        // container, where nothing else is needed).
-        let Ok(real) = std::fs::metadata(&link) else {
-            out.push(PathBuf::from(shown));
-            continue;
-        };
-        // The name is the real file's when that name leads to it from our root; else keep the link.
-        let named = std::fs::read_link(&link)
-            .ok()
-            .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.dev() == real.dev() && m.ino() == real.ino()));
-        out.push(named.unwrap_or(link));
-    }
-    out
+/// The layers of the overlay mounted at `/` in `pid`'s mount namespace, top first.
+fn root_layers(pid: i32) -> Vec<super::overlay::Layer> {
+    let table = std::fs::read(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+    let root: Vec<u8> = table
+        .split(|&b| b == b'\n')
+        .filter(|line| line.split(|&b| b == b' ').nth(4) == Some(b"/".as_slice()))
+        .flat_map(|line| line.iter().copied().chain(std::iter::once(b'\n')))
+        .collect();
+    // The last mount at `/` is the one seen.
+    super::overlay::overlay_layers(&root)
 }
 
-/// The address range (`start-end`, as `/proc/self/map_files/` names it) and the shown name of each
-/// file-backed executable mapping of a maps text.
-pub fn executable_mappings(maps: &str) -> impl Iterator<Item = (&str, &str)> + '_ {
+/// The real file behind `name` of an overlay built from `layers`: the topmost layer holding a regular file
+/// there, preferring one whose inode number is `ino` (what the overlay reports where it can).
+fn real_file(layers: &[super::overlay::Layer], name: &[u8], ino: u64) -> Option<PathBuf> {
+    let candidates: Vec<(PathBuf, u64)> = layers
+        .iter()
+        .filter_map(|layer| {
+            let mut path = layer.dir.clone();
+            path.extend_from_slice(name);
+            let path = PathBuf::from(std::ffi::OsStr::from_bytes(&path));
+            let meta = std::fs::symlink_metadata(&path).ok()?;
+            meta.file_type().is_file().then(|| (path, meta.ino()))
+        })
+        .collect();
+    let by_ino = candidates.iter().find(|(_, i)| *i == ino).map(|(p, _)| p.clone());
+    by_ino.or_else(|| candidates.into_iter().next().map(|(p, _)| p))
+}
+
+/// The shown name and inode number of each file-backed executable mapping of a maps text.
+pub fn executable_mappings(maps: &str) -> impl Iterator<Item = (&str, u64)> + '_ {
     maps.lines().filter_map(|line| {
         let mut fields = line.split_whitespace();
-        let range = fields.next()?;
-        let perms = fields.next()?;
-        let path = fields.nth(3)?;
-        (perms.contains('x') && path.starts_with('/')).then_some((range, path))
+        let perms = fields.nth(1)?;
+        let ino = fields.nth(2)?.parse().ok()?;
+        let path = fields.next()?;
+        (perms.contains('x') && path.starts_with('/')).then_some((path, ino))
     })
 }
 
@@ -187,8 +222,8 @@ mod tests {
 7f02-7f03 rw-p 00000000 00:00 0
 7ffd-7ffe r-xp 00000000 00:00 0 [vdso]
 ";
-        let got: Vec<(&str, &str)> = executable_mappings(maps).collect();
-        assert_eq!(got, [("55d0d000-55d0e000", "/usr/bin/noexecd"), ("7f00-7f01", "/lib64/ld-linux-x86-64.so.2")]);
+        let got: Vec<(&str, u64)> = executable_mappings(maps).collect();
+        assert_eq!(got, [("/usr/bin/noexecd", 1234), ("/lib64/ld-linux-x86-64.so.2", 99)]);
     }
 
     #[test]
@@ -248,10 +283,33 @@ mod tests {
     #[test]
     fn own_files_include_our_program() {
         let exe = std::fs::metadata("/proc/self/exe").unwrap();
-        let files = own_executable_files();
+        let files = container_restart_chain(&OwnMappings::read(), None);
         assert!(
             files.iter().any(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == exe.ino() && m.dev() == exe.dev())),
             "{files:?}"
         );
+    }
+
+    #[test]
+    fn the_real_file_is_the_topmost_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = |n: &str| {
+            let d = dir.path().join(n);
+            std::fs::create_dir_all(d.join("usr/bin")).unwrap();
+            d
+        };
+        let (upper, a, b) = (layer("upper"), layer("a"), layer("b"));
+        std::fs::write(a.join("usr/bin/prog"), "a").unwrap();
+        std::fs::write(b.join("usr/bin/prog"), "b").unwrap();
+        let layers: Vec<super::super::overlay::Layer> = [(&upper, true), (&a, false), (&b, false)]
+            .iter()
+            .map(|(d, upper)| super::super::overlay::Layer { dir: d.as_os_str().as_bytes().to_vec(), upper: *upper })
+            .collect();
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        let in_b = b.join("usr/bin/prog");
+        assert_eq!(real_file(&layers, b"/usr/bin/prog", ino(&in_b)), Some(in_b));
+        assert_eq!(real_file(&layers, b"/usr/bin/prog", 1), Some(a.join("usr/bin/prog")), "top layer first");
+        assert_eq!(real_file(&layers, b"/usr/bin/none", 1), None);
+        assert_eq!(real_file(&layers, b"/usr/bin", 1), None, "a directory is no program");
     }
 }
