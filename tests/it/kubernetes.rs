@@ -354,20 +354,25 @@ impl Drop for ReleaseOnDrop {
 const WAITED_EXEC_SECS: u64 = 120;
 
 /// Runs `path` on the node in the background as [`Guarded::host_exec`] does; its output and exit status go
-/// to `<base>/<tag>.{out,err,status}`. Returns the stem.
+/// to `<base>/<tag>.{out,err,status}`. Returns the stem. (In a session of its own: the sandbox's bounded
+/// commands take their process group down with them.)
 fn exec_in_background(g: &Guarded, path: &Path, tag: &str) -> PathBuf {
     let stem = g.sb.base().join(tag);
-    let f = |ext: &str| sh_quote(&stem.with_extension(ext));
-    let script = format!(
-        "(timeout -k 2 {WAITED_EXEC_SECS} bash -c 'exec \"$1\"' host {x} > {out} 2> {err}; echo $? > {tmp}; \
-         mv {tmp} {status}) < /dev/null > /dev/null 2>&1 &",
-        x = sh_quote(path),
-        out = f("out"),
-        err = f("err"),
-        tmp = f("tmp"),
-        status = f("status")
+    let script = stem.with_extension("sh");
+    let text = format!(
+        "timeout -k 2 {WAITED_EXEC_SECS} bash -c 'exec \"$1\"' host \"$1\" > \"$2.out\" 2> \"$2.err\"\n\
+         echo $? > \"$2.tmp\"\nmv \"$2.tmp\" \"$2.status\"\n"
     );
-    g.sb.sh(&script);
+    fs::write(g.sb.host_view(&script), text).unwrap();
+    let o = g.sb.run(&[
+        "bash",
+        "-c",
+        "setsid -f bash \"$0\" \"$@\" < /dev/null > /dev/null 2>&1",
+        &path_str(&script),
+        &path_str(path),
+        &path_str(&stem),
+    ]);
+    assert!(o.status.success(), "{}: cannot start in the background\n{o}", path.display());
     stem
 }
 
@@ -654,6 +659,17 @@ fn pod_template_guards_the_node(name: &str, layout: SandboxLayout) {
     let o = g.podman(&["start", pod]);
     assert!(o.status.success(), "{name}: podman start after the kill (a hang here: a missing exemption)\n{o}");
     let (_, daemon) = daemon_of(&g, pod);
+    let resumed = wait_for_log(&g, pod, "queued exec attempts are decided now", UP_WITHIN);
+    let hold_log = |g: &Guarded| {
+        let o = g.podman(&["logs", &holder]);
+        format!("{}{}", o.stdout, o.stderr)
+    };
+    assert!(
+        resumed,
+        "{name}: the restarted daemon resumed the held group\n{}\n--- hold ---\n{}",
+        logs(&g),
+        hold_log(&g)
+    );
     let denied = wait_exec(&g, &denied);
     assert_denied_in_shell(&denied, &format!("{name}: {} that waited across the restart", x.display()));
     assert_ran(&wait_exec(&g, &ok), &format!("{name}: {} that waited across the restart", allowed.display()));
