@@ -228,7 +228,7 @@ mod tests {
 
     #[test]
     fn conmon_names_its_runtime() {
-        let cmd = b"/usr/bin/conmon\0--api-version\01\0-c\0abc\0-r\0/usr/bin/crun\0-b\0/x\0";
+        let cmd = b"/usr/bin/conmon\0-c\0abc\0-r\0/usr/bin/crun\0-b\0/x\0";
         assert_eq!(runtime_args(cmd), [PathBuf::from("/usr/bin/crun")]);
         assert_eq!(runtime_args(b"shim\0--runtime=/opt/runc\0--runtime\0relative\0"), [PathBuf::from("/opt/runc")]);
         assert!(runtime_args(b"").is_empty());

@@ -159,7 +159,7 @@ fn podman_run_args(template: &Value, node: &Node<'_>) -> Vec<(String, String, Ve
 fn container_args(c: &Value, node: &Node<'_>) -> Vec<String> {
     let mut args = Vec::new();
     let mut image_args = Vec::new();
-    for (key, value) in fields(&c, "container") {
+    for (key, value) in fields(c, "container") {
         match key.as_str() {
             "name" | "imagePullPolicy" => {}
             "image" => assert!(str_of(&value, "image").starts_with("localhost/noexecd:"), "image {value}"),
