@@ -57,6 +57,9 @@ pub enum Command {
     /// Liveness probe: print the status line a running daemon (`run --status-file`) wrote; exit 1 when it
     /// is missing or older than --max-age (the decision thread or the control loop stalled).
     Status(StatusArgs),
+    /// Keep a duplicate of a daemon's fanotify group (`run --hold-socket`) and hand it back after the daemon
+    /// restarts: a second container of the Kubernetes pod. Closes it on SIGTERM or SIGINT.
+    Hold(HoldArgs),
     /// Print the version.
     Version,
     /// Write the man page or shell completions (used by the packaging).
@@ -96,6 +99,18 @@ pub struct RunArgs {
     /// ClusterName of the alerts, over cluster_name of the configuration (default: $NOEXECD_CLUSTER_NAME).
     #[arg(long, value_name = "NAME")]
     pub cluster_name: Option<String>,
+    /// Hand the fanotify group to `noexecd hold` listening on this socket (a path of this container), and take
+    /// it back from there at start: with fail_mode = "closed", execs on guarded filesystems wait across a
+    /// crash or restart of this daemon instead of running.
+    #[arg(long, value_name = "PATH")]
+    pub hold_socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct HoldArgs {
+    /// The Unix socket to listen on (in a directory shared with the daemon's container: an emptyDir).
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
 }
 
 #[derive(Debug, Args)]

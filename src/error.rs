@@ -150,6 +150,12 @@ pub enum Error {
     ImportStrict {
         count: usize,
     },
+    /// `noexecd hold` and `run --hold-socket`: one step of the group's hand-over on the holder's socket.
+    Hold {
+        path: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
 }
 
 impl fmt::Display for Error {
@@ -204,6 +210,9 @@ impl fmt::Display for Error {
             }
             Error::CreateImportDir { path, source } => {
                 write!(f, "cannot create output directory {}: {source}", path.display())
+            }
+            Error::Hold { path, what, source } => {
+                write!(f, "cannot {what} through the holder's socket {}: {source}", path.display())
             }
             Error::ImportStrict { count } => write!(
                 f,

@@ -32,10 +32,16 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 alert_stdout: args.alert_stdout,
                 host_name: args.host_name.or_else(|| env("NOEXECD_HOST_NAME")),
                 cluster_name: args.cluster_name.or_else(|| env("NOEXECD_CLUSTER_NAME")),
+                hold_socket: args.hold_socket,
             };
             let config = &args.config.config;
             noexecd::daemon::run(config, &options)
                 .with_context(|| format!("guard stopped on an error (config {})", config.display()))?;
+            Ok(0)
+        }
+        Command::Hold(args) => {
+            noexecd::cmd::hold::hold(&args.socket)
+                .with_context(|| format!("noexecd hold stopped on an error (socket {})", args.socket.display()))?;
             Ok(0)
         }
         Command::Status(args) => {

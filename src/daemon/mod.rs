@@ -4,6 +4,8 @@
 #![forbid(unsafe_code)]
 
 pub(crate) mod fdstore;
+pub mod hold;
+mod keeper;
 pub(crate) mod liveness;
 pub(crate) mod notify;
 mod options;
@@ -14,6 +16,7 @@ pub use fdstore::FD_NAME;
 pub use liveness::LIVE_EVERY;
 pub use options::RunOptions;
 
+use keeper::Keeper;
 use options::Files;
 use watch::Fingerprint;
 
@@ -40,6 +43,7 @@ use crate::guard::exec_cache::{Candidate, ExecCache};
 use crate::guard::marks::Marks;
 use crate::guard::scopes::Scopes;
 use crate::host::mounts::MountTable;
+use crate::host::restart_chain::OwnMappings;
 use crate::policy::FailMode;
 use crate::stats::Counters;
 use crate::sys::{self, FanotifyGroup};
@@ -65,6 +69,8 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
     {
         return if code == 0 { Ok(()) } else { Err(Error::DaemonExited(code)) };
     }
+    // Named as our container names them: once in the host's namespace these names lead elsewhere.
+    let own_mappings = if options.hold_socket.is_some() { OwnMappings::read() } else { OwnMappings::default() };
     let files = if options.host_namespace {
         let root = sys::enter_mount_namespace_of(1).map_err(Error::EnterHostNamespace)?;
         tracing::info!("joined the mount namespace of pid 1; the configuration is read from this container");
@@ -75,12 +81,18 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
     if let Err(e) = sys::raise_nofile_limit() {
         tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE; a large burst of events may fail to read");
     }
-    // After a crash under systemd, exec attempts are waiting in the stored group: take it back first.
-    let stored = fdstore::take_stored_group();
+    // After a crash, exec attempts are waiting in the group systemd or `noexecd hold` kept: take it back first.
+    let container = options.host_namespace.then(|| nix::unistd::getppid().as_raw());
+    let keeper = Keeper::choose(options.hold_socket.as_ref().map(|p| files.own(p)), own_mappings, container);
+    let stored = keeper.take_back();
     let resumed = stored.is_some();
     if let Some(group) = &stored {
         let stale = group.deny_stale_events(STALE_FD_SWEEP);
-        tracing::warn!(denied_in_flight = stale, "resuming the fanotify group kept by systemd across a crash");
+        tracing::warn!(
+            denied_in_flight = stale,
+            keeper = keeper.name(),
+            "resuming the fanotify group kept across the daemon's end"
+        );
     }
     let setup = (|| {
         let config = files.load(config_path, options)?;
@@ -103,7 +115,7 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
                 // Closing the group lets every waiting exec through: better than holding the host until
                 // systemd gives up on restarting us.
                 tracing::error!("cannot start; releasing the stored fanotify group so waiting execs proceed");
-                fdstore::release();
+                keeper.release();
             }
             return Err(e);
         }
@@ -179,21 +191,25 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
     if let Err(e) = marks.add_filesystems(&shared.load()) {
         if resumed {
             tracing::error!("cannot start; releasing the stored fanotify group so waiting execs proceed");
-            fdstore::release();
+            keeper.release();
         }
         stop.store(true, Ordering::Release);
         let _ = wake.write(1);
         let _ = decision.join();
         return Err(e);
     }
+    let mut held = false;
     match fail_mode {
         FailMode::Closed => {
-            if fdstore::will_store() {
-                marks.exempt(fdstore::restart_path_executables());
+            if keeper.will_store() {
+                let chain = keeper.restart_chain();
+                tracing::info!(files = ?chain, "exempted from the group: the files the daemon's own restart exec-opens");
+                marks.exempt(chain);
             }
-            fdstore::store(&group, resumed);
+            held = keeper.store(&group, resumed);
+            log_holder(&keeper, held, false);
         }
-        FailMode::Open if resumed => fdstore::release(),
+        FailMode::Open if resumed => keeper.release(),
         FailMode::Open => {}
     }
 
@@ -226,22 +242,35 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
             decision_alive,
             cache,
             cache_rx,
+            keeper,
+            held,
+            fail_closed: fail_mode == FailMode::Closed,
         };
         let result = controller.serve(&counters, watchdog).await;
         notify::stopping();
-        // Stop the kernel from queueing new events, then let the thread answer what is queued and leave.
-        if let Err(e) = controller.marks.remove_all() {
-            tracing::error!(error = %e, "cannot remove the marks");
+        let keep = result.is_ok() && controller.fail_closed && controller.held && controller.keeper.keeps_across_stop();
+        if keep {
+            // A restart of this container is coming: the marks stay, and the decision thread answers until
+            // the process ends (what it read and had not answered then, the restarted daemon denies).
+            tracing::info!("stopping with the fanotify group held by noexecd hold: execs on guarded filesystems wait for the restarted daemon (deleting the pod releases them)");
+            drop(decision);
+            // The thread keeps its alert sender: give the writer a moment for what is queued, no more.
+            let _ = tokio::time::timeout(Duration::from_millis(500), writer).await;
+        } else {
+            // Stop the kernel from queueing new events, then let the thread answer what is queued and leave.
+            if let Err(e) = controller.marks.remove_all() {
+                tracing::error!(error = %e, "cannot remove the marks");
+            }
+            controller.keeper.release();
+            stop.store(true, Ordering::Release);
+            let _ = wake.write(1);
+            let joined = tokio::task::spawn_blocking(move || decision.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("the decision thread ended abnormally");
+            }
+            // The thread's sender is gone: the writer drains what is left and returns.
+            let _ = writer.await;
         }
-        fdstore::release();
-        stop.store(true, Ordering::Release);
-        let _ = wake.write(1);
-        let joined = tokio::task::spawn_blocking(move || decision.join()).await;
-        if !matches!(joined, Ok(Ok(()))) {
-            tracing::error!("the decision thread ended abnormally");
-        }
-        // The thread's sender is gone: the writer drains what is left and returns.
-        let _ = writer.await;
         if let Some(server) = server {
             // Dropping the task drops the listener, which removes the socket file.
             server.abort();
@@ -269,6 +298,10 @@ struct Controller {
     decision_alive: Arc<AtomicBool>,
     cache: Option<ExecCache>,
     cache_rx: Option<mpsc::Receiver<Candidate>>,
+    /// Who keeps the group while we are down, and whether it holds it now.
+    keeper: Keeper,
+    held: bool,
+    fail_closed: bool,
 }
 
 /// Clears its flag when dropped, however the decision thread ends (a return or a panic unwinding).
@@ -354,7 +387,10 @@ impl Controller {
                         self.reload();
                     }
                 }
-                _ = status_tick.tick() => notify::status(&notify::status_line(self.shared.load().targets.len(), &counters.snapshot())),
+                _ = status_tick.tick() => {
+                    notify::status(&notify::status_line(self.shared.load().targets.len(), &counters.snapshot()));
+                    self.keep_group();
+                }
                 _ = watchdog_tick.tick(), if watchdog.is_some() => {
                     let beat = counters.heartbeat.load(Ordering::Relaxed);
                     if beat != last_heartbeat {
@@ -366,6 +402,19 @@ impl Controller {
                 }
             }
         }
+    }
+
+    /// Hands the group to `noexecd hold` again: a holder that was not listening yet at our start, or that
+    /// restarted since and holds nothing, gets it within one status period.
+    fn keep_group(&mut self) {
+        if !self.fail_closed || !matches!(self.keeper, Keeper::Holder { .. }) {
+            return;
+        }
+        let held = self.keeper.store(self.marks.group(), true);
+        if held != self.held {
+            log_holder(&self.keeper, held, true);
+        }
+        self.held = held;
     }
 
     /// What the configuration and its policy directory lead to now (for `--watch-config`).
@@ -446,6 +495,19 @@ impl Controller {
         }
         self.marks.remove_stale_filesystems(&guard.targets);
         Ok(())
+    }
+}
+
+/// Says whether `noexecd hold` keeps the group (systemd's store logs for itself).
+fn log_holder(keeper: &Keeper, held: bool, changed: bool) {
+    let Keeper::Holder { holder, .. } = keeper else { return };
+    let socket = holder.path().display();
+    if held {
+        tracing::info!(%socket, "fanotify group held by noexecd hold: exec attempts wait across a restart of this container (fail_mode = \"closed\")");
+    } else if changed {
+        tracing::warn!(%socket, "noexecd hold no longer keeps the fanotify group; a crash would let execs through until it does again");
+    } else {
+        tracing::warn!(%socket, "noexecd hold does not keep the fanotify group yet (asked again every 5 s); a crash would let execs through");
     }
 }
 

@@ -24,6 +24,9 @@ pub struct RunOptions {
     /// `cluster_name` (a DaemonSet gives the node name through the downward API).
     pub host_name: Option<String>,
     pub cluster_name: Option<String>,
+    /// `noexecd hold`'s socket (a path of the daemon's own filesystem, like the status file): the group is
+    /// handed to it and taken back from it, as systemd's FD store does on a host.
+    pub hold_socket: Option<PathBuf>,
 }
 
 /// Where the daemon finds its container's files once it runs in the host's mount namespace.

@@ -9,4 +9,5 @@ pub mod hardening;
 pub mod mounts;
 pub mod overlay;
 pub mod procfs;
+pub mod restart_chain;
 pub mod writable;

@@ -9,6 +9,7 @@
 //! - `ns`: joining the host's mount namespace from a container ([`enter_mount_namespace_of`]);
 //! - `dirwatch`: the directory watch ([`DirWatch`], a notification group reporting new directories by file
 //!   handle) and the handle calls ([`dir_key`], [`open_dir_by_key`]);
+//! - `fdpass`: one fd sent or received over a Unix socket (`SCM_RIGHTS`, the hand-over to `noexecd hold`);
 //! - `fd`: the process's own fds (those systemd hands over through `LISTEN_FDS`, [`is_fanotify`],
 //!   [`raise_nofile_limit`]).
 //!
@@ -19,6 +20,7 @@
 mod dirwatch;
 mod event;
 mod fd;
+mod fdpass;
 mod file;
 mod group;
 mod ns;
@@ -28,6 +30,7 @@ pub use dirwatch::{DirEvent, DirKey, DirWatch, dir_key, fsid, open_dir_by_key};
 pub use event::parse_header_for_tests;
 pub use event::{Event, Mask, Responder, Response};
 pub use fd::{is_fanotify, raise_nofile_limit, take_listen_fds};
+pub use fdpass::{recv_with_fd, send_with_fd};
 pub use file::{FileFacts, PATH_BUF_LEN, ProcDirs, file_facts, mount_unique_id, path_facts, read_head};
 pub use group::FanotifyGroup;
 pub use ns::{ContainerRoot, Forked, enter_mount_namespace_of, fork_daemon};

@@ -91,11 +91,13 @@ struct Node<'a> {
     name: &'a str,
 }
 
-/// `podman run` arguments for the DaemonSet's pod template (one container), as the kubelet would set it up.
-/// A field this does not know fails the test: the manifest cannot gain a setting the test does not apply.
-fn podman_run_args(template: &Value, node: &Node<'_>) -> Vec<String> {
-    let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), node.name.into()];
-    args.extend(["--network", "none"].map(String::from));
+/// `podman run` arguments for each container of the DaemonSet's pod template, in the manifest's order (the
+/// kubelet's), as the kubelet would set them up: (container name, its podman container's name, arguments). The
+/// containers of the pod share what the pod spec gives them all (pid namespace, labels) and its volumes
+/// (the same node directory bind-mounted into each). A field this does not know fails the test: the manifest
+/// cannot gain a setting the test does not apply.
+fn podman_run_args(template: &Value, node: &Node<'_>) -> Vec<(String, String, Vec<String>)> {
+    let mut args: Vec<String> = Vec::new();
     for (key, value) in fields(template, "template") {
         match key.as_str() {
             "metadata" => {
@@ -109,7 +111,7 @@ fn podman_run_args(template: &Value, node: &Node<'_>) -> Vec<String> {
         }
     }
     let spec = &template["spec"];
-    let mut container = None;
+    let mut containers = Vec::new();
     for (key, value) in fields(spec, "spec") {
         match key.as_str() {
             // The scheduler's and the API server's business: no effect on how the node runs the pod.
@@ -123,11 +125,7 @@ fn podman_run_args(template: &Value, node: &Node<'_>) -> Vec<String> {
                 args.push("--pid".into());
                 args.push("host".into());
             }
-            "containers" => {
-                let list = value.as_array().unwrap();
-                assert_eq!(list.len(), 1, "one container in the pod");
-                container = Some(list[0].clone());
-            }
+            "containers" => containers = value.as_array().unwrap().clone(),
             "volumes" => {
                 for v in value.as_array().unwrap() {
                     let name = str_of(&v["name"], "volume name");
@@ -142,9 +140,26 @@ fn podman_run_args(template: &Value, node: &Node<'_>) -> Vec<String> {
             _ => panic!("pod spec field {key}: not translated"),
         }
     }
-    let c = container.expect("a container");
+    assert!(!containers.is_empty(), "a container in the pod");
+    containers
+        .iter()
+        .map(|c| {
+            let cname = str_of(&c["name"], "container name").to_owned();
+            let podman_name = format!("{}-{cname}", node.name);
+            let mut run: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), podman_name.clone()];
+            run.extend(["--network", "none"].map(String::from));
+            run.extend(args.iter().cloned());
+            run.extend(container_args(c, node));
+            (cname, podman_name, run)
+        })
+        .collect()
+}
+
+/// The `podman run` arguments of one container of the pod, its image and the image's arguments last.
+fn container_args(c: &Value, node: &Node<'_>) -> Vec<String> {
+    let mut args = Vec::new();
     let mut image_args = Vec::new();
-    for (key, value) in fields(&c, "container") {
+    for (key, value) in fields(c, "container") {
         match key.as_str() {
             "name" | "imagePullPolicy" => {}
             "image" => assert!(str_of(&value, "image").starts_with("localhost/noexecd:"), "image {value}"),
@@ -168,6 +183,11 @@ fn podman_run_args(template: &Value, node: &Node<'_>) -> Vec<String> {
                         "readOnlyRootFilesystem" => {
                             if v == Value::Bool(true) {
                                 args.push("--read-only".into());
+                            }
+                        }
+                        "allowPrivilegeEscalation" => {
+                            if v == Value::Bool(false) {
+                                args.extend(["--security-opt".into(), "no-new-privileges".into()]);
                             }
                         }
                         "capabilities" => {
@@ -280,6 +300,103 @@ fn host_pid_of(g: &Guarded, ns_pid: i64) -> i32 {
     panic!("no process {ns_pid} in the sandbox's pid namespace");
 }
 
+/// The host pids of the noexecd container's first process (the supervisor) and of its child, the daemon.
+fn daemon_of(g: &Guarded, container: &str) -> (i32, i32) {
+    let deadline = Instant::now() + UP_WITHIN;
+    loop {
+        let first: i64 = g.inspect(container, "{{.State.Pid}}").parse().unwrap();
+        let first_host = host_pid_of(g, first);
+        let children = fs::read_to_string(format!("/proc/{first_host}/task/{first_host}/children")).unwrap_or_default();
+        if let Some(daemon) = children.split_whitespace().next().and_then(|p| p.parse().ok()) {
+            return (first_host, daemon);
+        }
+        assert!(Instant::now() < deadline, "{container}: no daemon under the supervisor");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until a container's log holds `text`; false after `within`.
+fn wait_for_log(g: &Guarded, container: &str, text: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        let o = g.podman(&["logs", container]);
+        if o.stdout.contains(text) || o.stderr.contains(text) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn wait_for_state(g: &Guarded, container: &str, want: &str) {
+    let deadline = Instant::now() + UP_WITHIN;
+    while g.inspect(container, "{{.State.Status}}") != want {
+        assert!(Instant::now() < deadline, "{container}: not {want} within {UP_WITHIN:?}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Kills these host pids (the hold container's process) when dropped: a test that fails while the group is
+/// held must not leave the node's execs waiting.
+struct ReleaseOnDrop(Vec<i32>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// How long an exec started by [`exec_in_background`] may wait for a restarted daemon.
+const WAITED_EXEC_SECS: u64 = 120;
+
+/// Runs `path` on the node in the background as [`Guarded::host_exec`] does; its output and exit status go
+/// to `<base>/<tag>.{out,err,status}`. Returns the stem. (In a session of its own: the sandbox's bounded
+/// commands take their process group down with them.)
+fn exec_in_background(g: &Guarded, path: &Path, tag: &str) -> PathBuf {
+    let stem = g.sb.base().join(tag);
+    let script = stem.with_extension("sh");
+    let text = format!(
+        "timeout -k 2 {WAITED_EXEC_SECS} bash -c 'exec \"$1\"' host \"$1\" > \"$2.out\" 2> \"$2.err\"\n\
+         echo $? > \"$2.tmp\"\nmv \"$2.tmp\" \"$2.status\"\n"
+    );
+    fs::write(g.sb.host_view(&script), text).unwrap();
+    let o = g.sb.run(&[
+        "bash",
+        "-c",
+        "setsid -f bash \"$0\" \"$@\" < /dev/null > /dev/null 2>&1",
+        &path_str(&script),
+        &path_str(path),
+        &path_str(&stem),
+    ]);
+    assert!(o.status.success(), "{}: cannot start in the background\n{o}", path.display());
+    stem
+}
+
+/// The exit status of an exec started by [`exec_in_background`], if it has ended.
+fn exec_status(g: &Guarded, stem: &Path) -> Option<i32> {
+    let text = fs::read_to_string(g.sb.host_view(&stem.with_extension("status"))).ok()?;
+    text.trim().parse().ok()
+}
+
+/// Waits for an exec started by [`exec_in_background`] to end: its output as a process's.
+fn wait_exec(g: &Guarded, stem: &Path) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(WAITED_EXEC_SECS + 5);
+    let code = loop {
+        if let Some(code) = exec_status(g, stem) {
+            break code;
+        }
+        assert!(Instant::now() < deadline, "{}: still waiting", stem.display());
+        thread::sleep(Duration::from_millis(50));
+    };
+    let read = |ext: &str| fs::read_to_string(g.sb.host_view(&stem.with_extension(ext))).unwrap_or_default();
+    use std::os::unix::process::ExitStatusExt;
+    Output { status: std::process::ExitStatus::from_raw(code << 8), stdout: read("out"), stderr: read("err") }
+}
+
 /// The image the pod runs: `make image`'s archive when `NOEXECD_IT_IMAGE` names it (the static binary, as
 /// shipped), else `<base>/noexecd-img.tar`: the tested binary at /usr/bin/noexecd and the shared objects it loads.
 fn noexecd_image(g: &Guarded) -> String {
@@ -326,13 +443,15 @@ fn pod_template_guards_the_node(name: &str, layout: SandboxLayout) {
     let docs = yaml_documents(&manifest_dir().join("daemonset.yaml"));
     let ds = docs.iter().find(|d| d["kind"] == "DaemonSet").expect("a DaemonSet");
     let template = &ds["spec"]["template"];
-    let mounts: BTreeMap<String, String> = template["spec"]["containers"][0]["volumeMounts"]
+    let containers = template["spec"]["containers"].as_array().unwrap();
+    let daemon_spec = containers.iter().find(|c| c["name"] == "noexecd").expect("the noexecd container");
+    let mounts: BTreeMap<String, String> = daemon_spec["volumeMounts"]
         .as_array()
         .unwrap()
         .iter()
         .map(|m| (str_of(&m["name"], "name").to_owned(), str_of(&m["mountPath"], "mountPath").to_owned()))
         .collect();
-    let args = template["spec"]["containers"][0]["args"].as_array().unwrap();
+    let args = daemon_spec["args"].as_array().unwrap();
     let arg_after = |flag: &str| {
         let at = args.iter().position(|a| a == flag).unwrap_or_else(|| panic!("{flag} in the DaemonSet's args"));
         str_of(&args[at + 1], flag).to_owned()
@@ -348,6 +467,11 @@ fn pod_template_guards_the_node(name: &str, layout: SandboxLayout) {
         if line.starts_with("host_name") {
             continue;
         }
+        if line.starts_with("fail_mode") {
+            // The shipped configuration's default: the pod's hold container keeps the group.
+            pod_text += "fail_mode = \"closed\"\n";
+            continue;
+        }
         if line.starts_with("policy_dir") {
             pod_text += &format!("policy_dir = {}\n", toml_str(Path::new(&mounts["policies"])));
             continue;
@@ -359,8 +483,9 @@ fn pod_template_guards_the_node(name: &str, layout: SandboxLayout) {
     let config_file = config_in_pod.file_name().unwrap().to_str().unwrap().to_owned();
     let kubelet = base.join("kubelet");
     let mut volumes = BTreeMap::new();
-    for volume in mounts.keys() {
-        volumes.insert(volume.clone(), kubelet.join(volume));
+    for v in template["spec"]["volumes"].as_array().unwrap() {
+        let volume = str_of(&v["name"], "volume name").to_owned();
+        volumes.insert(volume.clone(), kubelet.join(&volume));
         fs::create_dir_all(g.sb.host_view(&kubelet.join(volume))).unwrap();
     }
     let cm = |v: &str| g.sb.host_view(&volumes[v]);
@@ -386,14 +511,19 @@ fn pod_template_guards_the_node(name: &str, layout: SandboxLayout) {
         marks.iter().map(|m| (m.mount_point.clone(), m.decides.as_str(), m.protects.clone())).collect();
     assert_eq!(got, expected_marks(&g), "{name}: the filesystems the pod's configuration marks");
 
-    // The pod, as the kubelet would run it.
-    let pod = "noexecd-node-1";
-    let node = Node { node_name: NODE_NAME, image: &pod_image, volumes: &volumes, name: pod };
-    let mut run = podman_run_args(template, &node);
-    run.splice(2..2, ["--cgroup-parent".to_owned(), format!("/{}", g.sb.cgroup)]);
-    let run: Vec<&str> = run.iter().map(String::as_str).collect();
-    let o = g.podman(&run);
-    assert!(o.status.success(), "{name}: the pod's container starts\n{o}");
+    // The pod, as the kubelet would run it: its containers in the manifest's order.
+    let node = Node { node_name: NODE_NAME, image: &pod_image, volumes: &volumes, name: "noexecd-node-1" };
+    let pod_containers = podman_run_args(template, &node);
+    let podman_name = |c: &str| pod_containers.iter().find(|(n, _, _)| n == c).map(|(_, p, _)| p.clone()).unwrap();
+    let (pod, holder) = (podman_name("noexecd"), podman_name("hold"));
+    let pod = pod.as_str();
+    for (cname, _, run) in &pod_containers {
+        let mut run = run.clone();
+        run.splice(2..2, ["--cgroup-parent".to_owned(), format!("/{}", g.sb.cgroup)]);
+        let run: Vec<&str> = run.iter().map(String::as_str).collect();
+        let o = g.podman(&run);
+        assert!(o.status.success(), "{name}: the pod's container {cname} starts\n{o}");
+    }
     let logs = |g: &Guarded| {
         let o = g.podman(&["logs", pod]);
         format!("{}{}", o.stdout, o.stderr)
@@ -406,10 +536,7 @@ fn pod_template_guards_the_node(name: &str, layout: SandboxLayout) {
         thread::sleep(Duration::from_millis(100));
     }
     // The container's first process supervises; its child is the daemon, in the host's mount namespace.
-    let first: i64 = g.inspect(pod, "{{.State.Pid}}").parse().unwrap();
-    let first_host = host_pid_of(&g, first);
-    let children = fs::read_to_string(format!("/proc/{first_host}/task/{first_host}/children")).unwrap();
-    let daemon: i32 = children.split_whitespace().next().and_then(|p| p.parse().ok()).expect("the daemon");
+    let (first_host, daemon) = daemon_of(&g, pod);
     let ns = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
     assert_eq!(ns(daemon), ns(g.sb.init as i32), "{name}: the daemon is in the node's mount namespace");
     assert_ne!(ns(first_host), ns(g.sb.init as i32), "{name}: the supervisor stays in the container's");
@@ -508,15 +635,73 @@ fn pod_template_guards_the_node(name: &str, layout: SandboxLayout) {
     assert!(log.contains("configuration files changed: reloading") && log.contains("policy reloaded"), "{log}");
     verify(&g);
 
-    // Stopping the pod (SIGTERM to its first process) stops the guard: its marks go, the node's tmp runs.
+    // Fail closed across a restart of the noexecd container: the hold container keeps the group.
+    let up = |g: &Guarded| wait_for_log(g, pod, "fanotify group held by noexecd hold", UP_WITHIN);
+    assert!(up(&g), "{name}: the daemon handed the group to the hold container\n{}", logs(&g));
+    let holder_pid = host_pid_of(&g, g.inspect(&holder, "{{.State.Pid}}").parse().unwrap());
+    // Whatever fails from here, killing the holder (and the daemon) lets every waiting exec through.
+    let release = ReleaseOnDrop(vec![holder_pid]);
+    let x = g.host_tmp[0].join("hx");
+    // An allowed program on a marked filesystem (the container storage's): it waits too, then runs. (Not run
+    // before: the exec cache would exempt it.)
+    let allowed = g.sb.podman_root.parent().unwrap().join("ok-waits");
+    g.put_ok(&allowed);
+    let n_before = g.alerts().len();
+    kill(Pid::from_raw(daemon), Signal::SIGKILL).unwrap();
+    wait_for_state(&g, pod, "exited");
+    let denied = exec_in_background(&g, &x, "denied-1");
+    let ok = exec_in_background(&g, &allowed, "allowed-1");
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(exec_status(&g, &denied), None, "{name}: {} ran while the daemon was down", x.display());
+    assert_eq!(exec_status(&g, &ok), None, "{name}: {} did not wait for the daemon", allowed.display());
+    // The restart itself must not wait on the held group: the image's layer file, the runtime's chain.
+    let started = Instant::now();
+    let o = g.podman(&["start", pod]);
+    assert!(o.status.success(), "{name}: podman start after the kill (a hang here: a missing exemption)\n{o}");
+    let (_, daemon) = daemon_of(&g, pod);
+    let resumed = wait_for_log(&g, pod, "queued exec attempts are decided now", UP_WITHIN);
+    let hold_log = |g: &Guarded| {
+        let o = g.podman(&["logs", &holder]);
+        format!("{}{}", o.stdout, o.stderr)
+    };
+    assert!(
+        resumed,
+        "{name}: the restarted daemon resumed the held group\n{}\n--- hold ---\n{}",
+        logs(&g),
+        hold_log(&g)
+    );
+    let denied = wait_exec(&g, &denied);
+    assert_denied_in_shell(&denied, &format!("{name}: {} that waited across the restart", x.display()));
+    assert_ran(&wait_exec(&g, &ok), &format!("{name}: {} that waited across the restart", allowed.display()));
+    println!("{name}: the restarted daemon decided the waiting execs {:?} after podman start", started.elapsed());
+    let alerts = g.expect_alerts(n_before + 1, "the exec that waited across the restart");
+    assert_host_alert(&alerts[n_before], &x);
+    let log = logs(&g);
+    assert!(log.contains("resuming the fanotify group kept across the daemon's end"), "{name}: resumed\n{log}");
+    assert!(up(&g), "{name}: the restarted daemon hands the group over again\n{}", logs(&g));
+    let o = g.podman(&["healthcheck", "run", pod]);
+    assert!(o.status.success(), "{name}: the liveness probe passes after the restart\n{o}\n{}", logs(&g));
+    let bad = marks_outside_but_sandbox_superblocks(daemon, &g.allowed);
+    assert!(bad.is_empty(), "{name}: SAFETY: noexecd marked a filesystem outside the test: {bad:?}");
+
+    // SIGTERM of the noexecd container alone (a failed liveness probe: a restart follows) keeps it held...
     let o = g.podman(&["stop", "-t", "20", pod]);
     assert!(o.status.success(), "{name}: podman stop\n{o}");
     assert_eq!(g.inspect(pod, "{{.State.ExitCode}}"), "0", "{name}: the guard stopped cleanly\n{}", logs(&g));
     assert!(fs::metadata(format!("/proc/{daemon}")).is_err(), "{name}: the daemon is gone");
-    let x = g.host_tmp[0].join("hx");
+    let waiting = exec_in_background(&g, &x, "denied-2");
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(exec_status(&g, &waiting), None, "{name}: {} ran after SIGTERM of the daemon", x.display());
+    // ... and deleting the pod stops the holder too: its exit releases the group, the waiting exec runs.
+    let o = g.podman(&["stop", "-t", "20", &holder]);
+    assert!(o.status.success(), "{name}: podman stop of the holder\n{o}");
+    assert_eq!(g.inspect(&holder, "{{.State.ExitCode}}"), "0", "{name}: the holder stopped cleanly");
+    assert_ran(&wait_exec(&g, &waiting), &format!("{name}: the exec that waited, once the pod is gone"));
     assert_ran(&g.host_exec(&x), &format!("{name}: the node's tmp once the pod is stopped"));
+    drop(release);
     let _ = g.podman(&["rm", "-f", "-t", "0", wp_name]);
     let _ = g.podman(&["rm", "-f", "-t", "0", pod]);
+    let _ = g.podman(&["rm", "-f", "-t", "0", &holder]);
     println!("{name}: the pod's log:\n{log}");
 }
 
