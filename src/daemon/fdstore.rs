@@ -15,8 +15,9 @@
 //!   which the group never holds.
 
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use crate::host::restart_chain::executable_mappings;
 use crate::sys::{self, FanotifyGroup};
 
 /// The name the group is stored under (`FDNAME=`), and found by in `LISTEN_FDNAMES`.
@@ -88,7 +89,7 @@ pub fn restart_path_executables() -> Vec<PathBuf> {
         paths.push(exe);
     }
     if let Ok(maps) = std::fs::read_to_string("/proc/self/maps") {
-        paths.extend(executable_mappings(&maps));
+        paths.extend(executable_mappings(&maps).map(|(name, _)| PathBuf::from(name)));
     }
     paths.extend(SYSTEMD_EXECUTORS.iter().map(PathBuf::from).filter(|p| p.exists()));
     paths.sort();
@@ -97,35 +98,9 @@ pub fn restart_path_executables() -> Vec<PathBuf> {
     paths
 }
 
-/// File-backed executable mappings of /proc/self/maps: the binary, the loader, shared libraries.
-fn executable_mappings(maps: &str) -> impl Iterator<Item = PathBuf> + '_ {
-    maps.lines().filter_map(|line| {
-        let mut fields = line.split_whitespace();
-        let perms = fields.nth(1)?;
-        let path = fields.nth(3)?;
-        (perms.contains('x') && path.starts_with('/')).then(|| Path::new(path).to_path_buf())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn executable_mappings_are_file_backed_and_executable() {
-        let maps = "\
-55d0c000-55d0d000 r--p 00000000 fe:00 1234 /usr/sbin/noexecd
-55d0d000-55d0e000 r-xp 00001000 fe:00 1234 /usr/sbin/noexecd
-7f00-7f01 r-xp 00000000 fe:00 99 /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2
-7f02-7f03 rw-p 00000000 00:00 0
-7ffd-7ffe r-xp 00000000 00:00 0 [vdso]
-";
-        let got: Vec<PathBuf> = executable_mappings(maps).collect();
-        assert_eq!(
-            got,
-            vec![PathBuf::from("/usr/sbin/noexecd"), PathBuf::from("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")]
-        );
-    }
 
     #[test]
     fn own_restart_path_includes_this_executable() {
