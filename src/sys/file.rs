@@ -151,14 +151,7 @@ impl ProcDirs {
     pub fn read_pid_file(&self, pid: i32, file: &[u8], buf: &mut Vec<u8>) -> io::Result<()> {
         const CHUNK: usize = 16 * 1024;
         buf.clear();
-        let mut name = Name::default();
-        if self.proc.is_none() {
-            name.push(b"/proc/")?;
-        }
-        name.push_number(u64::from(pid.unsigned_abs()))?;
-        name.push(b"/")?;
-        name.push(file)?;
-        let dir = self.proc.as_ref().map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd);
+        let (dir, name) = self.pid_entry(pid, file)?;
         // SAFETY: `name.bytes` is NUL-terminated within its bounds (see `readlink_at`); `dir` is AT_FDCWD or an
         // fd `ProcDirs` owns for its whole life. open returns a new fd or -1.
         let raw = unsafe { libc::openat(dir, name.bytes.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
@@ -193,15 +186,20 @@ impl ProcDirs {
 
     /// readlink of `/proc/PID/LINK` (`exe`, `cwd`, `root`) into `buf`, without allocating.
     pub fn pid_link<'b>(&self, pid: i32, link: &[u8], buf: &'b mut [u8; PATH_BUF_LEN]) -> io::Result<&'b [u8]> {
+        let (dir, name) = self.pid_entry(pid, link)?;
+        readlink_at(dir, &name, buf)
+    }
+
+    /// `PID/ENTRY` relative to our `/proc` fd, or `/proc/PID/ENTRY` where `/proc` could not be opened.
+    fn pid_entry(&self, pid: i32, entry: &[u8]) -> io::Result<(RawFd, Name)> {
         let mut name = Name::default();
         if self.proc.is_none() {
             name.push(b"/proc/")?;
         }
         name.push_number(u64::from(pid.unsigned_abs()))?;
         name.push(b"/")?;
-        name.push(link)?;
-        let dir = self.proc.as_ref().map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd);
-        readlink_at(dir, &name, buf)
+        name.push(entry)?;
+        Ok((self.proc.as_ref().map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd), name))
     }
 }
 
