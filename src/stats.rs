@@ -16,7 +16,8 @@ pub struct Counters {
     pub alerts_dropped_throttle: AtomicU64,
     pub alerts_dropped_write: AtomicU64,
     pub answer_errors: AtomicU64,
-    /// Advanced by the decision thread on every wake-up: the watchdog checks it moves.
+    /// Advanced by the decision thread before and after every read of the group: odd while it waits for events,
+    /// even while it decides. The watchdog and the liveness file ask [`decision_alive`].
     pub heartbeat: AtomicU64,
     /// Directories carrying the open guard's inode marks (written by the directory tracker).
     pub open_dirs: AtomicU64,
@@ -80,5 +81,25 @@ impl Dropped {
             throttle: self.throttle.saturating_sub(earlier.throttle),
             write: self.write.saturating_sub(earlier.write),
         }
+    }
+}
+
+/// Whether the decision thread was alive between two readings of its heartbeat: it moved, or the thread is
+/// waiting in read(2) (odd), where an event queued makes the read return at once. Stuck anywhere else, the
+/// heartbeat stays even and unmoved.
+pub fn decision_alive(before: Option<u64>, now: u64) -> bool {
+    before != Some(now) || now % 2 == 1
+}
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use super::decision_alive;
+
+    #[test]
+    fn a_thread_waiting_for_events_is_alive_and_one_stuck_deciding_is_not() {
+        assert!(decision_alive(None, 0), "the first reading has nothing to compare with");
+        assert!(decision_alive(Some(4), 6), "moved");
+        assert!(decision_alive(Some(5), 5), "waiting in read the whole time");
+        assert!(!decision_alive(Some(6), 6), "deciding the whole time: stuck");
     }
 }

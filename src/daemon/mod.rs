@@ -26,7 +26,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use nix::sys::eventfd::{EfdFlags, EventFd};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -45,7 +44,7 @@ use crate::guard::scopes::Scopes;
 use crate::host::mounts::MountTable;
 use crate::host::restart_chain::OwnMappings;
 use crate::policy::FailMode;
-use crate::stats::Counters;
+use crate::stats::{self, Counters};
 use crate::sys::{self, FanotifyGroup};
 
 /// How many alerts may wait for the writer before new ones are dropped (and counted).
@@ -147,16 +146,11 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
     let scopes = Arc::new(ArcSwap::from_pointee(Scopes::default()));
 
     let stop = Arc::new(AtomicBool::new(false));
-    let wake = Arc::new(
-        EventFd::from_flags(EfdFlags::EFD_CLOEXEC)
-            .map_err(|e| Error::Runtime { what: "wake-up eventfd", source: e.into() })?,
-    );
+    sys::install_wake_handler().map_err(|e| Error::Runtime { what: "wake-up signal handler", source: e.into() })?;
     let watchdog = notify::watchdog_interval();
-    // The watchdog tick checks the heartbeat moved, so the thread must wake well within half the interval.
-    let poll_ms = watchdog.map_or(1000, |w| (w.as_millis() / 4).clamp(10, 1000) as u16);
     let decision_alive = Arc::new(AtomicBool::new(true));
     let decision = {
-        let (group, shared, stop, wake) = (group.clone(), shared.clone(), stop.clone(), wake.clone());
+        let (group, shared, stop) = (group.clone(), shared.clone(), stop.clone());
         let alive = AliveWhileHeld(decision_alive.clone());
         let decider = Decider::new(alert_tx, counters.clone())
             .with_cache(feed)
@@ -165,9 +159,8 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
         std::thread::Builder::new()
             .name("noexecd-decide".into())
             .spawn(move || {
-                use std::os::fd::AsFd;
                 let _alive = alive;
-                decide::run_loop(&group, &shared, &stop, wake.as_fd(), decider, poll_ms)
+                decide::run_loop(&group, &shared, &stop, decider)
             })
             .map_err(|source| Error::SpawnThread { what: "decision", source })?
     };
@@ -193,9 +186,7 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
             tracing::error!("cannot start; releasing the stored fanotify group so waiting execs proceed");
             keeper.release();
         }
-        stop.store(true, Ordering::Release);
-        let _ = wake.write(1);
-        let _ = decision.join();
+        let _ = stop_decision(&stop, decision);
         return Err(e);
     }
     let mut held = false;
@@ -262,9 +253,7 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
                 tracing::error!(error = %e, "cannot remove the marks");
             }
             controller.keeper.release();
-            stop.store(true, Ordering::Release);
-            let _ = wake.write(1);
-            let joined = tokio::task::spawn_blocking(move || decision.join()).await;
+            let joined = tokio::task::spawn_blocking(move || stop_decision(&stop, decision)).await;
             if !matches!(joined, Ok(Ok(()))) {
                 tracing::error!("the decision thread ended abnormally");
             }
@@ -374,7 +363,7 @@ impl Controller {
                 }
                 _ = live_tick.tick(), if self.options.status_file.is_some() => {
                     let beat = counters.heartbeat.load(Ordering::Relaxed);
-                    if live_heartbeat != Some(beat) {
+                    if stats::decision_alive(live_heartbeat, beat) {
                         self.write_status(&notify::status_line(self.shared.load().targets.len(), &counters.snapshot()));
                     }
                     live_heartbeat = Some(beat);
@@ -393,7 +382,7 @@ impl Controller {
                 }
                 _ = watchdog_tick.tick(), if watchdog.is_some() => {
                     let beat = counters.heartbeat.load(Ordering::Relaxed);
-                    if beat != last_heartbeat {
+                    if stats::decision_alive(Some(last_heartbeat), beat) {
                         notify::watchdog();
                     } else {
                         tracing::error!("the decision thread has not woken up for a whole watchdog interval; withholding WATCHDOG=1");
@@ -499,6 +488,18 @@ impl Controller {
 }
 
 /// Says whether `noexecd hold` keeps the group (systemd's store logs for itself).
+/// Stops the decision thread and waits for it. It blocks in read(2) on the group, so it is sent the wake signal
+/// until it has returned: a signal that lands just before it enters read(2) would otherwise be lost. It answers
+/// what is still queued first (the kernel hands out events before it reports the signal).
+fn stop_decision(stop: &AtomicBool, decision: std::thread::JoinHandle<()>) -> std::thread::Result<()> {
+    stop.store(true, Ordering::Release);
+    while !decision.is_finished() {
+        let _ = sys::wake_thread(&decision);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    decision.join()
+}
+
 fn log_holder(keeper: &Keeper, held: bool, changed: bool) {
     let Keeper::Holder { holder, .. } = keeper else { return };
     let socket = holder.path().display();

@@ -304,7 +304,8 @@ impl Decider {
         }
         let Ok(facts) = sys::file_facts(fd) else { return allow(self) };
         let after_exec = self.recent_exec(pid, &facts);
-        if !facts.is_regular() || after_exec == Some(false) {
+        // An empty file has nothing to run now, as its first bytes would say: a file being created, most often.
+        if !facts.is_regular() || facts.size == 0 || after_exec == Some(false) {
             return allow(self);
         }
         let n = sys::read_head(fd, &mut self.head).unwrap_or(0);
@@ -794,90 +795,38 @@ impl Subject for ProcSubject {
     }
 }
 
-/// The decision thread: wakes on events or on `stop`, answers everything queued, exits when told.
-pub fn run_loop(
-    group: &FanotifyGroup,
-    shared: &ArcSwap<Guard>,
-    stop: &AtomicBool,
-    wake: BorrowedFd<'_>,
-    mut decider: Decider,
-    poll_ms: u16,
-) {
+/// The decision thread: blocks in read(2) on the group, answers everything queued, and leaves once `stop` is
+/// set and a wake signal ([`sys::wake_thread`]) has found the queue empty.
+///
+/// The heartbeat moves twice per read: it is odd while the thread waits in read(2) (where a queued event makes
+/// the read return at once, so a waiting thread is a live one) and even while it decides. See
+/// [`crate::stats::decision_alive`].
+pub fn run_loop(group: &FanotifyGroup, shared: &ArcSwap<Guard>, stop: &AtomicBool, mut decider: Decider) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut events: Vec<Event> = Vec::with_capacity(4096);
-    let mut waiter = Waiter::new(group.as_fd(), wake);
     loop {
+        events.clear();
         decider.counters.heartbeat.fetch_add(1, Ordering::Relaxed);
-        if waiter.wait(group.as_fd(), wake, poll_ms) {
-            events.clear();
-            if group.read_events(&mut buf, &mut events).is_ok() {
+        let read = group.read_events(&mut buf, &mut events);
+        decider.counters.heartbeat.fetch_add(1, Ordering::Relaxed);
+        match read {
+            Ok(_) => {
                 decider.begin_batch();
                 let guard = shared.load();
                 for event in events.drain(..) {
                     decider.handle(group, &guard, event);
                 }
             }
-            continue;
+            // EINTR (the wake signal, with nothing queued) or a failed read: only `stop` ends the loop.
+            Err(_) if stop.load(Ordering::Acquire) => return,
+            Err(_) => {}
         }
-        if stop.load(Ordering::Acquire) {
-            return;
-        }
-    }
-}
-
-/// How the decision thread waits for events: epoll, whose registration is made once, where poll(2) set up and
-/// tore down a wait on both fds for every event (a few µs of each round trip); poll(2) if epoll is refused.
-struct Waiter {
-    epoll: Option<nix::sys::epoll::Epoll>,
-    ready: [nix::sys::epoll::EpollEvent; 2],
-}
-
-/// The epoll data of the group's fd (the wake eventfd's is 1).
-const GROUP_TOKEN: u64 = 0;
-
-impl Waiter {
-    fn new(group: BorrowedFd<'_>, wake: BorrowedFd<'_>) -> Self {
-        use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).ok().filter(|e| {
-            e.add(group, EpollEvent::new(EpollFlags::EPOLLIN, GROUP_TOKEN)).is_ok()
-                && e.add(wake, EpollEvent::new(EpollFlags::EPOLLIN, 1)).is_ok()
-        });
-        Self { epoll, ready: [EpollEvent::empty(); 2] }
-    }
-
-    /// Waits up to `ms` for events on `group` or a wake-up on `wake`; true when the group has events to read.
-    fn wait(&mut self, group: BorrowedFd<'_>, wake: BorrowedFd<'_>, ms: u16) -> bool {
-        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-        if let Some(epoll) = self.epoll.as_ref() {
-            let n = epoll.wait(&mut self.ready, PollTimeout::from(ms)).unwrap_or(0);
-            return self.ready.get(..n).unwrap_or_default().iter().any(|e| e.data() == GROUP_TOKEN);
-        }
-        let mut fds = [PollFd::new(group, PollFlags::POLLIN), PollFd::new(wake, PollFlags::POLLIN)];
-        let ready = poll(&mut fds, PollTimeout::from(ms)).unwrap_or(0);
-        ready > 0 && fds.first().and_then(|f| f.revents()).is_some_and(|r| r.contains(PollFlags::POLLIN))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_waiter_sees_the_group_and_not_the_wake_fd_as_events() {
-        use nix::sys::eventfd::{EfdFlags, EventFd};
-        let (group, wake) = (EventFd::from_flags(EfdFlags::EFD_CLOEXEC).unwrap(), EventFd::new().unwrap());
-        let mut waiter = Waiter::new(group.as_fd(), wake.as_fd());
-        assert!(waiter.epoll.is_some());
-        assert!(!waiter.wait(group.as_fd(), wake.as_fd(), 0), "nothing yet");
-        wake.write(1).unwrap();
-        assert!(!waiter.wait(group.as_fd(), wake.as_fd(), 0), "a wake-up is not an event");
-        group.write(1).unwrap();
-        assert!(waiter.wait(group.as_fd(), wake.as_fd(), 0));
-        let mut polling = Waiter { epoll: None, ..Waiter::new(group.as_fd(), wake.as_fd()) };
-        assert!(polling.wait(group.as_fd(), wake.as_fd(), 0), "poll(2) alike");
-        group.read().unwrap();
-        assert!(!polling.wait(group.as_fd(), wake.as_fd(), 0));
-    }
 
     #[test]
     fn proc_subject_reads_lazily_and_once() {

@@ -268,7 +268,7 @@ mod tests {
             .unwrap();
         let pid = i32::try_from(child.id()).unwrap();
         // The environment is in place once the exec is done.
-        while std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| !e.ends_with("sleep")) {
+        while !std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e.ends_with("sleep")) {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let m = std::fs::metadata(file).unwrap();

@@ -239,7 +239,18 @@ mod tests {
     use super::*;
 
     fn facts(uid: u32, mode: u32, nlink: u32) -> FileFacts {
-        FileFacts { dev: 1, ino: 2, mode, uid, nlink, changed_ns: 7, mnt_id: None, subvol: None, mount_root: None }
+        FileFacts {
+            dev: 1,
+            ino: 2,
+            mode,
+            uid,
+            nlink,
+            size: 1,
+            changed_ns: 7,
+            mnt_id: None,
+            subvol: None,
+            mount_root: None,
+        }
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub struct FileFacts {
     pub mode: u32,
     pub uid: u32,
     pub nlink: u32,
+    /// Size in bytes.
+    pub size: u64,
     /// Status change time (ctime) in nanoseconds: moves on every write, chmod, chown and link change.
     pub changed_ns: i64,
     /// The mount the file was opened through (`STATX_MNT_ID`), when the kernel reports it.
@@ -67,6 +69,7 @@ fn statx_at(dirfd: RawFd, path: &std::ffi::CStr, flags: libc::c_int) -> io::Resu
         mode: u32::from(stx.stx_mode),
         uid: stx.stx_uid,
         nlink: stx.stx_nlink,
+        size: stx.stx_size,
         changed_ns: stx.stx_ctime.tv_sec.saturating_mul(1_000_000_000).saturating_add(i64::from(stx.stx_ctime.tv_nsec)),
         mnt_id: (stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id),
         subvol: (stx.stx_mask & libc::STATX_SUBVOL != 0).then_some(stx.stx_subvol),

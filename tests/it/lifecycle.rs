@@ -141,6 +141,36 @@ fn sigterm_flushes_alerts_exits_zero_and_exec_works_again() {
     assert_eq!(Env::read_alerts_at(&env.alert_log()).len(), 1, "no alert after exit");
 }
 
+/// The decision thread sleeps in read(2) while nothing happens: the watchdog must count that as alive (and
+/// not withhold WATCHDOG=1 from an idle host, which systemd would answer by killing the guard).
+#[test]
+fn an_idle_daemon_keeps_telling_the_watchdog_it_is_alive() {
+    let mut env = privileged!(Layout::Tmpfs);
+    let cfg = env.write_config(&DaemonOpts::enforce(), &dir_policy("Block", &env.fs, true));
+    // A 400 ms watchdog: the daemon checks every 200 ms.
+    env.start_daemon_with_env(&cfg, &[("WATCHDOG_USEC", "400000")]);
+    let count_pings = |env: &Env, during: Duration| {
+        let deadline = Instant::now() + during;
+        let mut buf = [0u8; 4096];
+        let mut pings = 0;
+        while Instant::now() < deadline {
+            if let Ok(n) = env.notify.recv(&mut buf) {
+                pings += String::from_utf8_lossy(&buf[..n]).lines().filter(|l| *l == "WATCHDOG=1").count();
+            }
+        }
+        pings
+    };
+    let idle = count_pings(&env, Duration::from_secs(2));
+    assert!(idle >= 5, "WATCHDOG=1 {idle} times in 2 s idle (one per 200 ms expected)\n{}", env.daemon_stderr());
+    assert!(!env.daemon_stderr().contains("withholding WATCHDOG=1"), "{}", env.daemon_stderr());
+    let x = env.fs.join("x");
+    env.put_elf(&x);
+    let cwd = env.out.clone();
+    env.bash_exec(&x, &cwd).assert_denied_bash("after the idle time: fs/x");
+    let st = env.daemon().stop(Duration::from_secs(10));
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "SIGTERM of the idle daemon:\n{}", env.daemon_stderr());
+}
+
 #[test]
 fn sigint_exits_zero_and_exec_works_again() {
     let mut env = privileged!(Layout::Tmpfs);

@@ -165,6 +165,11 @@ impl Env {
 
     /// Safety check, then starts `noexecd run` in the namespace and waits for READY=1.
     pub fn start_daemon(&mut self, config: &Path) -> &Daemon {
+        self.start_daemon_with_env(config, &[])
+    }
+
+    /// [`Env::start_daemon`] with these environment variables set for the daemon (systemd's, for instance).
+    pub fn start_daemon_with_env(&mut self, config: &Path, vars: &[(&str, &str)]) -> &Daemon {
         assert!(self.daemon.is_none(), "a daemon is already running");
         self.check(config);
         self.daemon_runs += 1;
@@ -181,6 +186,7 @@ impl Env {
             .env("NOTIFY_SOCKET", self.base().join("notify.sock"))
             .env_remove("RUST_LOG")
             .env("NO_COLOR", "1")
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(stderr.try_clone().unwrap())
             .stderr(stderr)
