@@ -27,8 +27,13 @@ ctr_have_tools() {
 # budget there), so runc could not start the container; nice -19 instead, for podman and the container alike.
 ctr_podman() {
     local side=$1; shift
-    CONTAINERS_CONF=$W/run/containers.conf timeout 120 chrt -o 0 nice -n -19 podman --root "$W/$side/var/lib/containers/storage" \
-        --runroot "$W/run/podman-$side" --storage-driver overlay --runtime runc --cgroup-manager cgroupfs "$@"
+    ctr_argv "$side"
+    CONTAINERS_CONF=$W/run/containers.conf timeout 120 chrt -o 0 nice -n -19 "${CTR_ARGV[@]}" "$@"
+}
+# ctr_argv SIDE: podman and its storage options for SIDE, in CTR_ARGV.
+ctr_argv() {
+    CTR_ARGV=(podman --root "$W/$1/var/lib/containers/storage" --runroot "$W/run/podman-$1" --storage-driver overlay
+        --runtime runc --cgroup-manager cgroupfs)
 }
 
 # ctr_run SIDE ARGS...: podman run --rm in the bench's cgroup, no network, labelled app=bench.
@@ -94,7 +99,12 @@ docker_root = "$W/run/none/docker"
 containerd_state = "$W/run/none/containerd-state"
 containerd_root = "$W/run/none/containerd"
 CFG
-    ctr_podman img system service --time=0 "unix://$W/run/podman.sock" > "$W/run/podman-service.log" 2>&1 &
+    # Started as a simple command, not through ctr_podman: `$!` is then timeout's own pid, which forwards the
+    # TERM of ctr_cleanup to podman (a backgrounded function is a subshell, whose death would orphan podman and
+    # leave the bench's mounts busy). Bounded by the bench's whole timeout: it serves the whole phase.
+    ctr_argv img
+    CONTAINERS_CONF=$W/run/containers.conf timeout -k 10 "${BENCH_TIMEOUT:-2400}" chrt -o 0 nice -n -19 \
+        "${CTR_ARGV[@]}" system service --time=0 "unix://$W/run/podman.sock" > "$W/run/podman-service.log" 2>&1 &
     CTR_SERVICE_PID=$!
     echo "$CTR_SERVICE_PID" > "$BENCH_PIDS/podman-service"
     local i
@@ -103,6 +113,9 @@ CFG
 }
 
 ctr_cleanup() {
+    # Called by ctr_phase (errexit on) and by inner.sh's exit trap (errexit off, its later steps may fail
+    # harmlessly): leave errexit as the caller had it.
+    local errexit=$-
     set +e
     local side
     for side in img base; do
@@ -119,7 +132,8 @@ ctr_cleanup() {
     for cg in /sys/fs/cgroup/*/"$CTR_CGROUP" /sys/fs/cgroup/"$CTR_CGROUP"; do
         [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null
     done
-    set -e
+    case $errexit in *e*) set -e ;; esac
+    return 0
 }
 
 # ctr_num WHAT VALUE: VALUE, which must be a number (execloop's output), else the bench stops.

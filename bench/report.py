@@ -215,14 +215,17 @@ panels = {
     ],
 }
 dat = {}
+plotted = {}
 for name, items in panels.items():
     dat[name] = os.path.join(os.path.dirname(os.path.abspath(res_path)), f"plot-{name}.dat")
+    plotted[name] = 0
     with open(dat[name], "w") as f:
         f.write('"label" value_us\n')
         for label, sc, series in items:
             m = med(sc, series)
             if m is not None:
                 f.write(f'"{label}" {m / 1000:.2f}\n')
+                plotted[name] += 1
 plot_file = plot_base + ".png"
 gp = f"""set terminal pngcairo size 1100,520 font 'sans,10'
 set output '{plot_file}'
@@ -241,7 +244,8 @@ set title 'denied execve, one process looping (µs)'
 plot '{dat["denied"]}' using 2:xtic(1) linecolor rgb '#a53a3a', '' using 0:2:(sprintf('%.1f', $2)) with labels offset 0,0.7
 unset multiplot
 """
-plot_ok = subprocess.run(["gnuplot"], input=gp, text=True).returncode == 0
+# gnuplot cannot draw an empty panel (a run of some phases only): no plot then.
+plot_ok = all(plotted.values()) and subprocess.run(["gnuplot"], input=gp, text=True).returncode == 0
 
 
 def sh(cmd):
@@ -380,4 +384,5 @@ with open(md_path, "w") as f:
             .replace("{BENCH_STORM_SECS}", os.environ.get("BENCH_STORM_SECS", "3"))
             .replace("{BENCH_CTR_STARTS}", os.environ.get("BENCH_CTR_STARTS", "5"))
             .replace("{BENCH_CTR_IDLE}", os.environ.get("BENCH_CTR_IDLE", "50")))
-print(f"\nwrote {md_path}" + (f" and {plot_file}" if plot_ok else " (no plot: gnuplot failed)"))
+print(f"\nwrote {md_path}" + (f" and {plot_file}" if plot_ok else
+                               " (no plot: gnuplot failed)" if all(plotted.values()) else " (no plot: a panel has no figures)"))
