@@ -76,6 +76,18 @@ rows.append(("denied exec latency / minimal C responder", "≤ 1.3", fmt(d_ratio
 rows.append(("denied exec, path-decided (/tmp a directory of `/`) / minimal C responder", "≤ 1.15",
              fmt(d_ratio_path, "{:.2f}"), verdict(None if d_ratio_path is None else d_ratio_path <= 1.15),
              "ext4 image, /tmp a directory on it"))
+# The floors of a path-decided filesystem: C responders on an image like img, plain and naming the file.
+d_path_plain = ratio("denied", "noexecd-path", "responder-path")
+d_path_named = ratio("denied", "noexecd-path", "responder-named")
+named_cost = ratio("denied", "responder-named", "responder")
+rows.append(("denied exec, path-decided / C responder on the same filesystem", "(context)",
+             fmt(d_path_plain, "{:.2f}"), "",
+             f"the plain responder on an ext4 twin: {us(med('denied', 'responder-path'))}, on its tmpfs "
+             f"{us(med('denied', 'responder'))}"))
+rows.append(("denied exec, path-decided / naming C responder (statx + readlink)", "(context)",
+             fmt(d_path_named, "{:.2f}"), "",
+             f"naming the file is the least a guard deciding by path must do: the naming responder on the ext4 twin "
+             f"{us(med('denied', 'responder-named'))}, {fmt(named_cost, '{:.2f}')}× the minimal responder"))
 
 # Goal 2: allowed exec on a marked filesystem, guard / no guard.
 a_static = ratio("allowed", "noexecd-static", "none@noexecd-static")
@@ -210,6 +222,8 @@ panels = {
     ],
     "denied": [
         ("noexec mount", "denied", "noexec"), ("C responder", "denied", "responder"),
+        ("C responder (ext4)", "denied", "responder-path"),
+        ("naming C responder (ext4)", "denied", "responder-named"),
         ("noexecd (tmpfs)", "denied", "noexecd"), ("noexecd (ext4, path)", "denied", "noexecd-path"),
         ("fapolicyd (ext4)", "denied", "fapolicyd"),
     ],
