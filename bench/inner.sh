@@ -1,8 +1,8 @@
 #!/bin/bash
 # Runs inside `unshare --mount --propagation private` (see bench/run.sh): every mount made here vanishes with
-# the namespace. Nothing here marks the host's own filesystems: noexecd and the C responder mark only the
-# tmpfs and ext4 images mounted below $W (checked with `noexecd check` before each start), fapolicyd runs
-# chrooted in the image and sees only its mounts (bench/fapolicyd.sh).
+# the namespace. Nothing here marks the host's own filesystems: noexecd and the C responders mark only the
+# tmpfs and ext4 images mounted below $W (checked with `noexecd check` and stat before each start), fapolicyd
+# runs chrooted in the image and sees only its mounts (bench/fapolicyd.sh).
 #
 # Usage: inner.sh NOEXECD_BIN TOOLS_DIR RESULTS_TSV
 # Writes one line per measurement: scenario<TAB>series<TAB>round<TAB>value<TAB>unit
@@ -30,15 +30,15 @@ EL=$TOOLS/execloop
 W=$(mktemp -d /tmp/noexecd-bench.XXXXXX)
 # From here on everything lives in RAM: the directory on the host's /tmp is only a mount point.
 mount -t tmpfs -o size=1200m,mode=0755 noexecd-bench "$W"
-DAEMON_PID= RESP_PID= OPEN_RESP_PID=
+DAEMON_PID= RESP_PIDS= OPEN_RESP_PID=
 cleanup() {
     set +e
     ctr_cleanup
     fapolicyd_stop "$W/img"
-    for p in $DAEMON_PID $RESP_PID $OPEN_RESP_PID; do kill -TERM "$p" 2>/dev/null; done
-    for p in $DAEMON_PID $RESP_PID $OPEN_RESP_PID; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null; done
-    rm -f "$BENCH_PIDS"/noexecd "$BENCH_PIDS"/responder "$BENCH_PIDS"/open-responder
-    umount -R "$W" 2>/dev/null
+    for p in $DAEMON_PID $RESP_PIDS $OPEN_RESP_PID; do kill -TERM "$p" 2>/dev/null; done
+    for p in $DAEMON_PID $RESP_PIDS $OPEN_RESP_PID; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null; done
+    rm -f "$BENCH_PIDS"/noexecd "$BENCH_PIDS"/responder-* "$BENCH_PIDS"/open-responder
+    umount -R "$W" 2>/dev/null || log "cleanup: $W is still busy (a process the bench started is left?)"
     rmdir "$W" 2>/dev/null
 }
 trap cleanup EXIT
@@ -48,7 +48,9 @@ log() { printf '%s\n' "$*" >&2; }
 rec() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" >> "$RES"; }
 
 # --- filesystems ---------------------------------------------------------------------------------------------
-# img: the ext4 image standing for `/` (marked), base: an identical twin nobody marks (the no-guard side).
+# img: the ext4 image standing for `/` (marked by noexecd), base: an identical twin nobody marks (the no-guard
+# side), rimg and nimg: twins marked only by the C responders, plain and naming (the floors of a path-decided
+# filesystem; one image each, so that each has one responder all along).
 make_root() {
     local dir=$1
     truncate -s 384M "$W/$dir.ext4"
@@ -65,11 +67,10 @@ make_root() {
     rm -f "$r$TOOLS/hello-dynamic"
     install -m 0755 "$TOOLS/hello-static" "$r/tmp/x"
 }
-make_root img
-make_root base
-# tmpfs filesystems holding nothing but protected files: noexecd (decided without a path), the C responder,
-# a noexec mount.
-for d in prot resp nx; do
+for root in img base rimg nimg; do make_root "$root"; done
+# tmpfs filesystems holding nothing but protected files: noexecd (decided without a path), the C responders
+# (plain and naming), a noexec mount.
+for d in prot resp nresp nx; do
     mkdir -p "$W/$d"
     opts=size=16m,mode=0755
     [ "$d" = nx ] && opts=$opts,noexec
@@ -80,7 +81,7 @@ mkdir -p "$W/run"
 
 # Safety: the devices we may mark are these, never the host's `/` or `/tmp`.
 host_devs="$(stat -c %d / /tmp | sort -u | tr '\n' ' ')"
-for m in img prot resp; do
+for m in img prot resp nresp rimg nimg; do
     d=$(stat -c %d "$W/$m")
     case " $host_devs " in *" $d "*) log "SAFETY: $W/$m is on a host filesystem"; exit 1 ;; esac
 done
@@ -186,12 +187,28 @@ idle() { # idle SERIES PID: CPU over 5 s with nothing happening, and RSS.
     rec idle "$1-rss" 0 "$(proc_rss "$2")" KiB
 }
 
-# --- the C responders: exec (deny everything on resp/) ----------------------------------------------------
-"$TOOLS/responder" "$W/resp" > "$W/run/responder.out" &
-RESP_PID=$!
-echo "$RESP_PID" > "$BENCH_PIDS/responder"
-for i in $(seq 1 50); do grep -q ready "$W/run/responder.out" && break; sleep 0.1; done
-grep -q ready "$W/run/responder.out" || { log "the C responder did not start"; exit 1; }
+# --- the C responders: exec (deny everything on their filesystem) ------------------------------------------
+# resp_start NAME [-n] DIR: a responder (-n: naming) marking DIR's filesystem, until resp_stop_all.
+resp_start() {
+    local name=$1; shift
+    "$TOOLS/responder" "$@" > "$W/run/responder-$name.out" &
+    local pid=$!
+    RESP_PIDS="$RESP_PIDS $pid"
+    echo "$pid" > "$BENCH_PIDS/responder-$name"
+    for i in $(seq 1 50); do grep -q ready "$W/run/responder-$name.out" && break; sleep 0.1; done
+    grep -q ready "$W/run/responder-$name.out" || { log "the C responder $name did not start"; exit 1; }
+    [ "$name" = resp ] && RESP_PID=$pid
+    return 0
+}
+resp_stop_all() {
+    local p
+    for p in $RESP_PIDS; do kill -TERM "$p"; wait "$p" 2>/dev/null || true; done
+    RESP_PIDS=; rm -f "$BENCH_PIDS"/responder-*
+}
+resp_start resp "$W/resp"
+resp_start nresp -n "$W/nresp"
+resp_start rimg "$W/rimg"
+resp_start nimg -n "$W/nimg"
 
 # --- phase 1: noexecd (exec cache on) and the C responder, side by side with no guard and noexec -----------
 if phase exec; then
@@ -211,13 +228,16 @@ for r in $(seq 1 "$ROUNDS"); do
     # Short back-to-back runs, order rotating, several per round: each pair sees the same load.
     for k in 1 2 3; do
         rr=$(( (r - 1) * 3 + k ))
-        order=(responder noexecd noexecd-path noexec)
-        for i in 0 1 2 3; do
-            case ${order[$(( (i + rr) % 4 ))]} in
+        # responder-path and responder-named: the plain and the naming C responder on an image like img.
+        order=(responder noexecd noexecd-path noexec responder-path responder-named)
+        for i in 0 1 2 3 4 5; do
+            case ${order[$(( (i + rr) % 6 ))]} in
                 responder) deny denied responder "$rr" "$W/resp/x" ;;
                 noexecd) deny denied noexecd "$rr" "$W/prot/x" ;;
                 noexecd-path) deny denied noexecd-path "$rr" -r "$W/img" /tmp/x ;;
                 noexec) deny denied noexec "$rr" "$W/nx/x" ;;
+                responder-path) deny denied responder-path "$rr" -r "$W/rimg" /tmp/x ;;
+                responder-named) deny denied responder-named "$rr" -r "$W/nimg" /tmp/x ;;
             esac
         done
     done
@@ -299,7 +319,7 @@ fi
 
 # --- phase 3b: podman containers (bench/containers.sh) -------------------------------------------------------
 if phase containers; then ctr_phase; fi
-kill -TERM "$RESP_PID"; wait "$RESP_PID" 2>/dev/null || true; RESP_PID=; rm -f "$BENCH_PIDS/responder"
+resp_stop_all
 
 # --- phase 4: fapolicyd 1.1.7 on the same image -------------------------------------------------------------
 if ! phase fapolicyd; then

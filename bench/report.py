@@ -76,6 +76,18 @@ rows.append(("denied exec latency / minimal C responder", "≤ 1.3", fmt(d_ratio
 rows.append(("denied exec, path-decided (/tmp a directory of `/`) / minimal C responder", "≤ 1.15",
              fmt(d_ratio_path, "{:.2f}"), verdict(None if d_ratio_path is None else d_ratio_path <= 1.15),
              "ext4 image, /tmp a directory on it"))
+# The floors of a path-decided filesystem: C responders on an image like img, plain and naming the file.
+d_path_plain = ratio("denied", "noexecd-path", "responder-path")
+d_path_named = ratio("denied", "noexecd-path", "responder-named")
+named_cost = ratio("denied", "responder-named", "responder")
+rows.append(("denied exec, path-decided / C responder on the same filesystem", "(context)",
+             fmt(d_path_plain, "{:.2f}"), "",
+             f"the plain responder on an ext4 twin: {us(med('denied', 'responder-path'))}, on its tmpfs "
+             f"{us(med('denied', 'responder'))}"))
+rows.append(("denied exec, path-decided / naming C responder (statx + readlink)", "(context)",
+             fmt(d_path_named, "{:.2f}"), "",
+             f"naming the file is the least a guard deciding by path must do: the naming responder on the ext4 twin "
+             f"{us(med('denied', 'responder-named'))}, {fmt(named_cost, '{:.2f}')}× the minimal responder"))
 
 # Goal 2: allowed exec on a marked filesystem, guard / no guard.
 a_static = ratio("allowed", "noexecd-static", "none@noexecd-static")
@@ -154,18 +166,25 @@ else:
 if data.get(("container", "allowed-noexecd")):
     c_allowed = ratio("container", "allowed-noexecd", "allowed-none")
     c_denied = ratio("container", "denied-noexecd", "denied-responder")
+    c_denied_named = ratio("container", "denied-noexecd", "denied-named")
+    c_named_cost = ratio("container", "denied-named", "denied-responder")
     c_start = ratio("container", "start-noexecd", "start-none")
     c_rss = med("container", "rss-per-container")
     n_idle = med("container", "idle-containers")
     rows.append(("allowed exec inside a guarded container / the same unguarded", "≤ 1.03", fmt(c_allowed),
                  verdict(None if c_allowed is None else c_allowed <= 1.03),
                  f"{us(med('container', 'allowed-noexecd'))} against {us(med('container', 'allowed-none'))} per "
-                 "vfork + exec + wait of the image's static hello; "
+                 "vfork + exec + wait of the image's static hello, `podman exec` into one long-lived container per "
+                 f"side ({len(data.get(('container', 'allowed-noexecd'), {}))} pairs); "
                  f"{fmt(med('container', 'cached-inodes'), '{:.0f}')} inodes in the exec cache in a running container"))
     rows.append(("denied exec in a container / minimal C responder denying it", "≤ 1.3", fmt(c_denied, "{:.2f}"),
                  verdict(None if c_denied is None else c_denied <= 1.3),
                  f"the image's /tmp/x under a container policy: {us(med('container', 'denied-noexecd'))}; "
                  f"the responder's tmpfs bound into a container: {us(med('container', 'denied-responder'))}"))
+    rows.append(("denied exec in a container / naming C responder (statx + readlink)", "(context)",
+                 fmt(c_denied_named, "{:.2f}"), "",
+                 f"the naming responder's tmpfs bound into a container: {us(med('container', 'denied-named'))}, "
+                 f"{fmt(c_named_cost, '{:.2f}')}× the minimal responder there"))
     rows.append(("`podman run --rm IMAGE true`, guard / no guard", "≤ 1.10", fmt(c_start),
                  verdict(None if c_start is None else c_start <= 1.10),
                  f"{fmt(None if med('container', 'start-noexecd') is None else med('container', 'start-noexecd') / 1e6, '{:.0f}')} ms "
@@ -210,19 +229,24 @@ panels = {
     ],
     "denied": [
         ("noexec mount", "denied", "noexec"), ("C responder", "denied", "responder"),
+        ("C responder (ext4)", "denied", "responder-path"),
+        ("naming C responder (ext4)", "denied", "responder-named"),
         ("noexecd (tmpfs)", "denied", "noexecd"), ("noexecd (ext4, path)", "denied", "noexecd-path"),
         ("fapolicyd (ext4)", "denied", "fapolicyd"),
     ],
 }
 dat = {}
+plotted = {}
 for name, items in panels.items():
     dat[name] = os.path.join(os.path.dirname(os.path.abspath(res_path)), f"plot-{name}.dat")
+    plotted[name] = 0
     with open(dat[name], "w") as f:
         f.write('"label" value_us\n')
         for label, sc, series in items:
             m = med(sc, series)
             if m is not None:
                 f.write(f'"{label}" {m / 1000:.2f}\n')
+                plotted[name] += 1
 plot_file = plot_base + ".png"
 gp = f"""set terminal pngcairo size 1100,520 font 'sans,10'
 set output '{plot_file}'
@@ -241,7 +265,8 @@ set title 'denied execve, one process looping (µs)'
 plot '{dat["denied"]}' using 2:xtic(1) linecolor rgb '#a53a3a', '' using 0:2:(sprintf('%.1f', $2)) with labels offset 0,0.7
 unset multiplot
 """
-plot_ok = subprocess.run(["gnuplot"], input=gp, text=True).returncode == 0
+# gnuplot cannot draw an empty panel (a run of some phases only): no plot then.
+plot_ok = all(plotted.values()) and subprocess.run(["gnuplot"], input=gp, text=True).returncode == 0
 
 
 def sh(cmd):
@@ -298,8 +323,9 @@ before each start; fapolicyd runs chrooted in the image and sees only the image'
   with its `ld.so` and `libc.so.6`, and `/tmp` (1777) inside it. The spawner `chroot`s into it, so the
   dynamic program's loader and libc come from the marked filesystem too. **base** is an identical image that
   nobody marks: the no-guard side, measured back to back with the guarded side in every round (the order
-  alternates from round to round).
-- Every process of the bench (the daemons, the C responder, fapolicyd and the loops) runs at real-time
+  alternates from round to round). **rimg** and **nimg** are two more twins that only the C responders mark
+  (scenario 2), one responder each.
+- Every process of the bench (the daemons, the C responders, fapolicyd and the loops) runs at real-time
   priority (`chrt -f 10`; `BENCH_RT=0` for nice -19 instead), so that other work on the machine (this one is
   shared with compilers) does not land in one side of a pair and not the other. Every process is bounded by
   `timeout`.
@@ -309,7 +335,11 @@ before each start; fapolicyd runs chrooted in the image and sees only the image'
 - **Scenario 2** (denied): `execloop deny`, execve of a protected file in a loop inside one process: on a
   `noexec` tmpfs (EACCES, no guard involved), on a tmpfs marked by `bench/responder.c` (the smallest useful
   fanotify responder: FAN_CLASS_CONTENT, FAN_MARK_FILESYSTEM, FAN_OPEN_EXEC_PERM, FAN_DENY to everything),
-  on noexecd's tmpfs and on noexecd's path-decided `img/tmp`.
+  on noexecd's tmpfs and on noexecd's path-decided `img/tmp`; and the floors of a path-decided filesystem:
+  the same responder's `/tmp/x` on `rimg`, and with `-n` (naming: before each answer, a statx of the event
+  fd and a readlink of `/proc/self/fd/N`, the least any guard that decides by path must do) on `nimg`. The
+  goal stays judged against the responder on its tmpfs; two context rows compare noexecd's path-decided
+  denial with these floors. Six series, three runs each per round, order rotating.
 - **Scenario 3** (open-heavy work in /tmp): create, write, open, read small files under `img/tmp/work`
   (two opens per file): no guard (`base`), `bench/open_responder.c` (the smallest FAN_OPEN_PERM responder:
   inode marks with FAN_EVENT_ON_CHILD on `img/tmp` and `img/tmp/work`, as noexecd marks a path-decided
@@ -329,21 +359,27 @@ before each start; fapolicyd runs chrooted in the image and sees only the image'
   storages (`--root`/`--runroot`): one on `img` (its layers on the marked filesystem), one on `base`; one image
   (a static busybox, execloop, hello, `/tmp/x`) imported into each from a tarball. noexecd reads podman's API
   and holds a container policy (KubeArmor YAML drop-in) blocking exec in `/tmp/` and `/var/tmp/` for
-  `app=bench` containers. Allowed: `execloop spawn /bin/hello` inside a container, guarded storage against the
-  twin; denied: `execloop deny /tmp/x` inside a guarded container against the C responder's tmpfs bound into a
-  container of the twin; a container's life: `podman run --rm IMAGE true`, {{BENCH_CTR_STARTS}} per side and round;
+  `app=bench` containers. Allowed: `execloop spawn /bin/hello` through `podman exec` into one long-lived
+  container per side (`podman run -d IMAGE /bin/sleep`, started once after the warm-up: a container's start
+  or stop changes the mount table, which flushes the exec cache, while a running workload sees it full),
+  guarded storage against the twin, three pairs per round, order alternating, the ratio the median of the
+  per-pair ratios; denied: `execloop deny /tmp/x` inside a guarded container against the C responder's tmpfs
+  bound into a container of the twin, and the naming responder's (`-n`) the same way (a context row: how much
+  of the denial's cost naming the file explains); a container's life: `podman run --rm IMAGE true`, {{BENCH_CTR_STARTS}} per side and round;
   memory: the daemon's VmRSS before and after starting {{BENCH_CTR_IDLE}} idle containers (its list is refreshed
   every 500 ms).
 - **Scenario 6**: the daemon's VmRSS (`/proc/PID/status`) and utime+stime (`/proc/PID/stat`) over 5 s idle,
   and during the storm.
 - **Scenario 8** (directory tracking): a tmpfs holding a protected directory and an unprotected one (decided
-  by path, as /tmp on `/`); `bench/dirstorm.c` makes {{BENCH_DIRS}} directories in it as fast as one process
-  can while probing every 5 ms: mkdir, write a loadable ELF in the new directory, open it until the open
+  by path, as /tmp on `/`); `bench/dirstorm.c` makes {{BENCH_DIRS}} directories in it at {{BENCH_DIR_RATE}} mkdir/s
+  while probing every 5 ms: mkdir, write a loadable ELF in the new directory, open it until the open
   guard refuses it (EPERM); the time from mkdir to the first refusal is the probe's mark latency. Then the
   daemon's CPU over 10 s idle with those directories standing.
 
 Commands: `make bench` (as root). Knobs: `BENCH_ROUNDS` (default 11), `BENCH_SPAWN` (1000), `BENCH_DENY`
-(5000 per run, three runs per round), `BENCH_STORM_SECS` (3, three storms each), `BENCH_DIRS` (100000). Raw measurements:
+(5000 per run, three runs per round), `BENCH_STORM_SECS` (3, three storms each), `BENCH_DIRS` (100000), `BENCH_PHASES`
+(some of `exec nocache open containers fapolicyd dirs`: such a run prints its table, the rest as n/a, and
+writes its report to `target/bench/benchmarks.md`, leaving this file to whole runs). Raw measurements:
 `target/bench/results.tsv`. Ratios are medians of per-round ratios; the storm rate is the median of three
 storms and "slowest single exec" the worst of them.
 
@@ -379,5 +415,8 @@ with open(md_path, "w") as f:
     f.write(md.replace("{BENCH_SPAWN}", os.environ.get("BENCH_SPAWN", "1000"))
             .replace("{BENCH_STORM_SECS}", os.environ.get("BENCH_STORM_SECS", "3"))
             .replace("{BENCH_CTR_STARTS}", os.environ.get("BENCH_CTR_STARTS", "5"))
-            .replace("{BENCH_CTR_IDLE}", os.environ.get("BENCH_CTR_IDLE", "50")))
-print(f"\nwrote {md_path}" + (f" and {plot_file}" if plot_ok else " (no plot: gnuplot failed)"))
+            .replace("{BENCH_CTR_IDLE}", os.environ.get("BENCH_CTR_IDLE", "50"))
+            .replace("{BENCH_DIRS}", os.environ.get("BENCH_DIRS", "100000"))
+            .replace("{BENCH_DIR_RATE}", os.environ.get("BENCH_DIR_RATE", "20000")))
+print(f"\nwrote {md_path}" + (f" and {plot_file}" if plot_ok else
+                               " (no plot: gnuplot failed)" if all(plotted.values()) else " (no plot: a panel has no figures)"))
