@@ -49,6 +49,9 @@ const FIRST_SEEN_MAX: usize = 256;
 /// Slots of the table of mounts found to be overlay layers' private mounts (see `Decider::layer_mounts`).
 const LAYER_MOUNTS: usize = 64;
 
+/// Slots of the table of callers' containers (see `Decider::container_of`).
+const PID_CONTAINERS: usize = 256;
+
 /// Slots of the table of mounts of other namespaces, remembered by unique mount id (see
 /// `Decider::foreign_mounts`).
 const FOREIGN_MOUNTS: usize = 64;
@@ -89,11 +92,11 @@ pub struct Decider {
     /// Whether the layer `layer_name` was found in is a lower (read-only) layer of every overlay we know.
     layer_read_only: bool,
     /// (mount id, device) of mounts through which a file was last found in our overlays' layers, direct-mapped
-    /// by mount id: a layer's private mount is in no namespace's table, so for these the layers are tried
-    /// before reading the caller's whole mountinfo (what a denial in a container mostly cost). Only a hint:
-    /// the layer lookup checks device and inode, and when it finds nothing the caller's table is read as
-    /// before.
-    layer_mounts: [(u64, u64); LAYER_MOUNTS],
+    /// by mount id, with the layer it was found in: a layer's private mount is in no namespace's table, so for
+    /// these the layers are tried before reading the caller's whole mountinfo (what a denial in a container
+    /// mostly cost), that layer first (a layer's private mount shows that one layer). Only a hint: the layer
+    /// lookup checks device and inode, and when it finds nothing the caller's table is read as before.
+    layer_mounts: [LayerMount; LAYER_MOUNTS],
     /// Mounts of other namespaces (a container's rootfs, PrivateTmp) found in a caller's mountinfo, direct-mapped
     /// by unique mount id: reading a container's whole mountinfo per event was most of what a denial inside a
     /// container cost. A unique id is never reused, and a remembered mount is used only where its answer is
@@ -101,6 +104,8 @@ pub struct Decider {
     foreign_mounts: Vec<Option<ForeignMount>>,
     /// What `/proc/PID/cgroup` and `/proc/PID/mountinfo` are read into.
     proc_buf: Vec<u8>,
+    /// The container of a caller, direct-mapped by pid (see `container_of`).
+    pid_containers: Vec<Option<PidContainer>>,
     /// The running containers and the container policies that select each.
     scopes: Arc<ArcSwap<Scopes>>,
     /// The caller's container, when the current decision looked it up.
@@ -189,8 +194,9 @@ impl Decider {
             canonical: Vec::with_capacity(PATH_BUF_LEN),
             layer_name: Vec::with_capacity(PATH_BUF_LEN),
             layer_read_only: false,
-            layer_mounts: [(0, 0); LAYER_MOUNTS],
+            layer_mounts: [LayerMount::default(); LAYER_MOUNTS],
             foreign_mounts: vec![None; FOREIGN_MOUNTS],
+            pid_containers: vec![None; PID_CONTAINERS],
             proc_buf: Vec::with_capacity(64 * 1024),
             scopes: Arc::new(ArcSwap::from_pointee(Scopes::default())),
             container: None,
@@ -482,7 +488,7 @@ impl Decider {
         let scope = match self.owner.take() {
             Some(owner) => owner,
             None => {
-                let id = procfs::container_of_with(&self.procs, pid, &mut self.proc_buf).map(|(_, id)| id);
+                let id = self.container_of(pid);
                 // The daemon's own container (a DaemonSet pod) is never decided by container policies.
                 if id.is_some() && self.own_container.as_deref() == id.as_deref() {
                     return host;
@@ -515,6 +521,27 @@ impl Decider {
             }
             _ => host,
         }
+    }
+
+    /// The id of the container process `pid` runs in (by its cgroup), `None` on the host. Remembered per pid
+    /// with the pid's mount namespace, one readlink instead of reading and parsing its cgroup file: a pid
+    /// given to another process, or a process that entered other namespaces, reads another namespace and is
+    /// looked up again. (A caller waiting on its exec cannot move meanwhile; every container has a mount
+    /// namespace of its own.)
+    fn container_of(&mut self, pid: i32) -> Option<Arc<str>> {
+        let ns = procfs::mount_namespace_with(&self.procs, pid);
+        let slot = usize::try_from(pid.unsigned_abs()).unwrap_or(0) % PID_CONTAINERS;
+        if let (Some(ns), Some(Some(known))) = (ns, self.pid_containers.get(slot))
+            && (known.pid, known.mnt_ns) == (pid, ns)
+        {
+            return known.id.clone();
+        }
+        let id: Option<Arc<str>> =
+            procfs::container_of_with(&self.procs, pid, &mut self.proc_buf).map(|(_, id)| Arc::from(id));
+        if let (Some(ns), Some(entry)) = (ns, self.pid_containers.get_mut(slot)) {
+            *entry = Some(PidContainer { pid, mnt_ns: ns, id: id.clone() });
+        }
+        id
     }
 
     /// The container `id` and the policies that select it. One the daemon's list does not hold yet is being
@@ -606,10 +633,12 @@ impl Decider {
             return true;
         }
         let slot = usize::try_from(mnt_id).unwrap_or(0) % LAYER_MOUNTS;
-        let key = (mnt_id, facts.dev);
-        if self.layer_mounts.get(slot) == Some(&key)
-            && let Some(found) = overlay::file_in_layers(guard.mounts.overlay_layers(), raw, facts.dev, facts.ino)
+        if let Some(entry) = self.layer_mounts.get_mut(slot)
+            && (entry.mnt_id, entry.dev) == (mnt_id, facts.dev)
+            && let Some(found) =
+                overlay::file_in_layers(guard.mounts.overlay_layers(), Some(entry.layer), raw, facts.dev, facts.ino)
         {
+            entry.layer = found.layer;
             let naming = LayerNaming {
                 layer_name: &mut self.layer_name,
                 read_only: &mut self.layer_read_only,
@@ -664,7 +693,6 @@ impl Decider {
     ) -> bool {
         let raw = self.path_buf.get(..raw_len).unwrap_or_default();
         let slot = usize::try_from(mnt_id).unwrap_or(0) % LAYER_MOUNTS;
-        let key = (mnt_id, facts.dev);
         match via {
             Some(via) if via.dev == facts.dev || guard.target_for(via.dev).is_some() => {
                 let named = guard.mounts.canonical_path(via, raw, &mut self.scratch, &mut self.canonical);
@@ -697,11 +725,11 @@ impl Decider {
                     self.layer_name.extend_from_slice(raw);
                     return true;
                 }
-                let ours = overlay::file_in_layers(guard.mounts.overlay_layers(), raw, facts.dev, facts.ino);
-                if ours.is_some()
+                let ours = overlay::file_in_layers(guard.mounts.overlay_layers(), None, raw, facts.dev, facts.ino);
+                if let Some(found) = ours.as_ref()
                     && let Some(entry) = self.layer_mounts.get_mut(slot)
                 {
-                    *entry = key;
+                    *entry = LayerMount { mnt_id, dev: facts.dev, layer: found.layer };
                 }
                 let Some(found) = ours.or_else(|| overlay::file_in_layers_of(pid, raw, facts.dev, facts.ino)) else {
                     return false;
@@ -716,6 +744,23 @@ impl Decider {
             }
         }
     }
+}
+
+/// The container (`None`: the host) of process `pid` while it is in mount namespace `mnt_ns`.
+#[derive(Clone)]
+struct PidContainer {
+    pid: i32,
+    mnt_ns: u64,
+    id: Option<Arc<str>>,
+}
+
+/// A mount found to be an overlay layer's private mount: its id and device, and the layer (an index into the
+/// mount table's overlay layers) the last file reached through it was in.
+#[derive(Clone, Copy, Default)]
+struct LayerMount {
+    mnt_id: u64,
+    dev: u64,
+    layer: usize,
 }
 
 /// Where the name of a file found in an overlay's layer goes: `layer_name` (its name inside the layer, the

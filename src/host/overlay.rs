@@ -23,6 +23,8 @@ pub struct Layer {
 pub struct InLayer {
     pub path: Vec<u8>,
     pub read_only: bool,
+    /// Its layer's index in the slice it was looked up in.
+    pub layer: usize,
 }
 
 /// The layer directories of every overlay mount in a mountinfo text, upper layers first: each `upperdir`,
@@ -74,12 +76,17 @@ fn split_lowerdir(dirs: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
 /// The name in our namespace of the file `dev`/`ino`, reached as `name` inside one of `layers`. A path
 /// lookup per layer, never an open: no fanotify event, no wait. `read_only`: the layer it was found in is
 /// the upper layer of no overlay in `layers` (a directory used both ways counts as written).
-pub fn file_in_layers(layers: &[Layer], name: &[u8], dev: u64, ino: u64) -> Option<InLayer> {
+///
+/// `first`: the layer to try before the others (where the last file reached through the same mount was
+/// found, [`InLayer::layer`]). Every overlay's upper layer comes before any lower one, so without it a file of
+/// an image's lower layer cost one failed lookup per running container.
+pub fn file_in_layers(layers: &[Layer], first: Option<usize>, name: &[u8], dev: u64, ino: u64) -> Option<InLayer> {
     if !name.starts_with(b"/") {
         return None;
     }
     let trimmed = |d: &[u8]| -> usize { d.len() - d.iter().rev().take_while(|&&b| b == b'/').count() };
-    layers.iter().find_map(|layer| {
+    let probe = |index: usize| -> Option<InLayer> {
+        let layer = layers.get(index)?;
         let dir = layer.dir.get(..trimmed(&layer.dir)).unwrap_or_default();
         let mut path = dir.to_vec();
         path.extend_from_slice(name);
@@ -87,15 +94,16 @@ pub fn file_in_layers(layers: &[Layer], name: &[u8], dev: u64, ino: u64) -> Opti
             return None;
         }
         let read_only = !layers.iter().any(|l| l.upper && l.dir.get(..trimmed(&l.dir)) == Some(dir));
-        Some(InLayer { path, read_only })
-    })
+        Some(InLayer { path, read_only, layer: index })
+    };
+    first.and_then(probe).or_else(|| (0..layers.len()).filter(|&i| Some(i) != first).find_map(probe))
 }
 
 /// [`file_in_layers`] for the overlays of process `pid`'s mount namespace (a container whose rootfs was
 /// mounted a moment ago, before our own table caught up).
 pub fn file_in_layers_of(pid: i32, name: &[u8], dev: u64, ino: u64) -> Option<InLayer> {
     let table = std::fs::read(format!("/proc/{pid}/mountinfo")).ok()?;
-    file_in_layers(&overlay_layers(&table), name, dev, ino)
+    file_in_layers(&overlay_layers(&table), None, name, dev, ino)
 }
 
 #[cfg(test)]
@@ -141,19 +149,42 @@ mod tests {
         );
         let m = std::fs::metadata(lower.join("bin/sh")).unwrap();
         let layers = overlay_layers(table.as_bytes());
-        let found = file_in_layers(&layers, b"/bin/sh", m.dev(), m.ino()).unwrap();
+        let found = file_in_layers(&layers, None, b"/bin/sh", m.dev(), m.ino()).unwrap();
         assert_eq!(found.path, lower.join("bin/sh").as_os_str().as_bytes());
         assert!(found.read_only, "a lower layer");
         // Same name, another inode: not this file.
-        assert_eq!(file_in_layers(&layers, b"/bin/sh", m.dev(), m.ino() + 1), None);
-        assert_eq!(file_in_layers(&layers, b"bin/sh", m.dev(), m.ino()), None);
+        assert_eq!(file_in_layers(&layers, None, b"/bin/sh", m.dev(), m.ino() + 1), None);
+        assert_eq!(file_in_layers(&layers, None, b"bin/sh", m.dev(), m.ino()), None);
         let o = std::fs::metadata(upper.join("bin/other")).unwrap();
-        let found = file_in_layers(&layers, b"/bin/other", o.dev(), o.ino()).unwrap();
+        let found = file_in_layers(&layers, None, b"/bin/other", o.dev(), o.ino()).unwrap();
         assert_eq!(found.path, upper.join("bin/other").as_os_str().as_bytes());
         assert!(!found.read_only, "the upper layer");
         // A lower layer of one overlay that is the upper layer of another is written by that one.
         let both = format!("{table}10 1 0:51 / /m2 rw - overlay overlay rw,lowerdir=/x,upperdir={}\n", lower.display());
-        let found = file_in_layers(&overlay_layers(both.as_bytes()), b"/bin/sh", m.dev(), m.ino()).unwrap();
+        let found = file_in_layers(&overlay_layers(both.as_bytes()), None, b"/bin/sh", m.dev(), m.ino()).unwrap();
         assert!(!found.read_only, "a layer some overlay writes");
+    }
+
+    #[test]
+    fn the_layer_tried_first_is_only_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lower, upper) = (dir.path().join("lower"), dir.path().join("upper"));
+        std::fs::create_dir_all(lower.join("bin")).unwrap();
+        std::fs::create_dir_all(&upper).unwrap();
+        std::fs::write(lower.join("bin/sh"), b"lower").unwrap();
+        let table = format!(
+            "9 1 0:50 / /merged rw - overlay overlay rw,lowerdir={},upperdir={},workdir=/w\n",
+            lower.display(),
+            upper.display()
+        );
+        let layers = overlay_layers(table.as_bytes());
+        let m = std::fs::metadata(lower.join("bin/sh")).unwrap();
+        let found = file_in_layers(&layers, None, b"/bin/sh", m.dev(), m.ino()).unwrap();
+        assert_eq!((found.layer, layers[found.layer].upper), (1, false), "upper layers come first");
+        for first in [Some(0), Some(1), Some(7)] {
+            let again = file_in_layers(&layers, first, b"/bin/sh", m.dev(), m.ino()).unwrap();
+            assert_eq!((again.path, again.layer), (found.path.clone(), 1), "first = {first:?}");
+        }
+        assert_eq!(file_in_layers(&layers, Some(1), b"/bin/sh", m.dev(), m.ino() + 1), None, "checked, never trusted");
     }
 }

@@ -45,6 +45,19 @@ pub fn container_of_with(procs: &ProcDirs, pid: i32, buf: &mut Vec<u8>) -> Optio
     std::str::from_utf8(buf).ok().and_then(parse_cgroup)
 }
 
+/// The mount namespace process `pid` is in, by its inode number (`/proc/PID/ns/mnt` reads `mnt:[N]`).
+pub fn mount_namespace_with(procs: &ProcDirs, pid: i32) -> Option<u64> {
+    let mut buf = [0u8; crate::sys::PATH_BUF_LEN];
+    parse_namespace_link(procs.pid_link(pid, b"ns/mnt", &mut buf).ok()?)
+}
+
+/// `N` of a namespace link's `TYPE:[N]`.
+fn parse_namespace_link(link: &[u8]) -> Option<u64> {
+    let start = link.iter().position(|&b| b == b'[')?.checked_add(1)?;
+    let digits = link.get(start..)?.strip_suffix(b"]")?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
 pub fn exe(pid: i32) -> Option<Vec<u8>> {
     let path = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
     let bytes = path.as_os_str().as_bytes();
@@ -92,6 +105,17 @@ fn parse_ns_pid(text: &[u8]) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_namespace_link_gives_its_inode_number() {
+        assert_eq!(parse_namespace_link(b"mnt:[4026531841]"), Some(4_026_531_841));
+        assert_eq!(parse_namespace_link(b"mnt:[]"), None);
+        assert_eq!(parse_namespace_link(b"mnt:[12"), None);
+        assert_eq!(parse_namespace_link(b"/tmp/x"), None);
+        let ours = mount_namespace_with(&ProcDirs::open(), i32::try_from(std::process::id()).unwrap());
+        let want = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+        assert_eq!(ours.map(|n| format!("mnt:[{n}]")), Some(want.to_string_lossy().into_owned()));
+    }
 
     #[test]
     fn status_fields() {
