@@ -1,6 +1,6 @@
-//! The status file a container's liveness probe reads (`noexecd status`): rewritten every
-//! [`LIVE_EVERY`] while the decision thread's heartbeat moves, so a stalled decision thread (or a stalled
-//! control loop) leaves it to age.
+//! The status file a container's liveness probe reads (`noexecd status`): rewritten every [`LIVE_EVERY`]
+//! while the decision thread is alive (its heartbeat moves, or it waits for events: see
+//! `stats::decision_alive`), so a stalled decision thread (or a stalled control loop) leaves it to age.
 
 use std::io::Write;
 use std::path::Path;

@@ -194,7 +194,7 @@ impl Decider {
             canonical: Vec::with_capacity(PATH_BUF_LEN),
             layer_name: Vec::with_capacity(PATH_BUF_LEN),
             layer_read_only: false,
-            layer_mounts: [LayerMount::default(); LAYER_MOUNTS],
+            layer_mounts: std::array::from_fn(|_| LayerMount::default()),
             foreign_mounts: vec![None; FOREIGN_MOUNTS],
             pid_containers: vec![None; PID_CONTAINERS],
             proc_buf: Vec::with_capacity(64 * 1024),
@@ -635,10 +635,8 @@ impl Decider {
         let slot = usize::try_from(mnt_id).unwrap_or(0) % LAYER_MOUNTS;
         if let Some(entry) = self.layer_mounts.get_mut(slot)
             && (entry.mnt_id, entry.dev) == (mnt_id, facts.dev)
-            && let Some(found) =
-                overlay::file_in_layers(guard.mounts.overlay_layers(), Some(entry.layer), raw, facts.dev, facts.ino)
+            && let Some(found) = entry.find(guard.mounts.overlay_layers(), fd, raw, facts)
         {
-            entry.layer = found.layer;
             let naming = LayerNaming {
                 layer_name: &mut self.layer_name,
                 read_only: &mut self.layer_read_only,
@@ -729,7 +727,7 @@ impl Decider {
                 if let Some(found) = ours.as_ref()
                     && let Some(entry) = self.layer_mounts.get_mut(slot)
                 {
-                    *entry = LayerMount { mnt_id, dev: facts.dev, layer: found.layer };
+                    *entry = LayerMount { mnt_id, dev: facts.dev, layer: found.layer, ..LayerMount::default() };
                 }
                 let Some(found) = ours.or_else(|| overlay::file_in_layers_of(pid, raw, facts.dev, facts.ino)) else {
                     return false;
@@ -756,11 +754,39 @@ struct PidContainer {
 
 /// A mount found to be an overlay layer's private mount: its id and device, and the layer (an index into the
 /// mount table's overlay layers) the last file reached through it was in.
-#[derive(Clone, Copy, Default)]
+#[derive(Default)]
 struct LayerMount {
     mnt_id: u64,
     dev: u64,
     layer: usize,
+    /// Once a file was found in `layer` through it: its unique id and that layer's directory. A layer's private
+    /// mount is the overlay's clone of that one directory, so while the unique id is the same (it never names
+    /// another mount) and the table still has that directory at `layer`, a file reached through it is in
+    /// that directory at the name the kernel gives: no lookup.
+    known: Option<(u64, Vec<u8>)>,
+}
+
+impl LayerMount {
+    /// Where the file `raw` (the kernel's name for `fd`, `facts`) reached through this mount lies.
+    fn find(
+        &mut self,
+        layers: &[overlay::Layer],
+        fd: BorrowedFd<'_>,
+        raw: &[u8],
+        facts: &FileFacts,
+    ) -> Option<overlay::InLayer> {
+        let unique = sys::mount_unique_id(fd);
+        if let (Some((id, dir)), Some(unique)) = (self.known.as_ref(), unique)
+            && *id == unique
+            && layers.get(self.layer).is_some_and(|l| l.dir == *dir)
+        {
+            return overlay::in_layer(layers, self.layer, raw);
+        }
+        let found = overlay::file_in_layers(layers, Some(self.layer), raw, facts.dev, facts.ino)?;
+        self.layer = found.layer;
+        self.known = unique.zip(layers.get(found.layer).map(|l| l.dir.clone()));
+        Some(found)
+    }
 }
 
 /// Where the name of a file found in an overlay's layer goes: `layer_name` (its name inside the layer, the

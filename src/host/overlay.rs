@@ -84,19 +84,28 @@ pub fn file_in_layers(layers: &[Layer], first: Option<usize>, name: &[u8], dev: 
     if !name.starts_with(b"/") {
         return None;
     }
-    let trimmed = |d: &[u8]| -> usize { d.len() - d.iter().rev().take_while(|&&b| b == b'/').count() };
     let probe = |index: usize| -> Option<InLayer> {
-        let layer = layers.get(index)?;
-        let dir = layer.dir.get(..trimmed(&layer.dir)).unwrap_or_default();
-        let mut path = dir.to_vec();
-        path.extend_from_slice(name);
-        if !std::fs::symlink_metadata(OsStr::from_bytes(&path)).is_ok_and(|m| m.dev() == dev && m.ino() == ino) {
-            return None;
-        }
-        let read_only = !layers.iter().any(|l| l.upper && l.dir.get(..trimmed(&l.dir)) == Some(dir));
-        Some(InLayer { path, read_only, layer: index })
+        let found = in_layer(layers, index, name)?;
+        let is_it =
+            std::fs::symlink_metadata(OsStr::from_bytes(&found.path)).is_ok_and(|m| m.dev() == dev && m.ino() == ino);
+        is_it.then_some(found)
     };
     first.and_then(probe).or_else(|| (0..layers.len()).filter(|&i| Some(i) != first).find_map(probe))
+}
+
+/// The file `name` of layer `index`, without looking: for a file reached through that layer's own private
+/// mount (the overlay's clone of the layer directory, whose root is that directory), known by its unique id.
+pub fn in_layer(layers: &[Layer], index: usize, name: &[u8]) -> Option<InLayer> {
+    if !name.starts_with(b"/") {
+        return None;
+    }
+    let trimmed = |d: &[u8]| -> usize { d.len() - d.iter().rev().take_while(|&&b| b == b'/').count() };
+    let layer = layers.get(index)?;
+    let dir = layer.dir.get(..trimmed(&layer.dir)).unwrap_or_default();
+    let mut path = dir.to_vec();
+    path.extend_from_slice(name);
+    let read_only = !layers.iter().any(|l| l.upper && l.dir.get(..trimmed(&l.dir)) == Some(dir));
+    Some(InLayer { path, read_only, layer: index })
 }
 
 /// [`file_in_layers`] for the overlays of process `pid`'s mount namespace (a container whose rootfs was
