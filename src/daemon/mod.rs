@@ -146,7 +146,9 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
     let scopes = Arc::new(ArcSwap::from_pointee(Scopes::default()));
 
     let stop = Arc::new(AtomicBool::new(false));
-    sys::install_wake_handler().map_err(|e| Error::Runtime { what: "wake-up signal handler", source: e.into() })?;
+    sys::install_wake_handler()
+        .and_then(|()| sys::block_wake_signal())
+        .map_err(|e| Error::Runtime { what: "wake-up signal handler", source: e.into() })?;
     let watchdog = notify::watchdog_interval();
     let decision_alive = Arc::new(AtomicBool::new(true));
     let decision = {
@@ -160,6 +162,9 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
             .name("noexecd-decide".into())
             .spawn(move || {
                 let _alive = alive;
+                // pthread_sigmask fails only for a bad argument; were the signal still blocked, `stop_decision`
+                // would give up on the thread after its bound and the process would end with it.
+                let _ = sys::accept_wake_signal();
                 decide::run_loop(&group, &shared, &stop, decider)
             })
             .map_err(|source| Error::SpawnThread { what: "decision", source })?
@@ -253,12 +258,18 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
                 tracing::error!(error = %e, "cannot remove the marks");
             }
             controller.keeper.release();
-            let joined = tokio::task::spawn_blocking(move || stop_decision(&stop, decision)).await;
-            if !matches!(joined, Ok(Ok(()))) {
-                tracing::error!("the decision thread ended abnormally");
+            match tokio::task::spawn_blocking(move || stop_decision(&stop, decision)).await {
+                // The thread's sender is gone: the writer drains what is left and returns.
+                Ok(Ok(())) => {
+                    let _ = writer.await;
+                }
+                outcome => {
+                    let why = outcome.unwrap_or(Err("could not be waited for")).err().unwrap_or_default();
+                    tracing::error!(why, "the decision thread ended abnormally");
+                    // It may still hold its alert sender: give the writer a moment, no more.
+                    let _ = tokio::time::timeout(Duration::from_millis(500), writer).await;
+                }
             }
-            // The thread's sender is gone: the writer drains what is left and returns.
-            let _ = writer.await;
         }
         if let Some(server) = server {
             // Dropping the task drops the listener, which removes the socket file.
@@ -488,17 +499,25 @@ impl Controller {
 }
 
 /// Says whether `noexecd hold` keeps the group (systemd's store logs for itself).
-/// Stops the decision thread and waits for it. It blocks in read(2) on the group, so it is sent the wake signal
-/// until it has returned: a signal that lands just before it enters read(2) would otherwise be lost. It answers
-/// what is still queued first (the kernel hands out events before it reports the signal).
-fn stop_decision(stop: &AtomicBool, decision: std::thread::JoinHandle<()>) -> std::thread::Result<()> {
+/// Stops the decision thread and waits for it, at most [`STOP_WITHIN`]. It blocks in read(2) on the group, so it
+/// is sent the wake signal until it has returned: a signal that lands just before it enters read(2) would
+/// otherwise be lost. It answers what is still queued first (the kernel hands out events before it reports the
+/// signal). A thread that does not return in time is left to end with the process.
+fn stop_decision(stop: &AtomicBool, decision: std::thread::JoinHandle<()>) -> std::result::Result<(), &'static str> {
     stop.store(true, Ordering::Release);
+    let deadline = std::time::Instant::now() + STOP_WITHIN;
     while !decision.is_finished() {
+        if std::time::Instant::now() > deadline {
+            return Err("did not return");
+        }
         let _ = sys::wake_thread(&decision);
         std::thread::sleep(Duration::from_millis(5));
     }
-    decision.join()
+    decision.join().map_err(|_| "panicked")
 }
+
+/// How long a stop waits for the decision thread to answer what is queued and return.
+const STOP_WITHIN: Duration = Duration::from_secs(5);
 
 fn log_holder(keeper: &Keeper, held: bool, changed: bool) {
     let Keeper::Holder { holder, .. } = keeper else { return };

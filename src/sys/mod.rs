@@ -37,4 +37,4 @@ pub use fdpass::{recv_with_fd, send_with_fd};
 pub use file::{FileFacts, PATH_BUF_LEN, ProcDirs, file_facts, mount_unique_id, path_facts, read_head};
 pub use group::FanotifyGroup;
 pub use ns::{ContainerRoot, Forked, enter_mount_namespace_of, fork_daemon};
-pub use wake::{install_wake_handler, wake_thread};
+pub use wake::{accept_wake_signal, block_wake_signal, install_wake_handler, wake_thread};

@@ -21,6 +21,22 @@ pub fn install_wake_handler() -> Result<(), Errno> {
     unsafe { sigaction(WAKE_SIGNAL, &action) }.map(|_| ())
 }
 
+/// Blocks the wake signal in the calling thread, and so in every thread started from it afterwards: sent from
+/// outside the process, it can then reach only the decision thread ([`accept_wake_signal`]), where it does
+/// nothing but make a read return EINTR.
+pub fn block_wake_signal() -> Result<(), Errno> {
+    let mut set = SigSet::empty();
+    set.add(WAKE_SIGNAL);
+    set.thread_block()
+}
+
+/// Unblocks the wake signal in the calling thread (the decision thread, started after [`block_wake_signal`]).
+pub fn accept_wake_signal() -> Result<(), Errno> {
+    let mut set = SigSet::empty();
+    set.add(WAKE_SIGNAL);
+    set.thread_unblock()
+}
+
 /// Sends the wake signal to the thread of `handle` (not joined yet, so its id is still its own).
 pub fn wake_thread<T>(handle: &JoinHandle<T>) -> Result<(), Errno> {
     use std::os::unix::thread::JoinHandleExt;
@@ -35,10 +51,17 @@ mod tests {
     fn a_blocking_read_returns_eintr_when_its_thread_is_woken() {
         install_wake_handler().unwrap();
         let (reader, writer) = nix::unistd::pipe().unwrap();
+        // Blocked where the thread is started, as the daemon does, and accepted by the woken thread alone.
         let blocked = std::thread::spawn(move || {
-            let mut buf = [0u8; 1];
-            nix::unistd::read(&reader, &mut buf)
-        });
+            block_wake_signal().unwrap();
+            std::thread::spawn(move || {
+                accept_wake_signal().unwrap();
+                let mut buf = [0u8; 1];
+                nix::unistd::read(&reader, &mut buf)
+            })
+        })
+        .join()
+        .unwrap();
         // Until it has returned: a signal that lands before the thread enters read(2) is lost.
         while !blocked.is_finished() {
             wake_thread(&blocked).unwrap();

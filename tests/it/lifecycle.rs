@@ -163,6 +163,12 @@ fn an_idle_daemon_keeps_telling_the_watchdog_it_is_alive() {
     let idle = count_pings(&env, Duration::from_secs(2));
     assert!(idle >= 5, "WATCHDOG=1 {idle} times in 2 s idle (one per 200 ms expected)\n{}", env.daemon_stderr());
     assert!(!env.daemon_stderr().contains("withholding WATCHDOG=1"), "{}", env.daemon_stderr());
+    // The daemon's own wake-up signal, sent from outside: it neither stops the daemon nor its decisions.
+    for _ in 0..3 {
+        env.daemon().signal(Signal::SIGUSR2);
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(env.daemon().try_wait().is_none(), "SIGUSR2 from outside ended the daemon:\n{}", env.daemon_stderr());
     let x = env.fs.join("x");
     env.put_elf(&x);
     let cwd = env.out.clone();
