@@ -40,7 +40,11 @@ pub fn accept_wake_signal() -> Result<(), Errno> {
 /// Sends the wake signal to the thread of `handle` (not joined yet, so its id is still its own).
 pub fn wake_thread<T>(handle: &JoinHandle<T>) -> Result<(), Errno> {
     use std::os::unix::thread::JoinHandleExt;
-    nix::sys::pthread::pthread_kill(handle.as_pthread_t(), WAKE_SIGNAL)
+    // std's pthread_t is an integer on every target, the libc crate's a pointer on musl (the static build):
+    // the same value either way.
+    #[allow(clippy::unnecessary_cast)]
+    let thread = handle.as_pthread_t() as nix::sys::pthread::Pthread;
+    nix::sys::pthread::pthread_kill(thread, WAKE_SIGNAL)
 }
 
 #[cfg(test)]
