@@ -94,8 +94,10 @@ pub struct Decider {
     /// (mount id, device) of mounts through which a file was last found in our overlays' layers, direct-mapped
     /// by mount id, with the layer it was found in: a layer's private mount is in no namespace's table, so for
     /// these the layers are tried before reading the caller's whole mountinfo (what a denial in a container
-    /// mostly cost), that layer first (a layer's private mount shows that one layer). Only a hint: the layer
-    /// lookup checks device and inode, and when it finds nothing the caller's table is read as before.
+    /// mostly cost), that layer first (a layer's private mount shows that one layer). The mount id is only a
+    /// hint (the kernel reuses it): the layer lookup checks device and inode, and when it finds nothing the
+    /// caller's table is read as before; only the same mount, by its unique id, is trusted without a lookup
+    /// (see `LayerMount::known`).
     layer_mounts: [LayerMount; LAYER_MOUNTS],
     /// Mounts of other namespaces (a container's rootfs, PrivateTmp) found in a caller's mountinfo, direct-mapped
     /// by unique mount id: reading a container's whole mountinfo per event was most of what a denial inside a
