@@ -498,7 +498,6 @@ impl Controller {
     }
 }
 
-/// Says whether `noexecd hold` keeps the group (systemd's store logs for itself).
 /// Stops the decision thread and waits for it, at most [`STOP_WITHIN`]. It blocks in read(2) on the group, so it
 /// is sent the wake signal until it has returned: a signal that lands just before it enters read(2) would
 /// otherwise be lost. It answers what is still queued first (the kernel hands out events before it reports the
@@ -519,6 +518,7 @@ fn stop_decision(stop: &AtomicBool, decision: std::thread::JoinHandle<()>) -> st
 /// How long a stop waits for the decision thread to answer what is queued and return.
 const STOP_WITHIN: Duration = Duration::from_secs(5);
 
+/// Says whether `noexecd hold` keeps the group (systemd's store logs for itself).
 fn log_holder(keeper: &Keeper, held: bool, changed: bool) {
     let Keeper::Holder { holder, .. } = keeper else { return };
     let socket = holder.path().display();

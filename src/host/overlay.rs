@@ -81,9 +81,6 @@ fn split_lowerdir(dirs: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
 /// found, [`InLayer::layer`]). Every overlay's upper layer comes before any lower one, so without it a file of
 /// an image's lower layer cost one failed lookup per running container.
 pub fn file_in_layers(layers: &[Layer], first: Option<usize>, name: &[u8], dev: u64, ino: u64) -> Option<InLayer> {
-    if !name.starts_with(b"/") {
-        return None;
-    }
     let probe = |index: usize| -> Option<InLayer> {
         let found = in_layer(layers, index, name)?;
         let is_it =
