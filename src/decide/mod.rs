@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod applet;
+pub mod denials;
 pub mod interp;
 pub mod opener;
 pub mod rules;
@@ -35,6 +36,7 @@ use crate::host::procfs::{self, ProcessInfo};
 use crate::policy::matcher::{Action, Outcome, RuleMeta, Scope, Subject};
 use crate::stats::Counters;
 use crate::sys::{self, Event, FanotifyGroup, FileFacts, Mask, PATH_BUF_LEN, ProcDirs, Responder, Response};
+use denials::{DenialKey, Denials};
 use opener::OpenedFile;
 use sniff::{HEAD_LEN, sniff};
 
@@ -139,6 +141,8 @@ pub struct Decider {
     /// Recent execs that raised an alert, a ring.
     recent_execs: [RecentExec; RECENT_EXECS],
     recent_next: usize,
+    /// Execs refused a moment ago, refused again without naming the file again (see `denials`).
+    denials: Denials<ContainerScope>,
     /// Reads the caller's facts for an alert: [`procfs::process_info`]. Unit tests put a reader here that
     /// counts its calls, to see which paths read /proc and which do not.
     process_info: fn(i32) -> ProcessInfo,
@@ -213,6 +217,7 @@ impl Decider {
             head: [0u8; HEAD_LEN],
             recent_execs: [RecentExec::default(); RECENT_EXECS],
             recent_next: 0,
+            denials: Denials::default(),
             cache: None,
             facts: None,
             gate: RateLimiter::new(u32::MAX),
@@ -261,7 +266,22 @@ impl Decider {
             self.handle_open(responder, guard, fd.as_fd(), event.pid);
             return;
         }
-        let Verdict { outcome, rule, resolved } = self.decide(guard, fd.as_fd(), event.pid);
+        let facts = sys::file_facts(fd.as_fd());
+        let now = Instant::now();
+        let key = facts.as_ref().ok().and_then(|f| denial_key(guard, f, event.pid));
+        let remembered = match (key.as_ref(), facts.as_ref()) {
+            (Some(key), Ok(facts)) => self.remembered_denial(key, now, facts),
+            _ => None,
+        };
+        let mut subject = ProcSubject::new(event.pid);
+        let fresh = remembered.is_none();
+        let verdict = match remembered {
+            Some(verdict) => verdict,
+            None => self.decide_with(guard, fd.as_fd(), event.pid, facts, &mut subject),
+        };
+        let Verdict { outcome, rule, resolved } = verdict;
+        // Remembered only when nothing but what the key holds decided it (see `denials`).
+        let remember = fresh && outcome == Outcome::Block && resolved != Resolved::Failed && !subject.was_read();
         let Some(rule) = rule else {
             self.answer(responder, fd.as_fd(), Response::Allow);
             self.counters.allowed.fetch_add(1, Ordering::Relaxed);
@@ -279,11 +299,14 @@ impl Decider {
         // nothing. The writer applies the same limit and writes the AlertThreshold notice (it gets the first
         // alert past the limit for that, complete, since at a window boundary the two clocks may differ by the
         // queue's delay and the writer may write it).
-        let admit = self.gate.admit_with(guard.config.daemon.max_alerts_per_sec, Instant::now());
+        let admit = self.gate.admit_with(guard.config.daemon.max_alerts_per_sec, now);
         if admit == Admit::Drop {
             self.answer(responder, fd.as_fd(), alerted_answer(outcome));
             self.counters.alerts_dropped_throttle.fetch_add(1, Ordering::Relaxed);
             self.remember_exec_for_open_guard(guard, fd.as_fd(), event.pid, outcome);
+            if remember && let Some(key) = key {
+                self.remember_denial(key, now, &rule);
+            }
             return;
         }
         // The one /proc read before the answer, and only for an exec that raises an alert: once answered, a
@@ -296,7 +319,43 @@ impl Decider {
         self.name_before_answer(guard, fd.as_fd(), event.pid, resolved);
         self.answer(responder, fd.as_fd(), alerted_answer(outcome));
         self.remember_exec_for_open_guard(guard, fd.as_fd(), event.pid, outcome);
+        if remember && let Some(key) = key {
+            self.remember_denial(key, now, &rule);
+        }
         self.queue_alert(outcome, rule, event.pid, process, "FAN_OPEN_EXEC_PERM");
+    }
+
+    /// A denial of this very exec remembered a moment ago, its state restored as `decide_with` would leave it:
+    /// the file's name, its container. Forgotten when the container's selection has changed since.
+    fn remembered_denial(&mut self, key: &DenialKey, now: Instant, facts: &FileFacts) -> Option<Verdict> {
+        let denial = self.denials.find(key, now)?;
+        if let Some(scope) = denial.container.as_ref() {
+            // The scope `scope_of` would give now, by the same steps: the daemon's list, else the first sight.
+            let id = scope.container.id.as_str();
+            let scopes = self.scopes.load();
+            let current = scopes.get(id).or_else(|| self.first_seen.get(id).and_then(Option::as_ref));
+            if !current.is_some_and(|c| Arc::ptr_eq(c, scope)) {
+                self.denials.forget(key);
+                return None;
+            }
+        }
+        let rule = Arc::clone(&denial.rule);
+        self.container = denial.container.clone();
+        self.canonical.clear();
+        self.canonical.extend_from_slice(&denial.name);
+        self.layer_name.clear();
+        self.layer_read_only = false;
+        self.host_unnamed = false;
+        self.owner = None;
+        self.facts = Some(*facts);
+        Some(Verdict { outcome: Outcome::Block, rule: Some(rule), resolved: Resolved::Yes })
+    }
+
+    /// Remembers the denial just made, named by `self.canonical` (not when no name was found for it).
+    fn remember_denial(&mut self, key: DenialKey, now: Instant, rule: &Arc<RuleMeta>) {
+        if !self.canonical.is_empty() {
+            self.denials.remember(key, now, rule, &self.canonical, self.container.as_ref());
+        }
     }
 
     /// A FAN_OPEN_PERM event (the open guard): allowed at once unless the file could run (a loadable ELF or a
@@ -337,7 +396,8 @@ impl Decider {
         let Some(route) = opener::judge(config, &guard.loaders, file, pid, &procs, &mut exe_buf, &mut name) else {
             return allow(self);
         };
-        let Verdict { outcome, rule, resolved } = self.decide_with(guard, fd, pid, Ok(facts));
+        let Verdict { outcome, rule, resolved } =
+            self.decide_with(guard, fd, pid, Ok(facts), &mut ProcSubject::new(pid));
         let Some(rule) = rule else { return allow(self) };
         if after_exec == Some(true) {
             // The exec of this file was just blocked and alerted; this is its caller looking at it.
@@ -425,17 +485,15 @@ impl Decider {
         }
     }
 
-    fn decide(&mut self, guard: &Guard, fd: BorrowedFd<'_>, pid: i32) -> Verdict {
-        self.decide_with(guard, fd, pid, sys::file_facts(fd))
-    }
-
-    /// [`Decider::decide`] with the file's statx already taken.
+    /// Decides the file behind `fd` (its statx `facts`) executed or opened by `pid`, whose executable and uid
+    /// `subject` reads when a rule asks.
     fn decide_with(
         &mut self,
         guard: &Guard,
         fd: BorrowedFd<'_>,
         pid: i32,
         facts: std::io::Result<FileFacts>,
+        subject: &mut ProcSubject,
     ) -> Verdict {
         self.canonical.clear();
         self.layer_name.clear();
@@ -449,14 +507,13 @@ impl Decider {
             return self.unresolvable(guard);
         };
         self.facts = Some(facts);
-        let mut subject = ProcSubject::new(pid);
         let whole_fs = match guard.target_of(fd, &facts).map(|t| &t.decides) {
             Some(Decides::Filesystem { below }) => Some(below.as_slice()),
             // Path-decided, or a device we did not expect on a marked filesystem: decide by path.
             Some(Decides::Path) | None => None,
         };
         if let Some(below) = whole_fs {
-            let d = matcher.decide(Scope::Below(below), facts.uid, &mut subject);
+            let d = matcher.decide(Scope::Below(below), facts.uid, subject);
             return Verdict { outcome: d.outcome, rule: d.rule.cloned(), resolved: Resolved::NotYet };
         }
         if !self.resolve_with(guard, fd, pid, &facts) {
@@ -466,13 +523,13 @@ impl Decider {
             // A container's private mount: host rules never decide a container's paths.
             Verdict { outcome: Outcome::Allow, rule: None, resolved: Resolved::Yes }
         } else {
-            let d = matcher.decide(Scope::Path(&self.canonical), facts.uid, &mut subject);
+            let d = matcher.decide(Scope::Path(&self.canonical), facts.uid, subject);
             Verdict { outcome: d.outcome, rule: d.rule.cloned(), resolved: Resolved::Yes }
         };
         if self.layer_name.is_empty() || guard.config.container_policies.is_empty() {
             return host;
         }
-        self.decide_in_container(guard, host, pid, facts.uid, &mut subject)
+        self.decide_in_container(guard, host, pid, facts.uid, subject)
     }
 
     /// A file of a container's overlay, executed by a process of that container: the container policies that
@@ -854,6 +911,24 @@ impl ProcSubject {
     fn new(pid: i32) -> Self {
         Self { pid, exe: None, uid: None }
     }
+
+    /// Whether a rule asked for the caller's executable or uid (then the decision was the caller's too).
+    fn was_read(&self) -> bool {
+        self.exe.is_some() || self.uid.is_some()
+    }
+}
+
+/// What a denial of the exec of this file by `pid` would be remembered by (`None`: the kernel did not say which
+/// mount it was reached through).
+fn denial_key(guard: &Guard, facts: &FileFacts, pid: i32) -> Option<DenialKey> {
+    Some(DenialKey {
+        pid,
+        dev: facts.dev,
+        ino: facts.ino,
+        changed_ns: facts.changed_ns,
+        mnt_id: facts.mnt_id?,
+        guard: guard.generation,
+    })
 }
 
 impl Subject for ProcSubject {
@@ -1079,6 +1154,70 @@ recursive = true
             assert_eq!(alert.process.exe, exe.as_os_str().as_bytes(), "the facts read before the answer");
             assert!(rx.try_recv().is_err(), "one alert");
             assert_eq!(counters.blocked.load(Ordering::Relaxed), 1);
+        }
+
+        /// Denies the exec of `scene.dir/sub/x` three times as pid `me()`: before `sub` is renamed to `moved`,
+        /// after (which leaves the file's ctime as it was), and after `change` ran on the moved file (or a new
+        /// guard came, with `new_guard`). Returns the alerts' resources, all blocked.
+        fn denied_thrice(policy: &str, change: impl Fn(&Path), new_guard: bool) -> Vec<Vec<u8>> {
+            let s = scene();
+            std::fs::create_dir(s.dir.join("sub")).unwrap();
+            let file = s.dir.join("sub/x");
+            std::fs::write(&file, b"#!/bin/sh\n").unwrap();
+            let first = guard(&s, policy, known_mount(&s));
+            let second = guard(&s, policy, known_mount(&s));
+            let (mut d, mut rx, counters) = decider();
+            as_another_process(&mut d);
+            let rec = Recording::new(&rx);
+            d.handle(&rec, &first, exec_event(&file, me()).0);
+            std::fs::rename(s.dir.join("sub"), s.dir.join("moved")).unwrap();
+            let moved = s.dir.join("moved/x");
+            d.handle(&rec, &first, exec_event(&moved, me()).0);
+            change(&moved);
+            d.handle(&rec, if new_guard { &second } else { &first }, exec_event(&moved, me()).0);
+            let answers: Vec<Response> = rec.answers().iter().map(|a| a.answer).collect();
+            assert_eq!(answers, vec![Response::DenyAudited; 3]);
+            assert_eq!(counters.blocked.load(Ordering::Relaxed), 3);
+            drop(rec);
+            let resources: Vec<Vec<u8>> = std::iter::from_fn(|| rx.try_recv().ok()).map(|a| a.resource).collect();
+            assert_eq!(resources.len(), 3, "every attempt alerted");
+            resources
+        }
+
+        fn name(s: &Path, rest: &str) -> Vec<u8> {
+            s.parent().unwrap().parent().unwrap().join(rest).as_os_str().as_bytes().to_vec()
+        }
+
+        #[test]
+        fn a_denial_repeated_at_once_is_named_from_memory_until_the_file_changes() {
+            let chmod = |f: &Path| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o700)).unwrap();
+            };
+            let got = denied_thrice(BLOCK_DIR, chmod, false);
+            let dir = |r: &str| name(&PathBuf::from(std::str::from_utf8(&got[0]).unwrap()), r);
+            // The rename of a parent does not show in the file's ctime: the second denial is the first one
+            // remembered, named as it was (see `denials`); the chmod moved the ctime, so the third is named anew.
+            assert_eq!(got, vec![dir("sub/x"), dir("sub/x"), dir("moved/x")]);
+        }
+
+        #[test]
+        fn a_new_guard_forgets_the_denials_made_under_the_last() {
+            let got = denied_thrice(BLOCK_DIR, |_| {}, true);
+            let dir = |r: &str| name(&PathBuf::from(std::str::from_utf8(&got[0]).unwrap()), r);
+            assert_eq!(got, vec![dir("sub/x"), dir("sub/x"), dir("moved/x")]);
+        }
+
+        #[test]
+        fn a_denial_that_read_the_callers_executable_is_never_remembered() {
+            let exe = std::fs::read_link("/proc/self/exe").unwrap();
+            let policy = format!(
+                "[[policy]]\nname = \"by-source\"\n[[policy.process.match_directories]]\ndir = \"{{dir}}/\"\nrecursive = true\nfrom_source = [\"{}\"]\n",
+                exe.display()
+            );
+            let got = denied_thrice(&policy, |_| {}, false);
+            let dir = |r: &str| name(&PathBuf::from(std::str::from_utf8(&got[0]).unwrap()), r);
+            assert_eq!(got, vec![dir("sub/x"), dir("moved/x"), dir("moved/x")]);
         }
 
         #[test]

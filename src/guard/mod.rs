@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::host::mounts::{Mount, MountTable, device_of, is_path_prefix};
@@ -26,6 +27,9 @@ use loaders::Loaders;
 /// How a target's `protects` names a runtime's layer root (`containers:/var/lib/containers/storage`): marked
 /// for execs only, never a protected directory of the open guard.
 pub const CONTAINER_LAYERS: &str = "containers:";
+
+/// The next [`Guard::generation`].
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 
 /// How exec events on one filesystem are decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +67,9 @@ pub struct MarkTarget {
 
 #[derive(Debug)]
 pub struct Guard {
+    /// Different for every guard built in this process: what was decided under one guard (a remembered
+    /// denial) is known by it not to be the current one's.
+    pub generation: u64,
     pub config: Config,
     pub mounts: MountTable,
     pub targets: Vec<MarkTarget>,
@@ -156,7 +163,8 @@ impl Guard {
         }
         let all: Vec<usize> = (0..config.container_policies.len()).collect();
         let all_container_rules = (!all.is_empty()).then(|| config.container_matcher(&all));
-        Ok(Self { config, mounts, targets, loaders: Loaders::find(), all_container_rules, by_dev, by_fsid })
+        let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+        Ok(Self { generation, config, mounts, targets, loaders: Loaders::find(), all_container_rules, by_dev, by_fsid })
     }
 
     /// Whether FAN_OPEN_PERM goes on this target's filesystem mark: only where the filesystem holds nothing
