@@ -552,12 +552,27 @@ impl Decider {
                 if id.is_some() && self.own_container.as_deref() == id.as_deref() {
                     return host;
                 }
-                match id.and_then(|id| self.scope_of(guard, &id)) {
+                let Some(id) = id else {
+                    // A private mount of no container known: no policy can decide it, and no host rule may.
+                    return if self.host_unnamed { self.unresolvable(guard) } else { host };
+                };
+                // Not known yet (its first execs): when no container policy's rule can reach this file, which
+                // policies select the container cannot change the answer, so the runtimes are not asked while
+                // the kernel holds the exec (podman's API answers in tens of milliseconds, more while podman is
+                // starting the very container, and every container start paid for it with its first program).
+                // Its own mounts are still marked now, so that they are guarded from the first instruction.
+                if !self.identity_may_matter(guard, &host)
+                    && self.scopes.load().get(&id).is_none()
+                    && !self.first_seen.contains_key(&*id)
+                    && self.mark_unknown_container(guard, &id, pid)
+                {
+                    return host;
+                }
+                match self.scope_of(guard, &id) {
                     Some(scope) => {
                         self.mark_container_mounts(guard, &scope, pid);
                         scope
                     }
-                    // A private mount of no container known: no policy can decide it, and no host rule may.
                     None if self.host_unnamed => return self.unresolvable(guard),
                     None => return host,
                 }
@@ -604,8 +619,9 @@ impl Decider {
     }
 
     /// The container `id` and the policies that select it. One the daemon's list does not hold yet is being
-    /// started now (this is its first exec): the runtimes are asked here, once, so that its policies decide
-    /// its first program too. Bounded by the runtimes' own timeouts; never again for the same container.
+    /// started now (this is its first exec that a container policy's rule could reach): the runtimes are asked
+    /// here, once, so that its policies decide that program too. Bounded by the runtimes' own timeouts; never
+    /// again for the same container.
     fn scope_of(&mut self, guard: &Guard, id: &str) -> Option<Arc<ContainerScope>> {
         if let Some(scope) = self.scopes.load().get(id) {
             return Some(scope.clone());
@@ -620,6 +636,47 @@ impl Decider {
         }
         self.first_seen.insert(id.to_owned(), scope.clone());
         scope
+    }
+
+    /// Whether the caller's container (which policies select it) may change the answer for the current file
+    /// of a container's overlay: yes unless no rule of any container policy reaches its path inside the
+    /// container (`Guard::all_container_rules`, as for the exec cache: no Allow rule, so no default posture,
+    /// and the path outside every rule's scope). Then whatever policies select the container, none applies,
+    /// and the host's decision stands as it is. Always yes on a private mount (a container no runtime knows is
+    /// refused there) and when the host's decision raises an alert (which carries the container's fields).
+    fn identity_may_matter(&self, guard: &Guard, host: &Verdict) -> bool {
+        self.host_unnamed
+            || host.rule.is_some()
+            || !guard.all_container_rules.as_ref().is_some_and(|all| all.untouched_by_rules(&self.layer_name))
+    }
+
+    /// The first sight of a container the daemon's list does not have yet, when its identity does not matter
+    /// for this file: marks what `mark_container_mounts` would, with the rules of every container policy
+    /// together standing for the ones that will select it (a superset: an unselected container's directories
+    /// marked cost events only, each decided with its real scope once it is known). `false` when the
+    /// container has a private mount in that scope (a `--tmpfs /tmp`): how it is marked depends on its own
+    /// policies (whether the whole mount is protected), so the container is looked up as before.
+    fn mark_unknown_container(&mut self, guard: &Guard, id: &str, pid: i32) -> bool {
+        let Some(all) = guard.all_container_rules.as_ref() else { return false };
+        if self.marked.contains(id) {
+            return true;
+        }
+        let (mounts, layers) = ctr_mounts::of_process(all, pid, &guard.mounts);
+        if mounts.iter().any(|m| m.private) {
+            return false;
+        }
+        if self.marked.len() >= MARKED_MAX {
+            self.marked.clear();
+        }
+        self.marked.insert(id.to_owned());
+        if let Some(group) = self.marker.as_ref()
+            && guard.config.open_guard.enabled
+        {
+            for root in ctr_mounts::open_roots(all, pid, &mounts, &layers) {
+                let _ = group.mark_inode(&root.path, CONTAINER_DIR_MASK);
+            }
+        }
+        true
     }
 
     /// At the first exec this thread sees of a selected container (its first program, through its image
@@ -1319,6 +1376,49 @@ recursive = true
             assert_eq!(rec.answers().iter().map(|a| a.answer).collect::<Vec<_>>(), vec![Response::Allow]);
             assert_eq!(counters.unresolved.load(Ordering::Relaxed), 0);
             assert!(rx.is_empty());
+        }
+
+        /// A container policy for `app=wordpress` blocking execs below `/tmp/`; `{extra}` adds rules.
+        const SELECTING: &str = r#"
+[[policy]]
+name = "host"
+[[policy.process.match_directories]]
+dir = "{dir}/"
+recursive = true
+
+[[policy]]
+name = "ctr"
+[policy.selector]
+match_labels = { app = "wordpress" }
+[[policy.process.match_directories]]
+dir = "/tmp/"
+recursive = true
+{extra}
+"#;
+
+        #[test]
+        fn an_unknown_containers_identity_matters_only_where_a_container_rule_reaches() {
+            let s = scene();
+            let g = guard(&s, &SELECTING.replace("{extra}", ""), known_mount(&s));
+            let (mut d, _rx, _) = decider();
+            let allowed = Verdict { outcome: Outcome::Allow, rule: None, resolved: Resolved::Yes };
+            d.layer_name = b"/bin/true".to_vec();
+            assert!(!d.identity_may_matter(&g, &allowed), "no container rule reaches /bin/true: no lookup");
+            d.layer_name = b"/tmp/x".to_vec();
+            assert!(d.identity_may_matter(&g, &allowed), "the policy's rule reaches /tmp/x: its selection decides");
+            d.layer_name = b"/tmpx/y".to_vec();
+            assert!(!d.identity_may_matter(&g, &allowed), "a directory rule reaches whole components only");
+            d.layer_name = b"/bin/true".to_vec();
+            let alerted = Verdict { outcome: Outcome::Block, rule: Some(unresolved_rule()), resolved: Resolved::Yes };
+            assert!(d.identity_may_matter(&g, &alerted), "a host alert carries the container's fields");
+            d.host_unnamed = true;
+            assert!(d.identity_may_matter(&g, &allowed), "a private mount of an unknown container is refused");
+            d.host_unnamed = false;
+            // An Allow rule in a container policy is a default posture: it reaches every path.
+            let posture = "[[policy]]\nname = \"ok\"\naction = \"Allow\"\n[policy.selector]\n\
+                           match_labels = { app = \"other\" }\n[[policy.process.match_paths]]\npath = \"/bin/ok\"\n";
+            let g = guard(&s, &SELECTING.replace("{extra}", posture), known_mount(&s));
+            assert!(d.identity_may_matter(&g, &allowed), "an Allow rule decides /bin/true too");
         }
     }
 

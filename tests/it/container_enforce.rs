@@ -26,7 +26,7 @@ use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::UnixDatagram;
+use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -800,6 +800,59 @@ fn tmp_tmpfs_container_and_host_policies_decide_execs_in_podman_containers() {
 #[test]
 fn ext4_root_container_and_host_policies_decide_execs_in_podman_containers() {
     policies_decide_execs_in_podman_containers(&test_name!(), SandboxLayout::Ext4Root);
+}
+
+/// A container's first program that no container policy's rule reaches is answered without asking the
+/// runtimes which container it is: which policies select it cannot change that answer. podman's API is
+/// replaced by a socket that accepts and never answers, so every look at it lasts its 1 s timeout: a
+/// WordPress container's `/bin/ok` starts without that wait, while the baked `/tmp/x` entrypoint (the policy's
+/// pattern reaches it) is still looked up before its answer, and waits.
+fn a_container_start_does_not_wait_on_its_runtime(name: &str, layout: SandboxLayout) {
+    let Some(mut g) = setup(name, layout) else { return };
+    let base = g.sb.base();
+    let silent = base.join("silent.sock");
+    let listener = UnixListener::bind(g.sb.host_view(&silent)).unwrap();
+    // Accepts and holds every connection, never writing: the test binary's exit ends the thread.
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let config = g.sb.host_view(&g.config);
+    let text = fs::read_to_string(&config).unwrap();
+    let real = toml_str(&base.join("podman.sock"));
+    assert!(text.contains(&real), "{name}: the config names podman's socket");
+    fs::write(&config, text.replace(&real, &toml_str(&silent))).unwrap();
+    let want = expected_marks(&g);
+    g.start(&want);
+    let fastest = |g: &Guarded, image: &str, cmd: &str| -> Duration {
+        (0..3)
+            .map(|_| {
+                let t0 = Instant::now();
+                let o = g.run_container(&WORDPRESS_LABELS, &["--rm"], image, &[cmd]);
+                let took = t0.elapsed();
+                assert!(o.stdout.contains("ran") || cmd == "/tmp/x", "{name}: {cmd} in a WordPress container\n{o}");
+                took
+            })
+            .min()
+            .unwrap()
+    };
+    let untouched = fastest(&g, IMAGE, "/bin/ok");
+    // Unknown to the silent runtime, the container is selected by nothing: `/tmp/x` may run. What counts is
+    // that its first exec waited for the look at the runtimes.
+    let reached = fastest(&g, TMPX_IMAGE, "/tmp/x");
+    assert!(
+        untouched + Duration::from_millis(700) < reached,
+        "{name}: `podman run IMAGE /bin/ok` took {untouched:?} at best, `/tmp/x` (looked up, 1 s timeout) {reached:?}:\n{}",
+        g.log_text()
+    );
+    g.verify();
+}
+
+#[test]
+fn ext4_root_a_container_start_does_not_wait_on_its_runtime() {
+    a_container_start_does_not_wait_on_its_runtime(&test_name!(), SandboxLayout::Ext4Root);
 }
 
 #[test]
