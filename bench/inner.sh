@@ -140,6 +140,8 @@ daemon_stop() {
 proc_cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 proc_rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 TICK=$(getconf CLK_TCK)
+# task_cpu_ns PID: on-CPU time of every thread of PID in ns (schedstat: finer than stat's clock ticks).
+task_cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d\n", s}'; }
 
 # --- measurements --------------------------------------------------------------------------------------------
 # spawn_pair SCENARIO SERIES ROUND: allowed exec of each binary, guarded image vs twin, side by side.
@@ -268,7 +270,9 @@ fi
 # --- phase 3: open-heavy work in /tmp: no guard, the minimal C FAN_OPEN_PERM responder, noexecd ------------
 # The image's /tmp is a directory of a path-decided filesystem: noexecd's open guard puts FAN_OPEN_PERM inode
 # marks on /tmp and every directory below it; bench/open_responder.c marks the same two directories the same
-# way and allows every event (the floor). noexecd with the open guard off is measured too (execs only).
+# way and allows every event (the floor); with -s it also does what any guard telling a file that could run
+# from one that cannot must do (statx, the first 64 bytes, the opener's /proc/PID/exe: the sniffing floor).
+# noexecd with the open guard off is measured too (execs only).
 if phase open; then
 OPEN_KEY=
 # The open guard is the `[open_guard]` table (`enabled`); BENCH_OPEN_SETTING="..." overrides the lines used.
@@ -281,14 +285,25 @@ if [ -n "$OPEN_KEY" ]; then
     off=${OPEN_KEY/true/false}
     write_config "$W/run/open-off.toml" "$off"
     files() { timeout 120 "$EL" -r "$W/$1" files /tmp/work "$N_FILES"; }
+    # The guarded run, and the CPU time its guard (noexecd or the C responder, all threads) spent per open:
+    # two opens per file, each one FAN_OPEN_PERM event when the open guard is on.
+    guarded() {
+        local pid=$DAEMON_PID c0 v c1
+        [ -n "$OPEN_RESP_PID" ] && pid=$OPEN_RESP_PID
+        c0=$(task_cpu_ns "$pid"); v=$(files img); c1=$(task_cpu_ns "$pid")
+        rec open "guard-$mode" "$r" "$v" ns
+        rec open "cpu-$mode" "$r" $(( (c1 - c0) / (2 * N_FILES) )) "ns per open"
+    }
     for r in $(seq 1 "$ROUNDS"); do
         log "   round $r/$ROUNDS"
-        for mode in on resp off; do
+        for mode in on resp sniff off; do
             case $mode in
                 on) daemon_start "$W/run/open.toml" ;;
                 off) daemon_start "$W/run/open-off.toml" ;;
-                resp)
-                    "$TOOLS/open_responder" -i "$W/img/tmp" "$W/img/tmp/work" > "$W/run/open-responder.out" &
+                resp|sniff)
+                    # shellcheck disable=SC2046 # -s or nothing
+                    "$TOOLS/open_responder" $([ "$mode" = sniff ] && echo -s) -i "$W/img/tmp" "$W/img/tmp/work" \
+                        > "$W/run/open-responder.out" &
                     OPEN_RESP_PID=$!
                     echo "$OPEN_RESP_PID" > "$BENCH_PIDS/open-responder"
                     for i in $(seq 1 50); do grep -q ready "$W/run/open-responder.out" && break; sleep 0.1; done
@@ -298,12 +313,12 @@ if [ -n "$OPEN_KEY" ]; then
             # Order alternating within the pair.
             if ((r % 2)); then
                 rec open "none@$mode" "$r" "$(files base)" ns
-                rec open "guard-$mode" "$r" "$(files img)" ns
+                guarded
             else
-                rec open "guard-$mode" "$r" "$(files img)" ns
+                guarded
                 rec open "none@$mode" "$r" "$(files base)" ns
             fi
-            if [ "$mode" = resp ]; then
+            if [ "$mode" = resp ] || [ "$mode" = sniff ]; then
                 kill -TERM "$OPEN_RESP_PID"; wait "$OPEN_RESP_PID" 2>/dev/null || true
                 OPEN_RESP_PID=; rm -f "$BENCH_PIDS/open-responder"
             else

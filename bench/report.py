@@ -158,7 +158,14 @@ if data.get(("open", "guard-on")):
     rows.append(("open-heavy work in /tmp: open guard / minimal C open responder (scenario 3)", "≤ 1.10",
                  fmt(floor), verdict(None if floor is None else floor <= 1.10),
                  f"against no guard: open guard {fmt(on)}, C responder {fmt(resp)}, noexecd with the open guard "
-                 f"off {fmt(off)}"))
+                 f"off {fmt(off)}; guard's CPU per open (all threads): noexecd {fmt(med('open', 'cpu-on'), '{:.0f}')} ns, "
+                 f"C responder {fmt(med('open', 'cpu-resp'), '{:.0f}')} ns (ratio {fmt(ratio('open', 'cpu-on', 'cpu-resp'), '{:.2f}')})"))
+    if data.get(("open", "guard-sniff")):
+        sniff_floor = ratio("open", "guard-sniff", "guard-resp")
+        rows.append(("open-heavy work: sniffing C open responder (statx, 64-byte pread, readlink of the opener's exe) "
+                     "/ minimal C open responder", "(context)", fmt(sniff_floor), "",
+                     f"open guard / sniffing C responder {fmt(ratio('open', 'guard-on', 'guard-sniff'))}; sniffing "
+                     f"responder's CPU per open {fmt(med('open', 'cpu-sniff'), '{:.0f}')} ns"))
 else:
     rows.append(("open-heavy work in /tmp (scenario 3)", "(context)", "n/a (open guard not built)", "", ""))
 
@@ -343,8 +350,11 @@ before each start; fapolicyd runs chrooted in the image and sees only the image'
 - **Scenario 3** (open-heavy work in /tmp): create, write, open, read small files under `img/tmp/work`
   (two opens per file): no guard (`base`), `bench/open_responder.c` (the smallest FAN_OPEN_PERM responder:
   inode marks with FAN_EVENT_ON_CHILD on `img/tmp` and `img/tmp/work`, as noexecd marks a path-decided
-  filesystem's protected directories, FAN_ALLOW to everything, the same 64 KiB read), noexecd with the open
-  guard on, and off.
+  filesystem's protected directories, FAN_ALLOW to everything, the same 64 KiB read), the same responder with
+  `-s` (the sniffing floor: before each answer a statx of the event fd, a pread of its first 64 bytes and a
+  readlink of the opener's `/proc/PID/exe`, what any guard telling a file that could run from one that cannot
+  must look at), noexecd with the open guard on, and off. The guard's CPU time per open (every thread's
+  `schedstat` over the guarded run, divided by the opens) is taken in the same runs.
 - **Scenario 4** (storm): two `execloop storm` processes deny-looping for {{BENCH_STORM_SECS}} s; decisions per
   second and the slowest single execve (a stall would show there).
 - **Scenario 5**: fapolicyd {fapo} from Debian, `trust = file`, `integrity = none`, `watch_fs = ext4`,

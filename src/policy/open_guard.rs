@@ -69,10 +69,14 @@ impl ProgramName {
         if let Some(glob) = &self.glob {
             return std::str::from_utf8(file_name).is_ok_and(|n| glob.is_match(n));
         }
+        // The first byte alone rules out nearly every listed name, without a call to compare the rest (this runs
+        // for every name listed, on every open of a file that could run).
+        let name = self.name.as_bytes();
+        if name.first().is_some_and(|first| file_name.first() != Some(first)) {
+            return false;
+        }
         // Only a version may follow the name: `python3.11`, `perl5.36.0`, never `python3-config`.
-        file_name
-            .strip_prefix(self.name.as_bytes())
-            .is_some_and(|rest| rest.iter().all(|&b| b.is_ascii_digit() || b == b'.'))
+        file_name.strip_prefix(name).is_some_and(|rest| rest.iter().all(|&b| b.is_ascii_digit() || b == b'.'))
     }
 }
 
