@@ -177,25 +177,31 @@ ctr_phase() {
     ctr_podman img rm -f -t 0 warm >/dev/null
     rec container cached-inodes 0 "$cached" inodes
     log "   exec cache in a running container: $cached inode(s) (the image's execloop and hello expected)"
-    # Allowed execs are measured in two long-lived containers, one per side, started once: a container's start
-    # or stop changes the mount table, which flushes the exec cache, so a fresh container per run would measure
-    # the cache refilling; a running workload sees it full.
+    # Allowed and denied execs are measured in two long-lived containers, one per side, started once: a
+    # container's start or stop changes the mount table, which flushes the exec cache, so a fresh container per
+    # run would measure the cache refilling; a running workload sees it full. A fresh container's first denial
+    # also waits for the runtime's answer (which policies select it: podman's API, slowest while podman is still
+    # starting that container), once per container: measured on its own, as the first denial of a fresh
+    # container, instead of being spread over the loop's mean. The twin's container has the responders'
+    # tmpfs bound in.
+    local binds
     for side in img base; do
-        ctr_podman "$side" run -d --name "allow-$side" --network none --cgroup-parent "/$CTR_CGROUP" $CTR_LABELS \
-            "$CTR_IMAGE" /bin/sleep 3600 >/dev/null
+        binds=(); [ "$side" = base ] && binds=(-v "$W/resp:/resp" -v "$W/nresp:/nresp")
+        ctr_podman "$side" run -d --name "steady-$side" --network none --cgroup-parent "/$CTR_CGROUP" $CTR_LABELS \
+            "${binds[@]}" "$CTR_IMAGE" /bin/sleep 3600 >/dev/null
     done
     local k rr order
     for r in $(seq 1 "$CTR_ROUNDS"); do
         log "   round $r/$CTR_ROUNDS"
         # The previous round's containers came and went: let the daemon settle and the cache refill first.
         sleep 1
-        for side in img base; do ctr_podman "$side" exec "allow-$side" /bin/execloop spawn /bin/hello 50 >/dev/null; done
+        for side in img base; do ctr_podman "$side" exec "steady-$side" /bin/execloop spawn /bin/hello 50 >/dev/null; done
         # Allowed: vfork + exec of a program of the image's layer, inside the container; three pairs per round,
         # the order alternating from pair to pair. Every pair is recorded: the ratio is the median over pairs.
         for k in 1 2 3; do
             rr=$(( (r - 1) * 3 + k ))
             for side in $( ((rr % 2)) && echo "base img" || echo "img base"); do
-                v=$(ctr_num "allowed exec ($side)" "$(ctr_podman "$side" exec "allow-$side" /bin/execloop spawn /bin/hello "$N_SPAWN")")
+                v=$(ctr_num "allowed exec ($side)" "$(ctr_podman "$side" exec "steady-$side" /bin/execloop spawn /bin/hello "$N_SPAWN")")
                 if [ "$side" = img ]; then rec container allowed-noexecd "$rr" "$v" ns; else rec container allowed-none "$rr" "$v" ns; fi
             done
         done
@@ -205,24 +211,33 @@ ctr_phase() {
             if [ "$side" = img ]; then rec container start-noexecd "$r" "$v" ns; else rec container start-none "$r" "$v" ns; fi
         done
         # Denied inside a container: the image's /tmp/x under the container policy, against the minimal C
-        # responder denying /resp/x and the naming one denying /nresp/x (their tmpfs bound into a container of
-        # the twin), order rotating.
+        # responder denying /resp/x and the naming one denying /nresp/x (their tmpfs bound into the twin's
+        # container), order rotating; then the first denial of a fresh container, on each side.
         order=(img resp nresp)
         for k in 0 1 2; do
             case ${order[$(( (k + r) % 3 ))]} in
                 img)
-                    v=$(ctr_num "denied exec" "$(ctr_run img "$CTR_IMAGE" /bin/execloop deny /tmp/x "$N_DENY")")
+                    v=$(ctr_num "denied exec" "$(ctr_podman img exec steady-img /bin/execloop deny /tmp/x "$N_DENY")")
                     rec container denied-noexecd "$r" "$v" ns ;;
                 resp)
-                    v=$(ctr_num "denied exec (responder)" "$(ctr_run base -v "$W/resp:/resp" "$CTR_IMAGE" /bin/execloop deny /resp/x "$N_DENY")")
+                    v=$(ctr_num "denied exec (responder)" "$(ctr_podman base exec steady-base /bin/execloop deny /resp/x "$N_DENY")")
                     rec container denied-responder "$r" "$v" ns ;;
                 nresp)
-                    v=$(ctr_num "denied exec (naming responder)" "$(ctr_run base -v "$W/nresp:/nresp" "$CTR_IMAGE" /bin/execloop deny /nresp/x "$N_DENY")")
+                    v=$(ctr_num "denied exec (naming responder)" "$(ctr_podman base exec steady-base /bin/execloop deny /nresp/x "$N_DENY")")
                     rec container denied-named "$r" "$v" ns ;;
             esac
         done
+        for side in $( ((r % 2)) && echo "base img" || echo "img base"); do
+            if [ "$side" = img ]; then
+                v=$(ctr_num "first denial" "$(ctr_run img "$CTR_IMAGE" /bin/execloop deny /tmp/x 1)")
+                rec container first-denial-noexecd "$r" "$v" ns
+            else
+                v=$(ctr_num "first denial (responder)" "$(ctr_run base -v "$W/resp:/resp" "$CTR_IMAGE" /bin/execloop deny /resp/x 1)")
+                rec container first-denial-responder "$r" "$v" ns
+            fi
+        done
     done
-    for side in img base; do ctr_podman "$side" rm -f -t 0 "allow-$side" >/dev/null; done
+    for side in img base; do ctr_podman "$side" rm -f -t 0 "steady-$side" >/dev/null; done
     # The daemon's memory per running container: N idle containers it knows (its list is refreshed every
     # 500 ms), VmRSS before and after.
     sleep 1

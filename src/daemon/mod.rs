@@ -165,7 +165,7 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
                 // pthread_sigmask fails only for a bad argument; were the signal still blocked, `stop_decision`
                 // would give up on the thread after its bound and the process would end with it.
                 let _ = sys::accept_wake_signal();
-                decide::run_loop(&group, &shared, &stop, decider)
+                decide::run_loop(&group, &shared, &stop, decider.look_up_off_thread())
             })
             .map_err(|source| Error::SpawnThread { what: "decision", source })?
     };

@@ -10,6 +10,7 @@
 pub mod applet;
 pub mod denials;
 pub mod interp;
+pub mod lookup;
 pub mod opener;
 pub mod rules;
 pub mod sniff;
@@ -37,6 +38,7 @@ use crate::policy::matcher::{Action, Outcome, RuleMeta, Scope, Subject};
 use crate::stats::Counters;
 use crate::sys::{self, Event, FanotifyGroup, FileFacts, Mask, PATH_BUF_LEN, ProcDirs, Responder, Response};
 use denials::{DenialKey, Denials};
+use lookup::Lookups;
 use opener::OpenedFile;
 use sniff::{HEAD_LEN, sniff};
 
@@ -61,6 +63,10 @@ const FOREIGN_MOUNTS: usize = 64;
 /// Containers whose own mounts this thread has marked at its first sight of them; past this, started over
 /// (marking again changes nothing).
 const MARKED_MAX: usize = 256;
+
+/// Events kept unanswered while their container is being looked up (see `lookup`); past it, a container is
+/// looked up on the decision thread, as it was before.
+const MAX_PARKED: usize = 256;
 
 /// The open guard's mark on a container's protected directory, placed at a container's first exec.
 const CONTAINER_DIR_MASK: Mask = Mask::FAN_OPEN_PERM.union(Mask::FAN_EVENT_ON_CHILD);
@@ -148,6 +154,25 @@ pub struct Decider {
     /// Reads the caller's facts for an alert: [`procfs::process_info`]. Unit tests put a reader here that
     /// counts its calls, to see which paths read /proc and which do not.
     process_info: fn(i32) -> ProcessInfo,
+    /// Asks the runtimes about a container off this thread (see `lookup`); `None`: asked here, waiting.
+    lookups: Option<Lookups>,
+    /// Events waiting, unanswered, for their container's lookup; decided again when answers come.
+    parked: Vec<Event>,
+}
+
+/// What became of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handled {
+    Answered,
+    /// Kept unanswered until its container's lookup answers.
+    Parked,
+}
+
+/// A container's policies, as far as they are known now.
+enum ScopeLookup {
+    Known(Option<Arc<ContainerScope>>),
+    /// Being looked up by the lookup thread.
+    Asked,
 }
 
 /// A mount of another namespace, by the unique id of the mount (`STATX_MNT_ID_UNIQUE`) and the device of the
@@ -188,6 +213,9 @@ enum Resolved {
     Yes,
     /// Could not be found: the exec is denied.
     Failed,
+    /// Not decided: the caller's container is being looked up, and the event must wait for it. Its outcome
+    /// is a denial, so that a caller overlooking this refuses rather than allows.
+    Asked,
 }
 
 impl Decider {
@@ -225,7 +253,21 @@ impl Decider {
             facts: None,
             gate: RateLimiter::new(u32::MAX),
             process_info: procfs::process_info,
+            lookups: None,
+            parked: Vec::new(),
         }
+    }
+
+    /// Looks containers up on a thread of its own, so that an event waiting for its container's runtime
+    /// holds up no other event. Call it on the thread that will decide (it is the one the lookups wake).
+    pub fn look_up_off_thread(mut self) -> Self {
+        match Lookups::start(sys::Waker::current()) {
+            Ok(lookups) => self.lookups = Some(lookups),
+            Err(e) => tracing::warn!(
+                "cannot start the container lookup thread ({e}): containers are looked up while the kernel waits"
+            ),
+        }
+        self
     }
 
     /// Reads the containers (and the container policies selecting each) from `scopes`, which the daemon keeps
@@ -255,47 +297,65 @@ impl Decider {
     }
 
     /// Decides and answers one event through `responder` (the fanotify group), then queues its alert if it
-    /// needs one.
+    /// needs one; or keeps it, unanswered, while its container is being looked up (`take_answers`).
     pub fn handle(&mut self, responder: &impl Responder, guard: &Guard, event: Event) {
-        let Some(fd) = event.fd.as_ref() else { return };
-        if !event.is_permission() {
-            return;
+        let handled = match event.fd.as_ref() {
+            Some(fd) if event.is_permission() => self.handle_permission(responder, guard, fd.as_fd(), &event),
+            _ => return,
+        };
+        if handled == Handled::Parked {
+            self.parked.push(event);
         }
+    }
+
+    fn handle_permission(
+        &mut self,
+        responder: &impl Responder,
+        guard: &Guard,
+        fd: BorrowedFd<'_>,
+        event: &Event,
+    ) -> Handled {
         if event.pid == self.own_pid {
-            self.answer(responder, fd.as_fd(), Response::Allow);
-            return;
+            self.answer(responder, fd, Response::Allow);
+            return Handled::Answered;
         }
         if !event.mask.contains(Mask::FAN_OPEN_EXEC_PERM) {
-            self.handle_open(responder, guard, fd.as_fd(), event.pid);
-            return;
+            return self.handle_open(responder, guard, fd, event.pid);
         }
-        let facts = sys::file_facts(fd.as_fd());
+        self.handle_exec(responder, guard, fd, event.pid)
+    }
+
+    fn handle_exec(&mut self, responder: &impl Responder, guard: &Guard, fd: BorrowedFd<'_>, pid: i32) -> Handled {
+        let facts = sys::file_facts(fd);
         let now = Instant::now();
-        let key = facts.as_ref().ok().and_then(|f| denial_key(guard, f, event.pid));
+        let key = facts.as_ref().ok().and_then(|f| denial_key(guard, f, pid));
         let remembered = match (key.as_ref(), facts.as_ref()) {
             (Some(key), Ok(facts)) => self.remembered_denial(key, now, facts),
             _ => None,
         };
-        let mut subject = ProcSubject::new(event.pid);
+        let mut subject = ProcSubject::new(pid);
         let fresh = remembered.is_none();
         let verdict = match remembered {
             Some(verdict) => verdict,
-            None => self.decide_with(guard, fd.as_fd(), event.pid, facts, &mut subject),
+            None => self.decide_with(guard, fd, pid, facts, &mut subject),
         };
+        if verdict.resolved == Resolved::Asked {
+            return Handled::Parked;
+        }
         let Verdict { outcome, rule, resolved } = verdict;
         // Remembered only when nothing but what the key holds decided it (see `denials`).
         let remember = fresh && outcome == Outcome::Block && resolved != Resolved::Failed && !subject.was_read();
         let Some(rule) = rule else {
-            self.answer(responder, fd.as_fd(), Response::Allow);
+            self.answer(responder, fd, Response::Allow);
             self.counters.allowed.fetch_add(1, Ordering::Relaxed);
             // Only path-decided files (the name is known) can be cached; after the answer, never instead.
             if resolved == Resolved::Yes
                 && self.layer_cacheable(guard)
                 && let (Some(feed), Some(facts)) = (self.cache.as_mut(), self.facts.as_ref())
             {
-                feed.offer(&guard.config.matcher, fd.as_fd(), facts, &self.canonical);
+                feed.offer(&guard.config.matcher, fd, facts, &self.canonical);
             }
-            return;
+            return Handled::Answered;
         };
         self.count(outcome);
         // Past `max_alerts_per_sec` the writer drops the alert anyway: answer at once, read nothing, send
@@ -304,13 +364,13 @@ impl Decider {
         // queue's delay and the writer may write it).
         let admit = self.gate.admit_with(guard.config.daemon.max_alerts_per_sec, now);
         if admit == Admit::Drop {
-            self.answer(responder, fd.as_fd(), alerted_answer(outcome));
+            self.answer(responder, fd, alerted_answer(outcome));
             self.counters.alerts_dropped_throttle.fetch_add(1, Ordering::Relaxed);
-            self.remember_exec_for_open_guard(guard, fd.as_fd(), event.pid, outcome);
+            self.remember_exec_for_open_guard(guard, fd, pid, outcome);
             if remember && let Some(key) = key {
                 self.remember_denial(key, now, &rule);
             }
-            return;
+            return Handled::Answered;
         }
         // The one /proc read before the answer, and only for an exec that raises an alert: once answered, a
         // blocked caller exits within microseconds and an audited one becomes the program it executes, so
@@ -318,14 +378,15 @@ impl Decider {
         // kernel memory only (no marked file, no lock the caller holds); allowed execs never pay for them.
         // The file's name is taken now too (see `name_before_answer`). Also for the first alert past the limit:
         // the writer's window may differ from ours by the queue's delay, and whatever it writes must be complete.
-        let process = (self.process_info)(event.pid);
-        self.name_before_answer(guard, fd.as_fd(), event.pid, resolved);
-        self.answer(responder, fd.as_fd(), alerted_answer(outcome));
-        self.remember_exec_for_open_guard(guard, fd.as_fd(), event.pid, outcome);
+        let process = (self.process_info)(pid);
+        self.name_before_answer(guard, fd, pid, resolved);
+        self.answer(responder, fd, alerted_answer(outcome));
+        self.remember_exec_for_open_guard(guard, fd, pid, outcome);
         if remember && let Some(key) = key {
             self.remember_denial(key, now, &rule);
         }
-        self.queue_alert(outcome, rule, event.pid, process, "FAN_OPEN_EXEC_PERM");
+        self.queue_alert(outcome, rule, pid, process, "FAN_OPEN_EXEC_PERM");
+        Handled::Answered
     }
 
     /// A denial of this very exec remembered a moment ago, its state restored as `decide_with` would leave it:
@@ -364,10 +425,11 @@ impl Decider {
     /// A FAN_OPEN_PERM event (the open guard): allowed at once unless the file could run (a loadable ELF or a
     /// script-like text, by its first bytes), is in protected scope, and the opener is running it (the
     /// loader, a non-reader mapping an ELF, an interpreter naming it in argv). Only then is /proc read.
-    fn handle_open(&mut self, responder: &impl Responder, guard: &Guard, fd: BorrowedFd<'_>, pid: i32) {
+    fn handle_open(&mut self, responder: &impl Responder, guard: &Guard, fd: BorrowedFd<'_>, pid: i32) -> Handled {
         let allow = |d: &Self| {
             d.answer(responder, fd, Response::Allow);
             d.counters.allowed.fetch_add(1, Ordering::Relaxed);
+            Handled::Answered
         };
         if !guard.config.open_guard.enabled {
             return allow(self);
@@ -402,12 +464,15 @@ impl Decider {
         let Some(route) = route else { return allow(self) };
         let Verdict { outcome, rule, resolved } =
             self.decide_with(guard, fd, pid, Ok(facts), &mut ProcSubject::new(pid));
+        if resolved == Resolved::Asked {
+            return Handled::Parked;
+        }
         let Some(rule) = rule else { return allow(self) };
         if after_exec == Some(true) {
             // The exec of this file was just blocked and alerted; this is its caller looking at it.
             let answer = if outcome == Outcome::Block { Response::Deny } else { Response::Allow };
             self.answer(responder, fd, answer);
-            return;
+            return Handled::Answered;
         }
         let process = (self.process_info)(pid);
         self.name_before_answer(guard, fd, pid, resolved);
@@ -417,6 +482,7 @@ impl Decider {
         // explain why): judged again, alerted once.
         self.remember_exec(pid, &facts, outcome == Outcome::Block);
         self.queue_alert(outcome, rule, pid, process, route.data());
+        Handled::Answered
     }
 
     /// Whether a file reached through a container's overlay may go to the exec cache (which checks the host path
@@ -573,12 +639,19 @@ impl Decider {
                     return host;
                 }
                 match self.scope_of(guard, &id) {
-                    Some(scope) => {
+                    ScopeLookup::Known(Some(scope)) => {
                         self.mark_container_mounts(guard, &scope, pid);
                         scope
                     }
-                    None if self.host_unnamed => return self.unresolvable(guard),
-                    None => return host,
+                    ScopeLookup::Known(None) if self.host_unnamed => return self.unresolvable(guard),
+                    ScopeLookup::Known(None) => return host,
+                    ScopeLookup::Asked => {
+                        return Verdict {
+                            outcome: Outcome::Block,
+                            rule: Some(self.unresolved.clone()),
+                            resolved: Resolved::Asked,
+                        };
+                    }
                 }
             }
         };
@@ -624,22 +697,66 @@ impl Decider {
 
     /// The container `id` and the policies that select it. One the daemon's list does not hold yet is being
     /// started now (this is its first exec that a container policy's rule could reach): the runtimes are asked
-    /// here, once, so that its policies decide that program too. Bounded by the runtimes' own timeouts; never
-    /// again for the same container.
-    fn scope_of(&mut self, guard: &Guard, id: &str) -> Option<Arc<ContainerScope>> {
+    /// once, by the lookup thread while the event waits (`Asked`), or here when there is none (or too many
+    /// events wait already), so that its policies decide that program too. Bounded by the runtimes' own
+    /// timeouts; never again for the same container.
+    fn scope_of(&mut self, guard: &Guard, id: &str) -> ScopeLookup {
         if let Some(scope) = self.scopes.load().get(id) {
-            return Some(scope.clone());
+            return ScopeLookup::Known(Some(scope.clone()));
         }
         if let Some(seen) = self.first_seen.get(id) {
-            return seen.clone();
+            return ScopeLookup::Known(seen.clone());
+        }
+        if self.parked.len() < MAX_PARKED
+            && let Some(lookups) = self.lookups.as_mut()
+            && lookups.ask(id, &guard.config.containers.sources)
+        {
+            return ScopeLookup::Asked;
         }
         let found = containers::discover(&guard.config.containers.sources).into_iter().find(|c| c.id == id);
+        ScopeLookup::Known(self.first_sight(guard, id, found))
+    }
+
+    /// Remembers what the runtimes said of container `id` at its first sight.
+    fn first_sight(
+        &mut self,
+        guard: &Guard,
+        id: &str,
+        found: Option<containers::Container>,
+    ) -> Option<Arc<ContainerScope>> {
         let scope = found.map(|c| Arc::new(ContainerScope::new(&guard.config, c)));
         if self.first_seen.len() >= FIRST_SEEN_MAX {
             self.first_seen.clear();
         }
         self.first_seen.insert(id.to_owned(), scope.clone());
         scope
+    }
+
+    /// Takes the lookup thread's answers, if any came, and decides again every event that waited: those whose
+    /// container is still being looked up wait on. Cheap when nothing came (one look at a channel).
+    pub fn take_answers(&mut self, responder: &impl Responder, guard: &Guard) {
+        let Some(lookups) = self.lookups.as_mut() else { return };
+        let mut answers = Vec::new();
+        lookups.take_answers(|id, found| answers.push((id.to_owned(), found)));
+        if answers.is_empty() {
+            return;
+        }
+        for (id, found) in answers {
+            self.first_sight(guard, &id, found);
+        }
+        for event in std::mem::take(&mut self.parked) {
+            self.handle(responder, guard, event);
+        }
+    }
+
+    /// Before the decision thread ends: no event may be left unanswered (a group handed to `noexecd hold`
+    /// would keep its caller waiting), so those still waiting are decided here, looking their containers up
+    /// on this thread.
+    pub fn finish(&mut self, responder: &impl Responder, guard: &Guard) {
+        self.lookups = None;
+        for event in std::mem::take(&mut self.parked) {
+            self.handle(responder, guard, event);
+        }
     }
 
     /// Whether the caller's container (which policies select it) may change the answer for the current file
@@ -1025,10 +1142,15 @@ pub fn run_loop(group: &FanotifyGroup, shared: &ArcSwap<Guard>, stop: &AtomicBoo
                 for event in events.drain(..) {
                     decider.handle(group, &guard, event);
                 }
+                decider.take_answers(group, &guard);
             }
             // EINTR (the wake signal, with nothing queued) or a failed read: only `stop` ends the loop.
-            Err(_) if stop.load(Ordering::Acquire) => return,
-            Err(_) => {}
+            Err(_) if stop.load(Ordering::Acquire) => {
+                decider.finish(group, &shared.load());
+                return;
+            }
+            // Woken by the lookup thread with answers, or by a stop that has not been seen yet.
+            Err(_) => decider.take_answers(group, &shared.load()),
         }
     }
 }

@@ -267,8 +267,13 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = i32::try_from(child.id()).unwrap();
-        // The environment is in place once the exec is done.
-        while !std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e.ends_with("sleep")) {
+        // The environment is in place once the exec is done: the new executable shows before the new stack's
+        // environment does (the loader sets it up after switching the executable).
+        let exec_done = || {
+            std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e.ends_with("sleep"))
+                && (env.is_empty() || std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| !e.is_empty()))
+        };
+        while !exec_done() {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let m = std::fs::metadata(file).unwrap();

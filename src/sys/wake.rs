@@ -47,6 +47,29 @@ pub fn wake_thread<T>(handle: &JoinHandle<T>) -> Result<(), Errno> {
     nix::sys::pthread::pthread_kill(thread, WAKE_SIGNAL)
 }
 
+/// A thread that can be woken out of its blocking read by another thread: its id, taken by [`Waker::current`]
+/// in that thread. Held as an integer, so that it can be sent to the waking thread whatever `pthread_t` is.
+#[derive(Debug, Clone, Copy)]
+pub struct Waker(usize);
+
+impl Waker {
+    /// The calling thread.
+    pub fn current() -> Self {
+        // A pointer on musl, an integer elsewhere: kept as the same bits either way.
+        #[allow(clippy::unnecessary_cast)]
+        let id = nix::sys::pthread::pthread_self() as usize;
+        Self(id)
+    }
+
+    /// Sends the wake signal to the thread. Its caller must know that the thread has not ended (a thread id is
+    /// reused once its thread is joined).
+    pub fn wake(self) -> Result<(), Errno> {
+        #[allow(clippy::unnecessary_cast)]
+        let thread = self.0 as nix::sys::pthread::Pthread;
+        nix::sys::pthread::pthread_kill(thread, WAKE_SIGNAL)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

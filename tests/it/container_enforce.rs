@@ -840,11 +840,46 @@ fn a_container_start_does_not_wait_on_its_runtime(name: &str, layout: SandboxLay
     };
     let untouched = fastest(&g, IMAGE, "/bin/ok");
     // Unknown to the silent runtime, the container is selected by nothing: `/tmp/x` may run. What counts is
-    // that its first exec waited for the look at the runtimes.
-    let reached = fastest(&g, TMPX_IMAGE, "/tmp/x");
+    // that its first exec waited for the look at the runtimes, and that it waited alone: the host's own execs
+    // on the guarded filesystem (fresh copies, which no cache holds) are answered meanwhile.
+    let root = g.sb.root.clone().expect("the ext4 image standing for /");
+    let stop = g.sb.base().join("host-execs.stop");
+    let script = format!(
+        "d={}/opt/host-execs; mkdir -p \"$d\"; worst=0; n=0; end=$(($(date +%s) + 60))\n\
+         while [ ! -e {} ] && [ \"$(date +%s)\" -lt \"$end\" ]; do\n\
+           n=$((n + 1)); cp /bin/true \"$d/t$n\"\n\
+           t0=$(date +%s%N); \"$d/t$n\" || exit 1; t1=$(date +%s%N)\n\
+           [ $((t1 - t0)) -gt \"$worst\" ] && worst=$((t1 - t0)); rm -f \"$d/t$n\"; sleep 0.05\n\
+         done\n\
+         echo \"worst_ns=$worst execs=$n\"",
+        sh_quote(&root),
+        sh_quote(&stop)
+    );
+    let (reached, host) = thread::scope(|s| {
+        let host = s.spawn(|| g.sb.run(&["sh", "-c", &script]));
+        // The loop is under way first.
+        thread::sleep(Duration::from_millis(300));
+        let reached = fastest(&g, TMPX_IMAGE, "/tmp/x");
+        fs::write(g.sb.host_view(&stop), b"").unwrap();
+        (reached, host.join().unwrap())
+    });
     assert!(
         untouched + Duration::from_millis(700) < reached,
         "{name}: `podman run IMAGE /bin/ok` took {untouched:?} at best, `/tmp/x` (looked up, 1 s timeout) {reached:?}:\n{}",
+        g.log_text()
+    );
+    let field = |key: &str| -> u64 {
+        host.stdout
+            .split_whitespace()
+            .find_map(|t| t.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: no {key} from the host's exec loop\n{host}"))
+    };
+    let (worst, execs) = (Duration::from_nanos(field("worst_ns=")), field("execs="));
+    assert!(host.status.success() && execs >= 10, "{name}: the host's execs ran during the lookups\n{host}");
+    assert!(
+        worst < Duration::from_millis(500),
+        "{name}: a host exec took {worst:?} while containers were looked up (each lookup waits 1 s on the silent socket):\n{host}\n{}",
         g.log_text()
     );
     g.verify();
