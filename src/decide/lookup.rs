@@ -69,18 +69,18 @@ impl Lookups {
         true
     }
 
-    /// Hands each answer that came since the last call to `each`: the container's id, and what the runtimes
-    /// know of it (`None`: no runtime knows it).
-    pub fn take_answers(&mut self, mut each: impl FnMut(&str, Option<Container>)) {
-        let before = self.received;
-        while let Ok((id, found)) = self.answers.try_recv() {
-            self.received = self.received.wrapping_add(1);
-            self.asked.remove(&id);
-            each(&id, found);
-        }
-        if self.received != before {
+    /// The answers that came since the last call: each container's id, and what the runtimes know of it
+    /// (`None`: no runtime knows it). Allocates nothing when none came.
+    pub fn take_answers(&mut self) -> Vec<(Arc<str>, Option<Container>)> {
+        let answers: Vec<Answer> = self.answers.try_iter().collect();
+        if !answers.is_empty() {
+            for (id, _) in &answers {
+                self.asked.remove(id);
+            }
+            self.received = self.received.wrapping_add(answers.len() as u64);
             self.taken.store(self.received, Ordering::Release);
         }
+        answers
     }
 }
 
@@ -168,7 +168,7 @@ mod tests {
                 let mut buf = [0u8; 1];
                 let read = nix::unistd::read(&reader, &mut buf);
                 assert_eq!(read, Err(nix::errno::Errno::EINTR), "only the wake signal ends the read");
-                lookups.take_answers(|id, found| answers.push((id.to_owned(), found)));
+                answers.extend(lookups.take_answers().into_iter().map(|(id, found)| (id.to_string(), found)));
             }
             (answers, lookups.asked.is_empty())
         });

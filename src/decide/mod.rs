@@ -736,8 +736,7 @@ impl Decider {
     /// container is still being looked up wait on. Cheap when nothing came (one look at a channel).
     pub fn take_answers(&mut self, responder: &impl Responder, guard: &Guard) {
         let Some(lookups) = self.lookups.as_mut() else { return };
-        let mut answers = Vec::new();
-        lookups.take_answers(|id, found| answers.push((id.to_owned(), found)));
+        let answers = lookups.take_answers();
         if answers.is_empty() {
             return;
         }
