@@ -19,7 +19,7 @@ FENCE = re.compile(r"^\s*(```|~~~)")
 
 def markdown_files():
     try:
-        out = subprocess.run(["git", "-C", str(ROOT), "ls-files", "*.md"], capture_output=True, text=True,
+        out = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--cached", "--others", "--exclude-standard", "*.md"], capture_output=True, text=True,
                              check=True).stdout
         files = [ROOT / line for line in out.splitlines() if line]
     except (OSError, subprocess.CalledProcessError):
