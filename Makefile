@@ -13,7 +13,7 @@ TEST_EXTRA :=
 # `noexecd --version` names the commit it was built from (build.rs).
 export NOEXECD_COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 
-.PHONY: all build-deps build run demo test test-deps fmt-check clippy unit-tests integration-tests test-in-container check-config bench clean
+.PHONY: all build-deps build run demo test test-deps fmt-check clippy unit-tests integration-tests test-in-container check-config docs-check bench clean
 
 all: build
 
@@ -40,8 +40,12 @@ demo: build
 test-deps:
 	@bash scripts/install-deps.sh test
 
-test: test-deps fmt-check clippy check-config unit-tests integration-tests test-in-container demo $(TEST_EXTRA)
+test: test-deps docs-check fmt-check clippy check-config unit-tests integration-tests test-in-container demo $(TEST_EXTRA)
 	@echo "make test: all checks passed"
+
+## Every relative link of the Markdown files (README, docs/, ...) points to an existing file and heading.
+docs-check:
+	python3 scripts/docs-check.py
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -61,7 +65,7 @@ integration-tests: build
 	NOEXECD_BIN=$(abspath $(BIN)) timeout 1800 $(CARGO) test --locked --test it -- --test-threads=1
 
 ## The same integration tests inside a podman container given CAP_SYS_ADMIN (not --privileged), as CI jobs in
-## containers run them: README "Tests in a container" says with what else, and which tests skip there and why.
+## containers run them: docs/testing.md "Tests in a container" says with what else, and which tests skip there and why.
 ## IT_ARGS passes arguments to the test binary (a filter: IT_ARGS='enforce::').
 IT_ARGS ?=
 test-in-container: build test-deps

@@ -13,7 +13,7 @@
 # every policy against the devices of /, /tmp and /usr/bin before a daemon starts).
 #
 # NOEXECD_IT_IN_CONTAINER=1 inside tells the harness where it runs: the tests that need what this container
-# cannot have skip there (README "Tests in a container"), and only those, even under
+# cannot have skip there (docs/testing.md, "Tests in a container"), and only those, even under
 # NOEXECD_REQUIRE_PRIVILEGED=1, which is passed through.
 #
 # podman keeps this container's records in a directory of its own (--root/--runroot below the scratch
@@ -80,7 +80,7 @@ nproc=$(ulimit -Hu)
 pid_max=$(cat /proc/sys/kernel/pid_max)
 [[ $nproc == unlimited ]] || ((nproc > pid_max)) && nproc=$pid_max
 
-# What each option is for: README "Tests in a container".
+# What each option is for: docs/testing.md, "Tests in a container".
 opts=(
     --cap-add SYS_ADMIN
     --read-only
