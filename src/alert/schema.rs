@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::containers::{Container, ContainerInfo, display_labels};
-use crate::host::procfs::ProcessInfo;
+use crate::host::procfs::{NsPid, ProcessInfo};
 use crate::policy::matcher::{Outcome, RuleMeta};
 
 /// What the decision thread hands over for an exec that was blocked or audited.
@@ -163,8 +163,9 @@ impl Alert {
     }
 
     /// The alert of an exec made inside a container: KubeArmor's container form, `Type` "MatchedPolicy",
-    /// with what the runtime's files told about the container, and `PID` as the container sees it.
-    pub fn in_container(mut self, c: &ContainerInfo, ns_pid: Option<i32>) -> Self {
+    /// with what the runtime's files told about the container, and `PID` and `PPID` as the container sees
+    /// them (`HostPID` and `HostPPID` stay the host's; `PPID` is 0 for a parent outside the container).
+    pub fn in_container(mut self, c: &ContainerInfo, ns_pid: Option<NsPid>) -> Self {
         let text = |v: &Option<String>| v.clone().unwrap_or_default();
         self.kind = "MatchedPolicy".to_owned();
         self.container_id = c.id.clone();
@@ -173,8 +174,9 @@ impl Alert {
         self.namespace_name = text(&c.namespace);
         self.pod_name = text(&c.pod);
         self.labels = display_labels(&c.labels);
-        if let Some(pid) = ns_pid {
-            self.pid = pid;
+        if let Some(ns) = ns_pid {
+            self.pid = ns.pid;
+            self.ppid = ns.ppid;
         }
         self
     }
@@ -350,6 +352,73 @@ mod tests {
     fn threshold_alert_matches_golden_file() {
         let line = Alert::threshold(UNIX_EPOCH + Duration::from_secs(1_764_338_400), &origin(), 100).to_json_line();
         assert_eq!(line, include_str!("../../tests/golden/alert-threshold.json"));
+    }
+
+    /// Compares `alert` with the pretty JSON of `tests/golden/<name>`, field by field, then as text (the
+    /// field order is KubeArmor's). `NOEXECD_UPDATE_GOLDEN=1` writes the file instead.
+    fn assert_golden(alert: &Alert, name: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+        let mut pretty = serde_json::to_string_pretty(alert).unwrap();
+        pretty.push('\n');
+        if std::env::var_os("NOEXECD_UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+            std::fs::write(&path, &pretty).unwrap();
+            return;
+        }
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let want: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
+        let got: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&pretty).unwrap();
+        for (field, value) in &want {
+            assert_eq!(got.get(field), Some(value), "{name}: field {field}");
+        }
+        for field in got.keys() {
+            assert!(want.contains_key(field), "{name}: field {field} is not in the golden file");
+        }
+        assert_eq!(pretty, text, "{name}: the fields in another order");
+    }
+
+    /// `bash` (host pid 4242, pid 7 in the container) runs `/tmp/payload` inside a container, started by the
+    /// container's own shell (host pid 4200, pid 1 there).
+    fn container_sample() -> (ExecAlert, ContainerInfo) {
+        let mut a = sample(Outcome::Block);
+        a.rule = Arc::new(RuleMeta { policy: "ksp-wordpress-block-process".into(), ..(*a.rule).clone() });
+        a.process.ns_pid = Some(NsPid { pid: 7, ppid: 1 });
+        a.process.cwd = b"/var/www/html".to_vec();
+        let labels = [("app", "wordpress"), ("pod-template-hash", "6f8b9d7c4b"), ("tier", "frontend")];
+        let info = ContainerInfo {
+            id: "3f4e5d6c7b8a99881122334455667788990011223344556677889900aabbccdd".into(),
+            runtime: crate::containers::Runtime::Containerd,
+            name: Some("wordpress".into()),
+            image: Some("docker.io/library/wordpress:4.8-apache".into()),
+            labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            namespace: Some("wordpress-mysql".into()),
+            pod: Some("wordpress-7c966b5d85-xvsrl".into()),
+        };
+        (a, info)
+    }
+
+    #[test]
+    fn host_exec_alert_matches_golden_file() {
+        assert_golden(&Alert::for_exec(&sample(Outcome::Block), &origin()), "host-exec-alert.json");
+    }
+
+    #[test]
+    fn container_exec_alert_matches_golden_file() {
+        let (a, info) = container_sample();
+        let alert = Alert::for_exec(&a, &origin()).in_container(&info, a.process.ns_pid);
+        assert_golden(&alert, "container-exec-alert.json");
+        assert_eq!((alert.pid, alert.ppid, alert.host_pid, alert.host_ppid), (7, 1, 4242, 4200));
+    }
+
+    #[test]
+    fn a_parent_outside_the_container_is_ppid_0() {
+        let (mut a, info) = container_sample();
+        // Started by `exec` through the runtime: the parent is the shim on the host.
+        a.process.ns_pid = Some(NsPid { pid: 7, ppid: 0 });
+        let alert = Alert::for_exec(&a, &origin()).in_container(&info, a.process.ns_pid);
+        assert_eq!((alert.pid, alert.ppid, alert.host_pid, alert.host_ppid), (7, 0, 4242, 4200));
+        // Its pid namespace unread (the process was gone): the host's numbers, as for a host alert.
+        let alert = Alert::for_exec(&a, &origin()).in_container(&info, None);
+        assert_eq!((alert.pid, alert.ppid, alert.host_pid, alert.host_ppid), (4242, 4200, 4242, 4200));
     }
 
     #[test]

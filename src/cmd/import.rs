@@ -34,7 +34,7 @@ pub struct Summary {
 pub fn import(files: &[PathBuf], options: &ImportOptions, out: &mut dyn Write, err: &mut dyn Write) -> Result<Summary> {
     let conversions = files
         .iter()
-        .map(|f| convert_file(f).and_then(|c| policy::check_imported(&c).map(|()| c)))
+        .map(|f| convert_file(f, policy::validate_str).and_then(|c| policy::check_imported(&c).map(|()| c)))
         .collect::<Result<Vec<_>>>()?;
     let mut seen: HashMap<&str, (&Path, &str)> = HashMap::new();
     for c in &conversions {

@@ -22,6 +22,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use crate::guard::dirtrack::OpenRoot;
+use crate::host::mountinfo;
 use crate::host::mounts::{MountTable, is_path_prefix};
 use crate::host::overlay::{Layer, overlay_layers};
 use crate::policy::matcher::Matcher;
@@ -91,9 +92,9 @@ pub fn find(matcher: &Matcher, text: &[u8], host: &MountTable) -> Vec<ContainerM
 /// name them: absolute paths in the namespace it was mounted in (the host's, for every runtime here). None
 /// when `/` is no overlay.
 pub fn rootfs_layers(text: &[u8]) -> Vec<Layer> {
-    let root =
-        text.split(|&b| b == b'\n').rev().find(|line| line.split(|&b| b == b' ').nth(4) == Some(b"/".as_slice()));
-    root.map(overlay_layers).unwrap_or_default().into_iter().filter(|l| l.dir.starts_with(b"/")).collect()
+    // The last mount at `/` is the one the container sees.
+    let root = mountinfo::lines(text).filter(|l| &*l.mount_point == b"/").last();
+    overlay_layers(root.as_ref()).into_iter().filter(|l| l.dir.starts_with(b"/")).collect()
 }
 
 /// Reads `/proc/PID/mountinfo` and [`find`]s the mounts in it, with its rootfs layers; nothing when the

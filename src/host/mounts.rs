@@ -15,6 +15,9 @@ use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use super::mountinfo;
+use super::overlay::{self, Layer};
+
 /// One line of mountinfo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
@@ -28,6 +31,16 @@ pub struct Mount {
 }
 
 impl Mount {
+    pub fn from_line(line: &mountinfo::Line<'_>) -> Self {
+        Self {
+            id: line.id,
+            dev: line.dev(),
+            root: line.root.to_vec(),
+            mount_point: line.mount_point.to_vec(),
+            fstype: String::from_utf8_lossy(&line.fstype).into_owned(),
+        }
+    }
+
     pub fn mount_point_path(&self) -> PathBuf {
         PathBuf::from(std::ffi::OsStr::from_bytes(&self.mount_point))
     }
@@ -43,7 +56,7 @@ pub struct MountTable {
     /// Per mount (same index as `mounts`): the btrfs subvolume holding its root, as `subvol=` names it.
     subvols: Vec<Option<Vec<u8>>>,
     /// The layer directories of the overlays mounted in this namespace (see `overlay`).
-    overlay_layers: Vec<super::overlay::Layer>,
+    overlay_layers: Vec<Layer>,
 }
 
 impl MountTable {
@@ -54,8 +67,10 @@ impl MountTable {
     }
 
     pub fn parse(text: &[u8]) -> Self {
-        let (mounts, subvols) = text.split(|&b| b == b'\n').filter_map(parse_line_subvol).unzip();
-        Self { overlay_layers: super::overlay::overlay_layers(text), subvols, ..Self::from_mounts(mounts) }
+        let lines: Vec<mountinfo::Line<'_>> = mountinfo::lines(text).collect();
+        let (mounts, subvols) = lines.iter().map(|l| (Mount::from_line(l), btrfs_subvol(l))).unzip();
+        let overlay_layers = overlay::overlay_layers(&lines);
+        Self { overlay_layers, subvols, ..Self::from_mounts(mounts) }
     }
 
     pub fn from_mounts(mounts: Vec<Mount>) -> Self {
@@ -71,7 +86,7 @@ impl MountTable {
         Self { mounts, by_id, by_dev, subvols, overlay_layers: Vec::new() }
     }
 
-    pub fn overlay_layers(&self) -> &[super::overlay::Layer] {
+    pub fn overlay_layers(&self) -> &[Layer] {
         &self.overlay_layers
     }
 
@@ -187,54 +202,12 @@ impl MountTable {
 /// from other mount namespaces whose mount the decision thread does not remember yet.
 pub fn foreign_mount_with(procs: &crate::sys::ProcDirs, pid: i32, id: u64, buf: &mut Vec<u8>) -> Option<Mount> {
     procs.read_pid_file(pid, b"mountinfo", buf).ok()?;
-    buf.split(|&b| b == b'\n').filter_map(parse_line).find(|m| m.id == id)
+    mountinfo::lines(buf).find(|l| l.id == id).map(|l| Mount::from_line(&l))
 }
 
-fn parse_line(line: &[u8]) -> Option<Mount> {
-    parse_line_subvol(line).map(|(m, _)| m)
-}
-
-/// A line of mountinfo, with the btrfs subvolume (`subvol=` of the super options) that holds its root.
-fn parse_line_subvol(line: &[u8]) -> Option<(Mount, Option<Vec<u8>>)> {
-    // 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
-    let mut fields = line.split(|&b| b == b' ');
-    let id = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
-    let _parent = fields.next()?;
-    let (major, minor) = std::str::from_utf8(fields.next()?).ok()?.split_once(':')?;
-    let dev = libc::makedev(major.parse().ok()?, minor.parse().ok()?);
-    let root = unescape(fields.next()?);
-    let mount_point = unescape(fields.next()?);
-    let mut fields = fields.skip_while(|f| *f != b"-");
-    fields.next()?;
-    let fstype = String::from_utf8_lossy(fields.next()?).into_owned();
-    let _source = fields.next();
-    let subvol = match fields.next() {
-        Some(options) if fstype == "btrfs" => {
-            options.split(|&b| b == b',').find_map(|o| o.strip_prefix(b"subvol=")).map(unescape)
-        }
-        _ => None,
-    };
-    Some((Mount { id, dev, root, mount_point, fstype }, subvol))
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-pub(crate) fn unescape(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while let Some(&b) = field.get(i) {
-        if b == b'\\'
-            && let Some(oct) = field.get(i + 1..i + 4)
-            && oct.iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = oct.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
-            out.push(v as u8);
-            i += 4;
-            continue;
-        }
-        out.push(b);
-        i += 1;
-    }
-    out
+/// The btrfs subvolume that holds a mount's root: `subvol=` of its super options.
+fn btrfs_subvol(line: &mountinfo::Line<'_>) -> Option<Vec<u8>> {
+    (&*line.fstype == b"btrfs").then(|| line.super_option(b"subvol")).flatten().map(|s| s.into_owned())
 }
 
 fn trim_slash(p: &[u8]) -> &[u8] {

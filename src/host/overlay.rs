@@ -9,6 +9,8 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 
+use super::mountinfo::{self, Line, option_value, unescape};
+
 /// One layer directory of an overlay mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layer {
@@ -27,24 +29,22 @@ pub struct InLayer {
     pub layer: usize,
 }
 
-/// The layer directories of every overlay mount in a mountinfo text, upper layers first: each `upperdir`,
+/// The layer directories of every overlay mount of mountinfo `lines`, upper layers first: each `upperdir`,
 /// then each `lowerdir` entry (data-only layers after `::` too, and the `lowerdir+`/`datadir+` form).
-pub fn overlay_layers(mountinfo: &[u8]) -> Vec<Layer> {
+pub fn overlay_layers<'l, 'a: 'l>(lines: impl IntoIterator<Item = &'l Line<'a>>) -> Vec<Layer> {
     let mut out = Vec::new();
-    for line in mountinfo.split(|&b| b == b'\n') {
-        let mut after_dash = line.split(|&b| b == b' ').skip_while(|f| *f != b"-").skip(1);
-        if after_dash.next() != Some(b"overlay".as_slice()) {
+    for line in lines {
+        if &*line.fstype != b"overlay" {
             continue;
         }
-        let Some(options) = after_dash.nth(1) else { continue };
         let mut lower = Vec::new();
-        for option in options.split(|&b| b == b',') {
-            if let Some(dir) = option.strip_prefix(b"upperdir=") {
-                out.push(Layer { dir: super::mounts::unescape(dir), upper: true });
-            } else if let Some(dirs) = option.strip_prefix(b"lowerdir=") {
-                lower.extend(split_lowerdir(dirs).map(|d| Layer { dir: super::mounts::unescape(&d), upper: false }));
-            } else if let Some(dir) = option.strip_prefix(b"lowerdir+=").or_else(|| option.strip_prefix(b"datadir+=")) {
-                lower.push(Layer { dir: super::mounts::unescape(dir), upper: false });
+        for option in line.super_options() {
+            if let Some(dir) = option_value(option, b"upperdir") {
+                out.push(Layer { dir: unescape(dir).into_owned(), upper: true });
+            } else if let Some(dirs) = option_value(option, b"lowerdir") {
+                lower.extend(split_lowerdir(dirs).map(|d| Layer { dir: unescape(&d).into_owned(), upper: false }));
+            } else if let Some(dir) = option_value(option, b"lowerdir+").or_else(|| option_value(option, b"datadir+")) {
+                lower.push(Layer { dir: unescape(dir).into_owned(), upper: false });
             }
         }
         out.extend(lower);
@@ -109,7 +109,8 @@ pub fn in_layer(layers: &[Layer], index: usize, name: &[u8]) -> Option<InLayer> 
 /// mounted a moment ago, before our own table caught up).
 pub fn file_in_layers_of(pid: i32, name: &[u8], dev: u64, ino: u64) -> Option<InLayer> {
     let table = std::fs::read(format!("/proc/{pid}/mountinfo")).ok()?;
-    file_in_layers(&overlay_layers(&table), None, name, dev, ino)
+    let lines: Vec<Line<'_>> = mountinfo::lines(&table).collect();
+    file_in_layers(&overlay_layers(&lines), None, name, dev, ino)
 }
 
 #[cfg(test)]
@@ -121,10 +122,15 @@ mod tests {
 71 66 0:42 / /m rw - overlay overlay rw,lowerdir+=/n/1,lowerdir+=/n/2,datadir+=/n/d,upperdir=/n/u\\054x,workdir=/n/w\n\
 72 1 0:43 / /tmp rw - tmpfs tmpfs rw,lowerdir=/not/an/overlay\n";
 
+    /// The layers of the overlays of a mountinfo text.
+    fn layers_of(text: &[u8]) -> Vec<Layer> {
+        overlay_layers(&mountinfo::lines(text).collect::<Vec<_>>())
+    }
+
     #[test]
     fn layers_of_every_overlay_upper_first() {
         let layers: Vec<(String, bool)> =
-            overlay_layers(TABLE).iter().map(|l| (String::from_utf8_lossy(&l.dir).into_owned(), l.upper)).collect();
+            layers_of(TABLE).iter().map(|l| (String::from_utf8_lossy(&l.dir).into_owned(), l.upper)).collect();
         let want = [
             ("/u/abc/diff", true),
             ("/l/a", false),
@@ -136,8 +142,8 @@ mod tests {
             ("/n/d", false),
         ];
         assert_eq!(layers, want.map(|(d, u)| (d.to_owned(), u)));
-        assert!(overlay_layers(b"").is_empty());
-        assert!(overlay_layers(b"garbage - overlay\n - overlay x\n").is_empty());
+        assert!(layers_of(b"").is_empty());
+        assert!(layers_of(b"garbage - overlay\n - overlay x\n").is_empty());
     }
 
     #[test]
@@ -154,7 +160,7 @@ mod tests {
             upper.display()
         );
         let m = std::fs::metadata(lower.join("bin/sh")).unwrap();
-        let layers = overlay_layers(table.as_bytes());
+        let layers = layers_of(table.as_bytes());
         let found = file_in_layers(&layers, None, b"/bin/sh", m.dev(), m.ino()).unwrap();
         assert_eq!(found.path, lower.join("bin/sh").as_os_str().as_bytes());
         assert!(found.read_only, "a lower layer");
@@ -167,7 +173,7 @@ mod tests {
         assert!(!found.read_only, "the upper layer");
         // A lower layer of one overlay that is the upper layer of another is written by that one.
         let both = format!("{table}10 1 0:51 / /m2 rw - overlay overlay rw,lowerdir=/x,upperdir={}\n", lower.display());
-        let found = file_in_layers(&overlay_layers(both.as_bytes()), None, b"/bin/sh", m.dev(), m.ino()).unwrap();
+        let found = file_in_layers(&layers_of(both.as_bytes()), None, b"/bin/sh", m.dev(), m.ino()).unwrap();
         assert!(!found.read_only, "a layer some overlay writes");
     }
 
@@ -183,7 +189,7 @@ mod tests {
             lower.display(),
             upper.display()
         );
-        let layers = overlay_layers(table.as_bytes());
+        let layers = layers_of(table.as_bytes());
         let m = std::fs::metadata(lower.join("bin/sh")).unwrap();
         let found = file_in_layers(&layers, None, b"/bin/sh", m.dev(), m.ino()).unwrap();
         assert_eq!((found.layer, layers[found.layer].upper), (1, false), "upper layers come first");

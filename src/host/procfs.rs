@@ -9,8 +9,9 @@ use crate::sys::ProcDirs;
 /// The caller's facts that go into an alert.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessInfo {
-    /// The pid inside the caller's own pid namespace (the last `NSpid:` field); the host pid outside one.
-    pub ns_pid: Option<i32>,
+    /// The caller's pid and its parent's as the caller's own pid namespace numbers them (the host's outside
+    /// one): a container alert's `PID` and `PPID`.
+    pub ns_pid: Option<NsPid>,
     /// `/proc/PID/exe`: the program that called exec (the old image; exec has not happened yet).
     pub exe: Vec<u8>,
     pub ppid: i32,
@@ -21,13 +22,22 @@ pub struct ProcessInfo {
     pub container: Option<(Runtime, String)>,
 }
 
+/// A process's pid and its parent's in the process's own pid namespace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NsPid {
+    pub pid: i32,
+    /// 0 when the parent is outside that namespace (a container's process started by `exec` through the
+    /// runtime's shim or conmon), as KubeArmor reports it.
+    pub ppid: i32,
+}
+
 /// Reads what is still readable; never fails.
 pub fn process_info(pid: i32) -> ProcessInfo {
     // exe first: it disappears first when the process exits.
     let exe = exe(pid).unwrap_or_default();
     let status_text = std::fs::read(format!("/proc/{pid}/status")).unwrap_or_default();
     let (ppid, uid) = parse_status(&status_text).unwrap_or((0, -1));
-    let ns_pid = parse_ns_pid(&status_text);
+    let ns_pid = ns_pid(&status_text, ppid, |parent| std::fs::read(format!("/proc/{parent}/status")).ok());
     let cwd =
         std::fs::read_link(format!("/proc/{pid}/cwd")).map(|p| p.as_os_str().as_bytes().to_vec()).unwrap_or_default();
     let container = container_of(pid);
@@ -96,10 +106,34 @@ fn parse_status(text: &[u8]) -> Option<(i32, i64)> {
     Some((ppid, field(b"Uid:")?))
 }
 
-/// The innermost pid of `NSpid:` (`NSpid:\t4242\t7` for pid 7 in a container).
-fn parse_ns_pid(text: &[u8]) -> Option<i32> {
+/// `NSpid:` of a status text: how many pid namespaces the process is in, from ours down, and its pid in the
+/// innermost (`NSpid:\t4242\t7` for pid 7 in a container: (2, 7)).
+fn parse_ns_pid(text: &[u8]) -> Option<(usize, i32)> {
     let line = text.split(|&b| b == b'\n').find_map(|l| l.strip_prefix(b"NSpid:"))?;
-    std::str::from_utf8(line).ok()?.split_whitespace().last()?.parse().ok()
+    let mut levels = 0;
+    let mut last = None;
+    for value in std::str::from_utf8(line).ok()?.split_whitespace() {
+        levels += 1;
+        last = Some(value.parse().ok()?);
+    }
+    Some((levels, last?))
+}
+
+/// The caller's [`NsPid`] from its status text and `ppid` (as our namespace numbers it). A parent is in its
+/// child's pid namespace or in an ancestor of it, so it is in the child's exactly when its `NSpid:` has as
+/// many levels: then its innermost pid is the child's `PPID`, otherwise 0. `read_parent` (the parent's
+/// status) is called only for a caller in a nested namespace: one small read, and none on the host.
+fn ns_pid(status: &[u8], ppid: i32, read_parent: impl FnOnce(i32) -> Option<Vec<u8>>) -> Option<NsPid> {
+    let (levels, pid) = parse_ns_pid(status)?;
+    if levels <= 1 {
+        return Some(NsPid { pid, ppid });
+    }
+    let parent = (ppid > 0).then(|| read_parent(ppid)).flatten();
+    let ppid = match parent.as_deref().and_then(parse_ns_pid) {
+        Some((parent_levels, parent_pid)) if parent_levels == levels => parent_pid,
+        _ => 0,
+    };
+    Some(NsPid { pid, ppid })
 }
 
 #[cfg(test)]
@@ -122,9 +156,32 @@ mod tests {
         let text = b"Name:\tbash\nPPid:\t42\nTracerPid:\t0\nUid:\t1000\t1000\t1000\t1000\n";
         assert_eq!(parse_status(text), Some((42, 1000)));
         assert_eq!(parse_status(b"Name: x\n"), None);
-        assert_eq!(parse_ns_pid(b"Pid:\t4242\nNSpid:\t4242\t7\n"), Some(7));
-        assert_eq!(parse_ns_pid(b"NSpid:\t4242\n"), Some(4242));
+        assert_eq!(parse_ns_pid(b"Pid:\t4242\nNSpid:\t4242\t7\n"), Some((2, 7)));
+        assert_eq!(parse_ns_pid(b"NSpid:\t4242\n"), Some((1, 4242)));
         assert_eq!(parse_ns_pid(b"NSpid:\n"), None);
+        assert_eq!(parse_ns_pid(b"NSpid:\t4242\tx\n"), None);
+    }
+
+    #[test]
+    fn the_parent_is_numbered_in_the_callers_pid_namespace() {
+        let status = |nspid: &str| format!("Name:\tx\nNSpid:\t{nspid}\n").into_bytes();
+        let no_read = |_: i32| -> Option<Vec<u8>> { panic!("a host process's parent is not read") };
+        assert_eq!(ns_pid(&status("4242"), 4200, no_read), Some(NsPid { pid: 4242, ppid: 4200 }), "on the host");
+        // Started by the container's own shell: the parent is in the container too.
+        let parent = |want: i32, nspid: &'static str| {
+            move |p: i32| {
+                assert_eq!(p, want, "the parent's status");
+                Some(status(nspid))
+            }
+        };
+        assert_eq!(ns_pid(&status("4242\t7"), 4200, parent(4200, "4200\t1")), Some(NsPid { pid: 7, ppid: 1 }));
+        // Started by `exec` through the runtime: the parent (conmon, the shim) is on the host.
+        assert_eq!(ns_pid(&status("4242\t7"), 900, parent(900, "900")), Some(NsPid { pid: 7, ppid: 0 }));
+        // A pod in a container (two levels): a parent one level up is outside the caller's namespace.
+        assert_eq!(ns_pid(&status("4242\t70\t7"), 4200, parent(4200, "4200\t60")), Some(NsPid { pid: 7, ppid: 0 }));
+        assert_eq!(ns_pid(&status("4242\t70\t7"), 4200, |_| None), Some(NsPid { pid: 7, ppid: 0 }), "parent gone");
+        assert_eq!(ns_pid(&status("4242\t7"), 0, no_read), Some(NsPid { pid: 7, ppid: 0 }), "no parent");
+        assert_eq!(ns_pid(b"Name:\tx\n", 1, no_read), None, "no NSpid line (Linux before 4.1)");
     }
 
     fn me_pid() -> i32 {

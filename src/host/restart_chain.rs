@@ -17,6 +17,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use super::mountinfo;
+
 /// Where runc and crun are installed by the distributions and by the container runtimes' own packages.
 pub const KNOWN_RUNTIMES: &[&str] = &[
     "/usr/bin/runc",
@@ -86,16 +88,11 @@ pub fn container_restart_chain(own: &OwnMappings, container: Option<i32>) -> Vec
     out
 }
 
-/// The layers of the overlay mounted at `/` in `pid`'s mount namespace, top first.
+/// The layers of the overlays mounted at `/` in `pid`'s mount namespace, top first.
 fn root_layers(pid: i32) -> Vec<super::overlay::Layer> {
     let table = std::fs::read(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
-    let root: Vec<u8> = table
-        .split(|&b| b == b'\n')
-        .filter(|line| line.split(|&b| b == b' ').nth(4) == Some(b"/".as_slice()))
-        .flat_map(|line| line.iter().copied().chain(std::iter::once(b'\n')))
-        .collect();
-    // The last mount at `/` is the one seen.
-    super::overlay::overlay_layers(&root)
+    let at_root: Vec<mountinfo::Line<'_>> = mountinfo::lines(&table).filter(|l| &*l.mount_point == b"/").collect();
+    super::overlay::overlay_layers(&at_root)
 }
 
 /// The real file behind `name` of an overlay built from `layers`: the topmost layer holding a regular file

@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::mounts::{is_path_prefix, unescape};
+use super::mountinfo;
+use super::mounts::is_path_prefix;
 
 /// The overflow id (`nobody`, `nogroup`): unprivileged daemons run as it.
 const NOBODY: u32 = 65534;
@@ -383,35 +384,18 @@ pub struct MountLine {
     pub noexec: bool,
 }
 
-/// Parses `/proc/self/mountinfo` text, keeping the mount and superblock flags `MountTable` does not.
+/// The lines of `/proc/self/mountinfo` text, with the mount and superblock flags `MountTable` does not keep.
 pub fn parse_mountinfo(text: &[u8]) -> Vec<MountLine> {
-    text.split(|&b| b == b'\n').filter_map(parse_mount_line).collect()
-}
-
-fn parse_mount_line(line: &[u8]) -> Option<MountLine> {
-    // 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
-    let mut fields = line.split(|&b| b == b' ');
-    let _id = fields.next()?;
-    let _parent = fields.next()?;
-    let (major, minor) = std::str::from_utf8(fields.next()?).ok()?.split_once(':')?;
-    let dev = libc::makedev(major.parse().ok()?, minor.parse().ok()?);
-    let root = unescape(fields.next()?);
-    let mount_point = unescape(fields.next()?);
-    let options = fields.next()?;
-    let mut rest = fields.skip_while(|f| *f != b"-");
-    rest.next()?;
-    let fstype = String::from_utf8_lossy(rest.next()?).into_owned();
-    let _source = rest.next();
-    let super_options = rest.next().unwrap_or_default();
-    let has = |opts: &[u8], flag: &[u8]| opts.split(|&b| b == b',').any(|o| o == flag);
-    Some(MountLine {
-        dev,
-        root,
-        mount_point,
-        fstype,
-        read_only: has(options, b"ro") || has(super_options, b"ro"),
-        noexec: has(options, b"noexec"),
-    })
+    mountinfo::lines(text)
+        .map(|l| MountLine {
+            dev: l.dev(),
+            root: l.root.to_vec(),
+            mount_point: l.mount_point.to_vec(),
+            fstype: String::from_utf8_lossy(&l.fstype).into_owned(),
+            read_only: l.has_option(b"ro") || l.has_super_option(b"ro"),
+            noexec: l.has_option(b"noexec"),
+        })
+        .collect()
 }
 
 /// Filesystems that cannot hold a file a user wrote and runs, or that are kernel interfaces: not walked, and

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod kubearmor;
+pub mod located;
 pub mod matcher;
 pub mod open_guard;
 pub mod raw;
@@ -17,7 +18,8 @@ use std::sync::Arc;
 
 use toml::Spanned;
 
-use crate::error::{Error, NotUtf8, PolicyError, Result};
+use crate::error::{Error, PolicyError, Result};
+use crate::policy::located::{Located, utf8};
 use crate::policy::matcher::{Action, Matcher, Mode, Posture, Rule, RuleMeta, Target};
 use open_guard::OpenGuardConfig;
 use raw::{RawDaemon, RawFile, RawMeta, RawPolicy, RawSelector};
@@ -149,23 +151,15 @@ fn config_text(path: &Path, bytes: Vec<u8>, yaml: bool) -> Result<String> {
     })
 }
 
-/// The text of a file's bytes, or where they stop being UTF-8 (line and column counted as [`Located`]
-/// counts them: characters, from 1).
-pub(crate) fn utf8(bytes: Vec<u8>) -> Result<String, NotUtf8> {
-    String::from_utf8(bytes).map_err(|e| {
-        let bytes = e.as_bytes();
-        let offset = e.utf8_error().valid_up_to();
-        // Everything before `offset` is UTF-8.
-        let valid = std::str::from_utf8(bytes.get(..offset).unwrap_or_default()).unwrap_or_default();
-        let (line, col) = Located { file: Path::new(""), text: valid }.place(offset);
-        let byte = bytes.get(offset).copied().unwrap_or_default();
-        NotUtf8 { line, col, offset, byte, cut_short: e.utf8_error().error_len().is_none() }
-    })
-}
-
 /// Parses configuration text alone, without its policy directory: for tests and tools.
 pub fn load_str(name: &Path, text: &str) -> Result<Config> {
     load_from(name, text, None)
+}
+
+/// Whether the loader takes configuration text, and if not where and why it refuses it: what a KubeArmor
+/// conversion asks of each policy it writes ([`kubearmor::Validate`]).
+pub fn validate_str(name: &Path, text: &str) -> Result<()> {
+    load_str(name, text).map(drop)
 }
 
 /// Loads every policy of a converted KubeArmor file as `noexecd import` writes it, each error moved back to
@@ -220,36 +214,6 @@ fn drop_in_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// A file's text, to turn byte spans into `file:line:col`.
-struct Located<'a> {
-    file: &'a Path,
-    text: &'a str,
-}
-
-impl Located<'_> {
-    fn error(&self, span: Range<usize>, message: impl Into<String>) -> PolicyError {
-        let (line, col) = self.place(span.start);
-        PolicyError { file: self.file.to_owned(), line, col, message: message.into() }
-    }
-
-    /// The 1-based line and column of byte `offset`; the column counts characters.
-    fn place(&self, offset: usize) -> (usize, usize) {
-        let mut at = offset.min(self.text.len());
-        while !self.text.is_char_boundary(at) {
-            at = at.saturating_sub(1);
-        }
-        let before = self.text.get(..at).unwrap_or_default();
-        let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        (line, col)
-    }
-
-    fn origin(&self, span: Range<usize>) -> String {
-        let e = self.error(span, "");
-        format!("{}:{}:{}", e.file.display(), e.line, e.col)
-    }
-}
-
 /// Names are unique within a scope, as KubeArmor's are within a kind and a namespace: a host policy and a
 /// container policy may share one (the shipped `ksp-block-exec-inside-tmp`), and so may container policies
 /// of different namespaces (the shipped one, of none, and KubeArmor's example for `wordpress-mysql`).
@@ -291,7 +255,7 @@ impl Loader {
     /// One file of `policy_dir`: policies only.
     fn drop_in(&mut self, file: &Path, text: String) -> Result<()> {
         // A KubeArmor YAML file is converted to TOML; errors about that text are moved back into the YAML.
-        let yaml = if kubearmor::is_yaml(file) { Some(kubearmor::drop_in(file, &text)?) } else { None };
+        let yaml = if kubearmor::is_yaml(file) { Some(kubearmor::drop_in(file, &text, validate_str)?) } else { None };
         let text = yaml.as_ref().map_or(text, |y| y.text.clone());
         let relocate = |e: Error| match &yaml {
             Some(y) => y.relocate(e),

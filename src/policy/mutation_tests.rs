@@ -46,7 +46,7 @@ fn load_as(route: Route, name: &Path, bytes: &[u8]) -> Result<()> {
             let text = config_text(name, bytes.to_vec(), route == Route::YamlDropIn)?;
             load_with_drop_ins(main, MAIN, &[(name.to_owned(), text)]).map(drop)
         }
-        Route::Import => kubearmor::convert_bytes(name, bytes.to_vec()).and_then(|c| check_imported(&c)),
+        Route::Import => kubearmor::convert_bytes(name, bytes.to_vec(), validate_str).and_then(|c| check_imported(&c)),
     }
 }
 
@@ -502,7 +502,12 @@ fn deep_yaml_is_refused_on_a_small_stack() {
         std::iter::once("k:\n".to_owned()).chain((0..2000).map(|d| format!("{}-\n", " ".repeat(d)))).collect();
     let e = std::thread::Builder::new()
         .stack_size(2 << 20)
-        .spawn(move || kubearmor::convert_str(Path::new("deep.yaml"), &text).map(drop).unwrap_err().to_string())
+        .spawn(move || {
+            kubearmor::convert_str(Path::new("deep.yaml"), &text, crate::policy::validate_str)
+                .map(drop)
+                .unwrap_err()
+                .to_string()
+        })
         .unwrap()
         .join()
         .unwrap();

@@ -4,7 +4,7 @@
 
 use toml::Spanned;
 
-use super::Located;
+use super::located::Located;
 use super::raw::RawOpenGuard;
 use crate::error::PolicyError;
 

@@ -563,7 +563,14 @@ pub(crate) fn assert_wordpress_alert(a: &Value, c: &InContainer<'_>) {
     if let Some(want) = c.pid {
         assert_eq!(pid, want, "PID as the container numbers it: {a}");
     }
-    assert!(get_int(a, "HostPPID") > 0, "{a}");
+    let (ppid, host_ppid) = (get_int(a, "PPID"), get_int(a, "HostPPID"));
+    assert!(host_ppid > 0, "{a}");
+    // KubeArmor's PPID: the parent as the container numbers it, 0 when the parent is outside it (the
+    // runtime's conmon or shim, which starts the first program and every `exec`).
+    assert!(ppid >= 0 && ppid != host_ppid, "PPID inside the container, HostPPID outside: {a}");
+    if c.pid == Some(1) {
+        assert_eq!(ppid, 0, "the parent of the container's pid 1 is outside it: {a}");
+    }
 }
 
 /// A Block alert of the host policy for `resource`, by bash on the host.

@@ -3,29 +3,13 @@
 //! cannot be used (a wrong value, or one the policy loader refuses) is reported and left out; the rest of
 //! the policy is kept.
 
-use std::path::Path;
-
+use super::model::{At, Meta, Policy, Rule, Selector, Src, Target};
 use super::report::{Report, ReportKind};
 use super::yaml::{self, Node, Value};
-use crate::error::Error;
 
 /// The API group and version noexecd reads.
 pub const API_VERSION: &str = "security.kubearmor.com/v1";
 const KINDS: [&str; 2] = ["KubeArmorPolicy", "KubeArmorHostPolicy"];
-
-/// Where a value came from: its path in the document (`spec.process.matchPaths[0].path`) and position.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Src {
-    pub path: String,
-    pub line: usize,
-    pub col: usize,
-}
-
-impl Src {
-    fn at(path: impl Into<String>, node: &Node) -> Self {
-        Self { path: path.into(), line: node.line, col: node.col }
-    }
-}
 
 /// A value that cannot be converted: a missing name, `severity: high`, `ownerOnly: maybe`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,90 +22,27 @@ pub struct ConvertError {
     pub reason: String,
 }
 
-/// A value with the place it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct At<T> {
-    pub value: T,
-    pub src: Src,
-}
-
-/// `action`, `severity`, `tags`, `message` of one level.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Meta {
-    /// Normalised: "Block", "Audit" or "Allow".
-    pub action: Option<At<&'static str>>,
-    pub severity: Option<At<u8>>,
-    pub tags: Option<At<Vec<String>>>,
-    pub message: Option<At<String>>,
-}
-
-impl Meta {
-    pub fn is_empty(&self) -> bool {
-        self.action.is_none() && self.severity.is_none() && self.tags.is_none() && self.message.is_none()
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Path(At<String>),
-    Dir { dir: At<String>, recursive: Option<At<bool>> },
-    Pattern(At<String>),
-}
-
-/// One process rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    pub src: Src,
-    pub target: Target,
-    pub owner_only: Option<At<bool>>,
-    pub from_source: Vec<At<String>>,
-    pub meta: Meta,
-}
-
-/// A KubeArmorPolicy's containers: `metadata.namespace` and `spec.selector.matchLabels`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Selector {
-    /// `spec.selector`, or `spec` when there is none.
-    pub src: Src,
-    pub namespace: Option<At<String>>,
-    /// (key, value) in document order.
-    pub labels: Vec<(At<String>, At<String>)>,
-}
-
-/// One KubeArmorPolicy or KubeArmorHostPolicy, as far as noexecd enforces it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Policy {
-    pub kind: String,
-    pub name: At<String>,
-    pub doc: String,
-    pub meta: Meta,
-    /// `Some` for a KubeArmorPolicy: a container policy.
-    pub selector: Option<Selector>,
-    pub process_meta: Meta,
-    /// In the order the loader compiles them: matchPaths, matchDirectories, matchPatterns.
-    pub rules: Vec<Rule>,
-}
-
-impl Policy {
-    pub fn has_allow(&self) -> bool {
-        let allow = |m: &Meta| m.action.as_ref().is_some_and(|a| a.value == "Allow");
-        self.rules.iter().any(|r| {
-            if r.meta.action.is_some() {
-                allow(&r.meta)
-            } else if self.process_meta.action.is_some() {
-                allow(&self.process_meta)
-            } else {
-                allow(&self.meta)
-            }
-        })
-    }
-}
-
 /// What one document (or one item of a `kind: List`) turns into, for one input file.
 pub struct Converter<'a> {
     pub file: &'a str,
     pub policies: Vec<Policy>,
     pub reports: Vec<Report>,
+    /// What the policy loader says of a converted policy (the loader sits above the conversion, which it
+    /// calls for YAML drop-ins, so it is handed in).
+    loads: &'a dyn Fn(&Policy) -> Loaded,
+}
+
+/// What the policy loader says of one converted policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loaded {
+    Yes,
+    /// It refuses a value: where that value came from in the YAML, and why.
+    Refused {
+        src: Src,
+        message: String,
+    },
+    /// It fails for a reason that is not about one value.
+    Failed(String),
 }
 
 /// Conversion of one policy: its label, for reports and errors.
@@ -173,8 +94,8 @@ impl Ctx<'_> {
 type Res<T> = Result<T, ConvertError>;
 
 impl<'a> Converter<'a> {
-    pub fn new(file: &'a str) -> Self {
-        Self { file, policies: Vec::new(), reports: Vec::new() }
+    pub fn new(file: &'a str, loads: &'a dyn Fn(&Policy) -> Loaded) -> Self {
+        Self { file, policies: Vec::new(), reports: Vec::new(), loads }
     }
 
     /// Converts the `index`-th document (1-based) of the file.
@@ -346,26 +267,24 @@ impl Converter<'_> {
     /// one rule (the selector) is the policy's error.
     fn loadable(&self, ctx: &Ctx<'_>, policy: &mut Policy, reports: &mut Vec<Report>) -> Res<()> {
         while !policy.rules.is_empty() {
-            let emitted = super::emit::policy(policy, self.file, &[]);
-            let e = match crate::policy::load_str(Path::new(self.file), &emitted.text) {
-                Ok(_) => return Ok(()),
-                Err(Error::Policy(e)) => e,
-                Err(other) => {
+            let (src, message) = match (self.loads)(policy) {
+                Loaded::Yes => return Ok(()),
+                Loaded::Refused { src, message } => (src, message),
+                Loaded::Failed(message) => {
                     let node = Node { value: Value::Null, line: policy.name.src.line, col: policy.name.src.col };
-                    return Err(ctx.error(&node, "", other.to_string()));
+                    return Err(ctx.error(&node, "", message));
                 }
             };
-            let src = emitted.origin(e.line).cloned().unwrap_or_default();
             let within = |rule: &Rule| {
                 src.path == rule.src.path
                     || src.path.strip_prefix(rule.src.path.as_str()).is_some_and(|rest| rest.starts_with('.'))
             };
             let Some(i) = policy.rules.iter().position(within) else {
                 let node = Node { value: Value::Null, line: src.line, col: src.col };
-                return Err(ctx.error(&node, &src.path, e.message));
+                return Err(ctx.error(&node, &src.path, message));
             };
             let rule = policy.rules.remove(i);
-            let detail = format!("{}: {}; rule skipped", src.path, e.message);
+            let detail = format!("{}: {}; rule skipped", src.path, message);
             let report = ctx.report_at(ReportKind::NotEnforced, src.line, rule.src.path, detail);
             // Among the other reports of the policy, in line order.
             let at = reports.iter().position(|r| r.line > report.line).unwrap_or(reports.len());

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::convert::{At, Meta, Policy, Src, Target};
+use super::model::{At, Meta, Policy, Src, Target};
 use super::report::{Report, ReportKind};
 
 /// TOML text and, per line, its origin in the YAML.

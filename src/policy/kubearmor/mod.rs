@@ -7,10 +7,13 @@
 //! `policy_dir`.
 //!
 //! Layout: [`yaml`] parses (serde-saphyr) into position-keeping nodes; `convert` reads KubeArmor's
-//! schema out of them; `emit` writes TOML with a line map back to the YAML; [`report`] is what was left out.
+//! schema out of them into `model`'s values; `emit` writes those as TOML with a line map back to the YAML;
+//! [`report`] is what was left out. The policy loader, which reads YAML drop-ins through this module, is
+//! handed in ([`Validate`]) to check that each converted policy loads: imports run one way.
 
 mod convert;
 mod emit;
+mod model;
 pub mod report;
 pub mod yaml;
 
@@ -19,10 +22,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, PolicyError, Result};
+use crate::policy::located::utf8;
 use crate::policy::matcher::Rule;
 pub use convert::API_VERSION;
-use convert::{Converter, Src};
+use convert::{Converter, Loaded};
 use emit::Emitted;
+use model::{Policy, Src};
+
+/// The policy loader's check of configuration text (`policy::validate_str`): a converted policy the loader
+/// refuses a rule of loses that rule, with a report.
+pub type Validate = fn(&Path, &str) -> Result<()>;
 pub use report::{Report, ReportKind};
 
 /// One converted policy.
@@ -114,7 +123,7 @@ impl Conversion {
 
 /// Converts the text of one YAML file; `path` names it in reports and errors. The policies are not loaded
 /// here: `policy::check_imported` does that for `noexecd import`, and a drop-in is loaded once, as a whole.
-pub fn convert_str(path: &Path, text: &str) -> Result<Conversion> {
+pub fn convert_str(path: &Path, text: &str, validate: Validate) -> Result<Conversion> {
     let docs = yaml::parse_documents(text).map_err(|e| Error::ParseKubeArmor {
         path: path.to_owned(),
         line: e.line,
@@ -122,7 +131,17 @@ pub fn convert_str(path: &Path, text: &str) -> Result<Conversion> {
         message: e.message,
     })?;
     let file = path.display().to_string();
-    let mut converter = Converter::new(&file);
+    let loads = |p: &Policy| {
+        let emitted = emit::policy(p, &file, &[]);
+        match validate(Path::new(&file), &emitted.text) {
+            Ok(()) => Loaded::Yes,
+            Err(Error::Policy(e)) => {
+                Loaded::Refused { src: emitted.origin(e.line).cloned().unwrap_or_default(), message: e.message }
+            }
+            Err(other) => Loaded::Failed(other.to_string()),
+        }
+    };
+    let mut converter = Converter::new(&file, &loads);
     let starts = yaml::document_lines(text);
     for (i, doc) in docs.iter().enumerate() {
         let number = yaml::document_number(&starts, doc.line).unwrap_or(i + 1);
@@ -157,15 +176,15 @@ pub fn convert_str(path: &Path, text: &str) -> Result<Conversion> {
 }
 
 /// Reads and converts one YAML file.
-pub fn convert_file(path: &Path) -> Result<Conversion> {
+pub fn convert_file(path: &Path, validate: Validate) -> Result<Conversion> {
     let bytes = std::fs::read(path).map_err(|source| Error::ReadKubeArmor { path: path.to_owned(), source })?;
-    convert_bytes(path, bytes)
+    convert_bytes(path, bytes, validate)
 }
 
 /// Converts the bytes of one YAML file; bytes that are not UTF-8 are refused with their place.
-pub fn convert_bytes(path: &Path, bytes: Vec<u8>) -> Result<Conversion> {
-    let text = crate::policy::utf8(bytes).map_err(|at| Error::KubeArmorNotUtf8 { path: path.to_owned(), at })?;
-    convert_str(path, &text)
+pub fn convert_bytes(path: &Path, bytes: Vec<u8>, validate: Validate) -> Result<Conversion> {
+    let text = utf8(bytes).map_err(|at| Error::KubeArmorNotUtf8 { path: path.to_owned(), at })?;
+    convert_str(path, &text, validate)
 }
 
 /// Whether the loader reads a `policy_dir` file as KubeArmor YAML (`*.yaml`, `*.yml`).
@@ -184,8 +203,8 @@ pub struct DropIn {
 
 /// Converts a `policy_dir` YAML file for the loader; what noexecd does not enforce is logged (warn), not
 /// fatal. A file that does not convert is an error, as a broken TOML file is.
-pub fn drop_in(path: &Path, text: &str) -> Result<DropIn> {
-    let c = convert_str(path, text)?;
+pub fn drop_in(path: &Path, text: &str, validate: Validate) -> Result<DropIn> {
+    let c = convert_str(path, text, validate)?;
     for r in &c.reports {
         match r.kind {
             ReportKind::NotEnforced => tracing::warn!("{r}"),

@@ -17,11 +17,13 @@ fn corpus() -> Vec<PathBuf> {
 }
 
 fn convert(name: &str, text: &str) -> Conversion {
-    convert_str(Path::new(name), text).unwrap_or_else(|e| panic!("{e}"))
+    convert_str(Path::new(name), text, crate::policy::validate_str).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn convert_err(text: &str) -> String {
-    match convert_str(Path::new("x.yaml"), text).and_then(|c| crate::policy::check_imported(&c).map(|()| c)) {
+    match convert_str(Path::new("x.yaml"), text, crate::policy::validate_str)
+        .and_then(|c| crate::policy::check_imported(&c).map(|()| c))
+    {
         Err(e) => e.to_string(),
         Ok(c) => panic!("expected an error, got:\n{}", c.toml()),
     }
@@ -572,7 +574,7 @@ fn every_published_template_imports_and_loads() {
     let mut without_policy = Vec::new();
     for file in &files {
         let name = file.strip_prefix(&dir).unwrap().display().to_string();
-        let c = convert_file(file).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let c = convert_file(file, crate::policy::validate_str).unwrap_or_else(|e| panic!("{name}: {e}"));
         crate::policy::check_imported(&c).unwrap_or_else(|e| panic!("{name}: {e}"));
         let config = crate::policy::load_str(file, &c.toml()).unwrap_or_else(|e| panic!("{name}: {e}\n{}", c.toml()));
         let ksp = c.policies.iter().filter(|p| p.container).count();

@@ -1,0 +1,97 @@
+//! What a KubeArmor policy converts to, each value with its place in the YAML: read by `convert`, written
+//! as TOML by `emit`.
+
+use super::yaml::Node;
+
+/// Where a value came from: its path in the document (`spec.process.matchPaths[0].path`) and position.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Src {
+    pub path: String,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl Src {
+    pub fn at(path: impl Into<String>, node: &Node) -> Self {
+        Self { path: path.into(), line: node.line, col: node.col }
+    }
+}
+
+/// A value with the place it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct At<T> {
+    pub value: T,
+    pub src: Src,
+}
+
+/// `action`, `severity`, `tags`, `message` of one level.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// Normalised: "Block", "Audit" or "Allow".
+    pub action: Option<At<&'static str>>,
+    pub severity: Option<At<u8>>,
+    pub tags: Option<At<Vec<String>>>,
+    pub message: Option<At<String>>,
+}
+
+impl Meta {
+    pub fn is_empty(&self) -> bool {
+        self.action.is_none() && self.severity.is_none() && self.tags.is_none() && self.message.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Path(At<String>),
+    Dir { dir: At<String>, recursive: Option<At<bool>> },
+    Pattern(At<String>),
+}
+
+/// One process rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub src: Src,
+    pub target: Target,
+    pub owner_only: Option<At<bool>>,
+    pub from_source: Vec<At<String>>,
+    pub meta: Meta,
+}
+
+/// A KubeArmorPolicy's containers: `metadata.namespace` and `spec.selector.matchLabels`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector {
+    /// `spec.selector`, or `spec` when there is none.
+    pub src: Src,
+    pub namespace: Option<At<String>>,
+    /// (key, value) in document order.
+    pub labels: Vec<(At<String>, At<String>)>,
+}
+
+/// One KubeArmorPolicy or KubeArmorHostPolicy, as far as noexecd enforces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub kind: String,
+    pub name: At<String>,
+    pub doc: String,
+    pub meta: Meta,
+    /// `Some` for a KubeArmorPolicy: a container policy.
+    pub selector: Option<Selector>,
+    pub process_meta: Meta,
+    /// In the order the loader compiles them: matchPaths, matchDirectories, matchPatterns.
+    pub rules: Vec<Rule>,
+}
+
+impl Policy {
+    pub fn has_allow(&self) -> bool {
+        let allow = |m: &Meta| m.action.as_ref().is_some_and(|a| a.value == "Allow");
+        self.rules.iter().any(|r| {
+            if r.meta.action.is_some() {
+                allow(&r.meta)
+            } else if self.process_meta.action.is_some() {
+                allow(&self.process_meta)
+            } else {
+                allow(&self.meta)
+            }
+        })
+    }
+}
