@@ -164,7 +164,8 @@ impl Alert {
 
     /// The alert of an exec made inside a container: KubeArmor's container form, `Type` "MatchedPolicy",
     /// with what the runtime's files told about the container, and `PID` and `PPID` as the container sees
-    /// them (`HostPID` and `HostPPID` stay the host's; `PPID` is 0 for a parent outside the container).
+    /// them (`HostPID` and `HostPPID` stay the host's; `PPID` is the parent's number in its own pid namespace, the
+    /// host's for the runtime's shim, as KubeArmor writes it).
     pub fn in_container(mut self, c: &ContainerInfo, ns_pid: Option<NsPid>) -> Self {
         let text = |v: &Option<String>| v.clone().unwrap_or_default();
         self.kind = "MatchedPolicy".to_owned();

@@ -26,8 +26,10 @@ pub struct ProcessInfo {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NsPid {
     pub pid: i32,
-    /// 0 when the parent is outside that namespace (a container's process started by `exec` through the
-    /// runtime's shim or conmon), as KubeArmor reports it.
+    /// The parent's pid in the parent's own pid namespace, as KubeArmor reports it (its `get_task_ns_ppid`):
+    /// the container's number for a parent inside the container, the host's for a parent outside it (the
+    /// runtime's shim or conmon, which starts the first program and every `exec`); 0 when the parent is
+    /// gone.
     pub ppid: i32,
 }
 
@@ -119,20 +121,18 @@ fn parse_ns_pid(text: &[u8]) -> Option<(usize, i32)> {
     Some((levels, last?))
 }
 
-/// The caller's [`NsPid`] from its status text and `ppid` (as our namespace numbers it). A parent is in its
-/// child's pid namespace or in an ancestor of it, so it is in the child's exactly when its `NSpid:` has as
-/// many levels: then its innermost pid is the child's `PPID`, otherwise 0. `read_parent` (the parent's
-/// status) is called only for a caller in a nested namespace: one small read, and none on the host.
+/// The caller's [`NsPid`] from its status text and `ppid` (as our namespace numbers it). The parent's number
+/// is its innermost `NSpid:` value, the one its own pid namespace gives it, whether that namespace is the
+/// caller's (a parent inside the container) or an ancestor's (the runtime's shim on the host). `read_parent`
+/// (the parent's status) is called only for a caller in a nested namespace: one small read, and none on the
+/// host, where our number is the answer.
 fn ns_pid(status: &[u8], ppid: i32, read_parent: impl FnOnce(i32) -> Option<Vec<u8>>) -> Option<NsPid> {
     let (levels, pid) = parse_ns_pid(status)?;
     if levels <= 1 {
         return Some(NsPid { pid, ppid });
     }
     let parent = (ppid > 0).then(|| read_parent(ppid)).flatten();
-    let ppid = match parent.as_deref().and_then(parse_ns_pid) {
-        Some((parent_levels, parent_pid)) if parent_levels == levels => parent_pid,
-        _ => 0,
-    };
+    let ppid = parent.as_deref().and_then(parse_ns_pid).map_or(0, |(_, parent_pid)| parent_pid);
     Some(NsPid { pid, ppid })
 }
 
@@ -163,7 +163,7 @@ mod tests {
     }
 
     #[test]
-    fn the_parent_is_numbered_in_the_callers_pid_namespace() {
+    fn the_parent_is_numbered_in_its_own_pid_namespace() {
         let status = |nspid: &str| format!("Name:\tx\nNSpid:\t{nspid}\n").into_bytes();
         let no_read = |_: i32| -> Option<Vec<u8>> { panic!("a host process's parent is not read") };
         assert_eq!(ns_pid(&status("4242"), 4200, no_read), Some(NsPid { pid: 4242, ppid: 4200 }), "on the host");
@@ -175,10 +175,10 @@ mod tests {
             }
         };
         assert_eq!(ns_pid(&status("4242\t7"), 4200, parent(4200, "4200\t1")), Some(NsPid { pid: 7, ppid: 1 }));
-        // Started by `exec` through the runtime: the parent (conmon, the shim) is on the host.
-        assert_eq!(ns_pid(&status("4242\t7"), 900, parent(900, "900")), Some(NsPid { pid: 7, ppid: 0 }));
-        // A pod in a container (two levels): a parent one level up is outside the caller's namespace.
-        assert_eq!(ns_pid(&status("4242\t70\t7"), 4200, parent(4200, "4200\t60")), Some(NsPid { pid: 7, ppid: 0 }));
+        // Started by `exec` through the runtime: the parent (conmon, the shim) is on the host, numbered there.
+        assert_eq!(ns_pid(&status("4242\t7"), 900, parent(900, "900")), Some(NsPid { pid: 7, ppid: 900 }));
+        // A pod in a container (two levels): a parent one level up is numbered in its own namespace.
+        assert_eq!(ns_pid(&status("4242\t70\t7"), 4200, parent(4200, "4200\t60")), Some(NsPid { pid: 7, ppid: 60 }));
         assert_eq!(ns_pid(&status("4242\t70\t7"), 4200, |_| None), Some(NsPid { pid: 7, ppid: 0 }), "parent gone");
         assert_eq!(ns_pid(&status("4242\t7"), 0, no_read), Some(NsPid { pid: 7, ppid: 0 }), "no parent");
         assert_eq!(ns_pid(b"Name:\tx\n", 1, no_read), None, "no NSpid line (Linux before 4.1)");
