@@ -26,7 +26,7 @@ pub struct ProcessInfo {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NsPid {
     pub pid: i32,
-    /// The parent's pid in the parent's own pid namespace, as KubeArmor reports it (its `get_task_ns_ppid`):
+    /// The parent's pid in the parent's own pid namespace, as KubeArmor reports it:
     /// the container's number for a parent inside the container, the host's for a parent outside it (the
     /// runtime's shim or conmon, which starts the first program and every `exec`); 0 when the parent is
     /// gone.
