@@ -6,42 +6,38 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::exec::{Findings, Resolved, Verdict};
-use super::{Decider, MAX_PARKED};
+use arc_swap::ArcSwap;
+
+use super::lookup::Lookups;
+use super::naming::{Named, Scratch};
+use super::verdict::{Findings, Resolved, Verdict};
 use crate::containers;
 use crate::guard::Guard;
-use crate::guard::scopes::ContainerScope;
+use crate::guard::ctr_marks::FirstExecMarks;
+use crate::guard::scopes::{ContainerScope, Scopes};
 use crate::host::procfs::{self, ProcSubject};
-use crate::policy::matcher::{Outcome, Scope};
-
-use super::naming::Named;
+use crate::policy::matcher::Scope;
+use crate::sys::ProcDirs;
 
 /// Containers remembered from their first exec until the daemon's list has them; past this, started over.
 const FIRST_SEEN_MAX: usize = 256;
 
-/// Slots of the table of callers' containers (see [`Decider::container_of`]).
+/// Slots of the table of callers' containers (see [`CallerContainers::container_of`]).
 const PID_CONTAINERS: usize = 256;
 
-/// The containers of callers, as far as this thread has found them.
+/// The containers of callers, as far as this thread has found them, and what it does at a container's first
+/// exec.
 pub struct CallerContainers {
+    /// The container this daemon runs in (a Kubernetes DaemonSet's pod), if any: container policies never
+    /// decide in it, so the guard cannot be turned against its own probe and restart; host policies still do.
+    own: Option<String>,
     /// The container of a caller, direct-mapped by pid.
     by_pid: Vec<Option<PidContainer>>,
     /// Containers looked up here because the daemon's list did not have them yet (their first exec), and
     /// those no runtime knew (`None`): each is asked for once.
     first_seen: HashMap<String, Option<Arc<ContainerScope>>>,
-}
-
-impl Default for CallerContainers {
-    fn default() -> Self {
-        Self { by_pid: vec![None; PID_CONTAINERS], first_seen: HashMap::new() }
-    }
-}
-
-impl CallerContainers {
-    /// The scope found for container `id` at its first sight here, if it was looked up.
-    pub fn first_seen(&self, id: &str) -> Option<&Option<Arc<ContainerScope>>> {
-        self.first_seen.get(id)
-    }
+    /// Marks a container's own mounts at its first exec (`guard::ctr_marks`).
+    first_marks: FirstExecMarks,
 }
 
 /// The container (`None`: the host) of process `pid` while it is in mount namespace `mnt_ns`.
@@ -59,20 +55,64 @@ enum ScopeLookup {
     Asked,
 }
 
-impl Decider {
-    /// A file of a container's overlay (or namespace, or private mount), executed by a process of that
-    /// container: the container policies that select the container decide its path inside the container; the
-    /// stricter of that and the host's decision stands. The first exec of a container is decided so too: the
-    /// layer's event comes before any of its programs runs.
-    pub(super) fn decide_in_container(
+/// What the caller's container makes of a file of a container.
+#[derive(Debug)]
+pub enum InContainer {
+    /// The host's decision stands.
+    Host,
+    /// The container's policies decided, stricter than the host: `canonical` is now the path the container
+    /// sees, which the alert names.
+    Decided(Verdict),
+    /// A private mount of no container known: no policy can decide it, and no host rule may.
+    Unresolvable,
+    /// The container is being looked up by the lookup thread: the event waits for it.
+    Asked,
+}
+
+/// Where a container and its policies are found: `/proc`, the daemon's list of containers, and the lookup
+/// thread (`None`: the runtimes are asked here, waiting).
+pub struct Lookup<'a> {
+    pub procs: &'a ProcDirs,
+    pub scopes: &'a ArcSwap<Scopes>,
+    pub thread: Option<&'a mut Lookups>,
+}
+
+impl CallerContainers {
+    /// `own`: the container this daemon runs in.
+    pub fn new(own: Option<String>) -> Self {
+        Self {
+            own,
+            by_pid: vec![None; PID_CONTAINERS],
+            first_seen: HashMap::new(),
+            first_marks: FirstExecMarks::none(),
+        }
+    }
+
+    pub fn set_first_marks(&mut self, marks: FirstExecMarks) {
+        self.first_marks = marks;
+    }
+
+    /// The scope found for container `id` at its first sight here, if it was looked up.
+    pub fn first_seen(&self, id: &str) -> Option<&Option<Arc<ContainerScope>>> {
+        self.first_seen.get(id)
+    }
+
+    /// A file of a container's overlay (or namespace, or private mount: `found.named`), executed by process
+    /// `pid`, its path inside the container in `bufs.layer_name`: the container policies that select the
+    /// caller's container decide that path; the stricter of that and the `host`'s decision stands. The first
+    /// exec of a container is decided so too: the layer's event comes before any of its programs runs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide(
         &mut self,
         guard: &Guard,
-        host: Verdict,
+        host: &Verdict,
         pid: i32,
         owner: u32,
         subject: &mut ProcSubject,
         found: &mut Findings,
-    ) -> Verdict {
+        bufs: &mut Scratch,
+        lookup: Lookup<'_>,
+    ) -> InContainer {
         let private = found.named.as_ref().is_some_and(Named::host_unnamed);
         let owning = match found.named.as_mut() {
             Some(Named::Private { owner }) => owner.take(),
@@ -81,46 +121,39 @@ impl Decider {
         let scope = match owning {
             Some(scope) => scope,
             None => {
-                let id = self.container_of(pid);
+                let id = self.container_of(lookup.procs, pid, &mut bufs.proc_buf);
                 // The daemon's own container (a DaemonSet pod) is never decided by container policies.
-                if id.is_some() && self.own_container.as_deref() == id.as_deref() {
-                    return host;
+                if id.is_some() && self.own.as_deref() == id.as_deref() {
+                    return InContainer::Host;
                 }
                 let Some(id) = id else {
-                    // A private mount of no container known: no policy can decide it, and no host rule may.
-                    return if private { self.unresolvable(guard) } else { host };
+                    return if private { InContainer::Unresolvable } else { InContainer::Host };
                 };
                 // Not known yet (its first execs): when no container policy's rule can reach this file, which
                 // policies select the container cannot change the answer, so the runtimes are not asked while
                 // the kernel holds the exec (podman's API answers in tens of milliseconds, more while podman is
                 // starting the very container, and every container start paid for it with its first program).
                 // Its own mounts are still marked now, so that they are guarded from the first instruction.
-                if !identity_may_matter(guard, &host, &self.bufs.layer_name, private)
-                    && self.scopes.load().get(&id).is_none()
-                    && !self.containers.first_seen.contains_key(&*id)
+                if !identity_may_matter(guard, host, &bufs.layer_name, private)
+                    && lookup.scopes.load().get(&id).is_none()
+                    && !self.first_seen.contains_key(&*id)
                     && self.first_marks.unknown(guard, &id, pid)
                 {
-                    return host;
+                    return InContainer::Host;
                 }
-                match self.scope_of(guard, &id) {
+                match self.scope_of(guard, &id, lookup.scopes, lookup.thread) {
                     ScopeLookup::Known(Some(scope)) => {
                         self.first_marks.selected(guard, &scope.container.id, scope.matcher.as_ref(), pid);
                         scope
                     }
-                    ScopeLookup::Known(None) if private => return self.unresolvable(guard),
-                    ScopeLookup::Known(None) => return host,
-                    ScopeLookup::Asked => {
-                        return Verdict {
-                            outcome: Outcome::Block,
-                            rule: Some(self.unresolved.clone()),
-                            resolved: Resolved::Asked,
-                        };
-                    }
+                    ScopeLookup::Known(None) if private => return InContainer::Unresolvable,
+                    ScopeLookup::Known(None) => return InContainer::Host,
+                    ScopeLookup::Asked => return InContainer::Asked,
                 }
             }
         };
         let inside = scope.matcher.as_ref().map(|m| {
-            let d = m.decide(Scope::Path(&self.bufs.layer_name), owner, subject);
+            let d = m.decide(Scope::Path(&bufs.layer_name), owner, subject);
             Verdict { outcome: d.outcome, rule: d.rule.cloned(), resolved: Resolved::Yes }
         });
         found.container = Some(scope);
@@ -130,49 +163,53 @@ impl Decider {
                     && (host.rule.is_none() || inside.outcome.strictness() > host.outcome.strictness()) =>
             {
                 // The alert names the file as the container sees it.
-                self.bufs.canonical.clear();
-                self.bufs.canonical.extend_from_slice(&self.bufs.layer_name);
-                inside
+                bufs.canonical.clear();
+                bufs.canonical.extend_from_slice(&bufs.layer_name);
+                InContainer::Decided(inside)
             }
-            _ => host,
+            _ => InContainer::Host,
         }
     }
 
-    /// The id of the container process `pid` runs in (by its cgroup), `None` on the host. Remembered per pid
-    /// with the pid's mount namespace, one readlink instead of reading and parsing its cgroup file: a pid
-    /// given to another process, or a process that entered other namespaces, reads another namespace and is
-    /// looked up again. (A caller waiting on its exec cannot move meanwhile; every container has a mount
-    /// namespace of its own.)
-    fn container_of(&mut self, pid: i32) -> Option<Arc<str>> {
-        let ns = procfs::mount_namespace_with(&self.procs, pid);
+    /// The id of the container process `pid` runs in (by its cgroup, read into `buf`), `None` on the host.
+    /// Remembered per pid with the pid's mount namespace, one readlink instead of reading and parsing its
+    /// cgroup file: a pid given to another process, or a process that entered other namespaces, reads another
+    /// namespace and is looked up again. (A caller waiting on its exec cannot move meanwhile; every container
+    /// has a mount namespace of its own.)
+    fn container_of(&mut self, procs: &ProcDirs, pid: i32, buf: &mut Vec<u8>) -> Option<Arc<str>> {
+        let ns = procfs::mount_namespace_with(procs, pid);
         let slot = usize::try_from(pid.unsigned_abs()).unwrap_or(0) % PID_CONTAINERS;
-        if let (Some(ns), Some(Some(known))) = (ns, self.containers.by_pid.get(slot))
+        if let (Some(ns), Some(Some(known))) = (ns, self.by_pid.get(slot))
             && (known.pid, known.mnt_ns) == (pid, ns)
         {
             return known.id.clone();
         }
-        let id: Option<Arc<str>> =
-            procfs::container_of_with(&self.procs, pid, &mut self.bufs.proc_buf).map(|(_, id)| Arc::from(id));
-        if let (Some(ns), Some(entry)) = (ns, self.containers.by_pid.get_mut(slot)) {
+        let id: Option<Arc<str>> = procfs::container_of_with(procs, pid, buf).map(|(_, id)| Arc::from(id));
+        if let (Some(ns), Some(entry)) = (ns, self.by_pid.get_mut(slot)) {
             *entry = Some(PidContainer { pid, mnt_ns: ns, id: id.clone() });
         }
         id
     }
 
-    /// The container `id` and the policies that select it. One the daemon's list does not hold yet is being
-    /// started now (this is its first exec that a container policy's rule could reach): the runtimes are asked
-    /// once, by the lookup thread while the event waits (`Asked`), or here when there is none (or too many
-    /// events wait already), so that its policies decide that program too. Bounded by the runtimes' own
+    /// The container `id` and the policies that select it. One the daemon's list (`scopes`) does not hold yet is
+    /// being started now (this is its first exec that a container policy's rule could reach): the runtimes are
+    /// asked once, by the lookup `thread` while the event waits (`Asked`), or here when there is none (or too
+    /// many events wait already), so that its policies decide that program too. Bounded by the runtimes' own
     /// timeouts; never again for the same container.
-    fn scope_of(&mut self, guard: &Guard, id: &str) -> ScopeLookup {
-        if let Some(scope) = self.scopes.load().get(id) {
+    fn scope_of(
+        &mut self,
+        guard: &Guard,
+        id: &str,
+        scopes: &ArcSwap<Scopes>,
+        thread: Option<&mut Lookups>,
+    ) -> ScopeLookup {
+        if let Some(scope) = scopes.load().get(id) {
             return ScopeLookup::Known(Some(scope.clone()));
         }
-        if let Some(seen) = self.containers.first_seen.get(id) {
+        if let Some(seen) = self.first_seen.get(id) {
             return ScopeLookup::Known(seen.clone());
         }
-        if self.parked.len() < MAX_PARKED
-            && let Some(lookups) = self.lookups.as_mut()
+        if let Some(lookups) = thread
             && lookups.ask(id, &guard.config.containers.sources)
         {
             return ScopeLookup::Asked;
@@ -182,18 +219,17 @@ impl Decider {
     }
 
     /// Remembers what the runtimes said of container `id` at its first sight.
-    pub(super) fn first_sight(
+    pub fn first_sight(
         &mut self,
         guard: &Guard,
         id: &str,
         found: Option<containers::Container>,
     ) -> Option<Arc<ContainerScope>> {
         let scope = found.map(|c| Arc::new(ContainerScope::new(&guard.config, c)));
-        let first_seen = &mut self.containers.first_seen;
-        if first_seen.len() >= FIRST_SEEN_MAX {
-            first_seen.clear();
+        if self.first_seen.len() >= FIRST_SEEN_MAX {
+            self.first_seen.clear();
         }
-        first_seen.insert(id.to_owned(), scope.clone());
+        self.first_seen.insert(id.to_owned(), scope.clone());
         scope
     }
 }
@@ -213,8 +249,9 @@ fn identity_may_matter(guard: &Guard, host: &Verdict, layer_name: &[u8], private
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::exec::unresolved_rule;
-    use crate::decide::tests::{guard_for, scene};
+    use crate::decide::test_scene::{guard_for, scene};
+    use crate::decide::verdict::unresolved_rule;
+    use crate::policy::matcher::Outcome;
 
     /// A container policy for `app=wordpress` blocking execs below `/tmp/`; `{extra}` adds rules.
     const SELECTING: &str = r#"

@@ -8,72 +8,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::naming::{Named, Scratch, Unnamed};
-use super::{Decider, Handled, alerted_answer};
+use super::container::{InContainer, Lookup};
+use super::denials::DenialKey;
+use super::naming::{Named, Unnamed};
+use super::verdict::{Findings, Resolved, Verdict};
+use super::{Decider, Handled, MAX_PARKED, alerted_answer};
 use crate::alert::rate_limit::Admit;
-use crate::guard::scopes::ContainerScope;
 use crate::guard::{Decides, Guard};
 use crate::host::procfs::ProcSubject;
-use crate::policy::matcher::{Action, Outcome, RuleMeta, Scope, Subject};
+use crate::policy::matcher::{Outcome, RuleMeta, Scope, Subject};
 use crate::sys::{self, FileFacts, Responder, Response};
-
-use super::denials::DenialKey;
-
-/// The rule alerts name when a file on a guarded filesystem could not be located.
-pub(super) fn unresolved_rule() -> Arc<RuleMeta> {
-    Arc::new(RuleMeta {
-        policy: "noexecd-unresolvable-path".to_owned(),
-        action: Action::Block,
-        severity: 5,
-        tags: vec!["noexecd".to_owned()],
-        message: "Exec denied: the file's path could not be resolved on a guarded filesystem".to_owned(),
-        origin: "built in".to_owned(),
-    })
-}
-
-/// The decision on one file, before the answer.
-#[derive(Debug)]
-pub(super) struct Verdict {
-    pub outcome: Outcome,
-    /// The rule (or default posture) that made the decision; `None`: allowed without an alert.
-    pub rule: Option<Arc<RuleMeta>>,
-    /// How the file's canonical path was looked up for the decision.
-    pub resolved: Resolved,
-}
-
-/// Where the canonical path of the current file stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Resolved {
-    /// Not looked up (the filesystem is decided as a whole).
-    NotYet,
-    /// In `Scratch::canonical`.
-    Yes,
-    /// Could not be found: the exec is denied.
-    Failed,
-    /// Not decided: the caller's container is being looked up, and the event must wait for it. Its outcome
-    /// is a denial, so that a caller overlooking this refuses rather than allows.
-    Asked,
-}
-
-/// What the decision of one event found out: made for each event, dropped after its answer and alert. Its
-/// names are in the decider's [`Scratch`], emptied when it is made.
-#[derive(Debug, Default)]
-pub(super) struct Findings {
-    /// statx of the file, when it was read.
-    pub facts: Option<FileFacts>,
-    /// How the file was named, when it was.
-    pub named: Option<Named>,
-    /// The caller's container, when the decision looked it up.
-    pub container: Option<Arc<ContainerScope>>,
-}
-
-impl Findings {
-    pub fn new(bufs: &mut Scratch) -> Self {
-        bufs.canonical.clear();
-        bufs.layer_name.clear();
-        Self::default()
-    }
-}
 
 impl Subject for ProcSubject {
     fn exe(&mut self) -> Option<&[u8]> {
@@ -249,7 +193,19 @@ impl Decider {
         if !in_container || guard.config.container_policies.is_empty() {
             return host;
         }
-        self.decide_in_container(guard, host, pid, facts.uid, subject, found)
+        let lookup = Lookup {
+            procs: &self.procs,
+            scopes: &self.scopes,
+            thread: if self.parked.len() < MAX_PARKED { self.lookups.as_mut() } else { None },
+        };
+        match self.containers.decide(guard, &host, pid, facts.uid, subject, found, &mut self.bufs, lookup) {
+            InContainer::Host => host,
+            InContainer::Decided(inside) => inside,
+            InContainer::Unresolvable => self.unresolvable(guard),
+            InContainer::Asked => {
+                Verdict { outcome: Outcome::Block, rule: Some(self.unresolved.clone()), resolved: Resolved::Asked }
+            }
+        }
     }
 
     /// Names the file open at `fd` into the decider's buffers (see `naming`).
@@ -263,7 +219,7 @@ impl Decider {
         self.mounts.name(guard, &self.procs, &self.scopes, &mut self.bufs, fd, pid, facts)
     }
 
-    pub(super) fn unresolvable(&mut self, guard: &Guard) -> Verdict {
+    fn unresolvable(&mut self, guard: &Guard) -> Verdict {
         self.counters.unresolved.fetch_add(1, Ordering::Relaxed);
         let d = guard.config.matcher.apply_mode(Outcome::Block, &self.unresolved);
         Verdict { outcome: d.outcome, rule: d.rule.cloned(), resolved: Resolved::Failed }

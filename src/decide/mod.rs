@@ -9,7 +9,8 @@
 //! This file holds the loop and the order every event follows (decide, answer, then alert); each kind of
 //! decision has a file of its own: `exec` (and the alert gate), `open` (the open guard), `naming` (a file's
 //! name through mounts, other namespaces and overlay layers), `container` (the caller's container and its
-//! policies), `recent` (the execs whose opens raise no second alert).
+//! policies), `recent` (the execs whose opens raise no second alert), `verdict` (what a decision gives, and
+//! what one event found).
 #![forbid(unsafe_code)]
 
 pub mod applet;
@@ -24,6 +25,9 @@ pub mod opener;
 mod recent;
 pub mod rules;
 pub mod sniff;
+#[cfg(test)]
+mod test_scene;
+mod verdict;
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
@@ -45,11 +49,11 @@ use crate::stats::Counters;
 use crate::sys::{self, Event, FanotifyGroup, Mask, PATH_BUF_LEN, ProcDirs, Responder, Response};
 use container::CallerContainers;
 use denials::Denials;
-use exec::{Findings, Resolved, unresolved_rule};
 use lookup::Lookups;
 use naming::{MountMemory, Scratch};
 use recent::RecentExecs;
 use sniff::HEAD_LEN;
+use verdict::{Findings, Resolved, unresolved_rule};
 
 /// Events kept unanswered while their container is being looked up (see `lookup`); past it, a container is
 /// looked up on the decision thread, as it was before.
@@ -61,21 +65,16 @@ const MAX_PARKED: usize = 256;
 pub struct Decider {
     /// Events of this process are allowed at once: the daemon must never wait on its own marks.
     own_pid: i32,
-    /// The container this daemon runs in (a Kubernetes DaemonSet's pod), if any: container policies never
-    /// decide in it, so the guard cannot be turned against its own probe and restart; host policies still do.
-    own_container: Option<String>,
     /// The buffers files are named into.
     bufs: Scratch,
     /// `/proc` and `/proc/self/fd`, opened once: names are read relative to them.
     procs: Arc<ProcDirs>,
     /// Mounts of overlay layers and of other namespaces files were found through.
     mounts: MountMemory,
-    /// The callers' containers, and the containers first seen here.
+    /// The callers' containers, the containers first seen here, and the marks placed at a first exec.
     containers: CallerContainers,
     /// The running containers and the container policies that select each.
     scopes: Arc<ArcSwap<Scopes>>,
-    /// Marks a container's own mounts at its first exec (`guard::ctr_marks`).
-    first_marks: FirstExecMarks,
     unresolved: Arc<RuleMeta>,
     alerts: mpsc::Sender<ExecAlert>,
     counters: Arc<Counters>,
@@ -109,16 +108,14 @@ enum Handled {
 
 impl Decider {
     pub fn new(alerts: mpsc::Sender<ExecAlert>, counters: Arc<Counters>) -> Self {
+        let own_pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
         Self {
-            own_pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
-            own_container: procfs::container_of(i32::try_from(std::process::id()).unwrap_or(i32::MAX))
-                .map(|(_, id)| id),
+            own_pid,
             bufs: Scratch::default(),
             procs: Arc::new(ProcDirs::open()),
             mounts: MountMemory::default(),
-            containers: CallerContainers::default(),
+            containers: CallerContainers::new(procfs::container_of(own_pid).map(|(_, id)| id)),
             scopes: Arc::new(ArcSwap::from_pointee(Scopes::default())),
-            first_marks: FirstExecMarks::none(),
             unresolved: unresolved_rule(),
             alerts,
             counters,
@@ -155,7 +152,7 @@ impl Decider {
 
     /// Marks a container's own mounts in protected scope at its first exec, through `marks`.
     pub fn with_marker(mut self, marks: FirstExecMarks) -> Self {
-        self.first_marks = marks;
+        self.containers.set_first_marks(marks);
         self
     }
 
@@ -210,7 +207,7 @@ impl Decider {
             return;
         }
         for (id, found) in answers {
-            self.first_sight(guard, &id, found);
+            self.containers.first_sight(guard, &id, found);
         }
         for event in std::mem::take(&mut self.parked) {
             self.handle(responder, guard, event);

@@ -347,7 +347,7 @@ fn names_this_file(path: &[u8], facts: &FileFacts) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::tests::{Scene, known_mount, scene};
+    use crate::decide::test_scene::{Scene, known_mount, scene};
     use crate::host::mounts::MountTable;
     use std::os::fd::AsFd;
     use std::os::unix::ffi::OsStrExt;

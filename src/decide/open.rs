@@ -8,9 +8,9 @@ use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::exec::{Findings, Resolved, Verdict};
 use super::opener::{self, OpenedFile};
 use super::sniff::sniff;
+use super::verdict::{Findings, Resolved, Verdict};
 use super::{Decider, Handled, alerted_answer};
 use crate::guard::Guard;
 use crate::host::procfs::ProcSubject;

@@ -1,50 +1,9 @@
 //! Unit tests of the decision path: `Decider::handle` on real files, without a fanotify group or root.
 
+use super::test_scene::{guard, known_mount, scene};
 use super::*;
-use crate::guard::Decides;
 use crate::host::mounts::MountTable;
-use crate::sys::FileFacts;
 use std::path::{Path, PathBuf};
-
-/// A file in a fresh directory, and what statx says of it.
-pub(super) struct Scene {
-    _dir: tempfile::TempDir,
-    /// The directory's canonical name (what /proc/self/fd shows).
-    pub dir: PathBuf,
-    pub file: PathBuf,
-    pub facts: FileFacts,
-}
-
-pub(super) fn scene() -> Scene {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().canonicalize().unwrap();
-    let file = dir.join("x");
-    std::fs::write(&file, b"#!/bin/sh\necho hi\n").unwrap();
-    let facts = sys::file_facts(std::fs::File::open(&file).unwrap().as_fd()).unwrap();
-    assert!(facts.mnt_id.is_some(), "the kernel reports STATX_MNT_ID");
-    Scene { _dir: tmp, dir, file, facts }
-}
-
-/// A Guard for `policy` (`{dir}` replaced by the scene's directory) whose mount table holds one
-/// mount: the scene file's filesystem at `/`, as mount `mount_id`. The filesystem is path-decided.
-pub(super) fn guard(scene: &Scene, policy: &str, mount_id: u64) -> Guard {
-    let policy = policy.replace("{dir}", scene.dir.to_str().unwrap());
-    let config = crate::policy::load_str(Path::new("t.toml"), &policy).unwrap();
-    let dev = scene.facts.dev;
-    let line = format!("{mount_id} 0 {}:{} / / rw - ext4 /dev/test rw\n", libc::major(dev), libc::minor(dev));
-    let guard = Guard::build(config, MountTable::parse(line.as_bytes())).unwrap();
-    assert_eq!(guard.target_for(dev).map(|t| &t.decides), Some(&Decides::Path));
-    guard
-}
-
-pub(super) fn known_mount(scene: &Scene) -> u64 {
-    scene.facts.mnt_id.unwrap()
-}
-
-/// [`guard`] through the mount the scene's file really is on.
-pub(super) fn guard_for(scene: &Scene, policy: &str) -> Guard {
-    guard(scene, policy, known_mount(scene))
-}
 
 /// `Decider::handle` driven through the `Responder` seam: events built from files of a temporary
 /// directory (real fds, real statx and /proc/self/fd names), answers recorded, no fanotify group, no root.
