@@ -23,6 +23,8 @@ pub struct Counters {
     pub open_dirs: AtomicU64,
     /// The tracker's cap when it was reached (directories past it carry no open mark), else 0.
     pub open_dirs_capped_at: AtomicU64,
+    /// Marks the kernel refused (each is logged with its path: `guard::marks::MarkFailures`).
+    pub marks_failed: AtomicU64,
 }
 
 impl Counters {
@@ -43,6 +45,7 @@ impl Counters {
             answer_errors: read(&self.answer_errors),
             open_dirs: read(&self.open_dirs),
             open_dirs_capped_at: read(&self.open_dirs_capped_at),
+            marks_failed: read(&self.marks_failed),
         }
     }
 }
@@ -59,6 +62,7 @@ pub struct Snapshot {
     pub answer_errors: u64,
     pub open_dirs: u64,
     pub open_dirs_capped_at: u64,
+    pub marks_failed: u64,
 }
 
 /// Alerts dropped, by cause: the bounded queue was full, past `max_alerts_per_sec`, or the log could not

@@ -36,10 +36,10 @@ use crate::containers;
 use crate::decide::{self, Decider};
 use crate::error::{Error, Result};
 use crate::guard::Guard;
-use crate::guard::ctr_marks::ContainerMarks;
+use crate::guard::ctr_marks::{ContainerMarks, FirstExecMarks};
 use crate::guard::dirtrack::{DirTracker, OpenRoot};
 use crate::guard::exec_cache::{Candidate, ExecCache};
-use crate::guard::marks::Marks;
+use crate::guard::marks::{MarkFailure, MarkFailures, Marks};
 use crate::guard::scopes::Scopes;
 use crate::host::mounts::MountTable;
 use crate::host::restart_chain::OwnMappings;
@@ -55,6 +55,9 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// How often the runtimes are asked which containers run: a container started since is selected within this
 /// (its first exec is decided anyway: the decision path asks the runtimes about a container it does not know).
 const CONTAINER_POLL: Duration = Duration::from_millis(500);
+/// Marks the decision thread found refused and the tokio side has not logged yet; past it, one is counted
+/// without its log line.
+const MARK_FAILURE_QUEUE: usize = 64;
 /// Fd numbers a crashed daemon may have left events under: a 64 KiB read holds at most 2730 events.
 const STALE_FD_SWEEP: i32 = 16_384;
 
@@ -151,13 +154,14 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
         .map_err(|e| Error::Runtime { what: "wake-up signal handler", source: e.into() })?;
     let watchdog = notify::watchdog_interval();
     let decision_alive = Arc::new(AtomicBool::new(true));
+    let (mark_failures, failed_marks) = MarkFailures::handed_over(counters.clone(), MARK_FAILURE_QUEUE);
     let decision = {
         let (group, shared, stop) = (group.clone(), shared.clone(), stop.clone());
         let alive = AliveWhileHeld(decision_alive.clone());
         let decider = Decider::new(alert_tx, counters.clone())
             .with_cache(feed)
             .with_scopes(scopes.clone())
-            .with_marker(group.clone());
+            .with_marker(FirstExecMarks::new(group.clone(), mark_failures));
         std::thread::Builder::new()
             .name("noexecd-decide".into())
             .spawn(move || {
@@ -184,7 +188,7 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
         });
         DirTracker::start(group.clone(), counters.clone(), on_cap)?
     };
-    let mut marks = Marks::new(group.clone(), tracker);
+    let mut marks = Marks::new(group.clone(), Box::new(tracker), counters.clone());
     marks.set_max_directories(shared.load().config.open_guard.max_directories);
     if let Err(e) = marks.add_filesystems(&shared.load()) {
         if resumed {
@@ -232,7 +236,8 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
             shared: shared.clone(),
             scopes: scopes.clone(),
             marks,
-            container_marks: ContainerMarks::default(),
+            container_marks: ContainerMarks::new(counters.clone()),
+            failed_marks,
             mountinfo,
             control: control_tx,
             decision_alive,
@@ -293,6 +298,8 @@ struct Controller {
     marks: Marks,
     /// The marks on selected containers' own mounts.
     container_marks: ContainerMarks,
+    /// Marks the decision thread found refused, to be logged here.
+    failed_marks: mpsc::Receiver<MarkFailure>,
     mountinfo: Vec<u8>,
     control: mpsc::UnboundedSender<Control>,
     decision_alive: Arc<AtomicBool>,
@@ -351,6 +358,7 @@ impl Controller {
                         tracing::trace!(?why, "allowed exec not cached");
                     }
                 }
+                Some(failure) = self.failed_marks.recv() => failure.log(),
                 _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }
                 _ = int.recv() => { tracing::info!("SIGINT: stopping"); return Ok(()); }
                 _ = mount_tick.tick() => {

@@ -91,12 +91,24 @@ pub fn status_line(filesystems: usize, c: &Snapshot) -> String {
         d.throttle,
         d.write,
     );
-    line + &dirs
+    let failed = match c.marks_failed {
+        0 => String::new(),
+        n => format!("; marks failed {n} (see the log)"),
+    };
+    line + &dirs + &failed
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_marks_show_in_the_status_line_once_there_are_any() {
+        let none = status_line(2, &Snapshot::default());
+        assert!(!none.contains("marks failed"), "{none}");
+        let some = status_line(2, &Snapshot { marks_failed: 3, open_dirs: 5, ..Snapshot::default() });
+        assert!(some.ends_with("; open guard marks 5 directories; marks failed 3 (see the log)"), "{some}");
+    }
 
     #[test]
     fn a_receiver_that_stopped_reading_does_not_block_the_sender() {

@@ -3,34 +3,68 @@
 //! (`/proc/PID/root/<mount point>`), a bind of a host filesystem through our own mount of that filesystem.
 //! A private mark goes with its superblock when the container ends; a host filesystem's mark is removed when
 //! no running container binds it any more (unless the host's own targets mark it).
+//!
+//! At the first exec the decision thread sees of a container, it places what that container needs itself
+//! ([`FirstExecMarks`]), so that a `--tmpfs /tmp` is guarded from the container's first instruction; the
+//! tokio side's next look takes those marks into its books.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::guard::Guard;
-use crate::guard::ctr_mounts::through_root;
-use crate::guard::marks::Marks;
+use crate::guard::ctr_mounts::{self, through_root};
+use crate::guard::marks::{MarkFailure, MarkFailures, Marker, Marks};
 use crate::guard::scopes::Scopes;
+use crate::policy::matcher::Matcher;
+use crate::stats::Counters;
 use crate::sys::Mask;
 
+/// Containers whose own mounts the decision thread has marked at its first sight of them; past this, started
+/// over (marking again changes nothing).
+const MARKED_MAX: usize = 256;
+
+/// The open guard's mark on a container's protected directory, placed at a container's first exec.
+const CONTAINER_DIR_MASK: Mask = Mask::FAN_OPEN_PERM.union(Mask::FAN_EVENT_ON_CHILD);
+
+/// What a refused mark was for, in the log.
+const PRIVATE_MOUNT: &str = "a container's own mount";
+const HOST_FILESYSTEM: &str = "the filesystem of a container's bind mount";
+const CONTAINER_DIR: &str = "a container's protected directory for the open guard";
+
 /// What this daemon marked for containers, by superblock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ContainerMarks {
     /// Private mounts: device → (the path it was marked through, mask, the container's id).
     private: HashMap<u64, (PathBuf, Mask, String)>,
     /// Host filesystems bound into containers and not marked for the host: device → our mount of it.
     host: HashMap<u64, PathBuf>,
+    /// Marks refused at the last look, by device and path: the next look tries again, and reports only a new
+    /// failure (the looks come twice a second).
+    failed: HashSet<(u64, PathBuf)>,
+    failures: MarkFailures,
 }
 
 impl ContainerMarks {
+    /// Refused marks are counted in `counters` and logged.
+    pub fn new(counters: Arc<Counters>) -> Self {
+        Self {
+            private: HashMap::new(),
+            host: HashMap::new(),
+            failed: HashSet::new(),
+            failures: MarkFailures::logged_here(counters),
+        }
+    }
+
     /// Marks what the selected containers of `scopes` need and removes what none needs any more. Marking
     /// again what is marked changes nothing, and a mark the decision thread placed at a container's first
     /// exec is taken into the books here.
     pub fn sync(&mut self, marks: &Marks, guard: &Guard, scopes: &Scopes) {
-        let group = marks.group();
+        let marker = marks.marker();
         let open = guard.config.open_guard.enabled;
         let mut private: HashMap<u64, (PathBuf, Mask, String)> = HashMap::new();
         let mut host: HashMap<u64, PathBuf> = HashMap::new();
+        let mut failed: HashSet<(u64, PathBuf)> = HashSet::new();
         for s in scopes.all() {
             let (id, pid) = (&s.container.id, s.container.init_pid);
             for m in &s.mounts {
@@ -38,16 +72,16 @@ impl ContainerMarks {
                     let extra = if open && m.whole { Mask::FAN_OPEN_PERM } else { Mask::empty() };
                     let mask = Mask::FAN_OPEN_EXEC_PERM | extra;
                     let path = through_root(pid, &m.mount_point);
-                    match group.mark_filesystem(&path, mask) {
+                    match marker.mark_filesystem(&path, mask) {
                         Ok(()) => {
                             if !self.private.contains_key(&m.dev) {
                                 tracing::info!(id = %id, mount = %m.describe(), "marked a container's own mount");
                             }
                             private.insert(m.dev, (path, mask, id.clone()));
                         }
-                        // The container is going away, or its namespace changed since it was read.
-                        Err(e) => {
-                            tracing::debug!(id = %id, mount = %m.describe(), error = %e, "cannot mark a container's mount")
+                        // Mostly a container going away, or whose namespace changed since it was read.
+                        Err(error) => {
+                            self.refused(&mut failed, m.dev, MarkFailure { what: PRIVATE_MOUNT, path, error })
                         }
                     }
                     continue;
@@ -57,23 +91,21 @@ impl ContainerMarks {
                 }
                 let Some(ours) = guard.mounts.primary(m.dev) else { continue };
                 let path = ours.mount_point_path();
-                match group.mark_filesystem(&path, Mask::FAN_OPEN_EXEC_PERM) {
+                match marker.mark_filesystem(&path, Mask::FAN_OPEN_EXEC_PERM) {
                     Ok(()) => {
                         if !self.host.contains_key(&m.dev) {
                             tracing::info!(id = %id, mount = %m.describe(), via = %path.display(), "marked the filesystem of a container's bind mount");
                         }
                         host.insert(m.dev, path);
                     }
-                    Err(e) => {
-                        tracing::warn!(id = %id, mount = %m.describe(), error = %e, "cannot mark the filesystem of a container's bind mount")
-                    }
+                    Err(error) => self.refused(&mut failed, m.dev, MarkFailure { what: HOST_FILESYSTEM, path, error }),
                 }
             }
         }
         for (dev, (path, mask, id)) in self.private.drain() {
             if !private.contains_key(&dev) {
                 // Gone with its container, mostly; a container no policy selects any more keeps running.
-                if group.unmark_filesystem(&path, mask).is_ok() {
+                if marker.unmark_filesystem(&path, mask).is_ok() {
                     tracing::info!(id = %id, via = %path.display(), "removed the mark of a container's mount");
                 }
             }
@@ -81,12 +113,261 @@ impl ContainerMarks {
         for (dev, path) in self.host.drain() {
             if !host.contains_key(&dev)
                 && marks.filesystem_mask(dev).is_empty()
-                && group.unmark_filesystem(&path, Mask::FAN_OPEN_EXEC_PERM).is_ok()
+                && marker.unmark_filesystem(&path, Mask::FAN_OPEN_EXEC_PERM).is_ok()
             {
                 tracing::info!(via = %path.display(), "removed the mark of a filesystem no container binds any more");
             }
         }
         self.private = private;
         self.host = host;
+        self.failed = failed;
+    }
+
+    /// A mark refused at this look: reported unless the last look was refused it too.
+    fn refused(&self, failed: &mut HashSet<(u64, PathBuf)>, dev: u64, failure: MarkFailure) {
+        let key = (dev, failure.path.clone());
+        if !self.failed.contains(&key) {
+            self.failures.report(failure);
+        }
+        failed.insert(key);
+    }
+}
+
+/// The decision thread's part: at the first exec it sees of a container, the marks the container's own
+/// mounts and protected directories need. Reads the caller's mountinfo and makes one fanotify_mark per mount:
+/// path lookups through `/proc/PID/root`, which raise no permission event. A refused mark is counted and
+/// handed over to be logged (this thread never logs).
+pub struct FirstExecMarks {
+    /// `None`: nothing is marked, though the containers are still told apart (the decision path's unit tests).
+    marker: Option<(Arc<dyn Marker>, MarkFailures)>,
+    /// Containers whose mounts were marked here.
+    marked: HashSet<String>,
+}
+
+impl FirstExecMarks {
+    /// Marks nothing.
+    pub fn none() -> Self {
+        Self { marker: None, marked: HashSet::new() }
+    }
+
+    /// Marks through `marker`; reports refused marks to `failures` (which must not log on this thread).
+    pub fn new(marker: Arc<dyn Marker>, failures: MarkFailures) -> Self {
+        Self { marker: Some((marker, failures)), marked: HashSet::new() }
+    }
+
+    /// The first sight of a container the daemon's list does not have yet, when its identity does not matter
+    /// for this file: marks what [`selected`](Self::selected) would, with the rules of every container
+    /// policy together standing for the ones that will select it (a superset: an unselected container's
+    /// directories marked cost events only, each decided with its real scope once it is known). `false` when
+    /// the container has a private mount in that scope (a `--tmpfs /tmp`): how it is marked depends on its
+    /// own policies (whether the whole mount is protected), so the container is looked up as before.
+    pub fn unknown(&mut self, guard: &Guard, id: &str, pid: i32) -> bool {
+        let Some(all) = guard.all_container_rules.as_ref() else { return false };
+        if self.marked.contains(id) {
+            return true;
+        }
+        let (mounts, layers) = ctr_mounts::of_process(all, pid, &guard.mounts);
+        if mounts.iter().any(|m| m.private) {
+            return false;
+        }
+        self.remember(id);
+        if let Some((marker, failures)) = self.marker.as_ref()
+            && guard.config.open_guard.enabled
+        {
+            for root in ctr_mounts::open_roots(all, pid, &mounts, &layers) {
+                if let Err(error) = marker.mark_inode(&root.path, CONTAINER_DIR_MASK) {
+                    failures.report(MarkFailure { what: CONTAINER_DIR, path: root.path, error });
+                }
+            }
+        }
+        true
+    }
+
+    /// At the first exec this thread sees of a selected container `id` (its first program, through its image
+    /// layers), whose policies' rules are `matcher`: marks its private mounts in protected scope and its
+    /// protected directories (not their subdirectories: the tokio side's rescan walks those). Binds of host
+    /// directories wait for the tokio side's next look at the containers (their filesystem is marked through
+    /// our own mount of it).
+    pub fn selected(&mut self, guard: &Guard, id: &str, matcher: Option<&Matcher>, pid: i32) {
+        if self.marker.is_none() || matcher.is_none() || self.marked.contains(id) {
+            return;
+        }
+        self.remember(id);
+        let (Some((marker, failures)), Some(matcher)) = (self.marker.as_ref(), matcher) else { return };
+        let (mounts, layers) = ctr_mounts::of_process(matcher, pid, &guard.mounts);
+        let open = guard.config.open_guard.enabled;
+        for m in mounts.iter().filter(|m| m.private) {
+            let extra = if open && m.whole { Mask::FAN_OPEN_PERM } else { Mask::empty() };
+            let path = through_root(pid, &m.mount_point);
+            if let Err(error) = marker.mark_filesystem(&path, Mask::FAN_OPEN_EXEC_PERM | extra) {
+                failures.report(MarkFailure { what: PRIVATE_MOUNT, path, error });
+            }
+        }
+        if open {
+            for root in ctr_mounts::open_roots(matcher, pid, &mounts, &layers) {
+                if let Err(error) = marker.mark_inode(&root.path, CONTAINER_DIR_MASK) {
+                    failures.report(MarkFailure { what: CONTAINER_DIR, path: root.path, error });
+                }
+            }
+        }
+    }
+
+    fn remember(&mut self, id: &str) {
+        if self.marked.len() >= MARKED_MAX {
+            self.marked.clear();
+        }
+        self.marked.insert(id.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::errno::Errno;
+    use std::os::fd::BorrowedFd;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+    use std::sync::Mutex;
+    use std::sync::atomic::Ordering;
+    use tokio::sync::mpsc;
+
+    /// Records every mark asked for; refuses each one when `refuse` is set.
+    #[derive(Default)]
+    struct FakeMarker {
+        asked: Mutex<Vec<(&'static str, PathBuf, Mask)>>,
+        refuse: bool,
+    }
+
+    impl FakeMarker {
+        fn ask(&self, op: &'static str, path: &Path, mask: Mask) -> Result<(), Errno> {
+            self.asked.lock().unwrap().push((op, path.to_path_buf(), mask));
+            if self.refuse { Err(Errno::ENOENT) } else { Ok(()) }
+        }
+
+        fn asked(&self) -> Vec<(&'static str, PathBuf, Mask)> {
+            self.asked.lock().unwrap().clone()
+        }
+    }
+
+    impl Marker for FakeMarker {
+        fn mark_filesystem(&self, path: &Path, mask: Mask) -> Result<(), Errno> {
+            self.ask("mark_filesystem", path, mask)
+        }
+
+        fn unmark_filesystem(&self, path: &Path, mask: Mask) -> Result<(), Errno> {
+            self.ask("unmark_filesystem", path, mask)
+        }
+
+        fn mark_inode(&self, path: &Path, mask: Mask) -> Result<(), Errno> {
+            self.ask("mark_inode", path, mask)
+        }
+
+        fn mark_fd(&self, _: BorrowedFd<'_>, mask: Mask) -> Result<(), Errno> {
+            self.ask("mark_fd", Path::new(""), mask)
+        }
+
+        fn unmark_fd(&self, _: BorrowedFd<'_>, mask: Mask) -> Result<(), Errno> {
+            self.ask("unmark_fd", Path::new(""), mask)
+        }
+    }
+
+    fn me() -> i32 {
+        i32::try_from(std::process::id()).unwrap()
+    }
+
+    /// A tmpfs this process has mounted somewhere other than `/` (`/dev/shm`, most often), by its mount point:
+    /// a container's private mount for a guard whose table does not show it.
+    fn own_tmpfs() -> Option<String> {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let tmpfs: Vec<String> = text
+            .lines()
+            .filter(|l| l.split(" - ").nth(1).is_some_and(|t| t.starts_with("tmpfs ")))
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+            .filter(|mp| mp != "/" && !mp.contains('\\'))
+            .collect();
+        tmpfs.iter().find(|mp| *mp == "/dev/shm").or_else(|| tmpfs.first()).cloned()
+    }
+
+    /// A Guard whose container policies protect `dir`, over a mount table that shows none of this process's
+    /// mounts but a root filesystem of its own.
+    fn guard_protecting(dir: &str, open_guard: bool) -> Guard {
+        let policy = format!(
+            "[open_guard]\nenabled = {open_guard}\n[[policy]]\nname = \"ctr\"\n[policy.selector]\n\
+             match_labels = {{ app = \"x\" }}\n[[policy.process.match_directories]]\ndir = \"{dir}/\"\nrecursive = true\n"
+        );
+        let config = crate::policy::load_str(Path::new("t.toml"), &policy).unwrap();
+        let table = crate::host::mounts::MountTable::parse(b"1 0 0:999 / / rw - ext4 /dev/noexecd-test rw\n");
+        Guard::build(config, table).unwrap()
+    }
+
+    fn first_exec_marks(refuse: bool) -> (FirstExecMarks, Arc<FakeMarker>, Arc<Counters>, mpsc::Receiver<MarkFailure>) {
+        let marker = Arc::new(FakeMarker { refuse, ..FakeMarker::default() });
+        let counters = Arc::new(Counters::default());
+        let (failures, rx) = MarkFailures::handed_over(counters.clone(), 8);
+        (FirstExecMarks::new(marker.clone(), failures), marker, counters, rx)
+    }
+
+    #[test]
+    fn a_selected_containers_first_exec_marks_its_private_mounts_once() {
+        let Some(tmpfs) = own_tmpfs() else { return };
+        let guard = guard_protecting(&tmpfs, false);
+        let (mut marks, marker, counters, _rx) = first_exec_marks(false);
+        marks.selected(&guard, "c1", guard.all_container_rules.as_ref(), me());
+        let asked = marker.asked();
+        let through_root = PathBuf::from(format!("/proc/{}/root{tmpfs}", me()));
+        assert!(
+            asked.iter().any(|(op, path, mask)| *op == "mark_filesystem"
+                && *path == through_root
+                && mask.contains(Mask::FAN_OPEN_EXEC_PERM)),
+            "{asked:?}"
+        );
+        assert_eq!(counters.marks_failed.load(Ordering::Relaxed), 0);
+        marks.selected(&guard, "c1", guard.all_container_rules.as_ref(), me());
+        assert_eq!(marker.asked().len(), asked.len(), "marked once per container");
+        // A container no policy selects has nothing to mark.
+        marks.selected(&guard, "c2", None, me());
+        assert_eq!(marker.asked().len(), asked.len());
+    }
+
+    #[test]
+    fn a_refused_mark_is_counted_and_handed_over_with_its_path() {
+        let Some(tmpfs) = own_tmpfs() else { return };
+        let guard = guard_protecting(&tmpfs, false);
+        let (mut marks, marker, counters, mut rx) = first_exec_marks(true);
+        marks.selected(&guard, "c1", guard.all_container_rules.as_ref(), me());
+        let asked = marker.asked();
+        assert!(!asked.is_empty());
+        assert_eq!(counters.marks_failed.load(Ordering::Relaxed), asked.len() as u64, "each refusal counted");
+        let failure = rx.try_recv().expect("handed over to be logged");
+        assert_eq!(failure.path, asked[0].1);
+        assert_eq!(failure.error, Errno::ENOENT);
+    }
+
+    #[test]
+    fn an_unknown_container_with_a_private_mount_in_scope_is_looked_up_instead() {
+        let Some(tmpfs) = own_tmpfs() else { return };
+        let guard = guard_protecting(&tmpfs, true);
+        let (mut marks, marker, _, _rx) = first_exec_marks(false);
+        assert!(!marks.unknown(&guard, "c1", me()), "how its mount is marked depends on its own policies");
+        assert!(!marks.unknown(&guard, "c1", me()), "not remembered");
+        assert!(marker.asked().is_empty());
+    }
+
+    #[test]
+    fn an_unknown_containers_protected_directories_are_marked_for_the_open_guard() {
+        let guard = guard_protecting("/noexecd-test-nowhere", true);
+        let (mut marks, marker, _, _rx) = first_exec_marks(false);
+        assert!(marks.unknown(&guard, "c1", me()));
+        let asked = marker.asked();
+        assert!(!asked.is_empty());
+        assert!(asked.iter().all(|(op, path, mask)| *op == "mark_inode"
+            && path.as_os_str().as_bytes().ends_with(b"/noexecd-test-nowhere")
+            && *mask == CONTAINER_DIR_MASK));
+        assert!(marks.unknown(&guard, "c1", me()), "remembered");
+        assert_eq!(marker.asked().len(), asked.len(), "and not marked again");
+        let none = guard_protecting("/noexecd-test-nowhere", false);
+        let (mut marks, marker, _, _rx) = first_exec_marks(false);
+        assert!(marks.unknown(&none, "c1", me()));
+        assert!(marker.asked().is_empty(), "the open guard is off");
     }
 }

@@ -10,8 +10,8 @@
 //! mount root: it is walked and tracked like a directory. Its directories report an fsid of their own, which
 //! the watch's group refuses (EXDEV): those are watched through [`SubvolWatch`] (inotify) instead.
 //!
-//! Full walks only where events cannot tell: at start, after a policy or mount change (the one flush of
-//! [`Marks`](super::marks::Marks)), after the watch's queue overflowed, and when the directories fell back
+//! Full walks only where events cannot tell: at start, after a policy or mount change (the one flush of the
+//! group's inode marks), after the watch's queue overflowed, and when the directories fell back
 //! below the cap after reaching it. Idle, the tracker sleeps in `poll(2)`.
 //!
 //! Bounded: at most `max_directories` are marked; past it one `SystemEvent` alert (through `on_cap`), the
@@ -48,11 +48,16 @@ use nix::sys::stat::{Mode, fstat};
 
 use super::subvol_watch::SubvolWatch;
 use crate::error::{Error, Result};
+pub use crate::guard::marks::OpenRoot;
+use crate::guard::marks::{MarkFailure, MarkFailures, Marker, OpenDirs};
 use crate::stats::Counters;
-use crate::sys::{DirEvent, DirKey, DirWatch, FanotifyGroup, Mask, dir_key, open_dir_by_key};
+use crate::sys::{DirEvent, DirKey, DirWatch, Mask, dir_key, open_dir_by_key};
 
 /// FAN_OPEN_PERM on the files inside a directory (and on the directory itself, which we allow at once).
 pub const DIR_MASK: Mask = Mask::FAN_OPEN_PERM.union(Mask::FAN_EVENT_ON_CHILD);
+
+/// What a refused open mark was for, in the log.
+const OPEN_MARK: &str = "a protected directory for the open guard";
 
 /// How often the trees are walked where the kernel cannot report new directories.
 pub const FALLBACK_RESCAN: Duration = Duration::from_secs(1);
@@ -67,21 +72,6 @@ const PUMP_READS: usize = 4;
 /// another.
 const MAX_WALK_ROUNDS: usize = 3;
 const READ_BUF: usize = 64 * 1024;
-
-/// A tree whose directories carry the open marks: `path` and every directory below it on its filesystem.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenRoot {
-    pub path: PathBuf,
-    /// A directory above `path` that exists while `path` may not yet (a container's overlay upper layer):
-    /// `path` is waited for there.
-    pub anchor: Option<PathBuf>,
-}
-
-impl From<PathBuf> for OpenRoot {
-    fn from(path: PathBuf) -> Self {
-        Self { path, anchor: None }
-    }
-}
 
 /// Called once when the cap is reached (with the cap), from the tracker's thread.
 pub type OnCap = Box<dyn Fn(usize) + Send>;
@@ -117,7 +107,8 @@ impl std::fmt::Debug for Command {
 
 impl DirTracker {
     /// Starts the thread; it tracks nothing until the first [`resync`](Self::resync).
-    pub fn start(group: Arc<FanotifyGroup>, counters: Arc<Counters>, on_cap: OnCap) -> Result<Self> {
+    /// `marker` places the open marks; a refused one is counted in `counters` and logged.
+    pub fn start(marker: Arc<dyn Marker>, counters: Arc<Counters>, on_cap: OnCap) -> Result<Self> {
         let watch = match DirWatch::new() {
             Ok(w) => Some(w),
             Err(e) => {
@@ -132,7 +123,8 @@ impl DirTracker {
         );
         let (commands, rx) = mpsc::channel();
         let mut tracker = Tracker {
-            group,
+            marker,
+            failures: MarkFailures::logged_here(counters.clone()),
             watch,
             subvols: None,
             roots: Vec::new(),
@@ -180,6 +172,20 @@ impl DirTracker {
     }
 }
 
+impl OpenDirs for DirTracker {
+    fn resync(&self, roots: Vec<OpenRoot>, cap: usize) -> usize {
+        DirTracker::resync(self, roots, cap)
+    }
+
+    fn stop(&mut self) {
+        DirTracker::stop(self);
+    }
+
+    fn event_driven(&self) -> bool {
+        self.event_driven
+    }
+}
+
 impl Drop for DirTracker {
     fn drop(&mut self) {
         self.stop();
@@ -194,7 +200,8 @@ struct Root {
 }
 
 struct Tracker {
-    group: Arc<FanotifyGroup>,
+    marker: Arc<dyn Marker>,
+    failures: MarkFailures,
     watch: Option<DirWatch>,
     /// Directories in btrfs subvolumes of another fsid than the one [`DirWatch`] took for their superblock,
     /// made at the first such directory, dropped (with its watches) before each full walk.
@@ -376,9 +383,11 @@ impl Tracker {
             };
             if meta.is_file() {
                 // A match_paths rule names a file: mark the file itself.
-                match self.group.mark_inode(&path, Mask::FAN_OPEN_PERM) {
+                match self.marker.mark_inode(&path, Mask::FAN_OPEN_PERM) {
                     Ok(()) => marked += 1,
-                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot put the open-guard mark"),
+                    Err(error) => {
+                        self.failures.report(MarkFailure { what: "a protected file for the open guard", path, error })
+                    }
                 }
                 continue;
             }
@@ -444,14 +453,15 @@ impl Tracker {
         let Ok(meta) = std::fs::symlink_metadata(path) else { return };
         if !meta.is_dir() {
             let _ = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-                .map(|fd| self.group.unmark_fd(fd.as_fd(), Mask::FAN_OPEN_PERM));
+                .map(|fd| self.marker.unmark_fd(fd.as_fd(), Mask::FAN_OPEN_PERM));
             return;
         }
         let Some(first) = open_subdir(nix::fcntl::AT_FDCWD, path, meta.dev(), None) else { return };
         let mut stack: Vec<Opened> = vec![first];
         let mut seen = 0usize;
         while let Some(dir) = stack.pop() {
-            let _ = self.group.unmark_fd(dir.fd.as_fd(), DIR_MASK);
+            // A directory gone meanwhile took its mark with it.
+            let _ = self.marker.unmark_fd(dir.fd.as_fd(), DIR_MASK);
             seen += 1;
             if seen > self.cap {
                 break;
@@ -518,8 +528,11 @@ impl Tracker {
             self.reach_cap();
             return Tracked::Full;
         }
-        if let Err(e) = self.group.mark_fd(dir, DIR_MASK) {
-            tracing::warn!(fd = dir.as_raw_fd(), error = %e, "cannot put the open-guard mark on a directory");
+        if let Err(error) = self.marker.mark_fd(dir, DIR_MASK) {
+            // Named for the log only now, off the path of every directory marked.
+            let path = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+                .unwrap_or_else(|_| PathBuf::from(format!("fd {}", dir.as_raw_fd())));
+            self.failures.report(MarkFailure { what: OPEN_MARK, path, error });
             return Tracked::Failed;
         }
         match self.watch.as_ref().map(|w| w.watch(dir)) {
@@ -737,4 +750,58 @@ fn subdirectories(dir: &OwnedFd) -> Vec<CString> {
         .map(|e| e.file_name().to_owned())
         .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::errno::Errno;
+    use std::sync::Mutex;
+
+    /// Counts the directories it is asked to mark; refuses every mark.
+    #[derive(Default)]
+    struct Refusing {
+        asked: Mutex<usize>,
+    }
+
+    impl Marker for Refusing {
+        fn mark_filesystem(&self, _: &Path, _: Mask) -> std::result::Result<(), Errno> {
+            Err(Errno::EPERM)
+        }
+
+        fn unmark_filesystem(&self, _: &Path, _: Mask) -> std::result::Result<(), Errno> {
+            Ok(())
+        }
+
+        fn mark_inode(&self, _: &Path, _: Mask) -> std::result::Result<(), Errno> {
+            *self.asked.lock().unwrap() += 1;
+            Err(Errno::EPERM)
+        }
+
+        fn mark_fd(&self, _: BorrowedFd<'_>, mask: Mask) -> std::result::Result<(), Errno> {
+            assert_eq!(mask, DIR_MASK);
+            *self.asked.lock().unwrap() += 1;
+            Err(Errno::EPERM)
+        }
+
+        fn unmark_fd(&self, _: BorrowedFd<'_>, _: Mask) -> std::result::Result<(), Errno> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_directory_the_kernel_refuses_to_mark_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        let marker = Arc::new(Refusing::default());
+        let counters = Arc::new(Counters::default());
+        let mut tracker = DirTracker::start(marker.clone(), counters.clone(), Box::new(|_| {})).unwrap();
+        let roots = vec![OpenRoot::from(dir.path().to_path_buf()), OpenRoot::from(dir.path().join("file"))];
+        assert_eq!(tracker.resync(roots, 100), 0, "nothing marked");
+        // The root directory and the file: a refused directory is not listed, so `sub` is never reached.
+        assert_eq!(*marker.asked.lock().unwrap(), 2);
+        assert_eq!(counters.marks_failed.load(Ordering::Relaxed), 2);
+        tracker.stop();
+    }
 }

@@ -4,27 +4,142 @@
 //! - the open guard's FAN_OPEN_PERM inode marks on protected directories of filesystems shared with the rest
 //!   of the system (/tmp as a directory on `/`): a filesystem mark there would send every open on the host to
 //!   the daemon, while inode marks with FAN_EVENT_ON_CHILD cover exactly the files directly inside each marked
-//!   directory, through every mount and namespace. Subdirectories are marked too, by the
-//!   [`DirTracker`](super::dirtrack) in its own thread: a full walk at start, on reload and on mount changes,
-//!   then as each directory appears (SECURITY.md documents the window left and the mitigation: /tmp as its
-//!   own mount);
-//! - ignore marks: the exec cache's (allowed files) and the exemptions of the daemon's own restart path.
+//!   directory, through every mount and namespace. Subdirectories are marked too, by the directory tracker
+//!   ([`OpenDirs`]) in its own thread: a full walk at start, on reload and on mount changes, then as each
+//!   directory appears (SECURITY.md documents the window left and the mitigation: /tmp as its own mount);
+//! - ignore marks: the exec cache's (allowed files) and the exemptions of the daemon's own restart path;
+//! - the marks on containers' own mounts (`ctr_marks`), placed by the tokio side and, at a container's first
+//!   exec, by the decision thread.
+//!
+//! Only this file calls the group's mark API. Those that mark without keeping these books (the decision thread,
+//! the directory tracker, the container marks) do it through [`Marker`], which a test can fake, and report a
+//! refused mark to [`MarkFailures`]: counted at once, logged with its path by a thread that may log.
 //!
 //! Inode marks placed under one policy or mount table are stale under the next: [`Marks::flush_inode_marks`]
 //! drops them all in one call and at once puts back what must stay (the exemptions, the directory marks).
 
 use std::collections::HashMap;
 use std::os::fd::BorrowedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use nix::errno::Errno;
+use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
-use crate::guard::dirtrack::{DirTracker, OpenRoot};
 use crate::guard::{Guard, MarkTarget};
 use crate::policy::open_guard::DEFAULT_MAX_DIRECTORIES;
+use crate::stats::Counters;
 use crate::sys::{FanotifyGroup, Mask};
+
+/// The marks those without books of their own may place and remove: the operations the decision thread,
+/// the directory tracker and the container marks need. The group implements it; a unit test fakes it.
+pub trait Marker: Send + Sync {
+    /// `mask` on the whole filesystem `path` is on (a superblock mark).
+    fn mark_filesystem(&self, path: &Path, mask: Mask) -> std::result::Result<(), Errno>;
+    fn unmark_filesystem(&self, path: &Path, mask: Mask) -> std::result::Result<(), Errno>;
+    /// `mask` on the inode at `path` (a directory with FAN_EVENT_ON_CHILD covers the files in it).
+    fn mark_inode(&self, path: &Path, mask: Mask) -> std::result::Result<(), Errno>;
+    /// `mask` on the inode open at `fd`.
+    fn mark_fd(&self, fd: BorrowedFd<'_>, mask: Mask) -> std::result::Result<(), Errno>;
+    fn unmark_fd(&self, fd: BorrowedFd<'_>, mask: Mask) -> std::result::Result<(), Errno>;
+}
+
+impl Marker for FanotifyGroup {
+    fn mark_filesystem(&self, path: &Path, mask: Mask) -> std::result::Result<(), Errno> {
+        FanotifyGroup::mark_filesystem(self, path, mask)
+    }
+
+    fn unmark_filesystem(&self, path: &Path, mask: Mask) -> std::result::Result<(), Errno> {
+        FanotifyGroup::unmark_filesystem(self, path, mask)
+    }
+
+    fn mark_inode(&self, path: &Path, mask: Mask) -> std::result::Result<(), Errno> {
+        FanotifyGroup::mark_inode(self, path, mask)
+    }
+
+    fn mark_fd(&self, fd: BorrowedFd<'_>, mask: Mask) -> std::result::Result<(), Errno> {
+        FanotifyGroup::mark_fd(self, fd, mask)
+    }
+
+    fn unmark_fd(&self, fd: BorrowedFd<'_>, mask: Mask) -> std::result::Result<(), Errno> {
+        FanotifyGroup::unmark_fd(self, fd, mask)
+    }
+}
+
+/// A mark the kernel refused: what it was for, the path it was placed through, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkFailure {
+    pub what: &'static str,
+    pub path: PathBuf,
+    pub error: Errno,
+}
+
+impl MarkFailure {
+    pub fn log(&self) {
+        tracing::warn!(path = %self.path.display(), error = %self.error, "cannot mark {}", self.what);
+    }
+}
+
+/// Where a refused mark goes: counted at once (`marks_failed`, in the status line), and logged with its path,
+/// here or, for the decision thread (which never logs), by the tokio side, which drains the hand-over.
+#[derive(Debug, Clone)]
+pub struct MarkFailures {
+    counters: Arc<Counters>,
+    handover: Option<mpsc::Sender<MarkFailure>>,
+}
+
+impl MarkFailures {
+    /// For a thread that may log: each failure is logged where it happens.
+    pub fn logged_here(counters: Arc<Counters>) -> Self {
+        Self { counters, handover: None }
+    }
+
+    /// For the decision thread: each failure is handed, without waiting, to the receiver's owner, which logs it.
+    /// Past `capacity` failures not yet taken, the log of one is lost; its count never is.
+    pub fn handed_over(counters: Arc<Counters>, capacity: usize) -> (Self, mpsc::Receiver<MarkFailure>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Self { counters, handover: Some(tx) }, rx)
+    }
+
+    pub fn report(&self, failure: MarkFailure) {
+        self.counters.marks_failed.fetch_add(1, Ordering::Relaxed);
+        match &self.handover {
+            Some(tx) => {
+                let _ = tx.try_send(failure);
+            }
+            None => failure.log(),
+        }
+    }
+}
+
+/// A tree whose directories carry the open marks: `path` and every directory below it on its filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenRoot {
+    pub path: PathBuf,
+    /// A directory above `path` that exists while `path` may not yet (a container's overlay upper layer):
+    /// `path` is waited for there.
+    pub anchor: Option<PathBuf>,
+}
+
+impl From<PathBuf> for OpenRoot {
+    fn from(path: PathBuf) -> Self {
+        Self { path, anchor: None }
+    }
+}
+
+/// What keeps the open guard's directory marks on every directory below its roots, new ones included (the
+/// directory tracker's thread). It marks through a [`Marker`] of its own.
+pub trait OpenDirs: Send + std::fmt::Debug {
+    /// Marks every directory below `roots` (at most `cap`) from a fresh walk, forgetting what was tracked
+    /// before, and tracks them from now on; returns how many are marked.
+    fn resync(&self, roots: Vec<OpenRoot>, cap: usize) -> usize;
+    /// Ends the tracking: no mark is placed afterwards.
+    fn stop(&mut self);
+    /// Whether new directories are marked as they appear (else walked for every second).
+    fn event_driven(&self) -> bool;
+}
 
 /// The marks of one fanotify group.
 #[derive(Debug)]
@@ -39,14 +154,15 @@ pub struct Marks {
     /// Ignore marks placed for the exec cache since the last flush.
     cached: u64,
     /// Keeps the open guard's directory marks on every directory below `open_roots`, new ones included.
-    tracker: DirTracker,
+    tracker: Box<dyn OpenDirs>,
+    counters: Arc<Counters>,
     max_dirs: usize,
     /// Whether `open_roots` were walked since they were set.
     walked: bool,
 }
 
 impl Marks {
-    pub fn new(group: Arc<FanotifyGroup>, tracker: DirTracker) -> Self {
+    pub fn new(group: Arc<FanotifyGroup>, tracker: Box<dyn OpenDirs>, counters: Arc<Counters>) -> Self {
         Self {
             group,
             filesystems: HashMap::new(),
@@ -54,6 +170,7 @@ impl Marks {
             exempt: Vec::new(),
             cached: 0,
             tracker,
+            counters,
             max_dirs: DEFAULT_MAX_DIRECTORIES,
             walked: false,
         }
@@ -76,6 +193,7 @@ impl Marks {
                     let _ = group.unmark_filesystem(&path, bits);
                     self.filesystems.remove(&dev);
                 }
+                self.counters.marks_failed.fetch_add(1, Ordering::Relaxed);
                 return Err(Error::Mark { path: t.mount_point.clone(), source });
             }
             // Marking ORs bits in; take away what the new mask no longer holds.
@@ -91,9 +209,14 @@ impl Marks {
         Ok(())
     }
 
-    /// The group, for the marks of containers' own mounts, which `ctr_marks` keeps the books of.
+    /// The group, to be handed to whoever keeps it across a restart.
     pub fn group(&self) -> &Arc<FanotifyGroup> {
         &self.group
+    }
+
+    /// The group as a [`Marker`], for the marks of containers' own mounts, which `ctr_marks` keeps the books of.
+    pub fn marker(&self) -> &dyn Marker {
+        self.group.as_ref()
     }
 
     /// The mask [`add_filesystems`](Self::add_filesystems) put on filesystem `dev` (empty: not marked here).
@@ -139,7 +262,7 @@ impl Marks {
 
     /// Whether new directories are marked as they appear (else walked for every second).
     pub fn open_dirs_event_driven(&self) -> bool {
-        self.tracker.event_driven
+        self.tracker.event_driven()
     }
 
     fn walk_open_roots(&mut self) -> usize {

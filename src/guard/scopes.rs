@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::containers::Container;
 use crate::guard::ctr_mounts::{self, ContainerMount};
-use crate::guard::dirtrack::OpenRoot;
+use crate::guard::marks::OpenRoot;
 use crate::host::mounts::MountTable;
 use crate::host::overlay::Layer;
 use crate::policy::Config;

@@ -136,6 +136,38 @@ fn ns_pid(status: &[u8], ppid: i32, read_parent: impl FnOnce(i32) -> Option<Vec<
     Some(NsPid { pid, ppid })
 }
 
+/// The calling process as a rule sees it: its executable and uid, each read from /proc at most once and only
+/// when a rule asks (the matcher's `Subject`, implemented where the decision path uses it).
+#[derive(Debug)]
+pub struct ProcSubject {
+    pid: i32,
+    exe: Option<Option<Vec<u8>>>,
+    uid: Option<Option<u32>>,
+}
+
+impl ProcSubject {
+    pub fn new(pid: i32) -> Self {
+        Self { pid, exe: None, uid: None }
+    }
+
+    /// The caller's executable (read on the first call).
+    pub fn exe(&mut self) -> Option<&[u8]> {
+        let pid = self.pid;
+        self.exe.get_or_insert_with(|| exe(pid)).as_deref()
+    }
+
+    /// The caller's real uid (read on the first call).
+    pub fn uid(&mut self) -> Option<u32> {
+        let pid = self.pid;
+        *self.uid.get_or_insert_with(|| uid(pid))
+    }
+
+    /// Whether a rule asked for the caller's executable or uid (then the decision was the caller's too).
+    pub fn was_read(&self) -> bool {
+        self.exe.is_some() || self.uid.is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +233,18 @@ mod tests {
         assert_eq!(container_of_with(&procs, i32::MAX, &mut buf), None);
         let gone = process_info(i32::MAX);
         assert_eq!(gone, ProcessInfo { uid: -1, ..ProcessInfo::default() });
+    }
+
+    #[test]
+    fn proc_subject_reads_lazily_and_once() {
+        let mut s = ProcSubject::new(me_pid());
+        assert!(!s.was_read());
+        assert!(s.exe().is_some());
+        assert!(s.was_read());
+        assert_eq!(s.uid(), Some(nix::unistd::getuid().as_raw()));
+        let mut gone = ProcSubject::new(i32::MAX);
+        assert_eq!(gone.exe(), None);
+        assert_eq!(gone.uid(), None);
+        assert!(gone.was_read(), "asked, though nothing was there");
     }
 }

@@ -151,6 +151,18 @@ pub enum Outcome {
     Audit,
 }
 
+impl Outcome {
+    /// How strict an outcome is: a block over an audit over an allow. Where two scopes decide one file (the
+    /// host's policies and a container's), the stricter decision stands.
+    pub fn strictness(self) -> u8 {
+        match self {
+            Outcome::Allow => 0,
+            Outcome::Audit => 1,
+            Outcome::Block => 2,
+        }
+    }
+}
+
 /// A decision and the rule (or the default posture) that made it. `rule` is `None` for a silent allow.
 #[derive(Debug, Clone, Copy)]
 pub struct Decision<'m> {
