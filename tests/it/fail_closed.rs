@@ -31,7 +31,7 @@ fn an_exec_attempted_while_the_daemon_is_dead_waits_and_is_then_denied() {
     let cwd = env.out.clone();
 
     // The first daemon stores its group with "systemd" (us).
-    env.start_daemon(&cfg);
+    env.start_daemon_keeping_stored(&cfg);
     let mut first = env.daemon.take().unwrap();
     assert_eq!(first.stored.len(), 1, "exactly one fd is stored before READY=1");
     let stored = first.stored.pop().unwrap();

@@ -174,16 +174,28 @@ impl Env {
 
     /// [`Env::start_daemon`] with these environment variables set for the daemon (systemd's, for instance).
     pub fn start_daemon_with_env(&mut self, config: &Path, vars: &[(&str, &str)]) -> &Daemon {
-        self.spawn_daemon(config, vars, None)
+        self.spawn_daemon(config, vars, None, false)
+    }
+
+    /// [`Env::start_daemon`], keeping what the daemon stores with "systemd" in [`Daemon::stored`] (else it is
+    /// closed at once, as systemd without an FD store would: a killed daemon's group goes with it).
+    pub fn start_daemon_keeping_stored(&mut self, config: &Path) -> &Daemon {
+        self.spawn_daemon(config, &[], None, true)
     }
 
     /// [`Env::start_daemon`] handing the daemon `group` (a fanotify group an earlier daemon stored, see
     /// [`Daemon::stored`]) as systemd does from its FD store: fd 3, `LISTEN_FDS`, `LISTEN_FDNAMES`.
     pub fn start_daemon_with_group(&mut self, config: &Path, group: &ReceivedFd) -> &Daemon {
-        self.spawn_daemon(config, &[], Some(group.raw()))
+        self.spawn_daemon(config, &[], Some(group.raw()), false)
     }
 
-    fn spawn_daemon(&mut self, config: &Path, vars: &[(&str, &str)], group: Option<RawFd>) -> &Daemon {
+    fn spawn_daemon(
+        &mut self,
+        config: &Path,
+        vars: &[(&str, &str)],
+        group: Option<RawFd>,
+        keep_stored: bool,
+    ) -> &Daemon {
         assert!(self.daemon.is_none(), "a daemon is already running");
         self.check(config);
         self.daemon_runs += 1;
@@ -226,7 +238,9 @@ impl Env {
         let ready = loop {
             match receive(&self.notify, &mut buf) {
                 Ok((n, fds)) => {
-                    daemon.stored.extend(fds);
+                    if keep_stored {
+                        daemon.stored.extend(fds);
+                    }
                     let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
                     let is_ready = msg.lines().any(|l| l == "READY=1");
                     got.push(msg);
@@ -408,8 +422,8 @@ pub struct Daemon {
     pub stderr_path: PathBuf,
     /// The status file it rewrites every [`STATUS_EVERY_MS`] ms (see `wait`).
     pub status_path: PathBuf,
-    /// The fds it stored with "systemd" (`FDSTORE=1` on the notify socket) before READY=1: its fanotify
-    /// group, with `fail_mode = "closed"`.
+    /// The fds it stored with "systemd" (`FDSTORE=1` on the notify socket) before READY=1, its fanotify group
+    /// with `fail_mode = "closed"`, when started by [`Env::start_daemon_keeping_stored`].
     pub stored: Vec<ReceivedFd>,
     exited: Option<ExitStatus>,
 }
