@@ -17,7 +17,9 @@ pub enum Liveness {
 pub fn status(path: &Path, max_age: Duration, now: SystemTime) -> Result<Liveness> {
     let err = |source| Error::ReadStatus { path: path.to_owned(), source };
     let modified = std::fs::metadata(path).and_then(|m| m.modified()).map_err(err)?;
-    let line = std::fs::read_to_string(path).map_err(err)?.trim_end().to_owned();
+    // The status line is the first; the counters after it are for programs that wait on the daemon.
+    let text = std::fs::read_to_string(path).map_err(err)?;
+    let line = text.lines().next().unwrap_or_default().trim_end().to_owned();
     // A clock set back makes the file look new: alive, as the daemon wrote it after all.
     let age = now.duration_since(modified).unwrap_or_default();
     Ok(if age > max_age { Liveness::Stale { age, line } } else { Liveness::Alive(line) })
@@ -33,7 +35,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("status");
         assert!(status(&path, Duration::from_secs(20), SystemTime::now()).is_err());
-        std::fs::write(&path, "guarding 1 filesystems\n").unwrap();
+        std::fs::write(&path, "guarding 1 filesystems\nupdates=1\n").unwrap();
         let now = SystemTime::now();
         match status(&path, Duration::from_secs(20), now).unwrap() {
             Liveness::Alive(line) => assert_eq!(line, "guarding 1 filesystems"),

@@ -14,6 +14,7 @@ mod watch;
 
 pub use fdstore::FD_NAME;
 pub use liveness::LIVE_EVERY;
+use liveness::StatusFile;
 pub use options::RunOptions;
 
 use keeper::Keeper;
@@ -246,6 +247,7 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
             keeper,
             held,
             fail_closed: fail_mode == FailMode::Closed,
+            status: StatusFile::default(),
         };
         let result = controller.serve(&counters, watchdog).await;
         notify::stopping();
@@ -309,6 +311,8 @@ struct Controller {
     keeper: Keeper,
     held: bool,
     fail_closed: bool,
+    /// The control loop's own fields of the status file (the counters are read at each rewrite).
+    status: StatusFile,
 }
 
 /// Clears its flag when dropped, however the decision thread ends (a return or a panic unwinding).
@@ -340,7 +344,7 @@ impl Controller {
         let mut watchdog_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + watchdog_period, watchdog_period);
         let mut last_heartbeat = counters.heartbeat.load(Ordering::Relaxed);
-        let mut live_tick = tokio::time::interval(LIVE_EVERY);
+        let mut live_tick = tokio::time::interval(liveness::period());
         let mut live_heartbeat = None;
         let mut watch_tick = tokio::time::interval(watch::WATCH_EVERY);
         let mut watched = self.fingerprint();
@@ -368,6 +372,7 @@ impl Controller {
                         return Err(Error::DecisionThreadDied);
                     }
                     self.check_mounts();
+                    self.status.mount_checks += 1;
                 }
                 _ = container_tick.tick() => {
                     let guard = self.shared.load_full();
@@ -379,11 +384,12 @@ impl Controller {
                     // walked again only then; the directory tracker keeps up with the rest.
                     let roots = open_roots(&self.shared.load(), &self.scopes.load());
                     self.marks.sync_open_dirs(&roots);
+                    self.status.scope_refreshes += 1;
                 }
                 _ = live_tick.tick(), if self.options.status_file.is_some() => {
                     let beat = counters.heartbeat.load(Ordering::Relaxed);
                     if stats::decision_alive(live_heartbeat, beat) {
-                        self.write_status(&notify::status_line(self.shared.load().targets.len(), &counters.snapshot()));
+                        self.write_status(&counters.snapshot());
                     }
                     live_heartbeat = Some(beat);
                 }
@@ -434,10 +440,14 @@ impl Controller {
         Some(Fingerprint::take(&self.files.own(&self.config_path), &dir))
     }
 
-    fn write_status(&self, line: &str) {
-        if let Some(path) = &self.options.status_file
-            && let Err(e) = liveness::write_status(&self.files.own(path), line)
-        {
+    fn write_status(&mut self, counters: &stats::Snapshot) {
+        let Some(path) = &self.options.status_file else { return };
+        let guard = self.shared.load();
+        let line = notify::status_line(guard.targets.len(), counters);
+        self.status.updates += 1;
+        self.status.policy_generation = guard.generation;
+        let fields = self.status.with_counters(counters);
+        if let Err(e) = liveness::write_status(&self.files.own(path), &line, &fields) {
             tracing::warn!(error = %e, "cannot write the status file; a liveness probe reading it will fail");
         }
     }
@@ -467,6 +477,7 @@ impl Controller {
             max_per_sec: config.daemon.max_alerts_per_sec,
         });
         notify::ready(&format!("policy loaded from {}", self.config_path.display()));
+        self.status.reloads += 1;
     }
 
     /// A mount appeared or went away: recompute what to mark.

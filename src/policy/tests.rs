@@ -222,6 +222,9 @@ fn unknown_key_names_its_place() {
     let e = err(&format!("{RULE}ownerOnly = true\n"));
     assert_eq!((e.line, e.col), (6, 1));
     assert!(e.message.contains("snake_case"), "{}", e.message);
+    let e = err("[[policy]]\nname = \"p\"\ncolour = \"red\"\n[[policy.process.match_paths]]\npath = \"/tmp/x\"\n");
+    assert_eq!((e.line, e.col), (3, 1));
+    assert!(e.message.contains("colour"), "{}", e.message);
 }
 
 #[test]
@@ -231,6 +234,17 @@ fn wrong_type() {
     assert!(e.message.contains("invalid type"), "{}", e.message);
     let e = err("[[policy]]\nname = \"p\"\nseverity = \"high\"\n");
     assert_eq!(e.line, 3);
+    let e =
+        err("[[policy]]\nname = \"p\"\n[[policy.process.match_directories]]\ndir = \"/tmp/\"\nrecursive = \"yes\"\n");
+    assert_eq!((e.line, e.col), (5, 13));
+    assert!(e.message.contains("invalid type"), "{}", e.message);
+}
+
+#[test]
+fn toml_syntax_error_names_its_line() {
+    let e = err("[[policy]]\nname = \"p\n");
+    assert_eq!(e.line, 2);
+    assert!(!e.message.is_empty());
 }
 
 #[test]
@@ -240,6 +254,9 @@ fn relative_paths() {
     assert!(e.message.contains("relative") && e.message.contains("absolute"), "{}", e.message);
     let e = err("[daemon]\nalert_log = \"alerts.jsonl\"\n");
     assert_eq!((e.line, e.col), (2, 13));
+    let e = err("[[policy]]\nname = \"p\"\n[[policy.process.match_directories]]\ndir = \"tmp/\"\n");
+    assert_eq!((e.line, e.col), (4, 7));
+    assert!(e.message.contains("absolute"), "{}", e.message);
     let e =
         err("[[policy]]\nname = \"p\"\n[[policy.process.match_paths]]\npath = \"/tmp/x\"\nfrom_source = [\"bash\"]\n");
     assert_eq!((e.line, e.col), (5, 16));
@@ -290,6 +307,10 @@ fn empty_rules() {
     assert!(e.message.contains("has no rules") && e.message.contains("match_directories"), "{}", e.message);
     let e = err("[[policy]]\nname = \"p\"\n[policy.process]\naction = \"Block\"\n");
     assert!(e.message.contains("has no rules"), "{}", e.message);
+    // A rule table with nothing in it.
+    let e = err("[[policy]]\nname = \"p\"\n[[policy.process.match_paths]]\n");
+    assert_eq!(e.line, 3);
+    assert!(e.message.contains("path"), "{}", e.message);
 }
 
 #[test]

@@ -1,32 +1,26 @@
 //! Privileged: the alert log cannot be written. Decisions go on unchanged (execs still denied with EPERM); lost
-//! alerts are counted in `STATUS=` (this test plays systemd's notify socket) and reported in the daemon's log at
+//! alerts are counted in the status line and reported in the daemon's log at
 //! most once a minute; a removed log is recreated without losing the alerts written after the removal; a full
 //! filesystem never leaves half a JSON line in the log.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 use crate::execloop::status_number;
 
 const DROP_LINE: &str = "alerts dropped since the last report";
 
-/// Waits for a `STATUS=` datagram that satisfies `want`; returns its text.
+/// Waits for a status line (of the status file) that satisfies `want`; returns it.
 fn wait_status(env: &Env, limit: Duration, want: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + limit;
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        let Ok(n) = env.notify.recv(&mut buf) else { continue };
-        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-        for status in msg.lines().filter_map(|l| l.strip_prefix("STATUS=")) {
-            if want(status) {
-                return status.to_owned();
-            }
-            seen.push(status.to_owned());
-        }
-    }
-    panic!("no matching STATUS= within {limit:?}; seen {seen:?}\n--- daemon stderr ---\n{}", env.daemon_stderr());
+    env.wait_status_within(limit, "a matching status line", |s| want(&s.line)).line
+}
+
+/// Waits until the daemon's stderr says `what`.
+fn wait_stderr(env: &Env, what: &str) {
+    wait_until(format_args!("{what:?} on the daemon's stderr"), Duration::from_secs(10), || {
+        env.daemon_stderr().contains(what).then_some(())
+    });
 }
 
 fn start(env: &mut Env, alert_log: Option<&Path>) {
@@ -51,13 +45,14 @@ fn removed_alert_log_is_recreated_and_keeps_the_alerts_written_after_the_removal
 
     env.bash_exec(&target, &cwd).assert_denied_bash("before the removal");
     env.expect_alerts(1);
-    // Past the writer's once-a-second check, so that the first line is not written again.
+    // Past the writer's once-a-second look at the log's inode, so that the first line is not written again:
+    // that look runs on the clock.
     std::thread::sleep(Duration::from_millis(1500));
     std::fs::remove_file(env.alert_log()).unwrap();
     // Written to the removed file at first: the daemon notices within a second and writes it again.
     let e2 = env.bash_exec(&target, &cwd);
     e2.assert_denied_bash("right after the removal");
-    std::thread::sleep(Duration::from_millis(2500));
+    wait_stderr(&env, "the alert log was removed while open");
     let e3 = env.bash_exec(&target, &cwd);
     e3.assert_denied_bash("after the log was recreated");
 
@@ -101,8 +96,8 @@ fn full_alert_filesystem_costs_alerts_not_decisions_and_drops_are_reported_once_
             env.bash_exec(&target, &cwd).assert_denied_bash(&format!("full alert fs, round {round}, exec {i}"));
         }
         if round == 0 {
-            // Well past the first drop report (due within a second), well within its minute.
-            std::thread::sleep(Duration::from_secs(6));
+            // Past the first drop report (due within a second), well within its minute.
+            wait_stderr(&env, DROP_LINE);
         }
     }
 

@@ -135,115 +135,21 @@ fn check_accepts_the_base_config_and_prints_the_mark_line() {
     assert!(protects.contains(&format!("{}/prot2/tool", c.d()).as_str()), "{m:?}");
 }
 
+/// Two rejects stand for all (the policy's unit tests hold every message): one the parser refuses (an
+/// unknown key), one the validation refuses (a relative directory). Each exits 1, marks nothing and starts
+/// stderr with `file:line:col: message`.
 #[test]
 fn check_rejects_an_unknown_key() {
     let c = Cfg::new();
     let cfg = c.write("c.toml", &replace_line(&c.base(), 13, "severity = 1\ncolour = \"red\""));
-    let msg = assert_rejected(&cfg, &cfg, &[14], Some(&[1]));
-    assert!(msg.contains("colour"), "names the unknown key: {msg}");
-}
-
-#[test]
-fn check_rejects_an_unknown_key_in_the_daemon_table() {
-    let c = Cfg::new();
-    let cfg = c.write("c.toml", &replace_line(&c.base(), 2, "modes = \"enforce\""));
-    let msg = assert_rejected(&cfg, &cfg, &[2], Some(&[1]));
-    assert!(msg.contains("modes"), "names the unknown key: {msg}");
-}
-
-#[test]
-fn check_rejects_a_wrong_type() {
-    let c = Cfg::new();
-    let cfg = c.write("c.toml", &replace_line(&c.base(), 19, "recursive = \"yes\""));
-    assert_rejected(&cfg, &cfg, &[19], Some(&[1, 13]));
-}
-
-#[test]
-fn check_rejects_a_string_severity() {
-    let c = Cfg::new();
-    let cfg = c.write("c.toml", &replace_line(&c.base(), 13, "severity = \"high\""));
-    assert_rejected(&cfg, &cfg, &[13], Some(&[1, 12]));
+    assert_rejected(&cfg, &cfg, &[14], Some(&[1]));
 }
 
 #[test]
 fn check_rejects_a_relative_dir() {
     let c = Cfg::new();
     let cfg = c.write("c.toml", &replace_line(&c.base(), 18, "dir = \"tmp/\""));
-    let msg = assert_rejected(&cfg, &cfg, &[18], Some(&[1, 7]));
-    assert!(msg.contains("tmp/") || msg.contains("absolute"), "says what is wrong: {msg}");
-}
-
-#[test]
-fn check_rejects_a_relative_match_path() {
-    let c = Cfg::new();
-    let text = c.base() + "\n[[policy.process.match_paths]]\npath = \"bin/x\"\n";
-    let cfg = c.write("c.toml", &text);
-    assert_rejected(&cfg, &cfg, &[22], Some(&[1, 8]));
-}
-
-#[test]
-fn check_rejects_a_dir_without_trailing_slash() {
-    let c = Cfg::new();
-    let cfg = c.write("c.toml", &replace_line(&c.base(), 18, &format!("dir = \"{}/prot\"", c.d())));
-    let msg = assert_rejected(&cfg, &cfg, &[18], Some(&[1, 7]));
-    assert!(msg.contains(&format!("{}/prot/", c.d())) || msg.contains("trailing"), "says what to write instead: {msg}");
-}
-
-#[test]
-fn check_rejects_an_invalid_glob() {
-    let c = Cfg::new();
-    let text = c.base() + &format!("\n[[policy.process.match_patterns]]\npattern = \"{}/[a-\"\n", c.d());
-    let cfg = c.write("c.toml", &text);
-    assert_rejected(&cfg, &cfg, &[22], Some(&[1, 11]));
-}
-
-#[test]
-fn check_rejects_severity_11() {
-    let c = Cfg::new();
-    let cfg = c.write("c.toml", &replace_line(&c.base(), 13, "severity = 11"));
-    let msg = assert_rejected(&cfg, &cfg, &[13], Some(&[1, 12]));
-    assert!(msg.contains("10"), "gives the range 1..10: {msg}");
-}
-
-#[test]
-fn check_rejects_severity_0() {
-    let c = Cfg::new();
-    let cfg = c.write("c.toml", &replace_line(&c.base(), 13, "severity = 0"));
-    assert_rejected(&cfg, &cfg, &[13], Some(&[1, 12]));
-}
-
-#[test]
-fn check_rejects_duplicate_policy_names() {
-    let c = Cfg::new();
-    let text = c.base()
-        + &format!("\n[[policy]]\nname = \"p1\"\n\n[[policy.process.match_directories]]\ndir = \"{}/prot/\"\n", c.d());
-    let cfg = c.write("c.toml", &text);
-    let msg = assert_rejected(&cfg, &cfg, &[22], Some(&[1, 8]));
-    assert!(msg.contains("p1"), "names the duplicate: {msg}");
-}
-
-#[test]
-fn check_rejects_an_empty_rule() {
-    let c = Cfg::new();
-    let text = c.base() + "\n[[policy.process.match_paths]]\n";
-    let cfg = c.write("c.toml", &text);
-    assert_rejected(&cfg, &cfg, &[21], None);
-}
-
-#[test]
-fn check_rejects_an_invalid_action_and_mode() {
-    let c = Cfg::new();
-    let cfg = c.write("a.toml", &replace_line(&c.base(), 12, "action = \"Deny\""));
-    assert_rejected(&cfg, &cfg, &[12], Some(&[1, 10]));
-    let cfg = c.write("m.toml", &replace_line(&c.base(), 2, "mode = \"enforcing\""));
-    assert_rejected(&cfg, &cfg, &[2], Some(&[1, 8]));
-}
-
-#[test]
-fn check_rejects_a_toml_syntax_error() {
-    let c = Cfg::new();
-    let cfg = c.write("c.toml", &replace_line(&c.base(), 11, "name = \"p1"));
-    assert_rejected(&cfg, &cfg, &[11], None);
+    assert_rejected(&cfg, &cfg, &[18], Some(&[1, 7]));
 }
 
 #[test]

@@ -32,12 +32,7 @@ impl DockerCgroup {
 
 impl Drop for DockerCgroup {
     fn drop(&mut self) {
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.0).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        crate::common::poll_until(std::time::Duration::from_secs(5), || std::fs::remove_dir(&self.0).ok());
         // The `docker` parent too, when this test made it and nothing else uses it.
         if let Some(parent) = self.0.parent() {
             let _ = std::fs::remove_dir(parent);

@@ -88,6 +88,8 @@ struct GuardDaemon {
     /// The daemon's pid as the test (the host) sees it.
     pid: i32,
     log: PathBuf,
+    /// Its status file, as the test sees it (see `common::StatusWatch`).
+    status: PathBuf,
     /// `$NOTIFY_SOCKET`: kept bound while the daemon runs.
     _notify: UnixDatagram,
 }
@@ -101,14 +103,18 @@ impl GuardDaemon {
         notify.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         let log = sb.dir.path().join("noexecd.log");
         let out = fs::File::create(&log).unwrap();
+        let status = sb.base().join("noexecd.status");
         let nsenter = Command::new("setpriv")
             .env("PATH", SYS_PATH)
             .args(["--pdeathsig", "KILL", "--", "nsenter", "-t"])
             .arg(sb.init.to_string())
             .args(["-m", "-p", "--", "setpriv", "--pdeathsig", "KILL", "--"])
             .arg(bin())
-            .args(["--log-level", "debug", "run", "--config"])
+            .args(["--log-level", "debug", "run", "--status-file"])
+            .arg(&status)
+            .arg("--config")
             .arg(config)
+            .env("NOEXECD_STATUS_EVERY_MS", STATUS_EVERY_MS)
             .env("NOTIFY_SOCKET", &notify_path)
             .env_remove("RUST_LOG")
             .env("NO_COLOR", "1")
@@ -117,20 +123,23 @@ impl GuardDaemon {
             .stderr(out)
             .spawn()
             .expect("spawn nsenter for noexecd");
-        let mut d = GuardDaemon { pid: 0, nsenter, log, _notify: notify };
+        let mut d = GuardDaemon { pid: 0, nsenter, log, status: sb.host_view(&status), _notify: notify };
         let exe = fs::canonicalize(bin()).unwrap();
         let parent = d.nsenter.id();
         let deadline = Instant::now() + READY_WITHIN;
-        while d.pid == 0 {
+        let found = poll_until(READY_WITHIN, || {
             let children = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
-            if let Some(pid) = children.split_whitespace().next().and_then(|p| p.parse::<i32>().ok())
-                && fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == exe)
-            {
-                d.pid = pid;
+            let pid = children.split_whitespace().next().and_then(|p| p.parse::<i32>().ok());
+            let ended = d.nsenter.try_wait().unwrap().is_some();
+            match pid {
+                Some(pid) if fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == exe) => Some(Some(pid)),
+                _ => ended.then_some(None),
             }
-            assert!(d.nsenter.try_wait().unwrap().is_none(), "{name}: noexecd ended at once:\n{}", d.log_text());
-            assert!(Instant::now() < deadline, "{name}: no noexecd process below nsenter:\n{}", d.log_text());
-            thread::sleep(Duration::from_millis(10));
+        });
+        match found {
+            Some(Some(pid)) => d.pid = pid,
+            Some(None) => panic!("{name}: noexecd ended at once:\n{}", d.log_text()),
+            None => panic!("{name}: no noexecd process below nsenter:\n{}", d.log_text()),
         }
         let mut buf = [0u8; 4096];
         let mut got = Vec::new();
@@ -170,6 +179,10 @@ impl GuardDaemon {
         fs::read(&self.log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     }
 
+    fn watch(&self) -> StatusWatch<'_> {
+        StatusWatch { path: &self.status, pid: self.pid, log: &self.log }
+    }
+
     fn alive(&mut self) -> bool {
         self.nsenter.try_wait().unwrap().is_none()
     }
@@ -195,10 +208,7 @@ impl GuardDaemon {
             return;
         }
         let _ = kill(Pid::from_raw(self.pid), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.alive() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(20));
-        }
+        poll_until(Duration::from_secs(10), || (!self.alive()).then_some(()));
         self.kill_hard();
     }
 }
@@ -225,6 +235,8 @@ pub(crate) struct Guarded {
     pub(crate) alert_log: PathBuf,
     /// `/tmp/x` (a copy of the `ok` program) on the host, outside every protected directory.
     host_ok: PathBuf,
+    /// A daemon this fixture did not start (a pod's): its status file as the test sees it, and its pid.
+    pod_status: Option<(PathBuf, i32)>,
 }
 
 /// Sets up the sandbox, podman and the config; the daemon is not started yet. `None`: a skip.
@@ -299,7 +311,17 @@ pub(crate) fn setup(name: &str, layout: SandboxLayout) -> Option<Guarded> {
     let config = base.join("noexecd.toml");
     fs::write(sb.host_view(&config), text).unwrap();
     let host_ok = base.join("ok");
-    Some(Guarded { daemon: None, sb, name: name.to_owned(), host_tmp, allowed, config, alert_log, host_ok })
+    Some(Guarded {
+        daemon: None,
+        sb,
+        name: name.to_owned(),
+        host_tmp,
+        allowed,
+        config,
+        alert_log,
+        host_ok,
+        pod_status: None,
+    })
 }
 
 /// `<base>/img.tar` (a static busybox, its applets, and `/bin/ok`: a static program that prints `ran` and exits
@@ -362,6 +384,28 @@ impl Guarded {
         self.daemon.as_mut().expect("the daemon runs")
     }
 
+    /// The running daemon's status file (this fixture's daemon, else a pod's, see [`Guarded::watch_pod`]).
+    pub(crate) fn watch(&self) -> StatusWatch<'_> {
+        self.daemon.as_ref().map(GuardDaemon::watch).unwrap_or_else(|| {
+            let (path, pid) = self.pod_status.as_ref().expect("the daemon runs");
+            StatusWatch { path, pid: *pid, log: path }
+        })
+    }
+
+    /// Waits on a daemon this fixture did not start: `status` (as the test sees it) and its pid.
+    pub(crate) fn watch_pod(&mut self, status: PathBuf, pid: i32) {
+        self.pod_status = Some((status, pid));
+    }
+
+    /// Waits until the daemon has looked at the mount table and at the runtimes, each a whole time, since
+    /// this call began: the containers started and gone before it are in (or out of) its list and marks.
+    pub(crate) fn caught_up(&self) {
+        let w = self.watch();
+        let now = w.fresh_status();
+        w.wait_generation_after("mount_checks", now.get("mount_checks"));
+        w.wait_generation_after("scope_refreshes", now.get("scope_refreshes"));
+    }
+
     /// SAFETY check of the marks, and the daemon is still there.
     pub(crate) fn verify(&mut self) {
         let (name, allowed) = (self.name.clone(), self.allowed.clone());
@@ -410,12 +454,11 @@ impl Guarded {
             }
         }
         // /tmp and /var/tmp as tmpfs of their own are watched by their filesystem marks: no inode mark.
-        let deadline = Instant::now() + Duration::from_secs(3);
-        let mut marked = inode_marks();
-        while marked != want && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(100));
+        let mut marked = BTreeSet::new();
+        poll_until(Duration::from_secs(3), || {
             marked = inode_marks();
-        }
+            (marked == want).then_some(())
+        });
         assert_eq!(marked, want, "{}: the open guard's inode marks (sdev, ino)", self.name);
     }
 
@@ -423,13 +466,13 @@ impl Guarded {
         Env::read_alerts_at(&self.sb.host_view(&self.alert_log))
     }
 
-    /// Waits until the log holds at least `n` alerts, a little longer, and asserts it holds exactly `n`.
+    /// Waits until the log holds at least `n` alerts and the daemon's alert writer has caught up with its
+    /// decisions, and asserts it holds exactly `n`.
     pub(crate) fn expect_alerts(&self, n: usize, what: &str) -> Vec<Value> {
-        let deadline = Instant::now() + ALERT_TIMEOUT;
-        while self.alerts().len() < n && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(25));
+        poll_until(ALERT_TIMEOUT, || (self.alerts().len() >= n).then_some(()));
+        if (self.daemon.is_some() || self.pod_status.is_some()) && !self.watch().has_ended() {
+            self.watch().settle();
         }
-        thread::sleep(SETTLE);
         let a = self.alerts();
         assert_eq!(
             a.len(),
@@ -758,13 +801,13 @@ fn containers_leave_nothing_behind(name: &str, layout: SandboxLayout) {
     for _ in 0..5 {
         start_one(&g, "a warm-up container");
     }
-    thread::sleep(Duration::from_secs(1));
+    g.caught_up();
     let (rss0, marks0) = (g.daemon().rss_kib(), fanotify_mark_lines(g.daemon().pid));
     let started = Instant::now();
     let guarded: Vec<Duration> = (0..CHURN).map(|i| start_one(&g, &format!("container {i}"))).collect();
     let churn = started.elapsed();
-    // The daemon's list catches up (its poll is 500 ms), then the figures.
-    thread::sleep(Duration::from_millis(1500));
+    // The daemon's list catches up, then the figures.
+    g.caught_up();
     g.verify();
     let (rss1, marks1) = (g.daemon().rss_kib(), fanotify_mark_lines(g.daemon().pid));
     println!(
@@ -865,9 +908,10 @@ fn a_container_start_does_not_wait_on_its_runtime(name: &str, layout: SandboxLay
         sh_quote(&stop)
     );
     let (reached, host) = thread::scope(|s| {
+        let before = g.watch().fresh_status();
         let host = s.spawn(|| g.sb.run(&["sh", "-c", &script]));
-        // The loop is under way first.
-        thread::sleep(Duration::from_millis(300));
+        // The loop is under way first: its execs are being decided.
+        g.watch().wait_decided(&before, 2);
         let reached = fastest(&g, TMPX_IMAGE, "/tmp/x");
         fs::write(g.sb.host_view(&stop), b"").unwrap();
         (reached, host.join().unwrap())
@@ -950,14 +994,15 @@ fn inode_of(sb: &Sandbox, path: &Path) -> (u64, u64) {
 }
 
 fn wait_cached(g: &mut Guarded, what: &str, done: impl Fn(&BTreeSet<(u64, u64)>) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let cached = exec_cached(g.daemon().pid);
-        if done(&cached) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{}: {what}; cached {cached:?}\n{}", g.name, g.log_text());
-        thread::sleep(Duration::from_millis(50));
+    let pid = g.daemon().pid;
+    let mut cached = BTreeSet::new();
+    if poll_until(Duration::from_secs(10), || {
+        cached = exec_cached(pid);
+        done(&cached).then_some(())
+    })
+    .is_none()
+    {
+        panic!("{}: {what}; cached {cached:?}\n{}", g.name, g.log_text());
     }
 }
 
@@ -983,8 +1028,8 @@ fn layer_files_are_cached_until_a_policy_names_them(name: &str, layout: SandboxL
         let o = g.run_container(labels, &["-d", "--name", cname], IMAGE, &["/bin/sleep", "600"]);
         assert!(o.status.success(), "{name}: the detached container {cname}\n{o}");
     }
-    // The mount table settles (the daemon compares it every 250 ms and flushes the cache on a change).
-    thread::sleep(Duration::from_millis(1500));
+    // The mount table settles (the daemon flushes the cache on a change): a whole look at it since.
+    g.caught_up();
     let exec = |g: &Guarded, cname: &str, script: &str| g.podman(&["exec", cname, "/bin/sh", "-c", script]);
 
     // (1) Allowed in a WordPress container (its policy names /tmp and /var/tmp only), then cached.
@@ -999,7 +1044,8 @@ fn layer_files_are_cached_until_a_policy_names_them(name: &str, layout: SandboxL
     assert!(o.status.success() && o.stdout == "ran\nran\n", "{name}: /bin/ok2 in the upper layer\n{o}");
     let upper = PathBuf::from(g.inspect("wp", "{{.GraphDriver.Data.UpperDir}}"));
     let upper_ok2 = inode_of(&g.sb, &upper.join("bin/ok2"));
-    thread::sleep(Duration::from_secs(1));
+    // The control loop, which places the cache's marks, has turned since.
+    g.watch().fresh_status();
     let cached = exec_cached(g.daemon().pid);
     assert!(!cached.contains(&upper_ok2), "{name}: the upper layer's /bin/ok2 is cached: {cached:?}");
     assert!(image_ok.iter().any(|i| cached.contains(i)), "{name}: the image's /bin/ok still cached: {cached:?}");
@@ -1008,14 +1054,10 @@ fn layer_files_are_cached_until_a_policy_names_them(name: &str, layout: SandboxL
     // (3) A container policy naming /bin/ok arrives with a reload: the cache is flushed, the exec refused.
     let dropin = g.sb.base().join("policy.d/ksp-block-bin-ok.yaml");
     fs::write(g.sb.host_view(&dropin), KSP_OK_YAML).unwrap();
-    let reloads = |g: &Guarded| g.log_text().matches("policy reloaded").count();
-    let before = reloads(&g);
+    let before = g.watch().fresh_status().get("reloads");
     kill(Pid::from_raw(g.daemon().pid), Signal::SIGHUP).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while reloads(&g) == before {
-        assert!(Instant::now() < deadline, "{name}: no reload after SIGHUP:\n{}", g.log_text());
-        thread::sleep(Duration::from_millis(50));
-    }
+    g.watch().wait_status("the reload after SIGHUP", |s| s.get("reloads") > before);
+    assert!(g.log_text().contains("policy reloaded"), "{name}: the reload is applied:\n{}", g.log_text());
     wait_cached(&mut g, "the reload flushes the cache", |c| image_ok.iter().all(|i| !c.contains(i)));
     let o = exec(&g, "wp", "/bin/ok");
     assert_denied_in_shell(&o, &format!("{name}: /bin/ok in the WordPress container once a policy names it"));
@@ -1026,7 +1068,8 @@ fn layer_files_are_cached_until_a_policy_names_them(name: &str, layout: SandboxL
     for _ in 0..2 {
         assert_ran(&exec(&g, "other", "/bin/ok"), &format!("{name}: /bin/ok in the app=other container"));
     }
-    thread::sleep(Duration::from_secs(1));
+    // The control loop, which places the cache's marks, has turned since.
+    g.watch().fresh_status();
     let cached = exec_cached(g.daemon().pid);
     assert!(image_ok.iter().all(|i| !cached.contains(i)), "{name}: /bin/ok cached again: {cached:?}");
     assert_denied_in_shell(&exec(&g, "wp", "/bin/ok"), &format!("{name}: /bin/ok refused again"));
@@ -1069,10 +1112,8 @@ recursive = true
 impl Guarded {
     /// Waits until the daemon's log holds `needle` (at most 10 s).
     pub(crate) fn wait_for_log(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.log_text().contains(needle) {
-            assert!(Instant::now() < deadline, "{}: no {needle:?} in the log:\n{}", self.name, self.log_text());
-            thread::sleep(Duration::from_millis(50));
+        if poll_until(Duration::from_secs(10), || self.log_text().contains(needle).then_some(())).is_none() {
+            panic!("{}: no {needle:?} in the log:\n{}", self.name, self.log_text());
         }
     }
 }
@@ -1227,7 +1268,7 @@ fn own_mounts_are_guarded(name: &str, layout: SandboxLayout) {
 
     let o = g.podman(&["rm", "-f", "-t", "0", wp_name]);
     assert!(o.status.success(), "{name}: podman rm\n{o}");
-    thread::sleep(Duration::from_millis(1500));
+    g.caught_up();
     g.verify();
     g.assert_open_guard_marks_only_protected_dirs();
     let log = g.log_text();

@@ -17,8 +17,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -49,8 +48,11 @@ dir = \"/tmp/\"
 recursive = true
 ";
 
-/// Time for the directory tracker to mark a directory that just appeared.
-const TRACKER_PAUSE: Duration = Duration::from_millis(300);
+/// Waits until the directory tracker has marked `n` directories more than `before` said.
+fn wait_tracked(g: &Guarded, before: &DaemonStatus, n: u64) {
+    let want = before.get("open_dirs") + n;
+    g.watch().wait_status(format_args!("open_dirs >= {want}"), |s| s.get("open_dirs") >= want);
+}
 
 /// The loader `ldd` names for the host's `true`, and the libraries it needs; `None`: a static `true`.
 fn loader_and_libs() -> Option<(String, Vec<String>)> {
@@ -154,15 +156,16 @@ fn container_routes(name: &str, layout: SandboxLayout) {
     let wp = o.stdout.trim().to_owned();
     // The daemon's look at the containers (every 500 ms) finds the container and its layers.
     g.wait_for_log(&format!("id={wp}"));
-    thread::sleep(Duration::from_millis(700));
+    g.caught_up();
     let mut n = 0;
 
     // (a) `sh /tmp/s`, with /tmp not yet in the upper layer: the first write copies it up, and the directory
-    // tracker marks it there as it appears (within milliseconds: the pause stands for the window SECURITY.md
-    // documents, which a loaded machine stretches).
+    // tracker marks it there as it appears (within milliseconds: the window SECURITY.md documents, which a
+    // loaded machine stretches; waited for here).
+    let before = g.watch().fresh_status();
     let o = in_ctr(&g, wp_name, "echo 'echo ran' > /tmp/s");
     assert!(o.status.success(), "{name}: a write to the container's /tmp\n{o}");
-    thread::sleep(TRACKER_PAUSE);
+    wait_tracked(&g, &before, 1);
     let o = in_ctr(&g, wp_name, "/bin/sh /tmp/s");
     assert_open_refused(&o, &format!("{name}: sh /tmp/s in the WordPress container"));
     n += 1;
@@ -170,11 +173,12 @@ fn container_routes(name: &str, layout: SandboxLayout) {
     assert_route_alert(&a[n - 1], &wp, POLICY_NAME, "/tmp/s");
 
     // (b) A directory made after the container started, and one made with its parents, at once.
-    for dir in ["/tmp/newdir", "/tmp/a/b/c"] {
+    for (dir, made) in [("/tmp/newdir", 1), ("/tmp/a/b/c", 3)] {
         let s = format!("{dir}/s");
+        let before = g.watch().fresh_status();
         let o = in_ctr(&g, wp_name, &format!("mkdir -p {dir}"));
         assert!(o.status.success(), "{name}: mkdir -p {dir}\n{o}");
-        thread::sleep(TRACKER_PAUSE);
+        wait_tracked(&g, &before, made);
         let o = in_ctr(&g, wp_name, &format!("echo 'echo ran' > {s} && /bin/sh {s}"));
         assert_open_refused(&o, &format!("{name}: sh {s} in the WordPress container"));
         n += 1;
@@ -271,22 +275,17 @@ fn container_routes(name: &str, layout: SandboxLayout) {
     for d in &layer_dirs {
         assert!(inodes.contains(d), "{name}: the upper layer's directory {d:?} carries the open mark: {inodes:?}");
     }
-    let reloads = g.log_text().matches("policy reloaded").count();
+    let reloads = g.watch().fresh_status().get("reloads");
     for f in ["ksp-block-exec-inside-tmp.yaml", "tree.toml"] {
         fs::remove_file(g.sb.host_view(&g.sb.base().join("policy.d").join(f))).unwrap();
     }
     kill(Pid::from_raw(daemon), Signal::SIGHUP).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while g.log_text().matches("policy reloaded").count() == reloads {
-        assert!(Instant::now() < deadline, "{name}: no reload:\n{}", g.log_text());
-        thread::sleep(Duration::from_millis(50));
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
+    g.watch().wait_status("the reload after SIGHUP", |s| s.get("reloads") > reloads);
     let (mut fs_marks, mut inodes) = daemon_marks(daemon);
-    while (fs_marks.contains(&tmpfs) || layer_dirs.iter().any(|d| inodes.contains(d))) && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(100));
+    poll_until(Duration::from_secs(5), || {
         (fs_marks, inodes) = daemon_marks(daemon);
-    }
+        (!fs_marks.contains(&tmpfs) && !layer_dirs.iter().any(|d| inodes.contains(d))).then_some(())
+    });
     assert!(!fs_marks.contains(&tmpfs), "{name}: the deselected container's tmpfs is still marked: {fs_marks:?}");
     for d in &layer_dirs {
         assert!(!inodes.contains(d), "{name}: a deselected container's layer directory {d:?} is still marked");

@@ -284,14 +284,7 @@ impl Sandbox {
 
     /// Waits for a daemon's socket to appear; false after `DAEMON_START`.
     pub(crate) fn wait_for_socket(&self, socket: &Path) -> bool {
-        let deadline = Instant::now() + DAEMON_START;
-        while Instant::now() < deadline {
-            if self.host_view(socket).exists() {
-                return true;
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        false
+        poll_until(DAEMON_START, || self.host_view(socket).exists().then_some(())).is_some()
     }
 
     /// `noexecd containers ARGS` in the namespace: its JSON lines.
@@ -315,15 +308,14 @@ impl Sandbox {
 
     /// Polls `noexecd containers` until `done` holds (a stopped container may take a moment to go).
     fn containers_until(&self, args: &[String], what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let listed = self.containers(args);
-            if done(&listed) {
-                return listed;
-            }
-            assert!(Instant::now() < deadline, "{}: {what}: still listed {listed:?}", self.test);
-            thread::sleep(Duration::from_millis(300));
+        let mut listed = Vec::new();
+        if let Some(()) = poll_until(Duration::from_secs(15), || {
+            listed = self.containers(args);
+            done(&listed).then_some(())
+        }) {
+            return listed;
         }
+        panic!("{}: {what}: still listed {listed:?}", self.test);
     }
 
     /// Asserts that `pid` is alive in the namespace and that its cgroup names container `id`.
@@ -417,10 +409,7 @@ impl Drop for Sandbox {
         // Killing unshare kills the namespace's pid 1 (--kill-child), and with it every process left inside.
         let _ = self.holder.kill();
         let _ = self.holder.wait();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while fs::metadata(format!("/proc/{}", self.init)).is_ok() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(50));
-        }
+        poll_until(Duration::from_secs(10), || fs::metadata(format!("/proc/{}", self.init)).is_err().then_some(()));
         remove_cgroups(&self.cgroup);
     }
 }
@@ -449,9 +438,9 @@ pub(crate) fn remove_cgroups(name: &str) {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     for d in dirs {
-        while fs::remove_dir(&d).is_err() && d.exists() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(100));
-        }
+        poll_until(deadline.saturating_duration_since(Instant::now()), || {
+            (fs::remove_dir(&d).is_ok() || !d.exists()).then_some(())
+        });
         if d.exists() {
             eprintln!("warning: could not remove cgroup {}", d.display());
         }

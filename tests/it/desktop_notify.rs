@@ -84,16 +84,18 @@ async fn a_block_alert_becomes_one_desktop_notification() {
 
     let socket = dir.path().join("alerts.sock");
     let listener = UnixListener::bind(&socket).unwrap();
+    let (done, finished) = mpsc::channel::<()>();
     let feeder = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
         // An audit alert makes no notice; the block does.
         s.write_all(AUDIT.as_bytes()).unwrap();
         s.write_all(BLOCK.as_bytes()).unwrap();
-        std::thread::sleep(Duration::from_secs(8));
+        // The stream stays open until the notice was seen (or the test gave up).
+        let _ = finished.recv_timeout(Duration::from_secs(10));
     });
 
     let _notifier = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_noexecd"))
+        Command::new(crate::common::bin())
             .args(["notify", "--socket"])
             .arg(&socket)
             .env("DBUS_SESSION_BUS_ADDRESS", &address)
@@ -109,5 +111,6 @@ async fn a_block_alert_becomes_one_desktop_notification() {
         body.starts_with("/tmp/payload was not allowed to run by /usr/bin/bash (policy ksp-block-exec-inside-tmp)."),
         "{body}"
     );
-    drop(feeder);
+    drop(done);
+    feeder.join().unwrap();
 }

@@ -249,15 +249,12 @@ fn alert_throttling_drops_alerts_but_never_enforcement() {
     assert_eq!((denied, rc126), (40, 40), "every exec is denied, alerts or not:\n{o}");
 
     // Wait for the threshold alert, then look at what was written.
-    let deadline = std::time::Instant::now() + ALERT_TIMEOUT;
     let is_threshold = |a: &serde_json::Value| {
         a.get("Type").and_then(|t| t.as_str()) == Some("SystemEvent")
             && a.get("Operation").and_then(|t| t.as_str()) == Some("AlertThreshold")
     };
-    while !env.alerts().iter().any(is_threshold) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    std::thread::sleep(SETTLE);
+    poll_until(ALERT_TIMEOUT, || env.alerts().iter().any(is_threshold).then_some(()));
+    env.settle();
     let alerts = env.alerts();
     let exec_alerts = alerts.iter().filter(|a| get_str(a, "Type") == "MatchedHostPolicy").count();
     let thresholds: Vec<_> = alerts.iter().filter(|a| is_threshold(a)).collect();

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 use nix::sys::signal::Signal;
@@ -60,14 +60,14 @@ fn ino(env: &Env, p: &Path) -> u64 {
 
 /// Polls until `want(cached)` holds, or fails with `what`.
 fn wait_cache(env: &mut Env, what: &str, want: impl Fn(&BTreeSet<u64>) -> bool) {
-    let deadline = Instant::now() + CACHE_SETTLE;
-    loop {
-        let got = cached_inodes(env);
-        if want(&got) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: cached inodes {got:?}\n{}", env.daemon_stderr());
-        std::thread::sleep(Duration::from_millis(50));
+    let mut got = BTreeSet::new();
+    if poll_until(CACHE_SETTLE, || {
+        got = cached_inodes(env);
+        want(&got).then_some(())
+    })
+    .is_none()
+    {
+        panic!("{what}: cached inodes {got:?}\n{}", env.daemon_stderr());
     }
 }
 
@@ -93,7 +93,7 @@ fn allowed_root_only_file_is_cached_until_written_or_reloaded() {
     env.daemon().signal(Signal::SIGHUP);
     wait_cache(&mut env, "SIGHUP flushes the exec cache", |c| !c.contains(&x));
     assert!(env.daemon().try_wait().is_none(), "daemon still running");
-    assert!(env.alerts().is_empty(), "allowed execs raise no alert: {:?}", env.alerts());
+    assert!(env.wait_alerts(0).is_empty(), "allowed execs raise no alert: {:?}", env.alerts());
 }
 
 #[test]
@@ -216,7 +216,8 @@ fn exec_cache_off_places_no_mark() {
     env.put_elf(&bin);
     let cwd = env.img.clone();
     env.bash_exec(&bin, &cwd).assert_ran("<img>/usr/bin/z");
-    std::thread::sleep(Duration::from_millis(500));
+    // The control loop, which would place the mark, has turned since.
+    env.fresh_status();
     let z = ino(&env, &bin);
     assert!(!cached_inodes(&mut env).contains(&z), "exec_cache = false must place no ignore mark");
 }

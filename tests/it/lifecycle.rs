@@ -2,7 +2,6 @@
 
 use std::fs;
 use std::path::Path;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -33,18 +32,8 @@ fn sighup_with_a_good_policy_takes_effect_moves_the_marks_and_reopens_the_log() 
     fs::rename(env.alert_log(), &rotated).unwrap();
     env.write_config(&DaemonOpts::enforce(), &dir_policy("Block", &env.out, true));
     env.check(&cfg);
-    env.daemon().signal(Signal::SIGHUP);
-
-    // Poll until the new scope is in force (out/y denied); earlier attempts run and write no alert.
-    let deadline = Instant::now() + RELOAD_TIMEOUT;
-    let first = loop {
-        let e = env.bash_exec(&y, &cwd);
-        if !e.out.status.success() {
-            break e;
-        }
-        assert!(Instant::now() < deadline, "SIGHUP: the new policy did not take effect:\n{}", env.daemon_stderr());
-        thread::sleep(Duration::from_millis(100));
-    };
+    reload(&env);
+    let first = env.bash_exec(&y, &cwd);
     first.assert_denied_bash("after reload: out/y");
     assert!(env.daemon().try_wait().is_none(), "daemon still running after SIGHUP");
     env.bash_exec(&x, &cwd).assert_ran("after reload: fs/x is no longer protected");
@@ -60,15 +49,19 @@ fn sighup_with_a_good_policy_takes_effect_moves_the_marks_and_reopens_the_log() 
     assert_eq!(get_str(&old[0], "Resource"), x.to_str().unwrap());
 
     // Marks follow the new scope (the old mark may go a moment after the new policy is in force).
-    let deadline = Instant::now() + RELOAD_TIMEOUT;
-    loop {
-        let marks = env.verify_kernel_marks();
-        if marks == vec![out_dev] {
-            break;
-        }
-        assert!(Instant::now() < deadline, "after reload only the new scope is marked: {marks:x?}, want [{out_dev:x}]");
-        thread::sleep(Duration::from_millis(50));
-    }
+    let mut marks = Vec::new();
+    poll_until(RELOAD_TIMEOUT, || {
+        marks = env.verify_kernel_marks();
+        (marks == vec![out_dev]).then_some(())
+    })
+    .unwrap_or_else(|| panic!("after reload only the new scope is marked: {marks:x?}, want [{out_dev:x}]"));
+}
+
+/// SIGHUP, then waits until the daemon has finished that reload (applied or rejected).
+fn reload(env: &Env) {
+    let before = env.fresh_status().get("reloads");
+    env.daemon.as_ref().expect("daemon running").signal(Signal::SIGHUP);
+    env.wait_status(format_args!("reloads > {before} after SIGHUP"), |s| s.get("reloads") > before);
 }
 
 #[test]
@@ -90,20 +83,15 @@ fn sighup_with_a_bad_policy_keeps_the_old_one_and_keeps_running() {
     );
     fs::write(&cfg, text).unwrap();
     let before = env.daemon_stderr().len();
-    env.daemon().signal(Signal::SIGHUP);
+    reload(&env);
 
-    // Wait for the error on stderr: it names the file and line of the bad key.
+    // The error on stderr names the file and line of the bad key.
     let where_ = format!("{}:4:", cfg.display());
-    let deadline = Instant::now() + RELOAD_TIMEOUT;
-    loop {
-        let err = env.daemon_stderr();
-        if err.get(before..).is_some_and(|new| new.contains(&where_)) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "SIGHUP with a bad policy: no error naming {where_:?} on stderr:\n{err}");
-        assert!(env.daemon().try_wait().is_none(), "daemon exited on a bad reload:\n{err}");
-        thread::sleep(Duration::from_millis(50));
-    }
+    let err = env.daemon_stderr();
+    assert!(
+        err.get(before..).is_some_and(|new| new.contains(&where_)),
+        "SIGHUP with a bad policy: no error naming {where_:?} on stderr:\n{err}"
+    );
     assert!(env.daemon().try_wait().is_none(), "daemon keeps running after a bad reload");
 
     let e = env.bash_exec(&x, &cwd);
@@ -137,7 +125,7 @@ fn sigterm_flushes_alerts_exits_zero_and_exec_works_again() {
     assert_exec_alert(&alerts[0], &Expect::block(&x, &e, &cwd));
 
     env.bash_exec(&x, &cwd).assert_ran("after SIGTERM the marks are gone");
-    thread::sleep(SETTLE);
+    // No daemon runs that could still write one.
     assert_eq!(Env::read_alerts_at(&env.alert_log()).len(), 1, "no alert after exit");
 }
 
@@ -166,7 +154,8 @@ fn an_idle_daemon_keeps_telling_the_watchdog_it_is_alive() {
     // The daemon's own wake-up signal, sent from outside: it neither stops the daemon nor its decisions.
     for _ in 0..3 {
         env.daemon().signal(Signal::SIGUSR2);
-        thread::sleep(Duration::from_millis(50));
+        // Its status moves on: the control loop runs and the decision thread is alive.
+        env.fresh_status();
     }
     assert!(env.daemon().try_wait().is_none(), "SIGUSR2 from outside ended the daemon:\n{}", env.daemon_stderr());
     let x = env.fs.join("x");
@@ -246,8 +235,7 @@ fn the_daemon_never_waits_on_files_of_its_own_in_protected_scope() {
     assert_eq!(get_str(&alerts[1], "PolicyName"), "extra");
 
     // Reload (config, drop-ins and the log reopened, all in protected scope), then decide again.
-    env.daemon().signal(Signal::SIGHUP);
-    thread::sleep(Duration::from_millis(300));
+    reload(&env);
     assert!(env.daemon().try_wait().is_none(), "daemon still running after SIGHUP:\n{}", env.daemon_stderr());
     env.bash_exec(&x, &cwd).assert_denied_bash("fs/x after the reload");
     env.expect_alerts_at(&env.host_view(&log), 3);

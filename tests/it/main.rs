@@ -1,6 +1,6 @@
 //! The integration tests: one test binary, one module per area.
 //!
-//! The privileged modules run the real `noexecd` binary (`NOEXECD_BIN`, else `target/release/noexecd`) as root
+//! The privileged modules run the real `noexecd` binary (`NOEXECD_BIN`, else the one cargo built for these tests) as root
 //! in private mount namespaces over fresh filesystems (see `common`); `cli` and `desktop_notify` need no root.
 //! Run them all as `make integration-tests` does (`cargo test --locked --test it -- --test-threads=1`), or one
 //! area with `cargo test --test it <module>::` (e.g. `cargo test --test it routes::`).

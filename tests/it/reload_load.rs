@@ -199,11 +199,7 @@ fn hundred_sighups_under_two_exec_streams_decide_every_exec_right_within_2s() {
         let d = s.spawn(move || stream(env_r, tools_r, cwd_r, denied_r, stop_r, &ready_r[0], u64::MAX >> 1));
         let a = s.spawn(move || stream(env_r, tools_r, cwd_r, allowed_r, stop_r, &ready_r[1], u64::MAX >> 1));
         // Both streams are running before the first SIGHUP.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ready.iter().all(|r| r.exists()) {
-            assert!(Instant::now() < deadline, "the spawners did not start within 10 s");
-            thread::sleep(Duration::from_millis(10));
-        }
+        wait_until("both spawners started", Duration::from_secs(10), || ready.iter().all(|r| r.exists()).then_some(()));
         // Drain what the daemon sent so far (READY at start, STATUS ticks).
         wait_notify(env_r, "\u{0}never", Duration::from_millis(100), &mut last_status);
         let storm_start = Instant::now();
@@ -217,12 +213,12 @@ fn hundred_sighups_under_two_exec_streams_decide_every_exec_right_within_2s() {
                 && wait_notify(env_r, "READY=1", RELOAD_TIMEOUT, &mut last_status);
             assert!(got, "SIGHUP {}: no RELOADING=1 then READY=1 within {RELOAD_TIMEOUT:?}", i + 1);
             reloads_done += 1;
-            // 20..50 ms between reloads, varied.
+            // 20..50 ms between reloads, varied: the storm's shape in time is what is tested.
             thread::sleep(Duration::from_millis(20 + u64::from(i * 7 % 31)));
         }
         let storm = storm_start.elapsed();
-        // A little more load after the last reload, then stop both streams.
-        thread::sleep(Duration::from_millis(300));
+        // A little more load after the last reload (a hundred more decisions), then stop both streams.
+        env_r.wait_decided(&env_r.fresh_status(), 100);
         fs::write(&stop, "").unwrap();
         (d.join().unwrap(), a.join().unwrap(), storm)
     });

@@ -11,8 +11,6 @@
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::thread;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -75,21 +73,8 @@ fn assert_eperm(o: &Output, what: &str) {
 fn assert_ok_quiet(env: &Env, o: &Output, what: &str) {
     assert!(o.status.success(), "{what}: expected success\n{o}");
     assert!(!o.stderr.to_lowercase().contains("operation not permitted"), "{what}: unexpected EPERM\n{o}");
-    let a = wait_alerts(env, 0);
+    let a = env.wait_alerts(0);
     assert!(a.is_empty(), "{what}: expected no alert, got {a:?}");
-}
-
-/// Waits for at least `min` alerts (then a settle time) and returns all of them. An interpreter may open its
-/// script more than once (python3 does), so route tests check every alert rather than an exact count.
-fn wait_alerts(env: &Env, min: usize) -> Vec<Value> {
-    let deadline = Instant::now() + ALERT_TIMEOUT;
-    while env.alerts().len() < min && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(25));
-    }
-    thread::sleep(SETTLE);
-    let a = env.alerts();
-    assert!(a.len() >= min, "{}: expected at least {min} alert(s), got {a:?}\n{}", env.name, env.daemon_stderr());
-    a
 }
 
 /// Checks one route alert field by field.
@@ -110,7 +95,7 @@ fn assert_route_alert(a: &Value, resource: &Path, data: &str, source: &str) {
 
 /// Every alert so far is this route (at least one).
 fn assert_all_route(env: &Env, resource: &Path, data: &str, source: &str) {
-    for a in wait_alerts(env, 1) {
+    for a in env.wait_alerts(1) {
         assert_route_alert(&a, resource, data, source);
     }
 }
@@ -181,7 +166,7 @@ fn loader_run_directly_on_protected_file_is_denied() {
         assert_eperm(&o, &format!("{} $F/payload", loader.display()));
         assert_eq!(o.code(), Some(127), "ld.so exits 127 when it cannot open the program\n{o}");
     }
-    let alerts = wait_alerts(&env, loaders.len());
+    let alerts = env.wait_alerts(loaders.len());
     assert_eq!(alerts.len(), loaders.len(), "{alerts:?}");
     for (a, loader) in alerts.iter().zip(&loaders) {
         assert_route_alert(a, &payload, LOADER, loader.to_str().unwrap());
@@ -317,7 +302,7 @@ fn bash_reading_a_script_on_stdin_redirect_is_undecidable_and_runs() {
     start(&mut env, "");
     let o = run(&env, "bash < \"$F/x\"");
     assert!(o.status.success() && o.stdout.contains("PAYLOAD RAN"), "current behaviour: it runs\n{o}");
-    assert!(wait_alerts(&env, 0).is_empty());
+    assert!(env.wait_alerts(0).is_empty());
 }
 
 #[test]
@@ -328,7 +313,7 @@ fn open_guard_disabled_leaves_interpreters_and_loader_open() {
     start(&mut env, "[open_guard]\nenabled = false\n");
     let o = run(&env, "sh \"$F/x\" && /lib64/ld-linux-x86-64.so.2 \"$F/payload\" && echo LOADER OK");
     assert!(o.stdout.contains("PAYLOAD RAN") && o.stdout.contains("LOADER OK"), "{o}");
-    assert!(wait_alerts(&env, 0).is_empty());
+    assert!(env.wait_alerts(0).is_empty());
     // Exec itself is still guarded.
     let e = env.bash_exec(&env.fs.join("payload"), &env.out.clone());
     e.assert_denied_bash("exec with the open guard off");
@@ -348,7 +333,7 @@ fn exec_through_proc_self_root_is_denied() {
     e.assert_denied_bash("exec /proc/self/root/...");
     let o = run(&env, "sh \"/proc/self/root$F/x\"");
     assert_eperm(&o, "sh /proc/self/root/.../x");
-    let alerts = wait_alerts(&env, 2);
+    let alerts = env.wait_alerts(2);
     assert_eq!(get_str(&alerts[0], "Data"), EXEC, "{alerts:?}");
     assert_eq!(get_str(&alerts[0], "Resource"), payload.to_str().unwrap());
     for a in &alerts[1..] {
@@ -379,7 +364,7 @@ fn interpreter_reading_dev_stdin_or_dev_fd_is_denied() {
     assert_eperm(&o, "sh /dev/stdin < $F/x");
     let o = run(&env, "python3 /dev/fd/4 4< \"$F/x\"");
     assert_eperm(&o, "python3 /dev/fd/4");
-    let alerts = wait_alerts(&env, 2);
+    let alerts = env.wait_alerts(2);
     assert_route_alert(&alerts[0], &x, INTERPRETER, &real_exe("sh"));
     for a in &alerts[1..] {
         assert_route_alert(a, &x, INTERPRETER, &real_exe("python3"));
@@ -398,7 +383,7 @@ fn exec_through_proc_self_fd_of_an_o_path_fd_is_denied() {
         "python3 -c 'import os; fd = os.open(os.environ[\"F\"] + \"/payload\", os.O_PATH); os.execv(\"/proc/self/fd/%d\" % fd, [\"x\"])'",
     );
     assert_eperm(&o, "execv /proc/self/fd/N");
-    let alerts = wait_alerts(&env, 1);
+    let alerts = env.wait_alerts(1);
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(get_str(&alerts[0], "Data"), EXEC);
     assert_eq!(get_str(&alerts[0], "Resource"), payload.to_str().unwrap());
@@ -423,7 +408,7 @@ fn fexecve_and_execveat_empty_path_are_denied() {
         "python3 -c 'import os; fd = os.open(os.environ[\"F\"] + \"/payload\", os.O_RDONLY); os.execve(fd, [\"x\"], {})'",
     );
     assert_eperm(&o2, "O_RDONLY open for fexecve");
-    let alerts = wait_alerts(&env, 2);
+    let alerts = env.wait_alerts(2);
     assert_eq!(alerts.len(), 2, "{alerts:?}");
     assert_eq!(get_str(&alerts[0], "Data"), EXEC, "{alerts:?}");
     assert_eq!(get_str(&alerts[0], "Resource"), payload.to_str().unwrap());
@@ -441,7 +426,7 @@ fn shebang_naming_an_interpreter_in_scope_is_denied() {
     let e = env.bash_exec(&script, &env.out.clone());
     assert_eq!(e.out.code(), Some(126), "{}", e.out);
     assert!(e.out.stderr.contains(EPERM_TEXT), "{}", e.out);
-    let alerts = wait_alerts(&env, 1);
+    let alerts = env.wait_alerts(1);
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     let mut want = Expect::block(&interp, &e, &env.out);
     want.cwd = None;
@@ -463,7 +448,7 @@ fn file_unlinked_after_open_is_still_denied() {
         "python3 -c 'import os; p = os.environ[\"F\"] + \"/payload\"; fd = os.open(p, os.O_PATH); os.unlink(p); os.execve(fd, [\"x\"], {})'",
     );
     assert_eperm(&o2, "fexecve of an unlinked ELF");
-    let alerts = wait_alerts(&env, 2);
+    let alerts = env.wait_alerts(2);
     let (script_alerts, exec_alerts): (Vec<&Value>, Vec<&Value>) =
         alerts.iter().partition(|a| get_str(a, "Data") == INTERPRETER);
     assert!(!script_alerts.is_empty() && exec_alerts.len() == 1, "{alerts:?}");
@@ -491,7 +476,7 @@ fn private_tmp_like_bind_in_a_new_namespace_is_denied() {
     argv.extend(["bash".into(), "-c".into(), script.into()]);
     let o = env.run_in_ns(&argv);
     assert!(!o.stdout.contains("PAYLOAD RAN") && o.stderr.matches(EPERM_TEXT).count() >= 2, "{o}");
-    let alerts = wait_alerts(&env, 2);
+    let alerts = env.wait_alerts(2);
     let datas: Vec<&str> = alerts.iter().map(|a| get_str(a, "Data")).collect();
     assert!(datas.contains(&INTERPRETER) && datas.contains(&LOADER), "{alerts:?}");
     for a in &alerts {
@@ -521,7 +506,7 @@ fn chroot_with_the_protected_filesystem_inside_is_denied() {
         "chroot \"$R\" /bin/sh /tmp/x; chroot \"$R\" /lib64/ld-linux-x86-64.so.2 /tmp/payload; exit 0",
     );
     assert!(!o.stdout.contains("PAYLOAD RAN") && o.stderr.matches(EPERM_TEXT).count() >= 2, "{o}");
-    let alerts = wait_alerts(&env, 2);
+    let alerts = env.wait_alerts(2);
     let datas: Vec<&str> = alerts.iter().map(|a| get_str(a, "Data")).collect();
     assert!(datas.contains(&INTERPRETER) && datas.contains(&LOADER), "{alerts:?}");
 }
@@ -543,7 +528,7 @@ fn overlay_with_lower_layer_in_scope_is_denied_and_named_by_its_layer() {
     e.assert_denied_bash("exec through an overlay");
     let o = run(&env, "/lib64/ld-linux-x86-64.so.2 \"$O/merged/payload\"");
     assert_eperm(&o, "ld.so through an overlay");
-    let alerts = wait_alerts(&env, 2);
+    let alerts = env.wait_alerts(2);
     assert_eq!(alerts.len(), 2, "{alerts:?}");
     assert_eq!(get_str(&alerts[0], "Data"), EXEC);
     assert_eq!(get_str(&alerts[1], "Data"), LOADER);
@@ -577,7 +562,7 @@ fn routes_on_a_protected_directory_of_a_shared_filesystem_are_denied() {
         "sh \"$T/x\"; sh \"$T/sub/y\"; /lib64/ld-linux-x86-64.so.2 \"$T/sub/payload\"; exit 0",
     );
     assert!(!o.stdout.contains("PAYLOAD RAN") && o.stderr.matches(EPERM_TEXT).count() == 3, "{o}");
-    let alerts = wait_alerts(&env, 3);
+    let alerts = env.wait_alerts(3);
     assert_route_alert(&alerts[0], &tmp.join("x"), INTERPRETER, &real_exe("sh"));
     assert_route_alert(&alerts[1], &tmp.join("sub/y"), INTERPRETER, &real_exe("sh"));
     let loader = fs::canonicalize("/lib64/ld-linux-x86-64.so.2").unwrap();
@@ -587,18 +572,19 @@ fn routes_on_a_protected_directory_of_a_shared_filesystem_are_denied() {
     put_text(&env, &env.img.join("usr/bin/z"), "echo OUTSIDE RAN\n");
     let o = run_with(&env, &[("I", &env.img)], "sh \"$I/usr/bin/z\"");
     assert!(o.stdout.contains("OUTSIDE RAN"), "{o}");
-    assert_eq!(wait_alerts(&env, 3).len(), 3);
+    assert_eq!(env.wait_alerts(3).len(), 3);
 }
 
 #[test]
 fn new_subdirectory_of_a_shared_filesystem_is_covered_at_once() {
     let mut env = privileged!(Layout::WithExt4Image);
     let tmp = start_img_tmp(&mut env);
+    let before = env.fresh_status();
     env.sh(&format!("mkdir -p {}/new/deeper", sh_quote(&tmp)));
     put_text(&env, &tmp.join("new/deeper/x"), "echo PAYLOAD RAN\n");
     // The window SECURITY.md documents: a new subdirectory has no mark until the tracker has placed it
-    // (milliseconds; the once-a-second walk this replaced missed it most of the time at this delay).
-    thread::sleep(Duration::from_millis(200));
+    // (milliseconds; the once-a-second walk this replaced missed it most of the time).
+    env.wait_open_dirs(&before, 2);
     let o = run_with(&env, &[("T", &tmp)], "sh \"$T/new/deeper/x\"");
     assert_eperm(&o, "sh in a subdirectory made after start");
     assert_all_route(&env, &tmp.join("new/deeper/x"), INTERPRETER, &real_exe("sh"));
@@ -620,7 +606,7 @@ fn hardlink_or_rename_out_of_scope_on_a_shared_filesystem_runs_documented_gap() 
         "ln \"$T/payload\" \"$B/linked\" && \"$B/linked\" && mv \"$T/payload2\" \"$B/moved\" && \"$B/moved\" && echo BOTH RAN",
     );
     assert!(o.stdout.contains("BOTH RAN"), "current behaviour: both run\n{o}");
-    assert!(wait_alerts(&env, 0).is_empty());
+    assert!(env.wait_alerts(0).is_empty());
     // Across filesystems (the tmpfs layout) the link is impossible.
     drop(env);
     let mut env2 = privileged!(Layout::Tmpfs);
@@ -693,7 +679,7 @@ fn script_with_binary_bytes_or_a_zip_is_still_judged_by_its_interpreter() {
     assert_eperm(&o, "bash on a script with a NUL byte");
     let o = run(&env, "python3 \"$F/app.zip\"");
     assert_eperm(&o, "python3 on a zipapp");
-    let alerts = wait_alerts(&env, 2);
+    let alerts = env.wait_alerts(2);
     assert_route_alert(&alerts[0], &env.fs.join("nul"), INTERPRETER, &real_exe("bash"));
     for a in &alerts[1..] {
         assert_route_alert(a, &env.fs.join("app.zip"), INTERPRETER, &real_exe("python3"));
@@ -716,7 +702,7 @@ fn memfd_exec_is_invisible_to_fanotify_documented_gap() {
     } else {
         assert!(o.stdout.contains("MEMFD RAN"), "current behaviour with vm.memfd_noexec={setting}: it runs\n{o}");
     }
-    assert!(wait_alerts(&env, 0).is_empty(), "fanotify sees nothing of a memfd");
+    assert!(env.wait_alerts(0).is_empty(), "fanotify sees nothing of a memfd");
 }
 
 #[test]
@@ -731,5 +717,5 @@ fn fresh_tmpfs_over_a_protected_path_in_a_new_namespace_is_unmarked_documented_g
     argv.extend(["bash".into(), "-c".into(), script.into()]);
     let o = env.run_in_ns(&argv);
     assert!(o.stdout.contains("FRESH RAN"), "current behaviour: it runs\n{o}");
-    assert!(wait_alerts(&env, 0).is_empty());
+    assert!(env.wait_alerts(0).is_empty());
 }

@@ -1,21 +1,19 @@
-//! Alerts: reading the alert log (complete JSON lines only), waiting for an exact count, and checking every
+//! Alerts: reading the alert log (complete JSON lines only), waiting for a count (then for the daemon to
+//! have written every alert its decisions raised), and checking every
 //! field of an exec alert against what the test expects (`Expect`).
 
 use std::fs;
 use std::path::Path;
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
 use super::{
-    CLUSTER_NAME, Daemon, EPERM_TEXT, Env, Exec, HOST_NAME, POLICY_MESSAGE, POLICY_NAME, real_exe, trim_slash,
+    CLUSTER_NAME, EPERM_TEXT, Env, Exec, HOST_NAME, POLICY_MESSAGE, POLICY_NAME, poll_until, real_exe, trim_slash,
 };
 
 /// How long to poll the alert log for an expected alert.
 pub const ALERT_TIMEOUT: Duration = Duration::from_secs(5);
-/// After the expected alerts arrived, how long to keep watching for unexpected extra ones.
-pub const SETTLE: Duration = Duration::from_millis(500);
 
 // ---------------------------------------------------------------------------------------------------------
 // Reading the alert log
@@ -47,18 +45,35 @@ impl Env {
         Self::read_alerts_at(&self.alert_log())
     }
 
-    /// Waits until `path` holds at least `n` alerts, then a little longer, and asserts it holds exactly `n`.
-    pub fn expect_alerts_at(&self, path: &Path, n: usize) -> Vec<Value> {
-        let deadline = Instant::now() + ALERT_TIMEOUT;
-        loop {
-            let a = Self::read_alerts_at(path);
-            if a.len() >= n || Instant::now() > deadline {
-                break;
-            }
-            thread::sleep(Duration::from_millis(25));
+    /// Waits until `path` holds at least `n` alerts (failing the test after [`ALERT_TIMEOUT`]), then until
+    /// the daemon's alert writer has caught up with every decision so far ([`Env::settle`]), and returns them
+    /// all.
+    pub fn wait_alerts_at(&self, path: &Path, n: usize) -> Vec<Value> {
+        let seen = poll_until(ALERT_TIMEOUT, || (Self::read_alerts_at(path).len() >= n).then_some(()));
+        if seen.is_some() {
+            self.settle();
         }
-        thread::sleep(SETTLE);
         let a = Self::read_alerts_at(path);
+        assert!(
+            a.len() >= n,
+            "{}: expected at least {n} alert(s) in {} within {ALERT_TIMEOUT:?}, got {}:\n{}\n--- daemon stderr ---\n{}",
+            self.name,
+            path.display(),
+            a.len(),
+            a.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n"),
+            self.daemon_stderr()
+        );
+        a
+    }
+
+    pub fn wait_alerts(&self, n: usize) -> Vec<Value> {
+        self.wait_alerts_at(&self.alert_log(), n)
+    }
+
+    /// [`Env::wait_alerts_at`], then asserts that `path` holds exactly `n`: an extra alert the decisions so
+    /// far raised would be there by then.
+    pub fn expect_alerts_at(&self, path: &Path, n: usize) -> Vec<Value> {
+        let a = self.wait_alerts_at(path, n);
         assert_eq!(
             a.len(),
             n,
@@ -67,7 +82,7 @@ impl Env {
             path.display(),
             a.len(),
             a.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n"),
-            self.daemon.as_ref().map(Daemon::stderr).unwrap_or_default()
+            self.daemon_stderr()
         );
         a
     }

@@ -4,15 +4,19 @@
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs;
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::unistd::Pid;
+use noexecd::daemon::FD_NAME;
 
-use super::{Env, SYS_PATH, bin, forbidden_devs};
+use super::{Env, STATUS_EVERY_MS, SYS_PATH, bin, forbidden_devs, poll_until};
 
 /// How long to wait for READY=1.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -170,19 +174,52 @@ impl Env {
 
     /// [`Env::start_daemon`] with these environment variables set for the daemon (systemd's, for instance).
     pub fn start_daemon_with_env(&mut self, config: &Path, vars: &[(&str, &str)]) -> &Daemon {
+        self.spawn_daemon(config, vars, None, false)
+    }
+
+    /// [`Env::start_daemon`], keeping what the daemon stores with "systemd" in [`Daemon::stored`] (else it is
+    /// closed at once, as systemd without an FD store would: a killed daemon's group goes with it).
+    pub fn start_daemon_keeping_stored(&mut self, config: &Path) -> &Daemon {
+        self.spawn_daemon(config, &[], None, true)
+    }
+
+    /// [`Env::start_daemon`] handing the daemon `group` (a fanotify group an earlier daemon stored, see
+    /// [`Daemon::stored`]) as systemd does from its FD store: fd 3, `LISTEN_FDS`, `LISTEN_FDNAMES`.
+    pub fn start_daemon_with_group(&mut self, config: &Path, group: &ReceivedFd) -> &Daemon {
+        self.spawn_daemon(config, &[], Some(group.raw()), false)
+    }
+
+    fn spawn_daemon(
+        &mut self,
+        config: &Path,
+        vars: &[(&str, &str)],
+        group: Option<RawFd>,
+        keep_stored: bool,
+    ) -> &Daemon {
         assert!(self.daemon.is_none(), "a daemon is already running");
         self.check(config);
         self.daemon_runs += 1;
         let stderr_path = self.base().join(format!("daemon-{}.stderr", self.daemon_runs));
         let stderr = fs::File::create(&stderr_path).unwrap();
+        let status_path = self.base().join(format!("daemon-{}.status", self.daemon_runs));
         let child = Command::new("nsenter")
             .env("PATH", SYS_PATH)
             .arg("-t")
             .arg(self.holder_pid.to_string())
             .args(["-m", "--", "setpriv", "--pdeathsig", "KILL", "--"])
+            .args(group.map(|fd| {
+                // The shell execs the daemon: $$ is its pid. The group's fd is inherited (no CLOEXEC).
+                let script = format!(
+                    "exec 3<&{fd}; export LISTEN_FDS=1 LISTEN_FDNAMES={FD_NAME} LISTEN_PID=$$; exec \"$0\" \"$@\""
+                );
+                ["sh".to_owned(), "-c".to_owned(), script]
+            }).into_iter().flatten())
             .arg(bin())
-            .args(["--log-level", "debug", "run", "--config"])
+            .args(["--log-level", "debug", "run", "--status-file"])
+            .arg(&status_path)
+            .arg("--config")
             .arg(config)
+            .env("NOEXECD_STATUS_EVERY_MS", STATUS_EVERY_MS)
             .env("NOTIFY_SOCKET", self.base().join("notify.sock"))
             .env_remove("RUST_LOG")
             .env("NO_COLOR", "1")
@@ -193,14 +230,17 @@ impl Env {
             .spawn()
             .expect("spawn noexecd");
         let pid = child.id() as i32;
-        let mut daemon = Daemon { child, pid, stderr_path, exited: None };
+        let mut daemon = Daemon { child, pid, stderr_path, status_path, stored: Vec::new(), exited: None };
         // Drain old datagrams (none expected), then wait for READY=1.
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
         let ready = loop {
-            match self.notify.recv(&mut buf) {
-                Ok(n) => {
+            match receive(&self.notify, &mut buf) {
+                Ok((n, fds)) => {
+                    if keep_stored {
+                        daemon.stored.extend(fds);
+                    }
                     let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
                     let is_ready = msg.lines().any(|l| l == "READY=1");
                     got.push(msg);
@@ -342,11 +382,49 @@ pub fn marks_outside(pid: i32, allowed: &BTreeSet<(u64, u64)>) -> (Vec<u64>, Vec
     (sdevs, bad)
 }
 
+/// An fd received over the notify socket, closed when dropped.
+#[derive(Debug)]
+pub struct ReceivedFd(RawFd);
+
+impl ReceivedFd {
+    pub fn raw(&self) -> RawFd {
+        self.0
+    }
+}
+
+impl Drop for ReceivedFd {
+    fn drop(&mut self) {
+        let _ = nix::unistd::close(self.0);
+    }
+}
+
+/// One datagram of the notify socket into `buf`: its length and the fds that came with it.
+fn receive(sock: &UnixDatagram, buf: &mut [u8]) -> std::io::Result<(usize, Vec<ReceivedFd>)> {
+    let (n, fds) = {
+        let mut iov = [IoSliceMut::new(buf)];
+        let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+        let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())?;
+        let mut fds = Vec::new();
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(got) = c {
+                fds.extend(got.into_iter().map(ReceivedFd));
+            }
+        }
+        (msg.bytes, fds)
+    };
+    Ok((n, fds))
+}
+
 /// A running `noexecd run`.
 pub struct Daemon {
     child: Child,
     pub pid: i32,
     pub stderr_path: PathBuf,
+    /// The status file it rewrites every [`STATUS_EVERY_MS`] ms (see `wait`).
+    pub status_path: PathBuf,
+    /// The fds it stored with "systemd" (`FDSTORE=1` on the notify socket) before READY=1, its fanotify group
+    /// with `fail_mode = "closed"`, when started by [`Env::start_daemon_keeping_stored`].
+    pub stored: Vec<ReceivedFd>,
     exited: Option<ExitStatus>,
 }
 
@@ -369,16 +447,7 @@ impl Daemon {
 
     /// Waits for exit up to `limit`.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(st) = self.try_wait() {
-                return Some(st);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        poll_until(limit, || self.try_wait())
     }
 
     /// SIGTERM, then SIGKILL after `grace`.

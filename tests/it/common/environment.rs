@@ -29,7 +29,8 @@ const HIDDEN_BY_SANDBOXES: &[&str] = &["/tmp", "/run", "/var/lib", "/var/tmp", "
 /// Where a binary from such a place is copied, one directory per test run (named by its pid).
 const PRIVATE_COPIES: &str = "/var/cache/noexecd-it";
 
-/// The noexecd binary under test (`NOEXECD_BIN`, else `target/release/noexecd`). One that lies where a
+/// The noexecd binary under test, for every test: `NOEXECD_BIN` (`make integration-tests` sets the release
+/// binary), else the one cargo built for this test binary. One that lies where a
 /// sandbox mounts a fresh tmpfs (a checkout cloned under /tmp, as the README's CI check does) is copied once
 /// per test run to [`PRIVATE_COPIES`], else those tests would exit 127; where the copy cannot be made (not
 /// root), the binary is used where it is.
@@ -38,13 +39,9 @@ pub fn bin() -> PathBuf {
     BIN.get_or_init(|| {
         let p = match std::env::var_os("NOEXECD_BIN") {
             Some(p) if !p.is_empty() => PathBuf::from(p),
-            _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/noexecd"),
+            _ => PathBuf::from(env!("CARGO_BIN_EXE_noexecd")),
         };
-        assert!(
-            p.is_file(),
-            "noexecd binary not found at {} (build it with `cargo build --release` or set NOEXECD_BIN)",
-            p.display()
-        );
+        assert!(p.is_file(), "noexecd binary not found at {} (NOEXECD_BIN)", p.display());
         let real = fs::canonicalize(&p).unwrap_or(p);
         if HIDDEN_BY_SANDBOXES.iter().any(|h| real.starts_with(h)) { private_copy(&real).unwrap_or(real) } else { real }
     })

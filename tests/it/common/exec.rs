@@ -6,9 +6,9 @@ use std::io::Read;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{Env, SYS_PATH};
+use super::{Env, SYS_PATH, poll_until};
 
 /// How long one exec attempt (or helper command) may take before it is killed.
 pub const CMD_TIMEOUT_SECS: u32 = 20;
@@ -45,17 +45,10 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {desc}: {e}"));
     let out_reader = reader_thread(child.stdout.take().unwrap());
     let err_reader = reader_thread(child.stderr.take().unwrap());
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("command did not finish within {limit:?}: {desc}");
-        }
-        thread::sleep(Duration::from_millis(10));
+    let Some(status) = poll_until(limit, || child.try_wait().unwrap()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("command did not finish within {limit:?}: {desc}");
     };
     let stdout = out_reader.join().unwrap();
     let stderr = err_reader.join().unwrap();

@@ -1,6 +1,6 @@
 //! Shared harness for the integration tests.
 //!
-//! Privileged tests run the real `noexecd` binary (env `NOEXECD_BIN`, else `target/release/noexecd`) inside a
+//! Privileged tests run the real `noexecd` binary ([`bin`]: env `NOEXECD_BIN`, else the one cargo built for these tests) inside a
 //! private mount namespace held open by a "holder" process:
 //! `setpriv --pdeathsig KILL -- unshare --mount --propagation private -- sh -c '<mount tmpfs...>; exec sleep'`.
 //! The daemon and every exec attempt enter that namespace with `nsenter -t <holder> -m`, each bounded by a
@@ -13,7 +13,9 @@
 //! - `environment`: privileges and skipping, tools, forbidden devices, the namespace (`Env`, `Layout`);
 //! - `daemon`: config and policies, `noexecd check`, starting the daemon up to READY=1, its marks, stopping it;
 //! - `exec`: bounded commands, commands in the namespace, exec attempts (`Exec`);
-//! - `alerts`: reading the alert log and checking alerts (`Expect`).
+//! - `alerts`: reading the alert log and checking alerts (`Expect`);
+//! - `wait`: bounded polls, and waits on the counters of the daemon's status file (decided events, the
+//!   alert writer caught up, reloads, mount checks, container refreshes) instead of sleeps.
 //!
 //! A privileged test starts with `let mut env = privileged!(Layout::Tmpfs);` (see `privileged!`).
 
@@ -21,11 +23,13 @@ mod alerts;
 mod daemon;
 mod environment;
 mod exec;
+mod wait;
 
 pub use alerts::*;
 pub use daemon::*;
 pub use environment::*;
 pub use exec::*;
+pub use wait::*;
 
 /// The path below the crate root of the function this is expanded in, e.g.
 /// `enforce::audit_mode_turns_block_into_audit_runs_and_alerts`: the name the test harness prints for a test

@@ -30,7 +30,7 @@ fn refused(env: &Env, script: &str, eperm: bool, resource: &Path, data: &str, so
     if eperm {
         assert!(format!("{}{}", o.stdout, o.stderr).contains(EPERM_TEXT), "{script}: expected EPERM\n{o}");
     }
-    let alerts = wait_alerts(env, before + 1);
+    let alerts = env.wait_alerts(before + 1);
     for a in alerts.get(before..).unwrap_or_default() {
         assert_route_alert(a, resource, data, source);
     }
@@ -55,7 +55,7 @@ fn busybox_applets_are_judged_as_the_applet_they_run() {
     let before = env.alerts().len();
     let o = run(&env, "busybox cat \"$F/x\" && busybox grep -c PAYLOAD \"$F/x\" && busybox sh -c 'echo ok'");
     assert!(o.status.success() && o.stdout.contains("echo PAYLOAD RAN"), "{o}");
-    assert_eq!(wait_alerts(&env, before).len(), before, "no alert for busybox cat/grep");
+    assert_eq!(env.wait_alerts(before).len(), before, "no alert for busybox cat/grep");
 }
 
 #[test]
@@ -174,9 +174,9 @@ fn the_interpreter_family_on_a_protected_directory_of_a_shared_filesystem_is_den
     let mut env = privileged!(Layout::WithExt4Image);
     let tmp = start_img_tmp(&mut env);
     let (x, module) = (tmp.join("x"), tmp.join("sub/evil.py"));
+    // sub/ was made before the start: the walk before READY=1 marked it.
     put_text(&env, &x, "echo PAYLOAD RAN\n");
     put_text(&env, &module, "print('PAYLOAD RAN')\n");
-    thread::sleep(Duration::from_millis(2500)); // the next walk marks sub/
     let t = sh_quote(&tmp);
     refused(&env, &format!("BASH_ENV={t}/x bash -c :"), true, &x, STARTUP, &real_exe("bash"));
     refused(
