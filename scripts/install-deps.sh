@@ -5,7 +5,7 @@
 #
 #   build    what `cargo build` needs besides Rust (`make build` runs this when it is missing):
 #            protobuf-compiler (protoc: the containerd-client crate generates containerd's gRPC API at build
-#            time). `test` and `package` include it.
+#            time; the tests' k8s-cri crate the Kubernetes CRI's). `test` and `package` include it.
 #   test     what `make test` needs (`make test-deps`): rustfmt and clippy (rustup components); the tools the
 #            privileged integration tests run (util-linux: unshare, nsenter, setpriv; mount: mount, umount,
 #            losetup; e2fsprogs: mkfs.ext4; btrfs-progs: mkfs.btrfs, btrfs, and xfsprogs: mkfs.xfs, for the
@@ -15,7 +15,8 @@
 #            what the open guard's route tests run: file, python3, perl, ruby, php-cli, nodejs, jq, and
 #            busybox-static (applets judged by name, tests/it/routes/interpreters.rs); what the
 #            container discovery tests run (tests/it/containers.rs): podman, runc (podman's default crun refuses
-#            a hybrid cgroup layout), containerd (with ctr), busybox-static (their images); as root podman needs
+#            a hybrid cgroup layout), containerd (with ctr, and its CRI plugin for the pods of tests/it/cri.rs),
+#            busybox-static (their images); as root podman needs
 #            no uidmap; tini (pid 1 of `make test-in-container`'s container); kubernetes-validate 1.37.0 (PyPI, with its bundled schemas; `make k8s-check`), by pip
 #            into the venv target/k8s-venv when no kubernetes-validate of that version is on PATH (python3-venv).
 #            Debian's docker.io (dockerd) too, but only with CI=true or NOEXECD_TEST_DOCKER=1: it

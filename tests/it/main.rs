@@ -15,6 +15,7 @@ mod container;
 mod container_enforce;
 mod container_routes;
 mod containers;
+mod cri;
 mod desktop_notify;
 mod dirtrack;
 mod enforce;

@@ -1,0 +1,770 @@
+//! Privileged: Kubernetes pods as the kubelet makes them, through containerd's CRI plugin, guarded by
+//! `noexecd run` with KubeArmor's `ksp-block-exec-inside-tmp` (the seed's policy, loaded unchanged as a YAML
+//! drop-in), on the two host layouts of `container_enforce` ([`SandboxLayout::TmpTmpfs`]: the host's `/tmp`
+//! its own tmpfs; [`SandboxLayout::Ext4Root`]: `/tmp` a directory of an ext4 image that also holds
+//! containerd's root).
+//!
+//! containerd (Debian's 1.6, CRI plugin on) runs in a `containers::Sandbox` (private mount and pid namespace,
+//! fresh tmpfs over `/run`, `/var/lib`, `/var/tmp`, `/dev/shm`) at a node's default places: state
+//! `/run/containerd`, socket `/run/containerd/containerd.sock`, root `/var/lib/containerd` (on the ext4 image
+//! for the second layout). The test is the kubelet: it drives `runtime.v1.RuntimeService` and `ImageService`
+//! over that socket (reached through the namespace's pid 1, `/proc/PID/root/...`) with the calls and the
+//! fields a kubelet sends for a pod with `hostNetwork: true` (`network: NODE`, so no CNI is needed):
+//! `RunPodSandbox` (metadata, the pod's labels and annotations plus the kubelet's, the Linux security
+//! context), `CreateContainer` (the kubelet's labels `io.kubernetes.pod.*`, `io.kubernetes.container.name`
+//! and its annotations), `StartContainer`, `ExecSync` (what `kubectl exec` and exec probes use),
+//! `StopPodSandbox` and `RemovePodSandbox`. Every call is bounded by a timeout.
+//!
+//! The images come from no registry: a static busybox `tar`red, imported into podman (the pause image with
+//! `sleep` as its command), saved as OCI archives and imported with `ctr -n k8s.io images import`.
+//!
+//! Safety, as in `common`: the policy goes through `noexecd check` first and every `mark` line must name a
+//! filesystem this test mounted (never the machine's `/` or `/tmp`); once READY=1 came, the daemon's marks are
+//! read back from /proc/PID/fdinfo after every step, and a mark anywhere else kills it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::future::Future;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use containerd_client::tonic::transport::Channel;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::{
+    ContainerConfig, ContainerMetadata, ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ImageSpec,
+    ImageStatusRequest, Int64Value, LinuxContainerConfig, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
+    LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest, VersionRequest,
+};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use crate::common::*;
+use crate::container_enforce::{HOST_POLICY, KSP_YAML};
+use crate::containers::{IMAGE, Sandbox, SandboxLayout, have_tools, path_str};
+
+/// The pods' sandbox ("pause") image: busybox with `sleep` as its command.
+const PAUSE_IMAGE: &str = "localhost/noexecd-it-pause:1";
+/// containerd's places, a node's defaults (on the sandbox's own `/run` and `/var/lib`).
+const CONTAINERD_STATE: &str = "/run/containerd";
+const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+/// Each CRI call (a first `RunPodSandbox` mounts and starts a container: seconds on a loaded machine).
+const CRI_CALL: Duration = Duration::from_secs(60);
+/// `ExecSync`'s own timeout, in seconds.
+const EXEC_SECS: i64 = 30;
+const READY_WITHIN: Duration = Duration::from_secs(30);
+/// The seed's pod: a Deployment's WordPress pod in namespace `wordpress-mysql`.
+const WP_POD: &str = "wordpress-fb448db97-wj7n7";
+const NAMESPACE: &str = "wordpress-mysql";
+/// The seed's attack, as `kubectl exec` runs it.
+const PAYLOAD: &str = "cp /bin/busybox /var/tmp/xvzf && /var/tmp/xvzf true";
+
+// ---------------------------------------------------------------------------------------------------------
+// The CRI client: the kubelet's side of the socket
+
+/// A kubelet's connection to the CRI: the two services on one channel, calls made on a runtime of its own.
+struct Cri {
+    rt: tokio::runtime::Runtime,
+    runtime: RuntimeServiceClient<Channel>,
+    images: ImageServiceClient<Channel>,
+}
+
+/// What a pod is made of, as the kubelet turns a pod spec into CRI calls.
+struct PodSpec<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    uid: &'a str,
+    /// The pod's own labels (`metadata.labels`).
+    labels: &'a [(&'a str, &'a str)],
+    container: &'a str,
+    image: &'a str,
+    command: &'a [&'a str],
+}
+
+/// A pod that runs: its sandbox and its one container.
+struct Pod {
+    sandbox_id: String,
+    container_id: String,
+}
+
+fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+impl Cri {
+    /// Connects to `socket` (a path the test process reaches) and asks the runtime's version.
+    fn connect(socket: &Path) -> Result<Cri, String> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let channel = rt
+            .block_on(async { tokio::time::timeout(CRI_CALL, containerd_client::connect(socket)).await })
+            .map_err(|_| "connect timed out".to_owned())?
+            .map_err(|e| format!("connect: {e}"))?;
+        let cri =
+            Cri { rt, runtime: RuntimeServiceClient::new(channel.clone()), images: ImageServiceClient::new(channel) };
+        let mut runtime = cri.runtime.clone();
+        let v = cri.call("Version", async move { runtime.version(VersionRequest::default()).await })?;
+        println!("CRI: {} {} (CRI {})", v.runtime_name, v.runtime_version, v.runtime_api_version);
+        Ok(cri)
+    }
+
+    /// One call, bounded by [`CRI_CALL`]; a failure names the call and gRPC's status.
+    fn call<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<containerd_client::tonic::Response<T>, containerd_client::tonic::Status>>,
+    ) -> Result<T, String> {
+        match self.rt.block_on(async { tokio::time::timeout(CRI_CALL, fut).await }) {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(status)) => Err(format!("{what}: {:?}: {}", status.code(), status.message())),
+            Err(_) => Err(format!("{what}: no answer within {CRI_CALL:?}")),
+        }
+    }
+
+    /// `ImageStatus`: the image's id (`sha256:` of its config) and its repo digests.
+    fn image_status(&self, image: &str) -> Result<(String, Vec<String>), String> {
+        let mut images = self.images.clone();
+        let req = ImageStatusRequest { image: Some(image_spec(image)), verbose: false };
+        let r = self.call("ImageStatus", async move { images.image_status(req).await })?;
+        let i = r.image.ok_or_else(|| format!("ImageStatus: {image} is not known"))?;
+        Ok((i.id, i.repo_digests))
+    }
+
+    /// The pod as the kubelet starts it: `RunPodSandbox`, `CreateContainer`, `StartContainer`.
+    fn run_pod(&self, p: &PodSpec<'_>, base: &Path, cgroup: &str) -> Result<Pod, String> {
+        let log_dir = base.join(format!("pods/{}_{}_{}", p.namespace, p.name, p.uid));
+        // The kubelet's pod labels: the pod's own, and the three it adds (kubelet `newPodLabels`).
+        let mut sandbox_labels = map(p.labels);
+        sandbox_labels.extend(map(&[
+            ("io.kubernetes.pod.name", p.name),
+            ("io.kubernetes.pod.namespace", p.namespace),
+            ("io.kubernetes.pod.uid", p.uid),
+        ]));
+        let sandbox_annotations =
+            map(&[("kubernetes.io/config.source", "api"), ("kubernetes.io/config.seen", "2023-10-05T07:50:00Z")]);
+        // `hostNetwork: true`: the node's network (no CNI); pid and ipc of the pod's own.
+        let namespaces = NamespaceOption {
+            network: NamespaceMode::Node as i32,
+            pid: NamespaceMode::Container as i32,
+            ipc: NamespaceMode::Pod as i32,
+            ..Default::default()
+        };
+        let config = PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: p.name.to_owned(),
+                uid: p.uid.to_owned(),
+                namespace: p.namespace.to_owned(),
+                attempt: 0,
+            }),
+            // With the node's network the hostname is the node's: the kubelet sends none.
+            hostname: String::new(),
+            log_directory: path_str(&log_dir),
+            labels: sandbox_labels,
+            annotations: sandbox_annotations,
+            linux: Some(LinuxPodSandboxConfig {
+                // The kubelet's cgroupfs layout (`/kubepods/<QoS class>/pod<uid>`), below the test's cgroup.
+                cgroup_parent: format!("/{cgroup}/kubepods/besteffort/pod{}", p.uid),
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(namespaces.clone()),
+                    run_as_user: Some(Int64Value { value: 0 }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut runtime = self.runtime.clone();
+        let req = RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
+        let sandbox_id = self.call("RunPodSandbox", async move { runtime.run_pod_sandbox(req).await })?.pod_sandbox_id;
+
+        // The kubelet's container labels and annotations (`newContainerLabels`, `newContainerAnnotations`).
+        let labels = map(&[
+            ("io.kubernetes.pod.name", p.name),
+            ("io.kubernetes.pod.namespace", p.namespace),
+            ("io.kubernetes.pod.uid", p.uid),
+            ("io.kubernetes.container.name", p.container),
+        ]);
+        let annotations = map(&[
+            ("io.kubernetes.container.hash", "9a7c2b1e"),
+            ("io.kubernetes.container.restartCount", "0"),
+            ("io.kubernetes.container.terminationMessagePath", "/dev/termination-log"),
+            ("io.kubernetes.container.terminationMessagePolicy", "File"),
+            ("io.kubernetes.pod.terminationGracePeriod", "30"),
+        ]);
+        let container = ContainerConfig {
+            metadata: Some(ContainerMetadata { name: p.container.to_owned(), attempt: 0 }),
+            image: Some(image_spec(p.image)),
+            command: p.command.iter().map(|c| (*c).to_owned()).collect(),
+            labels,
+            annotations,
+            log_path: format!("{}/0.log", p.container),
+            linux: Some(LinuxContainerConfig {
+                resources: Some(Default::default()),
+                security_context: Some(LinuxContainerSecurityContext {
+                    namespace_options: Some(namespaces),
+                    run_as_user: Some(Int64Value { value: 0 }),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        };
+        let mut runtime = self.runtime.clone();
+        let req = CreateContainerRequest {
+            pod_sandbox_id: sandbox_id.clone(),
+            config: Some(container),
+            sandbox_config: Some(config),
+        };
+        let container_id =
+            self.call("CreateContainer", async move { runtime.create_container(req).await })?.container_id;
+        let mut runtime = self.runtime.clone();
+        let req = StartContainerRequest { container_id: container_id.clone() };
+        self.call("StartContainer", async move { runtime.start_container(req).await })?;
+        Ok(Pod { sandbox_id, container_id })
+    }
+
+    /// `ExecSync` (`kubectl exec`, an exec probe): exit code, stdout, stderr.
+    fn exec_sync(&self, container_id: &str, cmd: &[&str]) -> Result<(i32, String, String), String> {
+        let mut runtime = self.runtime.clone();
+        let req = ExecSyncRequest {
+            container_id: container_id.to_owned(),
+            cmd: cmd.iter().map(|c| (*c).to_owned()).collect(),
+            timeout: EXEC_SECS,
+        };
+        let r = self.call("ExecSync", async move { runtime.exec_sync(req).await })?;
+        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+        Ok((r.exit_code, text(r.stdout), text(r.stderr)))
+    }
+
+    /// `ContainerStatus`: the image as the kubelet reports it (`image`, `imageID`) and the labels.
+    fn container_status(&self, container_id: &str) -> Result<k8s_cri::v1::ContainerStatus, String> {
+        let mut runtime = self.runtime.clone();
+        let req = ContainerStatusRequest { container_id: container_id.to_owned(), verbose: false };
+        let r = self.call("ContainerStatus", async move { runtime.container_status(req).await })?;
+        r.status.ok_or_else(|| "ContainerStatus: no status".to_owned())
+    }
+
+    /// The end of a pod: `StopPodSandbox` (its containers stop with it), `RemovePodSandbox`.
+    fn remove_pod(&self, sandbox_id: &str) -> Result<(), String> {
+        let mut runtime = self.runtime.clone();
+        let req = StopPodSandboxRequest { pod_sandbox_id: sandbox_id.to_owned() };
+        self.call("StopPodSandbox", async move { runtime.stop_pod_sandbox(req).await })?;
+        let mut runtime = self.runtime.clone();
+        let req = RemovePodSandboxRequest { pod_sandbox_id: sandbox_id.to_owned() };
+        self.call("RemovePodSandbox", async move { runtime.remove_pod_sandbox(req).await })?;
+        Ok(())
+    }
+}
+
+fn image_spec(image: &str) -> ImageSpec {
+    ImageSpec { image: image.to_owned(), ..Default::default() }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// containerd with its CRI plugin, in the sandbox
+
+/// containerd's root on a layout: `/var/lib/containerd` on the sandbox's tmpfs, or on the ext4 image that
+/// also holds the host's `/tmp`.
+fn containerd_root(sb: &Sandbox) -> PathBuf {
+    sb.root.as_ref().map_or_else(|| PathBuf::from("/var/lib/containerd"), |r| r.join("var/lib/containerd"))
+}
+
+/// Builds the two images, starts containerd with the CRI plugin, imports the images; the connected client.
+fn start_containerd(sb: &mut Sandbox, name: &str) -> Cri {
+    let busybox = which("busybox").unwrap();
+    let file = run_bounded(Command::new("file").arg("-L").arg(&busybox), Duration::from_secs(20));
+    assert!(file.stdout.contains("statically linked"), "{} is not static (install busybox-static)", busybox.display());
+    let base = sb.base();
+    sb.write_containers_conf();
+    sb.sh(&format!(
+        "cd {b}\nmkdir -p img/bin img/tmp img/var/tmp img/etc\nchmod 1777 img/tmp img/var/tmp\n\
+         cp {bb} img/bin/busybox\nfor a in sh sleep true cat cp echo ls rm id; do ln -s busybox img/bin/$a; done\n\
+         tar -C img -cf img.tar .\nmkdir -p cni/bin cni/net.d opt pods\n",
+        b = sh_quote(&base),
+        bb = sh_quote(&busybox)
+    ));
+    let tar = path_str(&base.join("img.tar"));
+    sb.podman(&["import", "-q", &tar, IMAGE]);
+    sb.podman(&["import", "-q", "--change", "CMD [\"/bin/sleep\", \"100000\"]", &tar, PAUSE_IMAGE]);
+    let archives: Vec<String> = ["app.oci.tar", "pause.oci.tar"].iter().map(|a| path_str(&base.join(a))).collect();
+    sb.podman(&["save", "-q", "--format", "oci-archive", "-o", &archives[0], IMAGE]);
+    sb.podman(&["save", "-q", "--format", "oci-archive", "-o", &archives[1], PAUSE_IMAGE]);
+
+    let q = |p: &Path| toml_str(p);
+    let config = base.join("containerd.toml");
+    // The CRI plugin as a node runs it, minus what this machine cannot give: no CNI needed (pods on the node's
+    // network), root without CAP_SYS_RESOURCE (`restrict_oom_score_adj`), no AppArmor; its streaming server
+    // on a port of the kernel's choosing, so that tests running side by side do not collide.
+    let text = format!(
+        "version = 2\nroot = {root}\nstate = {state}\n\n[grpc]\n  address = {socket}\n\n[ttrpc]\n  address = {ttrpc}\n\n\
+         [plugins.\"io.containerd.internal.v1.opt\"]\n  path = {opt}\n\n\
+         [plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"{PAUSE_IMAGE}\"\n  restrict_oom_score_adj = true\n\
+         \x20 disable_apparmor = true\n  enable_selinux = false\n  stream_server_address = \"127.0.0.1\"\n\
+         \x20 stream_server_port = \"0\"\n\n\
+         [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  snapshotter = \"overlayfs\"\n  default_runtime_name = \"runc\"\n\n\
+         [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\n\
+         [plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = {cni_bin}\n  conf_dir = {cni_conf}\n",
+        root = q(&containerd_root(sb)),
+        state = q(Path::new(CONTAINERD_STATE)),
+        socket = q(Path::new(CONTAINERD_SOCKET)),
+        ttrpc = q(&Path::new(CONTAINERD_STATE).join("containerd.sock.ttrpc")),
+        opt = q(&base.join("opt")),
+        cni_bin = q(&base.join("cni/bin")),
+        cni_conf = q(&base.join("cni/net.d")),
+    );
+    fs::write(sb.host_view(&config), text).unwrap();
+    sb.start_daemon("containerd", &["containerd".to_owned(), "--config".to_owned(), path_str(&config)]);
+    assert!(
+        sb.wait_for_socket(Path::new(CONTAINERD_SOCKET)),
+        "{name}: containerd did not open its socket:\n{}",
+        sb.daemon_log("containerd")
+    );
+    for archive in &archives {
+        sb.ok(&["ctr", "-a", CONTAINERD_SOCKET, "-n", "k8s.io", "images", "import", archive.as_str()]);
+    }
+    // A pulled image has two references in containerd, its tag and its repo digest (`name@<manifest
+    // digest>`), and the kubelet's `imageID` is the latter: the same for the imported one.
+    let listed = sb.ok(&["ctr", "-a", CONTAINERD_SOCKET, "-n", "k8s.io", "images", "ls"]);
+    for image in [IMAGE, PAUSE_IMAGE] {
+        let digest =
+            image_target(&listed, image).unwrap_or_else(|| panic!("{name}: {image} in `ctr images ls`:\n{listed}"));
+        let repo = image.rsplit_once(':').map_or(image, |(repo, _)| repo);
+        sb.ok(&["ctr", "-a", CONTAINERD_SOCKET, "-n", "k8s.io", "images", "tag", image, &format!("{repo}@{digest}")]);
+    }
+    Cri::connect(&sb.host_view(Path::new(CONTAINERD_SOCKET)))
+        .unwrap_or_else(|e| panic!("{name}: the CRI: {e}\n{}", sb.daemon_log("containerd")))
+}
+
+/// The digest containerd's image record `image` points at (its manifest), from `ctr images ls`
+/// (`REF TYPE DIGEST SIZE PLATFORMS LABELS`).
+fn image_target(listed: &str, image: &str) -> Option<String> {
+    listed.lines().find_map(|l| {
+        let mut fields = l.split_whitespace();
+        (fields.next()? == image).then(|| fields.nth(1).map(str::to_owned)).flatten()
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The daemon, in the sandbox's mount and pid namespaces
+
+/// `noexecd run` in the sandbox (`nsenter -m -p`, which forks for the pid namespace: its child is the daemon).
+struct Guard {
+    nsenter: Child,
+    /// The daemon's pid as the test sees it.
+    pid: i32,
+    log: PathBuf,
+    _notify: UnixDatagram,
+}
+
+impl Guard {
+    fn start(sb: &Sandbox, name: &str, config: &Path, allowed: &BTreeSet<(u64, u64)>) -> Guard {
+        let notify_path = sb.base().join("notify.sock");
+        let notify = UnixDatagram::bind(sb.host_view(&notify_path)).unwrap();
+        notify.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let log = sb.dir.path().join("noexecd.log");
+        let out = fs::File::create(&log).unwrap();
+        let nsenter = Command::new("setpriv")
+            .env("PATH", SYS_PATH)
+            .args(["--pdeathsig", "KILL", "--", "nsenter", "-t"])
+            .arg(sb.init.to_string())
+            .args(["-m", "-p", "--", "setpriv", "--pdeathsig", "KILL", "--", "timeout", "-k", "2", "900"])
+            .arg(bin())
+            .args(["--log-level", "debug", "run", "--config"])
+            .arg(config)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("spawn nsenter for noexecd");
+        let mut g = Guard { nsenter, pid: 0, log, _notify: notify };
+        let exe = fs::canonicalize(bin()).unwrap();
+        let deadline = Instant::now() + READY_WITHIN;
+        while g.pid == 0 {
+            // nsenter's child is setpriv, then timeout, whose child is the daemon.
+            let mut stack = vec![g.nsenter.id() as i32];
+            while let Some(p) = stack.pop() {
+                if fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == exe) {
+                    g.pid = p;
+                    break;
+                }
+                let children = fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+                stack.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+            }
+            assert!(g.nsenter.try_wait().unwrap().is_none(), "{name}: noexecd ended at once:\n{}", g.log_text());
+            assert!(Instant::now() < deadline, "{name}: no noexecd process below nsenter:\n{}", g.log_text());
+            thread::sleep(Duration::from_millis(10));
+        }
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Ok(n) = g._notify.recv(&mut buf)
+                && String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1")
+            {
+                break;
+            }
+            if let Some(st) = g.nsenter.try_wait().unwrap() {
+                panic!("{name}: noexecd exited ({st}) before READY=1:\n{}", g.log_text());
+            }
+            if Instant::now() > deadline {
+                let log = g.log_text();
+                g.kill_hard();
+                panic!("{name}: no READY=1 within {READY_WITHIN:?}:\n{log}");
+            }
+        }
+        g.verify(name, allowed);
+        g
+    }
+
+    /// SAFETY: every mark is on a filesystem of `allowed` or on a superblock of the test's containers; else the
+    /// daemon is killed at once.
+    fn verify(&mut self, name: &str, allowed: &BTreeSet<(u64, u64)>) {
+        assert!(self.nsenter.try_wait().unwrap().is_none(), "{name}: noexecd is gone:\n{}", self.log_text());
+        let bad = marks_outside_but_sandbox_superblocks(self.pid, allowed);
+        if !bad.is_empty() {
+            self.kill_hard();
+            panic!("{name}: SAFETY: noexecd marked a filesystem outside the test: {bad:?} (allowed {allowed:?})");
+        }
+    }
+
+    fn log_text(&self) -> String {
+        fs::read(&self.log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    }
+
+    fn kill_hard(&mut self) {
+        if self.pid > 0 {
+            let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+        }
+        let _ = self.nsenter.kill();
+        let _ = self.nsenter.wait();
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.pid > 0 && self.nsenter.try_wait().ok().flatten().is_none() {
+            let _ = kill(Pid::from_raw(self.pid), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.nsenter.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.kill_hard();
+    }
+}
+
+/// The filesystems the test mounted (the only ones the daemon may mark), and the host's two tmp directories as
+/// the host policy names them.
+fn test_filesystems(sb: &Sandbox, name: &str, layout: SandboxLayout) -> (BTreeSet<(u64, u64)>, [PathBuf; 2]) {
+    let mut mounted: Vec<PathBuf> = ["/run", "/var/lib", "/var/tmp", "/dev/shm"].map(PathBuf::from).to_vec();
+    mounted.push(sb.base());
+    let host_tmp = match layout {
+        SandboxLayout::TmpTmpfs => {
+            mounted.push(PathBuf::from("/tmp"));
+            [PathBuf::from("/tmp"), PathBuf::from("/var/tmp")]
+        }
+        SandboxLayout::Ext4Root => {
+            let root = sb.root.clone().unwrap();
+            mounted.push(root.clone());
+            [root.join("tmp"), root.join("var/tmp")]
+        }
+        SandboxLayout::Plain => unreachable!("the CRI tests stand in for the host's /tmp"),
+    };
+    let forbidden = forbidden_devs();
+    let mut allowed = BTreeSet::new();
+    for m in &mounted {
+        let dev = split_dev(fs::metadata(sb.host_view(m)).unwrap().dev());
+        assert!(!forbidden.contains(&dev), "{name}: {} is not a fresh filesystem of the test", m.display());
+        assert!(allowed.insert(dev), "{name}: two test mounts share device {dev:?}");
+    }
+    (allowed, host_tmp)
+}
+
+/// The daemon's config: enforce, the seed's KubeArmorPolicy as a drop-in, a host policy on the host's tmp
+/// directories, containerd at the sandbox's places and every other runtime off.
+fn write_config(sb: &Sandbox, host_tmp: &[PathBuf; 2]) -> (PathBuf, PathBuf) {
+    let base = sb.base();
+    fs::create_dir_all(sb.host_view(&base.join("policy.d"))).unwrap();
+    fs::write(sb.host_view(&base.join("policy.d/ksp-block-exec-inside-tmp.yaml")), KSP_YAML).unwrap();
+    let none = base.join("none");
+    let alert_log = base.join("alerts.jsonl");
+    let mut text = format!(
+        "[daemon]\nmode = \"enforce\"\nalert_log = {}\ncluster_name = \"{CLUSTER_NAME}\"\nhost_name = \"{HOST_NAME}\"\n\
+         max_alerts_per_sec = 1000\npolicy_dir = {}\nalert_socket = \"\"\nfail_mode = \"open\"\n\n\
+         [containers]\npodman_socket = {}\nstorage = {}\ndocker_root = {}\ncontainerd_state = {}\ncontainerd_socket = {}\ncontainerd_root = {}\n\n\
+         [[policy]]\nname = \"{HOST_POLICY}\"\naction = \"Block\"\nmessage = \"Alert! Execution attempted inside the host's tmp folder\"\n",
+        toml_str(&alert_log),
+        toml_str(&base.join("policy.d")),
+        toml_str(&none.join("podman.sock")),
+        toml_str(&none.join("storage")),
+        toml_str(&none.join("docker")),
+        toml_str(Path::new(CONTAINERD_STATE)),
+        toml_str(Path::new(CONTAINERD_SOCKET)),
+        toml_str(&containerd_root(sb)),
+    );
+    for dir in host_tmp {
+        text += &format!(
+            "\n[[policy.process.match_directories]]\ndir = {}\nrecursive = true\n",
+            toml_str(Path::new(&dir_slash(dir)))
+        );
+    }
+    let config = base.join("noexecd.toml");
+    fs::write(sb.host_view(&config), text).unwrap();
+    (config, alert_log)
+}
+
+/// `noexecd check`: SAFETY, every filesystem it would mark is one the test mounted.
+fn check(sb: &Sandbox, name: &str, config: &Path, allowed: &BTreeSet<(u64, u64)>) {
+    let o = sb.run(&[bin().into_os_string(), "check".into(), "--config".into(), config.into()]);
+    assert_eq!(o.code(), Some(0), "{name}: `noexecd check` failed\n{o}");
+    let forbidden = forbidden_devs();
+    let marks = parse_marks(&o.stdout);
+    assert!(!marks.is_empty(), "{name}: `noexecd check` marks nothing\n{o}");
+    for m in &marks {
+        assert!(!forbidden.contains(&m.dev), "SAFETY: the policy would mark the host's / or /tmp: {m:?}");
+        assert!(allowed.contains(&m.dev), "SAFETY: the policy would mark a filesystem the test did not mount: {m:?}");
+    }
+    assert!(
+        o.stdout.lines().any(|l| l.starts_with("container-policy\tksp-block-exec-inside-tmp\t")),
+        "{name}: the KubeArmor drop-in is a container policy:\n{}",
+        o.stdout
+    );
+}
+
+fn alerts(sb: &Sandbox, log: &Path) -> Vec<Value> {
+    Env::read_alerts_at(&sb.host_view(log))
+}
+
+/// Waits until the log holds at least `n` alerts, a little longer, and asserts it holds exactly `n`.
+fn expect_alerts(sb: &Sandbox, log: &Path, n: usize, what: &str, guard: &Guard) -> Vec<Value> {
+    let deadline = Instant::now() + ALERT_TIMEOUT;
+    while alerts(sb, log).len() < n && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(25));
+    }
+    thread::sleep(SETTLE);
+    let a = alerts(sb, log);
+    assert_eq!(
+        a.len(),
+        n,
+        "{what}: expected {n} alert(s), got:\n{}\n--- noexecd ---\n{}",
+        a.iter().map(Value::to_string).collect::<Vec<_>>().join("\n"),
+        guard.log_text()
+    );
+    a
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The seed's scenario
+
+/// The seed's attack in a WordPress pod and the same in another app's pod, and the alert field by field. The
+/// fields where today's daemon does not write what KubeArmor on a real node writes are collected: printed,
+/// or (`strict`) a failure.
+fn seed_scenario(name: &str, layout: SandboxLayout, strict: bool) {
+    if !may_run_privileged(name) || !available_here(name, Needs::WritableCgroups) {
+        return;
+    }
+    let tools = ["containerd", "ctr", "containerd-shim-runc-v2", "runc", "podman", "busybox", "tar", "file"];
+    if !have_tools(name, &tools) || (layout == SandboxLayout::Ext4Root && !have_tools(name, &["truncate", "losetup"])) {
+        return;
+    }
+    let started = Instant::now();
+    let runtime = if layout == SandboxLayout::Ext4Root { "cri-ext4" } else { "cri-tmpfs" };
+    let mut sb = Sandbox::with_layout(name, runtime, layout);
+    let (allowed, host_tmp) = test_filesystems(&sb, name, layout);
+    let cri = start_containerd(&mut sb, name);
+    let (image_id, repo_digests) = cri.image_status(IMAGE).unwrap_or_else(|e| panic!("{name}: {e}"));
+    println!("{name}: ImageStatus {IMAGE}: id {image_id}, repo digests {repo_digests:?}");
+
+    let (config, alert_log) = write_config(&sb, &host_tmp);
+    check(&sb, name, &config, &allowed);
+    let mut guard = Guard::start(&sb, name, &config, &allowed);
+
+    // The seed's WordPress pod (a Deployment's: `pod-template-hash`, which KubeArmor leaves out of `Labels`),
+    // and a pod of another app in the same namespace.
+    let wp_spec = PodSpec {
+        name: WP_POD,
+        namespace: NAMESPACE,
+        uid: "2f9c1d4e-7b1a-4c55-9d0e-4a1b2c3d4e5f",
+        labels: &[("app", "wordpress"), ("pod-template-hash", "fb448db97")],
+        container: "wordpress",
+        image: IMAGE,
+        command: &["/bin/sleep", "100000"],
+    };
+    let other_spec = PodSpec {
+        name: "other-5c7d8b9f6-q2x4z",
+        namespace: NAMESPACE,
+        uid: "7e3a9b10-2c4d-4e6f-8a1b-3c5d7e9f1a2b",
+        labels: &[("app", "other")],
+        container: "other",
+        image: IMAGE,
+        command: &["/bin/sleep", "100000"],
+    };
+    let base = sb.base();
+    let wp = cri
+        .run_pod(&wp_spec, &base, &sb.cgroup)
+        .unwrap_or_else(|e| panic!("{name}: the WordPress pod: {e}\n{}", sb.daemon_log("containerd")));
+    let other = cri
+        .run_pod(&other_spec, &base, &sb.cgroup)
+        .unwrap_or_else(|e| panic!("{name}: the other pod: {e}\n{}", sb.daemon_log("containerd")));
+    guard.verify(name, &allowed);
+    let status = cri.container_status(&wp.container_id).unwrap_or_else(|e| panic!("{name}: {e}"));
+    println!(
+        "{name}: ContainerStatus: image {:?}, image_ref {:?}, image_id {:?}",
+        status.image.as_ref().map(|i| &i.image),
+        status.image_ref,
+        status.image_id
+    );
+
+    // The pods run their programs.
+    let (code, out, err) = cri.exec_sync(&wp.container_id, &["/bin/sh", "-c", "echo hi"]).unwrap();
+    assert_eq!((code, out.as_str()), (0, "hi\n"), "{name}: `echo hi` in the WordPress pod; stderr {err}");
+    expect_alerts(&sb, &alert_log, 0, &format!("{name}: programs outside tmp"), &guard);
+
+    // The seed's attack in the WordPress pod: refused, one alert.
+    let (code, out, err) = cri.exec_sync(&wp.container_id, &["/bin/sh", "-c", PAYLOAD]).unwrap();
+    assert!(
+        code == 126 && err.contains(EPERM_TEXT) && out.is_empty(),
+        "{name}: {PAYLOAD} in the WordPress pod: exit {code}, stdout {out:?}, stderr {err:?}\n{}\n--- noexecd ---\n{}",
+        containers_seen(&sb),
+        guard.log_text()
+    );
+    let a = expect_alerts(&sb, &alert_log, 1, &format!("{name}: the seed's exec"), &guard);
+    let alert = &a[0];
+    println!("{name}: the seed's alert from a CRI pod:\n{}", serde_json::to_string_pretty(alert).unwrap());
+    guard.verify(name, &allowed);
+
+    // The same payload in the other app's pod runs (busybox, run as `xvzf`, says that is no applet of it).
+    let (code, out, err) = cri.exec_sync(&other.container_id, &["/bin/sh", "-c", PAYLOAD]).unwrap();
+    assert!(
+        code == 127 && err == "xvzf: applet not found\n",
+        "{name}: {PAYLOAD} in the other app's pod runs: exit {code}, stdout {out:?}, stderr {err:?}"
+    );
+    expect_alerts(&sb, &alert_log, 1, &format!("{name}: the other app's pod"), &guard);
+
+    // The alert, field by field.
+    assert_eq!(get_str(alert, "Type"), "MatchedPolicy", "{alert}");
+    assert_eq!(get_str(alert, "PolicyName"), POLICY_NAME, "{alert}");
+    assert_eq!(get_str(alert, "Message"), POLICY_MESSAGE, "{alert}");
+    assert_eq!(get_str(alert, "Action"), "Block", "{alert}");
+    assert_eq!(get_str(alert, "Result"), EPERM_TEXT, "the errno the caller saw: {alert}");
+    assert_eq!(get_str(alert, "Operation"), "Process", "{alert}");
+    assert_eq!(get_str(alert, "Resource"), "/var/tmp/xvzf", "the path inside the container: {alert}");
+    assert_eq!(get_str(alert, "ProcessName"), "/var/tmp/xvzf", "{alert}");
+    assert_eq!(get_str(alert, "Source"), "/bin/busybox", "the shell that called exec: {alert}");
+    assert_eq!(get_str(alert, "PodName"), WP_POD, "{alert}");
+    assert_eq!(get_str(alert, "NamespaceName"), NAMESPACE, "{alert}");
+    assert_eq!(get_str(alert, "ContainerName"), "wordpress", "{alert}");
+    assert_eq!(get_str(alert, "ContainerID"), wp.container_id, "the CRI container id: {alert}");
+    assert_eq!(get_str(alert, "ClusterName"), CLUSTER_NAME, "{alert}");
+    assert_eq!(get_str(alert, "HostName"), HOST_NAME, "{alert}");
+    let (pid, host_pid) = (get_int(alert, "PID"), get_int(alert, "HostPID"));
+    assert!(pid > 0 && host_pid > 0 && host_pid != pid, "PID inside the container, HostPID outside: {alert}");
+
+    // The exec was `ExecSync`'s own process (the shell execs the last command of `-c`), whose parent is the
+    // WordPress pod's shim, outside the container's pid namespace: `PPID` is the host's as in the seed's alert.
+    let shim = real_exe("containerd-shim-runc-v2");
+    let wp_shim = shim_of(&sb, &shim, &wp.container_id);
+    assert_eq!(Some(get_int(alert, "HostPPID")), wp_shim, "HostPPID is the pod's {shim}: {alert}");
+    assert_eq!(get_int(alert, "PPID"), get_int(alert, "HostPPID"), "{alert}");
+    // The kubelet's `imageID` is the image's repo digest.
+    let (repo, tag) = IMAGE.rsplit_once(':').unwrap();
+    let digest = status.image_ref.strip_prefix(&format!("{repo}@")).unwrap_or_else(|| {
+        panic!("{name}: ContainerStatus image_ref {:?} is {repo}@<digest> (tag {tag})", status.image_ref)
+    });
+
+    // What today's daemon gets right of the two fields below.
+    assert!(get_str(alert, "ContainerImage").starts_with(IMAGE), "the image's name: {alert}");
+    assert!(get_str(alert, "Labels").split(',').any(|l| l == "app=wordpress"), "the pod's labels: {alert}");
+
+    // What a real node's alert says (KubeArmor's, from a pod the kubelet made) and today's daemon does not.
+    let mut differs: Vec<String> = Vec::new();
+    let mut want = |field: &str, expected: String| {
+        let got = get_str(alert, field);
+        if got != expected {
+            differs.push(format!("{field}: want {expected:?}, got {got:?}"));
+        }
+    };
+    // The pod's labels, without the kubelet's and without `pod-template-hash`.
+    want("Labels", "app=wordpress".into());
+    // The image as the pod names it, with the digest of the kubelet's `imageID` (`ContainerStatus`).
+    want("ContainerImage", format!("{IMAGE}@{digest}"));
+    // The caller's parent, not the caller.
+    want("ParentProcessName", shim.clone());
+
+    for pod in [&wp, &other] {
+        cri.remove_pod(&pod.sandbox_id).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    guard.verify(name, &allowed);
+    println!("{name}: {:.1} s", started.elapsed().as_secs_f64());
+    if !differs.is_empty() {
+        let text = format!("the alert differs from a real node's:\n{}\n{alert}", differs.join("\n"));
+        assert!(!strict, "{name}: {text}");
+        eprintln!("KNOWN DIFFERENCES {name}: {text}");
+    }
+}
+
+/// `noexecd containers --table` in the sandbox, pointed at its containerd: what the daemon's reader sees.
+fn containers_seen(sb: &Sandbox) -> String {
+    let none = sb.base().join("none");
+    let mut argv: Vec<String> = vec![path_str(&bin()), "containers".into(), "--table".into()];
+    for (flag, value) in [
+        ("--podman-socket", none.join("podman.sock")),
+        ("--docker-root", none.join("docker")),
+        ("--storage", none.join("storage")),
+        ("--containerd-state", PathBuf::from(CONTAINERD_STATE)),
+        ("--containerd-socket", PathBuf::from(CONTAINERD_SOCKET)),
+    ] {
+        argv.extend([flag.to_owned(), path_str(&value)]);
+    }
+    let o = sb.run(&argv);
+    format!("{o}")
+}
+
+/// The pid of the shim of container `id` as the sandbox's pid namespace (the daemon's) numbers it: the
+/// `containerd-shim-runc-v2` with a child in the container's cgroup.
+fn shim_of(sb: &Sandbox, shim: &str, id: &str) -> Option<i64> {
+    let children = |p: i64| -> Vec<i64> {
+        let text = fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+        text.split_whitespace().filter_map(|c| c.parse::<i64>().ok()).collect()
+    };
+    let mut stack = vec![i64::from(sb.init)];
+    while let Some(p) = stack.pop() {
+        if fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| path_str(&e) == shim)
+            && children(p).iter().any(|c| fs::read_to_string(format!("/proc/{c}/cgroup")).is_ok_and(|g| g.contains(id)))
+        {
+            let status = fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+            let ns_pid = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?.split_whitespace().last()?;
+            return ns_pid.parse().ok();
+        }
+        stack.extend(children(p));
+    }
+    None
+}
+
+#[test]
+fn tmp_tmpfs_seed_exec_in_a_cri_wordpress_pod_is_blocked_with_the_pods_alert() {
+    seed_scenario(&test_name!(), SandboxLayout::TmpTmpfs, false);
+}
+
+#[test]
+fn ext4_root_seed_exec_in_a_cri_wordpress_pod_is_blocked_with_the_pods_alert() {
+    seed_scenario(&test_name!(), SandboxLayout::Ext4Root, false);
+}
+
+/// The same scenario, failing on every field where the alert differs from a real node's.
+#[test]
+#[ignore = "the daemon's Labels, ContainerImage and ParentProcessName differ from KubeArmor's on a real node"]
+fn tmp_tmpfs_cri_alert_says_what_a_real_nodes_alert_says() {
+    seed_scenario(&test_name!(), SandboxLayout::TmpTmpfs, true);
+}
+
+#[test]
+#[ignore = "the daemon's Labels, ContainerImage and ParentProcessName differ from KubeArmor's on a real node"]
+fn ext4_root_cri_alert_says_what_a_real_nodes_alert_says() {
+    seed_scenario(&test_name!(), SandboxLayout::Ext4Root, true);
+}
