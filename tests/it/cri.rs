@@ -357,6 +357,8 @@ struct Guard {
     /// The daemon's pid as the test sees it.
     pid: i32,
     log: PathBuf,
+    /// Its status file, as the test sees it (see `common::StatusWatch`).
+    status: PathBuf,
     _notify: UnixDatagram,
 }
 
@@ -367,14 +369,18 @@ impl Guard {
         notify.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         let log = sb.dir.path().join("noexecd.log");
         let out = fs::File::create(&log).unwrap();
+        let status = sb.base().join("noexecd.status");
         let nsenter = Command::new("setpriv")
             .env("PATH", SYS_PATH)
             .args(["--pdeathsig", "KILL", "--", "nsenter", "-t"])
             .arg(sb.init.to_string())
             .args(["-m", "-p", "--", "setpriv", "--pdeathsig", "KILL", "--", "timeout", "-k", "2", "900"])
             .arg(bin())
-            .args(["--log-level", "debug", "run", "--config"])
+            .args(["--log-level", "debug", "run", "--status-file"])
+            .arg(&status)
+            .arg("--config")
             .arg(config)
+            .env("NOEXECD_STATUS_EVERY_MS", STATUS_EVERY_MS)
             .env("NOTIFY_SOCKET", &notify_path)
             .env_remove("RUST_LOG")
             .env("NO_COLOR", "1")
@@ -383,7 +389,7 @@ impl Guard {
             .stderr(out)
             .spawn()
             .expect("spawn nsenter for noexecd");
-        let mut g = Guard { nsenter, pid: 0, log, _notify: notify };
+        let mut g = Guard { nsenter, pid: 0, log, status: sb.host_view(&status), _notify: notify };
         let exe = fs::canonicalize(bin()).unwrap();
         let deadline = Instant::now() + READY_WITHIN;
         while g.pid == 0 {
@@ -399,7 +405,8 @@ impl Guard {
             }
             assert!(g.nsenter.try_wait().unwrap().is_none(), "{name}: noexecd ended at once:\n{}", g.log_text());
             assert!(Instant::now() < deadline, "{name}: no noexecd process below nsenter:\n{}", g.log_text());
-            thread::sleep(Duration::from_millis(10));
+            // The process tree has no counter to wait on: look again after a poll's interval.
+            thread::sleep(POLL_EVERY);
         }
         let mut buf = [0u8; 4096];
         loop {
@@ -432,6 +439,10 @@ impl Guard {
         }
     }
 
+    fn watch(&self) -> StatusWatch<'_> {
+        StatusWatch { path: &self.status, pid: self.pid, log: &self.log }
+    }
+
     fn log_text(&self) -> String {
         fs::read(&self.log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     }
@@ -449,10 +460,7 @@ impl Drop for Guard {
     fn drop(&mut self) {
         if self.pid > 0 && self.nsenter.try_wait().ok().flatten().is_none() {
             let _ = kill(Pid::from_raw(self.pid), Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while self.nsenter.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                thread::sleep(Duration::from_millis(20));
-            }
+            poll_until(Duration::from_secs(10), || self.nsenter.try_wait().ok().flatten());
         }
         self.kill_hard();
     }
@@ -540,13 +548,11 @@ fn alerts(sb: &Sandbox, log: &Path) -> Vec<Value> {
     Env::read_alerts_at(&sb.host_view(log))
 }
 
-/// Waits until the log holds at least `n` alerts, a little longer, and asserts it holds exactly `n`.
+/// Waits until the log holds at least `n` alerts and the daemon's alert writer has caught up with its
+/// decisions, and asserts it holds exactly `n`.
 fn expect_alerts(sb: &Sandbox, log: &Path, n: usize, what: &str, guard: &Guard) -> Vec<Value> {
-    let deadline = Instant::now() + ALERT_TIMEOUT;
-    while alerts(sb, log).len() < n && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(25));
-    }
-    thread::sleep(SETTLE);
+    poll_until(ALERT_TIMEOUT, || (alerts(sb, log).len() >= n).then_some(()));
+    guard.watch().settle();
     let a = alerts(sb, log);
     assert_eq!(
         a.len(),
