@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Counters shared with the status line and the watchdog. Relaxed: they are statistics.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Every permission event answered (each answer written, whatever it was): what a program waiting on the
+    /// daemon (the integration tests) counts.
+    pub answered: AtomicU64,
     pub allowed: AtomicU64,
     pub blocked: AtomicU64,
     pub audited: AtomicU64,
@@ -32,6 +35,7 @@ impl Counters {
     pub fn snapshot(&self) -> Snapshot {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Snapshot {
+            answered: read(&self.answered),
             allowed: read(&self.allowed),
             blocked: read(&self.blocked),
             audited: read(&self.audited),
@@ -53,6 +57,7 @@ impl Counters {
 /// The counters at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Snapshot {
+    pub answered: u64,
     pub allowed: u64,
     pub blocked: u64,
     pub audited: u64,

@@ -34,7 +34,7 @@ pub struct StatusFile {
     /// Rewrites of the file since the start, this one included: a reader that read `updates=u` and then
     /// sees `u + 2` or more holds counters read after its first read.
     pub updates: u64,
-    /// Permission events (exec and open) answered with a decision: allowed, blocked or audited.
+    /// Permission events (exec and open) answered, the daemon's own included: every answer written.
     pub decided: u64,
     /// Of those, the ones that raised an alert (blocked or audited, throttled or not).
     pub alerted: u64,
@@ -81,7 +81,7 @@ impl StatusFile {
     /// The decision thread's and the alert writer's counters of `counters`; the rest stays as it is.
     pub fn with_counters(self, counters: &Snapshot) -> Self {
         Self {
-            decided: counters.allowed + counters.blocked + counters.audited,
+            decided: counters.answered,
             alerted: counters.blocked + counters.audited,
             alerts_written: counters.alerts_written,
             alerts_dropped: counters.dropped.total(),
@@ -116,7 +116,8 @@ mod tests {
     fn the_status_line_comes_first_then_one_field_a_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("status");
-        let counters = Snapshot { allowed: 5, blocked: 2, audited: 1, alerts_written: 3, ..Snapshot::default() };
+        let counters =
+            Snapshot { answered: 8, allowed: 5, blocked: 2, audited: 1, alerts_written: 3, ..Snapshot::default() };
         let fields = StatusFile { updates: 7, reloads: 1, ..StatusFile::default() }.with_counters(&counters);
         write_status(&path, "guarding 1 filesystem(s)", &fields).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();

@@ -246,6 +246,7 @@ impl Decider {
         if responder.respond(fd, answer).is_err() {
             self.counters.answer_errors.fetch_add(1, Ordering::Relaxed);
         }
+        self.counters.answered.fetch_add(1, Ordering::Relaxed);
     }
 
     fn count(&self, outcome: Outcome) {
