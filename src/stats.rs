@@ -23,6 +23,8 @@ pub struct Counters {
     pub open_dirs: AtomicU64,
     /// The tracker's cap when it was reached (directories past it carry no open mark), else 0.
     pub open_dirs_capped_at: AtomicU64,
+    /// gRPC `WatchAlerts` readers cut off for falling behind (each then reconnects or stays gone).
+    pub grpc_readers_dropped: AtomicU64,
 }
 
 impl Counters {
@@ -43,6 +45,7 @@ impl Counters {
             answer_errors: read(&self.answer_errors),
             open_dirs: read(&self.open_dirs),
             open_dirs_capped_at: read(&self.open_dirs_capped_at),
+            grpc_readers_dropped: read(&self.grpc_readers_dropped),
         }
     }
 }
@@ -59,6 +62,7 @@ pub struct Snapshot {
     pub answer_errors: u64,
     pub open_dirs: u64,
     pub open_dirs_capped_at: u64,
+    pub grpc_readers_dropped: u64,
 }
 
 /// Alerts dropped, by cause: the bounded queue was full, past `max_alerts_per_sec`, or the log could not

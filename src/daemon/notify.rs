@@ -91,7 +91,11 @@ pub fn status_line(filesystems: usize, c: &Snapshot) -> String {
         d.throttle,
         d.write,
     );
-    line + &dirs
+    let grpc = match c.grpc_readers_dropped {
+        0 => String::new(),
+        n => format!("; gRPC readers dropped for falling behind {n}"),
+    };
+    line + &dirs + &grpc
 }
 
 #[cfg(test)]
