@@ -13,11 +13,12 @@
 //! Each `WatchAlerts` reader has the live socket's bounded buffer ([`Subscribers`]); one that falls that
 //! far behind is cut off (counted, logged) and its stream ends with `RESOURCE_EXHAUSTED` once it has read
 //! what the buffer holds: the writer never waits for it, and a reader that reconnects knows it has a gap.
+//! At most [`MAX_READERS`] `WatchAlerts` readers are served at once.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -71,7 +72,7 @@ impl GrpcListener {
         let incoming = tonic::transport::server::TcpIncoming::from(listener)
             .with_nodelay(Some(true))
             .with_keepalive(Some(Duration::from_secs(60)));
-        let service = LogServiceServer::new(Service { subscribers, counters });
+        let service = LogServiceServer::new(Service::new(subscribers, counters));
         let served = tonic::transport::Server::builder()
             // A peer that went away without a word is noticed, and its stream freed.
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -84,9 +85,36 @@ impl GrpcListener {
     }
 }
 
+/// `WatchAlerts` readers served at once: each may hold its buffer and a connection's send window, and the
+/// port may be reachable from a whole cluster. Past it a reader is refused, and retries.
+const MAX_READERS: usize = 64;
+
 struct Service {
     subscribers: Subscribers,
     counters: Arc<Counters>,
+    readers: Arc<AtomicUsize>,
+}
+
+impl Service {
+    fn new(subscribers: Subscribers, counters: Arc<Counters>) -> Self {
+        Self { subscribers, counters, readers: Arc::new(AtomicUsize::new(0)) }
+    }
+}
+
+/// One place among the [`MAX_READERS`], given back when the reader's stream is dropped.
+struct ReaderSlot(Arc<AtomicUsize>);
+
+impl ReaderSlot {
+    fn take(readers: &Arc<AtomicUsize>) -> Option<Self> {
+        readers.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_READERS).then_some(n + 1)).ok()?;
+        Some(Self(readers.clone()))
+    }
+}
+
+impl Drop for ReaderSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 type Never<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send>>;
@@ -129,8 +157,12 @@ impl LogService for Service {
         let filter = request.into_inner().filter;
         if !matches!(filter.as_str(), "all" | "policy") {
             tracing::info!(?peer, filter, "gRPC WatchAlerts with a filter that carries no alerts: stream ended");
-            return Ok(Response::new(AlertStream { lines: None }));
+            return Ok(Response::new(AlertStream { lines: None, _slot: None }));
         }
+        let Some(slot) = ReaderSlot::take(&self.readers) else {
+            tracing::warn!(?peer, max = MAX_READERS, "gRPC WatchAlerts reader refused: too many readers");
+            return Err(Status::resource_exhausted(format!("{MAX_READERS} readers are served already")));
+        };
         let counters = self.counters.clone();
         let lines = self.subscribers.subscribe_or_cut_off(Arc::new(move || {
             let dropped = counters.grpc_readers_dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -142,7 +174,7 @@ impl LogService for Service {
             );
         }));
         tracing::info!(?peer, filter, "gRPC WatchAlerts reader connected");
-        Ok(Response::new(AlertStream { lines: Some(lines) }))
+        Ok(Response::new(AlertStream { lines: Some(lines), _slot: Some(slot) }))
     }
 
     type WatchLogsStream = Never<proto::Log>;
@@ -160,6 +192,7 @@ impl LogService for Service {
 /// off, `RESOURCE_EXHAUSTED`.
 pub struct AlertStream {
     lines: Option<mpsc::Receiver<Arc<str>>>,
+    _slot: Option<ReaderSlot>,
 }
 
 impl Stream for AlertStream {
@@ -399,7 +432,7 @@ mod tests {
         use tokio_stream::StreamExt;
         let subs = Subscribers::default();
         let counters = Arc::new(Counters::default());
-        let service = Service { subscribers: subs.clone(), counters: counters.clone() };
+        let service = Service::new(subs.clone(), counters.clone());
         let request = Request::new(proto::RequestMessage { filter: "policy".into() });
         let mut stream = service.watch_alerts(request).await.unwrap().into_inner();
         let line: Arc<str> = Arc::from(full_alert().to_json_line());
@@ -418,7 +451,7 @@ mod tests {
     #[tokio::test]
     async fn filters_as_kubearmor_reads_them_and_health_check_echoes() {
         use tokio_stream::StreamExt;
-        let service = Service { subscribers: Subscribers::default(), counters: Arc::new(Counters::default()) };
+        let service = Service::new(Subscribers::default(), Arc::new(Counters::default()));
         let ask = |filter: &str| Request::new(proto::RequestMessage { filter: filter.into() });
         for filter in ["system", "", "nonsense"] {
             let mut s = service.watch_alerts(ask(filter)).await.unwrap().into_inner();
@@ -433,5 +466,21 @@ mod tests {
         assert!(waited.is_err(), "WatchLogs system stays open");
         let reply = service.health_check(Request::new(proto::NonceMessage { nonce: -77 })).await.unwrap();
         assert_eq!(reply.into_inner().retval, -77);
+    }
+
+    #[tokio::test]
+    async fn readers_past_the_cap_are_refused_until_one_leaves() {
+        let service = Service::new(Subscribers::default(), Arc::new(Counters::default()));
+        let ask = || Request::new(proto::RequestMessage { filter: "all".into() });
+        let mut held = Vec::new();
+        for _ in 0..MAX_READERS {
+            held.push(service.watch_alerts(ask()).await.unwrap().into_inner());
+        }
+        let refused = service.watch_alerts(ask()).await.err().unwrap();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        // A filter that streams nothing takes no place.
+        assert!(service.watch_alerts(Request::new(proto::RequestMessage { filter: "system".into() })).await.is_ok());
+        held.pop();
+        assert!(service.watch_alerts(ask()).await.is_ok());
     }
 }
