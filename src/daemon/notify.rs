@@ -119,4 +119,12 @@ mod tests {
         assert_eq!(&buf[..n], b"STATUS=x\n");
         send_to(path.as_os_str(), "STATUS=y\n", Duration::ZERO).unwrap();
     }
+
+    #[test]
+    fn grpc_readers_cut_off_show_in_the_status_line_once_there_are_any() {
+        let mut c = Snapshot::default();
+        assert!(!status_line(1, &c).contains("gRPC"));
+        c.grpc_readers_dropped = 2;
+        assert!(status_line(1, &c).ends_with("; gRPC readers dropped for falling behind 2"));
+    }
 }
