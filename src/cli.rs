@@ -1,6 +1,7 @@
 //! Command-line definition. Kept apart from `main` so the man page and completions can be generated from it.
 #![forbid(unsafe_code)]
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -104,6 +105,20 @@ pub struct RunArgs {
     /// crash or restart of this daemon instead of running.
     #[arg(long, value_name = "PATH")]
     pub hold_socket: Option<PathBuf>,
+    /// Serve KubeArmor's gRPC LogService (WatchAlerts, WatchLogs, HealthCheck: what `karmor logs --gRPC` and
+    /// kubearmor-relay read) on ADDR: HOST:PORT, or a port alone for every IPv4 interface (KubeArmor's is
+    /// 32767). Off unless given (default: $NOEXECD_GRPC).
+    #[arg(long, value_name = "ADDR", value_parser = parse_grpc_addr)]
+    pub grpc: Option<SocketAddr>,
+}
+
+/// `--grpc`'s address: `HOST:PORT` (`127.0.0.1:32767`, `[::]:32767`), or `PORT` alone for `0.0.0.0:PORT`.
+pub fn parse_grpc_addr(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    match text.parse::<u16>() {
+        Ok(port) => Ok(SocketAddr::from(([0, 0, 0, 0], port))),
+        Err(_) => text.parse().map_err(|e| format!("{text:?} is neither HOST:PORT nor a port: {e}")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -229,4 +244,18 @@ pub mod explain_status {
     pub const ERROR: u8 = 1;
     pub const BLOCKED: u8 = 2;
     pub const AUDITED: u8 = 3;
+}
+
+#[cfg(test)]
+mod grpc_addr_tests {
+    use super::parse_grpc_addr;
+
+    #[test]
+    fn a_port_alone_is_every_ipv4_interface() {
+        assert_eq!(parse_grpc_addr("32767").unwrap().to_string(), "0.0.0.0:32767");
+        assert_eq!(parse_grpc_addr("127.0.0.1:0").unwrap().to_string(), "127.0.0.1:0");
+        assert_eq!(parse_grpc_addr("[::]:32767").unwrap().to_string(), "[::]:32767");
+        assert!(parse_grpc_addr("localhost").is_err());
+        assert!(parse_grpc_addr("99999").is_err());
+    }
 }

@@ -95,6 +95,10 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    GrpcListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     ReadAlerts {
         path: PathBuf,
         source: std::io::Error,
@@ -180,6 +184,9 @@ impl fmt::Display for Error {
             Error::OpenAlertLog { path, source } => write!(f, "cannot open alert log {}: {source}", path.display()),
             Error::AlertSocket { path, source } => {
                 write!(f, "cannot serve alerts on socket {}: {source}", path.display())
+            }
+            Error::GrpcListen { addr, source } => {
+                write!(f, "cannot serve KubeArmor's gRPC LogService on {addr} (--grpc): {source}")
             }
             Error::ReadAlerts { path, source } => write!(f, "cannot read alerts from {}: {source}", path.display()),
             Error::DecisionThreadDied => f.write_str("the decision thread ended unexpectedly"),

@@ -20,6 +20,8 @@ pub(crate) mod policy;
 pub(crate) mod stats;
 pub(crate) mod sys;
 
+/// KubeArmor's gRPC messages, server and client (`proto/kubearmor.proto`), for the tests and other clients.
+pub use alert::grpc::proto as kubearmor;
 pub use error::{Error, Result};
 
 #[cfg(test)]

@@ -33,6 +33,13 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 host_name: args.host_name.or_else(|| env("NOEXECD_HOST_NAME")),
                 cluster_name: args.cluster_name.or_else(|| env("NOEXECD_CLUSTER_NAME")),
                 hold_socket: args.hold_socket,
+                grpc: match args.grpc {
+                    Some(addr) => Some(addr),
+                    None => env("NOEXECD_GRPC")
+                        .map(|v| noexecd::cli::parse_grpc_addr(&v))
+                        .transpose()
+                        .map_err(|e| anyhow::anyhow!("NOEXECD_GRPC: {e}"))?,
+                },
             };
             let config = &args.config.config;
             noexecd::daemon::run(config, &options)

@@ -28,6 +28,8 @@ pub struct Counters {
     pub open_dirs_capped_at: AtomicU64,
     /// Marks the kernel refused (each is logged with its path: `guard::marks::MarkFailures`).
     pub marks_failed: AtomicU64,
+    /// gRPC `WatchAlerts` readers cut off for falling behind (each then reconnects or stays gone).
+    pub grpc_readers_dropped: AtomicU64,
 }
 
 impl Counters {
@@ -50,6 +52,7 @@ impl Counters {
             open_dirs: read(&self.open_dirs),
             open_dirs_capped_at: read(&self.open_dirs_capped_at),
             marks_failed: read(&self.marks_failed),
+            grpc_readers_dropped: read(&self.grpc_readers_dropped),
         }
     }
 }
@@ -68,6 +71,7 @@ pub struct Snapshot {
     pub open_dirs: u64,
     pub open_dirs_capped_at: u64,
     pub marks_failed: u64,
+    pub grpc_readers_dropped: u64,
 }
 
 /// Alerts dropped, by cause: the bounded queue was full, past `max_alerts_per_sec`, or the log could not

@@ -13,34 +13,68 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 
-/// Lines a client may fall behind before it loses some.
-const CLIENT_BUFFER: usize = 1024;
+/// Lines a client may fall behind before it loses some (or is cut off).
+pub const CLIENT_BUFFER: usize = 1024;
+
+/// Called when a client that is cut off when full falls [`CLIENT_BUFFER`] lines behind.
+pub type OnCutOff = Arc<dyn Fn() + Send + Sync>;
+
+/// One client's buffer, and what a full buffer costs it.
+struct Client {
+    lines: mpsc::Sender<Arc<str>>,
+    /// `None`: the line is lost (counted) and the client stays. `Some`: the client is forgotten, so its
+    /// stream ends once it has read what its buffer holds, and the callback counts it.
+    cut_off: Option<OnCutOff>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("cut_off_when_full", &self.cut_off.is_some()).finish_non_exhaustive()
+    }
+}
 
 /// The connected clients, shared by the accept loop and the alert writer (both on the tokio side).
 #[derive(Debug, Default, Clone)]
 pub struct Subscribers {
-    clients: Arc<Mutex<Vec<mpsc::Sender<Arc<str>>>>>,
+    clients: Arc<Mutex<Vec<Client>>>,
     dropped: Arc<AtomicU64>,
 }
 
 impl Subscribers {
-    /// Offers a line to every client without waiting; full buffers lose it, closed clients are forgotten.
+    /// Offers a line to every client without waiting; full buffers lose it (or their client, see
+    /// [`Subscribers::subscribe_or_cut_off`]), closed clients are forgotten.
     pub fn publish(&self, line: &Arc<str>) {
         let Ok(mut clients) = self.clients.lock() else { return };
-        clients.retain(|c| match c.try_send(Arc::clone(line)) {
+        clients.retain(|c| match c.lines.try_send(Arc::clone(line)) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                true
-            }
+            Err(mpsc::error::TrySendError::Full(_)) => match &c.cut_off {
+                Some(count) => {
+                    count();
+                    false
+                }
+                None => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+            },
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         });
     }
 
     pub fn subscribe(&self) -> mpsc::Receiver<Arc<str>> {
+        self.add(None)
+    }
+
+    /// A client that is dropped, not left with gaps, when it falls behind: its receiver yields what its
+    /// buffer holds, then ends; `on_cut_off` is called once, when that happens.
+    pub fn subscribe_or_cut_off(&self, on_cut_off: OnCutOff) -> mpsc::Receiver<Arc<str>> {
+        self.add(Some(on_cut_off))
+    }
+
+    fn add(&self, cut_off: Option<OnCutOff>) -> mpsc::Receiver<Arc<str>> {
         let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
         if let Ok(mut clients) = self.clients.lock() {
-            clients.push(tx);
+            clients.push(Client { lines: tx, cut_off });
         }
         rx
     }
@@ -127,6 +161,29 @@ mod tests {
         assert_eq!(subs.clients.lock().unwrap().len(), 1);
         assert_eq!(subs.dropped(), 5);
         assert_eq!(slow.try_recv().as_deref(), Ok("{}\n"));
+    }
+
+    #[test]
+    fn a_client_cut_off_when_full_is_forgotten_counted_once_and_reads_its_buffer_to_the_end() {
+        let subs = Subscribers::default();
+        let cut = Arc::new(AtomicU64::new(0));
+        let count = cut.clone();
+        let mut slow = subs.subscribe_or_cut_off(Arc::new(move || {
+            count.fetch_add(1, Ordering::Relaxed);
+        }));
+        let mut fast = subs.subscribe();
+        let line: Arc<str> = Arc::from("{}\n");
+        for _ in 0..CLIENT_BUFFER + 5 {
+            subs.publish(&line);
+            let _ = fast.try_recv();
+        }
+        assert_eq!(cut.load(Ordering::Relaxed), 1);
+        assert_eq!(subs.clients.lock().unwrap().len(), 1, "the fast client stays");
+        assert_eq!(subs.dropped(), 0, "a cut-off client's lines are not counted as lost lines");
+        for _ in 0..CLIENT_BUFFER {
+            assert!(slow.try_recv().is_ok());
+        }
+        assert_eq!(slow.try_recv(), Err(mpsc::error::TryRecvError::Disconnected));
     }
 
     #[tokio::test]

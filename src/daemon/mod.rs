@@ -31,6 +31,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::alert::Origin;
+use crate::alert::grpc::GrpcListener;
 use crate::alert::sink::{self, AlertSink, Control};
 use crate::alert::stream::{AlertSocket, Subscribers};
 use crate::containers;
@@ -117,6 +118,17 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
             if resumed {
                 // Closing the group lets every waiting exec through: better than holding the host until
                 // systemd gives up on restarting us.
+                tracing::error!("cannot start; releasing the stored fanotify group so waiting execs proceed");
+                keeper.release();
+            }
+            return Err(e);
+        }
+    };
+    // Bound before anything is marked: an address in use is a startup error, not a stream that never comes.
+    let grpc = match options.grpc.map(GrpcListener::bind).transpose() {
+        Ok(listener) => listener,
+        Err(e) => {
+            if resumed {
                 tracing::error!("cannot start; releasing the stored fanotify group so waiting execs proceed");
                 keeper.release();
             }
@@ -230,6 +242,7 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
             },
             (None, _) => None,
         };
+        let grpc = grpc.map(|listener| tokio::spawn(listener.serve(subscribers.clone(), counters.clone())));
         let mut controller = Controller {
             config_path: config_path.to_owned(),
             options: options.clone(),
@@ -282,6 +295,11 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
             // Dropping the task drops the listener, which removes the socket file.
             server.abort();
             let _ = server.await;
+        }
+        if let Some(grpc) = grpc {
+            // Its readers' connections end with the runtime.
+            grpc.abort();
+            let _ = grpc.await;
         }
         result
     });

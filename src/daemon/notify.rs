@@ -95,7 +95,11 @@ pub fn status_line(filesystems: usize, c: &Snapshot) -> String {
         0 => String::new(),
         n => format!("; marks failed {n} (see the log)"),
     };
-    line + &dirs + &failed
+    let grpc = match c.grpc_readers_dropped {
+        0 => String::new(),
+        n => format!("; gRPC readers dropped for falling behind {n}"),
+    };
+    line + &dirs + &failed + &grpc
 }
 
 #[cfg(test)]
@@ -126,5 +130,13 @@ mod tests {
         let n = receiver.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"STATUS=x\n");
         send_to(path.as_os_str(), "STATUS=y\n", Duration::ZERO).unwrap();
+    }
+
+    #[test]
+    fn grpc_readers_cut_off_show_in_the_status_line_once_there_are_any() {
+        let mut c = Snapshot::default();
+        assert!(!status_line(1, &c).contains("gRPC"));
+        c.grpc_readers_dropped = 2;
+        assert!(status_line(1, &c).ends_with("; gRPC readers dropped for falling behind 2"));
     }
 }

@@ -27,6 +27,8 @@ pub struct RunOptions {
     /// `noexecd hold`'s socket (a path of the daemon's own filesystem, like the status file): the group is
     /// handed to it and taken back from it, as systemd's FD store does on a host.
     pub hold_socket: Option<PathBuf>,
+    /// Serve KubeArmor's gRPC LogService here (`alert::grpc`).
+    pub grpc: Option<std::net::SocketAddr>,
 }
 
 /// Where the daemon finds its container's files once it runs in the host's mount namespace.

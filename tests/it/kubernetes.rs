@@ -164,6 +164,17 @@ fn container_args(c: &Value, node: &Node<'_>) -> Vec<String> {
             "name" | "imagePullPolicy" => {}
             "image" => assert!(str_of(&value, "image").starts_with("localhost/noexecd:"), "image {value}"),
             "args" => image_args = value.as_array().unwrap().iter().map(|a| str_of(a, "arg").to_owned()).collect(),
+            // A containerPort only names the port for the Service: the pod's address is open whatever it lists,
+            // and the daemon listens there because its args say --grpc.
+            "ports" => {
+                for p in value.as_array().unwrap() {
+                    assert_eq!(
+                        (p["containerPort"].as_u64(), p["protocol"].as_str()),
+                        (Some(32767), Some("TCP")),
+                        "{p}"
+                    );
+                }
+            }
             "env" => {
                 for e in value.as_array().unwrap() {
                     let name = str_of(&e["name"], "env name");
