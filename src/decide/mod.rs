@@ -222,7 +222,7 @@ impl Decider {
     pub fn new(alerts: mpsc::Sender<ExecAlert>, counters: Arc<Counters>) -> Self {
         Self {
             own_pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
-            own_container: procfs::container_of(i32::try_from(std::process::id()).unwrap_or(i32::MAX))
+            own_container: containers::container_of(i32::try_from(std::process::id()).unwrap_or(i32::MAX))
                 .map(|(_, id)| id),
             path_buf: Box::new([0u8; PATH_BUF_LEN]),
             procs: Arc::new(ProcDirs::open()),
@@ -688,7 +688,7 @@ impl Decider {
             return known.id.clone();
         }
         let id: Option<Arc<str>> =
-            procfs::container_of_with(&self.procs, pid, &mut self.proc_buf).map(|(_, id)| Arc::from(id));
+            containers::container_of_with(&self.procs, pid, &mut self.proc_buf).map(|(_, id)| Arc::from(id));
         if let (Some(ns), Some(entry)) = (ns, self.pid_containers.get_mut(slot)) {
             *entry = Some(PidContainer { pid, mnt_ns: ns, id: id.clone() });
         }

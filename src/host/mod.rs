@@ -1,9 +1,8 @@
 //! What the host tells, read-only: the mount table and how a file's name maps into our namespace, a
-//! process's /proc facts, the cgroup that names its container, and the sysctls that decide what fanotify
+//! process's /proc facts, and the sysctls that decide what fanotify
 //! can see, and the directories a non-root user can write. No policy here, and nothing that places a mark.
 #![forbid(unsafe_code)]
 
-pub mod cgroup;
 pub mod dircount;
 pub mod hardening;
 pub mod mounts;

@@ -3,7 +3,6 @@
 
 use std::os::unix::ffi::OsStrExt;
 
-use super::cgroup::{Runtime, parse_cgroup};
 use crate::sys::ProcDirs;
 
 /// The caller's facts that go into an alert.
@@ -17,8 +16,8 @@ pub struct ProcessInfo {
     /// Real uid, or -1 when the process was gone before it could be read.
     pub uid: i64,
     pub cwd: Vec<u8>,
-    /// The runtime and id of the caller's container, from `/proc/PID/cgroup`; `None` on the host.
-    pub container: Option<(Runtime, String)>,
+    /// `/proc/PID/cgroup`, which names the caller's container (`containers::parse_cgroup`); empty when gone.
+    pub cgroup: String,
 }
 
 /// Reads what is still readable; never fails.
@@ -30,19 +29,8 @@ pub fn process_info(pid: i32) -> ProcessInfo {
     let ns_pid = parse_ns_pid(&status_text);
     let cwd =
         std::fs::read_link(format!("/proc/{pid}/cwd")).map(|p| p.as_os_str().as_bytes().to_vec()).unwrap_or_default();
-    let container = container_of(pid);
-    ProcessInfo { ns_pid, exe, ppid, uid, cwd, container }
-}
-
-/// The runtime and id of the container process `pid` runs in, from its cgroup; `None` on the host.
-pub fn container_of(pid: i32) -> Option<(Runtime, String)> {
-    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok().and_then(|t| parse_cgroup(&t))
-}
-
-/// [`container_of`] on the decision path: `/proc/PID/cgroup` read through `procs` into the caller's buffer.
-pub fn container_of_with(procs: &ProcDirs, pid: i32, buf: &mut Vec<u8>) -> Option<(Runtime, String)> {
-    procs.read_pid_file(pid, b"cgroup", buf).ok()?;
-    std::str::from_utf8(buf).ok().and_then(parse_cgroup)
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    ProcessInfo { ns_pid, exe, ppid, uid, cwd, cgroup }
 }
 
 /// The mount namespace process `pid` is in, by its inode number (`/proc/PID/ns/mnt` reads `mnt:[N]`).
@@ -127,10 +115,6 @@ mod tests {
         assert_eq!(parse_ns_pid(b"NSpid:\n"), None);
     }
 
-    fn me_pid() -> i32 {
-        std::process::id() as i32
-    }
-
     #[test]
     fn own_process_is_readable() {
         let me = process_info(std::process::id() as i32);
@@ -138,10 +122,7 @@ mod tests {
         assert!(me.ppid > 0);
         assert_eq!(me.uid, i64::from(nix::unistd::getuid().as_raw()));
         assert!(!me.cwd.is_empty());
-        let mut buf = Vec::new();
-        let procs = ProcDirs::open();
-        assert_eq!(container_of_with(&procs, me_pid(), &mut buf), container_of(me_pid()));
-        assert_eq!(container_of_with(&procs, i32::MAX, &mut buf), None);
+        assert!(!me.cgroup.is_empty());
         let gone = process_info(i32::MAX);
         assert_eq!(gone, ProcessInfo { uid: -1, ..ProcessInfo::default() });
     }
