@@ -30,6 +30,7 @@
 //! and infra containers (pause) are not listed: nothing runs in them that a policy is about.
 #![forbid(unsafe_code)]
 
+mod api_thread;
 mod cgroup;
 mod http;
 mod procscan;
