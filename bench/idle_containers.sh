@@ -24,9 +24,12 @@ done
 
 if [ "${NOEXECD_IDLE_INNER:-}" != 1 ]; then
     W=$(mktemp -d /var/tmp/noexecd-idle.XXXXXX)
-    trap 'rmdir "$W" 2>/dev/null || true' EXIT
+    set +e
     NOEXECD_IDLE_INNER=1 W=$W timeout 900 unshare -m --propagation private "$0" "$BIN" "$N" "$SECONDS_MEASURED"
-    exit $?
+    rc=$?
+    # A runtime's helper that outlived the namespace's tmpfs may have written below the directory itself.
+    rm -rf --one-file-system "$W"
+    exit $rc
 fi
 
 # ---- inside the private mount namespace ----
@@ -71,7 +74,9 @@ ln -s busybox "$W/img/bin/sh"
 tar -C "$W/img" -cf "$W/img.tar" .
 podman_ import -q "$W/img.tar" localhost/noexecd-idle:1 >/dev/null
 
-podman_ system service --time=0 "unix://$W/podman.sock" >"$W/podman-service.log" 2>&1 &
+# Not under timeout: its pid is podman's own, which the cleanup stops.
+podman --root "$W/storage" --runroot "$W/run/podman" --storage-driver overlay --runtime runc --cgroup-manager cgroupfs \
+    system service --time=0 "unix://$W/podman.sock" >"$W/podman-service.log" 2>&1 &
 SERVICE_PID=$!
 
 CTD_STATE=$W/none/containerd-state
