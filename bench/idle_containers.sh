@@ -46,6 +46,8 @@ cleanup() {
     [ -n "${SERVICE_PID:-}" ] && kill "$SERVICE_PID" 2>/dev/null && wait "$SERVICE_PID" 2>/dev/null
     [ -n "${CTD_PID:-}" ] && kill "$CTD_PID" 2>/dev/null && wait "$CTD_PID" 2>/dev/null
     podman_ system prune -a -f >/dev/null 2>&1
+    # conmon's `--rm` cleanups go on after the containers are removed: wait for them (at most a minute).
+    for _ in $(seq 600); do pgrep -f "$W/storage" >/dev/null || break; sleep 0.1; done
     # The tmpfs goes with the namespace's last process (conmon's cleanup may outlive this script): no umount,
     # which would let a late write land in the real directory below.
 }
