@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::containers::Source;
+
 /// The default configuration file, as installed by the packages.
 pub const DEFAULT_CONFIG: &str = "/etc/noexecd/noexecd.toml";
 
@@ -166,24 +168,53 @@ pub struct ContainersArgs {
     /// A table for people instead of one JSON object per line.
     #[arg(long)]
     pub table: bool,
-    /// docker's data root (dockerd --data-root).
-    #[arg(long, value_name = "DIR", default_value = crate::containers::DEFAULT_DOCKER_ROOT)]
-    pub docker_root: PathBuf,
-    /// podman's API socket (podman system service, or the podman.socket unit).
-    #[arg(long, value_name = "PATH", default_value = crate::containers::DEFAULT_PODMAN_SOCKET)]
-    pub podman_socket: PathBuf,
-    /// containerd's state directory (`state` in its config.toml).
-    #[arg(long, value_name = "DIR", default_value = crate::containers::DEFAULT_CONTAINERD_STATE)]
-    pub containerd_state: PathBuf,
-    /// containerd's API socket (`[grpc] address` in its config.toml): labels of its containers and pods.
-    #[arg(long, value_name = "PATH", default_value = crate::containers::DEFAULT_CONTAINERD_SOCKET)]
-    pub containerd_socket: PathBuf,
-    /// The containers/storage graph root CRI-O keeps its containers in.
-    #[arg(long, value_name = "DIR", default_value = crate::containers::DEFAULT_STORAGE)]
-    pub storage: PathBuf,
+    // Where each runtime keeps its records: one flag per runtime source that has one.
+    #[command(flatten)]
+    pub sources: SourceFlags,
     /// Configuration file (read by later versions for the runtimes' places; not read yet).
     #[arg(long, short = 'c', value_name = "PATH", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
+}
+
+/// The flags of `noexecd containers` that say where a runtime's records are, one per [`Source`] of the
+/// runtimes' registry that has a flag, defaulting to the runtime's own place: `(key, path)` for each.
+#[derive(Debug, Clone, Default)]
+pub struct SourceFlags(pub Vec<(&'static str, PathBuf)>);
+
+fn flag_sources() -> impl Iterator<Item = (&'static str, &'static Source)> {
+    crate::containers::runtimes::sources().filter_map(|s| Some((s.flag?, s)))
+}
+
+impl clap::FromArgMatches for SourceFlags {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Ok(SourceFlags(
+            flag_sources().filter_map(|(_, s)| Some((s.key, matches.get_one::<PathBuf>(s.key)?.clone()))).collect(),
+        ))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for SourceFlags {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        flag_sources().fold(cmd, |cmd, (flag, s)| {
+            cmd.arg(
+                clap::Arg::new(s.key)
+                    .long(flag)
+                    .value_name(s.value_name)
+                    .default_value(s.default)
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .help(s.about),
+            )
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 #[derive(Debug, Args)]

@@ -86,18 +86,6 @@ fn the_check_sees_a_wrong_import() {
     );
 }
 
-/// Circles between files not yet undone: the runtime readers and `containers/mod.rs` name each other (the
-/// readers its types and `procscan`, it their functions). Listed exactly, so the test fails both on a new
-/// circle and on a change to this one (once it is gone, the entry goes).
-const KNOWN_CIRCLES: &[&[&str]] = &[&[
-    "containers/containerd.rs",
-    "containers/crio.rs",
-    "containers/docker.rs",
-    "containers/mod.rs",
-    "containers/podman.rs",
-    "containers/procscan.rs",
-]];
-
 #[test]
 fn no_import_circle_between_files() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -114,9 +102,8 @@ fn no_import_circle_between_files() {
         "the graph sees `use super::overlay`: {graph:?}"
     );
     let circles = circles(&graph);
-    let known: Vec<Vec<String>> = KNOWN_CIRCLES.iter().map(|c| c.iter().map(|f| (*f).to_owned()).collect()).collect();
     let shown: Vec<String> = circles.iter().map(|c| describe_circle(&graph, c)).collect();
-    assert_eq!(circles, known, "import circles between files:\n{}", shown.join("\n"));
+    assert!(circles.is_empty(), "import circles between files:\n{}", shown.join("\n"));
 }
 
 #[test]

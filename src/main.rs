@@ -115,14 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Containers(args) => {
-            let options = noexecd::cmd::containers::Options {
-                docker_root: Some(args.docker_root),
-                podman_socket: Some(args.podman_socket),
-                containerd_state: Some(args.containerd_state),
-                containerd_socket: Some(args.containerd_socket),
-                storage: Some(args.storage),
-                table: args.table,
-            };
+            let options = noexecd::cmd::containers::Options { sources: args.sources.0, table: args.table };
             noexecd::cmd::containers::run(&options, &mut std::io::stdout().lock()).context("cannot list containers")?;
             Ok(0)
         }

@@ -341,7 +341,7 @@ mod tests {
         };
         let info = ContainerInfo {
             id: "3f4e5d6c7b8a".into(),
-            runtime: crate::containers::Runtime::Containerd,
+            runtime: crate::containers::runtimes::containerd::CONTAINERD,
             name: Some("wordpress".into()),
             image: Some("docker.io/library/wordpress:4.8-apache".into()),
             labels: [("app".to_owned(), "wordpress".to_owned())].into_iter().collect(),

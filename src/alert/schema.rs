@@ -387,7 +387,7 @@ mod tests {
         let labels = [("app", "wordpress"), ("pod-template-hash", "6f8b9d7c4b"), ("tier", "frontend")];
         let info = ContainerInfo {
             id: "3f4e5d6c7b8a99881122334455667788990011223344556677889900aabbccdd".into(),
-            runtime: crate::containers::Runtime::Containerd,
+            runtime: crate::containers::runtimes::containerd::CONTAINERD,
             name: Some("wordpress".into()),
             image: Some("docker.io/library/wordpress:4.8-apache".into()),
             labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),

@@ -19,7 +19,7 @@ use crate::alert::drop_report::{DropReporter, REPORT_EVERY};
 use crate::alert::rate_limit::{Admit, RateLimiter};
 use crate::alert::stream::Subscribers;
 use crate::alert::{Alert, ExecAlert, Origin};
-use crate::containers::{ContainerInfo, Runtime, describe_on_host};
+use crate::containers::{ContainerInfo, Runtime, describe_on_host, parse_cgroup};
 use crate::policy::matcher::Outcome;
 use crate::stats::Counters;
 
@@ -184,8 +184,8 @@ impl AlertSink {
         if let Some(c) = &a.container {
             // Known to the decision path with everything the runtime tells (podman's labels included).
             alert = alert.in_container(&c.info(), a.process.ns_pid);
-        } else if let Some((runtime, id)) = &a.process.container {
-            alert = alert.in_container(self.container(*runtime, id), a.process.ns_pid);
+        } else if let Some((runtime, id)) = parse_cgroup(&a.process.cgroup) {
+            alert = alert.in_container(self.container(runtime, &id), a.process.ns_pid);
         }
         let verdict = if a.outcome == Outcome::Block { "exec blocked" } else { "exec audited" };
         tracing::warn!(

@@ -9,30 +9,22 @@ use serde_json::json;
 
 use crate::containers::{Container, Sources, discover, runtime_name};
 
-/// Where to find each runtime; `None` takes the runtime's default.
+/// Where to find each runtime: `(key, path)` for the runtime sources given (`cli::SourceFlags`); any other
+/// takes the runtime's default.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    pub docker_root: Option<PathBuf>,
-    pub podman_socket: Option<PathBuf>,
-    pub containerd_state: Option<PathBuf>,
-    pub containerd_socket: Option<PathBuf>,
-    pub storage: Option<PathBuf>,
+    pub sources: Vec<(&'static str, PathBuf)>,
     /// A table for people instead of JSON lines.
     pub table: bool,
 }
 
 impl Options {
     fn sources(&self) -> Sources {
-        let d = Sources::default();
-        let or = |p: &Option<PathBuf>, default: PathBuf| p.clone().unwrap_or(default);
-        Sources {
-            docker_root: or(&self.docker_root, d.docker_root),
-            podman_socket: or(&self.podman_socket, d.podman_socket),
-            containerd_state: or(&self.containerd_state, d.containerd_state),
-            containerd_socket: or(&self.containerd_socket, d.containerd_socket),
-            storage: or(&self.storage, d.storage),
-            proc: d.proc,
+        let mut sources = Sources::default();
+        for (key, path) in &self.sources {
+            sources.set(key, path.clone());
         }
+        sources
     }
 }
 
@@ -105,13 +97,14 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::containers::Runtime;
+    use crate::containers::runtimes::crio::CRIO;
+    use crate::containers::runtimes::podman::PODMAN;
 
     fn sample() -> Vec<Container> {
         vec![
             Container {
                 id: "ab".repeat(32),
-                runtime: Runtime::Podman,
+                runtime: PODMAN,
                 name: Some("wordpress".into()),
                 image: Some("localhost/wp:1".into()),
                 labels: [("app", "wordpress"), ("io.kubernetes.pod.name", "wp-1")]
@@ -124,7 +117,7 @@ mod tests {
             },
             Container {
                 id: "cd".repeat(32),
-                runtime: Runtime::CriO,
+                runtime: CRIO,
                 name: None,
                 image: None,
                 labels: BTreeMap::new(),

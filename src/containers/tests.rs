@@ -7,6 +7,11 @@ use std::path::Path;
 
 use serde_json::json;
 
+use super::record::{read_small, with_digest};
+use super::runtimes::containerd::{self, CONTAINERD};
+use super::runtimes::crio::{self, CRIO};
+use super::runtimes::docker::{self, DOCKER};
+use super::runtimes::podman::{self, PODMAN};
 use super::*;
 
 const ID: &str = "3f2c9a7d5b1e4c8f0a6d2b9e7c5a3f1d8b6e4c2a0f9d7b5e3c1a8f6d4b2e0c9a";
@@ -30,8 +35,18 @@ fn id(n: u8) -> String {
 /// `root/var/lib/docker/...`): what the alert writer gets from the cgroup and `describe_on_host`.
 fn container_of_in(root: &Path, pid: i32) -> Option<ContainerInfo> {
     let cgroup = read_small(&root.join(format!("proc/{pid}/cgroup")))?;
-    let (runtime, id) = crate::host::cgroup::parse_cgroup(&cgroup)?;
+    let (runtime, id) = parse_cgroup(&cgroup)?;
     Some(describe(root, runtime, id))
+}
+
+/// The runtimes' sources at `root/<path>` for each key given, and the rest where nothing is.
+fn sources_at(root: &Path, places: &[(&str, &str)]) -> Sources {
+    let mut sources = Sources::under(&root.join("nowhere"));
+    for (key, path) in places {
+        assert!(sources.set(key, root.join(path)), "{key}");
+    }
+    sources.proc = root.join("proc");
+    sources
 }
 
 fn bare(runtime: Runtime) -> ContainerInfo {
@@ -58,7 +73,7 @@ fn docker_name_image_and_labels() {
             name: Some("web-1".into()),
             image: Some("nginx:1.27".into()),
             labels: map(&[("com.example", "1")]),
-            ..bare(Runtime::Docker)
+            ..bare(DOCKER)
         }
     );
 }
@@ -75,7 +90,7 @@ fn dockershim_kubernetes_labels() {
             "io.kubernetes.pod.namespace":"prod","io.kubernetes.pod.name":"shop-0","io.kubernetes.container.name":"app"}}}"#,
     );
     let info = container_of_in(root, 7).unwrap();
-    assert_eq!(info.runtime, Runtime::Containerd, "cgroupfs kubepods does not name the runtime");
+    assert_eq!(info.runtime, CONTAINERD, "cgroupfs kubepods does not name the runtime");
     assert_eq!(
         (info.name.as_deref(), info.image.as_deref(), info.namespace.as_deref(), info.pod.as_deref()),
         (Some("app"), Some("shop@sha256:00"), Some("prod"), Some("shop-0"))
@@ -102,7 +117,7 @@ fn containerd_cri_annotations() {
             image: Some("registry.example/api:2".into()),
             namespace: Some("payments".into()),
             pod: Some("api-7d9f".into()),
-            ..bare(Runtime::Containerd)
+            ..bare(CONTAINERD)
         },
         "the CRI's annotations are bookkeeping, not labels"
     );
@@ -135,7 +150,7 @@ fn containerd_pod_annotations_and_other_namespaces() {
     let info = container_of_in(root, 3).unwrap();
     assert_eq!(
         (info.runtime, info.name.as_deref(), info.namespace.as_deref(), info.labels),
-        (Runtime::Containerd, Some("redis-1"), None, map(&[("tier", "cache")]))
+        (CONTAINERD, Some("redis-1"), None, map(&[("tier", "cache")]))
     );
 }
 
@@ -153,7 +168,7 @@ fn crio_and_podman_from_containers_storage() {
     let info = container_of_in(root, 5).unwrap();
     assert_eq!(
         (info.runtime, info.name.as_deref(), info.image.as_deref(), info.namespace.as_deref(), info.pod.as_deref()),
-        (Runtime::CriO, Some("coredns"), Some("registry.k8s.io/coredns:v1.11"), Some("kube-system"), Some("dns-1"))
+        (CRIO, Some("coredns"), Some("registry.k8s.io/coredns:v1.11"), Some("kube-system"), Some("dns-1"))
     );
 
     let tmp = tempfile::tempdir().unwrap();
@@ -176,7 +191,7 @@ fn crio_and_podman_from_containers_storage() {
     let info = container_of_in(root, 6).unwrap();
     assert_eq!(
         (info.runtime, info.name.as_deref(), info.image.as_deref(), info.namespace.as_deref()),
-        (Runtime::Podman, Some("toolbox"), Some("docker.io/library/alpine:3.20"), None)
+        (PODMAN, Some("toolbox"), Some("docker.io/library/alpine:3.20"), None)
     );
 }
 
@@ -185,7 +200,7 @@ fn missing_or_broken_runtime_files_leave_only_the_id() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     put(root, "proc/8/cgroup", &format!("0::/docker/{ID}\n"));
-    let bare = bare(Runtime::Docker);
+    let bare = bare(DOCKER);
     assert_eq!(container_of_in(root, 8), Some(bare.clone()));
     put(root, &format!("var/lib/docker/containers/{ID}/config.v2.json"), "{not json");
     assert_eq!(container_of_in(root, 8), Some(bare.clone()));
@@ -228,7 +243,7 @@ fn docker_config_v2() {
             ]),
             namespace: Some("wordpress-mysql".into()),
             pod: Some("wp-1".into()),
-            ..bare(Runtime::Docker)
+            ..bare(DOCKER)
         },
         "KubeArmor's dropped keys are not labels; the Kubernetes container name wins over docker's"
     );
@@ -280,7 +295,7 @@ fn podman_api_answers() {
         wp.into_info(None),
         ContainerInfo {
             id: id(1),
-            runtime: Runtime::Podman,
+            runtime: PODMAN,
             name: Some("wordpress".into()),
             image: Some(format!("localhost/bb:1@sha256:{DIGEST}")),
             labels: map(&[
@@ -324,7 +339,7 @@ fn containerd_bundles() {
             ]),
             namespace: Some("wordpress-mysql".into()),
             pod: Some("wp-1".into()),
-            ..bare(Runtime::Containerd)
+            ..bare(CONTAINERD)
         }
     );
     let b = containerd::parse(
@@ -335,12 +350,12 @@ fn containerd_bundles() {
     assert!(b.sandbox);
     assert_eq!((b.info.pod.as_deref(), b.info.namespace.as_deref(), b.info.labels.len()), (Some("p"), Some("n"), 0));
     let b = containerd::parse(ID, &json!({"annotations": ["not", "a", "map"]}));
-    assert_eq!(b.info, bare(Runtime::Containerd));
+    assert_eq!(b.info, bare(CONTAINERD));
 }
 
 #[test]
 fn containerd_metadata_adds_the_pods_labels_from_its_sandbox() {
-    use super::containerd_api::{Meta, Metadata};
+    use super::runtimes::containerd_api::{Meta, Metadata};
     let sandbox = "a".repeat(64);
     let mut b = containerd::parse(
         ID,
@@ -382,7 +397,7 @@ fn containerd_metadata_adds_the_pods_labels_from_its_sandbox() {
             labels: map(&[("app", "wordpress"), ("io.kubernetes.container.name", "wordpress"), ("tier", "own")]),
             namespace: Some("wordpress-mysql".into()),
             pod: Some("wp-1".into()),
-            ..bare(Runtime::Containerd)
+            ..bare(CONTAINERD)
         },
         "the container's own labels win over its pod's; bookkeeping and rollout labels are dropped"
     );
@@ -438,7 +453,7 @@ fn crio_annotations() {
             ]),
             namespace: Some("wordpress-mysql".into()),
             pod: Some("wp-1".into()),
-            ..bare(Runtime::CriO)
+            ..bare(CRIO)
         }
     );
     // Without the kubelet's labels: the name from Metadata, then ContainerName; a broken Labels string.
@@ -504,14 +519,16 @@ fn fake_podman(path: &Path, answers: Vec<(String, String)>) -> std::thread::Join
 fn discover_lists_every_runtime_once_with_its_first_pid() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let sources = Sources {
-        docker_root: root.join("docker"),
-        podman_socket: root.join("podman.sock"),
-        containerd_state: root.join("containerd"),
-        containerd_socket: root.join("containerd.sock"),
-        storage: root.join("storage"),
-        proc: root.join("proc"),
-    };
+    let sources = sources_at(
+        root,
+        &[
+            ("docker_root", "docker"),
+            ("podman_socket", "podman.sock"),
+            ("containerd_state", "containerd"),
+            ("containerd_socket", "containerd.sock"),
+            ("storage", "storage"),
+        ],
+    );
     // docker: one running, one stopped.
     put(
         root,
@@ -566,7 +583,7 @@ fn discover_lists_every_runtime_once_with_its_first_pid() {
     put(root, "proc/self/cgroup", "0::/\n");
     // podman: its API.
     let server = fake_podman(
-        &sources.podman_socket,
+        sources.get("podman_socket"),
         vec![
             (podman::CONTAINERS.to_owned(), podman_list().to_string()),
             (podman::PODS.to_owned(), json!([{"Id": id(9), "Labels": {"tier": "web"}}]).to_string()),
@@ -605,18 +622,11 @@ fn discover_lists_every_runtime_once_with_its_first_pid() {
             ),
         ]
     );
-    let docker = found.iter().find(|c| c.runtime == Runtime::Docker).unwrap();
+    let docker = found.iter().find(|c| c.runtime == DOCKER).unwrap();
     assert_eq!(docker.image.as_deref(), Some(format!("nginx:1@sha256:{DIGEST}").as_str()));
 
     // Nothing there at all: nothing, quickly, and no error.
-    let none = Sources {
-        docker_root: root.join("none/docker"),
-        podman_socket: root.join("none/podman.sock"),
-        containerd_state: root.join("none/containerd"),
-        containerd_socket: root.join("none/containerd.sock"),
-        storage: root.join("none/storage"),
-        proc: root.join("none/proc"),
-    };
+    let none = Sources::under(&root.join("none"));
     assert!(discover(&none).is_empty());
 }
 
@@ -636,14 +646,7 @@ fn a_podman_socket_that_does_not_answer_costs_only_podman() {
         &format!("docker/containers/{ID}/config.v2.json"),
         &json!({"Name": "/web", "State": {"Running": true, "Pid": 300}}).to_string(),
     );
-    let sources = Sources {
-        docker_root: root.join("docker"),
-        podman_socket: socket,
-        containerd_state: root.join("containerd"),
-        containerd_socket: root.join("containerd.sock"),
-        storage: root.join("storage"),
-        proc: root.join("proc"),
-    };
+    let sources = sources_at(root, &[("docker_root", "docker"), ("podman_socket", "podman.sock")]);
     let t = std::time::Instant::now();
     let found = discover(&sources);
     assert!(t.elapsed() < http::DEADLINE, "{:?}", t.elapsed());

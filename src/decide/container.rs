@@ -184,7 +184,7 @@ impl CallerContainers {
         {
             return known.id.clone();
         }
-        let id: Option<Arc<str>> = procfs::container_of_with(procs, pid, buf).map(|(_, id)| Arc::from(id));
+        let id: Option<Arc<str>> = containers::container_of_with(procs, pid, buf).map(|(_, id)| Arc::from(id));
         if let (Some(ns), Some(entry)) = (ns, self.by_pid.get_mut(slot)) {
             *entry = Some(PidContainer { pid, mnt_ns: ns, id: id.clone() });
         }

@@ -137,15 +137,7 @@ mod tests {
     use std::time::Instant;
 
     fn nowhere(dir: &std::path::Path) -> Sources {
-        let gone = dir.join("gone");
-        Sources {
-            docker_root: gone.clone(),
-            podman_socket: gone.join("podman.sock"),
-            containerd_state: gone.clone(),
-            containerd_socket: gone.join("containerd.sock"),
-            storage: gone.clone(),
-            proc: std::path::PathBuf::from("/proc"),
-        }
+        Sources { proc: std::path::PathBuf::from("/proc"), ..Sources::under(&dir.join("gone")) }
     }
 
     /// The answer comes back, and the thread that takes it is woken out of a blocking read to take it: the

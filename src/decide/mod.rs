@@ -39,6 +39,7 @@ use tokio::sync::mpsc;
 
 use crate::alert::ExecAlert;
 use crate::alert::rate_limit::RateLimiter;
+use crate::containers;
 use crate::guard::Guard;
 use crate::guard::ctr_marks::FirstExecMarks;
 use crate::guard::exec_cache::Feed;
@@ -114,7 +115,7 @@ impl Decider {
             bufs: Scratch::default(),
             procs: Arc::new(ProcDirs::open()),
             mounts: MountMemory::default(),
-            containers: CallerContainers::new(procfs::container_of(own_pid).map(|(_, id)| id)),
+            containers: CallerContainers::new(containers::container_of(own_pid).map(|(_, id)| id)),
             scopes: Arc::new(ArcSwap::from_pointee(Scopes::default())),
             unresolved: unresolved_rule(),
             alerts,

@@ -3,7 +3,6 @@
 
 use std::os::unix::ffi::OsStrExt;
 
-use super::cgroup::{Runtime, parse_cgroup};
 use crate::sys::ProcDirs;
 
 /// The caller's facts that go into an alert.
@@ -18,8 +17,8 @@ pub struct ProcessInfo {
     /// Real uid, or -1 when the process was gone before it could be read.
     pub uid: i64,
     pub cwd: Vec<u8>,
-    /// The runtime and id of the caller's container, from `/proc/PID/cgroup`; `None` on the host.
-    pub container: Option<(Runtime, String)>,
+    /// `/proc/PID/cgroup`, which names the caller's container (`containers::parse_cgroup`); empty when gone.
+    pub cgroup: String,
 }
 
 /// A process's pid and its parent's in the process's own pid namespace.
@@ -42,19 +41,8 @@ pub fn process_info(pid: i32) -> ProcessInfo {
     let ns_pid = ns_pid(&status_text, ppid, |parent| std::fs::read(format!("/proc/{parent}/status")).ok());
     let cwd =
         std::fs::read_link(format!("/proc/{pid}/cwd")).map(|p| p.as_os_str().as_bytes().to_vec()).unwrap_or_default();
-    let container = container_of(pid);
-    ProcessInfo { ns_pid, exe, ppid, uid, cwd, container }
-}
-
-/// The runtime and id of the container process `pid` runs in, from its cgroup; `None` on the host.
-pub fn container_of(pid: i32) -> Option<(Runtime, String)> {
-    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok().and_then(|t| parse_cgroup(&t))
-}
-
-/// [`container_of`] on the decision path: `/proc/PID/cgroup` read through `procs` into the caller's buffer.
-pub fn container_of_with(procs: &ProcDirs, pid: i32, buf: &mut Vec<u8>) -> Option<(Runtime, String)> {
-    procs.read_pid_file(pid, b"cgroup", buf).ok()?;
-    std::str::from_utf8(buf).ok().and_then(parse_cgroup)
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    ProcessInfo { ns_pid, exe, ppid, uid, cwd, cgroup }
 }
 
 /// The mount namespace process `pid` is in, by its inode number (`/proc/PID/ns/mnt` reads `mnt:[N]`).
@@ -172,6 +160,10 @@ impl ProcSubject {
 mod tests {
     use super::*;
 
+    fn me_pid() -> i32 {
+        i32::try_from(std::process::id()).unwrap()
+    }
+
     #[test]
     fn a_namespace_link_gives_its_inode_number() {
         assert_eq!(parse_namespace_link(b"mnt:[4026531841]"), Some(4_026_531_841));
@@ -216,10 +208,6 @@ mod tests {
         assert_eq!(ns_pid(b"Name:\tx\n", 1, no_read), None, "no NSpid line (Linux before 4.1)");
     }
 
-    fn me_pid() -> i32 {
-        std::process::id() as i32
-    }
-
     #[test]
     fn own_process_is_readable() {
         let me = process_info(std::process::id() as i32);
@@ -227,10 +215,7 @@ mod tests {
         assert!(me.ppid > 0);
         assert_eq!(me.uid, i64::from(nix::unistd::getuid().as_raw()));
         assert!(!me.cwd.is_empty());
-        let mut buf = Vec::new();
-        let procs = ProcDirs::open();
-        assert_eq!(container_of_with(&procs, me_pid(), &mut buf), container_of(me_pid()));
-        assert_eq!(container_of_with(&procs, i32::MAX, &mut buf), None);
+        assert!(!me.cgroup.is_empty());
         let gone = process_info(i32::MAX);
         assert_eq!(gone, ProcessInfo { uid: -1, ..ProcessInfo::default() });
     }

@@ -78,20 +78,17 @@ impl Default for DaemonConfig {
 /// labels) and its image layers (the filesystems marked when container policies exist).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ContainersConfig {
+    /// One path per key of every runtime's sources.
     pub sources: crate::containers::Sources,
-    /// containerd's `root` (its snapshots, the layers of its containers).
-    pub containerd_root: PathBuf,
 }
 
 impl ContainersConfig {
     /// The directories whose filesystems hold container layers: a mark there sees every exec in a container
     /// before any of its programs runs.
-    pub fn layer_roots(&self) -> [&Path; 3] {
-        [&self.sources.docker_root, &self.sources.storage, &self.containerd_root]
+    pub fn layer_roots(&self) -> Vec<&Path> {
+        self.sources.layer_roots()
     }
 }
-
-pub const DEFAULT_CONTAINERD_ROOT: &str = "/var/lib/containerd";
 
 /// A loaded configuration: daemon settings and the compiled policy.
 #[derive(Debug, Clone)]
@@ -246,7 +243,7 @@ impl Loader {
         };
         let containers = match &main.containers {
             Some(c) => validate_containers(&Located { file: path, text }, c.get_ref())?,
-            None => ContainersConfig::with_defaults(),
+            None => ContainersConfig::default(),
         };
         self.add_policies(path, text, main.policy)?;
         Ok((daemon, open_guard, containers))
@@ -434,36 +431,15 @@ fn validate_daemon(at: &Located<'_>, d: &RawDaemon) -> Result<DaemonConfig, Poli
     Ok(out)
 }
 
-impl ContainersConfig {
-    fn with_defaults() -> Self {
-        Self { sources: crate::containers::Sources::default(), containerd_root: DEFAULT_CONTAINERD_ROOT.into() }
-    }
-}
-
 fn validate_containers(at: &Located<'_>, raw: &raw::RawContainers) -> Result<ContainersConfig, PolicyError> {
-    let mut out = ContainersConfig::with_defaults();
-    let set = |slot: &mut PathBuf, value: &Option<Spanned<String>>, key: &str, example: &str| {
-        if let Some(v) = value {
-            *slot = absolute(at, v, key, example)?;
-        }
-        Ok::<(), PolicyError>(())
-    };
-    set(&mut out.sources.docker_root, &raw.docker_root, "docker_root", crate::containers::DEFAULT_DOCKER_ROOT)?;
-    set(&mut out.sources.podman_socket, &raw.podman_socket, "podman_socket", crate::containers::DEFAULT_PODMAN_SOCKET)?;
-    set(
-        &mut out.sources.containerd_state,
-        &raw.containerd_state,
-        "containerd_state",
-        crate::containers::DEFAULT_CONTAINERD_STATE,
-    )?;
-    set(
-        &mut out.sources.containerd_socket,
-        &raw.containerd_socket,
-        "containerd_socket",
-        crate::containers::DEFAULT_CONTAINERD_SOCKET,
-    )?;
-    set(&mut out.containerd_root, &raw.containerd_root, "containerd_root", DEFAULT_CONTAINERD_ROOT)?;
-    set(&mut out.sources.storage, &raw.storage, "storage", crate::containers::DEFAULT_STORAGE)?;
+    let mut out = ContainersConfig::default();
+    for (key, value) in raw {
+        let Some(source) = crate::containers::runtimes::sources().find(|s| s.key == key) else {
+            let known: Vec<String> = crate::containers::runtimes::sources().map(|s| format!("`{}`", s.key)).collect();
+            return Err(at.error(value.span(), format!("unknown field `{key}`, expected one of {}", known.join(", "))));
+        };
+        out.sources.set(source.key, absolute(at, value, key, source.default)?);
+    }
     Ok(out)
 }
 
@@ -701,3 +677,43 @@ mod tests;
 
 #[cfg(test)]
 mod mutation_tests;
+
+#[cfg(test)]
+mod containers_table_tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    fn load(text: &str) -> Result<Config> {
+        load_str(
+            Path::new("p.toml"),
+            &format!("{text}\n[[policy]]\nname = \"p\"\n[[policy.process.match_paths]]\npath = \"/tmp/x\"\n"),
+        )
+    }
+
+    #[test]
+    fn every_key_of_the_runtimes_is_read_and_defaults_stay() {
+        let c =
+            load("[containers]\ndocker_root = \"/d\"\ncontainerd_root = \"/c\"\npodman_socket = \"/p.sock\"").unwrap();
+        let s = &c.containers.sources;
+        assert_eq!(s.get("docker_root"), Path::new("/d"));
+        assert_eq!(s.get("podman_socket"), Path::new("/p.sock"));
+        assert_eq!(s.get("containerd_state"), Path::new("/run/containerd"));
+        assert_eq!(s.get("storage"), Path::new("/var/lib/containers/storage"));
+        assert_eq!(
+            c.containers.layer_roots(),
+            [Path::new("/d"), Path::new("/c"), Path::new("/var/lib/containers/storage")]
+        );
+        let d = load("").unwrap();
+        assert_eq!(d.containers.sources, crate::containers::Sources::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_relative_paths_are_refused_where_they_stand() {
+        let Err(Error::Policy(e)) = load("[containers]\ndocker_rot = \"/d\"") else { panic!("accepted") };
+        assert!(e.message.contains("unknown field `docker_rot`, expected one of `docker_root`"), "{e}");
+        assert_eq!(e.line, 2, "{e}");
+        let Err(Error::Policy(e)) = load("[containers]\nstorage = \"var/lib\"") else { panic!("accepted") };
+        assert!(e.message.contains("storage \"var/lib\" is relative"), "{e}");
+        assert!(load("[containers]\nstorage = 3").is_err());
+    }
+}

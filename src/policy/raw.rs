@@ -32,17 +32,9 @@ pub struct RawDaemon {
     pub exec_cache: Option<bool>,
 }
 
-/// `[containers]`: where the container runtimes keep their records and their image layers.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawContainers {
-    pub docker_root: Option<Spanned<String>>,
-    pub podman_socket: Option<Spanned<String>>,
-    pub containerd_state: Option<Spanned<String>>,
-    pub containerd_socket: Option<Spanned<String>>,
-    pub containerd_root: Option<Spanned<String>>,
-    pub storage: Option<Spanned<String>>,
-}
+/// `[containers]`: where the container runtimes keep their records and their image layers. The keys are the
+/// runtimes' sources (`containers::runtimes`); validation refuses any other.
+pub type RawContainers = BTreeMap<String, Spanned<String>>;
 
 /// `[open_guard]`: code loaded without exec (loader, preload, dlopen, interpreters).
 #[derive(Debug, Deserialize)]

@@ -14,19 +14,56 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::procscan::Lazy;
-use super::{
-    Container, ContainerInfo, Runtime, fill, is_id, kept, kubernetes, read_json, string_at, string_map, with_digest,
+use crate::containers::record::{fill, is_id, kept, kubernetes, read_json, string_at, string_map, with_digest};
+use crate::containers::runtime::{
+    CgroupForm, Container, ContainerInfo, ContainerRuntime, FirstPids, Runtime, Source, Sources,
 };
+
+/// CRI-O.
+pub struct CriO;
+
+pub const CRIO: Runtime = Runtime(&CriO);
+
+const STORAGE: Source = Source {
+    key: "storage",
+    default: "/var/lib/containers/storage",
+    about: "The containers/storage graph root CRI-O keeps its containers in",
+    value_name: "DIR",
+    flag: Some("storage"),
+    layers: true,
+};
+
+impl ContainerRuntime for CriO {
+    fn name(&self) -> &'static str {
+        "cri-o"
+    }
+
+    /// `crio-<id>.scope` (systemd), `crio-<id>` (cgroupfs). Conmon's `crio-conmon-<id>` is not a container.
+    fn cgroup_forms(&self) -> &'static [CgroupForm] {
+        &[CgroupForm::Prefixed("crio-")]
+    }
+
+    fn sources(&self) -> &'static [Source] {
+        &[STORAGE]
+    }
+
+    fn discover(&self, sources: &Sources, first_pids: &mut dyn FirstPids) -> Vec<Container> {
+        discover(sources.get(STORAGE.key), first_pids)
+    }
+
+    fn describe(&self, root: &Path, id: &str) -> Option<ContainerInfo> {
+        describe_in(root, id)
+    }
+}
 
 const CONTAINERS: &str = "overlay-containers";
 
-/// Where containers/storage lives below a root, for [`describe`]: graph root, then run root.
+/// Where containers/storage lives below a root, for [`describe_in`]: graph root, then run root.
 const STORES: [&str; 2] = ["var/lib/containers/storage", "run/containers/storage"];
 
 /// What kind of container a spec belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     /// CRI-O's container of a pod.
     Container,
     /// CRI-O's pod sandbox (the pause container): its labels are the pod's.
@@ -38,11 +75,11 @@ pub(super) enum Kind {
 }
 
 /// The `annotations` of a container's `config.json`.
-pub(super) fn annotations(config: &Value) -> BTreeMap<String, String> {
+pub(crate) fn annotations(config: &Value) -> BTreeMap<String, String> {
     string_map(config.get("annotations"))
 }
 
-pub(super) fn kind(annotations: &BTreeMap<String, String>) -> Kind {
+pub(crate) fn kind(annotations: &BTreeMap<String, String>) -> Kind {
     if annotations.get("io.container.manager").is_some_and(|m| m == "libpod") {
         return Kind::Libpod;
     }
@@ -54,7 +91,7 @@ pub(super) fn kind(annotations: &BTreeMap<String, String>) -> Kind {
 }
 
 /// `io.kubernetes.cri-o.Labels`, a JSON object in a string.
-pub(super) fn labels(annotations: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub(crate) fn labels(annotations: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     annotations
         .get("io.kubernetes.cri-o.Labels")
         .and_then(|l| serde_json::from_str::<Value>(l).ok())
@@ -64,12 +101,12 @@ pub(super) fn labels(annotations: &BTreeMap<String, String>) -> BTreeMap<String,
 
 /// The container's facts from its annotations; `pod_labels` (its sandbox's labels) fill in keys the container
 /// does not set itself.
-pub(super) fn parse(
+pub(crate) fn parse(
     id: &str,
     annotations: &BTreeMap<String, String>,
     pod_labels: &BTreeMap<String, String>,
 ) -> ContainerInfo {
-    let mut info = ContainerInfo::new(id.to_owned(), Runtime::CriO);
+    let mut info = ContainerInfo::new(id.to_owned(), CRIO);
     info.labels = labels(annotations);
     for (k, v) in pod_labels {
         info.labels.entry(k.clone()).or_insert_with(|| v.clone());
@@ -109,7 +146,7 @@ fn pod_labels<'a>(
 }
 
 /// CRI-O's running containers in the containers/storage graph root `storage`.
-pub(super) fn discover(storage: &Path, scan: &mut Lazy) -> Vec<Container> {
+fn discover(storage: &Path, scan: &mut dyn FirstPids) -> Vec<Container> {
     let Ok(entries) = std::fs::read_dir(storage.join(CONTAINERS)) else {
         tracing::debug!(storage = %storage.display(), "cri-o: no containers/storage here");
         return Vec::new();
@@ -133,7 +170,7 @@ pub(super) fn discover(storage: &Path, scan: &mut Lazy) -> Vec<Container> {
 
 /// Container `id`'s facts from containers/storage below `root` (graph root, then run root): CRI-O's spec,
 /// and podman's `containers.json`.
-pub(super) fn describe(root: &Path, id: &str) -> Option<ContainerInfo> {
+pub(crate) fn describe_in(root: &Path, id: &str) -> Option<ContainerInfo> {
     if !is_id(id) {
         return None;
     }
@@ -178,7 +215,8 @@ fn podman_file(storage: &Path, id: &str) -> Option<ContainerInfo> {
     let entry = containers.iter().find(|c| c.get("id").and_then(Value::as_str) == Some(id))?;
     let metadata: Value =
         entry.get("metadata").and_then(Value::as_str).and_then(|m| serde_json::from_str(m).ok()).unwrap_or_default();
-    let mut info = ContainerInfo::new(id.to_owned(), Runtime::Podman);
+    // The runtime is the one the cgroup named: the caller sets it.
+    let mut info = ContainerInfo::new(id.to_owned(), CRIO);
     fill(&mut info.pod, string_at(&metadata, "/pod-name"));
     fill(&mut info.name, string_at(&metadata, "/name"));
     fill(&mut info.name, string_at(entry, "/names/0"));

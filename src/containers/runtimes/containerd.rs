@@ -12,8 +12,81 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::containerd_api::{self, Metadata};
-use super::procscan::Lazy;
-use super::{Container, ContainerInfo, Runtime, fill, is_id, kept, kubernetes, read_json, read_small, string_map};
+use super::{crio, docker};
+use crate::containers::record::{fill, is_id, kept, kubernetes, read_json, read_small, sorted_dirs, string_map};
+use crate::containers::runtime::{
+    CgroupForm, Container, ContainerInfo, ContainerRuntime, FirstPids, Runtime, Source, Sources,
+};
+
+/// containerd, directly (ctr, nerdctl) or as the Kubernetes CRI runtime.
+pub struct Containerd;
+
+pub const CONTAINERD: Runtime = Runtime(&Containerd);
+
+const STATE: Source = Source {
+    key: "containerd_state",
+    default: "/run/containerd",
+    about: "containerd's state directory (`state` in its config.toml)",
+    value_name: "DIR",
+    flag: Some("containerd-state"),
+    layers: false,
+};
+
+const SOCKET: Source = Source {
+    key: "containerd_socket",
+    default: "/run/containerd/containerd.sock",
+    about: "containerd's API socket (`[grpc] address` in its config.toml): labels of its containers and pods",
+    value_name: "PATH",
+    flag: Some("containerd-socket"),
+    layers: false,
+};
+
+/// Its snapshots: the layers of its containers, not read for records.
+const ROOT: Source = Source {
+    key: "containerd_root",
+    default: "/var/lib/containerd",
+    about: "containerd's root directory (`root` in its config.toml): its snapshots",
+    value_name: "DIR",
+    flag: None,
+    layers: true,
+};
+
+impl ContainerRuntime for Containerd {
+    fn name(&self) -> &'static str {
+        "containerd"
+    }
+
+    /// `cri-containerd-<id>.scope` (the CRI plugin under systemd), `nerdctl-<id>.scope`; under cgroupfs
+    /// `/<containerd namespace>/<id>` (ctr's `default`, the CRI's `k8s.io`, dockerd's `moby`), and the
+    /// kubelet's `/kubepods/.../<id>`, which does not say which runtime (see `describe`).
+    fn cgroup_forms(&self) -> &'static [CgroupForm] {
+        &[
+            CgroupForm::Prefixed("cri-containerd-"),
+            CgroupForm::Prefixed("nerdctl-"),
+            CgroupForm::Below("k8s.io"),
+            CgroupForm::Below("default"),
+            CgroupForm::Below("moby"),
+            CgroupForm::UnderKubepods,
+        ]
+    }
+
+    fn sources(&self) -> &'static [Source] {
+        &[STATE, SOCKET, ROOT]
+    }
+
+    fn discover(&self, sources: &Sources, first_pids: &mut dyn FirstPids) -> Vec<Container> {
+        discover(sources.get(STATE.key), sources.get(SOCKET.key), &sources.proc, first_pids)
+    }
+
+    /// Kubernetes over cgroupfs (`/kubepods/.../<id>`) does not say which runtime: CRI-O's and docker's
+    /// records are tried after containerd's.
+    fn describe(&self, root: &Path, id: &str) -> Option<ContainerInfo> {
+        let under = |source: &Source| root.join(source.default.trim_start_matches('/'));
+        describe_in(&under(&STATE), id)
+            .or_else(|| crio::CriO.describe(root, id))
+            .or_else(|| docker::Docker.describe(root, id))
+    }
+}
 
 const TASKS: &str = "io.containerd.runtime.v2.task";
 
@@ -29,7 +102,7 @@ const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 
 /// What one bundle's `config.json` says.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct Bundle {
+pub(crate) struct Bundle {
     pub info: ContainerInfo,
     /// A CRI pod sandbox (`io.kubernetes.cri.container-type=sandbox`): the pause container.
     pub sandbox: bool,
@@ -37,10 +110,10 @@ pub(super) struct Bundle {
     pub sandbox_id: Option<String>,
 }
 
-pub(super) fn parse(id: &str, config: &Value) -> Bundle {
+pub(crate) fn parse(id: &str, config: &Value) -> Bundle {
     let annotations = string_map(config.get("annotations"));
     let sandbox = annotations.get("io.kubernetes.cri.container-type").is_some_and(|t| t == "sandbox");
-    let mut info = ContainerInfo::new(id.to_owned(), Runtime::Containerd);
+    let mut info = ContainerInfo::new(id.to_owned(), CONTAINERD);
     info.labels = annotations
         .iter()
         .filter(|(k, _)| is_label(k))
@@ -59,7 +132,7 @@ fn is_label(key: &str) -> bool {
 /// Adds what containerd's metadata says of the bundle's container (in `namespace`): its own labels, then its
 /// pod's (the labels of its sandbox container), each filling only keys not set yet; the image where the
 /// bundle named none.
-pub(super) fn merge_metadata(bundle: &mut Bundle, namespace: &str, metadata: &Metadata) {
+pub(crate) fn merge_metadata(bundle: &mut Bundle, namespace: &str, metadata: &Metadata) {
     let key = |id: &str| (namespace.to_owned(), id.to_owned());
     let own = metadata.get(&key(&bundle.info.id));
     let pod = bundle.sandbox_id.as_deref().and_then(|s| metadata.get(&key(s)));
@@ -76,17 +149,9 @@ pub(super) fn merge_metadata(bundle: &mut Bundle, namespace: &str, metadata: &Me
     bundle.info.labels = kept(std::mem::take(&mut bundle.info.labels));
 }
 
-fn sorted_dirs(dir: &Path) -> Vec<(String, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut dirs: Vec<(String, PathBuf)> =
-        entries.flatten().filter_map(|e| Some((e.file_name().into_string().ok()?, e.path()))).collect();
-    dirs.sort();
-    dirs
-}
-
 /// The running tasks below containerd's state directory `state`, with what containerd's API on `socket`
 /// adds; pids are checked against `proc`.
-pub(super) fn discover(state: &Path, socket: &Path, proc: &Path, scan: &mut Lazy) -> Vec<Container> {
+fn discover(state: &Path, socket: &Path, proc: &Path, scan: &mut dyn FirstPids) -> Vec<Container> {
     let tasks = state.join(TASKS);
     if !tasks.is_dir() {
         tracing::debug!(state = %state.display(), "containerd: no task directory");
@@ -121,8 +186,9 @@ pub(super) fn discover(state: &Path, socket: &Path, proc: &Path, scan: &mut Lazy
     out
 }
 
-/// Container `id`'s facts from its bundle, in namespace `k8s.io` (the CRI's) first, then any other.
-pub(super) fn describe(state: &Path, id: &str) -> Option<ContainerInfo> {
+/// Container `id`'s facts from its bundle below containerd's state directory `state`, in namespace `k8s.io`
+/// (the CRI's) first, then any other.
+fn describe_in(state: &Path, id: &str) -> Option<ContainerInfo> {
     if !is_id(id) {
         return None;
     }

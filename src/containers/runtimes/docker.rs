@@ -7,14 +7,51 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::procscan::Lazy;
-use super::{
-    Container, ContainerInfo, Runtime, is_id, kept, kubernetes, read_json, string_at, string_map, with_digest,
+use crate::containers::record::{fill, is_id, kept, kubernetes, read_json, string_at, string_map, with_digest};
+use crate::containers::runtime::{
+    CgroupForm, Container, ContainerInfo, ContainerRuntime, FirstPids, Runtime, Source, Sources,
 };
+
+/// dockerd.
+pub struct Docker;
+
+pub const DOCKER: Runtime = Runtime(&Docker);
+
+const DATA_ROOT: Source = Source {
+    key: "docker_root",
+    default: "/var/lib/docker",
+    about: "docker's data root (dockerd --data-root)",
+    value_name: "DIR",
+    flag: Some("docker-root"),
+    layers: true,
+};
+
+impl ContainerRuntime for Docker {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    /// `docker-<id>.scope` (systemd), `/docker/<id>` (cgroupfs).
+    fn cgroup_forms(&self) -> &'static [CgroupForm] {
+        &[CgroupForm::Prefixed("docker-"), CgroupForm::Below("docker")]
+    }
+
+    fn sources(&self) -> &'static [Source] {
+        &[DATA_ROOT]
+    }
+
+    fn discover(&self, sources: &Sources, first_pids: &mut dyn FirstPids) -> Vec<Container> {
+        discover(sources.get(DATA_ROOT.key), first_pids)
+    }
+
+    fn describe(&self, root: &Path, id: &str) -> Option<ContainerInfo> {
+        describe_in(&root.join(DATA_ROOT.default.trim_start_matches('/')), id)
+    }
+}
 
 /// What one `config.v2.json` says.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct Record {
+pub(crate) struct Record {
     pub info: ContainerInfo,
     pub running: bool,
     /// `State.Pid` when it is a pid.
@@ -23,14 +60,14 @@ pub(super) struct Record {
     pub sandbox: bool,
 }
 
-pub(super) fn parse(id: &str, config: &Value) -> Record {
-    let mut info = ContainerInfo::new(id.to_owned(), Runtime::Docker);
+pub(crate) fn parse(id: &str, config: &Value) -> Record {
+    let mut info = ContainerInfo::new(id.to_owned(), DOCKER);
     info.labels = string_map(config.pointer("/Config/Labels"));
     let sandbox = info.labels.get("io.kubernetes.docker.type").is_some_and(|t| t == "podsandbox");
     kubernetes(&mut info, &Default::default());
-    super::fill(&mut info.name, string_at(config, "/Name").map(|n| n.trim_start_matches('/').to_owned()));
+    fill(&mut info.name, string_at(config, "/Name").map(|n| n.trim_start_matches('/').to_owned()));
     let image_id = string_at(config, "/Image");
-    super::fill(&mut info.image, string_at(config, "/Config/Image").map(|i| with_digest(i, image_id.as_deref())));
+    fill(&mut info.image, string_at(config, "/Config/Image").map(|i| with_digest(i, image_id.as_deref())));
     info.labels = kept(info.labels);
     let running = config.pointer("/State/Running").and_then(Value::as_bool).unwrap_or(false);
     let pid =
@@ -44,7 +81,7 @@ fn record(root: &Path, id: &str) -> Option<Record> {
 }
 
 /// The running containers below docker's data root `root`.
-pub(super) fn discover(root: &Path, scan: &mut Lazy) -> Vec<Container> {
+fn discover(root: &Path, scan: &mut dyn FirstPids) -> Vec<Container> {
     let Ok(entries) = std::fs::read_dir(root.join("containers")) else {
         tracing::debug!(root = %root.display(), "docker: no containers directory");
         return Vec::new();
@@ -65,7 +102,7 @@ pub(super) fn discover(root: &Path, scan: &mut Lazy) -> Vec<Container> {
     out
 }
 
-/// Container `id`'s facts, running or not.
-pub(super) fn describe(root: &Path, id: &str) -> Option<ContainerInfo> {
+/// Container `id`'s facts from docker's data root `root`, running or not.
+pub(crate) fn describe_in(root: &Path, id: &str) -> Option<ContainerInfo> {
     is_id(id).then(|| record(root, id)).flatten().map(|r| r.info)
 }

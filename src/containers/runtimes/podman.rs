@@ -10,15 +10,58 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::procscan::Lazy;
-use super::{Container, ContainerInfo, Runtime, fill, is_id, kept, kubernetes, string_at, string_map, with_digest};
+use crate::containers::http;
+use crate::containers::record::{fill, is_id, kept, kubernetes, string_at, string_map, with_digest};
+use crate::containers::runtime::{
+    CgroupForm, Container, ContainerInfo, ContainerRuntime, FirstPids, Runtime, Source, Sources,
+};
+use crate::containers::runtimes::crio;
 
-pub(super) const CONTAINERS: &str = "/v4.0.0/libpod/containers/json";
-pub(super) const PODS: &str = "/v4.0.0/libpod/pods/json";
+/// podman, through its API service.
+pub struct Podman;
+
+pub const PODMAN: Runtime = Runtime(&Podman);
+
+const SOCKET: Source = Source {
+    key: "podman_socket",
+    default: "/run/podman/podman.sock",
+    about: "podman's API socket (podman system service, or the podman.socket unit)",
+    value_name: "PATH",
+    flag: Some("podman-socket"),
+    layers: false,
+};
+
+impl ContainerRuntime for Podman {
+    fn name(&self) -> &'static str {
+        "podman"
+    }
+
+    /// `libpod-<id>.scope`, also as `.../libpod-<id>.scope/container` (rootless, cgroup v2). Conmon's own
+    /// `libpod-conmon-<id>.scope` watches a container and is not in it: `conmon-<id>` is no id.
+    fn cgroup_forms(&self) -> &'static [CgroupForm] {
+        &[CgroupForm::Prefixed("libpod-")]
+    }
+
+    fn sources(&self) -> &'static [Source] {
+        &[SOCKET]
+    }
+
+    fn discover(&self, sources: &Sources, first_pids: &mut dyn FirstPids) -> Vec<Container> {
+        discover(sources.get(SOCKET.key), first_pids)
+    }
+
+    /// podman keeps its containers in containers/storage as CRI-O does: read there, never on the socket.
+    fn describe(&self, root: &Path, id: &str) -> Option<ContainerInfo> {
+        crio::describe_in(root, id)
+    }
+}
+
+pub(crate) const CONTAINERS: &str = "/v4.0.0/libpod/containers/json";
+pub(crate) const PODS: &str = "/v4.0.0/libpod/pods/json";
 
 /// One running container of the list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Entry {
+pub(crate) struct Entry {
     pub id: String,
     pub labels: BTreeMap<String, String>,
     pub name: Option<String>,
@@ -29,7 +72,7 @@ pub(super) struct Entry {
 }
 
 /// The running, non-infra containers of a `containers/json` answer.
-pub(super) fn parse_containers(list: &Value) -> Vec<Entry> {
+pub(crate) fn parse_containers(list: &Value) -> Vec<Entry> {
     let Some(list) = list.as_array() else { return Vec::new() };
     list.iter()
         .filter_map(|c| {
@@ -54,15 +97,15 @@ pub(super) fn parse_containers(list: &Value) -> Vec<Entry> {
 }
 
 /// Pod id -> its labels, from a `pods/json` answer.
-pub(super) fn parse_pods(list: &Value) -> BTreeMap<String, BTreeMap<String, String>> {
+pub(crate) fn parse_pods(list: &Value) -> BTreeMap<String, BTreeMap<String, String>> {
     let Some(list) = list.as_array() else { return BTreeMap::new() };
     list.iter().filter_map(|p| Some((string_at(p, "/Id")?, string_map(p.get("Labels"))))).collect()
 }
 
 impl Entry {
     /// The container's facts; the pod's labels fill in keys the container does not set itself.
-    pub(super) fn into_info(self, pod_labels: Option<&BTreeMap<String, String>>) -> ContainerInfo {
-        let mut info = ContainerInfo::new(self.id, Runtime::Podman);
+    pub(crate) fn into_info(self, pod_labels: Option<&BTreeMap<String, String>>) -> ContainerInfo {
+        let mut info = ContainerInfo::new(self.id, PODMAN);
         info.labels = self.labels;
         for (k, v) in pod_labels.into_iter().flatten() {
             info.labels.entry(k.clone()).or_insert_with(|| v.clone());
@@ -77,7 +120,7 @@ impl Entry {
 }
 
 fn api_json(socket: &Path, target: &str) -> io::Result<Value> {
-    let response = super::http::get(socket, target)?;
+    let response = http::get(socket, target)?;
     if response.status != 200 {
         return Err(io::Error::other(format!("{target}: HTTP status {}", response.status)));
     }
@@ -85,7 +128,7 @@ fn api_json(socket: &Path, target: &str) -> io::Result<Value> {
 }
 
 /// The running containers podman's API at `socket` reports.
-pub(super) fn discover(socket: &Path, scan: &mut Lazy) -> Vec<Container> {
+fn discover(socket: &Path, scan: &mut dyn FirstPids) -> Vec<Container> {
     if !socket.exists() {
         tracing::debug!(socket = %socket.display(), "podman: no API socket");
         return Vec::new();
