@@ -494,15 +494,7 @@ fn compile_selector(at: &Located<'_>, raw: &RawSelector) -> Result<Selector, Pol
             ));
         }
         if k == selector::KUBEARMOR_CONTAINER_LABEL {
-            let names = selector::kubearmor_container_names(value.get_ref()).ok_or_else(|| {
-                at.error(
-                    value.span(),
-                    format!(
-                        "{k} \"{}\" names an empty container: write \"[wordpress, php]\" or one name",
-                        value.get_ref()
-                    ),
-                )
-            })?;
+            let names = selector::kubearmor_container_names(value.get_ref());
             names_from_label = Some((names, value.span()));
             continue;
         }
@@ -542,7 +534,56 @@ fn compile_selector(at: &Located<'_>, raw: &RawSelector) -> Result<Selector, Pol
         }
         out.containers = names;
     }
+    for e in &raw.match_expressions {
+        out.expressions.push(compile_expression(at, e.get_ref())?);
+    }
     Ok(out)
+}
+
+/// One `[[policy.selector.match_expressions]]`: the keys and operators KubeArmor's CRDs accept.
+fn compile_expression(at: &Located<'_>, raw: &raw::RawExpression) -> Result<selector::Expression, PolicyError> {
+    use selector::{ExpressionKey, Operator};
+    let key = match raw.key.get_ref().as_str() {
+        "label" => ExpressionKey::Label,
+        "namespace" => ExpressionKey::Namespace,
+        k => {
+            return Err(at.error(
+                raw.key.span(),
+                format!("match_expressions key \"{k}\" is not known: write \"label\" (values \"app=nginx\") or \"namespace\" (values are namespaces)"),
+            ));
+        }
+    };
+    let operator = match raw.operator.get_ref().as_str() {
+        "In" => Operator::In,
+        "NotIn" => Operator::NotIn,
+        o => {
+            return Err(at.error(
+                raw.operator.span(),
+                format!("operator \"{o}\" is not one KubeArmor has: write \"In\" or \"NotIn\" (KubeArmor's CRDs refuse Exists and DoesNotExist; to require a label whatever its value, list its values with In)"),
+            ));
+        }
+    };
+    let mut values = Vec::new();
+    for v in raw.values.get_ref() {
+        let text = v.get_ref();
+        if key == ExpressionKey::Label && text.split_once('=').is_none_or(|(k, _)| k.trim().is_empty()) {
+            return Err(at.error(
+                v.span(),
+                format!("label expression value \"{text}\" is not name=value: write it as \"app=nginx\""),
+            ));
+        }
+        if key == ExpressionKey::Namespace && text.trim().is_empty() {
+            return Err(at.error(v.span(), "namespace is empty: write the Kubernetes namespace, such as \"nginx1\""));
+        }
+        values.push(text.clone());
+    }
+    if values.is_empty() && !(key == ExpressionKey::Namespace && operator == Operator::NotIn) {
+        return Err(at.error(
+            raw.values.span(),
+            "values is empty: list what the expression selects (an empty NotIn list is for namespace only: every namespace)",
+        ));
+    }
+    Ok(selector::Expression { key, operator, values })
 }
 
 /// action, severity, tags and message with the innermost level winning.
@@ -610,12 +651,29 @@ fn compile_policy(at: &Located<'_>, name: &str, policy: &RawPolicy, rules: &mut 
     };
     for entry in &section.match_paths {
         let r = entry.get_ref();
-        let path = normalized(at, &r.path, "path", "/usr/local/bin/tool")?;
-        if path.ends_with('/') {
-            return Err(at.error(r.path.span(), format!("path \"{path}\" ends with '/': a match_paths entry names a file; write \"{}\" or use match_directories", path.trim_end_matches('/'))));
-        }
+        let target = match (&r.path, &r.execname) {
+            (Some(path), None) => {
+                let path_text = normalized(at, path, "path", "/usr/local/bin/tool")?;
+                if path_text.ends_with('/') {
+                    return Err(at.error(path.span(), format!("path \"{path_text}\" ends with '/': a match_paths entry names a file; write \"{}\" or use match_directories", path_text.trim_end_matches('/'))));
+                }
+                Target::Path(path_text.into_bytes())
+            }
+            (None, Some(name)) => exec_name(at, name)?,
+            (Some(_), Some(name)) => {
+                return Err(at.error(
+                    name.span(),
+                    "a match_paths entry has path and execname: keep one (a second entry can hold the other)",
+                ));
+            }
+            (None, None) => {
+                return Err(
+                    at.error(entry.span(), "a match_paths entry needs path = \"/usr/bin/apt\" or execname = \"apt\"")
+                );
+            }
+        };
         let sources = from_source(at, &r.from_source)?;
-        push(entry.span(), r.meta(), Target::Path(path.into_bytes()), r.owner_only, sources)?;
+        push(entry.span(), r.meta(), target, r.owner_only, sources)?;
     }
     for entry in &section.match_directories {
         let r = entry.get_ref();
@@ -660,6 +718,18 @@ fn normalized(at: &Located<'_>, value: &Spanned<String>, key: &str, example: &st
         return Err(at.error(value.span(), format!("{key} contains a NUL byte")));
     }
     Ok(v.clone())
+}
+
+/// `execname`: a file name, matched in every directory.
+fn exec_name(at: &Located<'_>, value: &Spanned<String>) -> Result<Target, PolicyError> {
+    let n = value.get_ref();
+    if n.is_empty() || n == "." || n == ".." || n.contains(['/', '\0']) {
+        return Err(at.error(
+            value.span(),
+            format!("execname \"{n}\" is not a file name: write the program's name alone, such as \"apt\" (a path goes in path)"),
+        ));
+    }
+    Ok(Target::Name(n.clone().into_bytes()))
 }
 
 fn from_source(at: &Located<'_>, sources: &[Spanned<String>]) -> Result<Vec<Vec<u8>>, PolicyError> {
