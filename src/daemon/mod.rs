@@ -94,7 +94,7 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
         );
     }
     let setup = (|| {
-        let config = files.load(config_path, options)?;
+        let config = files.load(config_path, options, None)?;
         let group = match stored {
             Some(group) => {
                 tracing::info!("queued exec attempts are decided now");
@@ -339,7 +339,7 @@ impl Controller {
         let mut watched = self.fingerprint();
 
         let filesystems = self.shared.load().targets.len();
-        notify::ready(&notify::status_line(filesystems, &counters.snapshot()));
+        notify::ready(&self.status_text(filesystems, &counters.snapshot()));
         tracing::info!(config = %self.config_path.display(), filesystems, "noexecd is guarding");
         loop {
             tokio::select! {
@@ -375,7 +375,7 @@ impl Controller {
                 _ = live_tick.tick(), if self.options.status_file.is_some() => {
                     let beat = counters.heartbeat.load(Ordering::Relaxed);
                     if stats::decision_alive(live_heartbeat, beat) {
-                        self.write_status(&notify::status_line(self.shared.load().targets.len(), &counters.snapshot()));
+                        self.write_status(&self.status_text(self.shared.load().targets.len(), &counters.snapshot()));
                     }
                     live_heartbeat = Some(beat);
                 }
@@ -388,7 +388,7 @@ impl Controller {
                     }
                 }
                 _ = status_tick.tick() => {
-                    notify::status(&notify::status_line(self.shared.load().targets.len(), &counters.snapshot()));
+                    notify::status(&self.status_text(self.shared.load().targets.len(), &counters.snapshot()));
                     self.keep_group();
                 }
                 _ = watchdog_tick.tick(), if watchdog.is_some() => {
@@ -426,6 +426,11 @@ impl Controller {
         Some(Fingerprint::take(&self.files.own(&self.config_path), &dir))
     }
 
+    /// The status line, with the policy files that did not load.
+    fn status_text(&self, filesystems: usize, counters: &crate::stats::Snapshot) -> String {
+        notify::status_line(filesystems, counters) + &notify::refused_files(&self.shared.load().config.refused)
+    }
+
     fn write_status(&self, line: &str) {
         if let Some(path) = &self.options.status_file
             && let Err(e) = liveness::write_status(&self.files.own(path), line)
@@ -440,13 +445,14 @@ impl Controller {
         let current = self.shared.load_full();
         let next = self
             .files
-            .load(&self.config_path, &self.options)
+            .load(&self.config_path, &self.options, Some(&current.config))
             .and_then(|config| Guard::build(config, current.mounts.clone()));
         match next.and_then(|guard| self.install(guard)) {
             Ok(()) => {
                 refresh_scopes(&self.shared.load(), &self.scopes);
                 self.container_marks.sync(&self.marks, &self.shared.load(), &self.scopes.load());
-                tracing::info!(config = %self.config_path.display(), "policy reloaded")
+                let refused = self.shared.load().config.refused.len();
+                tracing::info!(config = %self.config_path.display(), refused_files = refused, "policy reloaded")
             }
             Err(e) => {
                 tracing::error!(error = %e, "reload rejected; the previous policy stays in force")

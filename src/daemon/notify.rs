@@ -94,6 +94,19 @@ pub fn status_line(filesystems: usize, c: &Snapshot) -> String {
     line + &dirs
 }
 
+/// What the status line adds about policy files that did not load: each one's `file:line:col`, and whether
+/// its previous version stands in for it. Empty when every file loaded.
+pub fn refused_files(refused: &[crate::policy::RefusedDropIn]) -> String {
+    if refused.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = refused
+        .iter()
+        .map(|r| format!("{} ({})", r.place, if r.kept_previous { "previous version in force" } else { "left out" }))
+        .collect();
+    format!("; POLICY FILES NOT LOADED: {}", each.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ pub mod open_guard;
 pub mod raw;
 pub mod selector;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -109,6 +109,39 @@ pub struct Config {
     pub container_policies: Vec<ContainerPolicy>,
     /// `[containers]`.
     pub containers: ContainersConfig,
+    /// The text in force of each drop-in, by file: what [`load_each`] falls back to when the file no longer
+    /// loads.
+    pub drop_in_texts: BTreeMap<PathBuf, String>,
+    /// The drop-ins [`load_each`] left out or kept at their previous version, in name order.
+    pub refused: Vec<RefusedDropIn>,
+}
+
+/// A drop-in that did not load on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedDropIn {
+    pub file: PathBuf,
+    /// `file:line:col` of the error (`file` alone when it is not about a place in it).
+    pub place: String,
+    /// The whole error, place included.
+    pub error: String,
+    /// Its previous version (the text last loaded from it) is in force instead; otherwise none is.
+    pub kept_previous: bool,
+}
+
+impl RefusedDropIn {
+    fn new(file: &Path, error: &Error, kept_previous: bool) -> Self {
+        let place = match error {
+            Error::Policy(p) => format!("{}:{}:{}", p.file.display(), p.line, p.col),
+            Error::ParseKubeArmor { path, line, col, .. } | Error::ConvertKubeArmor { path, line, col, .. } => {
+                format!("{}:{line}:{col}", path.display())
+            }
+            Error::ConfigNotUtf8 { path, at } | Error::KubeArmorNotUtf8 { path, at } => {
+                format!("{}:{}:{}", path.display(), at.line, at.col)
+            }
+            _ => file.display().to_string(),
+        };
+        Self { file: file.to_owned(), place, error: error.to_string(), kept_previous }
+    }
 }
 
 impl Config {
@@ -134,7 +167,25 @@ pub fn load(path: &Path) -> Result<Config> {
 /// joined the host's mount namespace reads its container's `policy_dir` through an fd to the container's root.
 pub fn load_rooted(path: &Path, dir_of: &dyn Fn(&Path) -> PathBuf) -> Result<Config> {
     let text = read_config(path, false)?;
-    load_from(path, &text, Some(dir_of))
+    load_from(path, &text, Some((dir_of, DropIns::AllOrNothing)))
+}
+
+/// [`load_rooted`] for the daemon: the main file still loads whole or fails, but each drop-in loads or is
+/// left out on its own ([`Config::refused`]), so that one broken file of a shared policy directory does
+/// not hold back the others. A drop-in that no longer loads keeps the version `previous` had in force.
+pub fn load_each(path: &Path, dir_of: &dyn Fn(&Path) -> PathBuf, previous: Option<&Config>) -> Result<Config> {
+    let text = read_config(path, false)?;
+    let previous = previous.map(|p| &p.drop_in_texts);
+    load_from(path, &text, Some((dir_of, DropIns::Each { previous })))
+}
+
+/// How drop-ins that do not load are taken.
+#[derive(Clone, Copy)]
+enum DropIns<'p> {
+    /// The first one fails the whole load (`check`, `explain`).
+    AllOrNothing,
+    /// Each is left out on its own, or replaced by its text in `previous`.
+    Each { previous: Option<&'p BTreeMap<PathBuf, String>> },
 }
 
 /// Reads a configuration file or a drop-in (`yaml`: a KubeArmor one) as text: bytes, then UTF-8 checked, so
@@ -171,13 +222,27 @@ pub fn check_imported(c: &kubearmor::Conversion) -> Result<()> {
     Ok(())
 }
 
-fn load_from(path: &Path, text: &str, drop_ins: Option<&dyn Fn(&Path) -> PathBuf>) -> Result<Config> {
+/// Where a configuration's policy directory is reached (see [`load_rooted`]).
+type DirOf<'a> = &'a dyn Fn(&Path) -> PathBuf;
+
+fn load_from(path: &Path, text: &str, drop_ins: Option<(DirOf<'_>, DropIns<'_>)>) -> Result<Config> {
     let mut loader = Loader::default();
     let (daemon, open_guard, containers) = loader.main(path, text)?;
-    if let Some(dir_of) = drop_ins {
+    if let Some((dir_of, how)) = drop_ins {
         for file in drop_in_files(&dir_of(&daemon.policy_dir))? {
-            let text = read_config(&file, kubearmor::is_yaml(&file))?;
-            loader.drop_in(&file, text)?;
+            let loaded =
+                read_config(&file, kubearmor::is_yaml(&file)).and_then(|text| loader.drop_in_alone(&file, text));
+            let error = match (loaded, how) {
+                (Ok(()), _) => continue,
+                (Err(e), DropIns::AllOrNothing) => return Err(e),
+                (Err(e), DropIns::Each { .. }) => e,
+            };
+            let before = match how {
+                DropIns::Each { previous: Some(previous) } => previous.get(&file),
+                _ => None,
+            };
+            let kept = before.is_some_and(|text| loader.drop_in_alone(&file, text.clone()).is_ok());
+            loader.refused.push(RefusedDropIn::new(&file, &error, kept));
         }
     }
     Ok(loader.finish(daemon, open_guard, containers))
@@ -189,7 +254,7 @@ fn load_with_drop_ins(path: &Path, text: &str, drop_ins: &[(PathBuf, String)]) -
     let mut loader = Loader::default();
     let (daemon, open_guard, containers) = loader.main(path, text)?;
     for (file, text) in drop_ins {
-        loader.drop_in(file, text.clone())?;
+        loader.drop_in_alone(file, text.clone())?;
     }
     Ok(loader.finish(daemon, open_guard, containers))
 }
@@ -230,6 +295,8 @@ struct Loader {
     containers: Vec<ContainerPolicy>,
     names: HashMap<(PolicyScope, String), String>,
     files: Vec<PathBuf>,
+    drop_in_texts: BTreeMap<PathBuf, String>,
+    refused: Vec<RefusedDropIn>,
 }
 
 impl Loader {
@@ -252,17 +319,35 @@ impl Loader {
         Ok((daemon, open_guard, containers))
     }
 
+    /// One file of `policy_dir`, whole or not at all: a file that fails leaves nothing of itself behind.
+    fn drop_in_alone(&mut self, file: &Path, text: String) -> Result<()> {
+        let saved = (self.rules.len(), self.containers.len(), self.files.len(), self.names.clone());
+        match self.drop_in(file, &text) {
+            Ok(()) => {
+                self.drop_in_texts.insert(file.to_owned(), text);
+                Ok(())
+            }
+            Err(e) => {
+                self.rules.truncate(saved.0);
+                self.containers.truncate(saved.1);
+                self.files.truncate(saved.2);
+                self.names = saved.3;
+                Err(e)
+            }
+        }
+    }
+
     /// One file of `policy_dir`: policies only.
-    fn drop_in(&mut self, file: &Path, text: String) -> Result<()> {
+    fn drop_in(&mut self, file: &Path, text: &str) -> Result<()> {
         // A KubeArmor YAML file is converted to TOML; errors about that text are moved back into the YAML.
-        let yaml = if kubearmor::is_yaml(file) { Some(kubearmor::drop_in(file, &text, validate_str)?) } else { None };
-        let text = yaml.as_ref().map_or(text, |y| y.text.clone());
+        let yaml = if kubearmor::is_yaml(file) { Some(kubearmor::drop_in(file, text, validate_str)?) } else { None };
+        let text = yaml.as_ref().map_or(text, |y| y.text.as_str());
         let relocate = |e: Error| match &yaml {
             Some(y) => y.relocate(e),
             None => e,
         };
-        let parsed = self.parse(file, &text).map_err(relocate)?;
-        let at = Located { file, text: &text };
+        let parsed = self.parse(file, text).map_err(relocate)?;
+        let at = Located { file, text };
         if let Some(d) = &parsed.daemon {
             return Err(at
                 .error(d.span(), "the [daemon] table belongs in the main configuration file; a policy.d file holds [[policy]] tables only")
@@ -279,7 +364,7 @@ impl Loader {
                 .into());
         }
         let (before, before_containers) = (self.rules.len(), self.containers.len());
-        self.add_policies(file, &text, parsed.policy).map_err(relocate)?;
+        self.add_policies(file, text, parsed.policy).map_err(relocate)?;
         if let Some(y) = &yaml {
             y.relocate_rules(self.rules.get_mut(before..).unwrap_or_default());
             for c in self.containers.get_mut(before_containers..).unwrap_or_default() {
@@ -294,7 +379,17 @@ impl Loader {
         let policy_count = self.names.keys().filter(|(scope, _)| *scope == PolicyScope::Host).count();
         let matcher = Matcher::new(self.rules, daemon.default_posture, daemon.mode);
         let container_policies = self.containers;
-        Config { daemon, matcher, open_guard, files: self.files, policy_count, container_policies, containers }
+        Config {
+            daemon,
+            matcher,
+            open_guard,
+            files: self.files,
+            policy_count,
+            container_policies,
+            containers,
+            drop_in_texts: self.drop_in_texts,
+            refused: self.refused,
+        }
     }
 
     fn parse(&mut self, file: &Path, text: &str) -> Result<RawFile> {
