@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod kubearmor;
+pub mod lint;
 pub mod located;
 pub mod matcher;
 pub mod open_guard;
@@ -145,6 +146,12 @@ impl RefusedDropIn {
 }
 
 impl Config {
+    /// The shallow Block and Audit patterns of every policy, host and container ([`lint`]).
+    pub fn lints(&self) -> Vec<lint::Lint> {
+        let containers = self.container_policies.iter().flat_map(|p| p.rules.iter());
+        lint::rules(self.matcher.rules().iter().chain(containers))
+    }
+
     /// The indexes (into `container_policies`, ascending) of the container policies that select `id`.
     pub fn selecting(&self, id: &Identity) -> Vec<usize> {
         selector::selecting(&self.container_policies, id)

@@ -592,3 +592,12 @@ fn kubearmor_container_name_lists_as_kubearmor_reads_them() {
         assert_eq!(ok(&pol(value)).container_policies[0].selector.containers, want, "{value}");
     }
 }
+
+#[test]
+fn lints_name_shallow_block_and_audit_patterns_only() {
+    let text = "[[policy]]\nname = \"b\"\n[[policy.process.match_patterns]]\npattern = \"/tmp/*\"\n\
+                [[policy]]\nname = \"a\"\naction = \"Allow\"\n[[policy.process.match_patterns]]\npattern = \"/opt/*\"\n\
+                [[policy]]\nname = \"c\"\naction = \"Audit\"\n[policy.selector]\n[[policy.process.match_patterns]]\npattern = \"/var/tmp/*\"\n";
+    let found: Vec<String> = ok(text).lints().iter().map(|l| l.origin.clone()).collect();
+    assert_eq!(found, vec!["p.toml:3:1", "p.toml:14:1"]);
+}

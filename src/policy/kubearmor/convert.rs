@@ -275,6 +275,7 @@ impl<'a> Converter<'a> {
             policy.selector = Some(s);
         }
         self.loadable(&ctx, &mut policy, &mut reports)?;
+        shallow_patterns(&ctx, &policy, &mut reports);
         if policy.rules.is_empty() {
             reports.push(ctx.report(
                 ReportKind::Note,
@@ -320,6 +321,22 @@ impl Converter<'_> {
             reports.insert(at, report);
         }
         Ok(())
+    }
+}
+
+/// A warning for each Block or Audit pattern that leaves deeper paths of its directory open.
+fn shallow_patterns(ctx: &Ctx<'_>, policy: &Policy, reports: &mut Vec<Report>) {
+    for rule in &policy.rules {
+        let Target::Pattern(pattern) = &rule.target else { continue };
+        let action = [&rule.meta, &policy.process_meta, &policy.meta].into_iter().find_map(|m| m.action.as_ref());
+        if action.is_some_and(|a| a.value == "Allow") {
+            continue;
+        }
+        if let Some(advice) = crate::policy::lint::shallow_pattern(&pattern.value) {
+            let report = ctx.report_at(ReportKind::Warning, pattern.src.line, pattern.src.path.clone(), advice);
+            let at = reports.iter().position(|r| r.line > report.line).unwrap_or(reports.len());
+            reports.insert(at, report);
+        }
     }
 }
 

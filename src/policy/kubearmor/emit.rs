@@ -114,7 +114,10 @@ pub fn policy(p: &Policy, file: &str, reports: &[Report]) -> Emitted {
     let src = &p.name.src;
     out.comment(&format!("{} {} ({file}, {})", p.kind, quote(&p.name.value), p.doc), src);
     for r in reports.iter().filter(|r| r.doc == p.doc && r.policy.as_deref() == Some(p.name.value.as_str())) {
-        let prefix = if r.kind == ReportKind::NotEnforced { "" } else { "note: " };
+        let prefix = match r.kind {
+            ReportKind::NotEnforced | ReportKind::Warning => "",
+            ReportKind::Skipped | ReportKind::Note => "note: ",
+        };
         out.comment(&format!("{prefix}{}", r.short()), src);
     }
     if p.selector.is_some() {
