@@ -655,3 +655,183 @@ fn the_shipped_config_with_kubearmors_example_as_a_drop_in() {
     let other = crate::policy::Identity { labels: labels(&[("app", "db")]), name: None };
     assert_eq!(config.selecting(&other), vec![0]);
 }
+
+/// One of KubeArmor's test policies (`tests/fixtures/kubearmor/`, unchanged) loaded as a `policy_dir`
+/// drop-in, and whether the program at `path` is blocked in each pod.
+/// A pod of KubeArmor's test deployments: (namespace, labels, container name, whether `path` is blocked).
+type Pod<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, bool);
+
+fn kubearmor_suite(file: &str, path: &str, pods: &[Pod<'_>]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubearmor");
+    let yaml = dir.join(file);
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    let config = crate::policy::load_with_drop_ins(Path::new("main.toml"), "", &[(yaml, text)])
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
+    assert!(config.matcher.rules().is_empty(), "{file}: nothing for the host");
+    for (namespace, labels, name, blocked) in pods {
+        let mut all: std::collections::BTreeMap<String, String> =
+            labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        all.insert(crate::policy::selector::NAMESPACE_LABEL.to_owned(), (*namespace).to_owned());
+        let id = crate::policy::Identity { labels: all, name: Some((*name).to_owned()) };
+        let m = config.container_matcher(&config.selecting(&id));
+        let d = m.decide(Scope::Path(path.as_bytes()), 0, &mut KnownSubject::default());
+        let want = if *blocked { Outcome::Block } else { Outcome::Allow };
+        assert_eq!(d.outcome, want, "{file}: {path} in {namespace}/{name} {labels:?}");
+    }
+}
+
+const NGINX: &[(&str, &str)] = &[("app", "nginx")];
+const DEBIAN: &[(&str, &str)] = &[("app", "debian-app")];
+const UBUNTU_1: &[(&str, &str)] = &[("group", "group-1"), ("container", "ubuntu-1")];
+const UBUNTU_3: &[(&str, &str)] = &[("group", "group-1"), ("container", "ubuntu-3")];
+const MULTI: &[(&str, &str)] = &[("container", "multicontainer")];
+
+/// KubeArmor's `tests/k8s_env/csp`: cluster policies by namespace and label expressions, on apt.
+#[test]
+fn kubearmor_suite_cluster_policies() {
+    let apt = "/usr/bin/apt";
+    kubearmor_suite(
+        "csp-in-operator-block-process.yaml",
+        apt,
+        &[("nginx1", NGINX, "nginx", true), ("nginx-later", NGINX, "nginx", true), ("nginx2", NGINX, "nginx", false)],
+    );
+    kubearmor_suite(
+        "csp-not-in-operator-block-process.yaml",
+        apt,
+        &[("nginx2", NGINX, "nginx", true), ("nginx1", NGINX, "nginx", false)],
+    );
+    kubearmor_suite(
+        "csp-matchlabels-in-block-process.yaml",
+        apt,
+        &[
+            ("nginx1", NGINX, "nginx", true),
+            ("nginx2", NGINX, "nginx", false),
+            ("nginx1", DEBIAN, "debian-container", false),
+        ],
+    );
+    kubearmor_suite(
+        "csp-matchlabels-not-in-block-process.yaml",
+        apt,
+        &[
+            ("nginx1", NGINX, "nginx", false),
+            ("nginx2", NGINX, "nginx", false),
+            ("nginx1", DEBIAN, "debian-container", true),
+        ],
+    );
+}
+
+/// KubeArmor's `tests/k8s_env/ksp`: execname and label expressions in a KubeArmorPolicy.
+#[test]
+fn kubearmor_suite_exec_names_and_label_expressions() {
+    let apt = "/usr/bin/apt";
+    kubearmor_suite("ksp-ubuntu-1-block-proc-execname.yaml", apt, &[("multiubuntu", UBUNTU_1, "ubuntu-1", true)]);
+    kubearmor_suite(
+        "ksp-ubuntu-1-block-proc-execname.yaml",
+        "/tmp/copied/apt",
+        &[("multiubuntu", UBUNTU_1, "ubuntu-1", true), ("multiubuntu", UBUNTU_3, "ubuntu-3", false)],
+    );
+    kubearmor_suite(
+        "ksp-ubuntu-1-block-proc-execname.yaml",
+        "/usr/bin/apt-get",
+        &[("multiubuntu", UBUNTU_1, "ubuntu-1", false)],
+    );
+    kubearmor_suite(
+        "ksp-match-expression-in-notin-block-process.yaml",
+        apt,
+        &[("multiubuntu", UBUNTU_1, "ubuntu-1", true), ("multiubuntu", UBUNTU_3, "ubuntu-3", false)],
+    );
+    kubearmor_suite(
+        "ksp-match-expression-notin-block-process.yaml",
+        apt,
+        &[
+            ("multiubuntu", UBUNTU_1, "ubuntu-1", false),
+            ("multiubuntu", UBUNTU_3, "ubuntu-3", true),
+            ("other", UBUNTU_3, "ubuntu-3", false),
+        ],
+    );
+}
+
+/// KubeArmor's `tests/k8s_env/multicontainer`: `kubearmor.io/container.name` lists, empty and malformed.
+#[test]
+fn kubearmor_suite_container_name_lists() {
+    let ls = "/bin/ls";
+    let both = |one: bool, two: bool| {
+        [("multicontainer", MULTI, "container-1", one), ("multicontainer", MULTI, "container-2", two)]
+    };
+    kubearmor_suite("container-1-ls-block.yaml", ls, &both(true, false));
+    kubearmor_suite("empty-array-ls-block.yaml", ls, &both(true, true));
+    kubearmor_suite("empty-label-ls-block.yaml", ls, &both(true, true));
+    kubearmor_suite("malformated-array-ls-block.yaml", ls, &both(true, false));
+}
+
+/// Every fixture imports with nothing reported as not enforced.
+#[test]
+fn kubearmor_suite_imports_with_nothing_left_out() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubearmor");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !is_yaml(&path) {
+            continue;
+        }
+        let c = convert_file(&path, crate::policy::validate_str).unwrap();
+        crate::policy::check_imported(&c).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.not_enforced(), 0, "{}: {:?}", path.display(), c.reports);
+        assert_eq!(c.policies.len(), 1, "{}", path.display());
+    }
+}
+
+/// `dir: /usr/bin` without its '/' is the directory, as KubeArmor reads it, in a host policy too.
+#[test]
+fn a_dir_without_its_slash_is_the_directory() {
+    let c = convert(
+        "x.yaml",
+        &format!("{HEAD}spec:\n  process:\n    matchDirectories:\n    - dir: /usr/bin\n  action: Block\n"),
+    );
+    assert_eq!(
+        report_lines(&c),
+        vec![
+            "x.yaml:DOC#1 policy p: spec.process.matchDirectories[0].dir: \"/usr/bin\" read as the directory \"/usr/bin/\" [line 8]"
+        ]
+    );
+    let config = crate::policy::load_str(Path::new("x.toml"), &c.toml()).unwrap();
+    let decide = |p: &str| config.matcher.decide(Scope::Path(p.as_bytes()), 0, &mut KnownSubject::default()).outcome;
+    assert_eq!(decide("/usr/bin/ls"), Outcome::Block);
+    assert_eq!(decide("/usr/bin2/ls"), Outcome::Allow);
+    assert_eq!(decide("/usr/bin/sub/ls"), Outcome::Allow, "not recursive");
+}
+
+/// execname with fromSource, as KubeArmor's enforcers take it; path and execname in one rule are two rules.
+#[test]
+fn exec_names_with_from_source() {
+    let c = convert(
+        "x.yaml",
+        &format!(
+            "{HEAD}spec:\n  process:\n    matchPaths:\n    - execname: apt\n      fromSource:\n      - path: /bin/bash\n    - path: /usr/bin/x\n      execname: x\n  action: Block\n"
+        ),
+    );
+    assert!(
+        c.toml().contains("[[policy.process.match_paths]]\nexecname = \"apt\"\nfrom_source = [\"/bin/bash\"]\n"),
+        "{}",
+        c.toml()
+    );
+    assert_eq!(
+        report_lines(&c),
+        vec![
+            "x.yaml:DOC#1 policy p: spec.process.matchPaths[1] not enforced by noexecd (spec.process.matchPaths[1].execname: a rule with both path and execname: write them as two rules; rule skipped) [line 12]"
+        ]
+    );
+    let config = crate::policy::load_str(Path::new("x.toml"), &c.toml()).unwrap();
+    let mut bash = KnownSubject { exe: Some(b"/bin/bash".to_vec()), uid: None };
+    assert_eq!(config.matcher.decide(Scope::Path(b"/opt/apt"), 0, &mut bash).outcome, Outcome::Block);
+    let mut sh = KnownSubject { exe: Some(b"/bin/sh".to_vec()), uid: None };
+    assert_eq!(config.matcher.decide(Scope::Path(b"/opt/apt"), 0, &mut sh).outcome, Outcome::Allow);
+}
+
+/// KubeArmor's CRDs take In and NotIn only; a policy with another operator is refused whole, never
+/// loaded selecting more than it says.
+#[test]
+fn other_expression_operators_refuse_the_policy() {
+    let text = "apiVersion: security.kubearmor.com/v1\nkind: KubeArmorPolicy\nmetadata:\n  name: k\n  namespace: ns\nspec:\n  selector:\n    matchExpressions:\n    - key: label\n      operator: Exists\n      values: [app=x]\n  process:\n    matchPaths:\n    - path: /a\n";
+    let e = convert_err(text);
+    assert!(e.starts_with("x.yaml:10:17: DOC#1 policy k: spec.selector.matchExpressions[0].operator: operator \"Exists\" is not one KubeArmor has"), "{e}");
+}
