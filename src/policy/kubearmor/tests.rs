@@ -577,6 +577,7 @@ fn every_published_template_imports_and_loads() {
     let mut files = Vec::new();
     yaml_files(&dir, &mut files);
     let (mut policies, mut containers, mut not_enforced, mut rules_skipped, mut duplicates) = (0, 0, 0, 0, 0);
+    let (mut shallow, mut kubearmor_only) = (0, Vec::new());
     let mut without_policy = Vec::new();
     for file in &files {
         let name = file.strip_prefix(&dir).unwrap().display().to_string();
@@ -596,7 +597,24 @@ fn every_published_template_imports_and_loads() {
         not_enforced += c.not_enforced();
         rules_skipped += c.reports.iter().filter(|r| r.detail.ends_with("rule skipped")).count();
         duplicates += c.reports.iter().filter(|r| r.detail.starts_with("duplicate key")).count();
+        shallow += c.reports.iter().filter(|r| r.kind == ReportKind::Warning).count();
+        kubearmor_only.extend(
+            c.reports
+                .iter()
+                .filter(|r| r.kind == ReportKind::NotEnforced)
+                .filter(|r| {
+                    r.path.contains("execname")
+                        || r.path.contains("matchExpressions")
+                        || r.detail.contains("ClusterPolicy")
+                })
+                .map(ToString::to_string),
+        );
     }
+    assert!(
+        kubearmor_only.is_empty(),
+        "execname, matchExpressions and cluster policies are enforced: {kubearmor_only:?}"
+    );
+    eprintln!("{shallow} Block or Audit patterns leave deeper paths of their directory open");
     eprintln!(
         "{} files, {policies} policies ({containers} container, {} host), {not_enforced} parts not enforced, of them {rules_skipped} rules left out and {duplicates} keys written twice",
         files.len(),
