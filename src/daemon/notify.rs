@@ -128,4 +128,20 @@ mod tests {
         assert_eq!(&buf[..n], b"STATUS=x\n");
         send_to(path.as_os_str(), "STATUS=y\n", Duration::ZERO).unwrap();
     }
+
+    #[test]
+    fn refused_policy_files_on_the_status_line() {
+        use crate::policy::RefusedDropIn;
+        assert_eq!(refused_files(&[]), "");
+        let r = |place: &str, kept_previous: bool| RefusedDropIn {
+            file: "/p/a.toml".into(),
+            place: place.to_owned(),
+            error: format!("{place}: broken"),
+            kept_previous,
+        };
+        assert_eq!(
+            refused_files(&[r("/p/a.toml:4:8", true), r("/p/b.yaml:2:1", false)]),
+            "; POLICY FILES NOT LOADED: /p/a.toml:4:8 (previous version in force), /p/b.yaml:2:1 (left out)"
+        );
+    }
 }
