@@ -3,9 +3,11 @@
 //! facts about the calling process come through [`Subject`], which the daemon backs with /proc and the
 //! tests with plain values.
 //!
-//! Semantics follow KubeArmor's process rules (`spec.process` of KubeArmorPolicy/KubeArmorHostPolicy): `from_source` narrows a rule to callers that
-//! run one of the listed executables, `owner_only` exempts the file's owner, Allow rules switch on the
-//! default posture for everything else. Where KubeArmor leaves it open, a Block rule wins over an Allow rule.
+//! Semantics follow KubeArmor's process rules (`spec.process` of KubeArmorPolicy/KubeArmorHostPolicy): an
+//! `execname` rule ([`Target::Name`]) matches the last component of the path, `from_source` narrows a rule to
+//! callers that run one of the listed executables, `owner_only` exempts the file's owner, Allow rules switch
+//! on the default posture for everything else. Where KubeArmor leaves it open, a Block rule wins over an
+//! Allow rule.
 
 use std::path::Path;
 use std::sync::Arc;

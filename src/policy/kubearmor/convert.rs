@@ -340,7 +340,8 @@ fn shallow_patterns(ctx: &Ctx<'_>, policy: &Policy, reports: &mut Vec<Report>) {
     }
 }
 
-/// `spec.selector` of a KubeArmorPolicy: its `matchLabels`; any other part is reported.
+/// `spec.selector` of a KubeArmorPolicy or KubeArmorClusterPolicy: its `matchLabels` and `matchExpressions`;
+/// any other part is reported.
 fn selector_labels(ctx: &Ctx<'_>, sel: &Node, out: &mut Selector, reports: &mut Vec<Report>) -> Res<()> {
     match &sel.value {
         Value::Null => return Ok(()),
