@@ -23,7 +23,8 @@ use crate::policy::matcher::{Action, DEFAULT_POSTURE_POLICY, KnownSubject, Match
 /// container `container <id> ...` followed by a `container-mount <id> <mount>` line per mount of its own that
 /// is marked for it, then one
 /// `writable ...` line per writable directory no rule protects ([`writable::Found::line`]).
-/// On `err`, one `warning:` (or `info:`) line per host setting that leaves a way around fanotify open, and a
+/// On `err`, one `warning: <file:line:col>: ...` line per Block or Audit pattern that leaves deeper paths of
+/// its directory open (`/tmp/*`), one `warning:` (or `info:`) line per host setting that leaves a way around fanotify open, and a
 /// `warning:` summing up the writable directories. Findings never change the result: only an invalid
 /// configuration is an error.
 pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
@@ -44,7 +45,12 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
     } else {
         "not used (no Allow rules)"
     };
+    let lints = config.lints();
     let guard = Guard::build(config, mounts)?;
+    for l in &lints {
+        writeln!(err, "warning: {}: {}", l.origin, l.message)
+            .map_err(|source| Error::WriteFile { path: "stderr".into(), source })?;
+    }
     let w = |out: &mut dyn Write, s: String| {
         writeln!(out, "{s}").map_err(|source| Error::WriteFile { path: "stdout".into(), source })
     };

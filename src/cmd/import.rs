@@ -210,8 +210,16 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, vec!["hsp-last.toml", "hsp-no-api-version.toml", "ksp-shop-block-pkg-mgmt.toml"]);
-        assert_eq!(s.written.len(), 3);
+        assert_eq!(
+            names,
+            vec![
+                "csp-every-namespace.toml",
+                "hsp-last.toml",
+                "hsp-no-api-version.toml",
+                "ksp-shop-block-pkg-mgmt.toml"
+            ]
+        );
+        assert_eq!(s.written.len(), 4);
         for f in &s.written {
             let text = std::fs::read_to_string(f).unwrap();
             assert!(text.starts_with("# Converted by `noexecd import` from "), "{text}");

@@ -99,7 +99,7 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
         );
     }
     let setup = (|| {
-        let config = files.load(config_path, options)?;
+        let config = files.load(config_path, options, None)?;
         let group = match stored {
             Some(group) => {
                 tracing::info!("queued exec attempts are decided now");
@@ -368,7 +368,7 @@ impl Controller {
         let mut watched = self.fingerprint();
 
         let filesystems = self.shared.load().targets.len();
-        notify::ready(&notify::status_line(filesystems, &counters.snapshot()));
+        notify::ready(&self.status_text(filesystems, &counters.snapshot()));
         tracing::info!(config = %self.config_path.display(), filesystems, "noexecd is guarding");
         loop {
             tokio::select! {
@@ -420,7 +420,7 @@ impl Controller {
                     }
                 }
                 _ = status_tick.tick() => {
-                    notify::status(&notify::status_line(self.shared.load().targets.len(), &counters.snapshot()));
+                    notify::status(&self.status_text(self.shared.load().targets.len(), &counters.snapshot()));
                     self.keep_group();
                 }
                 _ = watchdog_tick.tick(), if watchdog.is_some() => {
@@ -458,10 +458,15 @@ impl Controller {
         Some(Fingerprint::take(&self.files.own(&self.config_path), &dir))
     }
 
+    /// The status line, with the policy files that did not load.
+    fn status_text(&self, filesystems: usize, counters: &stats::Snapshot) -> String {
+        notify::status_line(filesystems, counters) + &notify::refused_files(&self.shared.load().config.refused)
+    }
+
     fn write_status(&mut self, counters: &stats::Snapshot) {
         let Some(path) = &self.options.status_file else { return };
         let guard = self.shared.load();
-        let line = notify::status_line(guard.targets.len(), counters);
+        let line = self.status_text(guard.targets.len(), counters);
         self.status.updates += 1;
         self.status.policy_generation = guard.generation;
         let fields = self.status.with_counters(counters);
@@ -476,13 +481,14 @@ impl Controller {
         let current = self.shared.load_full();
         let next = self
             .files
-            .load(&self.config_path, &self.options)
+            .load(&self.config_path, &self.options, Some(&current.config))
             .and_then(|config| Guard::build(config, current.mounts.clone()));
         match next.and_then(|guard| self.install(guard)) {
             Ok(()) => {
                 refresh_scopes(&self.shared.load(), &self.scopes);
                 self.container_marks.sync(&self.marks, &self.shared.load(), &self.scopes.load());
-                tracing::info!(config = %self.config_path.display(), "policy reloaded")
+                let refused = self.shared.load().config.refused.len();
+                tracing::info!(config = %self.config_path.display(), refused_files = refused, "policy reloaded")
             }
             Err(e) => {
                 tracing::error!(error = %e, "reload rejected; the previous policy stays in force")

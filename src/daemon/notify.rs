@@ -102,6 +102,19 @@ pub fn status_line(filesystems: usize, c: &Snapshot) -> String {
     line + &dirs + &failed + &grpc
 }
 
+/// What the status line adds about policy files that did not load: each one's `file:line:col`, and whether
+/// its previous version stands in for it. Empty when every file loaded.
+pub fn refused_files(refused: &[crate::policy::RefusedDropIn]) -> String {
+    if refused.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = refused
+        .iter()
+        .map(|r| format!("{} ({})", r.place, if r.kept_previous { "previous version in force" } else { "left out" }))
+        .collect();
+    format!("; POLICY FILES NOT LOADED: {}", each.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +151,21 @@ mod tests {
         assert!(!status_line(1, &c).contains("gRPC"));
         c.grpc_readers_dropped = 2;
         assert!(status_line(1, &c).ends_with("; gRPC readers dropped for falling behind 2"));
+    }
+
+    #[test]
+    fn refused_policy_files_on_the_status_line() {
+        use crate::policy::RefusedDropIn;
+        assert_eq!(refused_files(&[]), "");
+        let r = |place: &str, kept_previous: bool| RefusedDropIn {
+            file: "/p/a.toml".into(),
+            place: place.to_owned(),
+            error: format!("{place}: broken"),
+            kept_previous,
+        };
+        assert_eq!(
+            refused_files(&[r("/p/a.toml:4:8", true), r("/p/b.yaml:2:1", false)]),
+            "; POLICY FILES NOT LOADED: /p/a.toml:4:8 (previous version in force), /p/b.yaml:2:1 (left out)"
+        );
     }
 }

@@ -50,9 +50,22 @@ impl Files {
         }
     }
 
-    /// The configuration and its drop-ins, with the options' names over the file's.
-    pub(crate) fn load(&self, config_path: &Path, options: &RunOptions) -> crate::error::Result<Config> {
-        let mut config = policy::load_rooted(&self.own(config_path), &|dir| self.own(dir))?;
+    /// The configuration and its drop-ins, with the options' names over the file's. Each drop-in loads on
+    /// its own: one that does not is logged and left out, or kept at its version in `previous`.
+    pub(crate) fn load(
+        &self,
+        config_path: &Path,
+        options: &RunOptions,
+        previous: Option<&Config>,
+    ) -> crate::error::Result<Config> {
+        let mut config = policy::load_each(&self.own(config_path), &|dir| self.own(dir), previous)?;
+        for r in &config.refused {
+            if r.kept_previous {
+                tracing::error!(file = %r.file.display(), at = %r.place, error = %r.error, "policy file does not load; its previous version stays in force");
+            } else {
+                tracing::error!(file = %r.file.display(), at = %r.place, error = %r.error, "policy file does not load; left out, the other files apply");
+            }
+        }
         if let Some(name) = &options.host_name {
             config.daemon.host_name = Some(name.clone());
         }

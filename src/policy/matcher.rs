@@ -3,9 +3,11 @@
 //! facts about the calling process come through [`Subject`], which the daemon backs with /proc and the
 //! tests with plain values.
 //!
-//! Semantics follow KubeArmor's process rules (`spec.process` of KubeArmorPolicy/KubeArmorHostPolicy): `from_source` narrows a rule to callers that
-//! run one of the listed executables, `owner_only` exempts the file's owner, Allow rules switch on the
-//! default posture for everything else. Where KubeArmor leaves it open, a Block rule wins over an Allow rule.
+//! Semantics follow KubeArmor's process rules (`spec.process` of KubeArmorPolicy/KubeArmorHostPolicy): an
+//! `execname` rule ([`Target::Name`]) matches the last component of the path, `from_source` narrows a rule to
+//! callers that run one of the listed executables, `owner_only` exempts the file's owner, Allow rules switch
+//! on the default posture for everything else. Where KubeArmor leaves it open, a Block rule wins over an
+//! Allow rule.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -67,6 +69,8 @@ pub enum Target {
     Dir { dir: Vec<u8>, recursive: bool },
     /// An AppArmor-style glob: `*` within one path component, `**` across them.
     Pattern { glob: globset::GlobMatcher, literal_prefix: Vec<u8> },
+    /// A file of this name (KubeArmor's `execname`: the last path component) in any directory.
+    Name(Vec<u8>),
 }
 
 impl Target {
@@ -78,6 +82,7 @@ impl Target {
                 None => false,
             },
             Target::Pattern { glob, .. } => glob.is_match(Path::new(std::ffi::OsStr::from_bytes(path))),
+            Target::Name(name) => path.rsplit(|&b| b == b'/').next() == Some(name.as_slice()),
         }
     }
 
@@ -87,6 +92,7 @@ impl Target {
             Target::Path(p) => p,
             Target::Dir { dir, .. } => dir,
             Target::Pattern { literal_prefix, .. } => literal_prefix,
+            Target::Name(_) => b"/",
         }
     }
 
@@ -675,5 +681,42 @@ mod tests {
         assert!(!narrow.path_independent_below(b"/tmp/"));
         let flat = enforce(vec![dir("/tmp/", false, Action::Block)]);
         assert!(!flat.path_independent_below(b"/tmp/"));
+    }
+
+    fn name(n: &str, sources: &[&str], action: Action) -> Rule {
+        Rule {
+            target: Target::Name(n.as_bytes().to_vec()),
+            owner_only: false,
+            from_source: sources.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            meta: meta(n, action),
+        }
+    }
+
+    #[test]
+    fn an_exec_name_matches_the_last_component_anywhere() {
+        let m = enforce(vec![name("apt", &[], Action::Block)]);
+        for blocked in ["/usr/bin/apt", "/apt", "/tmp/deep/er/apt"] {
+            assert_eq!(decide(&m, blocked).0, Outcome::Block, "{blocked}");
+            assert_eq!(
+                m.decide_by_list(Scope::Path(blocked.as_bytes()), 0, &mut KnownSubject::default()).outcome,
+                Outcome::Block
+            );
+        }
+        for allowed in ["/usr/bin/apt-get", "/usr/bin/xapt", "/apt/ls", "/usr/bin/ap"] {
+            assert_eq!(decide(&m, allowed).0, Outcome::Allow, "{allowed}");
+        }
+        assert!(!m.untouched_by_rules(b"/usr/bin/true"), "a name can be anywhere");
+        assert!(!m.path_independent_below(b"/tmp/"), "only the name can tell");
+    }
+
+    #[test]
+    fn an_exec_name_with_from_source_holds_for_those_callers_only() {
+        let m = enforce(vec![name("apt", &["/usr/bin/bash"], Action::Block)]);
+        assert_eq!(decide(&m, "/usr/bin/apt").0, Outcome::Block, "decide() runs as /usr/bin/bash");
+        let mut other = KnownSubject { exe: Some(b"/usr/bin/dash".to_vec()), uid: Some(0) };
+        assert_eq!(m.decide(Scope::Path(b"/usr/bin/apt"), 0, &mut other).outcome, Outcome::Allow);
+        let allow = enforce(vec![name("ls", &[], Action::Allow)]);
+        assert_eq!(decide(&allow, "/bin/ls").0, Outcome::Allow);
+        assert_eq!(decide(&allow, "/bin/cat").0, Outcome::Audit, "the default posture for the rest");
     }
 }

@@ -5,13 +5,14 @@
 #![forbid(unsafe_code)]
 
 pub mod kubearmor;
+pub mod lint;
 pub mod located;
 pub mod matcher;
 pub mod open_guard;
 pub mod raw;
 pub mod selector;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -106,9 +107,48 @@ pub struct Config {
     pub container_policies: Vec<ContainerPolicy>,
     /// `[containers]`.
     pub containers: ContainersConfig,
+    /// The text in force of each drop-in, by file: what [`load_each`] falls back to when the file no longer
+    /// loads.
+    pub drop_in_texts: BTreeMap<PathBuf, String>,
+    /// The drop-ins [`load_each`] left out or kept at their previous version, in name order.
+    pub refused: Vec<RefusedDropIn>,
+}
+
+/// A drop-in that did not load on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedDropIn {
+    pub file: PathBuf,
+    /// `file:line:col` of the error (`file` alone when it is not about a place in it).
+    pub place: String,
+    /// The whole error, place included.
+    pub error: String,
+    /// Its previous version (the text last loaded from it) is in force instead; otherwise none is.
+    pub kept_previous: bool,
+}
+
+impl RefusedDropIn {
+    fn new(file: &Path, error: &Error, kept_previous: bool) -> Self {
+        let place = match error {
+            Error::Policy(p) => format!("{}:{}:{}", p.file.display(), p.line, p.col),
+            Error::ParseKubeArmor { path, line, col, .. } | Error::ConvertKubeArmor { path, line, col, .. } => {
+                format!("{}:{line}:{col}", path.display())
+            }
+            Error::ConfigNotUtf8 { path, at } | Error::KubeArmorNotUtf8 { path, at } => {
+                format!("{}:{}:{}", path.display(), at.line, at.col)
+            }
+            _ => file.display().to_string(),
+        };
+        Self { file: file.to_owned(), place, error: error.to_string(), kept_previous }
+    }
 }
 
 impl Config {
+    /// The shallow Block and Audit patterns of every policy, host and container ([`lint`]).
+    pub fn lints(&self) -> Vec<lint::Lint> {
+        let containers = self.container_policies.iter().flat_map(|p| p.rules.iter());
+        lint::rules(self.matcher.rules().iter().chain(containers))
+    }
+
     /// The indexes (into `container_policies`, ascending) of the container policies that select `id`.
     pub fn selecting(&self, id: &Identity) -> Vec<usize> {
         selector::selecting(&self.container_policies, id)
@@ -131,7 +171,25 @@ pub fn load(path: &Path) -> Result<Config> {
 /// joined the host's mount namespace reads its container's `policy_dir` through an fd to the container's root.
 pub fn load_rooted(path: &Path, dir_of: &dyn Fn(&Path) -> PathBuf) -> Result<Config> {
     let text = read_config(path, false)?;
-    load_from(path, &text, Some(dir_of))
+    load_from(path, &text, Some((dir_of, DropIns::AllOrNothing)))
+}
+
+/// [`load_rooted`] for the daemon: the main file still loads whole or fails, but each drop-in loads or is
+/// left out on its own ([`Config::refused`]), so that one broken file of a shared policy directory does
+/// not hold back the others. A drop-in that no longer loads keeps the version `previous` had in force.
+pub fn load_each(path: &Path, dir_of: &dyn Fn(&Path) -> PathBuf, previous: Option<&Config>) -> Result<Config> {
+    let text = read_config(path, false)?;
+    let previous = previous.map(|p| &p.drop_in_texts);
+    load_from(path, &text, Some((dir_of, DropIns::Each { previous })))
+}
+
+/// How drop-ins that do not load are taken.
+#[derive(Clone, Copy)]
+enum DropIns<'p> {
+    /// The first one fails the whole load (`check`, `explain`).
+    AllOrNothing,
+    /// Each is left out on its own, or replaced by its text in `previous`.
+    Each { previous: Option<&'p BTreeMap<PathBuf, String>> },
 }
 
 /// Reads a configuration file or a drop-in (`yaml`: a KubeArmor one) as text: bytes, then UTF-8 checked, so
@@ -168,13 +226,27 @@ pub fn check_imported(c: &kubearmor::Conversion) -> Result<()> {
     Ok(())
 }
 
-fn load_from(path: &Path, text: &str, drop_ins: Option<&dyn Fn(&Path) -> PathBuf>) -> Result<Config> {
+/// Where a configuration's policy directory is reached (see [`load_rooted`]).
+type DirOf<'a> = &'a dyn Fn(&Path) -> PathBuf;
+
+fn load_from(path: &Path, text: &str, drop_ins: Option<(DirOf<'_>, DropIns<'_>)>) -> Result<Config> {
     let mut loader = Loader::default();
     let (daemon, open_guard, containers) = loader.main(path, text)?;
-    if let Some(dir_of) = drop_ins {
+    if let Some((dir_of, how)) = drop_ins {
         for file in drop_in_files(&dir_of(&daemon.policy_dir))? {
-            let text = read_config(&file, kubearmor::is_yaml(&file))?;
-            loader.drop_in(&file, text)?;
+            let loaded =
+                read_config(&file, kubearmor::is_yaml(&file)).and_then(|text| loader.drop_in_alone(&file, text));
+            let error = match (loaded, how) {
+                (Ok(()), _) => continue,
+                (Err(e), DropIns::AllOrNothing) => return Err(e),
+                (Err(e), DropIns::Each { .. }) => e,
+            };
+            let before = match how {
+                DropIns::Each { previous: Some(previous) } => previous.get(&file),
+                _ => None,
+            };
+            let kept = before.is_some_and(|text| loader.drop_in_alone(&file, text.clone()).is_ok());
+            loader.refused.push(RefusedDropIn::new(&file, &error, kept));
         }
     }
     Ok(loader.finish(daemon, open_guard, containers))
@@ -186,7 +258,7 @@ fn load_with_drop_ins(path: &Path, text: &str, drop_ins: &[(PathBuf, String)]) -
     let mut loader = Loader::default();
     let (daemon, open_guard, containers) = loader.main(path, text)?;
     for (file, text) in drop_ins {
-        loader.drop_in(file, text.clone())?;
+        loader.drop_in_alone(file, text.clone())?;
     }
     Ok(loader.finish(daemon, open_guard, containers))
 }
@@ -227,6 +299,8 @@ struct Loader {
     containers: Vec<ContainerPolicy>,
     names: HashMap<(PolicyScope, String), String>,
     files: Vec<PathBuf>,
+    drop_in_texts: BTreeMap<PathBuf, String>,
+    refused: Vec<RefusedDropIn>,
 }
 
 impl Loader {
@@ -249,17 +323,35 @@ impl Loader {
         Ok((daemon, open_guard, containers))
     }
 
+    /// One file of `policy_dir`, whole or not at all: a file that fails leaves nothing of itself behind.
+    fn drop_in_alone(&mut self, file: &Path, text: String) -> Result<()> {
+        let saved = (self.rules.len(), self.containers.len(), self.files.len(), self.names.clone());
+        match self.drop_in(file, &text) {
+            Ok(()) => {
+                self.drop_in_texts.insert(file.to_owned(), text);
+                Ok(())
+            }
+            Err(e) => {
+                self.rules.truncate(saved.0);
+                self.containers.truncate(saved.1);
+                self.files.truncate(saved.2);
+                self.names = saved.3;
+                Err(e)
+            }
+        }
+    }
+
     /// One file of `policy_dir`: policies only.
-    fn drop_in(&mut self, file: &Path, text: String) -> Result<()> {
+    fn drop_in(&mut self, file: &Path, text: &str) -> Result<()> {
         // A KubeArmor YAML file is converted to TOML; errors about that text are moved back into the YAML.
-        let yaml = if kubearmor::is_yaml(file) { Some(kubearmor::drop_in(file, &text, validate_str)?) } else { None };
-        let text = yaml.as_ref().map_or(text, |y| y.text.clone());
+        let yaml = if kubearmor::is_yaml(file) { Some(kubearmor::drop_in(file, text, validate_str)?) } else { None };
+        let text = yaml.as_ref().map_or(text, |y| y.text.as_str());
         let relocate = |e: Error| match &yaml {
             Some(y) => y.relocate(e),
             None => e,
         };
-        let parsed = self.parse(file, &text).map_err(relocate)?;
-        let at = Located { file, text: &text };
+        let parsed = self.parse(file, text).map_err(relocate)?;
+        let at = Located { file, text };
         if let Some(d) = &parsed.daemon {
             return Err(at
                 .error(d.span(), "the [daemon] table belongs in the main configuration file; a policy.d file holds [[policy]] tables only")
@@ -276,7 +368,7 @@ impl Loader {
                 .into());
         }
         let (before, before_containers) = (self.rules.len(), self.containers.len());
-        self.add_policies(file, &text, parsed.policy).map_err(relocate)?;
+        self.add_policies(file, text, parsed.policy).map_err(relocate)?;
         if let Some(y) = &yaml {
             y.relocate_rules(self.rules.get_mut(before..).unwrap_or_default());
             for c in self.containers.get_mut(before_containers..).unwrap_or_default() {
@@ -291,7 +383,17 @@ impl Loader {
         let policy_count = self.names.keys().filter(|(scope, _)| *scope == PolicyScope::Host).count();
         let matcher = Matcher::new(self.rules, daemon.default_posture, daemon.mode);
         let container_policies = self.containers;
-        Config { daemon, matcher, open_guard, files: self.files, policy_count, container_policies, containers }
+        Config {
+            daemon,
+            matcher,
+            open_guard,
+            files: self.files,
+            policy_count,
+            container_policies,
+            containers,
+            drop_in_texts: self.drop_in_texts,
+            refused: self.refused,
+        }
     }
 
     fn parse(&mut self, file: &Path, text: &str) -> Result<RawFile> {
@@ -470,15 +572,7 @@ fn compile_selector(at: &Located<'_>, raw: &RawSelector) -> Result<Selector, Pol
             ));
         }
         if k == selector::KUBEARMOR_CONTAINER_LABEL {
-            let names = selector::kubearmor_container_names(value.get_ref()).ok_or_else(|| {
-                at.error(
-                    value.span(),
-                    format!(
-                        "{k} \"{}\" names an empty container: write \"[wordpress, php]\" or one name",
-                        value.get_ref()
-                    ),
-                )
-            })?;
+            let names = selector::kubearmor_container_names(value.get_ref());
             names_from_label = Some((names, value.span()));
             continue;
         }
@@ -518,7 +612,56 @@ fn compile_selector(at: &Located<'_>, raw: &RawSelector) -> Result<Selector, Pol
         }
         out.containers = names;
     }
+    for e in &raw.match_expressions {
+        out.expressions.push(compile_expression(at, e.get_ref())?);
+    }
     Ok(out)
+}
+
+/// One `[[policy.selector.match_expressions]]`: the keys and operators KubeArmor's CRDs accept.
+fn compile_expression(at: &Located<'_>, raw: &raw::RawExpression) -> Result<selector::Expression, PolicyError> {
+    use selector::{ExpressionKey, Operator};
+    let key = match raw.key.get_ref().as_str() {
+        "label" => ExpressionKey::Label,
+        "namespace" => ExpressionKey::Namespace,
+        k => {
+            return Err(at.error(
+                raw.key.span(),
+                format!("match_expressions key \"{k}\" is not known: write \"label\" (values \"app=nginx\") or \"namespace\" (values are namespaces)"),
+            ));
+        }
+    };
+    let operator = match raw.operator.get_ref().as_str() {
+        "In" => Operator::In,
+        "NotIn" => Operator::NotIn,
+        o => {
+            return Err(at.error(
+                raw.operator.span(),
+                format!("operator \"{o}\" is not one KubeArmor has: write \"In\" or \"NotIn\" (KubeArmor's CRDs refuse Exists and DoesNotExist; to require a label whatever its value, list its values with In)"),
+            ));
+        }
+    };
+    let mut values = Vec::new();
+    for v in raw.values.get_ref() {
+        let text = v.get_ref();
+        if key == ExpressionKey::Label && text.split_once('=').is_none_or(|(k, _)| k.trim().is_empty()) {
+            return Err(at.error(
+                v.span(),
+                format!("label expression value \"{text}\" is not name=value: write it as \"app=nginx\""),
+            ));
+        }
+        if key == ExpressionKey::Namespace && text.trim().is_empty() {
+            return Err(at.error(v.span(), "namespace is empty: write the Kubernetes namespace, such as \"nginx1\""));
+        }
+        values.push(text.clone());
+    }
+    if values.is_empty() && !(key == ExpressionKey::Namespace && operator == Operator::NotIn) {
+        return Err(at.error(
+            raw.values.span(),
+            "values is empty: list what the expression selects (an empty NotIn list is for namespace only: every namespace)",
+        ));
+    }
+    Ok(selector::Expression { key, operator, values })
 }
 
 /// action, severity, tags and message with the innermost level winning.
@@ -586,12 +729,29 @@ fn compile_policy(at: &Located<'_>, name: &str, policy: &RawPolicy, rules: &mut 
     };
     for entry in &section.match_paths {
         let r = entry.get_ref();
-        let path = normalized(at, &r.path, "path", "/usr/local/bin/tool")?;
-        if path.ends_with('/') {
-            return Err(at.error(r.path.span(), format!("path \"{path}\" ends with '/': a match_paths entry names a file; write \"{}\" or use match_directories", path.trim_end_matches('/'))));
-        }
+        let target = match (&r.path, &r.execname) {
+            (Some(path), None) => {
+                let path_text = normalized(at, path, "path", "/usr/local/bin/tool")?;
+                if path_text.ends_with('/') {
+                    return Err(at.error(path.span(), format!("path \"{path_text}\" ends with '/': a match_paths entry names a file; write \"{}\" or use match_directories", path_text.trim_end_matches('/'))));
+                }
+                Target::Path(path_text.into_bytes())
+            }
+            (None, Some(name)) => exec_name(at, name)?,
+            (Some(_), Some(name)) => {
+                return Err(at.error(
+                    name.span(),
+                    "a match_paths entry has path and execname: keep one (a second entry can hold the other)",
+                ));
+            }
+            (None, None) => {
+                return Err(
+                    at.error(entry.span(), "a match_paths entry needs path = \"/usr/bin/apt\" or execname = \"apt\"")
+                );
+            }
+        };
         let sources = from_source(at, &r.from_source)?;
-        push(entry.span(), r.meta(), Target::Path(path.into_bytes()), r.owner_only, sources)?;
+        push(entry.span(), r.meta(), target, r.owner_only, sources)?;
     }
     for entry in &section.match_directories {
         let r = entry.get_ref();
@@ -636,6 +796,18 @@ fn normalized(at: &Located<'_>, value: &Spanned<String>, key: &str, example: &st
         return Err(at.error(value.span(), format!("{key} contains a NUL byte")));
     }
     Ok(v.clone())
+}
+
+/// `execname`: a file name, matched in every directory.
+fn exec_name(at: &Located<'_>, value: &Spanned<String>) -> Result<Target, PolicyError> {
+    let n = value.get_ref();
+    if n.is_empty() || n == "." || n == ".." || n.contains(['/', '\0']) {
+        return Err(at.error(
+            value.span(),
+            format!("execname \"{n}\" is not a file name: write the program's name alone, such as \"apt\" (a path goes in path)"),
+        ));
+    }
+    Ok(Target::Name(n.clone().into_bytes()))
 }
 
 fn from_source(at: &Located<'_>, sources: &[Spanned<String>]) -> Result<Vec<Vec<u8>>, PolicyError> {

@@ -101,6 +101,17 @@ pub struct RawSelector {
     pub match_labels: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
     pub namespace: Option<Spanned<String>>,
     pub containers: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub match_expressions: Vec<Spanned<RawExpression>>,
+}
+
+/// One `[[policy.selector.match_expressions]]`: KubeArmor's `selector.matchExpressions` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpression {
+    pub key: Spanned<String>,
+    pub operator: Spanned<String>,
+    pub values: Spanned<Vec<Spanned<String>>>,
 }
 
 with_meta! {
@@ -117,7 +128,8 @@ with_meta! {
 
 with_meta! {
     pub struct RawMatchPath {
-        pub path: Spanned<String>,
+        pub path: Option<Spanned<String>>,
+        pub execname: Option<Spanned<String>>,
         #[serde(default)]
         pub owner_only: bool,
         #[serde(default)]

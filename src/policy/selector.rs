@@ -8,6 +8,8 @@
 //! each of its `matchLabels`; a container matches when it has every one): every label must be on the
 //! container or its pod, the namespace is the `io.kubernetes.pod.namespace` label the kubelet puts on every
 //! container, and `kubearmor.io/container.name: "[a,b]"` narrows to containers of those names.
+//! [`Expression`]s (KubeArmor's `matchExpressions`, of a KubeArmorPolicy or a KubeArmorClusterPolicy) select
+//! by label (`app=nginx`) or by namespace with `In` and `NotIn`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -53,6 +55,66 @@ pub struct Selector {
     pub namespace: Option<String>,
     /// Container names; empty: any name.
     pub containers: Vec<String>,
+    /// Every one must hold (with [`Selector::match_labels`] and the rest).
+    pub expressions: Vec<Expression>,
+}
+
+/// What a `match_expressions` entry tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpressionKey {
+    /// A label as `name=value`, on the container or its pod.
+    Label,
+    /// The Kubernetes namespace ([`NAMESPACE_LABEL`]).
+    Namespace,
+}
+
+/// `In`: one of the values holds; `NotIn`: none does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operator {
+    In,
+    NotIn,
+}
+
+/// One `match_expressions` entry: KubeArmor's `{key, operator, values}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expression {
+    pub key: ExpressionKey,
+    pub operator: Operator,
+    /// `name=value` for [`ExpressionKey::Label`], namespace names for [`ExpressionKey::Namespace`].
+    pub values: Vec<String>,
+}
+
+impl Expression {
+    /// Whether the container passes this expression. A namespace expression, `NotIn` included, selects only
+    /// containers in a namespace: KubeArmor applies a cluster policy to the namespaces the API server lists.
+    pub fn holds(&self, id: &Identity) -> bool {
+        let any = match self.key {
+            ExpressionKey::Label => self.values.iter().any(|v| {
+                let (k, value) = v.split_once('=').unwrap_or((v.as_str(), ""));
+                v.contains('=') && id.labels.get(k).is_some_and(|l| l == value)
+            }),
+            ExpressionKey::Namespace => match id.namespace() {
+                Some(ns) => self.values.iter().any(|v| v == ns),
+                None => return false,
+            },
+        };
+        match self.operator {
+            Operator::In => any,
+            Operator::NotIn => !any,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let key = match self.key {
+            ExpressionKey::Label => "label",
+            ExpressionKey::Namespace => "namespace",
+        };
+        let op = match self.operator {
+            Operator::In => "In",
+            Operator::NotIn => "NotIn",
+        };
+        format!("{key} {op} ({})", self.values.join(","))
+    }
 }
 
 impl Selector {
@@ -64,7 +126,34 @@ impl Selector {
         if !self.match_labels.iter().all(|(k, v)| id.labels.get(k) == Some(v)) {
             return false;
         }
+        if !self.expressions_hold(id) {
+            return false;
+        }
         self.containers.is_empty() || id.names().any(|n| self.containers.iter().any(|c| c == n))
+    }
+
+    /// The expressions of one key and operator are one set of values, as KubeArmor joins them: `In` holds
+    /// when the container has one value of any `In` expression of that key, `NotIn` when it has none of
+    /// any. Where KubeArmor lets the order of `In` and `NotIn` decide which one it reads, both hold here:
+    /// never a container KubeArmor would leave out.
+    fn expressions_hold(&self, id: &Identity) -> bool {
+        let groups = [ExpressionKey::Label, ExpressionKey::Namespace]
+            .into_iter()
+            .flat_map(|k| [(k, Operator::In), (k, Operator::NotIn)]);
+        for (key, operator) in groups {
+            let mut of = self.expressions.iter().filter(|e| e.key == key && e.operator == operator).peekable();
+            if of.peek().is_none() {
+                continue;
+            }
+            let holds = match operator {
+                Operator::In => of.any(|e| e.holds(id)),
+                Operator::NotIn => of.all(|e| e.holds(id)),
+            };
+            if !holds {
+                return false;
+            }
+        }
+        true
     }
 
     /// `labels:app=wordpress,tier=web;namespace:wordpress-mysql;containers:wordpress`, with `*` for a part
@@ -81,16 +170,26 @@ impl Selector {
         let _ = write!(out, ";namespace:{}", self.namespace.as_deref().unwrap_or("*"));
         let containers = if self.containers.is_empty() { "*".to_owned() } else { self.containers.join(",") };
         let _ = write!(out, ";containers:{containers}");
+        if !self.expressions.is_empty() {
+            let list: Vec<String> = self.expressions.iter().map(Expression::describe).collect();
+            let _ = write!(out, ";expressions:{}", list.join(" and "));
+        }
         out
     }
 }
 
-/// The names in KubeArmor's `kubearmor.io/container.name` label value: `"[a, b]"` or `"a"`. `None` when a
-/// name is empty.
-pub fn kubearmor_container_names(value: &str) -> Option<Vec<String>> {
+/// The names in KubeArmor's `kubearmor.io/container.name` label value, read as KubeArmor reads a list:
+/// `"[a, b]"` is `a` and `b`, an empty item is skipped (`"[container-1,,]"` is `container-1`), and `"[]"` or
+/// `""` name none (every container of the pod). A value without brackets is one name (KubeArmor would cut
+/// its first and last characters off as if they were brackets).
+pub fn kubearmor_container_names(value: &str) -> Vec<String> {
     let v = value.trim();
-    let inner = v.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or(v);
-    inner.split(',').map(|n| Some(n.trim()).filter(|n| !n.is_empty()).map(str::to_owned)).collect()
+    let Some(inner) = v.strip_prefix('[').and_then(|s| s.strip_suffix(']')) else {
+        return if v.is_empty() { Vec::new() } else { vec![v.to_owned()] };
+    };
+    // KubeArmor skips an empty item before trimming: `"[a, ]"` names `a` and a container called "", which
+    // no container is.
+    inner.split(',').filter(|n| !n.is_empty()).map(|n| n.trim().to_owned()).collect()
 }
 
 /// One container policy: its selector and its compiled rules (paths inside the container).
@@ -137,6 +236,7 @@ mod tests {
             match_labels: labels(pairs),
             namespace: namespace.map(str::to_owned),
             containers: containers.iter().map(|c| (*c).to_owned()).collect(),
+            expressions: Vec::new(),
         }
     }
 
@@ -185,12 +285,16 @@ mod tests {
 
     #[test]
     fn kubearmor_container_label_values() {
-        assert_eq!(kubearmor_container_names("[a, b]"), Some(vec!["a".into(), "b".into()]));
-        assert_eq!(kubearmor_container_names("wordpress"), Some(vec!["wordpress".into()]));
-        assert_eq!(kubearmor_container_names(" [ one ] "), Some(vec!["one".into()]));
-        assert_eq!(kubearmor_container_names("[a,,b]"), None);
-        assert_eq!(kubearmor_container_names("[]"), None);
-        assert_eq!(kubearmor_container_names(""), None);
+        let names = |v: &[&str]| v.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        assert_eq!(kubearmor_container_names("[a, b]"), names(&["a", "b"]));
+        assert_eq!(kubearmor_container_names("wordpress"), names(&["wordpress"]));
+        assert_eq!(kubearmor_container_names(" [ one ] "), names(&["one"]));
+        assert_eq!(kubearmor_container_names("[a,,b]"), names(&["a", "b"]));
+        assert_eq!(kubearmor_container_names("[container-1,,]"), names(&["container-1"]));
+        assert_eq!(kubearmor_container_names("[a, ]"), names(&["a", ""]), "KubeArmor trims after skipping");
+        assert!(kubearmor_container_names("[]").is_empty());
+        assert!(kubearmor_container_names("").is_empty());
+        assert!(kubearmor_container_names("[,]").is_empty());
     }
 
     #[test]
@@ -200,5 +304,64 @@ mod tests {
             sel(&[("tier", "web"), ("app", "wp")], Some("ns"), &["a", "b"]).describe(),
             "labels:app=wp,tier=web;namespace:ns;containers:a,b"
         );
+    }
+
+    fn expr(key: ExpressionKey, operator: Operator, values: &[&str]) -> Expression {
+        Expression { key, operator, values: values.iter().map(|v| (*v).to_owned()).collect() }
+    }
+
+    fn with(expressions: Vec<Expression>) -> Selector {
+        Selector { expressions, ..Selector::default() }
+    }
+
+    #[test]
+    fn label_expressions_in_and_not_in() {
+        use ExpressionKey::Label;
+        let inside = with(vec![expr(Label, Operator::In, &["app=nginx", "app=nginx-dev"])]);
+        assert!(inside.selects(&id(&[("app", "nginx")], None)));
+        assert!(inside.selects(&id(&[("app", "nginx-dev")], None)));
+        assert!(!inside.selects(&id(&[("app", "other")], None)));
+        assert!(!inside.selects(&id(&[], None)));
+        let outside = with(vec![expr(Label, Operator::NotIn, &["app=nginx"])]);
+        assert!(!outside.selects(&id(&[("app", "nginx")], None)));
+        assert!(outside.selects(&id(&[("app", "other")], None)));
+        assert!(outside.selects(&id(&[], None)), "no such label: not in");
+        // Two In expressions are one set of values, as KubeArmor joins them.
+        let two = with(vec![expr(Label, Operator::In, &["a=1"]), expr(Label, Operator::In, &["b=2"])]);
+        assert!(two.selects(&id(&[("a", "1")], None)));
+        assert!(two.selects(&id(&[("b", "2")], None)));
+        // In and NotIn both hold, whatever their order (KubeArmor reads only one of them; never more).
+        for both in [
+            vec![expr(Label, Operator::In, &["tier=web"]), expr(Label, Operator::NotIn, &["app=old"])],
+            vec![expr(Label, Operator::NotIn, &["app=old"]), expr(Label, Operator::In, &["tier=web"])],
+        ] {
+            let s = with(both);
+            assert!(s.selects(&id(&[("tier", "web"), ("app", "new")], None)));
+            assert!(!s.selects(&id(&[("tier", "web"), ("app", "old")], None)));
+            assert!(!s.selects(&id(&[("app", "new")], None)));
+        }
+        // A value without '=' names no label: In never holds, NotIn always does.
+        assert!(!with(vec![expr(Label, Operator::In, &["app"])]).selects(&id(&[("app", "")], None)));
+        // An '=' in the value: the first one splits.
+        assert!(with(vec![expr(Label, Operator::In, &["k=a=b"])]).selects(&id(&[("k", "a=b")], None)));
+    }
+
+    #[test]
+    fn namespace_expressions_need_a_namespace() {
+        use ExpressionKey::Namespace;
+        let ns = |n: &str| id(&[(NAMESPACE_LABEL, n)], None);
+        let inside = with(vec![expr(Namespace, Operator::In, &["nginx1", "nginx-later"])]);
+        assert!(inside.selects(&ns("nginx1")) && inside.selects(&ns("nginx-later")));
+        assert!(!inside.selects(&ns("nginx2")));
+        assert!(!inside.selects(&id(&[], None)));
+        let outside = with(vec![expr(Namespace, Operator::NotIn, &["nginx1"])]);
+        assert!(!outside.selects(&ns("nginx1")));
+        assert!(outside.selects(&ns("nginx2")));
+        assert!(!outside.selects(&id(&[], None)), "a container in no namespace is in none KubeArmor lists");
+        let anywhere = with(vec![expr(Namespace, Operator::NotIn, &[])]);
+        assert!(anywhere.selects(&ns("default")));
+        assert!(!anywhere.selects(&id(&[], None)));
+        let s = with(vec![expr(Namespace, Operator::In, &["a"]), expr(ExpressionKey::Label, Operator::In, &["x=1"])]);
+        assert_eq!(s.describe(), "labels:*;namespace:*;containers:*;expressions:namespace In (a) and label In (x=1)");
     }
 }

@@ -202,8 +202,6 @@ fn selector_errors_name_their_place() {
     assert!(e.message.contains("containers is empty"), "{e}");
     let e = err(&pol("containers = [\"a\", \" \"]"));
     assert_eq!((e.line, e.col), (4, 20));
-    let e = err(&pol("match_labels = { \"kubearmor.io/container.name\" = \"[a,,b]\" }"));
-    assert!(e.message.contains("names an empty container"), "{e}");
     let e = err(&pol("containers = [\"a\"]\nmatch_labels = { \"kubearmor.io/container.name\" = \"b\" }"));
     assert_eq!(e.line, 5);
     assert!(e.message.contains("containers are named twice"), "{e}");
@@ -466,4 +464,161 @@ fn open_guard_max_directories_has_a_default_and_a_range() {
         assert_eq!((e.line, e.col), (2, 19), "{e}");
         assert!(e.message.contains("out of range") && e.message.contains("262144"), "{e}");
     }
+}
+
+fn names_in(c: &Config) -> Vec<String> {
+    let host = c.matcher.rules().iter().map(|r| r.meta.policy.clone());
+    host.chain(c.container_policies.iter().map(|p| p.name.clone())).collect()
+}
+
+#[test]
+fn each_drop_in_loads_on_its_own_and_keeps_its_previous_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let pd = dir.path().join("policy.d");
+    std::fs::create_dir(&pd).unwrap();
+    let main = dir.path().join("main.toml");
+    std::fs::write(&main, format!("[daemon]\npolicy_dir = \"{}\"\n{RULE}", pd.display())).unwrap();
+    let policy = |name: &str, path: &str| {
+        format!("[[policy]]\nname = \"{name}\"\n[[policy.process.match_paths]]\npath = \"{path}\"\n")
+    };
+    std::fs::write(pd.join("10-a.toml"), policy("a", "/opt/a")).unwrap();
+    std::fs::write(
+        pd.join("20-b.yaml"),
+        "kind: KubeArmorHostPolicy\nmetadata:\n  name: b\nspec:\n  process:\n    matchPaths:\n    - path: /opt/b\n",
+    )
+    .unwrap();
+    std::fs::write(pd.join("30-c.toml"), policy("c", "/opt/c")).unwrap();
+    let root = |p: &Path| p.to_path_buf();
+    let first = load_each(&main, &root, None).unwrap();
+    assert_eq!(names_in(&first), vec!["p", "a", "b", "c"]);
+    assert!(first.refused.is_empty());
+    assert_eq!(first.drop_in_texts.len(), 3);
+
+    // b breaks (a YAML error), c changes: c's new version applies, b's last good one stays.
+    std::fs::write(
+        pd.join("20-b.yaml"),
+        "kind: KubeArmorHostPolicy\nmetadata:\n  name: b\nspec:\n  process:\n    matchPaths:\n    - path: [oops\n",
+    )
+    .unwrap();
+    std::fs::write(pd.join("30-c.toml"), policy("c", "/opt/c2")).unwrap();
+    let second = load_each(&main, &root, Some(&first)).unwrap();
+    assert_eq!(names_in(&second), vec!["p", "a", "b", "c"]);
+    let paths: Vec<&[u8]> = second.matcher.rules().iter().map(|r| r.target.scope_prefix()).collect();
+    assert_eq!(paths, vec![&b"/tmp/"[..], b"/opt/a", b"/opt/b", b"/opt/c2"]);
+    let [r] = second.refused.as_slice() else { panic!("{:?}", second.refused) };
+    assert!(r.kept_previous && r.file.ends_with("20-b.yaml"), "{r:?}");
+    assert!(r.place.ends_with("20-b.yaml:7:13") || r.place.contains("20-b.yaml:7:"), "{r:?}");
+    assert!(r.error.starts_with(&r.place), "{r:?}");
+    assert!(second.drop_in_texts[&pd.join("20-b.yaml")].contains("/opt/b"), "the text in force is the previous one");
+
+    // Without a previous version (a start, or a new file), a broken file is left out and the rest load.
+    std::fs::write(pd.join("40-d.toml"), "[[policy]]\nname = \"d\"\n[[policy.process.match_paths]]\npath = \"rel\"\n")
+        .unwrap();
+    let third = load_each(&main, &root, Some(&second)).unwrap();
+    assert_eq!(names_in(&third), vec!["p", "a", "b", "c"]);
+    let d = third.refused.iter().find(|r| r.file.ends_with("40-d.toml")).unwrap();
+    assert!(!d.kept_previous);
+    assert_eq!(d.place, format!("{}:4:8", pd.join("40-d.toml").display()));
+    let at_start = load_each(&main, &root, None).unwrap();
+    assert_eq!(names_in(&at_start), vec!["p", "a", "c"]);
+    assert_eq!(at_start.refused.len(), 2);
+    assert!(at_start.refused.iter().all(|r| !r.kept_previous));
+
+    // A file that fails half way leaves nothing of itself: its first policy is not loaded either.
+    std::fs::write(pd.join("40-d.toml"), format!("{}{}", policy("d1", "/opt/d1"), policy("a", "/opt/dup"))).unwrap();
+    let fourth = load_each(&main, &root, None).unwrap();
+    assert!(!names_in(&fourth).contains(&"d1".to_owned()), "{:?}", names_in(&fourth));
+    let d = fourth.refused.iter().find(|r| r.file.ends_with("40-d.toml")).unwrap();
+    assert!(d.error.contains("duplicate policy name \"a\""), "{d:?}");
+
+    // `check` (load) still fails on any drop-in that does not load.
+    assert!(load(&main).is_err());
+    // The main file still fails the load as a whole.
+    std::fs::write(&main, "[daemon]\nmode = \"sometimes\"\n").unwrap();
+    assert!(load_each(&main, &root, Some(&fourth)).is_err());
+}
+
+#[test]
+fn exec_names_in_toml() {
+    let c = ok(
+        "[[policy]]\nname = \"n\"\n[[policy.process.match_paths]]\nexecname = \"apt\"\nfrom_source = [\"/bin/bash\"]\n",
+    );
+    let mut bash = KnownSubject { exe: Some(b"/bin/bash".to_vec()), uid: Some(0) };
+    assert_eq!(c.matcher.decide(Scope::Path(b"/usr/bin/apt"), 0, &mut bash).outcome, Outcome::Block);
+    assert_eq!(c.matcher.decide(Scope::Path(b"/opt/x/apt"), 0, &mut bash).outcome, Outcome::Block);
+    assert_eq!(c.matcher.decide(Scope::Path(b"/usr/bin/apt-get"), 0, &mut bash).outcome, Outcome::Allow);
+    let mut sh = KnownSubject { exe: Some(b"/bin/sh".to_vec()), uid: Some(0) };
+    assert_eq!(c.matcher.decide(Scope::Path(b"/usr/bin/apt"), 0, &mut sh).outcome, Outcome::Allow);
+    let pol = |entry: &str| format!("[[policy]]\nname = \"n\"\n[[policy.process.match_paths]]\n{entry}\n");
+    for (entry, col, says) in [
+        ("execname = \"bin/apt\"", 12, "is not a file name"),
+        ("execname = \"\"", 12, "is not a file name"),
+        ("execname = \"..\"", 12, "is not a file name"),
+        ("path = \"/x\"\nexecname = \"x\"", 12, "has path and execname"),
+    ] {
+        let e = err(&pol(entry));
+        assert!(e.message.contains(says), "{entry}: {e}");
+        assert_eq!(e.col, col, "{entry}: {e}");
+    }
+    let e = err(&pol("owner_only = true"));
+    assert!(e.message.contains("needs path = \"/usr/bin/apt\" or execname = \"apt\""), "{e}");
+}
+
+#[test]
+fn match_expressions_in_toml() {
+    let pol = |exprs: &str| {
+        format!("[[policy]]\nname = \"e\"\n[policy.selector]\n{exprs}\n[[policy.process.match_paths]]\npath = \"/x\"\n")
+    };
+    let c = ok(&pol(
+        "[[policy.selector.match_expressions]]\nkey = \"namespace\"\noperator = \"In\"\nvalues = [\"nginx1\"]\n[[policy.selector.match_expressions]]\nkey = \"label\"\noperator = \"NotIn\"\nvalues = [\"app=nginx\"]",
+    ));
+    let id = |ns: &str, app: &str| Identity {
+        labels: [(selector::NAMESPACE_LABEL, ns), ("app", app)].map(|(k, v)| (k.to_owned(), v.to_owned())).into(),
+        name: None,
+    };
+    assert_eq!(c.selecting(&id("nginx1", "web")), vec![0]);
+    assert!(c.selecting(&id("nginx1", "nginx")).is_empty());
+    assert!(c.selecting(&id("nginx2", "web")).is_empty());
+    let expr = |key: &str, op: &str, values: &str| {
+        pol(&format!("[[policy.selector.match_expressions]]\nkey = \"{key}\"\noperator = \"{op}\"\nvalues = {values}"))
+    };
+    for (text, line, col, says) in [
+        (expr("app", "In", "[\"x\"]"), 5, 7, "key \"app\" is not known"),
+        (expr("label", "Exists", "[\"app=x\"]"), 6, 12, "KubeArmor's CRDs refuse Exists and DoesNotExist"),
+        (expr("label", "DoesNotExist", "[\"app=x\"]"), 6, 12, "write \"In\" or \"NotIn\""),
+        (expr("label", "In", "[\"app\"]"), 7, 11, "is not name=value"),
+        (expr("label", "In", "[]"), 7, 10, "values is empty"),
+        (expr("namespace", "In", "[\"\"]"), 7, 11, "namespace is empty"),
+    ] {
+        let e = err(&text);
+        assert!(e.message.contains(says), "{text}: {e}");
+        assert_eq!((e.line, e.col), (line, col), "{text}: {e}");
+    }
+    // An empty NotIn list of namespaces: any namespace, but one.
+    let c = ok(&expr("namespace", "NotIn", "[]"));
+    assert_eq!(c.selecting(&id("default", "x")), vec![0]);
+    assert!(c.selecting(&Identity::default()).is_empty());
+}
+
+#[test]
+fn kubearmor_container_name_lists_as_kubearmor_reads_them() {
+    let pol = |value: &str| {
+        format!(
+            "[[policy]]\nname = \"p\"\n[policy.selector]\nmatch_labels = {{ \"kubearmor.io/container.name\" = \"{value}\" }}\n[[policy.process.match_paths]]\npath = \"/x\"\n"
+        )
+    };
+    for (value, want) in
+        [("[]", vec![]), ("", vec![]), ("[container-1,,]", vec!["container-1"]), ("[a, b]", vec!["a", "b"])]
+    {
+        assert_eq!(ok(&pol(value)).container_policies[0].selector.containers, want, "{value}");
+    }
+}
+
+#[test]
+fn lints_name_shallow_block_and_audit_patterns_only() {
+    let text = "[[policy]]\nname = \"b\"\n[[policy.process.match_patterns]]\npattern = \"/tmp/*\"\n\
+                [[policy]]\nname = \"a\"\naction = \"Allow\"\n[[policy.process.match_patterns]]\npattern = \"/opt/*\"\n\
+                [[policy]]\nname = \"c\"\naction = \"Audit\"\n[policy.selector]\n[[policy.process.match_patterns]]\npattern = \"/var/tmp/*\"\n";
+    let found: Vec<String> = ok(text).lints().iter().map(|l| l.origin.clone()).collect();
+    assert_eq!(found, vec!["p.toml:3:1", "p.toml:14:1"]);
 }

@@ -405,3 +405,24 @@ fn check_warns_about_this_hosts_open_sysctls_on_stderr_and_still_exits_0() {
     let writable_lines = warnings.iter().filter(|l| l.contains("writable director")).count();
     assert_eq!(warnings.len(), memfd_lines.len() + userns_lines.len() + writable_lines, "no other warnings\n{o}");
 }
+
+#[test]
+fn check_warns_about_a_block_pattern_that_leaves_deeper_paths_open() {
+    let c = Cfg::new();
+    let d = c.d();
+    let base = c.base();
+    let text = format!(
+        "{base}\n[[policy]]\nname = \"shallow\"\n[[policy.process.match_patterns]]\npattern = \"{d}/prot/*\"\n\
+         [[policy.process.match_patterns]]\npattern = \"{d}/prot/**\"\n"
+    );
+    let line = text.lines().position(|l| l.starts_with("pattern = ") && l.ends_with("/*\"")).unwrap();
+    let cfg = c.write("shallow.toml", &text);
+    let o = noexecd_cfg(&["check"], &cfg);
+    assert_eq!(o.code(), Some(0), "a warning does not change the exit status\n{o}");
+    let want = format!(
+        "warning: {}:{line}:1: pattern \"{d}/prot/*\" leaves the deeper paths of its directory open (\"*\" stays within one path component: {d}/prot/a/x runs); write \"{d}/prot/**\" or a match_directories rule with dir \"{d}/prot/\" and recursive = true",
+        cfg.display()
+    );
+    let shallow: Vec<&str> = o.stderr.lines().filter(|l| l.contains("leaves the deeper paths")).collect();
+    assert_eq!(shallow, vec![want.as_str()], "one warning, for the pattern without **\n{o}");
+}

@@ -1284,3 +1284,59 @@ fn tmp_tmpfs_a_containers_own_mounts_are_guarded() {
 fn ext4_root_a_containers_own_mounts_are_guarded() {
     own_mounts_are_guarded(&test_name!(), SandboxLayout::Ext4Root);
 }
+
+/// KubeArmor's own `execname` and label-expression test policies (`tests/fixtures/kubearmor/`, unchanged) as
+/// drop-ins, on podman containers labelled as the pods of KubeArmor's `multiubuntu` deployment: `apt` is
+/// refused wherever it lies in an `ubuntu-1` container (`ksp-ubuntu-1-block-proc-execname`) and in any other
+/// container of the namespace (`ksp-match-expression-notin-block-process`, `NotIn container=ubuntu-1`), and
+/// runs in another namespace; `apt-get` runs everywhere. The cluster policy `csp-in-operator-block-process`
+/// refuses `/usr/bin/apt` in namespace `nginx1`, not in `nginx2`.
+fn kubearmor_exec_names_and_expressions(name: &str, layout: SandboxLayout) {
+    let Some(mut g) = setup(name, layout) else { return };
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubearmor");
+    for f in [
+        "ksp-ubuntu-1-block-proc-execname.yaml",
+        "ksp-match-expression-notin-block-process.yaml",
+        "csp-in-operator-block-process.yaml",
+    ] {
+        fs::copy(fixtures.join(f), g.sb.host_view(&g.sb.base().join("policy.d").join(f))).unwrap();
+    }
+    let want = expected_marks(&g);
+    g.start(&want);
+    let ns = ("io.kubernetes.pod.namespace", "multiubuntu");
+    let ubuntu_1 = [ns, ("group", "group-1"), ("container", "ubuntu-1")];
+    let ubuntu_3 = [ns, ("group", "group-1"), ("container", "ubuntu-3")];
+    let elsewhere = [("io.kubernetes.pod.namespace", "other"), ("group", "group-1"), ("container", "ubuntu-3")];
+    let apt = |dir: &str| format!("mkdir -p {dir} && cp /bin/ok {dir}/apt && {dir}/apt");
+    let apt_get = "cp /bin/ok /bin/apt-get && /bin/apt-get";
+
+    let run =
+        |labels: &[(&str, &str)], script: &str| g.run_container(labels, &["--rm"], IMAGE, &["/bin/sh", "-c", script]);
+    assert_denied_in_shell(&run(&ubuntu_1, &apt("/usr/bin")), &format!("{name}: /usr/bin/apt in ubuntu-1"));
+    assert_denied_in_shell(&run(&ubuntu_1, &apt("/opt/x")), &format!("{name}: /opt/x/apt in ubuntu-1"));
+    assert_ran(&run(&ubuntu_1, apt_get), &format!("{name}: apt-get in ubuntu-1"));
+    assert_denied_in_shell(&run(&ubuntu_3, &apt("/usr/bin")), &format!("{name}: /usr/bin/apt in ubuntu-3"));
+    assert_ran(&run(&ubuntu_3, apt_get), &format!("{name}: apt-get in ubuntu-3"));
+    assert_ran(&run(&elsewhere, &apt("/usr/bin")), &format!("{name}: apt in another namespace"));
+    let nginx = |ns| [("io.kubernetes.pod.namespace", ns), ("app", "nginx")];
+    assert_denied_in_shell(&run(&nginx("nginx1"), &apt("/usr/bin")), &format!("{name}: apt in nginx1"));
+    assert_ran(&run(&nginx("nginx2"), &apt("/usr/bin")), &format!("{name}: apt in nginx2"));
+    let alerts = g.expect_alerts(4, "the four apt execs refused");
+    let got: Vec<(&str, &str)> = alerts.iter().map(|a| (get_str(a, "PolicyName"), get_str(a, "Resource"))).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("ksp-ubuntu-1-block-proc-execname", "/usr/bin/apt"),
+            ("ksp-ubuntu-1-block-proc-execname", "/opt/x/apt"),
+            ("ksp-match-expression-notin-block-process", "/usr/bin/apt"),
+            ("csp-in-operator-block-process", "/usr/bin/apt"),
+        ],
+        "{name}"
+    );
+    g.verify();
+}
+
+#[test]
+fn tmp_tmpfs_kubearmor_exec_names_and_expressions_in_podman_containers() {
+    kubearmor_exec_names_and_expressions(&test_name!(), SandboxLayout::TmpTmpfs);
+}

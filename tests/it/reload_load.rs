@@ -325,3 +325,102 @@ fn tail(s: &str) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
+
+/// Each file of `policy_dir` loads on its own on every reload (as at start: the same loader, tested in the
+/// unit tests; the harness's safety check refuses to start a daemon on a configuration `check` fails): one
+/// that does not is named with its `file:line:col` in the log and in the status, the previous version of a
+/// file that stops loading stays in force, the others apply; `noexecd check` still fails on it, and a broken
+/// main file still fails the whole reload.
+#[test]
+fn a_drop_in_that_does_not_load_is_left_out_alone() {
+    let mut env = privileged!(Layout::Tmpfs);
+    let tools = execloop::build(&env);
+    let [a, b, c] = ["a", "b", "c"].map(|n| env.fs.join(n));
+    for p in [&a, &b, &c] {
+        fs::copy(&tools.tiny_true, env.host_view(p)).unwrap();
+    }
+    let block = |name: &str, path: &Path| {
+        format!("[[policy]]\nname = \"{name}\"\n[[policy.process.match_paths]]\npath = {path:?}\n")
+    };
+    let pd = env.base().join("policy.d");
+    fs::create_dir_all(&pd).unwrap();
+    fs::write(pd.join("10-a.toml"), block("a", &a)).unwrap();
+    fs::write(pd.join("20-b.toml"), block("b", &b)).unwrap();
+    // The main file guards a directory nothing runs from, so that the test's tmpfs is marked whatever loads.
+    let main = named_dir_policy("main", "Block", &env.fs.join("none"), true, "");
+    let cfg = env.write_config(&DaemonOpts::enforce(), &main);
+    let text = fs::read_to_string(&cfg).unwrap().replacen("[daemon]\n", "[daemon]\nexec_cache = false\n", 1);
+    fs::write(&cfg, text).unwrap();
+    env.start_daemon(&cfg);
+    let cwd = env.out.clone();
+    env.bash_exec(&a, &cwd).assert_denied_bash("start: a.toml loaded");
+    env.bash_exec(&b, &cwd).assert_denied_bash("start: b.toml loaded");
+    env.bash_exec(&c, &cwd).assert_ran("start: c is in no policy");
+
+    // A new file that does not load, a.toml changed (now c instead of a), b.toml broken: the new file is left
+    // out, a's new version applies, b's last one stays.
+    fs::write(
+        pd.join("00-broken.toml"),
+        "[[policy]]\nname = \"x\"\n[[policy.process.match_paths]]\npath = \"relative\"\n",
+    )
+    .unwrap();
+    fs::write(pd.join("10-a.toml"), block("a", &c)).unwrap();
+    fs::write(pd.join("20-b.toml"), "[[policy]]\nname = \"b\"\n[[policy.process.match_paths]]\npath = [\n").unwrap();
+    // `check` fails on them, naming the place.
+    let check = |env: &Env| env.run_in_ns(&[bin().as_os_str(), "check".as_ref(), "--config".as_ref(), cfg.as_os_str()]);
+    let o = check(&env);
+    assert_ne!(o.code(), Some(0), "check must fail on a drop-in that does not load\n{o}");
+    let broken_at = format!("{}:4:8", pd.join("00-broken.toml").display());
+    assert!(o.stderr.contains(&broken_at), "{o}");
+
+    let mut status = String::new();
+    wait_notify(&env, "\u{0}never", Duration::from_millis(100), &mut status);
+    env.daemon().signal(Signal::SIGHUP);
+    assert!(wait_notify(&env, "READY=1", RELOAD_TIMEOUT, &mut status), "no READY=1 after SIGHUP");
+    env.bash_exec(&a, &cwd).assert_ran("reload: a.toml's new version no longer names a");
+    env.bash_exec(&c, &cwd).assert_denied_bash("reload: a.toml's new version names c");
+    env.bash_exec(&b, &cwd).assert_denied_bash("reload: b.toml's previous version stays in force");
+    let log = env.daemon_stderr();
+    let b_at = format!("{}:4:", pd.join("20-b.toml").display());
+    assert!(
+        log.contains("policy file does not load; its previous version stays in force") && log.contains(&b_at),
+        "{}",
+        tail(&log)
+    );
+    assert!(
+        log.contains("policy file does not load; left out, the other files apply") && log.contains(&broken_at),
+        "{}",
+        tail(&log)
+    );
+    assert!(log.contains("policy reloaded"), "the reload went through\n{}", tail(&log));
+    // The status names both files (every STATUS tick carries it).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !status.contains("POLICY FILES NOT LOADED") && Instant::now() < deadline {
+        wait_notify(&env, "\u{0}never", Duration::from_millis(500), &mut status);
+    }
+    assert!(status.contains(&broken_at) && status.contains(&b_at), "STATUS: {status}");
+    assert!(status.contains("(previous version in force)") && status.contains("(left out)"), "STATUS: {status}");
+
+    // A broken main file still fails the reload as a whole: everything stays as it was.
+    let good_main = fs::read_to_string(&cfg).unwrap();
+    fs::write(&cfg, good_main.replacen("mode = \"enforce\"", "mode = \"sometimes\"", 1)).unwrap();
+    env.daemon().signal(Signal::SIGHUP);
+    assert!(wait_notify(&env, "READY=1", RELOAD_TIMEOUT, &mut status), "no READY=1 after SIGHUP");
+    assert!(env.daemon_stderr().contains("reload rejected"), "{}", tail(&env.daemon_stderr()));
+    env.bash_exec(&c, &cwd).assert_denied_bash("rejected reload: c still blocked");
+    env.bash_exec(&a, &cwd).assert_ran("rejected reload: a still runs");
+    env.bash_exec(&b, &cwd).assert_denied_bash("rejected reload: b still blocked");
+
+    // Fixed: everything loads, `check` passes.
+    fs::write(&cfg, good_main).unwrap();
+    fs::remove_file(pd.join("00-broken.toml")).unwrap();
+    fs::write(pd.join("20-b.toml"), block("b", &b)).unwrap();
+    env.daemon().signal(Signal::SIGHUP);
+    assert!(wait_notify(&env, "READY=1", RELOAD_TIMEOUT, &mut status), "no READY=1 after SIGHUP");
+    let o = check(&env);
+    assert_eq!(o.code(), Some(0), "{o}");
+    env.bash_exec(&b, &cwd).assert_denied_bash("fixed: b");
+    env.bash_exec(&a, &cwd).assert_ran("fixed: a");
+    let stopped = env.daemon().stop(Duration::from_secs(30));
+    assert!(stopped.is_some_and(|s| s.success()), "{}", tail(&env.daemon_stderr()));
+}

@@ -3,13 +3,13 @@
 //! cannot be used (a wrong value, or one the policy loader refuses) is reported and left out; the rest of
 //! the policy is kept.
 
-use super::model::{At, Meta, Policy, Rule, Selector, Src, Target};
+use super::model::{At, Expression, Meta, Policy, Rule, Selector, Src, Target};
 use super::report::{Report, ReportKind};
 use super::yaml::{self, Node, Value};
 
 /// The API group and version noexecd reads.
 pub const API_VERSION: &str = "security.kubearmor.com/v1";
-const KINDS: [&str; 2] = ["KubeArmorPolicy", "KubeArmorHostPolicy"];
+const KINDS: [&str; 3] = ["KubeArmorPolicy", "KubeArmorClusterPolicy", "KubeArmorHostPolicy"];
 
 /// A value that cannot be converted: a missing name, `severity: high`, `ownerOnly: maybe`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,7 +153,8 @@ impl<'a> Converter<'a> {
                 self.policy(doc, k, root)
             }
             Some(k) if api.as_deref().is_some_and(|a| a.starts_with("security.kubearmor.com/")) => {
-                let detail = "noexecd imports KubeArmorPolicy and KubeArmorHostPolicy; document skipped";
+                let detail =
+                    "noexecd imports KubeArmorPolicy, KubeArmorClusterPolicy and KubeArmorHostPolicy; document skipped";
                 self.reports.push(ctx.report(ReportKind::NotEnforced, root, format!("kind {k}"), detail));
                 Ok(())
             }
@@ -205,8 +206,8 @@ impl<'a> Converter<'a> {
             match key.as_str() {
                 "process" => process(&ctx, value, &mut policy, &mut reports)?,
                 "action" | "severity" | "tags" | "message" => meta_key(&ctx, &key, value, &path, &mut policy.meta)?,
-                // A KubeArmorPolicy's selector picks its containers (below).
-                "selector" if kind == "KubeArmorPolicy" => selector = Some(value),
+                // A KubeArmorPolicy's or KubeArmorClusterPolicy's selector picks its containers (below).
+                "selector" if kind != "KubeArmorHostPolicy" => selector = Some(value),
                 "selector" | "nodeSelector" => {
                     if !is_empty(value) {
                         let detail = if key == "selector" {
@@ -232,7 +233,12 @@ impl<'a> Converter<'a> {
         if kind == "KubeArmorPolicy" {
             // A container policy: the containers of the pods its selector picks, in its namespace.
             let at = selector.unwrap_or(spec);
-            let mut s = Selector { src: Src::at("spec.selector", at), namespace: None, labels: Vec::new() };
+            let mut s = Selector {
+                src: Src::at("spec.selector", at),
+                namespace: None,
+                labels: Vec::new(),
+                expressions: Vec::new(),
+            };
             if let Some(ns) = metadata.get("namespace").filter(|n| !is_empty(n)) {
                 let value = text(&ctx, ns, "metadata.namespace")?;
                 s.namespace = Some(At { value, src: Src::at("metadata.namespace", ns) });
@@ -244,8 +250,32 @@ impl<'a> Converter<'a> {
                 selector_labels(&ctx, sel, &mut s, &mut reports)?;
             }
             policy.selector = Some(s);
+        } else if kind == "KubeArmorClusterPolicy" {
+            // The containers of every namespace its expressions pick; its own namespace, if any, is not one.
+            let at = selector.unwrap_or(spec);
+            let src = Src::at("spec.selector", at);
+            let mut s = Selector { src: src.clone(), namespace: None, labels: Vec::new(), expressions: Vec::new() };
+            if let Some(sel) = selector {
+                selector_labels(&ctx, sel, &mut s, &mut reports)?;
+            }
+            if let Some((k, _)) = s.labels.first() {
+                let detail = "matchLabels in a cluster policy: KubeArmor's CRD has matchExpressions only; the labels are required as written";
+                reports.push(ctx.report_at(ReportKind::Note, k.src.line, k.src.path.clone(), detail));
+            }
+            if !s.expressions.iter().any(|e| e.key.value == "namespace") {
+                // KubeArmor applies it in each namespace the API server lists: a container in none is not one.
+                let at = |value: &str| At { value: value.to_owned(), src: src.clone() };
+                s.expressions.push(Expression {
+                    src: src.clone(),
+                    key: at("namespace"),
+                    operator: at("NotIn"),
+                    values: Vec::new(),
+                });
+            }
+            policy.selector = Some(s);
         }
         self.loadable(&ctx, &mut policy, &mut reports)?;
+        shallow_patterns(&ctx, &policy, &mut reports);
         if policy.rules.is_empty() {
             reports.push(ctx.report(
                 ReportKind::Note,
@@ -294,7 +324,24 @@ impl Converter<'_> {
     }
 }
 
-/// `spec.selector` of a KubeArmorPolicy: its `matchLabels`; any other part is reported.
+/// A warning for each Block or Audit pattern that leaves deeper paths of its directory open.
+fn shallow_patterns(ctx: &Ctx<'_>, policy: &Policy, reports: &mut Vec<Report>) {
+    for rule in &policy.rules {
+        let Target::Pattern(pattern) = &rule.target else { continue };
+        let action = [&rule.meta, &policy.process_meta, &policy.meta].into_iter().find_map(|m| m.action.as_ref());
+        if action.is_some_and(|a| a.value == "Allow") {
+            continue;
+        }
+        if let Some(advice) = crate::policy::lint::shallow_pattern(&pattern.value) {
+            let report = ctx.report_at(ReportKind::Warning, pattern.src.line, pattern.src.path.clone(), advice);
+            let at = reports.iter().position(|r| r.line > report.line).unwrap_or(reports.len());
+            reports.insert(at, report);
+        }
+    }
+}
+
+/// `spec.selector` of a KubeArmorPolicy or KubeArmorClusterPolicy: its `matchLabels` and `matchExpressions`;
+/// any other part is reported.
 fn selector_labels(ctx: &Ctx<'_>, sel: &Node, out: &mut Selector, reports: &mut Vec<Report>) -> Res<()> {
     match &sel.value {
         Value::Null => return Ok(()),
@@ -320,21 +367,62 @@ fn selector_labels(ctx: &Ctx<'_>, sel: &Node, out: &mut Selector, reports: &mut 
                 return Err(ctx.error(value, &path, format!("expected a mapping of labels, found {}", other.kind())));
             }
             ("matchExpressions", _) if is_empty(value) => {}
-            ("matchExpressions", _) => reports.push(ctx.report(
-                ReportKind::NotEnforced,
-                value,
-                path,
-                "label expressions; noexecd selects by matchLabels and the namespace alone, so the policy selects more containers",
-            )),
+            ("matchExpressions", Value::Seq(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    out.expressions.push(expression(ctx, item, &format!("{path}[{i}]"), reports)?);
+                }
+            }
+            ("matchExpressions", other) => {
+                return Err(ctx.error(
+                    value,
+                    &path,
+                    format!("expected a list of {{key, operator, values}}, found {}", other.kind()),
+                ));
+            }
             _ => reports.push(ctx.report(
                 ReportKind::NotEnforced,
                 value,
                 path,
-                "unknown key; noexecd selects by matchLabels and the namespace alone",
+                "unknown key; noexecd selects by matchLabels, matchExpressions and the namespace",
             )),
         }
     }
     Ok(())
+}
+
+/// One `matchExpressions` entry. Its key and operator are written as they are: the loader refuses those
+/// KubeArmor's CRDs refuse (`Exists`), and the policy with them, rather than select more containers.
+fn expression(ctx: &Ctx<'_>, item: &Node, path: &str, reports: &mut Vec<Report>) -> Res<Expression> {
+    if !matches!(item.value, Value::Map(_)) {
+        return Err(ctx.error(item, path, format!("expected {{key, operator, values}}, found {}", item.value.kind())));
+    }
+    let mut key = None;
+    let mut operator = None;
+    let mut values = Vec::new();
+    for (k, value) in item.entries() {
+        let kpath = format!("{path}.{k}");
+        match k.as_str() {
+            "key" => key = Some(At { value: text(ctx, value, &kpath)?, src: Src::at(&kpath, value) }),
+            "operator" => operator = Some(At { value: text(ctx, value, &kpath)?, src: Src::at(&kpath, value) }),
+            "values" => match &value.value {
+                Value::Null => {}
+                Value::Seq(items) => {
+                    for (i, v) in items.iter().enumerate() {
+                        let vpath = format!("{kpath}[{i}]");
+                        values.push(At { value: text(ctx, v, &vpath)?, src: Src::at(&vpath, v) });
+                    }
+                }
+                other => {
+                    return Err(ctx.error(value, &kpath, format!("expected a list of values, found {}", other.kind())));
+                }
+            },
+            _ => reports.push(ctx.report(ReportKind::NotEnforced, value, kpath, "unknown key")),
+        }
+    }
+    let key = key.ok_or_else(|| ctx.error(item, path, "key is missing: write key: label or key: namespace"))?;
+    let operator =
+        operator.ok_or_else(|| ctx.error(item, path, "operator is missing: write operator: In or operator: NotIn"))?;
+    Ok(Expression { src: Src::at(path, item), key, operator, values })
 }
 
 /// Null, `{}`, `[]`, `""`, or a mapping of only such values (`selector: {matchLabels: {}}`).
@@ -437,6 +525,7 @@ fn process_rule(ctx: &Ctx<'_>, list: &str, item: &Node, path: &str, reports: &mu
     }
     let mut meta = Meta::default();
     let mut target_text = None;
+    let mut exec_name = None;
     let mut recursive = None;
     let mut owner_only = None;
     let mut from_source = Vec::new();
@@ -475,8 +564,8 @@ fn process_rule(ctx: &Ctx<'_>, list: &str, item: &Node, path: &str, reports: &mu
                     }
                 }
             }
-            "execname" => {
-                skip.get_or_insert((kpath, "executable names".to_owned()));
+            "execname" if list == "matchPaths" => {
+                exec_name = Some(At { value: text(ctx, value, &kpath)?, src: Src::at(&kpath, value) });
             }
             k if is_meta(k) => meta_key(ctx, k, value, &kpath, &mut meta)?,
             _ => reports.push(ctx.report(ReportKind::NotEnforced, value, kpath, "unknown key")),
@@ -487,8 +576,43 @@ fn process_rule(ctx: &Ctx<'_>, list: &str, item: &Node, path: &str, reports: &mu
         reports.push(ctx.report(ReportKind::NotEnforced, item, path, detail));
         return Ok(None);
     }
-    let Some(target_text) = target_text else {
-        return Err(ctx.error(item, path, format!("{target_key} is missing: write {target_key}: {target_example}")));
+    let target_text = match (target_text, exec_name) {
+        (Some(_), Some(name)) => {
+            return Err(ctx.error(
+                &Node { value: Value::Null, line: name.src.line, col: name.src.col },
+                &name.src.path,
+                "a rule with both path and execname: write them as two rules",
+            ));
+        }
+        (None, Some(name)) => {
+            return Ok(Some(Rule {
+                src: Src::at(path, item),
+                target: Target::Name(name),
+                owner_only,
+                from_source,
+                meta,
+            }));
+        }
+        (Some(t), None) => t,
+        (None, None) if list == "matchPaths" => {
+            return Err(ctx.error(item, path, "path is missing: write path: /usr/bin/apt or execname: apt"));
+        }
+        (None, None) => {
+            return Err(ctx.error(
+                item,
+                path,
+                format!("{target_key} is missing: write {target_key}: {target_example}"),
+            ));
+        }
+    };
+    let target_text = if list == "matchDirectories" && !target_text.value.ends_with('/') {
+        // KubeArmor accepts a directory written without its '/' and means the directory.
+        let value = format!("{}/", target_text.value);
+        let detail = format!("\"{}\" read as the directory \"{value}\"", target_text.value);
+        reports.push(ctx.report(ReportKind::Note, item, target_text.src.path.clone(), detail));
+        At { value, src: target_text.src }
+    } else {
+        target_text
     };
     let target = match list {
         "matchPaths" => Target::Path(target_text),

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::model::{At, Meta, Policy, Src, Target};
+use super::model::{At, Expression, Meta, Policy, Src, Target};
 use super::report::{Report, ReportKind};
 
 /// TOML text and, per line, its origin in the YAML.
@@ -90,13 +90,34 @@ fn flag(out: &mut Emitted, key: &str, value: Option<&At<bool>>) {
     }
 }
 
+/// One `[[policy.selector.match_expressions]]`, each value on a line of its own so that an error in one
+/// names its own place in the YAML.
+fn expression(out: &mut Emitted, e: &Expression) {
+    out.line("", &e.src);
+    out.line("[[policy.selector.match_expressions]]", &e.src);
+    out.line(&format!("key = {}", quote(&e.key.value)), &e.key.src);
+    out.line(&format!("operator = {}", quote(&e.operator.value)), &e.operator.src);
+    if e.values.is_empty() {
+        out.line("values = []", &e.src);
+        return;
+    }
+    out.line("values = [", &e.src);
+    for v in &e.values {
+        out.line(&format!("    {},", quote(&v.value)), &v.src);
+    }
+    out.line("]", &e.src);
+}
+
 /// One policy: a header comment (kind, name, origin, what was left out), then its `[[policy]]` table.
 pub fn policy(p: &Policy, file: &str, reports: &[Report]) -> Emitted {
     let mut out = Emitted::default();
     let src = &p.name.src;
     out.comment(&format!("{} {} ({file}, {})", p.kind, quote(&p.name.value), p.doc), src);
     for r in reports.iter().filter(|r| r.doc == p.doc && r.policy.as_deref() == Some(p.name.value.as_str())) {
-        let prefix = if r.kind == ReportKind::NotEnforced { "" } else { "note: " };
+        let prefix = match r.kind {
+            ReportKind::NotEnforced | ReportKind::Warning => "",
+            ReportKind::Skipped | ReportKind::Note => "note: ",
+        };
         out.comment(&format!("{prefix}{}", r.short()), src);
     }
     if p.selector.is_some() {
@@ -124,6 +145,9 @@ pub fn policy(p: &Policy, file: &str, reports: &[Report]) -> Emitted {
                 out.line(&format!("{} = {}", key(&k.value), quote(&v.value)), &k.src);
             }
         }
+        for e in &sel.expressions {
+            expression(&mut out, e);
+        }
     }
     if !p.process_meta.is_empty() {
         out.line("", src);
@@ -145,6 +169,10 @@ pub fn policy(p: &Policy, file: &str, reports: &[Report]) -> Emitted {
             Target::Pattern(pattern) => {
                 out.line("[[policy.process.match_patterns]]", &rule.src);
                 out.line(&format!("pattern = {}", quote(&pattern.value)), &pattern.src);
+            }
+            Target::Name(name) => {
+                out.line("[[policy.process.match_paths]]", &rule.src);
+                out.line(&format!("execname = {}", quote(&name.value)), &name.src);
             }
         }
         flag(&mut out, "owner_only", rule.owner_only.as_ref());

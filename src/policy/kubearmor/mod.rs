@@ -1,7 +1,8 @@
-//! `noexecd import`: KubeArmorPolicy and KubeArmorHostPolicy documents (`security.kubearmor.com/v1`) to
-//! noexecd TOML: a KubeArmorPolicy becomes a container policy (`[policy.selector]` from its
-//! `spec.selector.matchLabels` and `metadata.namespace`), a KubeArmorHostPolicy a host policy. Process rules
-//! map one to one; everything noexecd does not enforce (file, network, capabilities and syscalls rules, node
+//! `noexecd import`: KubeArmorPolicy, KubeArmorClusterPolicy and KubeArmorHostPolicy documents
+//! (`security.kubearmor.com/v1`) to noexecd TOML: a KubeArmorPolicy becomes a container policy
+//! (`[policy.selector]` from its `spec.selector` and `metadata.namespace`), a KubeArmorClusterPolicy one of
+//! every namespace its `matchExpressions` pick, a KubeArmorHostPolicy a host policy. Process rules map one to
+//! one; everything noexecd does not enforce (file, network, capabilities and syscalls rules, node
 //! selectors, `fromSource` on patterns, unknown keys, a rule the loader refuses, a key written twice)
 //! becomes a [`Report`], never a silent drop. The same conversion lets the loader read `*.yaml` files in
 //! `policy_dir`.
@@ -207,7 +208,7 @@ pub fn drop_in(path: &Path, text: &str, validate: Validate) -> Result<DropIn> {
     let c = convert_str(path, text, validate)?;
     for r in &c.reports {
         match r.kind {
-            ReportKind::NotEnforced => tracing::warn!("{r}"),
+            ReportKind::NotEnforced | ReportKind::Warning => tracing::warn!("{r}"),
             ReportKind::Skipped | ReportKind::Note => tracing::info!("{r}"),
         }
     }

@@ -43,8 +43,13 @@ impl Meta {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Path(At<String>),
-    Dir { dir: At<String>, recursive: Option<At<bool>> },
+    Dir {
+        dir: At<String>,
+        recursive: Option<At<bool>>,
+    },
     Pattern(At<String>),
+    /// `execname`: a program's name in any directory.
+    Name(At<String>),
 }
 
 /// One process rule.
@@ -57,7 +62,8 @@ pub struct Rule {
     pub meta: Meta,
 }
 
-/// A KubeArmorPolicy's containers: `metadata.namespace` and `spec.selector.matchLabels`.
+/// A KubeArmorPolicy's containers (`metadata.namespace`, `spec.selector.matchLabels` and
+/// `matchExpressions`), or a KubeArmorClusterPolicy's (its `matchExpressions`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selector {
     /// `spec.selector`, or `spec` when there is none.
@@ -65,6 +71,16 @@ pub struct Selector {
     pub namespace: Option<At<String>>,
     /// (key, value) in document order.
     pub labels: Vec<(At<String>, At<String>)>,
+    pub expressions: Vec<Expression>,
+}
+
+/// One `matchExpressions` entry, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expression {
+    pub src: Src,
+    pub key: At<String>,
+    pub operator: At<String>,
+    pub values: Vec<At<String>>,
 }
 
 /// One KubeArmorPolicy or KubeArmorHostPolicy, as far as noexecd enforces it.

@@ -13,6 +13,8 @@ pub enum ReportKind {
     Skipped,
     /// A value written differently but with the same meaning, or a policy that had nothing to import.
     Note,
+    /// A rule enforced as written that leaves open what it seems to guard (a Block pattern `/tmp/*`).
+    Warning,
 }
 
 /// One report line: `FILE:DOC#N policy NAME: spec.file.matchPaths[0] not enforced by noexecd (file rules) [line 12]`.
@@ -37,6 +39,7 @@ impl Report {
     pub fn short(&self) -> String {
         match self.kind {
             ReportKind::NotEnforced => format!("{} not enforced by noexecd ({})", self.path, self.detail),
+            ReportKind::Warning => format!("warning: {}: {}", self.path, self.detail),
             ReportKind::Skipped | ReportKind::Note if self.path.is_empty() => self.detail.clone(),
             ReportKind::Skipped | ReportKind::Note => format!("{}: {}", self.path, self.detail),
         }
