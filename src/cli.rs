@@ -42,7 +42,7 @@ pub enum Command {
     Logs(LogsArgs),
     /// Show a desktop notification for each blocked exec (run it in your desktop session).
     Notify(NotifyArgs),
-    /// Convert KubeArmorPolicy/KubeArmorHostPolicy YAML to noexecd TOML; what noexecd cannot enforce is listed on stderr.
+    /// Convert KubeArmorPolicy/KubeArmorClusterPolicy/KubeArmorHostPolicy YAML to noexecd TOML; what noexecd cannot enforce is listed on stderr.
     ///
     /// Process rules (matchPaths, matchDirectories, matchPatterns; ownerOnly, recursive, fromSource; action,
     /// severity, tags and message at every level) map one to one. File, network, capabilities and syscalls rules,

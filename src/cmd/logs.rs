@@ -108,9 +108,11 @@ fn emit(line: &str, opts: &LogsOptions, out: &mut dyn Write) -> bool {
 }
 
 /// Runs `noexecd logs`.
-/// The alert log and the live socket the configuration at `config_path` names.
+/// The alert log and the live socket the configuration at `config_path` names. Loaded as the daemon loads
+/// it, so that a drop-in that does not load (which the daemon leaves out) does not keep its alerts from
+/// being read.
 pub fn sources(config_path: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
-    let config = crate::policy::load(config_path)?;
+    let config = crate::policy::load_each(config_path, &Path::to_path_buf, None)?;
     Ok((config.daemon.alert_log, config.daemon.alert_socket))
 }
 
