@@ -208,11 +208,12 @@ impl Env {
             .arg(self.holder_pid.to_string())
             .args(["-m", "--", "setpriv", "--pdeathsig", "KILL", "--"])
             .args(group.map(|fd| {
-                // The shell execs the daemon: $$ is its pid. The group's fd is inherited (no CLOEXEC).
+                // The shell execs the daemon: $$ is its pid. The group's fd is inherited (no CLOEXEC). bash, not
+                // sh: dash takes only one-digit fds in a redirection, and the test process may hold ten or more.
                 let script = format!(
                     "exec 3<&{fd}; export LISTEN_FDS=1 LISTEN_FDNAMES={FD_NAME} LISTEN_PID=$$; exec \"$0\" \"$@\""
                 );
-                ["sh".to_owned(), "-c".to_owned(), script]
+                ["bash".to_owned(), "-c".to_owned(), script]
             }).into_iter().flatten())
             .arg(bin())
             .args(["--log-level", "debug", "run", "--status-file"])
