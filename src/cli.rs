@@ -104,6 +104,14 @@ pub struct RunArgs {
     /// crash or restart of this daemon instead of running.
     #[arg(long, value_name = "PATH")]
     pub hold_socket: Option<PathBuf>,
+    /// With --host-namespace: kill the daemon and start it again when --status-file is older than this many
+    /// seconds (a hung decision thread or control loop); the supervisor, in the container, does it.
+    #[arg(long, value_name = "SECONDS", requires = "status_file")]
+    pub stall_after: Option<u64>,
+    /// With --host-namespace: serve an HTTP liveness endpoint on this address (ADDR:PORT) from the supervisor
+    /// (a kubelet `httpGet` probe): 200 while --status-file is fresh, 503 past --stall-after.
+    #[arg(long, value_name = "ADDR:PORT", requires = "host_namespace")]
+    pub health_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -33,6 +33,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 host_name: args.host_name.or_else(|| env("NOEXECD_HOST_NAME")),
                 cluster_name: args.cluster_name.or_else(|| env("NOEXECD_CLUSTER_NAME")),
                 hold_socket: args.hold_socket,
+                stall_after: args.stall_after.map(std::time::Duration::from_secs),
+                health_listen: args.health_listen,
             };
             let config = &args.config.config;
             noexecd::daemon::run(config, &options)
