@@ -38,6 +38,8 @@ const STEADY_RUN: Duration = Duration::from_secs(10);
 const GIVE_UP_AFTER: u32 = 5;
 /// The longest pause before forking again after a short run: a crashed daemon is back within about a second.
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(1);
+/// How much longer than `--stall-after` a starting daemon may take to write its first status file.
+const FIRST_WRITE_GRACE: Duration = Duration::from_secs(60);
 /// How long the health endpoint waits for a request's bytes.
 const REQUEST_WAIT: Duration = Duration::from_millis(200);
 
@@ -89,7 +91,7 @@ pub fn split(watch: &Watch) -> Result<Option<i32>> {
     };
     let mut short_runs = 0u32;
     loop {
-        let started = Instant::now();
+        let (started, started_at) = (Instant::now(), SystemTime::now());
         match fork_daemon().map_err(err)? {
             Forked::Daemon => {
                 // The signal fd and the listener are the supervisor's: dropped here, in the daemon.
@@ -103,7 +105,7 @@ pub fn split(watch: &Watch) -> Result<Option<i32>> {
                     daemon = daemon.as_raw(),
                     "supervising the guard, which joins the host's mount namespace"
                 );
-                let code = match supervise(daemon, started, &signals, health.as_ref(), watch) {
+                let code = match supervise(daemon, (started, started_at), &signals, health.as_ref(), watch) {
                     Ended::Stopped(code) => return Ok(Some(code)),
                     Ended::Died(code) => code,
                 };
@@ -140,13 +142,19 @@ fn restart_delay(short_runs: u32) -> Duration {
     }
 }
 
-fn supervise(daemon: Pid, started: Instant, signals: &SignalFd, health: Option<&TcpListener>, watch: &Watch) -> Ended {
+fn supervise(
+    daemon: Pid,
+    started: (Instant, SystemTime),
+    signals: &SignalFd,
+    health: Option<&TcpListener>,
+    watch: &Watch,
+) -> Ended {
     let mut stopping = false;
     loop {
         if let Some(code) = reap(daemon) {
             return if stopping || code == 0 { Ended::Stopped(code) } else { Ended::Died(code) };
         }
-        let stale = staleness(watch, started);
+        let stale = staleness(watch, started.0, started.1);
         if !stopping
             && let (Some(limit), Some(age)) = (watch.stall_after, stale)
             && age > limit
@@ -192,16 +200,18 @@ fn supervise(daemon: Pid, started: Instant, signals: &SignalFd, health: Option<&
     }
 }
 
-/// How long since the daemon last rewrote its status file (counted from the daemon's start at most, so a
-/// file left by the process before it is not held against a new one); `None` without a status file.
-fn staleness(watch: &Watch, started: Instant) -> Option<Duration> {
+/// How long the daemon has gone without rewriting its status file, as held against `--stall-after`:
+/// counted from its last rewrite once this daemon wrote it, and until then from its start less
+/// [`FIRST_WRITE_GRACE`] (a start marks every filesystem and walks the protected directories first; a file
+/// left by the process before it is not held against a new one). `None` without a status file.
+fn staleness(watch: &Watch, started: Instant, started_at: SystemTime) -> Option<Duration> {
     let path = watch.status_file.as_ref()?;
     let since_start = started.elapsed();
-    let age = std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .map_or(since_start, |at| SystemTime::now().duration_since(at).unwrap_or_default());
-    Some(age.min(since_start))
+    let written = std::fs::metadata(path).and_then(|m| m.modified()).ok().filter(|at| *at >= started_at);
+    Some(match written {
+        Some(at) => SystemTime::now().duration_since(at).unwrap_or_default().min(since_start),
+        None => since_start.saturating_sub(FIRST_WRITE_GRACE),
+    })
 }
 
 /// One HTTP/1.x answer, whatever was asked: 200 while the daemon is alive, 503 once its status file is older
@@ -252,18 +262,30 @@ mod tests {
     }
 
     #[test]
-    fn the_status_file_age_counts_from_the_daemons_start_at_most() {
+    fn a_starting_daemon_has_a_grace_and_an_old_file_is_not_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("status");
         let watch = Watch { status_file: Some(path.clone()), ..Watch::default() };
-        let started = Instant::now();
-        // No file yet: as old as the daemon.
-        assert!(staleness(&watch, started).unwrap() < Duration::from_secs(1));
+        let (started, started_at) = (Instant::now(), SystemTime::now());
+        // No file yet: within the grace.
+        assert_eq!(staleness(&watch, started, started_at), Some(Duration::ZERO));
+        // A file left by the daemon before: not this one's.
         std::fs::write(&path, "x\n").unwrap();
         let old = SystemTime::now() - Duration::from_secs(3600);
         std::fs::File::options().write(true).open(&path).unwrap().set_modified(old).unwrap();
-        assert!(staleness(&watch, started).unwrap() < Duration::from_secs(1), "a file older than the daemon");
-        assert!(staleness(&Watch::default(), started).is_none());
+        assert_eq!(staleness(&watch, started, started_at), Some(Duration::ZERO));
+        // Written since the start: its age, at most the daemon's.
+        let long_ago = Instant::now() - Duration::from_secs(120);
+        let then = SystemTime::now() - Duration::from_secs(120);
+        let written = SystemTime::now() - Duration::from_secs(30);
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(written).unwrap();
+        let age = staleness(&watch, long_ago, then).unwrap();
+        assert!(age >= Duration::from_secs(30) && age < Duration::from_secs(32), "{age:?}");
+        // Never written by a daemon started two minutes ago: past the grace by a minute.
+        std::fs::remove_file(&path).unwrap();
+        let age = staleness(&watch, long_ago, then).unwrap();
+        assert!(age >= Duration::from_secs(60) && age < Duration::from_secs(62), "{age:?}");
+        assert!(staleness(&Watch::default(), started, started_at).is_none());
     }
 
     #[test]
