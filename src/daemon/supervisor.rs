@@ -220,8 +220,16 @@ fn answer(mut peer: TcpStream, stale: Option<Duration>, limit: Option<Duration>)
     let _ = peer.set_nonblocking(false);
     let _ = peer.set_read_timeout(Some(REQUEST_WAIT));
     let _ = peer.set_write_timeout(Some(REQUEST_WAIT));
-    let mut buf = [0u8; 1024];
-    let _ = peer.read(&mut buf);
+    // The request's head, up to its blank line: closing with unread bytes would reset the connection, and
+    // the answer with it.
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 512];
+    while head.len() < 4096 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match peer.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend(chunk.iter().take(n)),
+        }
+    }
     let (code, body) = match (stale, limit) {
         (Some(age), Some(limit)) if age > limit => {
             ("503 Service Unavailable", format!("stalled: status file {}s old\n", age.as_secs()))

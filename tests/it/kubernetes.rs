@@ -287,17 +287,31 @@ fn http_probe(spec: &Value, supervisor: i32) -> Option<String> {
         .find(|p| p["name"] == port_name)
         .and_then(|p| p["containerPort"].as_u64())
         .unwrap_or_else(|| panic!("no port named {port_name}"));
-    let path = str_of(&get["path"], "httpGet.path");
-    let script = format!(
-        "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET {path} HTTP/1.1\\r\\nHost: probe\\r\\n\\r\\n' >&3 && head -n 1 <&3"
-    );
-    let o = std::process::Command::new("timeout")
-        .arg(PROBE_TIMEOUT.as_secs().to_string())
-        .args(["nsenter", "-t", &supervisor.to_string(), "-n", "bash", "-c", &script])
-        .output()
-        .unwrap();
-    let line = String::from_utf8_lossy(&o.stdout).trim().to_owned();
-    (!line.is_empty()).then_some(line)
+    let path = str_of(&get["path"], "httpGet.path").to_owned();
+    let netns = format!("/proc/{supervisor}/ns/net");
+    // A thread of its own joins the pod's network namespace; the test's other threads stay where they are.
+    let answer = thread::spawn(move || -> std::io::Result<String> {
+        use std::io::{Read, Write};
+        let ns = fs::File::open(&netns)?;
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], u16::try_from(port).unwrap()));
+        let mut peer = std::net::TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
+        peer.set_read_timeout(Some(PROBE_TIMEOUT))?;
+        peer.set_write_timeout(Some(PROBE_TIMEOUT))?;
+        peer.write_all(format!("GET {path} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n").as_bytes())?;
+        let mut text = String::new();
+        peer.read_to_string(&mut text)?;
+        Ok(text)
+    })
+    .join()
+    .unwrap();
+    match answer {
+        Ok(text) => text.lines().next().map(str::to_owned),
+        Err(e) => {
+            println!("http probe of {supervisor}: no answer: {e}");
+            None
+        }
+    }
 }
 
 /// The daemon the supervisor forked after `old` ended.
