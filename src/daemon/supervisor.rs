@@ -222,7 +222,7 @@ fn answer(mut peer: TcpStream, stale: Option<Duration>, limit: Option<Duration>)
     let _ = peer.set_write_timeout(Some(REQUEST_WAIT));
     // The request's head, up to its blank line: closing with unread bytes would reset the connection, and
     // the answer with it.
-    let mut head = Vec::with_capacity(1024);
+    let mut head: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 512];
     while head.len() < 4096 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
         match peer.read(&mut chunk) {
