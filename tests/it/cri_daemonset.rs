@@ -597,46 +597,33 @@ fn daemonset_pod_through_cri(name: &str, layout: SandboxLayout) {
     // node's /tmp) waits on the stalled guard, and is decided once the watchdog's replacement answers.
     kill(Pid::from_raw(daemon), Signal::SIGSTOP).unwrap();
     let stalled_at = Instant::now();
+    let waiting = NodeExec::start(&sb, &x);
     let (code, out, err) = cri.exec_sync(&wp.container_id, &["/bin/sh", "-c", "echo hi"]).unwrap_or_else(|e| {
         let age = fs::metadata(sb.host_view(&status_on_node)).and_then(|m| m.modified()).map(|m| m.elapsed());
-        let stacks: Vec<String> = [supervisor, daemon]
-            .iter()
-            .chain(pod_processes(pod.health_port).iter().map(|(_, d)| d))
-            .map(|p| {
-                let st = fs::read_to_string(format!("/proc/{p}/stack")).unwrap_or_default();
-                let state = fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-                let tasks: Vec<String> = fs::read_dir(format!("/proc/{p}/task"))
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .map(|t| {
-                        format!(
-                            "{:?}: {}",
-                            t.file_name(),
-                            fs::read_to_string(t.path().join("stack"))
-                                .unwrap_or_default()
-                                .lines()
-                                .take(3)
-                                .collect::<Vec<_>>()
-                                .join(" | ")
-                        )
-                    })
-                    .collect();
-                format!("pid {p}: {state}\n{st}\n{}", tasks.join("\n"))
-            })
-            .collect();
         panic!(
-            "{name}: ExecSync during the stall: {e} after {:?}; status age {age:?}; processes {:?}\n{}\n{}",
+            "{name}: ExecSync during the stall: {e} after {:?}; status age {age:?}\n{}\n{}\n{}",
             stalled_at.elapsed(),
-            pod_processes(pod.health_port),
-            stacks.join("\n"),
+            stacks(supervisor),
+            stacks(daemon),
             logs()
         )
     });
-    let stall_window = stalled_at.elapsed();
+    let exec_window = stalled_at.elapsed();
     assert_eq!((code, out.as_str()), (0, "hi\n"), "{name}: ExecSync during the stall: {err}\n{}", logs());
+    let (code, err) = waiting.wait(Duration::from_secs(60));
+    let stall_window = stalled_at.elapsed();
+    assert!(
+        code == 126 && err.contains(EPERM_TEXT),
+        "{name}: the node exec held by the stall: {code} {err}\n{}",
+        logs()
+    );
     println!(
-        "{name}: SIGSTOP of the daemon: an ExecSync into a pod answered {stall_window:?} after the stall (--stall-after {STALL_AFTER_IN_TEST})"
+        "{name}: SIGSTOP of the daemon: the node's waiting exec refused by the replacement {stall_window:?} after the stall; an ExecSync into a pod answered after {exec_window:?} (--stall-after {STALL_AFTER_IN_TEST})"
+    );
+    assert!(
+        stall_window >= Duration::from_secs(STALL_AFTER_IN_TEST),
+        "{name}: the node exec was decided {stall_window:?} after the stall: not held\n{}",
+        logs()
     );
     assert!(stall_window < Duration::from_secs(STALL_AFTER_IN_TEST + 6), "{name}: {stall_window:?}\n{}", logs());
     let replaced = poll_until(Duration::from_secs(STALL_AFTER_IN_TEST + 10), || {
