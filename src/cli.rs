@@ -112,6 +112,14 @@ pub struct RunArgs {
     /// 32767). Off unless given (default: $NOEXECD_GRPC).
     #[arg(long, value_name = "ADDR", value_parser = parse_grpc_addr)]
     pub grpc: Option<SocketAddr>,
+    /// With --host-namespace: kill the daemon and start it again when --status-file is older than this many
+    /// seconds (a hung decision thread or control loop); the supervisor, in the container, does it.
+    #[arg(long, value_name = "SECONDS", requires = "status_file")]
+    pub stall_after: Option<u64>,
+    /// With --host-namespace: serve an HTTP liveness endpoint on this address (ADDR:PORT) from the supervisor
+    /// (a kubelet `httpGet` probe): 200 while --status-file is fresh, 503 past --stall-after.
+    #[arg(long, value_name = "ADDR:PORT", requires = "host_namespace")]
+    pub health_listen: Option<std::net::SocketAddr>,
 }
 
 /// `--grpc`'s address: `HOST:PORT` (`127.0.0.1:32767`, `[::]:32767`), or `PORT` alone for `0.0.0.0:PORT`.

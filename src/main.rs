@@ -40,6 +40,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                         .transpose()
                         .map_err(|e| anyhow::anyhow!("NOEXECD_GRPC: {e}"))?,
                 },
+                stall_after: args.stall_after.map(std::time::Duration::from_secs),
+                health_listen: args.health_listen,
             };
             let config = &args.config.config;
             noexecd::daemon::run(config, &options)

@@ -5,10 +5,14 @@
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use super::{fdstore, hold::HoldClient};
 use crate::host::restart_chain::{self, OwnMappings};
 use crate::sys::{self, FanotifyGroup};
+
+/// How often a starting daemon asks a holder that is not listening yet.
+const HOLDER_RETRY: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 pub(crate) enum Keeper {
@@ -89,6 +93,23 @@ impl Keeper {
                 }
             },
             Keeper::Nobody => false,
+        }
+    }
+
+    /// [`store`](Self::store) at the start, before the first mark: `noexecd hold` is asked until it keeps
+    /// the group, at most `within` (the pod's containers start together, the holder may not listen yet).
+    /// Returns whether the keeper holds it; past `within` the daemon guards without it (a crash then lets
+    /// waiting execs through until the holder appears and is handed the group, every status period).
+    pub(crate) fn store_before_marking(&self, group: &FanotifyGroup, resumed: bool, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.store(group, resumed) {
+                return true;
+            }
+            if !matches!(self, Keeper::Holder { .. }) || Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(HOLDER_RETRY);
         }
     }
 

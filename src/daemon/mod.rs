@@ -60,6 +60,8 @@ const CONTAINER_POLL: Duration = Duration::from_millis(500);
 /// Marks the decision thread found refused and the tokio side has not logged yet; past it, one is counted
 /// without its log line.
 const MARK_FAILURE_QUEUE: usize = 64;
+/// How long a first start waits for `noexecd hold` to keep the group before placing its first mark.
+const HOLDER_WAIT: Duration = Duration::from_secs(30);
 /// Fd numbers a crashed daemon may have left events under: a 64 KiB read holds at most 2730 events.
 const STALE_FD_SWEEP: i32 = 16_384;
 
@@ -69,7 +71,11 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
     // Before any thread starts: a process whose threads share filesystem attributes cannot change its mount
     // namespace (nor fork safely).
     if options.host_namespace
-        && let Some(code) = supervisor::split()?
+        && let Some(code) = supervisor::split(&supervisor::Watch {
+            status_file: options.status_file.clone(),
+            stall_after: options.stall_after,
+            health_listen: options.health_listen,
+        })?
     {
         return if code == 0 { Ok(()) } else { Err(Error::DaemonExited(code)) };
     }
@@ -203,14 +209,7 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
     };
     let mut marks = Marks::new(group.clone(), Box::new(tracker), counters.clone());
     marks.set_max_directories(shared.load().config.open_guard.max_directories);
-    if let Err(e) = marks.add_filesystems(&shared.load()) {
-        if resumed {
-            tracing::error!("cannot start; releasing the stored fanotify group so waiting execs proceed");
-            keeper.release();
-        }
-        let _ = stop_decision(&stop, decision);
-        return Err(e);
-    }
+    // Held before the first mark: a crash at any moment after it leaves execs waiting, never running.
     let mut held = false;
     match fail_mode {
         FailMode::Closed => {
@@ -219,11 +218,19 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
                 tracing::info!(files = ?chain, "exempted from the group: the files the daemon's own restart exec-opens");
                 marks.exempt(chain);
             }
-            held = keeper.store(&group, resumed);
+            held = keeper.store_before_marking(&group, resumed, HOLDER_WAIT);
             log_holder(&keeper, held, false);
         }
         FailMode::Open if resumed => keeper.release(),
         FailMode::Open => {}
+    }
+    if let Err(e) = marks.add_filesystems(&shared.load()) {
+        if resumed || held {
+            tracing::error!("cannot start; releasing the stored fanotify group so waiting execs proceed");
+            keeper.release();
+        }
+        let _ = stop_decision(&stop, decision);
+        return Err(e);
     }
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -570,7 +577,7 @@ fn log_holder(keeper: &Keeper, held: bool, changed: bool) {
     } else if changed {
         tracing::warn!(%socket, "noexecd hold no longer keeps the fanotify group; a crash would let execs through until it does again");
     } else {
-        tracing::warn!(%socket, "noexecd hold does not keep the fanotify group yet (asked again every 5 s); a crash would let execs through");
+        tracing::warn!(%socket, "noexecd hold did not keep the fanotify group within 30 s of the start: guarding without it (asked again every 5 s); a crash would let execs through");
     }
 }
 

@@ -1,7 +1,9 @@
 //! How `noexecd run` is started beyond its configuration file: the settings a container deployment needs
 //! (a Kubernetes DaemonSet passes them as arguments and the downward API's environment).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::policy::{self, Config};
 use crate::sys::ContainerRoot;
@@ -29,6 +31,11 @@ pub struct RunOptions {
     pub hold_socket: Option<PathBuf>,
     /// Serve KubeArmor's gRPC LogService here (`alert::grpc`).
     pub grpc: Option<std::net::SocketAddr>,
+    /// With `host_namespace`: the supervisor kills and forks the daemon again when the status file is older
+    /// than this (a hung decision thread or control loop, a stopped process).
+    pub stall_after: Option<Duration>,
+    /// With `host_namespace`: the supervisor serves an HTTP liveness endpoint here (the kubelet's `httpGet`).
+    pub health_listen: Option<SocketAddr>,
 }
 
 /// Where the daemon finds its container's files once it runs in the host's mount namespace.

@@ -53,44 +53,44 @@ use crate::containers::{IMAGE, Sandbox, SandboxLayout, have_tools, path_str};
 const PAUSE_IMAGE: &str = "localhost/noexecd-it-pause:1";
 /// containerd's places, a node's defaults (on the sandbox's own `/run` and `/var/lib`).
 const CONTAINERD_STATE: &str = "/run/containerd";
-const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+pub(crate) const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
 /// Each CRI call (a first `RunPodSandbox` mounts and starts a container: seconds on a loaded machine).
 const CRI_CALL: Duration = Duration::from_secs(60);
 /// `ExecSync`'s own timeout, in seconds.
 const EXEC_SECS: i64 = 30;
 const READY_WITHIN: Duration = Duration::from_secs(30);
 /// The seed's pod: a Deployment's WordPress pod in namespace `wordpress-mysql`.
-const WP_POD: &str = "wordpress-fb448db97-wj7n7";
-const NAMESPACE: &str = "wordpress-mysql";
+pub(crate) const WP_POD: &str = "wordpress-fb448db97-wj7n7";
+pub(crate) const NAMESPACE: &str = "wordpress-mysql";
 /// The seed's attack, as `kubectl exec` runs it.
-const PAYLOAD: &str = "cp /bin/busybox /var/tmp/xvzf && /var/tmp/xvzf true";
+pub(crate) const PAYLOAD: &str = "cp /bin/busybox /var/tmp/xvzf && /var/tmp/xvzf true";
 
 // ---------------------------------------------------------------------------------------------------------
 // The CRI client: the kubelet's side of the socket
 
 /// A kubelet's connection to the CRI: the two services on one channel, calls made on a runtime of its own.
-struct Cri {
+pub(crate) struct Cri {
     rt: tokio::runtime::Runtime,
-    runtime: RuntimeServiceClient<Channel>,
+    pub(crate) runtime: RuntimeServiceClient<Channel>,
     images: ImageServiceClient<Channel>,
 }
 
 /// What a pod is made of, as the kubelet turns a pod spec into CRI calls.
-struct PodSpec<'a> {
-    name: &'a str,
-    namespace: &'a str,
-    uid: &'a str,
+pub(crate) struct PodSpec<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) namespace: &'a str,
+    pub(crate) uid: &'a str,
     /// The pod's own labels (`metadata.labels`).
-    labels: &'a [(&'a str, &'a str)],
-    container: &'a str,
-    image: &'a str,
-    command: &'a [&'a str],
+    pub(crate) labels: &'a [(&'a str, &'a str)],
+    pub(crate) container: &'a str,
+    pub(crate) image: &'a str,
+    pub(crate) command: &'a [&'a str],
 }
 
 /// A pod that runs: its sandbox and its one container.
-struct Pod {
-    sandbox_id: String,
-    container_id: String,
+pub(crate) struct Pod {
+    pub(crate) sandbox_id: String,
+    pub(crate) container_id: String,
 }
 
 fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -114,7 +114,7 @@ impl Cri {
     }
 
     /// One call, bounded by [`CRI_CALL`]; a failure names the call and gRPC's status.
-    fn call<T>(
+    pub(crate) fn call<T>(
         &self,
         what: &str,
         fut: impl Future<Output = Result<containerd_client::tonic::Response<T>, containerd_client::tonic::Status>>,
@@ -136,7 +136,7 @@ impl Cri {
     }
 
     /// The pod as the kubelet starts it: `RunPodSandbox`, `CreateContainer`, `StartContainer`.
-    fn run_pod(&self, p: &PodSpec<'_>, base: &Path, cgroup: &str) -> Result<Pod, String> {
+    pub(crate) fn run_pod(&self, p: &PodSpec<'_>, base: &Path, cgroup: &str) -> Result<Pod, String> {
         let log_dir = base.join(format!("pods/{}_{}_{}", p.namespace, p.name, p.uid));
         // The kubelet's pod labels: the pod's own, and the three it adds (kubelet `newPodLabels`).
         let mut sandbox_labels = map(p.labels);
@@ -228,7 +228,7 @@ impl Cri {
     }
 
     /// `ExecSync` (`kubectl exec`, an exec probe): exit code, stdout, stderr.
-    fn exec_sync(&self, container_id: &str, cmd: &[&str]) -> Result<(i32, String, String), String> {
+    pub(crate) fn exec_sync(&self, container_id: &str, cmd: &[&str]) -> Result<(i32, String, String), String> {
         let mut runtime = self.runtime.clone();
         let req = ExecSyncRequest {
             container_id: container_id.to_owned(),
@@ -249,7 +249,7 @@ impl Cri {
     }
 
     /// The end of a pod: `StopPodSandbox` (its containers stop with it), `RemovePodSandbox`.
-    fn remove_pod(&self, sandbox_id: &str) -> Result<(), String> {
+    pub(crate) fn remove_pod(&self, sandbox_id: &str) -> Result<(), String> {
         let mut runtime = self.runtime.clone();
         let req = StopPodSandboxRequest { pod_sandbox_id: sandbox_id.to_owned() };
         self.call("StopPodSandbox", async move { runtime.stop_pod_sandbox(req).await })?;
@@ -260,7 +260,7 @@ impl Cri {
     }
 }
 
-fn image_spec(image: &str) -> ImageSpec {
+pub(crate) fn image_spec(image: &str) -> ImageSpec {
     ImageSpec { image: image.to_owned(), ..Default::default() }
 }
 
@@ -274,7 +274,7 @@ fn containerd_root(sb: &Sandbox) -> PathBuf {
 }
 
 /// Builds the two images, starts containerd with the CRI plugin, imports the images; the connected client.
-fn start_containerd(sb: &mut Sandbox, name: &str) -> Cri {
+pub(crate) fn start_containerd(sb: &mut Sandbox, name: &str) -> Cri {
     let busybox = which("busybox").unwrap();
     let file = run_bounded(Command::new("file").arg("-L").arg(&busybox), Duration::from_secs(20));
     assert!(file.stdout.contains("statically linked"), "{} is not static (install busybox-static)", busybox.display());
@@ -341,7 +341,7 @@ fn start_containerd(sb: &mut Sandbox, name: &str) -> Cri {
 
 /// The digest containerd's image record `image` points at (its manifest), from `ctr images ls`
 /// (`REF TYPE DIGEST SIZE PLATFORMS LABELS`).
-fn image_target(listed: &str, image: &str) -> Option<String> {
+pub(crate) fn image_target(listed: &str, image: &str) -> Option<String> {
     listed.lines().find_map(|l| {
         let mut fields = l.split_whitespace();
         (fields.next()? == image).then(|| fields.nth(1).map(str::to_owned)).flatten()
@@ -468,7 +468,11 @@ impl Drop for Guard {
 
 /// The filesystems the test mounted (the only ones the daemon may mark), and the host's two tmp directories as
 /// the host policy names them.
-fn test_filesystems(sb: &Sandbox, name: &str, layout: SandboxLayout) -> (BTreeSet<(u64, u64)>, [PathBuf; 2]) {
+pub(crate) fn test_filesystems(
+    sb: &Sandbox,
+    name: &str,
+    layout: SandboxLayout,
+) -> (BTreeSet<(u64, u64)>, [PathBuf; 2]) {
     let mut mounted: Vec<PathBuf> = ["/run", "/var/lib", "/var/tmp", "/dev/shm"].map(PathBuf::from).to_vec();
     mounted.push(sb.base());
     let host_tmp = match layout {
@@ -495,7 +499,7 @@ fn test_filesystems(sb: &Sandbox, name: &str, layout: SandboxLayout) -> (BTreeSe
 
 /// The daemon's config: enforce, the seed's KubeArmorPolicy as a drop-in, a host policy on the host's tmp
 /// directories, containerd at the sandbox's places and every other runtime off.
-fn write_config(sb: &Sandbox, host_tmp: &[PathBuf; 2]) -> (PathBuf, PathBuf) {
+pub(crate) fn write_config(sb: &Sandbox, host_tmp: &[PathBuf; 2]) -> (PathBuf, PathBuf) {
     let base = sb.base();
     fs::create_dir_all(sb.host_view(&base.join("policy.d"))).unwrap();
     fs::write(sb.host_view(&base.join("policy.d/ksp-block-exec-inside-tmp.yaml")), KSP_YAML).unwrap();
@@ -527,7 +531,7 @@ fn write_config(sb: &Sandbox, host_tmp: &[PathBuf; 2]) -> (PathBuf, PathBuf) {
 }
 
 /// `noexecd check`: SAFETY, every filesystem it would mark is one the test mounted.
-fn check(sb: &Sandbox, name: &str, config: &Path, allowed: &BTreeSet<(u64, u64)>) {
+pub(crate) fn check(sb: &Sandbox, name: &str, config: &Path, allowed: &BTreeSet<(u64, u64)>) {
     let o = sb.run(&[bin().into_os_string(), "check".into(), "--config".into(), config.into()]);
     assert_eq!(o.code(), Some(0), "{name}: `noexecd check` failed\n{o}");
     let forbidden = forbidden_devs();
@@ -544,7 +548,7 @@ fn check(sb: &Sandbox, name: &str, config: &Path, allowed: &BTreeSet<(u64, u64)>
     );
 }
 
-fn alerts(sb: &Sandbox, log: &Path) -> Vec<Value> {
+pub(crate) fn alerts(sb: &Sandbox, log: &Path) -> Vec<Value> {
     Env::read_alerts_at(&sb.host_view(log))
 }
 

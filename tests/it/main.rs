@@ -16,6 +16,7 @@ mod container_enforce;
 mod container_routes;
 mod containers;
 mod cri;
+mod cri_daemonset;
 mod desktop_notify;
 mod dirtrack;
 mod enforce;
