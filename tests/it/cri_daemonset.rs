@@ -658,6 +658,7 @@ fn daemonset_pod_through_cri(name: &str, layout: SandboxLayout) {
         fs::metadata(format!("/proc/{daemon}")).is_err().then_some(())
     });
     let mut waiting = NodeExec::start(&sb, &x);
+    // Only the clock can say an exec stayed held for a while.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(waiting.done(), None, "{name}: {} ran while the container was down", x.display());
     let restart = Instant::now();

@@ -40,7 +40,8 @@ fn start_with_grpc(env: &mut Env, opts: &DaemonOpts) -> SocketAddr {
             return addr;
         }
         assert!(Instant::now() < deadline, "the daemon did not say where gRPC listens:\n{stderr}");
-        thread::sleep(Duration::from_millis(20));
+        // The daemon's log line is what says it listens: look again after a poll's interval.
+        thread::sleep(POLL_EVERY);
     }
 }
 
@@ -254,11 +255,9 @@ fn a_reader_that_never_reads_is_cut_off_and_counted_and_holds_nothing_back() {
     // Every attempt was denied at once and written; the fast reader got every one of them.
     let written = env.expect_alerts(attempts as usize);
     assert!(written.iter().all(|a| a["Action"] == "Block"));
-    let deadline = Instant::now() + WAIT;
-    while fast_count.load(Ordering::Relaxed) < attempts {
-        assert!(Instant::now() < deadline, "the fast reader got {fast_count:?} of {attempts}");
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(format_args!("the fast reader getting all {attempts} alerts"), WAIT, || {
+        (fast_count.load(Ordering::Relaxed) >= attempts).then_some(())
+    });
     read_slow_tx.send(()).unwrap();
     let (buffered, status) = client.join().unwrap();
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
