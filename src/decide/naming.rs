@@ -240,7 +240,8 @@ impl MountMemory {
             }
         }
         let via = remembered.or_else(|| foreign_mount_with(procs, pid, mnt_id, proc_buf));
-        let found = self.name_through_foreign(guard, scopes, via.as_ref(), raw, mnt_id, pid, facts, names);
+        let found =
+            self.name_through_foreign(guard, (procs, proc_buf), scopes, via.as_ref(), raw, mnt_id, pid, facts, names);
         if let (Some(i), Some(unique), Some(mount)) = (slot, unique, via)
             && let Some(entry) = self.foreign_mounts.get_mut(i)
         {
@@ -255,6 +256,7 @@ impl MountMemory {
     fn name_through_foreign(
         &mut self,
         guard: &Guard,
+        (procs, proc_buf): (&ProcDirs, &mut Vec<u8>),
         scopes: &ArcSwap<Scopes>,
         via: Option<&Mount>,
         raw: &[u8],
@@ -314,12 +316,62 @@ impl MountMemory {
                     *entry = LayerMount { mnt_id, dev: facts.dev, layer: found.layer, ..LayerMount::default() };
                 }
                 let Some(found) = ours.or_else(|| overlay::file_in_layers_of(pid, raw, facts.dev, facts.ino)) else {
-                    return Err(Unnamed::NotFound);
+                    return name_in_a_runtimes_layer(guard, procs, proc_buf, pid, raw, facts, names);
                 };
                 names.in_layer(guard, raw, found)
             }
         }
     }
+}
+
+/// How many of the caller's ancestors are tried for the namespace an overlay was mounted in.
+const RUNTIME_ANCESTORS: usize = 3;
+
+/// A file of a layer of an overlay mounted in a namespace that neither we nor the caller see it in: a runtime
+/// in a mount namespace of its own, whose `runc init`, pivoted into the container's rootfs, execs the
+/// entrypoint. The overlay's options (in the caller's mountinfo) name its layers by their paths in the
+/// runtime's namespace; they are looked up through the root of the caller's nearest ancestor that reaches the
+/// file there (the runtime), confirmed by device and inode, and that ancestor's mountinfo gives the file's
+/// path within its filesystem: named through a mount of ours, or, where no mount of ours shows it, with no
+/// host name (see [`Named::Private`]). Off the fast path: only for a file no table we read places otherwise.
+fn name_in_a_runtimes_layer(
+    guard: &Guard,
+    procs: &ProcDirs,
+    proc_buf: &mut Vec<u8>,
+    pid: i32,
+    raw: &[u8],
+    facts: &FileFacts,
+    names: Names<'_>,
+) -> Result<Named, Unnamed> {
+    procs.read_pid_file(pid, b"mountinfo", proc_buf).map_err(|_| Unnamed::NotFound)?;
+    let layers = overlay::overlay_layers(&crate::host::mountinfo::lines(proc_buf).collect::<Vec<_>>());
+    if layers.is_empty() {
+        return Err(Unnamed::NotFound);
+    }
+    let mut ancestor = pid;
+    for _ in 0..RUNTIME_ANCESTORS {
+        let Some(parent) = crate::host::procfs::ppid(ancestor).filter(|&p| p > 0) else { break };
+        ancestor = parent;
+        let root = format!("/proc/{ancestor}/root");
+        let through: Vec<overlay::Layer> =
+            layers.iter().map(|l| overlay::Layer { dir: [root.as_bytes(), &l.dir].concat(), upper: l.upper }).collect();
+        let Some(found) = overlay::file_in_layers(&through, None, raw, facts.dev, facts.ino) else { continue };
+        let path = found.path.get(root.len()..).unwrap_or_default();
+        procs.read_pid_file(ancestor, b"mountinfo", proc_buf).map_err(|_| Unnamed::NotFound)?;
+        let table = MountTable::parse(proc_buf);
+        let via = table.containing(path).ok_or(Unnamed::NotFound)?;
+        names.layer_name.clear();
+        names.layer_name.extend_from_slice(raw);
+        if guard.mounts.canonical_path(via, path, names.scratch, names.canonical) {
+            return Ok(Named::Layer { read_only: found.read_only });
+        }
+        if MountTable::path_in_filesystem(via, path, names.scratch) && !guard.mounts.shows(via.dev, names.scratch) {
+            names.canonical.clear();
+            return Ok(Named::Private { owner: None });
+        }
+        return Err(Unnamed::NotFound);
+    }
+    Err(Unnamed::NotFound)
 }
 
 /// A mount of another namespace, by the unique id of the mount (`STATX_MNT_ID_UNIQUE`) and the device of the

@@ -99,6 +99,36 @@ fn a_runtime_in_a_mount_namespace_of_its_own_runs_and_a_host_payload_through_it_
     let mut want = Expect::block(&tmp.join("payload"), &e, &rootfs);
     want.policy = "tmp".into();
     assert_exec_alert(&alerts[0], &want);
+
+    // A container of that runtime: an overlay mounted in the runtime's namespace over layers of the disk, and
+    // a process in its rootfs (chrooted, as `runc init` is pivoted) execs from it. Its layers' paths are the
+    // runtime's, seen neither by the caller nor by us. Its image's program runs; a lower layer that is the
+    // host's protected /tmp is refused under the host's name.
+    let busybox = which("busybox").unwrap();
+    let merged = env.base().join("rt-merged");
+    let host_layer = env.base().join("rt-merged-host");
+    env.sh(&format!("mkdir -p {} {}", q(&merged), q(&host_layer)));
+    let container = |lower: &str, merged: &Path, program: &str| {
+        let script = format!(
+            "{runtime_setup}mkdir -p {r}/state/ovl/lower/bin {r}/state/ovl/upper {r}/state/ovl/work {r}/state/ovl/work2 \
+             {r}/state/ovl/upper2\ncp {bb} {r}/state/ovl/lower/bin/busybox\ncp {bb} {r}/host/tmp/payload-static\n\
+             mount -t overlay overlay -o lowerdir={r}/{lower},upperdir={r}/state/ovl/upper{n},workdir={r}/state/ovl/work{n} {m}\n\
+             chroot {m} {program} true\necho rc=$?\n",
+            r = rt.display(),
+            bb = busybox.display(),
+            m = merged.display(),
+            n = if lower == "host/tmp" { "2" } else { "" },
+        );
+        env.run_in_ns(&["unshare", "--mount", "--propagation", "private", "--", "bash", "-c", &script])
+    };
+    let ran = container("state/ovl/lower", &merged, "/bin/busybox");
+    assert!(ran.stdout.contains("rc=0"), "the container's image program runs:\n{ran}");
+    let denied = container("host/tmp", &host_layer, "/payload-static");
+    assert!(denied.stdout.contains("rc=126"), "the host's /tmp as a container's layer is refused:\n{denied}");
+    let alerts = env.expect_alerts(2);
+    assert_eq!(get_str(&alerts[1], "Resource"), tmp.join("payload-static").to_str().unwrap(), "{alerts:?}");
+    assert_eq!(get_str(&alerts[1], "PolicyName"), "tmp", "{alerts:?}");
+    assert_eq!(unresolvable(&env.alerts()), 0);
 }
 
 /// Where the protected directory comes from: a directory of a data filesystem also mounted whole elsewhere.
@@ -112,8 +142,9 @@ enum DataFs {
 
 /// `dir` (`var/tmp` or `tmp`) of the host (the image, or the tmpfs `fs`) is a bind of `<data>/<from>` of the
 /// data filesystem, which is also mounted whole at `<data>`: a host rule on `dir` blocks a file put there,
-/// named as the host names it, and the same file reached through the data filesystem's own mount, while the
-/// rest of the data filesystem runs.
+/// named as the host names it, the same file reached through the data filesystem's own mount, and one reached
+/// through a bind of the directory in another namespace (a pod's `hostPath`), while the rest of the data
+/// filesystem runs.
 fn bound_protected_dir(data_fs: DataFs, dir: &str, from: &str) {
     let mut env = privileged!(Layout::WithExt4Image);
     let (root, data) = match data_fs {
@@ -154,9 +185,19 @@ fn bound_protected_dir(data_fs: DataFs, dir: &str, from: &str) {
     let e2 = env.bash_exec(&source.join("y"), &cwd);
     e2.assert_denied_bash(&format!("{dir}/y through the data filesystem's whole mount"));
     env.bash_exec(&other, &cwd).assert_ran("the data filesystem's unprotected directory");
-    let alerts = env.expect_alerts(2);
+    // A pod's `hostPath` of the directory: a bind of it in a namespace of its own.
+    let w = protected.join("w");
+    env.put_elf(&w);
+    let pod_view = env.base().join("pod-host-dir");
+    env.sh(&format!("mkdir -p {}", q(&pod_view)));
+    let unshare = ["unshare", "--mount", "--propagation", "private", "--"];
+    let setup = format!("mount --bind {} {}", q(&protected), q(&pod_view));
+    let e3 = env.shell_exec_with_setup("bash", &unshare, &setup, &pod_view.join("w"), &cwd);
+    e3.assert_denied_bash(&format!("{dir}/w through a hostPath-like bind in another namespace"));
+    let alerts = env.expect_alerts(3);
     assert_exec_alert(&alerts[0], &Expect::block(&x, &e1, &cwd));
     assert_exec_alert(&alerts[1], &Expect::block(&y, &e2, &cwd));
+    assert_exec_alert(&alerts[2], &Expect::block(&w, &e3, &cwd));
     assert_eq!(unresolvable(&alerts), 0);
 }
 
