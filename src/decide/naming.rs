@@ -356,14 +356,22 @@ fn name_in_a_runtimes_layer(
         let through: Vec<overlay::Layer> =
             layers.iter().map(|l| overlay::Layer { dir: [root.as_bytes(), &l.dir].concat(), upper: l.upper }).collect();
         let Some(found) = overlay::file_in_layers(&through, None, raw, facts.dev, facts.ino) else { continue };
-        let path = found.path.get(root.len()..).unwrap_or_default();
+        // The layer's path as written may pass through symbolic links, which the lookup followed: the file's
+        // real name in the runtime's namespace is the kernel's, of the file opened there (`O_PATH`: no
+        // permission event, no wait), checked to be this very file.
+        let real = real_name(&found.path, facts).ok_or(Unnamed::NotFound)?;
+        let path = real.as_slice();
         procs.read_pid_file(ancestor, b"mountinfo", proc_buf).map_err(|_| Unnamed::NotFound)?;
         let table = MountTable::parse(proc_buf);
         let via = table.containing(path).ok_or(Unnamed::NotFound)?;
         names.layer_name.clear();
         names.layer_name.extend_from_slice(raw);
         if guard.mounts.canonical_path(via, path, names.scratch, names.canonical) {
-            return Ok(Named::Layer { read_only: found.read_only });
+            return if names_this_file(names.canonical, facts) {
+                Ok(Named::Layer { read_only: found.read_only })
+            } else {
+                Err(Unnamed::NotFound)
+            };
         }
         if MountTable::path_in_filesystem(via, path, names.scratch) && !guard.mounts.shows(via.dev, names.scratch) {
             names.canonical.clear();
@@ -372,6 +380,26 @@ fn name_in_a_runtimes_layer(
         return Err(Unnamed::NotFound);
     }
     Err(Unnamed::NotFound)
+}
+
+/// The kernel's name of the file at `path` (opened `O_PATH`, never followed at its last component), if it is
+/// the file `facts` describes: the path with every symbolic link resolved, in our namespace, or, for a file
+/// our root does not reach, in the namespace of the mount it was reached through.
+fn real_name(path: &[u8], facts: &FileFacts) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(std::ffi::OsStr::from_bytes(path))
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if (meta.dev(), meta.ino()) != (facts.dev, facts.ino) {
+        return None;
+    }
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    let name = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+    Some(name.as_os_str().as_bytes().to_vec())
 }
 
 /// A mount of another namespace, by the unique id of the mount (`STATX_MNT_ID_UNIQUE`) and the device of the
