@@ -315,9 +315,16 @@ impl MountMemory {
                 {
                     *entry = LayerMount { mnt_id, dev: facts.dev, layer: found.layer, ..LayerMount::default() };
                 }
-                let Some(found) = ours.or_else(|| overlay::file_in_layers_of(pid, raw, facts.dev, facts.ino)) else {
+                if let Some(found) = ours {
+                    return names.in_layer(guard, raw, found);
+                }
+                let Some(mut found) = overlay::file_in_layers_of(pid, raw, facts.dev, facts.ino) else {
                     return name_in_a_runtimes_layer(guard, procs, proc_buf, pid, raw, facts, names);
                 };
+                // Whoever mounted the caller's overlay chose how its options name the layers: through a
+                // symbolic link to a protected directory, the path as written would be an unprotected name
+                // of a protected file. The kernel's name of the file, every link resolved, is what decides.
+                found.path = real_name(&found.path, facts).ok_or(Unnamed::NotFound)?;
                 names.in_layer(guard, raw, found)
             }
         }

@@ -220,3 +220,38 @@ fn tmp_bound_from_a_data_partitions_directory_is_protected() {
 fn tmp_bound_from_a_tmpfs_data_filesystems_directory_is_protected() {
     bound_protected_dir(DataFs::Tmpfs, "tmp", "tmp");
 }
+
+/// An overlay of another namespace whose options name a protected directory through a symbolic link (as
+/// anyone who may mount an overlay, in a user namespace of their own, can write them): its file is refused.
+#[test]
+fn an_overlay_whose_layer_is_named_through_a_symbolic_link_to_a_protected_directory_is_refused() {
+    let mut env = privileged!(Layout::WithExt4Image);
+    let tmp = env.img.join("tmp");
+    let link = env.img.join("home/l");
+    let (upper, work, merged) = (env.out.join("upper"), env.out.join("work"), env.base().join("merged"));
+    env.sh(&format!(
+        "mkdir -p {t} {h} {u} {w} {m}\nln -s {t} {l}",
+        t = q(&tmp),
+        h = q(&env.img.join("home")),
+        u = q(&upper),
+        w = q(&work),
+        m = q(&merged),
+        l = q(&link)
+    ));
+    let cfg = env.write_config(&DaemonOpts::enforce(), &dir_policy("Block", &tmp, true));
+    env.check(&cfg);
+    env.start_daemon(&cfg);
+    let busybox = which("busybox").unwrap();
+    env.sh(&format!("cp {} {}", q(&busybox), q(&tmp.join("p"))));
+    let script = format!(
+        "mount -t overlay overlay -o lowerdir={l},upperdir={u},workdir={w} {m}\nchroot {m} /p true\necho rc=$?\n",
+        l = link.display(),
+        u = upper.display(),
+        w = work.display(),
+        m = merged.display()
+    );
+    let o = env.run_in_ns(&["unshare", "--mount", "--propagation", "private", "--", "bash", "-c", &script]);
+    assert!(o.stdout.contains("rc=126"), "a protected directory as a layer, named through a link, is refused:\n{o}");
+    let alerts = env.expect_alerts(1);
+    assert_eq!(get_str(&alerts[0], "Resource"), tmp.join("p").to_str().unwrap(), "named as the kernel names it");
+}
