@@ -62,6 +62,7 @@ impl Decider {
             self.counters.allowed.fetch_add(1, Ordering::Relaxed);
             // Only path-decided files (the name is known) can be cached; after the answer, never instead.
             if resolved == Resolved::Yes
+                && !self.bufs.canonical.is_empty()
                 && layer_cacheable(guard, &found, &self.bufs.layer_name)
                 && let (Some(feed), Some(facts)) = (self.cache.as_mut(), found.facts.as_ref())
             {
@@ -165,6 +166,11 @@ impl Decider {
     ) -> Verdict {
         let matcher = &guard.config.matcher;
         let Ok(facts) = facts else {
+            // The alert's best name: the kernel's (see `naming::best_known_name`).
+            if let Ok(raw) = self.procs.fd_path(fd, &mut self.bufs.path_buf) {
+                self.bufs.canonical.clear();
+                self.bufs.canonical.extend_from_slice(raw);
+            }
             return self.unresolvable(guard);
         };
         found.facts = Some(facts);

@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 
 use crate::guard::Guard;
 use crate::guard::scopes::{ContainerScope, Scopes};
-use crate::host::mounts::{Mount, foreign_mount_with};
+use crate::host::mounts::{Mount, MountTable, foreign_mount_with, is_path_prefix};
 use crate::host::overlay;
 use crate::sys::{self, FileFacts, PATH_BUF_LEN, ProcDirs};
 
@@ -64,9 +64,11 @@ pub enum Named {
     /// path the caller sees (the kernel names the file from that namespace's root), `canonical` its name in
     /// our namespace.
     CallerNamespace,
-    /// On a container's private mount: no host path names it, so no host rule decides it; `layer_name` is the
-    /// path the container sees. `owner`: the selected container owning the mount, known by the mount (a host
-    /// process may reach it through `/proc/PID/root`).
+    /// On a part of a filesystem no mount of ours shows (a container's private mount, a runtime's state bound
+    /// from a guarded filesystem in a namespace of its own): no host path names it, so no host rule decides it
+    /// (every protected directory is named through a mount of ours); `layer_name` is the path the caller sees.
+    /// `owner`: the selected container owning the mount, known by the mount (a host process may reach it
+    /// through `/proc/PID/root`).
     Private { owner: Option<Arc<ContainerScope>> },
 }
 
@@ -87,14 +89,16 @@ impl Named {
     }
 }
 
-/// Why a file could not be named: the exec is denied as unresolvable.
+/// Why a file could not be named: the exec is denied as unresolvable (the last resort), and `canonical` holds
+/// the best name known for its alert (see [`best_known_name`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unnamed {
     /// `/proc/self/fd/N` could not be read.
     NoPath,
     /// The kernel did not say which mount the file was reached through (no `STATX_MNT_ID`).
     NoMountId,
-    /// Reached through a mount no table we can read shows, or one our namespace has no name through.
+    /// Reached through a mount no table we can read shows (and in no overlay's layer we know), or one whose
+    /// name does not lie below its mount point.
     NotFound,
 }
 
@@ -161,7 +165,10 @@ impl MountMemory {
     ) -> Result<Named, Unnamed> {
         let Scratch { path_buf, scratch, canonical, layer_name, proc_buf } = bufs;
         canonical.clear();
-        let raw = procs.fd_path(fd, path_buf).map_err(|_| Unnamed::NoPath)?;
+        let Ok(raw) = procs.fd_path(fd, path_buf) else {
+            best_known_name(None, facts, canonical);
+            return Err(Unnamed::NoPath);
+        };
         // The kernel appends " (deleted)" to an unlinked file's name; a live file may really be called that.
         // The link count was read before the name, so a file unlinked in between still shows nlink >= 1 (as
         // does one unlinked under a name while another hard link remains): then the suffixed name counts as
@@ -170,8 +177,29 @@ impl MountMemory {
             Some(stripped) if facts.nlink == 0 || !names_this_file(raw, facts) => stripped,
             _ => raw,
         };
+        let names = Names { scratch, canonical: &mut *canonical, layer_name };
+        let named = self.name_raw(guard, procs, scopes, proc_buf, names, fd, pid, facts, raw);
+        if named.is_err() {
+            best_known_name(Some(raw), facts, canonical);
+        }
+        named
+    }
+
+    /// [`name`](Self::name) once the kernel's name of the file, `raw`, is known.
+    #[allow(clippy::too_many_arguments)]
+    fn name_raw(
+        &mut self,
+        guard: &Guard,
+        procs: &ProcDirs,
+        scopes: &ArcSwap<Scopes>,
+        proc_buf: &mut Vec<u8>,
+        names: Names<'_>,
+        fd: BorrowedFd<'_>,
+        pid: i32,
+        facts: &FileFacts,
+        raw: &[u8],
+    ) -> Result<Named, Unnamed> {
         let mnt_id = facts.mnt_id.ok_or(Unnamed::NoMountId)?;
-        let names = Names { scratch, canonical, layer_name };
         // Our table is up to one mount poll old, and the kernel reuses a freed mount id at once: the id may now
         // be another mount's (a container's overlay layer taking the id of the last container's rootfs). A mount
         // of another filesystem than the file's, or one the name does not lie below, is not the file's mount.
@@ -196,20 +224,24 @@ impl MountMemory {
             .and_then(|e| e.take_if(|f| Some(f.unique) == unique && f.file_dev == facts.dev))
             .map(|f| f.mount);
         // A mount keeps its filesystem and root for its life, but it can be moved: trusted only when the name it
-        // gives is this very file in our namespace, or when no name is possible either way (our table shows
-        // nothing of its filesystem, so no mount point of it could name the file).
+        // gives is this very file in our namespace, or when no name is possible either way (no mount of ours
+        // shows any part of what it shows, so no mount point of ours could name the file).
         if let Some(via) = remembered.as_ref() {
             let trusted = if guard.mounts.canonical_path(via, raw, names.scratch, names.canonical) {
                 names_this_file(names.canonical, facts)
             } else {
-                guard.mounts.mounts_of(via.dev).next().is_none()
+                guard
+                    .mounts
+                    .mounts_of(via.dev)
+                    .all(|m| !is_path_prefix(&m.root, &via.root) && !is_path_prefix(&via.root, &m.root))
             };
             if !trusted {
                 remembered = None;
             }
         }
         let via = remembered.or_else(|| foreign_mount_with(procs, pid, mnt_id, proc_buf));
-        let found = self.name_through_foreign(guard, scopes, via.as_ref(), raw, mnt_id, pid, facts, names);
+        let found =
+            self.name_through_foreign(guard, (procs, proc_buf), scopes, via.as_ref(), raw, mnt_id, pid, facts, names);
         if let (Some(i), Some(unique), Some(mount)) = (slot, unique, via)
             && let Some(entry) = self.foreign_mounts.get_mut(i)
         {
@@ -224,6 +256,7 @@ impl MountMemory {
     fn name_through_foreign(
         &mut self,
         guard: &Guard,
+        (procs, proc_buf): (&ProcDirs, &mut Vec<u8>),
         scopes: &ArcSwap<Scopes>,
         via: Option<&Mount>,
         raw: &[u8],
@@ -237,21 +270,34 @@ impl MountMemory {
         match via {
             Some(via) if via.dev == facts.dev || guard.target_for(via.dev).is_some() => {
                 let named = guard.mounts.canonical_path(via, raw, names.scratch, names.canonical);
-                if !containers {
-                    return if named { Ok(Named::Host) } else { Err(Unnamed::NotFound) };
+                // A part of the filesystem no mount of ours shows (a runtime's state bound from a directory of
+                // a guarded filesystem in its own namespace; a container's own tmpfs, a superblock we do not
+                // mount at all): every protected directory is named through a mount of ours, so none lies
+                // there and no host rule decides the file. The path within the filesystem is the mount's root
+                // (mountinfo's fourth field) joined with the path below the mount.
+                let unseen = !named
+                    && MountTable::path_in_filesystem(via, raw, names.scratch)
+                    && !guard.mounts.shows(via.dev, names.scratch);
+                if !named && !unseen {
+                    return Err(Unnamed::NotFound);
                 }
                 // The mount is in the caller's namespace, which our root does not reach: the kernel names the
                 // file from that namespace's root, i.e. as the caller (a container) sees it. Whether the caller
                 // is in a container is for the container's decision to find out.
                 names.layer_name.clear();
                 names.layer_name.extend_from_slice(raw);
-                // A superblock no mount of ours shows: a container's own tmpfs, for its policies alone.
-                if !named && via.dev == facts.dev && guard.mounts.mounts_of(via.dev).next().is_none() {
+                if unseen {
+                    names.canonical.clear();
+                }
+                if !containers {
+                    return Ok(if named { Named::Host } else { Named::Private { owner: None } });
+                }
+                if unseen {
                     // Its owner, whoever the caller is (a host process that entered the namespace too).
                     let owner = scopes.load().owner_of_private(mnt_id, facts.dev).cloned();
                     return Ok(Named::Private { owner });
                 }
-                if named { Ok(Named::CallerNamespace) } else { Err(Unnamed::NotFound) }
+                Ok(Named::CallerNamespace)
             }
             // In no namespace's table: a layer's private mount under an overlay (a container's rootfs). The
             // file is named by its layer's path on the host, so host rules decide host paths.
@@ -269,13 +315,98 @@ impl MountMemory {
                 {
                     *entry = LayerMount { mnt_id, dev: facts.dev, layer: found.layer, ..LayerMount::default() };
                 }
-                let Some(found) = ours.or_else(|| overlay::file_in_layers_of(pid, raw, facts.dev, facts.ino)) else {
-                    return Err(Unnamed::NotFound);
+                if let Some(found) = ours {
+                    return names.in_layer(guard, raw, found);
+                }
+                let Some(mut found) = overlay::file_in_layers_of(pid, raw, facts.dev, facts.ino) else {
+                    return name_in_a_runtimes_layer(guard, procs, proc_buf, pid, raw, facts, names);
                 };
+                // Whoever mounted the caller's overlay chose how its options name the layers: through a
+                // symbolic link to a protected directory, the path as written would be an unprotected name
+                // of a protected file. The kernel's name of the file, every link resolved, is what decides.
+                found.path = real_name(&found.path, facts).ok_or(Unnamed::NotFound)?;
                 names.in_layer(guard, raw, found)
             }
         }
     }
+}
+
+/// How many of the caller's ancestors are tried for the namespace an overlay was mounted in.
+const RUNTIME_ANCESTORS: usize = 3;
+
+/// A file of a layer of an overlay mounted in a namespace that neither we nor the caller see it in: a runtime
+/// in a mount namespace of its own, whose `runc init`, pivoted into the container's rootfs, execs the
+/// entrypoint. The overlay's options (in the caller's mountinfo) name its layers by their paths in the
+/// runtime's namespace; they are looked up through the root of the caller's nearest ancestor that reaches the
+/// file there (the runtime), confirmed by device and inode, and that ancestor's mountinfo gives the file's
+/// path within its filesystem: named through a mount of ours, or, where no mount of ours shows it, with no
+/// host name (see [`Named::Private`]). Off the fast path: only for a file no table we read places otherwise.
+fn name_in_a_runtimes_layer(
+    guard: &Guard,
+    procs: &ProcDirs,
+    proc_buf: &mut Vec<u8>,
+    pid: i32,
+    raw: &[u8],
+    facts: &FileFacts,
+    names: Names<'_>,
+) -> Result<Named, Unnamed> {
+    procs.read_pid_file(pid, b"mountinfo", proc_buf).map_err(|_| Unnamed::NotFound)?;
+    let layers = overlay::overlay_layers(&crate::host::mountinfo::lines(proc_buf).collect::<Vec<_>>());
+    if layers.is_empty() {
+        return Err(Unnamed::NotFound);
+    }
+    let mut ancestor = pid;
+    for _ in 0..RUNTIME_ANCESTORS {
+        let Some(parent) = crate::host::procfs::ppid(ancestor).filter(|&p| p > 0) else { break };
+        ancestor = parent;
+        let root = format!("/proc/{ancestor}/root");
+        let through: Vec<overlay::Layer> =
+            layers.iter().map(|l| overlay::Layer { dir: [root.as_bytes(), &l.dir].concat(), upper: l.upper }).collect();
+        let Some(found) = overlay::file_in_layers(&through, None, raw, facts.dev, facts.ino) else { continue };
+        // The layer's path as written may pass through symbolic links, which the lookup followed: the file's
+        // real name in the runtime's namespace is the kernel's, of the file opened there (`O_PATH`: no
+        // permission event, no wait), checked to be this very file.
+        let real = real_name(&found.path, facts).ok_or(Unnamed::NotFound)?;
+        let path = real.as_slice();
+        procs.read_pid_file(ancestor, b"mountinfo", proc_buf).map_err(|_| Unnamed::NotFound)?;
+        let table = MountTable::parse(proc_buf);
+        let via = table.containing(path).ok_or(Unnamed::NotFound)?;
+        names.layer_name.clear();
+        names.layer_name.extend_from_slice(raw);
+        if guard.mounts.canonical_path(via, path, names.scratch, names.canonical) {
+            return if names_this_file(names.canonical, facts) {
+                Ok(Named::Layer { read_only: found.read_only })
+            } else {
+                Err(Unnamed::NotFound)
+            };
+        }
+        if MountTable::path_in_filesystem(via, path, names.scratch) && !guard.mounts.shows(via.dev, names.scratch) {
+            names.canonical.clear();
+            return Ok(Named::Private { owner: None });
+        }
+        return Err(Unnamed::NotFound);
+    }
+    Err(Unnamed::NotFound)
+}
+
+/// The kernel's name of the file at `path` (opened `O_PATH`, never followed at its last component), if it is
+/// the file `facts` describes: the path with every symbolic link resolved, in our namespace, or, for a file
+/// our root does not reach, in the namespace of the mount it was reached through.
+fn real_name(path: &[u8], facts: &FileFacts) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(std::ffi::OsStr::from_bytes(path))
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if (meta.dev(), meta.ino()) != (facts.dev, facts.ino) {
+        return None;
+    }
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    let name = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+    Some(name.as_os_str().as_bytes().to_vec())
 }
 
 /// A mount of another namespace, by the unique id of the mount (`STATX_MNT_ID_UNIQUE`) and the device of the
@@ -321,6 +452,20 @@ impl LayerMount {
         self.layer = found.layer;
         self.known = unique.zip(layers.get(found.layer).map(|l| l.dir.clone()));
         Some(found)
+    }
+}
+
+/// Writes into `canonical` the best name known of a file that could not be named: the kernel's name of it
+/// (`raw`, as the namespace it was reached through shows it), else its device and inode
+/// (`dev=MAJOR:MINOR,ino=INODE`). For the alert of the denial; within `canonical`'s capacity, no allocation.
+fn best_known_name(raw: Option<&[u8]>, facts: &FileFacts, canonical: &mut Vec<u8>) {
+    use std::io::Write;
+    canonical.clear();
+    match raw {
+        Some(raw) if !raw.is_empty() => canonical.extend_from_slice(raw),
+        _ => {
+            let _ = write!(canonical, "dev={}:{},ino={}", libc::major(facts.dev), libc::minor(facts.dev), facts.ino);
+        }
     }
 }
 
@@ -420,16 +565,19 @@ mod tests {
     fn a_file_reached_through_a_bind_mount_is_named_through_its_filesystems_root() {
         let s = scene();
         // The file's mount shows the filesystem's /srv at /; the whole filesystem is mounted at /data.
-        let g = guard(
-            &s,
-            HOST_POLICY,
-            "{id} 0 {dev} /srv / rw - ext4 /dev/t rw\n{other} 0 {dev} / /data rw - ext4 /dev/t rw\n",
-        );
+        let table = "{id} 0 {dev} /srv / rw - ext4 /dev/t rw\n{other} 0 {dev} / /data rw - ext4 /dev/t rw\n";
+        let elsewhere = "[[policy]]\nname = \"p\"\n[[policy.process.match_directories]]\ndir = \"/data/p/\"\n";
+        let g = guard(&s, elsewhere, table);
         let mut n = Namer::new();
         assert!(matches!(n.name(&g, &s.file, GONE), Ok(Named::Host)));
         let mut want = b"/data/srv".to_vec();
         want.extend_from_slice(&bytes(&s.file));
         assert_eq!(n.bufs.canonical, want);
+        // A rule on the directory as the bind names it: that name is the file's, whatever else shows it.
+        let g = guard(&s, HOST_POLICY, table);
+        let mut n = Namer::new();
+        assert!(matches!(n.name(&g, &s.file, GONE), Ok(Named::Host)));
+        assert_eq!(n.bufs.canonical, bytes(&s.file));
     }
 
     #[test]
@@ -485,9 +633,84 @@ mod tests {
         assert!(matches!(n.name(&g, &s.file, me()), Ok(Named::Private { owner: None })));
         assert_eq!(n.bufs.layer_name, bytes(&s.file));
         assert!(n.bufs.canonical.is_empty());
-        // Without container policies the same file is simply not named.
+        // Without container policies the same file has no host name either: no host rule decides it.
         let g = guard(&s, HOST_POLICY, "{other} 0 0:999 / / rw - ext4 /dev/other rw\n");
-        assert!(matches!(Namer::new().name(&g, &s.file, me()), Err(Unnamed::NotFound)));
+        assert!(matches!(Namer::new().name(&g, &s.file, me()), Ok(Named::Private { owner: None })));
+    }
+
+    /// The mount the scene's file really is on, as our own mountinfo shows it (a mount of "another namespace"
+    /// for a guard whose table does not hold it).
+    fn real_mount(s: &Scene) -> Mount {
+        let text = std::fs::read("/proc/self/mountinfo").unwrap();
+        let line = crate::host::mountinfo::lines(&text).find(|l| l.id == known_mount(s)).unwrap();
+        Mount::from_line(&line)
+    }
+
+    /// `path` of the scene's filesystem, from that filesystem's root, through the mount the file is on.
+    fn in_filesystem(s: &Scene, path: &Path) -> Vec<u8> {
+        let mut out = Vec::new();
+        assert!(MountTable::path_in_filesystem(&real_mount(s), &bytes(path), &mut out));
+        out
+    }
+
+    #[test]
+    fn a_part_of_a_guarded_filesystem_no_mount_of_ours_shows_is_named_unprotected_not_refused() {
+        let s = scene();
+        // Our table shows only another directory of the filesystem (a bind of it at /shown); the file is
+        // reached through the caller's mount, which shows the part holding it: no protected directory can lie
+        // there, since each is named through a mount of ours.
+        let shown = "[[policy]]\nname = \"p\"\n[[policy.process.match_directories]]\ndir = \"/shown/p/\"\n";
+        let g = guard(&s, shown, "{other} 0 {dev} /noexecd-elsewhere /shown rw - ext4 /dev/t rw\n");
+        let mut n = Namer::new();
+        assert!(matches!(n.name(&g, &s.file, me()), Ok(Named::Private { owner: None })));
+        assert_eq!(n.bufs.layer_name, bytes(&s.file), "as the caller sees it");
+        assert!(n.bufs.canonical.is_empty(), "no name in our namespace");
+        // The caller's mount shows the filesystem's root, which holds what ours shows: a file reached through
+        // it may be ours to name, so it is not trusted from memory (the caller's table is read again).
+        assert!(matches!(n.name(&g, &s.file, GONE), Err(Unnamed::NotFound)));
+        // With container policies too: the container's policies alone decide it.
+        let g = guard(&s, CONTAINER_POLICY, "{other} 0 {dev} /noexecd-elsewhere /shown rw - ext4 /dev/t rw\n");
+        assert!(matches!(Namer::new().name(&g, &s.file, me()), Ok(Named::Private { owner: None })));
+    }
+
+    #[test]
+    fn a_file_of_another_namespace_is_named_through_the_bind_of_ours_that_shows_its_directory() {
+        let s = scene();
+        // Our table binds the file's directory (its path within the filesystem) at /protected; the filesystem
+        // is also mounted whole at /data. The caller reached it through its own mount.
+        let dir = String::from_utf8(in_filesystem(&s, &s.dir)).unwrap();
+        let table = format!(
+            "{{other}} 0 {{dev}} / /data rw - ext4 /dev/t rw\n999999938 0 {{dev}} {dir} /protected rw - ext4 /dev/t rw\n"
+        );
+        let policy =
+            "[[policy]]\nname = \"p\"\n[[policy.process.match_directories]]\ndir = \"/protected/\"\nrecursive = true\n";
+        let g = guard(&s, policy, &table);
+        let mut n = Namer::new();
+        assert!(matches!(n.name(&g, &s.file, me()), Ok(Named::Host)));
+        assert_eq!(n.bufs.canonical, b"/protected/x", "the protected directory's name, not /data's");
+        // Without a rule naming it there, the most complete mount names it.
+        let elsewhere = "[[policy]]\nname = \"p\"\n[[policy.process.match_directories]]\ndir = \"/data/p/\"\n";
+        let g = guard(&s, elsewhere, &table);
+        let mut n = Namer::new();
+        assert!(matches!(n.name(&g, &s.file, me()), Ok(Named::Host)));
+        let mut want = b"/data".to_vec();
+        want.extend_from_slice(&in_filesystem(&s, &s.file));
+        assert_eq!(n.bufs.canonical, want);
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_named_has_its_kernel_name_for_the_alert() {
+        let s = scene();
+        // No table, no overlay: unnamed, and the alert gets the name the kernel gives it.
+        let g = guard(&s, HOST_POLICY, "{other} 0 0:999 / / rw - ext4 /dev/other rw\n");
+        let mut n = Namer::new();
+        assert!(matches!(n.name(&g, &s.file, GONE), Err(Unnamed::NotFound)));
+        assert_eq!(n.bufs.canonical, bytes(&s.file));
+        // Not even a name: its device and inode.
+        let mut out = Vec::with_capacity(64);
+        best_known_name(None, &s.facts, &mut out);
+        let want = format!("dev={}:{},ino={}", libc::major(s.facts.dev), libc::minor(s.facts.dev), s.facts.ino);
+        assert_eq!(out, want.as_bytes());
     }
 
     #[test]

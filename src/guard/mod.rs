@@ -89,8 +89,11 @@ pub struct Guard {
 
 impl Guard {
     /// Works out which filesystems hold protected paths and how each is decided.
-    pub fn build(config: Config, mounts: MountTable) -> Result<Self> {
+    pub fn build(config: Config, mut mounts: MountTable) -> Result<Self> {
         let mut targets: Vec<MarkTarget> = Vec::new();
+        // The mounts that give protected directories their names: a file of such a directory is named through
+        // them, wherever it is reached from (see `MountTable::prefer`).
+        let mut naming: Vec<u64> = Vec::new();
         let mut by_dev: HashMap<u64, usize> = HashMap::new();
         // `by_path`: the filesystem holds container layers, whose files are decided by their paths (the host's
         // and the container's).
@@ -121,8 +124,10 @@ impl Guard {
             let prefix = rule.target.scope_prefix();
             let containing = mounts.containing(prefix).ok_or_else(|| Error::NoMountFor { path: bytes_path(prefix) })?;
             add(containing, prefix, false, &mut targets);
+            naming.push(containing.id);
             for nested in mounts.below(prefix) {
                 add(nested, prefix, false, &mut targets);
+                naming.push(nested.id);
             }
         }
         // Container policies: the filesystems of the runtimes' image layers. Every exec in a container raises
@@ -138,6 +143,9 @@ impl Guard {
                     add(m, &label, true, &mut targets);
                 }
             }
+        }
+        for id in naming {
+            mounts.prefer(id);
         }
         // btrfs reports for a file the device of its subvolume, not the superblock's that mountinfo shows: each
         // mount's root tells the device of the subvolume mounted there. (A subvolume mounted nowhere on its own
@@ -261,8 +269,9 @@ fn superblock_of(fd: BorrowedFd<'_>) -> Option<[u8; 8]> {
 }
 
 /// A filesystem is decided without its paths when one mount names all of it (its most complete mount shows
-/// the whole superblock, and no mount shows a btrfs subvolume of it elsewhere: see [`MountTable::whole`]) and
-/// the policy treats everything below that mount point alike. A btrfs whose top level is mounted at
+/// the whole superblock, no mount shows a btrfs subvolume of it elsewhere: see [`MountTable::whole`], and
+/// no mount of it lies outside that mount point) and the policy treats everything below that mount point
+/// alike. A btrfs whose top level is mounted at
 /// `/.top` while its subvolume `@/tmp` is mounted at `/tmp` holds protected and unprotected paths: the path
 /// decides.
 fn decides_for(config: &Config, mounts: &MountTable, dev: u64) -> Decides {
@@ -273,7 +282,10 @@ fn decides_for(config: &Config, mounts: &MountTable, dev: u64) -> Decides {
     if below.last() != Some(&b'/') {
         below.push(b'/');
     }
-    if below != b"/" && config.matcher.path_independent_below(&below) {
+    // Every name of the filesystem must lie below it: a bind of a directory of it elsewhere (`/var/tmp` bound
+    // from `/data/vartmp`, `/data/tmp /tmp none bind`) gives its files names a rule may draw a line at.
+    let elsewhere = mounts.mounts_of(dev).any(|m| !is_path_prefix(&below, &m.mount_point));
+    if below != b"/" && !elsewhere && config.matcher.path_independent_below(&below) {
         Decides::Filesystem { below }
     } else {
         Decides::Path
@@ -433,6 +445,61 @@ recursive = true
         assert!(!g.open_perm_on_filesystem(t));
         // The protected directory is, the rest of the filesystem (the runtime's storage) is not.
         assert_eq!(g.open_inode_roots(), vec![PathBuf::from(format!("{dir}/tmp"))]);
+    }
+
+    /// `/var/tmp` a bind of `/vartmp` of a data filesystem mounted whole at `/data`, and `/tmp` a bind of its
+    /// `/tmp` (`/data/tmp /tmp none bind`).
+    const BOUND: &[u8] = b"\
+1 0 254:0 / / rw - ext4 /dev/vda rw
+2 1 8:16 / /data rw - ext4 /dev/vdb rw
+3 1 8:16 /vartmp /var/tmp rw - ext4 /dev/vdb rw
+4 1 8:16 /tmp /tmp rw - ext4 /dev/vdb rw
+";
+
+    #[test]
+    fn a_protected_directory_bound_from_another_filesystem_has_its_protected_name_through_every_mount() {
+        let config = crate::policy::load_str(Path::new("t.toml"), DEFAULT).unwrap();
+        let g = Guard::build(config, MountTable::parse(BOUND)).unwrap();
+        let data = g.target_for(libc::makedev(8, 16)).expect("the data filesystem holding /var/tmp and /tmp is marked");
+        assert_eq!(data.decides, Decides::Path, "it holds unprotected directories too");
+        assert_eq!(data.protects, vec!["/tmp/".to_owned(), "/var/tmp/".to_owned()]);
+        let name = |via: &Mount, raw: &[u8]| {
+            let (mut s, mut out) = (Vec::new(), Vec::new());
+            g.mounts.canonical_path(via, raw, &mut s, &mut out).then(|| String::from_utf8(out).unwrap())
+        };
+        let whole = g.mounts.by_id(2).unwrap();
+        assert_eq!(name(g.mounts.by_id(3).unwrap(), b"/var/tmp/x").as_deref(), Some("/var/tmp/x"));
+        assert_eq!(name(g.mounts.by_id(4).unwrap(), b"/tmp/x").as_deref(), Some("/tmp/x"));
+        assert_eq!(
+            name(whole, b"/data/vartmp/x").as_deref(),
+            Some("/var/tmp/x"),
+            "the same directory, its protected name"
+        );
+        assert_eq!(name(whole, b"/data/tmp/a/x").as_deref(), Some("/tmp/a/x"));
+        assert_eq!(
+            name(whole, b"/data/other/x").as_deref(),
+            Some("/data/other/x"),
+            "unprotected: the whole mount's name"
+        );
+        // Through a mount of another namespace (a runtime's, a pod's hostPath): a bind of a directory inside.
+        let foreign = Mount {
+            id: 999,
+            dev: libc::makedev(8, 16),
+            root: b"/vartmp/pod".to_vec(),
+            mount_point: b"/host-var-tmp".to_vec(),
+            fstype: "ext4".into(),
+        };
+        assert_eq!(name(&foreign, b"/host-var-tmp/x").as_deref(), Some("/var/tmp/pod/x"));
+        // Without a rule there, nothing prefers the bind: the most complete mount names it.
+        let config = crate::policy::load_str(
+            Path::new("t.toml"),
+            "[[policy]]\nname = \"d\"\n[[policy.process.match_directories]]\ndir = \"/data/p/\"\n",
+        )
+        .unwrap();
+        let g = Guard::build(config, MountTable::parse(BOUND)).unwrap();
+        let (mut s, mut out) = (Vec::new(), Vec::new());
+        assert!(g.mounts.canonical_path(g.mounts.by_id(3).unwrap(), b"/var/tmp/x", &mut s, &mut out));
+        assert_eq!(out, b"/data/vartmp/x");
     }
 
     #[test]

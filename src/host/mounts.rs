@@ -55,6 +55,9 @@ pub struct MountTable {
     by_dev: HashMap<u64, Vec<usize>>,
     /// Per mount (same index as `mounts`): the btrfs subvolume holding its root, as `subvol=` names it.
     subvols: Vec<Option<Vec<u8>>>,
+    /// Per mount (same index as `mounts`): whether it gives a protected directory its name (see
+    /// [`prefer`](Self::prefer)).
+    preferred: Vec<bool>,
     /// The layer directories of the overlays mounted in this namespace (see `overlay`).
     overlay_layers: Vec<Layer>,
 }
@@ -83,7 +86,42 @@ impl MountTable {
             list.sort_by_key(|&i| mounts.get(i).map(|m| (m.root.len(), m.mount_point.len())));
         }
         let subvols = vec![None; mounts.len()];
-        Self { mounts, by_id, by_dev, subvols, overlay_layers: Vec::new() }
+        let preferred = vec![false; mounts.len()];
+        Self { mounts, by_id, by_dev, subvols, preferred, overlay_layers: Vec::new() }
+    }
+
+    /// Names what mount `id` shows through it before any other mount of its filesystem (a btrfs subvolume's
+    /// own mount aside): it is how a protected directory is named. A directory bound from elsewhere (`/var/tmp`
+    /// a bind of a directory of a filesystem also mounted whole at `/data`) then has one name, the protected
+    /// one, whichever mount or namespace a file of it is reached through.
+    pub fn prefer(&mut self, id: u64) {
+        if let Some(&i) = self.by_id.get(&id)
+            && let Some(p) = self.preferred.get_mut(i)
+        {
+            *p = true;
+        }
+    }
+
+    /// Whether some mount of this namespace shows the file or directory at `fs_path` of filesystem `dev` (its
+    /// path from the filesystem's root, btrfs: its top level): its root is a path prefix of it.
+    pub fn shows(&self, dev: u64, fs_path: &[u8]) -> bool {
+        self.mounts_of(dev).any(|m| is_path_prefix(&m.root, fs_path))
+    }
+
+    /// Writes into `out` the path from its filesystem's root of a file that the kernel named `raw` when it
+    /// was reached through mount `via` (of any namespace): the mount's root within the filesystem (mountinfo's
+    /// fourth field) joined with the path relative to the mount. False when `raw` is not below `via`.
+    pub fn path_in_filesystem(via: &Mount, raw: &[u8], out: &mut Vec<u8>) -> bool {
+        let Some(rest) = strip_path_prefix(&via.mount_point, raw) else {
+            return false;
+        };
+        out.clear();
+        out.extend_from_slice(trim_slash(&via.root));
+        out.extend_from_slice(rest);
+        if out.is_empty() {
+            out.push(b'/');
+        }
+        true
     }
 
     pub fn overlay_layers(&self) -> &[Layer] {
@@ -146,12 +184,13 @@ impl MountTable {
 
     /// Writes into `out` the canonical name of a file that the kernel named `raw` when it was reached through
     /// mount `via`: its place under the mount of its filesystem that shows it in this namespace, a mount of
-    /// its own btrfs subvolume before any other, then the most complete one. Returns false when the file is
-    /// not visible in this namespace or `raw` is not under `via`.
+    /// its own btrfs subvolume before any other, then one that names a protected directory
+    /// ([`prefer`](Self::prefer)), then the most complete one. Returns false when the file is not visible in
+    /// this namespace or `raw` is not under `via`.
     pub fn canonical_path(&self, via: &Mount, raw: &[u8], scratch: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
-        let Some(rest) = strip_path_prefix(&via.mount_point, raw) else {
+        if strip_path_prefix(&via.mount_point, raw).is_none() {
             return false;
-        };
+        }
         out.clear();
         let Some(list) = self.by_dev.get(&via.dev) else {
             return false;
@@ -164,22 +203,20 @@ impl MountTable {
             return true;
         }
         // The file's path from the filesystem's root (btrfs: its top level).
-        scratch.clear();
-        scratch.extend_from_slice(trim_slash(&via.root));
-        scratch.extend_from_slice(rest);
-        if scratch.is_empty() {
-            scratch.push(b'/');
+        if !Self::path_in_filesystem(via, raw, scratch) {
+            return false;
         }
-        // Among the mounts that show it: the deepest subvolume, then the most complete (the list's order).
-        let mut best: Option<(usize, &Mount)> = None;
+        // Among the mounts that show it: the deepest subvolume, then a protected directory's name, then the
+        // most complete (the list's order).
+        let mut best: Option<((usize, bool), &Mount)> = None;
         for &i in list {
             let Some(m) = self.mounts.get(i) else { continue };
             if !is_path_prefix(&m.root, scratch) {
                 continue;
             }
-            let depth = self.subvol_depth(i, scratch);
-            if best.is_none_or(|(d, _)| depth > d) {
-                best = Some((depth, m));
+            let rank = (self.subvol_depth(i, scratch), self.preferred.get(i).copied().unwrap_or(false));
+            if best.is_none_or(|(r, _)| rank > r) {
+                best = Some((rank, m));
             }
         }
         let Some((_, m)) = best else {

@@ -29,6 +29,7 @@ mod kubernetes;
 mod layouts;
 mod lifecycle;
 mod mounts;
+mod naming;
 mod reload_load;
 mod routes;
 mod soak;
