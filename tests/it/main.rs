@@ -21,6 +21,7 @@ mod dirtrack;
 mod enforce;
 mod exec_cache;
 mod fail_closed;
+mod first_write;
 mod hostile_load;
 mod hostile_names;
 mod kubernetes;
