@@ -143,19 +143,19 @@ pub fn open_roots(matcher: &Matcher, pid: i32, mounts: &[ContainerMount], layers
             return;
         }
         let mut found = Vec::new();
-        if on_rootfs(path) {
-            for layer in &layers {
+        let overlay = through_root(pid, path);
+        if !on_rootfs(path) || !layers.iter().any(|l| l.upper) || overlay.is_dir() {
+            // The overlay's own directory, never its layers' as well: the fd of an event on an overlay file
+            // opens the layer's real file in the reader's own read(2), whose event on a marked layer
+            // directory would wait for that very reader.
+            found.push(OpenRoot::from(overlay));
+        } else {
+            // No such directory in the image: it appears in the upper layer at the first write there.
+            for layer in layers.iter().filter(|l| l.upper) {
                 let dir = layer.dir.strip_suffix(b"/").unwrap_or(&layer.dir);
                 let full = as_path(&[dir, path].concat()).to_path_buf();
-                if layer.upper {
-                    found.push(OpenRoot { path: full, anchor: Some(as_path(dir).to_path_buf()) });
-                } else if full.is_dir() {
-                    found.push(OpenRoot::from(full));
-                }
+                found.push(OpenRoot { path: full, anchor: Some(as_path(dir).to_path_buf()) });
             }
-        }
-        if !layers.iter().any(|l| l.upper) || !on_rootfs(path) {
-            found.push(OpenRoot::from(through_root(pid, path)));
         }
         for root in found {
             if !roots.contains(&root) {
@@ -246,7 +246,7 @@ mod tests {
     }
 
     #[test]
-    fn the_rootfs_directories_are_taken_in_the_overlays_layers() {
+    fn a_rootfs_directory_is_marked_on_the_overlay_never_in_its_layers() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         for sub in ["upper", "lower1/tmp/baked", "lower2"] {
@@ -261,13 +261,15 @@ mod tests {
         assert_eq!(layers.len(), 3, "the relative layer is left out: {layers:?}");
         assert!(layers.first().is_some_and(|l| l.upper));
         let m = matcher("[[policy.process.match_patterns]]\npattern = \"/tmp/*\"\n");
-        let roots = open_roots(&m, 7, &[], &layers);
-        // The upper layer's /tmp does not exist yet: waited for at the layer. lower2 holds no /tmp.
-        let want = vec![
-            OpenRoot { path: d.join("upper/tmp"), anchor: Some(d.join("upper")) },
-            OpenRoot::from(d.join("lower1/tmp")),
-        ];
-        assert_eq!(roots, want);
+        // The container's /tmp exists (this process's root stands for the container's): the overlay's own
+        // directory, whose inode outlives the copy-up; none of the layers.
+        let me = i32::try_from(std::process::id()).unwrap();
+        assert_eq!(paths(open_roots(&m, me, &[], &layers)), vec![PathBuf::from(format!("/proc/{me}/root/tmp"))]);
+        // No such directory in the image (a process that has none stands for it): the upper layer's, waited
+        // for at the layer.
+        let none = i32::MAX;
+        let want = vec![OpenRoot { path: d.join("upper/tmp"), anchor: Some(d.join("upper")) }];
+        assert_eq!(open_roots(&m, none, &[], &layers), want);
         // A tmpfs of the container's own at /tmp: through the container's root, as before.
         let tmpfs = find(
             &m,

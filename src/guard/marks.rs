@@ -129,6 +129,38 @@ impl From<PathBuf> for OpenRoot {
     }
 }
 
+/// At most this many roots marked at containers' first execs are kept for the walks (the oldest go first).
+const FIRST_EXEC_ROOTS_MAX: usize = 256;
+
+/// Open-guard roots the decision thread marked at a container's first exec, each with the container's process:
+/// the container may not be in the tokio side's list yet when a mount change flushes the group's inode marks,
+/// and its directories are marked again by the walk that follows the flush all the same. A root goes with its
+/// process. Lock-free: the decision thread adds to it.
+static FIRST_EXEC_ROOTS: std::sync::LazyLock<arc_swap::ArcSwap<Vec<(i32, OpenRoot)>>> =
+    std::sync::LazyLock::new(|| arc_swap::ArcSwap::from_pointee(Vec::new()));
+
+/// Keeps `roots`, marked at the first exec of process `pid`'s container, in every walk of the open roots
+/// while the process lives.
+pub fn remember_first_exec_roots(pid: i32, roots: &[OpenRoot]) {
+    if roots.is_empty() {
+        return;
+    }
+    FIRST_EXEC_ROOTS.rcu(|kept| {
+        let mut next: Vec<(i32, OpenRoot)> = Vec::with_capacity((kept.len() + roots.len()).min(FIRST_EXEC_ROOTS_MAX));
+        let room = FIRST_EXEC_ROOTS_MAX.saturating_sub(roots.len());
+        next.extend(kept.iter().skip(kept.len().saturating_sub(room)).cloned());
+        next.extend(roots.iter().map(|r| (pid, r.clone())));
+        next
+    });
+}
+
+/// The roots marked at first execs whose process still runs; the others are forgotten.
+fn first_exec_roots() -> Vec<OpenRoot> {
+    let alive = |pid: i32| Path::new(&format!("/proc/{pid}")).exists();
+    let kept = FIRST_EXEC_ROOTS.rcu(|kept| kept.iter().filter(|(pid, _)| alive(*pid)).cloned().collect::<Vec<_>>());
+    kept.iter().filter(|(pid, _)| alive(*pid)).map(|(_, r)| r.clone()).collect()
+}
+
 /// What keeps the open guard's directory marks on every directory below its roots, new ones included (the
 /// directory tracker's thread). It marks through a [`Marker`] of its own.
 pub trait OpenDirs: Send + std::fmt::Debug {
@@ -267,7 +299,13 @@ impl Marks {
 
     fn walk_open_roots(&mut self) -> usize {
         self.walked = true;
-        self.tracker.resync(self.open_roots.clone(), self.max_dirs)
+        let mut roots = self.open_roots.clone();
+        for root in first_exec_roots() {
+            if !roots.contains(&root) {
+                roots.push(root);
+            }
+        }
+        self.tracker.resync(roots, self.max_dirs)
     }
 
     /// Exempts `paths` from the group's exec events for as long as it lives (kept across flushes): the files
@@ -302,6 +340,11 @@ impl Marks {
     pub fn flush_inode_marks(&mut self) {
         if let Err(e) = self.group.flush_inode_marks() {
             tracing::error!(error = %e, "cannot remove the inode marks of the old policy");
+        }
+        // A container just started may have nothing but these marks on its protected directories, and is
+        // running already: marked again at once, before the walk of every root.
+        for root in first_exec_roots() {
+            let _ = self.group.mark_inode(&root.path, Mask::FAN_OPEN_PERM | Mask::FAN_EVENT_ON_CHILD);
         }
         self.cached = 0;
         self.place_exemptions();

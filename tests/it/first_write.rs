@@ -49,24 +49,24 @@ fn first_commands(g: &crate::container_enforce::Guarded, tag: &str, script: &str
     fs::create_dir_all(g.sb.host_view(&out)).unwrap();
     let data = format!("{}:/data:ro", path_str(&base.join("data")));
     let cgroup = format!("/{}", g.sb.cgroup);
-    let mut args: Vec<String> = ["run", "--rm", "--network", "none", "--cgroup-parent", &cgroup, "-v", &data]
-        .map(String::from)
-        .to_vec();
+    let mut args: Vec<String> =
+        ["run", "--rm", "--network", "none", "--cgroup-parent", &cgroup, "-v", &data].map(String::from).to_vec();
     args.extend(label_args(&WORDPRESS_LABELS));
     args.extend([IMAGE.to_owned(), "/bin/sh".to_owned(), "-c".to_owned(), script.to_owned()]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let argv: Vec<String> = g.sb.podman_argv(&refs).iter().map(|a| sh_quote(std::path::Path::new(a))).collect();
     let argv = argv.join(" ");
+    let batch_len: usize = std::env::var("NOEXECD_RACE_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(BATCH);
     let mut i = 0;
     while i < n {
         let mut batch = String::new();
-        for j in i..(i + BATCH).min(n) {
+        for j in i..(i + batch_len).min(n) {
             let file = sh_quote(&out.join(j.to_string()));
             batch += &format!("timeout -k 2 120 {argv} > {file} 2>&1 < /dev/null &\n");
         }
         batch += "wait\n";
         g.sb.sh(&batch);
-        i += BATCH;
+        i += batch_len;
     }
     (0..n).map(|j| fs::read_to_string(g.sb.host_view(&out.join(j.to_string()))).unwrap_or_default()).collect()
 }
@@ -77,6 +77,11 @@ fn no_first_write_race(name: &str, layout: SandboxLayout) {
     fs::write(g.sb.host_view(&base.join("policy.d/tree.toml")), TREE_TOML).unwrap();
     fs::create_dir_all(g.sb.host_view(&base.join("data"))).unwrap();
     fs::write(g.sb.host_view(&base.join("data/s.sh")), "echo ran\n").unwrap();
+    if std::env::var_os("NOEXECD_RACE_NO_CACHE").is_some() {
+        let config = g.sb.host_view(&g.config);
+        let text = fs::read_to_string(&config).unwrap().replacen("[daemon]\n", "[daemon]\nexec_cache = false\n", 1);
+        fs::write(&config, text).unwrap();
+    }
     let want = expected_marks(&g);
     g.start(&want);
     let n = runs();
@@ -107,6 +112,9 @@ fn no_first_write_race(name: &str, layout: SandboxLayout) {
             assert!(get_str(x, "Data").starts_with("fanotify=FAN_OPEN_PERM route=interpreter"), "{name}: {x}");
             assert!(x.get("ContainerID").and_then(Value::as_str).is_some_and(|c| !c.is_empty()), "{name}: {x}");
         }
+    }
+    if std::env::var_os("NOEXECD_RACE_LOG").is_some() {
+        println!("--- noexecd log ---\n{}", g.log_text());
     }
     assert!(failed.is_empty(), "{name}: the first write raced the guard:\n{}", failed.join("\n"));
     g.verify();
