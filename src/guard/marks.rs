@@ -131,12 +131,17 @@ impl From<PathBuf> for OpenRoot {
 
 /// At most this many roots marked at containers' first execs are kept for the walks (the oldest go first).
 const FIRST_EXEC_ROOTS_MAX: usize = 256;
+/// How long a root marked at a container's first exec is kept for the walks: by then the tokio side's look at
+/// the containers (every 500 ms) has the container in its list, whose roots it walks itself (or has found it
+/// no longer selected after a reload).
+const FIRST_EXEC_ROOTS_FOR: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Open-guard roots the decision thread marked at a container's first exec, each with the container's process:
 /// the container may not be in the tokio side's list yet when a mount change flushes the group's inode marks,
 /// and its directories are marked again by the walk that follows the flush all the same. A root goes with its
-/// process. Lock-free: the decision thread adds to it.
-static FIRST_EXEC_ROOTS: std::sync::LazyLock<arc_swap::ArcSwap<Vec<(i32, OpenRoot)>>> =
+/// process, or after [`FIRST_EXEC_ROOTS_FOR`]. Lock-free: the decision thread adds to it.
+type FirstExecRoot = (i32, std::time::Instant, OpenRoot);
+static FIRST_EXEC_ROOTS: std::sync::LazyLock<arc_swap::ArcSwap<Vec<FirstExecRoot>>> =
     std::sync::LazyLock::new(|| arc_swap::ArcSwap::from_pointee(Vec::new()));
 
 /// Keeps `roots`, marked at the first exec of process `pid`'s container, in every walk of the open roots
@@ -145,20 +150,23 @@ pub fn remember_first_exec_roots(pid: i32, roots: &[OpenRoot]) {
     if roots.is_empty() {
         return;
     }
+    let now = std::time::Instant::now();
     FIRST_EXEC_ROOTS.rcu(|kept| {
-        let mut next: Vec<(i32, OpenRoot)> = Vec::with_capacity((kept.len() + roots.len()).min(FIRST_EXEC_ROOTS_MAX));
+        let mut next: Vec<FirstExecRoot> = Vec::with_capacity((kept.len() + roots.len()).min(FIRST_EXEC_ROOTS_MAX));
         let room = FIRST_EXEC_ROOTS_MAX.saturating_sub(roots.len());
         next.extend(kept.iter().skip(kept.len().saturating_sub(room)).cloned());
-        next.extend(roots.iter().map(|r| (pid, r.clone())));
+        next.extend(roots.iter().map(|r| (pid, now, r.clone())));
         next
     });
 }
 
-/// The roots marked at first execs whose process still runs; the others are forgotten.
+/// The roots marked at first execs lately whose process still runs; the others are forgotten.
 fn first_exec_roots() -> Vec<OpenRoot> {
-    let alive = |pid: i32| Path::new(&format!("/proc/{pid}")).exists();
-    let kept = FIRST_EXEC_ROOTS.rcu(|kept| kept.iter().filter(|(pid, _)| alive(*pid)).cloned().collect::<Vec<_>>());
-    kept.iter().filter(|(pid, _)| alive(*pid)).map(|(_, r)| r.clone()).collect()
+    let keep = |(pid, at, _): &&FirstExecRoot| {
+        at.elapsed() < FIRST_EXEC_ROOTS_FOR && Path::new(&format!("/proc/{pid}")).exists()
+    };
+    FIRST_EXEC_ROOTS.rcu(|kept| kept.iter().filter(keep).cloned().collect::<Vec<_>>());
+    FIRST_EXEC_ROOTS.load().iter().filter(keep).map(|(_, _, r)| r.clone()).collect()
 }
 
 /// What keeps the open guard's directory marks on every directory below its roots, new ones included (the
