@@ -11,12 +11,14 @@
 //!   container's mount is decided by the host's policies on its host path and by the container's on its path
 //!   inside the container, the stricter standing.
 //!
-//! The open guard's directories on the container's rootfs (its `/tmp` where no mount covers it) are marked
-//! in the overlay's layers, not through the overlay: an open through an overlay raises its FAN_OPEN_PERM on
-//! the layer's real file too (Linux 6.5+, measured on 6.18: the event fd is the real file, named relative to
-//! the layer), and the layers' filesystem (the runtime's storage) gives file handles where overlayfs
-//! without `nfs_export` gives none, so the directory tracker sees each new subdirectory of the container's
-//! `/tmp` as it is made in the upper layer.
+//! The open guard's directories on the container's rootfs (its `/tmp` where no mount covers it) are marked on
+//! the container's overlay itself (`/proc/PID/root/tmp`), never in its layers: the overlay's directory exists
+//! from the container's first instruction and keeps its inode across the copy-up that brings it into the upper
+//! layer at the first write there, while the upper layer's directory appears only then. Never both: the fd
+//! fanotify opens for the daemon on an overlay file opens the layer's real file inside the daemon's own
+//! `read(2)`, and an event on a marked layer directory there would wait for that very read (measured on
+//! 6.18). The directory tracker follows new subdirectories on the overlay: Linux 6.6+ encodes an overlay's
+//! file handles for fanotify even without `nfs_export` (they identify, they do not open).
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -125,9 +127,9 @@ pub fn through_root(pid: i32, path: &[u8]) -> PathBuf {
 
 /// The directories of a container (`pid`) that get the open guard's FAN_OPEN_PERM inode marks: each protected
 /// prefix of `matcher`, and each of `mounts` below one, except where a private mount wholly in scope carries
-/// FAN_OPEN_PERM on its filesystem mark. A directory of the rootfs is taken in each of its overlay's
-/// `layers` that our namespace shows: the upper layer's (anchored at the layer: it appears at the first
-/// write there) and each lower layer's that exists. Any other is seen through `/proc/PID/root`.
+/// FAN_OPEN_PERM on its filesystem mark. Each is seen through `/proc/PID/root`; a directory of the rootfs
+/// the image does not hold is taken in the upper layer of its overlay (`layers`), anchored at the layer, where
+/// it appears at the first write there.
 pub fn open_roots(matcher: &Matcher, pid: i32, mounts: &[ContainerMount], layers: &[Layer]) -> Vec<OpenRoot> {
     let mut roots: Vec<OpenRoot> = Vec::new();
     if pid <= 0 {

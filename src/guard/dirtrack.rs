@@ -23,6 +23,10 @@
 //! deepest directory that exists from the anchor down is watched (never marked for opens), and the root is
 //! walked as soon as the directory it waits for appears.
 //!
+//! A root on an overlay without `nfs_export` (a container's `/tmp` through `/proc/PID/root`) has handles that
+//! name a directory but cannot open it again: its tracked directories are kept open, by key, and a new
+//! subdirectory's parent is taken from them.
+//!
 //! It runs in its own thread: the decision thread never waits for it, and a storm of mkdirs does not hold
 //! up the tokio side either. Where the kernel has no `FAN_REPORT_DFID_NAME` (before 5.9) it walks every
 //! [`FALLBACK_RESCAN`] instead.

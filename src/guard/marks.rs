@@ -346,12 +346,14 @@ impl Marks {
     /// The one flush: drops every inode mark of the group (the exec cache's, the open guard's directory marks,
     /// the exemptions), then puts back the exemptions and the directory marks at once.
     pub fn flush_inode_marks(&mut self) {
+        // A container just started may have nothing but these marks on its protected directories, and is
+        // running already: marked again right after the flush (looked up before it), before the walk of every
+        // root.
+        let recent = first_exec_roots();
         if let Err(e) = self.group.flush_inode_marks() {
             tracing::error!(error = %e, "cannot remove the inode marks of the old policy");
         }
-        // A container just started may have nothing but these marks on its protected directories, and is
-        // running already: marked again at once, before the walk of every root.
-        for root in first_exec_roots() {
+        for root in recent {
             let _ = self.group.mark_inode(&root.path, Mask::FAN_OPEN_PERM | Mask::FAN_EVENT_ON_CHILD);
         }
         self.cached = 0;
