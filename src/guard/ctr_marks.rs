@@ -215,12 +215,13 @@ impl FirstExecMarks {
 /// Marks a container's open-guard `roots` (of its process `pid`) and keeps them for the walks that follow a
 /// flush of the group's inode marks, until the container is in the tokio side's list.
 fn mark_open_roots(marker: &dyn Marker, failures: &MarkFailures, pid: i32, roots: Vec<OpenRoot>) {
+    // Remembered first: a flush of the group's inode marks under way now then marks them again after it.
+    remember_first_exec_roots(pid, &roots);
     for root in &roots {
         if let Err(error) = marker.mark_inode(&root.path, CONTAINER_DIR_MASK) {
             failures.report(MarkFailure { what: CONTAINER_DIR, path: root.path.clone(), error });
         }
     }
-    remember_first_exec_roots(pid, &roots);
 }
 
 #[cfg(test)]

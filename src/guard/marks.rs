@@ -348,13 +348,20 @@ impl Marks {
     pub fn flush_inode_marks(&mut self) {
         // A container just started may have nothing but these marks on its protected directories, and is
         // running already: marked again right after the flush (looked up before it), before the walk of every
-        // root.
+        // root. The decision thread remembers a root before it marks it, so a root it adds while the flush
+        // runs is in the second look, or marked by the decision thread after the flush.
         let recent = first_exec_roots();
         if let Err(e) = self.group.flush_inode_marks() {
             tracing::error!(error = %e, "cannot remove the inode marks of the old policy");
         }
-        for root in recent {
-            let _ = self.group.mark_inode(&root.path, Mask::FAN_OPEN_PERM | Mask::FAN_EVENT_ON_CHILD);
+        let mask = Mask::FAN_OPEN_PERM | Mask::FAN_EVENT_ON_CHILD;
+        let later = first_exec_roots().into_iter().filter(|r| !recent.contains(r));
+        for root in recent.iter().cloned().chain(later.collect::<Vec<_>>()) {
+            if let Err(error) = self.group.mark_inode(&root.path, mask) {
+                // Mostly a container that has just ended.
+                self.counters.marks_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(path = %root.path.display(), %error, "cannot mark a container's protected directory again after the flush");
+            }
         }
         self.cached = 0;
         self.place_exemptions();
