@@ -63,7 +63,7 @@ impl Decider {
             // Only path-decided files (the name is known) can be cached; after the answer, never instead.
             if resolved == Resolved::Yes
                 && !self.bufs.canonical.is_empty()
-                && layer_cacheable(guard, &found, &self.bufs.layer_name)
+                && layer_cacheable(guard, &found)
                 && let (Some(feed), Some(facts)) = (self.cache.as_mut(), found.facts.as_ref())
             {
                 feed.offer(&guard.config.matcher, fd, facts, &self.bufs.canonical);
@@ -233,15 +233,16 @@ impl Decider {
 }
 
 /// Whether a file reached through a container's overlay may go to the exec cache (which checks the host path
-/// itself). An inode mark holds in every container, so with container policies loaded: only a file of a
-/// lower layer (no container can write, rename or create there: a change is a copy-up to its own upper
-/// layer) whose path inside the container (`layer_name`) no container policy's rule reaches, selecting or not.
-/// Which containers run, or start later, then changes nothing; a new policy comes with a reload, which flushes.
-fn layer_cacheable(guard: &Guard, found: &Findings, layer_name: &[u8]) -> bool {
-    let Some(named) = found.named.as_ref().filter(|n| n.in_container()) else { return true };
-    match &guard.all_container_rules {
+/// itself). An inode mark holds in every container of the image, so with container policies loaded a layer
+/// file is never cached: a container's first exec must raise its event, as that is where the decision thread
+/// marks the container's protected directories and own mounts before its first instruction (an image's
+/// entrypoint cached by an earlier container of that image would start the next one unseen, its `/tmp`
+/// unguarded until the daemon's next look at the containers).
+/// A file of a container's upper layer is never cached: the container writes there.
+fn layer_cacheable(guard: &Guard, found: &Findings) -> bool {
+    match found.named.as_ref().filter(|n| n.in_container()) {
         None => true,
-        Some(rules) => named.in_read_only_layer() && rules.untouched_by_rules(layer_name),
+        Some(named) => named.in_read_only_layer() && guard.all_container_rules.is_none(),
     }
 }
 

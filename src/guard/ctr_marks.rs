@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::guard::Guard;
 use crate::guard::ctr_mounts::{self, through_root};
-use crate::guard::marks::{MarkFailure, MarkFailures, Marker, Marks};
+use crate::guard::marks::{MarkFailure, MarkFailures, Marker, Marks, OpenRoot, remember_first_exec_roots};
 use crate::guard::scopes::Scopes;
 use crate::policy::matcher::Matcher;
 use crate::stats::Counters;
@@ -174,11 +174,7 @@ impl FirstExecMarks {
         if let Some((marker, failures)) = self.marker.as_ref()
             && guard.config.open_guard.enabled
         {
-            for root in ctr_mounts::open_roots(all, pid, &mounts, &layers) {
-                if let Err(error) = marker.mark_inode(&root.path, CONTAINER_DIR_MASK) {
-                    failures.report(MarkFailure { what: CONTAINER_DIR, path: root.path, error });
-                }
-            }
+            mark_open_roots(marker.as_ref(), failures, pid, ctr_mounts::open_roots(all, pid, &mounts, &layers));
         }
         true
     }
@@ -204,11 +200,7 @@ impl FirstExecMarks {
             }
         }
         if open {
-            for root in ctr_mounts::open_roots(matcher, pid, &mounts, &layers) {
-                if let Err(error) = marker.mark_inode(&root.path, CONTAINER_DIR_MASK) {
-                    failures.report(MarkFailure { what: CONTAINER_DIR, path: root.path, error });
-                }
-            }
+            mark_open_roots(marker.as_ref(), failures, pid, ctr_mounts::open_roots(matcher, pid, &mounts, &layers));
         }
     }
 
@@ -217,6 +209,18 @@ impl FirstExecMarks {
             self.marked.clear();
         }
         self.marked.insert(id.to_owned());
+    }
+}
+
+/// Marks a container's open-guard `roots` (of its process `pid`) and keeps them for the walks that follow a
+/// flush of the group's inode marks, until the container is in the tokio side's list.
+fn mark_open_roots(marker: &dyn Marker, failures: &MarkFailures, pid: i32, roots: Vec<OpenRoot>) {
+    // Remembered first: a flush of the group's inode marks under way now then marks them again after it.
+    remember_first_exec_roots(pid, &roots);
+    for root in &roots {
+        if let Err(error) = marker.mark_inode(&root.path, CONTAINER_DIR_MASK) {
+            failures.report(MarkFailure { what: CONTAINER_DIR, path: root.path.clone(), error });
+        }
     }
 }
 

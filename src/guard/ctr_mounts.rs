@@ -11,12 +11,14 @@
 //!   container's mount is decided by the host's policies on its host path and by the container's on its path
 //!   inside the container, the stricter standing.
 //!
-//! The open guard's directories on the container's rootfs (its `/tmp` where no mount covers it) are marked
-//! in the overlay's layers, not through the overlay: an open through an overlay raises its FAN_OPEN_PERM on
-//! the layer's real file too (Linux 6.5+, measured on 6.18: the event fd is the real file, named relative to
-//! the layer), and the layers' filesystem (the runtime's storage) gives file handles where overlayfs
-//! without `nfs_export` gives none, so the directory tracker sees each new subdirectory of the container's
-//! `/tmp` as it is made in the upper layer.
+//! The open guard's directories on the container's rootfs (its `/tmp` where no mount covers it) are marked on
+//! the container's overlay itself (`/proc/PID/root/tmp`), never in its layers: the overlay's directory exists
+//! from the container's first instruction and keeps its inode across the copy-up that brings it into the upper
+//! layer at the first write there, while the upper layer's directory appears only then. Never both: the fd
+//! fanotify opens for the daemon on an overlay file opens the layer's real file inside the daemon's own
+//! `read(2)`, and an event on a marked layer directory there would wait for that very read (measured on
+//! 6.18). The directory tracker follows new subdirectories on the overlay: Linux 6.6+ encodes an overlay's
+//! file handles for fanotify even without `nfs_export` (they identify, they do not open).
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -125,9 +127,9 @@ pub fn through_root(pid: i32, path: &[u8]) -> PathBuf {
 
 /// The directories of a container (`pid`) that get the open guard's FAN_OPEN_PERM inode marks: each protected
 /// prefix of `matcher`, and each of `mounts` below one, except where a private mount wholly in scope carries
-/// FAN_OPEN_PERM on its filesystem mark. A directory of the rootfs is taken in each of its overlay's
-/// `layers` that our namespace shows: the upper layer's (anchored at the layer: it appears at the first
-/// write there) and each lower layer's that exists. Any other is seen through `/proc/PID/root`.
+/// FAN_OPEN_PERM on its filesystem mark. Each is seen through `/proc/PID/root`; a directory of the rootfs
+/// the image does not hold is taken in the upper layer of its overlay (`layers`), anchored at the layer, where
+/// it appears at the first write there.
 pub fn open_roots(matcher: &Matcher, pid: i32, mounts: &[ContainerMount], layers: &[Layer]) -> Vec<OpenRoot> {
     let mut roots: Vec<OpenRoot> = Vec::new();
     if pid <= 0 {
@@ -143,19 +145,19 @@ pub fn open_roots(matcher: &Matcher, pid: i32, mounts: &[ContainerMount], layers
             return;
         }
         let mut found = Vec::new();
-        if on_rootfs(path) {
-            for layer in &layers {
+        let overlay = through_root(pid, path);
+        if !on_rootfs(path) || !layers.iter().any(|l| l.upper) || overlay.is_dir() {
+            // The overlay's own directory, never its layers' as well: the fd of an event on an overlay file
+            // opens the layer's real file in the reader's own read(2), whose event on a marked layer
+            // directory would wait for that very reader.
+            found.push(OpenRoot::from(overlay));
+        } else {
+            // No such directory in the image: it appears in the upper layer at the first write there.
+            for layer in layers.iter().filter(|l| l.upper) {
                 let dir = layer.dir.strip_suffix(b"/").unwrap_or(&layer.dir);
                 let full = as_path(&[dir, path].concat()).to_path_buf();
-                if layer.upper {
-                    found.push(OpenRoot { path: full, anchor: Some(as_path(dir).to_path_buf()) });
-                } else if full.is_dir() {
-                    found.push(OpenRoot::from(full));
-                }
+                found.push(OpenRoot { path: full, anchor: Some(as_path(dir).to_path_buf()) });
             }
-        }
-        if !layers.iter().any(|l| l.upper) || !on_rootfs(path) {
-            found.push(OpenRoot::from(through_root(pid, path)));
         }
         for root in found {
             if !roots.contains(&root) {
@@ -246,7 +248,7 @@ mod tests {
     }
 
     #[test]
-    fn the_rootfs_directories_are_taken_in_the_overlays_layers() {
+    fn a_rootfs_directory_is_marked_on_the_overlay_never_in_its_layers() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         for sub in ["upper", "lower1/tmp/baked", "lower2"] {
@@ -261,13 +263,15 @@ mod tests {
         assert_eq!(layers.len(), 3, "the relative layer is left out: {layers:?}");
         assert!(layers.first().is_some_and(|l| l.upper));
         let m = matcher("[[policy.process.match_patterns]]\npattern = \"/tmp/*\"\n");
-        let roots = open_roots(&m, 7, &[], &layers);
-        // The upper layer's /tmp does not exist yet: waited for at the layer. lower2 holds no /tmp.
-        let want = vec![
-            OpenRoot { path: d.join("upper/tmp"), anchor: Some(d.join("upper")) },
-            OpenRoot::from(d.join("lower1/tmp")),
-        ];
-        assert_eq!(roots, want);
+        // The container's /tmp exists (this process's root stands for the container's): the overlay's own
+        // directory, whose inode outlives the copy-up; none of the layers.
+        let me = i32::try_from(std::process::id()).unwrap();
+        assert_eq!(paths(open_roots(&m, me, &[], &layers)), vec![PathBuf::from(format!("/proc/{me}/root/tmp"))]);
+        // No such directory in the image (a process that has none stands for it): the upper layer's, waited
+        // for at the layer.
+        let none = i32::MAX;
+        let want = vec![OpenRoot { path: d.join("upper/tmp"), anchor: Some(d.join("upper")) }];
+        assert_eq!(open_roots(&m, none, &[], &layers), want);
         // A tmpfs of the container's own at /tmp: through the container's root, as before.
         let tmpfs = find(
             &m,

@@ -23,6 +23,10 @@
 //! deepest directory that exists from the anchor down is watched (never marked for opens), and the root is
 //! walked as soon as the directory it waits for appears.
 //!
+//! A root on an overlay without `nfs_export` (a container's `/tmp` through `/proc/PID/root`) has handles that
+//! name a directory but cannot open it again: its tracked directories are kept open, by key, and a new
+//! subdirectory's parent is taken from them.
+//!
 //! It runs in its own thread: the decision thread never waits for it, and a storm of mkdirs does not hold
 //! up the tokio side either. Where the kernel has no `FAN_REPORT_DFID_NAME` (before 5.9) it walks every
 //! [`FALLBACK_RESCAN`] instead.
@@ -132,6 +136,8 @@ impl DirTracker {
             pending: Vec::new(),
             tracked: HashSet::new(),
             unkeyed: 0,
+            undecodable: Vec::new(),
+            held: std::collections::HashMap::new(),
             cap: usize::MAX,
             capped: false,
             alerted: false,
@@ -214,6 +220,13 @@ struct Tracker {
     tracked: HashSet<DirKey>,
     /// Directories marked whose filesystem gives no file handle (counted against the cap all the same).
     unkeyed: usize,
+    /// Filesystems (by fsid) of roots whose file handles name a directory but cannot open one again: an
+    /// overlay without `nfs_export` (Linux 6.6+ encodes its handles for fanotify, never decodes them).
+    undecodable: Vec<[u8; 8]>,
+    /// The tracked directories of those filesystems, kept open by key: a new subdirectory's event names its
+    /// parent by handle, and this is how the parent is opened. Dropped with each full walk and with the
+    /// directory's `FAN_DELETE_SELF`.
+    held: std::collections::HashMap<DirKey, OwnedFd>,
     cap: usize,
     /// Directories were left unmarked for the cap since the last full walk.
     capped: bool,
@@ -339,6 +352,12 @@ impl Tracker {
                 Some(Root { fsid, fd })
             })
             .collect();
+        self.undecodable = self
+            .roots
+            .iter()
+            .filter(|r| dir_key(r.fd.as_fd(), &r.fsid).is_ok_and(|k| open_dir_by_key(r.fd.as_fd(), &k).is_err()))
+            .map(|r| r.fsid)
+            .collect();
         self.root_paths = roots;
     }
 
@@ -370,6 +389,7 @@ impl Tracker {
     /// long walk is marked as soon as it would be without one.
     fn walk_roots(&mut self) -> usize {
         self.tracked.clear();
+        self.held.clear();
         self.subvols = None;
         self.unkeyed = 0;
         self.capped = false;
@@ -543,6 +563,11 @@ impl Tracker {
         }
         match key {
             Some(k) => {
+                if self.undecodable.contains(fsid)
+                    && let Ok(fd) = dir.try_clone_to_owned()
+                {
+                    self.held.insert(k.clone(), fd);
+                }
                 self.tracked.insert(k);
             }
             None => self.unkeyed += 1,
@@ -622,6 +647,7 @@ impl Tracker {
                     DirEvent::Overflow => overflow = true,
                     DirEvent::Deleted { dir } => {
                         self.tracked.remove(&dir);
+                        self.held.remove(&dir);
                         self.pending.retain(|(k, _)| *k != dir);
                         if self.parent.as_ref().is_some_and(|(k, _, _)| *k == dir) {
                             self.parent = None;
@@ -664,7 +690,7 @@ impl Tracker {
         }
         let Ok(fsid) = <[u8; 8]>::try_from(parent.fsid()) else { return };
         if self.parent.as_ref().is_none_or(|(k, _, _)| k != parent) {
-            let Some((fd, dev)) = self.open_parent(parent, &fsid) else { return };
+            let Some((fd, dev)) = self.held_parent(parent).or_else(|| self.open_parent(parent, &fsid)) else { return };
             self.parent = Some((parent.clone(), fd, dev));
         }
         let Ok(name) = CString::new(name) else { return };
@@ -674,6 +700,13 @@ impl Tracker {
             return;
         };
         self.walk(dir);
+    }
+
+    /// A tracked directory of a filesystem whose handles cannot be opened, from the ones kept open.
+    fn held_parent(&self, parent: &DirKey) -> Option<(OwnedFd, u64)> {
+        let fd = self.held.get(parent)?.try_clone().ok()?;
+        let dev = crate::sys::file_facts(fd.as_fd()).ok()?.dev;
+        Some((fd, dev))
     }
 
     /// Opens a tracked directory by its key, with its device. A btrfs subvolume reports an fsid of its own,

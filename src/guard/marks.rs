@@ -129,6 +129,46 @@ impl From<PathBuf> for OpenRoot {
     }
 }
 
+/// At most this many roots marked at containers' first execs are kept for the walks (the oldest go first).
+const FIRST_EXEC_ROOTS_MAX: usize = 256;
+/// How long a root marked at a container's first exec is kept for the walks: by then the tokio side's look at
+/// the containers (every 500 ms) has the container in its list, whose roots it walks itself (or has found it
+/// no longer selected after a reload).
+const FIRST_EXEC_ROOTS_FOR: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Open-guard roots the decision thread marked at a container's first exec, each with the container's process:
+/// the container may not be in the tokio side's list yet when a mount change flushes the group's inode marks,
+/// and its directories are marked again by the walk that follows the flush all the same. A root goes with its
+/// process, or after [`FIRST_EXEC_ROOTS_FOR`]. Lock-free: the decision thread adds to it.
+type FirstExecRoot = (i32, std::time::Instant, OpenRoot);
+static FIRST_EXEC_ROOTS: std::sync::LazyLock<arc_swap::ArcSwap<Vec<FirstExecRoot>>> =
+    std::sync::LazyLock::new(|| arc_swap::ArcSwap::from_pointee(Vec::new()));
+
+/// Keeps `roots`, marked at the first exec of process `pid`'s container, in every walk of the open roots
+/// while the process lives.
+pub fn remember_first_exec_roots(pid: i32, roots: &[OpenRoot]) {
+    if roots.is_empty() {
+        return;
+    }
+    let now = std::time::Instant::now();
+    FIRST_EXEC_ROOTS.rcu(|kept| {
+        let mut next: Vec<FirstExecRoot> = Vec::with_capacity((kept.len() + roots.len()).min(FIRST_EXEC_ROOTS_MAX));
+        let room = FIRST_EXEC_ROOTS_MAX.saturating_sub(roots.len());
+        next.extend(kept.iter().skip(kept.len().saturating_sub(room)).cloned());
+        next.extend(roots.iter().map(|r| (pid, now, r.clone())));
+        next
+    });
+}
+
+/// The roots marked at first execs lately whose process still runs; the others are forgotten.
+fn first_exec_roots() -> Vec<OpenRoot> {
+    let keep = |(pid, at, _): &&FirstExecRoot| {
+        at.elapsed() < FIRST_EXEC_ROOTS_FOR && Path::new(&format!("/proc/{pid}")).exists()
+    };
+    FIRST_EXEC_ROOTS.rcu(|kept| kept.iter().filter(keep).cloned().collect::<Vec<_>>());
+    FIRST_EXEC_ROOTS.load().iter().filter(keep).map(|(_, _, r)| r.clone()).collect()
+}
+
 /// What keeps the open guard's directory marks on every directory below its roots, new ones included (the
 /// directory tracker's thread). It marks through a [`Marker`] of its own.
 pub trait OpenDirs: Send + std::fmt::Debug {
@@ -267,7 +307,13 @@ impl Marks {
 
     fn walk_open_roots(&mut self) -> usize {
         self.walked = true;
-        self.tracker.resync(self.open_roots.clone(), self.max_dirs)
+        let mut roots = self.open_roots.clone();
+        for root in first_exec_roots() {
+            if !roots.contains(&root) {
+                roots.push(root);
+            }
+        }
+        self.tracker.resync(roots, self.max_dirs)
     }
 
     /// Exempts `paths` from the group's exec events for as long as it lives (kept across flushes): the files
@@ -300,8 +346,22 @@ impl Marks {
     /// The one flush: drops every inode mark of the group (the exec cache's, the open guard's directory marks,
     /// the exemptions), then puts back the exemptions and the directory marks at once.
     pub fn flush_inode_marks(&mut self) {
+        // A container just started may have nothing but these marks on its protected directories, and is
+        // running already: marked again right after the flush (looked up before it), before the walk of every
+        // root. The decision thread remembers a root before it marks it, so a root it adds while the flush
+        // runs is in the second look, or marked by the decision thread after the flush.
+        let recent = first_exec_roots();
         if let Err(e) = self.group.flush_inode_marks() {
             tracing::error!(error = %e, "cannot remove the inode marks of the old policy");
+        }
+        let mask = Mask::FAN_OPEN_PERM | Mask::FAN_EVENT_ON_CHILD;
+        let later = first_exec_roots().into_iter().filter(|r| !recent.contains(r));
+        for root in recent.iter().cloned().chain(later.collect::<Vec<_>>()) {
+            if let Err(error) = self.group.mark_inode(&root.path, mask) {
+                // Mostly a container that has just ended.
+                self.counters.marks_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(path = %root.path.display(), %error, "cannot mark a container's protected directory again after the flush");
+            }
         }
         self.cached = 0;
         self.place_exemptions();

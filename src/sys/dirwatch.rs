@@ -232,6 +232,18 @@ struct HandleBuf([u8; HANDLE_HEADER + MAX_HANDLE]);
 /// The key of the directory open at `fd` on the filesystem whose id is `fsid` ([`fsid`]): what fanotify
 /// events name it by.
 pub fn dir_key(fd: BorrowedFd<'_>, fsid: &[u8; 8]) -> Result<DirKey, Errno> {
+    match handle_key(fd, fsid, 0) {
+        // An overlay without `nfs_export` encodes a handle only as an identifier (as fanotify reports it,
+        // Linux 6.5+), which cannot be opened again.
+        Err(Errno::EOPNOTSUPP) => handle_key(fd, fsid, AT_HANDLE_FID),
+        other => other,
+    }
+}
+
+/// `name_to_handle_at` flag: a handle that identifies the file and need not open it again (Linux 6.5).
+const AT_HANDLE_FID: libc::c_int = 0x200;
+
+fn handle_key(fd: BorrowedFd<'_>, fsid: &[u8; 8], flags: libc::c_int) -> Result<DirKey, Errno> {
     let mut buf = HandleBuf([0; HANDLE_HEADER + MAX_HANDLE]);
     buf.0[..4].copy_from_slice(&(MAX_HANDLE as u32).to_ne_bytes());
     let mut mount_id: libc::c_int = 0;
@@ -244,7 +256,7 @@ pub fn dir_key(fd: BorrowedFd<'_>, fsid: &[u8; 8]) -> Result<DirKey, Errno> {
             c"".as_ptr(),
             buf.0.as_mut_ptr().cast::<libc::file_handle>(),
             &mut mount_id,
-            libc::AT_EMPTY_PATH,
+            libc::AT_EMPTY_PATH | flags,
         )
     };
     Errno::result(rc)?;

@@ -22,6 +22,7 @@ mod dirtrack;
 mod enforce;
 mod exec_cache;
 mod fail_closed;
+mod first_write;
 mod grpc;
 mod hostile_load;
 mod hostile_names;
