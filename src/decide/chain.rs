@@ -17,7 +17,10 @@
 //!   fails after its open (a bad argv pointer) cannot leave the entry to a following `execve` of the loader
 //!   itself (`ld.so /tmp/x`).
 //!
-//! Where either cannot be read, the posture decides as before. Without an Allow posture the ring stays
+//! - the caller has one thread (fanotify reports the thread group, and `/proc/PID/stack` is its leader's).
+//!
+//! Where any of it cannot be read (a kernel before 5.7, where reading the stack of a task in `execve` would
+//! wait for that `execve`), the posture decides as before. Without an Allow posture the ring stays
 //! empty and an exec costs one comparison more.
 #![forbid(unsafe_code)]
 
@@ -75,6 +78,9 @@ pub struct ExecChain {
     live: usize,
     read: Box<[u8; FIRST_READ]>,
     stack: Vec<u8>,
+    /// Whether `/proc/PID/stack` may be read while the caller is inside `execve`: before Linux 5.7 reading it
+    /// takes the `cred_guard_mutex` the exec holds while it waits for our answer (a deadlock).
+    stack_readable: bool,
 }
 
 impl Default for ExecChain {
@@ -85,6 +91,7 @@ impl Default for ExecChain {
             live: 0,
             read: Box::new([0u8; FIRST_READ]),
             stack: Vec::with_capacity(32 * 1024),
+            stack_readable: std::fs::read("/proc/sys/kernel/osrelease").is_ok_and(|r| at_least(&r, (5, 7))),
         }
     }
 }
@@ -150,7 +157,30 @@ impl ExecChain {
     ) -> bool {
         let Ok(named) = procs.pid_path_facts(pid, awaited.name()) else { return false };
         let same = (named.dev == facts.dev || layer) && named.ino == facts.ino;
-        same && procs.read_pid_file(pid, b"stack", &mut self.stack).is_ok() && opened_by_a_loader(&self.stack)
+        // `/proc/PID/stack` is the thread group leader's, the pid fanotify reports: it is the thread in
+        // `execve` only when there is no other.
+        same && self.stack_readable
+            && procs.read_pid_file(pid, b"stat", &mut self.stack).is_ok()
+            && threads(&self.stack) == Some(1)
+            && procs.read_pid_file(pid, b"stack", &mut self.stack).is_ok()
+            && opened_by_a_loader(&self.stack)
+    }
+}
+
+/// `num_threads` of a `/proc/PID/stat` (the 20th field; the 2nd, the name in parentheses, may hold anything).
+pub fn threads(stat: &[u8]) -> Option<u64> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let field = stat.get(close.checked_add(1)?..)?.split(|&b| b == b' ').filter(|f| !f.is_empty()).nth(17)?;
+    std::str::from_utf8(field).ok()?.parse().ok()
+}
+
+/// Whether a kernel release (`6.18.44-...`) is at least `(major, minor)`.
+fn at_least(release: &[u8], want: (u32, u32)) -> bool {
+    let mut parts =
+        release.split(|&b| b == b'.' || b == b'-').map(|p| std::str::from_utf8(p).ok()?.trim().parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= want,
+        _ => false,
     }
 }
 
@@ -279,6 +309,20 @@ mod tests {
         assert_eq!(chain.live, PENDING, "the ring holds its size");
         assert!(chain.take(100).is_none(), "pushed out");
         assert!(chain.take(99 + 3 * PENDING as i32).is_some());
+    }
+
+    #[test]
+    fn the_thread_count_and_the_kernel_release_are_read() {
+        let stat = b"42 (a) b) c) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 3 0 100 0 0\n";
+        assert_eq!(threads(stat), Some(3), "the name may hold ') '");
+        let own = std::fs::read("/proc/thread-self/stat").unwrap();
+        assert!(threads(&own).is_some_and(|n| n >= 1));
+        assert_eq!(threads(b"42 (a"), None);
+        assert!(at_least(b"6.18.44-fc-v1272\n", (5, 7)));
+        assert!(at_least(b"5.7.0", (5, 7)));
+        assert!(!at_least(b"5.6.19-generic", (5, 7)));
+        assert!(!at_least(b"4.19.0", (5, 7)));
+        assert!(!at_least(b"garbage", (5, 7)));
     }
 
     #[test]
