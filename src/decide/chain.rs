@@ -17,7 +17,12 @@
 //!   fails after its open (a bad argv pointer) cannot leave the entry to a following `execve` of the loader
 //!   itself (`ld.so /tmp/x`).
 //!
-//! - the caller has one thread (fanotify reports the thread group, and `/proc/PID/stack` is its leader's).
+//!
+//! fanotify reports the thread group, not the thread, and `/proc/PID/stack` is the group leader's: a
+//! container's first program is exec'd by a multi-threaded `runc init` (from its leader), so more threads are
+//! no reason to refuse. A process of several threads could race one thread's direct exec of the loader into
+//! the moment its leader's allowed exec opens that same loader; closing that needs the thread's id
+//! (`FAN_REPORT_TID`).
 //!
 //! Where any of it cannot be read (a kernel before 5.7, where reading the stack of a task in `execve` would
 //! wait for that `execve`), the posture decides as before. Without an Allow posture the ring stays
@@ -157,21 +162,10 @@ impl ExecChain {
     ) -> bool {
         let Ok(named) = procs.pid_path_facts(pid, awaited.name()) else { return false };
         let same = (named.dev == facts.dev || layer) && named.ino == facts.ino;
-        // `/proc/PID/stack` is the thread group leader's, the pid fanotify reports: it is the thread in
-        // `execve` only when there is no other.
         same && self.stack_readable
-            && procs.read_pid_file(pid, b"stat", &mut self.stack).is_ok()
-            && threads(&self.stack) == Some(1)
             && procs.read_pid_file(pid, b"stack", &mut self.stack).is_ok()
             && opened_by_a_loader(&self.stack)
     }
-}
-
-/// `num_threads` of a `/proc/PID/stat` (the 20th field; the 2nd, the name in parentheses, may hold anything).
-pub fn threads(stat: &[u8]) -> Option<u64> {
-    let close = stat.iter().rposition(|&b| b == b')')?;
-    let field = stat.get(close.checked_add(1)?..)?.split(|&b| b == b' ').filter(|f| !f.is_empty()).nth(17)?;
-    std::str::from_utf8(field).ok()?.parse().ok()
 }
 
 /// Whether a kernel release (`6.18.44-...`) is at least `(major, minor)`.
@@ -312,12 +306,7 @@ mod tests {
     }
 
     #[test]
-    fn the_thread_count_and_the_kernel_release_are_read() {
-        let stat = b"42 (a) b) c) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 3 0 100 0 0\n";
-        assert_eq!(threads(stat), Some(3), "the name may hold ') '");
-        let own = std::fs::read("/proc/thread-self/stat").unwrap();
-        assert!(threads(&own).is_some_and(|n| n >= 1));
-        assert_eq!(threads(b"42 (a"), None);
+    fn the_kernel_release_is_read() {
         assert!(at_least(b"6.18.44-fc-v1272\n", (5, 7)));
         assert!(at_least(b"5.7.0", (5, 7)));
         assert!(!at_least(b"5.6.19-generic", (5, 7)));

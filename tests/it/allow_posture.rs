@@ -5,12 +5,20 @@
 //! host the loader sits on `/`, which the daemon marks only when a rule reaches it), outside the allowed
 //! directory: a program built with `-Wl,--dynamic-linker=<fs>/other/ld.so` (a copy of the host's loader) and a
 //! script whose `#!` names `<fs>/other/dash`.
+//!
+//! Then in a podman container of a dynamically linked image (the host's bash, env, cp and dash with their
+//! libraries and loader, imported) on both host layouts of `container_enforce`: KubeArmor's
+//! `ksp-ubuntu-3-allow-proc-dir` widened to `/usr/bin/`, posture block. The container's first program (exec'd
+//! by runc), bash, env and an allowed `#!/bin/sh` script run; a program outside (`/opt/bash`) and a copy in
+//! `/tmp` are refused, and they alone raise alerts.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
 
 use crate::common::*;
+use crate::container_enforce::{Guarded, setup};
+use crate::containers::{SandboxLayout, WORDPRESS_LABELS, path_str};
 
 #[test]
 fn an_allowed_execs_interpreters_run_under_a_block_posture_and_nothing_else_does() {
@@ -73,4 +81,92 @@ fn an_allowed_execs_interpreters_run_under_a_block_posture_and_nothing_else_does
         assert_eq!(get_str(a, "Resource"), file.to_str().unwrap(), "{a}");
         assert_eq!(get_int(a, "PID"), e.pid, "{a}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// In a podman container of a dynamically linked image, on both host layouts
+
+/// KubeArmor's `ksp-ubuntu-3-allow-proc-dir` widened to `/usr/bin/`: Allow `/bin/` and `/usr/bin/`, the
+/// posture block, for the WordPress containers.
+const ALLOW_YAML: &str = "\
+apiVersion: security.kubearmor.com/v1
+kind: KubeArmorPolicy
+metadata:
+  name: ksp-allow-bin-dirs
+  namespace: wordpress-mysql
+spec:
+  severity: 8
+  selector:
+    matchLabels:
+      app: wordpress
+  process:
+    matchDirectories:
+    - dir: /bin/
+      recursive: true
+    - dir: /usr/bin/
+      recursive: true
+  action: Allow
+";
+
+const DYN_IMAGE: &str = "localhost/noexecd-it-dynamic:1";
+
+/// An image of the host's own dynamically linked bash, env, cp and dash with their libraries and loader
+/// (`ldd`), `/bin/script` (`#!/bin/sh`) and `/opt/bash` (a copy of bash outside the allowed directories).
+fn build_dynamic_image(g: &Guarded) {
+    let base = g.sb.base();
+    g.sb.sh(&format!(
+        "cd {b}\nrm -rf dyn\nmkdir -p dyn/bin dyn/usr/bin dyn/opt dyn/tmp\nchmod 1777 dyn/tmp\n\
+         for p in /bin/bash /usr/bin/env /bin/cp /bin/sh; do\n  cp -L --parents \"$p\" dyn/\n\
+           for l in $(ldd \"$p\" | grep -o '/[^ ]*'); do cp -L --parents \"$l\" dyn/; done\ndone\n\
+         printf '#!/bin/sh\\necho script-ran\\n' > dyn/bin/script\nchmod 755 dyn/bin/script\n\
+         cp -L /bin/bash dyn/opt/bash\ntar -C dyn -cf dyn.tar .\n",
+        b = crate::common::sh_quote(&base)
+    ));
+    g.sb.podman(&["import", "-q", &path_str(&base.join("dyn.tar")), DYN_IMAGE]);
+}
+
+fn allow_posture_in_a_container(name: &str, layout: SandboxLayout) {
+    let Some(mut g) = setup(name, layout) else { return };
+    build_dynamic_image(&g);
+    std::fs::write(g.sb.host_view(&g.sb.base().join("policy.d/ksp-allow-bin-dirs.yaml")), ALLOW_YAML).unwrap();
+    // KubeArmor's posture for the namespace (`kubearmor-file-posture: block`) is the daemon's here.
+    let config = g.sb.host_view(&g.config);
+    let text =
+        std::fs::read_to_string(&config).unwrap().replacen("[daemon]\n", "[daemon]\ndefault_posture = \"block\"\n", 1);
+    std::fs::write(&config, text).unwrap();
+    let o = g.sb.run(&[bin().into_os_string(), "check".into(), "--config".into(), g.config.clone().into()]);
+    assert_eq!(o.code(), Some(0), "{name}: `noexecd check` failed\n{o}");
+    let marks = parse_marks(&o.stdout);
+    let want: Vec<(String, &str, Vec<String>)> =
+        marks.iter().map(|m| (m.mount_point.clone(), m.decides.as_str(), m.protects.clone())).collect();
+    g.start(&want);
+
+    let script = "/bin/bash -c 'echo bash-ran'; /usr/bin/env /bin/bash -c 'echo env-ran'; /bin/script; \
+                  /bin/cp /bin/bash /tmp/b; /opt/bash -c 'echo opt-ran'; /tmp/b -c 'echo tmp-ran'; exit 0";
+    let o = g.run_container(&WORDPRESS_LABELS, &["--rm"], DYN_IMAGE, &["/bin/bash", "-c", script]);
+    for ran in ["bash-ran", "env-ran", "script-ran"] {
+        assert!(o.stdout.contains(ran), "{name}: an allowed program did not run ({ran})\n{o}\n{}", g.log_text());
+    }
+    for refused in ["opt-ran", "tmp-ran"] {
+        assert!(!o.stdout.contains(refused), "{name}: a program outside the allowed directories ran\n{o}");
+    }
+    let alerts = g.alerts();
+    let resources: Vec<&str> = alerts.iter().map(|a| get_str(a, "Resource")).collect();
+    assert!(
+        resources.iter().all(|r| *r == "/opt/bash" || *r == "/tmp/b"),
+        "{name}: only the programs outside were refused: {resources:?}\n{}",
+        g.log_text()
+    );
+    assert!(resources.contains(&"/opt/bash") && resources.contains(&"/tmp/b"), "{name}: {resources:?}");
+    g.verify();
+}
+
+#[test]
+fn allow_posture_in_a_container_tmp_tmpfs() {
+    allow_posture_in_a_container("allow_posture_in_a_container_tmp_tmpfs", SandboxLayout::TmpTmpfs);
+}
+
+#[test]
+fn allow_posture_in_a_container_ext4_root() {
+    allow_posture_in_a_container("allow_posture_in_a_container_ext4_root", SandboxLayout::Ext4Root);
 }
