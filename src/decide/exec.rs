@@ -16,7 +16,7 @@ use super::{Decider, Handled, MAX_PARKED, alerted_answer};
 use crate::alert::rate_limit::Admit;
 use crate::guard::{Decides, Guard};
 use crate::host::procfs::ProcSubject;
-use crate::policy::matcher::{Outcome, RuleMeta, Scope, Subject};
+use crate::policy::matcher::{DEFAULT_POSTURE_POLICY, Matcher, Outcome, RuleMeta, Scope, Subject};
 use crate::sys::{self, FileFacts, Responder, Response};
 
 impl Subject for ProcSubject {
@@ -55,11 +55,33 @@ impl Decider {
             return Handled::Parked;
         }
         let Verdict { outcome, rule, resolved } = verdict;
+        // An interpreter the kernel opens within an allowed exec is decided with it: the default posture does
+        // not refuse it again (see `chain`). Every exec event of the caller takes what it awaited.
+        let rule = match self.chain.take(pid) {
+            Some(awaited)
+                if rule.as_deref().is_some_and(decided_by_posture)
+                    && let Some(facts) = found.facts.as_ref()
+                    && self.chain.is_awaited(
+                        &self.procs,
+                        pid,
+                        &awaited,
+                        facts,
+                        found.named.as_ref().is_some_and(Named::in_read_only_layer),
+                    ) =>
+            {
+                None
+            }
+            _ => rule,
+        };
         // Remembered only when nothing but what the key holds decided it (see `denials`).
         let remember = fresh && outcome == Outcome::Block && resolved != Resolved::Failed && !subject.was_read();
         let Some(rule) = rule else {
             self.answer(responder, fd, Response::Allow);
             self.counters.allowed.fetch_add(1, Ordering::Relaxed);
+            // After the answer: the interpreter's exec-open comes once the kernel goes on with this exec.
+            if allow_posture_in_force(guard, &found) {
+                self.chain.expect_from_file(fd, pid);
+            }
             // Only path-decided files (the name is known) can be cached; after the answer, never instead.
             if resolved == Resolved::Yes
                 && !self.bufs.canonical.is_empty()
@@ -232,6 +254,22 @@ impl Decider {
     }
 }
 
+/// Whether Allow rules turned on a default posture in the scope that decided: the host's, or the caller's
+/// container's.
+fn allow_posture_in_force(guard: &Guard, found: &Findings) -> bool {
+    guard.config.matcher.whitelist()
+        || found.container.as_ref().and_then(|c| c.matcher.as_ref()).is_some_and(Matcher::whitelist)
+}
+
+/// The origin the matcher gives its default posture's rule (no rule of a file has it: theirs are
+/// `file:line:col`).
+const POSTURE_ORIGIN: &str = "[daemon] default_posture";
+
+/// Whether the default posture made the decision (not a rule of a policy, whatever its name).
+fn decided_by_posture(rule: &RuleMeta) -> bool {
+    rule.policy == DEFAULT_POSTURE_POLICY && rule.origin == POSTURE_ORIGIN
+}
+
 /// Whether a file reached through a container's overlay may go to the exec cache (which checks the host path
 /// itself). An inode mark holds in every container of the image, so with container policies loaded a layer
 /// file is never cached: a container's first exec must raise its event, as that is where the decision thread
@@ -257,4 +295,42 @@ fn denial_key(guard: &Guard, facts: &FileFacts, pid: i32) -> Option<DenialKey> {
         mnt_id: facts.mnt_id?,
         guard: guard.generation,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::matcher::{Action, KnownSubject, Mode, Posture, Rule, Target};
+
+    fn rule(policy: &str, dir: &str, action: Action) -> Rule {
+        Rule {
+            target: Target::Dir { dir: dir.as_bytes().to_vec(), recursive: true },
+            owner_only: false,
+            from_source: Vec::new(),
+            meta: Arc::new(RuleMeta {
+                policy: policy.to_owned(),
+                action,
+                severity: 5,
+                tags: Vec::new(),
+                message: String::new(),
+                origin: "policy.toml:3:1".to_owned(),
+            }),
+        }
+    }
+
+    #[test]
+    fn only_the_default_posture_itself_counts_as_the_posture() {
+        // A policy may be named like the posture: its Block rule still wins over an interpreter's pairing.
+        let m = Matcher::new(
+            vec![rule("allow-bin", "/bin/", Action::Allow), rule(DEFAULT_POSTURE_POLICY, "/opt/", Action::Block)],
+            Posture::Block,
+            Mode::Enforce,
+        );
+        let mut who = KnownSubject::default();
+        let posture = m.decide(Scope::Path(b"/lib/ld.so"), 0, &mut who).rule.cloned().unwrap();
+        assert!(decided_by_posture(&posture), "{posture:?}");
+        let named_alike = m.decide(Scope::Path(b"/opt/x"), 0, &mut who).rule.cloned().unwrap();
+        assert!(!decided_by_posture(&named_alike));
+        assert!(m.decide(Scope::Path(b"/bin/sh"), 0, &mut who).rule.is_none());
+    }
 }

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod applet;
+mod chain;
 mod container;
 pub mod denials;
 mod exec;
@@ -48,6 +49,7 @@ use crate::host::procfs::{self, ProcessInfo};
 use crate::policy::matcher::{Outcome, RuleMeta};
 use crate::stats::Counters;
 use crate::sys::{self, Event, FanotifyGroup, Mask, PATH_BUF_LEN, ProcDirs, Responder, Response};
+use chain::ExecChain;
 use container::CallerContainers;
 use denials::Denials;
 use lookup::Lookups;
@@ -88,6 +90,8 @@ pub struct Decider {
     exe_buf: Option<Box<[u8; PATH_BUF_LEN]>>,
     /// Recent execs that raised an alert.
     recent: RecentExecs,
+    /// Allowed execs awaiting their interpreter's exec-open (under an Allow posture only).
+    chain: ExecChain,
     /// Execs refused a moment ago, refused again without naming the file again (see `denials`).
     denials: Denials<ContainerScope>,
     /// Reads the caller's facts for an alert: [`procfs::process_info`]. Unit tests put a reader here that
@@ -123,6 +127,7 @@ impl Decider {
             head: [0u8; HEAD_LEN],
             exe_buf: Some(Box::new([0u8; PATH_BUF_LEN])),
             recent: RecentExecs::default(),
+            chain: ExecChain::default(),
             denials: Denials::default(),
             cache: None,
             gate: RateLimiter::new(u32::MAX),

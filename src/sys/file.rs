@@ -104,8 +104,15 @@ pub fn mount_unique_id(fd: BorrowedFd<'_>) -> Option<u64> {
 /// Reads the first bytes of the file behind an event fd (pread at offset 0: the fd's offset is left alone,
 /// and reads through a fanotify event fd raise no events). Returns how many bytes were read.
 pub fn read_head(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    read_at(fd, buf, 0)
+}
+
+/// Reads bytes of the file behind an event fd from `offset` on (pread, as [`read_head`]). Returns how many
+/// bytes were read.
+pub fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let offset = libc::off_t::try_from(offset).map_err(|_| io::Error::from(Errno::EINVAL))?;
     loop {
-        match nix::sys::uio::pread(fd, buf, 0) {
+        match nix::sys::uio::pread(fd, buf, offset) {
             Err(Errno::EINTR) => continue,
             other => return other.map_err(io::Error::from),
         }
@@ -191,6 +198,23 @@ impl ProcDirs {
     pub fn pid_link<'b>(&self, pid: i32, link: &[u8], buf: &'b mut [u8; PATH_BUF_LEN]) -> io::Result<&'b [u8]> {
         let (dir, name) = self.pid_entry(pid, link)?;
         readlink_at(dir, &name, buf)
+    }
+
+    /// statx of `path` as process `pid` would find it: below its root (`/proc/PID/root`) when absolute, below
+    /// its working directory (`/proc/PID/cwd`) when relative, symlinks followed as exec follows them. A path
+    /// lookup opens nothing, so it raises no fanotify event. Nothing is allocated.
+    pub fn pid_path_facts(&self, pid: i32, path: &[u8]) -> io::Result<FileFacts> {
+        if path.contains(&0) {
+            return Err(Errno::EINVAL.into());
+        }
+        let (dir, name) = self.pid_entry(pid, if path.starts_with(b"/") { b"root" } else { b"cwd/" })?;
+        let mut full = [0u8; PATH_BUF_LEN];
+        let head = name.bytes.get(..name.len).ok_or_else(enametoolong)?;
+        let end = head.len().checked_add(path.len()).filter(|&e| e < full.len()).ok_or_else(enametoolong)?;
+        full.get_mut(..head.len()).ok_or_else(enametoolong)?.copy_from_slice(head);
+        full.get_mut(head.len()..end).ok_or_else(enametoolong)?.copy_from_slice(path);
+        let full = std::ffi::CStr::from_bytes_until_nul(&full).map_err(|_| io::Error::from(Errno::EINVAL))?;
+        statx_at(dir, full, 0)
     }
 
     /// `PID/ENTRY` relative to our `/proc` fd, or `/proc/PID/ENTRY` where `/proc` could not be opened.

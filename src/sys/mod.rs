@@ -34,7 +34,7 @@ pub use event::parse_header_for_tests;
 pub use event::{Event, Mask, Responder, Response};
 pub use fd::{is_fanotify, raise_nofile_limit, take_listen_fds};
 pub use fdpass::{recv_with_fd, send_with_fd};
-pub use file::{FileFacts, PATH_BUF_LEN, ProcDirs, file_facts, mount_unique_id, path_facts, read_head};
+pub use file::{FileFacts, PATH_BUF_LEN, ProcDirs, file_facts, mount_unique_id, path_facts, read_at, read_head};
 pub use group::FanotifyGroup;
 pub use ns::{ContainerRoot, Forked, enter_mount_namespace_of, fork_daemon};
 pub use wake::{Waker, accept_wake_signal, block_wake_signal, install_wake_handler, wake_thread};

@@ -10,6 +10,7 @@ mod common;
 mod execloop;
 
 mod alert_faults;
+mod allow_posture;
 mod cli;
 mod container;
 mod container_enforce;
