@@ -135,7 +135,7 @@ pub struct Container {
     /// name for it (docker's without its `/`, podman's first name).
     pub name: Option<String>,
     /// The image as the container was started from it, with `@sha256:<id>` where the runtime tells the
-    /// image id (docker, podman, CRI-O).
+    /// image id (docker, podman, CRI-O) or, through containerd's API, the digest its image record points at.
     pub image: Option<String>,
     /// The container's labels, and for a pod the pod's labels where the runtime has them (see the module
     /// docs); without KubeArmor's dropped keys.
