@@ -334,6 +334,7 @@ mod tests {
                 uid: 33,
                 cwd: b"/var/www/html".to_vec(),
                 ns_pid: Some(NsPid { pid: 7, ppid: 1 }),
+                parent_exe: b"/bin/sh".to_vec(),
                 ..ProcessInfo::default()
             },
             hook: "FAN_OPEN_EXEC_PERM",
@@ -347,6 +348,11 @@ mod tests {
             labels: [("app".to_owned(), "wordpress".to_owned())].into_iter().collect(),
             namespace: Some("wordpress-mysql".into()),
             pod: Some("wordpress-7c966b5d85-xvsrl".into()),
+            owner: Some(crate::containers::Owner {
+                kind: "Deployment",
+                name: "wordpress".into(),
+                namespace: "wordpress-mysql".into(),
+            }),
         };
         let origin = Origin { cluster_name: "prod".into(), host_name: "node-1".into() };
         let mut alert = Alert::for_exec(&exec, &origin).in_container(&info, exec.process.ns_pid);
@@ -372,7 +378,7 @@ mod tests {
         assert_eq!(a.container_name, "wordpress");
         assert_eq!(a.container_image, "docker.io/library/wordpress:4.8-apache");
         assert_eq!((a.host_ppid, a.host_pid, a.ppid, a.pid, a.uid), (4200, 4242, 1, 7, 33));
-        assert_eq!(a.parent_process_name, "/usr/bin/bash");
+        assert_eq!(a.parent_process_name, "/bin/sh");
         assert_eq!(a.process_name, "/tmp/payload");
         assert_eq!(a.policy_name, "ksp-wordpress-block-process");
         assert_eq!(a.severity, "5");
@@ -390,8 +396,9 @@ mod tests {
         assert_eq!(a.result, "Operation not permitted");
         assert_eq!(a.cwd, "/var/www/html");
         assert_eq!((a.max_alerts_per_sec, a.dropping_alerts_interval), (10, 1));
+        let owner = a.owner.as_ref().map(|o| (o.r#ref.as_str(), o.name.as_str(), o.namespace.as_str()));
+        assert_eq!(owner, Some(("Deployment", "wordpress", "wordpress-mysql")));
         // What the JSON has no key for stays empty, as a KubeArmor reader expects of a missing value.
-        assert_eq!(a.owner, None);
         assert!(a.tty.is_empty() && a.kube_armor_version.is_empty() && a.exec_event.is_none());
     }
 

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::containers::{Container, ContainerInfo, display_labels};
+use crate::containers::{Container, ContainerInfo, Owner, alert_labels};
 use crate::host::procfs::{NsPid, ProcessInfo};
 use crate::policy::matcher::{Outcome, RuleMeta};
 
@@ -54,9 +54,13 @@ pub struct Alert {
     pub host_name: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub namespace_name: String,
+    /// The pod's controller (Kubernetes containers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<AlertOwner>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub pod_name: String,
-    /// `k=v,...`, sorted, without the labels that change with every rollout.
+    /// The pod's own labels, `k=v,...` sorted: without the kubelet's `io.kubernetes.*` and the labels that
+    /// change with every rollout.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub labels: String,
     #[serde(rename = "ContainerID", skip_serializing_if = "String::is_empty")]
@@ -111,6 +115,22 @@ pub struct Alert {
     pub dropping_alerts_interval: Option<u32>,
 }
 
+/// KubeArmor's `PodOwner`: `Ref` is the controller's kind, left out for the pod itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AlertOwner {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub r#ref: String,
+    pub name: String,
+    pub namespace: String,
+}
+
+impl From<&Owner> for AlertOwner {
+    fn from(o: &Owner) -> Self {
+        AlertOwner { r#ref: o.kind.to_owned(), name: o.name.clone(), namespace: o.namespace.clone() }
+    }
+}
+
 pub const ENFORCER: &str = "fanotify";
 /// What the caller of a denied exec sees: execve fails with EPERM.
 pub const RESULT_BLOCKED: &str = "Operation not permitted";
@@ -131,6 +151,7 @@ impl Alert {
             cluster_name: origin.cluster_name.clone(),
             host_name: origin.host_name.clone(),
             namespace_name: String::new(),
+            owner: None,
             pod_name: String::new(),
             labels: String::new(),
             container_id: String::new(),
@@ -141,7 +162,7 @@ impl Alert {
             ppid: a.process.ppid,
             pid: a.pid,
             uid: a.process.uid,
-            parent_process_name: source.clone(),
+            parent_process_name: display_bytes(&a.process.parent_exe),
             process_name: resource.clone(),
             policy_name: a.rule.policy.clone(),
             severity: a.rule.severity.to_string(),
@@ -174,7 +195,8 @@ impl Alert {
         self.container_image = text(&c.image);
         self.namespace_name = text(&c.namespace);
         self.pod_name = text(&c.pod);
-        self.labels = display_labels(&c.labels);
+        self.owner = c.owner.as_ref().map(AlertOwner::from);
+        self.labels = alert_labels(&c.labels);
         if let Some(ns) = ns_pid {
             self.pid = ns.pid;
             self.ppid = ns.ppid;
@@ -191,6 +213,7 @@ impl Alert {
             cluster_name: origin.cluster_name.clone(),
             host_name: origin.host_name.clone(),
             namespace_name: String::new(),
+            owner: None,
             pod_name: String::new(),
             labels: String::new(),
             container_id: String::new(),
@@ -324,6 +347,7 @@ mod tests {
             process: ProcessInfo {
                 exe: b"/usr/bin/bash".to_vec(),
                 ppid: 4200,
+                parent_exe: b"/usr/sbin/sshd".to_vec(),
                 uid: 1000,
                 cwd: b"/root".to_vec(),
                 ..ProcessInfo::default()
@@ -384,15 +408,29 @@ mod tests {
         a.rule = Arc::new(RuleMeta { policy: "ksp-wordpress-block-process".into(), ..(*a.rule).clone() });
         a.process.ns_pid = Some(NsPid { pid: 7, ppid: 1 });
         a.process.cwd = b"/var/www/html".to_vec();
-        let labels = [("app", "wordpress"), ("pod-template-hash", "6f8b9d7c4b"), ("tier", "frontend")];
+        a.process.parent_exe = b"/bin/sh".to_vec();
+        // What the runtime's records hold for a pod of a Deployment: the pod's labels and the kubelet's.
+        let labels = [
+            ("app", "wordpress"),
+            ("io.kubernetes.container.name", "wordpress"),
+            ("io.kubernetes.pod.name", "wordpress-7c966b5d85-xvsrl"),
+            ("io.kubernetes.pod.namespace", "wordpress-mysql"),
+            ("io.kubernetes.pod.uid", "2f9c1d4e-7b1a-4c55-9d0e-4a1b2c3d4e5f"),
+            ("pod-template-hash", "7c966b5d85"),
+            ("tier", "frontend"),
+        ];
+        let labels: std::collections::BTreeMap<String, String> =
+            labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let owner = Owner::of_pod("wordpress-7c966b5d85-xvsrl", "wordpress-mysql", &labels);
         let info = ContainerInfo {
             id: "3f4e5d6c7b8a99881122334455667788990011223344556677889900aabbccdd".into(),
             runtime: crate::containers::runtimes::containerd::CONTAINERD,
             name: Some("wordpress".into()),
             image: Some("docker.io/library/wordpress:4.8-apache".into()),
-            labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            labels,
             namespace: Some("wordpress-mysql".into()),
             pod: Some("wordpress-7c966b5d85-xvsrl".into()),
+            owner: Some(owner),
         };
         (a, info)
     }
@@ -407,6 +445,11 @@ mod tests {
         let (a, info) = container_sample();
         let alert = Alert::for_exec(&a, &origin()).in_container(&info, a.process.ns_pid);
         assert_golden(&alert, "container-exec-alert.json");
+        assert_eq!(alert.labels, "app=wordpress,tier=frontend", "the pod's own labels");
+        let owner = alert.owner.as_ref().map(|o| (o.r#ref.as_str(), o.name.as_str(), o.namespace.as_str()));
+        assert_eq!(owner, Some(("Deployment", "wordpress", "wordpress-mysql")));
+        assert_eq!(alert.parent_process_name, "/bin/sh", "the caller's parent");
+        assert_eq!(alert.source, "/usr/bin/bash", "the caller");
         assert_eq!((alert.pid, alert.ppid, alert.host_pid, alert.host_ppid), (7, 1, 4242, 4200));
     }
 

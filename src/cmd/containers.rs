@@ -113,6 +113,7 @@ mod tests {
                     .collect(),
                 namespace: Some("wordpress-mysql".into()),
                 pod: Some("wp-1".into()),
+                owner: None,
                 init_pid: 4242,
             },
             Container {
@@ -123,6 +124,7 @@ mod tests {
                 labels: BTreeMap::new(),
                 namespace: None,
                 pod: None,
+                owner: None,
                 init_pid: 7,
             },
         ]

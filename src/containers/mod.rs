@@ -41,7 +41,10 @@ pub(crate) mod runtimes;
 use std::path::Path;
 
 pub use cgroup::{container_of, container_of_with, parse_cgroup};
-pub use runtime::{Container, ContainerInfo, ContainerRuntime, Runtime, Source, Sources, display_labels};
+/// What a policy selects by, for the readers' tests (the commands use `Container::display_labels`).
+#[cfg(test)]
+use runtime::display_labels;
+pub use runtime::{Container, ContainerInfo, ContainerRuntime, Owner, Runtime, Source, Sources, alert_labels};
 
 /// The containers running now, from every runtime in `sources`, sorted by runtime, name and id. A container
 /// two runtimes report (dockerd on the host's containerd) is listed once, as the first one in the registry

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::runtime::{ContainerInfo, DROPPED_LABELS};
+use super::runtime::{ContainerInfo, DROPPED_LABELS, Owner};
 
 /// Files and responses are read up to this size; a larger one is not a runtime record.
 pub(crate) const MAX_RECORD: u64 = 16 << 20;
@@ -44,6 +44,15 @@ pub(crate) fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
 pub(crate) fn kept(mut labels: BTreeMap<String, String>) -> BTreeMap<String, String> {
     labels.retain(|k, _| !DROPPED_LABELS.contains(&k.as_str()));
     labels
+}
+
+/// Derives a Kubernetes pod's [`Owner`] from all its labels, then drops [`DROPPED_LABELS`], which only
+/// tell the owner: the last step of every reader.
+pub(crate) fn keep_labels(info: &mut ContainerInfo) {
+    if let (Some(pod), Some(namespace)) = (&info.pod, &info.namespace) {
+        info.owner = Some(Owner::of_pod(pod, namespace, &info.labels));
+    }
+    info.labels = kept(std::mem::take(&mut info.labels));
 }
 
 /// Fills name, namespace, pod and image from the Kubernetes labels and the CRI annotations, where a runtime

@@ -135,7 +135,7 @@ pub struct Container {
     /// name for it (docker's without its `/`, podman's first name).
     pub name: Option<String>,
     /// The image as the container was started from it, with `@sha256:<id>` where the runtime tells the
-    /// image id (docker, podman, CRI-O).
+    /// image id (docker, podman, CRI-O) or, through containerd's API, the digest its image record points at.
     pub image: Option<String>,
     /// The container's labels, and for a pod the pod's labels where the runtime has them (see the module
     /// docs); without KubeArmor's dropped keys.
@@ -144,6 +144,8 @@ pub struct Container {
     pub namespace: Option<String>,
     /// Kubernetes pod: `io.kubernetes.pod.name`, the CRI's sandbox name, or podman's pod.
     pub pod: Option<String>,
+    /// The pod's controller, as its labels and name tell it ([`Owner::of_pod`]).
+    pub owner: Option<Owner>,
     /// The container's first process, as a pid of the `/proc` that [`Sources::proc`] names.
     pub init_pid: i32,
 }
@@ -156,8 +158,8 @@ impl Container {
 
     /// What an alert tells of it.
     pub fn info(&self) -> ContainerInfo {
-        let Container { id, runtime, name, image, labels, namespace, pod, init_pid: _ } = self.clone();
-        ContainerInfo { id, runtime, name, image, labels, namespace, pod }
+        let Container { id, runtime, name, image, labels, namespace, pod, owner, init_pid: _ } = self.clone();
+        ContainerInfo { id, runtime, name, image, labels, namespace, pod, owner }
     }
 }
 
@@ -178,24 +180,129 @@ pub struct ContainerInfo {
     pub namespace: Option<String>,
     /// `PodName` (Kubernetes).
     pub pod: Option<String>,
+    /// `Owner` (Kubernetes): the pod's controller.
+    pub owner: Option<Owner>,
 }
 
 impl ContainerInfo {
     pub(crate) fn new(id: String, runtime: Runtime) -> Self {
-        ContainerInfo { id, runtime, name: None, image: None, labels: BTreeMap::new(), namespace: None, pod: None }
+        ContainerInfo {
+            id,
+            runtime,
+            name: None,
+            image: None,
+            labels: BTreeMap::new(),
+            namespace: None,
+            pod: None,
+            owner: None,
+        }
     }
 
     pub(crate) fn into_container(self, init_pid: i32) -> Container {
-        let ContainerInfo { id, runtime, name, image, labels, namespace, pod } = self;
-        Container { id, runtime, name, image, labels, namespace, pod, init_pid }
+        let ContainerInfo { id, runtime, name, image, labels, namespace, pod, owner } = self;
+        Container { id, runtime, name, image, labels, namespace, pod, owner, init_pid }
     }
+}
+
+/// The workload a pod belongs to, as KubeArmor's alert `Owner` names it: the controller at the top of the
+/// pod's owner chain (a ReplicaSet's Deployment, a Job's CronJob), or the pod itself when it has none
+/// known. Derived without the API server, from what the kubelet gives the runtime: the pod's name and the
+/// labels each controller puts on its pods (the limits are in docs/alerts.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// `Deployment`, `DaemonSet`, `StatefulSet`, `Job`, `CronJob`; empty for the pod itself (KubeArmor's
+    /// informer hands it pods without their kind).
+    pub kind: &'static str,
+    pub name: String,
+    pub namespace: String,
+}
+
+impl Owner {
+    /// The owner of pod `pod` in `namespace` with `labels` (all of them, the rollout hashes included):
+    /// - `job-name`: a Job, or a CronJob's when the Job's name is `<cronjob>-<minutes>` (the scheduled
+    ///   time in minutes since 1970, eight digits);
+    /// - `controller-revision-hash` with `statefulset.kubernetes.io/pod-name`: a StatefulSet, the pod name
+    ///   without its `-<ordinal>`;
+    /// - `controller-revision-hash` with `pod-template-generation`: a DaemonSet, the pod name without its
+    ///   `-<suffix>` of five;
+    /// - `pod-template-hash`: a Deployment, the pod name without `-<hash>-<suffix>`;
+    /// - none of these, or a name without the form its controller gives: the pod itself.
+    pub fn of_pod(pod: &str, namespace: &str, labels: &BTreeMap<String, String>) -> Owner {
+        let label = |k: &str| labels.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        let owner =
+            |kind: &'static str, name: &str| Owner { kind, name: name.to_owned(), namespace: namespace.to_owned() };
+        if let Some(job) = label("job-name").or_else(|| label("batch.kubernetes.io/job-name")) {
+            return match cronjob_of(job) {
+                Some(cronjob) => owner("CronJob", cronjob),
+                None => owner("Job", job),
+            };
+        }
+        let derived = if label("controller-revision-hash").is_some() {
+            if label("statefulset.kubernetes.io/pod-name").is_some() {
+                strip_suffix(pod, |s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                    .map(|n| ("StatefulSet", n))
+            } else if label("pod-template-generation").is_some() {
+                strip_suffix(pod, is_generated_suffix).map(|n| ("DaemonSet", n))
+            } else {
+                None
+            }
+        } else if let Some(hash) = label("pod-template-hash") {
+            strip_suffix(pod, is_generated_suffix)
+                .and_then(|rs| rs.strip_suffix(hash)?.strip_suffix('-'))
+                .filter(|d| !d.is_empty())
+                .map(|d| ("Deployment", d))
+        } else {
+            None
+        };
+        match derived {
+            Some((kind, name)) => owner(kind, name),
+            None => owner("", pod),
+        }
+    }
+}
+
+/// `name` without its last `-<suffix>`, when `suffix` is what `ok` accepts and something is left before it.
+fn strip_suffix(name: &str, ok: impl Fn(&str) -> bool) -> Option<&str> {
+    let (base, suffix) = name.rsplit_once('-')?;
+    (ok(suffix) && !base.is_empty()).then_some(base)
+}
+
+/// The five characters Kubernetes appends to a `generateName` (consonants and digits, lower case).
+fn is_generated_suffix(s: &str) -> bool {
+    s.len() == 5 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// The CronJob of a Job named `<cronjob>-<minutes since 1970>`, as the CronJob controller names them.
+fn cronjob_of(job: &str) -> Option<&str> {
+    strip_suffix(job, |s| s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Labels KubeArmor leaves out: they change with every rollout of a Deployment, DaemonSet or StatefulSet,
 /// and would make a container's identity change with them.
 pub const DROPPED_LABELS: [&str; 3] = ["pod-template-hash", "controller-revision-hash", "pod-template-generation"];
 
-/// `k=v,...` sorted by key, without [`DROPPED_LABELS`]: KubeArmor's alert `Labels` field.
+/// The prefix of the labels the kubelet adds to a pod's own (`io.kubernetes.pod.name`, ...) and the keys
+/// container runtimes write under it: not the pod's labels, which is all KubeArmor's alert shows.
+const KUBELET_PREFIX: &str = "io.kubernetes.";
+
+/// KubeArmor's alert `Labels` field: the pod's (or the container's) own labels, `k=v,...` sorted by key,
+/// without [`DROPPED_LABELS`] and without the kubelet's `io.kubernetes.*`. A policy still selects by the
+/// kubelet's labels (see [`display_labels`]); only the alert leaves them out.
+pub fn alert_labels(labels: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    for (k, v) in labels.iter().filter(|(k, _)| !DROPPED_LABELS.contains(&k.as_str()) && !k.starts_with(KUBELET_PREFIX))
+    {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+    out
+}
+
+/// `k=v,...` sorted by key, without [`DROPPED_LABELS`]: the labels a policy selects by.
 pub fn display_labels(labels: &BTreeMap<String, String>) -> String {
     let mut out = String::new();
     for (k, v) in labels.iter().filter(|(k, _)| !DROPPED_LABELS.contains(&k.as_str())) {
@@ -207,4 +314,82 @@ pub fn display_labels(labels: &BTreeMap<String, String>) -> String {
         out.push_str(v);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn owner_of(pod: &str, pairs: &[(&str, &str)]) -> (&'static str, String) {
+        let o = Owner::of_pod(pod, "ns", &labels(pairs));
+        assert_eq!(o.namespace, "ns");
+        (o.kind, o.name)
+    }
+
+    #[test]
+    fn owners_from_what_each_controller_writes_on_its_pods() {
+        let deployment =
+            owner_of("wordpress-fb448db97-wj7n7", &[("app", "wordpress"), ("pod-template-hash", "fb448db97")]);
+        assert_eq!(deployment, ("Deployment", "wordpress".into()));
+        let dashed = owner_of("my-web-app-6d4cf56db6-2xq9z", &[("pod-template-hash", "6d4cf56db6")]);
+        assert_eq!(dashed, ("Deployment", "my-web-app".into()));
+        let daemonset = owner_of(
+            "fluent-bit-7xk2p",
+            &[("controller-revision-hash", "5c9f8b7d6"), ("pod-template-generation", "3"), ("app", "fluent-bit")],
+        );
+        assert_eq!(daemonset, ("DaemonSet", "fluent-bit".into()));
+        let statefulset = owner_of(
+            "mysql-12",
+            &[("controller-revision-hash", "mysql-7d8c9"), ("statefulset.kubernetes.io/pod-name", "mysql-12")],
+        );
+        assert_eq!(statefulset, ("StatefulSet", "mysql".into()));
+        let job = owner_of("migrate-db-x7k2p", &[("job-name", "migrate-db"), ("controller-uid", "1-2-3")]);
+        assert_eq!(job, ("Job", "migrate-db".into()));
+        let newer_job = owner_of("migrate-db-x7k2p", &[("batch.kubernetes.io/job-name", "migrate-db")]);
+        assert_eq!(newer_job, ("Job", "migrate-db".into()));
+        let cronjob = owner_of("backup-29383920-q5v2n", &[("job-name", "backup-29383920")]);
+        assert_eq!(cronjob, ("CronJob", "backup".into()));
+    }
+
+    #[test]
+    fn a_pod_without_a_known_controller_is_its_own_owner() {
+        assert_eq!(owner_of("debug", &[("app", "debug")]), ("", "debug".into()));
+        // The hash does not appear where the ReplicaSet puts it (a name shortened by `generateName`).
+        assert_eq!(
+            owner_of("wordpress-fb448db97wj7n7", &[("pod-template-hash", "fb448db97")]),
+            ("", "wordpress-fb448db97wj7n7".into())
+        );
+        assert_eq!(owner_of("web-abc-wj7n7", &[("pod-template-hash", "fb448db97")]), ("", "web-abc-wj7n7".into()));
+        // A revision hash alone says neither DaemonSet nor StatefulSet.
+        assert_eq!(owner_of("x-wj7n7", &[("controller-revision-hash", "1")]), ("", "x-wj7n7".into()));
+        // A StatefulSet pod's name ends in its ordinal; anything else is not one.
+        let odd =
+            owner_of("db-a", &[("controller-revision-hash", "1"), ("statefulset.kubernetes.io/pod-name", "db-a")]);
+        assert_eq!(odd, ("", "db-a".into()));
+        // Empty label values tell nothing.
+        assert_eq!(owner_of("p-wj7n7", &[("job-name", "")]), ("", "p-wj7n7".into()));
+    }
+
+    #[test]
+    fn alert_labels_are_the_pods_own() {
+        let all = labels(&[
+            ("app", "wordpress"),
+            ("io.kubernetes.container.name", "wordpress"),
+            ("io.kubernetes.pod.name", "wordpress-fb448db97-wj7n7"),
+            ("io.kubernetes.pod.namespace", "wordpress-mysql"),
+            ("io.kubernetes.pod.uid", "2f9c1d4e"),
+            ("pod-template-hash", "fb448db97"),
+            ("controller-revision-hash", "1"),
+            ("pod-template-generation", "2"),
+            ("tier", "frontend"),
+        ]);
+        assert_eq!(alert_labels(&all), "app=wordpress,tier=frontend");
+        // What a policy selects by keeps the kubelet's labels.
+        assert!(display_labels(&all).contains("io.kubernetes.pod.namespace=wordpress-mysql"));
+        assert_eq!(alert_labels(&BTreeMap::new()), "");
+    }
 }

@@ -49,6 +49,11 @@ fn sources_at(root: &Path, places: &[(&str, &str)]) -> Sources {
     sources
 }
 
+/// A pod without a controller its labels tell: its own owner.
+fn pod_owner(pod: &str, namespace: &str) -> Owner {
+    Owner { kind: "", name: pod.into(), namespace: namespace.into() }
+}
+
 fn bare(runtime: Runtime) -> ContainerInfo {
     ContainerInfo::new(ID.to_owned(), runtime)
 }
@@ -117,6 +122,7 @@ fn containerd_cri_annotations() {
             image: Some("registry.example/api:2".into()),
             namespace: Some("payments".into()),
             pod: Some("api-7d9f".into()),
+            owner: Some(pod_owner("api-7d9f", "payments")),
             ..bare(CONTAINERD)
         },
         "the CRI's annotations are bookkeeping, not labels"
@@ -243,6 +249,7 @@ fn docker_config_v2() {
             ]),
             namespace: Some("wordpress-mysql".into()),
             pod: Some("wp-1".into()),
+            owner: Some(pod_owner("wp-1", "wordpress-mysql")),
             ..bare(DOCKER)
         },
         "KubeArmor's dropped keys are not labels; the Kubernetes container name wins over docker's"
@@ -306,6 +313,7 @@ fn podman_api_answers() {
             ]),
             namespace: Some("wordpress-mysql".into()),
             pod: Some("wp-1".into()),
+            owner: Some(pod_owner("wp-1", "wordpress-mysql")),
         }
     );
     let shop = shop.into_info(pods.get(&id(9)));
@@ -339,6 +347,7 @@ fn containerd_bundles() {
             ]),
             namespace: Some("wordpress-mysql".into()),
             pod: Some("wp-1".into()),
+            owner: Some(pod_owner("wp-1", "wordpress-mysql")),
             ..bare(CONTAINERD)
         }
     );
@@ -360,12 +369,16 @@ fn containerd_metadata_adds_the_pods_labels_from_its_sandbox() {
     let mut b = containerd::parse(
         ID,
         &json!({"annotations": {"io.kubernetes.cri.container-type": "container",
-            "io.kubernetes.cri.sandbox-id": sandbox, "io.kubernetes.cri.sandbox-name": "wp-1",
+            "io.kubernetes.cri.sandbox-id": sandbox, "io.kubernetes.cri.sandbox-name": "wordpress-5d8f9c-x7k2p",
             "io.kubernetes.cri.sandbox-namespace": "wordpress-mysql", "io.kubernetes.cri.container-name": "wordpress"}}),
     );
     assert_eq!(b.sandbox_id.as_deref(), Some(sandbox.as_str()));
-    let meta =
-        |labels: &[(&str, &str)], image: Option<&str>| Meta { labels: map(labels), image: image.map(String::from) };
+    let digest = format!("sha256:{}", "7".repeat(64));
+    let meta = |labels: &[(&str, &str)], image: Option<&str>| Meta {
+        labels: map(labels),
+        image: image.map(String::from),
+        image_digest: image.map(|_| digest.clone()),
+    };
     let mut metadata = Metadata::new();
     metadata.insert(
         ("k8s.io".into(), ID.into()),
@@ -393,13 +406,15 @@ fn containerd_metadata_adds_the_pods_labels_from_its_sandbox() {
         b.info,
         ContainerInfo {
             name: Some("wordpress".into()),
-            image: Some("docker.io/library/wordpress:6".into()),
+            image: Some(format!("docker.io/library/wordpress:6@{digest}")),
             labels: map(&[("app", "wordpress"), ("io.kubernetes.container.name", "wordpress"), ("tier", "own")]),
             namespace: Some("wordpress-mysql".into()),
-            pod: Some("wp-1".into()),
+            pod: Some("wordpress-5d8f9c-x7k2p".into()),
+            owner: Some(Owner { kind: "Deployment", name: "wordpress".into(), namespace: "wordpress-mysql".into() }),
             ..bare(CONTAINERD)
         },
-        "the container's own labels win over its pod's; bookkeeping and rollout labels are dropped"
+        "the container's own labels win over its pod's; bookkeeping and rollout labels are dropped, the pod's \
+         `pod-template-hash` names its Deployment; the image has the digest containerd's record points at"
     );
     // Without metadata (no socket), the bundle alone.
     let mut alone = containerd::parse(ID, &json!({"annotations": {"app": "x"}}));
@@ -453,6 +468,7 @@ fn crio_annotations() {
             ]),
             namespace: Some("wordpress-mysql".into()),
             pod: Some("wp-1".into()),
+            owner: Some(pod_owner("wp-1", "wordpress-mysql")),
             ..bare(CRIO)
         }
     );

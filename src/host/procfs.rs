@@ -14,6 +14,9 @@ pub struct ProcessInfo {
     /// `/proc/PID/exe`: the program that called exec (the old image; exec has not happened yet).
     pub exe: Vec<u8>,
     pub ppid: i32,
+    /// `/proc/PPID/exe`: the parent's program (KubeArmor's `ParentProcessName`); empty when the parent is gone
+    /// or unreadable.
+    pub parent_exe: Vec<u8>,
     /// Real uid, or -1 when the process was gone before it could be read.
     pub uid: i64,
     pub cwd: Vec<u8>,
@@ -42,7 +45,8 @@ pub fn process_info(pid: i32) -> ProcessInfo {
     let cwd =
         std::fs::read_link(format!("/proc/{pid}/cwd")).map(|p| p.as_os_str().as_bytes().to_vec()).unwrap_or_default();
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    ProcessInfo { ns_pid, exe, ppid, uid, cwd, cgroup }
+    let parent_exe = if ppid > 0 { self::exe(ppid).unwrap_or_default() } else { Vec::new() };
+    ProcessInfo { ns_pid, exe, ppid, parent_exe, uid, cwd, cgroup }
 }
 
 /// The mount namespace process `pid` is in, by its inode number (`/proc/PID/ns/mnt` reads `mnt:[N]`).

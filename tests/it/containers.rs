@@ -678,10 +678,17 @@ fn containerd_tasks_started_by_ctr_are_listed_with_their_labels_and_gone_once_ki
     .unwrap();
     let pod_labels = json!({"app": "wordpress", "io.kubernetes.container.name": "wordpress", "tier": "frontend"});
     let through_api = sb.containers(&sb.sources(None, None, Some((&state, Some(&socket)))));
+    // The image with the digest containerd's image record points at (`Images.Get`), as the CRI's `imageRef`.
+    let image = through_api.first().and_then(|c| c["image"].as_str()).unwrap_or_default().to_owned();
+    let digest = image.strip_prefix(&format!("{IMAGE}@sha256:")).unwrap_or_default();
+    assert!(
+        digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{name}: the image with its digest: {through_api:?}"
+    );
     assert_eq!(
         through_api,
         vec![json!({
-            "id": app, "runtime": "containerd", "name": "wordpress", "image": IMAGE,
+            "id": app, "runtime": "containerd", "name": "wordpress", "image": image,
             "namespace": "wordpress-mysql", "pod": "wp-1", "labels": pod_labels, "init_pid": app_pid,
         })],
         "{name}: through containerd's API the pod's labels (its sandbox's) and the image are known"

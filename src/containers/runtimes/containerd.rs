@@ -13,7 +13,9 @@ use serde_json::Value;
 
 use super::containerd_api::{self, Metadata};
 use super::{crio, docker};
-use crate::containers::record::{fill, is_id, kept, kubernetes, read_json, read_small, sorted_dirs, string_map};
+use crate::containers::record::{
+    fill, is_id, keep_labels, kubernetes, read_json, read_small, sorted_dirs, string_map, with_digest,
+};
 use crate::containers::runtime::{
     CgroupForm, Container, ContainerInfo, ContainerRuntime, FirstPids, Runtime, Source, Sources,
 };
@@ -120,7 +122,7 @@ pub(crate) fn parse(id: &str, config: &Value) -> Bundle {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect::<BTreeMap<_, _>>();
     kubernetes(&mut info, &annotations);
-    info.labels = kept(info.labels);
+    keep_labels(&mut info);
     let sandbox_id = annotations.get(SANDBOX_ID).filter(|s| is_id(s) && s.as_str() != id).cloned();
     Bundle { info, sandbox, sandbox_id }
 }
@@ -146,7 +148,9 @@ pub(crate) fn merge_metadata(bundle: &mut Bundle, namespace: &str, metadata: &Me
     if let Some(image) = own.and_then(|m| m.image.clone()) {
         fill(&mut bundle.info.image, Some(image));
     }
-    bundle.info.labels = kept(std::mem::take(&mut bundle.info.labels));
+    let digest = own.and_then(|m| m.image_digest.as_deref());
+    bundle.info.image = bundle.info.image.take().map(|image| with_digest(image, digest));
+    keep_labels(&mut bundle.info);
 }
 
 /// The running tasks below containerd's state directory `state`, with what containerd's API on `socket`

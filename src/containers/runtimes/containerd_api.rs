@@ -12,9 +12,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use containerd_client::services::v1::ListContainersRequest;
 use containerd_client::services::v1::containers_client::ContainersClient;
-use containerd_client::tonic::metadata::MetadataValue;
+use containerd_client::services::v1::images_client::ImagesClient;
+use containerd_client::services::v1::{GetImageRequest, ListContainersRequest};
+use containerd_client::tonic::metadata::{Ascii, MetadataValue};
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Code, Request};
 
@@ -28,6 +29,9 @@ pub(crate) const TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) struct Meta {
     pub labels: BTreeMap<String, String>,
     pub image: Option<String>,
+    /// The digest its image's name pointed at when the container was first seen (`Images.Get`'s
+    /// `target.digest`, the manifest's: what the CRI reports as the container's `imageRef`).
+    pub image_digest: Option<String>,
 }
 
 /// `(namespace, id)` → what containerd's metadata says of that container.
@@ -50,6 +54,9 @@ thread_local! {
     /// The connection, on the API thread: taken out for a call and put back only when the call ends well, so
     /// that a call dropped at its time limit drops its connection too.
     static CONNECTION: RefCell<Option<(PathBuf, Channel)>> = const { RefCell::new(None) };
+    /// `(namespace, id)` → its image's digest, asked once per container (a container's image does not
+    /// change): one `Images.Get` for each container new since the last look, kept while it is listed.
+    static DIGESTS: RefCell<HashMap<(String, String), Option<String>>> = RefCell::new(HashMap::new());
 }
 
 /// `Containers.List` in each namespace, on the kept connection (made first if there is none, or it was to
@@ -71,7 +78,7 @@ async fn list_all(socket: &Path, namespaces: &[String]) -> Metadata {
     for namespace in namespaces {
         let Ok(value) = MetadataValue::try_from(namespace.as_str()) else { continue };
         let mut request = Request::new(ListContainersRequest { filters: Vec::new() });
-        request.metadata_mut().insert("containerd-namespace", value);
+        request.metadata_mut().insert("containerd-namespace", value.clone());
         let response = match client.list(request).await {
             Ok(r) => r.into_inner(),
             Err(status) => {
@@ -84,9 +91,35 @@ async fn list_all(socket: &Path, namespaces: &[String]) -> Metadata {
         };
         for c in response.containers {
             let image = Some(c.image).filter(|i| !i.is_empty());
-            found.insert((namespace.clone(), c.id), Meta { labels: c.labels.into_iter().collect(), image });
+            let key = (namespace.clone(), c.id);
+            let known = DIGESTS.with_borrow(|d| d.get(&key).cloned());
+            let image_digest = match (known, &image) {
+                (Some(digest), _) => digest,
+                (None, Some(name)) => {
+                    let digest = image_digest(&channel, value.clone(), name).await;
+                    DIGESTS.with_borrow_mut(|d| d.insert(key.clone(), digest.clone()));
+                    digest
+                }
+                (None, None) => None,
+            };
+            found.insert(key, Meta { labels: c.labels.into_iter().collect(), image, image_digest });
         }
     }
+    DIGESTS.with_borrow_mut(|d| d.retain(|key, _| found.contains_key(key)));
     CONNECTION.with_borrow_mut(|kept| *kept = Some((socket.to_path_buf(), channel)));
     found
+}
+
+/// `Images.Get` of image `name` in the namespace `namespace` names: the digest its record points at. `None`
+/// when containerd has no such record (an image removed since) or refuses.
+async fn image_digest(channel: &Channel, namespace: MetadataValue<Ascii>, name: &str) -> Option<String> {
+    let mut request = Request::new(GetImageRequest { name: name.to_owned() });
+    request.metadata_mut().insert("containerd-namespace", namespace);
+    match ImagesClient::new(channel.clone()).get(request).await {
+        Ok(r) => r.into_inner().image?.target.map(|t| t.digest).filter(|d| d.starts_with("sha256:")),
+        Err(status) => {
+            tracing::debug!(image = name, error = %status, "containerd: Images.Get refused");
+            None
+        }
+    }
 }

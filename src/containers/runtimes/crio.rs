@@ -14,7 +14,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::containers::record::{fill, is_id, kept, kubernetes, read_json, string_at, string_map, with_digest};
+use crate::containers::record::{fill, is_id, keep_labels, kubernetes, read_json, string_at, string_map, with_digest};
 use crate::containers::runtime::{
     CgroupForm, Container, ContainerInfo, ContainerRuntime, FirstPids, Runtime, Source, Sources,
 };
@@ -124,7 +124,7 @@ pub(crate) fn parse(
         .and_then(|m| string_at(&m, "/name"));
     fill(&mut info.name, metadata_name);
     fill(&mut info.name, annotations.get("io.kubernetes.cri-o.ContainerName").cloned());
-    info.labels = kept(info.labels);
+    keep_labels(&mut info);
     info
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::containers::record::{fill, is_id, kept, kubernetes, read_json, string_at, string_map, with_digest};
+use crate::containers::record::{fill, is_id, keep_labels, kubernetes, read_json, string_at, string_map, with_digest};
 use crate::containers::runtime::{
     CgroupForm, Container, ContainerInfo, ContainerRuntime, FirstPids, Runtime, Source, Sources,
 };
@@ -68,7 +68,7 @@ pub(crate) fn parse(id: &str, config: &Value) -> Record {
     fill(&mut info.name, string_at(config, "/Name").map(|n| n.trim_start_matches('/').to_owned()));
     let image_id = string_at(config, "/Image");
     fill(&mut info.image, string_at(config, "/Config/Image").map(|i| with_digest(i, image_id.as_deref())));
-    info.labels = kept(info.labels);
+    keep_labels(&mut info);
     let running = config.pointer("/State/Running").and_then(Value::as_bool).unwrap_or(false);
     let pid =
         config.pointer("/State/Pid").and_then(Value::as_i64).and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 0);

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::containers::http;
-use crate::containers::record::{fill, is_id, kept, kubernetes, string_at, string_map, with_digest};
+use crate::containers::record::{fill, is_id, keep_labels, kubernetes, string_at, string_map, with_digest};
 use crate::containers::runtime::{
     CgroupForm, Container, ContainerInfo, ContainerRuntime, FirstPids, Runtime, Source, Sources,
 };
@@ -114,7 +114,7 @@ impl Entry {
         fill(&mut info.name, self.name);
         fill(&mut info.image, self.image);
         fill(&mut info.pod, self.pod_name);
-        info.labels = kept(info.labels);
+        keep_labels(&mut info);
         info
     }
 }
