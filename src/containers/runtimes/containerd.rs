@@ -15,7 +15,7 @@ use super::containerd_api::{self, Metadata};
 use super::{crio, docker};
 use crate::containers::record::{fill, is_id, kept, kubernetes, read_json, read_small, sorted_dirs, string_map};
 use crate::containers::runtime::{
-    CgroupForm, Container, ContainerInfo, ContainerRuntime, FirstPids, Runtime, Source, Sources,
+    CgroupForm, Container, ContainerInfo, ContainerRuntime, Finding, FirstPids, Runtime, Source, Sources,
 };
 
 /// containerd, directly (ctr, nerdctl) or as the Kubernetes CRI runtime.
@@ -72,6 +72,10 @@ impl ContainerRuntime for Containerd {
 
     fn sources(&self) -> &'static [Source] {
         &[STATE, SOCKET, ROOT]
+    }
+
+    fn finding(&self) -> Option<&'static Finding> {
+        Some(&super::services::CONTAINERD)
     }
 
     fn discover(&self, sources: &Sources, first_pids: &mut dyn FirstPids) -> Vec<Container> {
