@@ -22,8 +22,11 @@ pub struct Options {
 impl Options {
     fn sources(&self) -> Sources {
         let mut sources = Sources::default();
+        // A flag left at its default names no place: the runtime is then found where it runs.
         for (key, path) in &self.sources {
-            sources.set(key, path.clone());
+            if sources.get(key) != path.as_path() {
+                sources.set(key, path.clone());
+            }
         }
         sources
     }

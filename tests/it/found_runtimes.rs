@@ -22,20 +22,20 @@ const K3S_STATE: &str = "/run/k3s/containerd";
 const K3S_ROOT: &str = "/var/lib/rancher/k3s/agent/containerd";
 const K3S_CONFIG: &str = "/var/lib/rancher/k3s/agent/etc/containerd/config.toml";
 
-/// A KubeArmor policy selecting the WordPress pod by its label: `cat` may not run in it.
+/// A KubeArmor policy selecting the WordPress pod by its label: nothing in its `/tmp` may run.
 const KSP_YAML: &str = "\
 apiVersion: security.kubearmor.com/v1
 kind: KubeArmorPolicy
 metadata:
-  name: ksp-block-cat
+  name: ksp-block-exec-inside-tmp
   namespace: wordpress-mysql
 spec:
   selector:
     matchLabels:
       app: wordpress
   process:
-    matchPaths:
-    - path: /bin/cat
+    matchPatterns:
+    - pattern: /tmp/*
   action: Block
 ";
 
@@ -115,7 +115,8 @@ fn containerd_at_k3s_places_is_found_without_configuration_and_its_pods_are_guar
     };
     ctr(&["images", "import", &oci]);
     let id = fresh_id();
-    let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--cgroup".into(), format!("/{}/{id}", sb.cgroup)];
+    let mut args: Vec<String> =
+        vec!["run".into(), "-d".into(), "--cgroup".into(), format!("/{}/k8s.io/{id}", sb.cgroup)];
     args.extend(label_args(&WORDPRESS_LABELS));
     args.extend([IMAGE, &id, "/bin/sleep", "600"].map(String::from));
     ctr(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -133,7 +134,7 @@ fn containerd_at_k3s_places_is_found_without_configuration_and_its_pods_are_guar
     // The guard, configured without [containers].
     let policy_dir = base.join("policy.d");
     fs::create_dir_all(sb.host_view(&policy_dir)).unwrap();
-    fs::write(sb.host_view(&policy_dir.join("ksp-block-cat.yaml")), KSP_YAML).unwrap();
+    fs::write(sb.host_view(&policy_dir.join("ksp-block-exec-inside-tmp.yaml")), KSP_YAML).unwrap();
     let alert_log = base.join("alerts.jsonl");
     let noexecd_config = base.join("noexecd.toml");
     fs::write(
@@ -175,7 +176,10 @@ fn containerd_at_k3s_places_is_found_without_configuration_and_its_pods_are_guar
             panic!("{name}: SAFETY: noexecd marked a filesystem outside the test: {bad:?}");
         }
         let log = sb.daemon_log("noexecd");
-        (log.contains(&format!("id={id}")) && log.contains("policies=ksp-block-cat")).then_some(())
+        (log.contains(&format!("id={id}"))
+            && log.contains("policies=ksp-block-exec-inside-tmp")
+            && log.contains("noexecd is guarding"))
+        .then_some(())
     });
     assert!(selected.is_some(), "{name}: the task was not selected:\n{}", sb.daemon_log("noexecd"));
 
@@ -184,8 +188,9 @@ fn containerd_at_k3s_places_is_found_without_configuration_and_its_pods_are_guar
         a.extend(argv);
         sb.run(&a)
     };
-    let refused = exec("cat", &["/bin/cat", "/dev/null"]);
-    assert!(!refused.status.success(), "{name}: cat ran in the selected container\n{refused}");
+    let refused =
+        exec("tmpx", &["/bin/sh", "-c", "busybox mkdir -p /tmp && busybox cp /bin/busybox /tmp/true && /tmp/true"]);
+    assert!(!refused.status.success(), "{name}: /tmp/true ran in the selected container\n{refused}");
     let ran = exec("true", &["/bin/true"]);
     assert!(ran.status.success(), "{name}: true was refused\n{ran}");
     let alerts = poll_until(Duration::from_secs(10), || {
@@ -193,7 +198,7 @@ fn containerd_at_k3s_places_is_found_without_configuration_and_its_pods_are_guar
         text.contains(&id).then_some(text)
     });
     let alerts = alerts.unwrap_or_else(|| panic!("{name}: no alert for the container:\n{}", sb.daemon_log("noexecd")));
-    assert!(alerts.contains("ksp-block-cat") && alerts.contains("app=wordpress"), "{name}: {alerts}");
+    assert!(alerts.contains("ksp-block-exec-inside-tmp") && alerts.contains("app=wordpress"), "{name}: {alerts}");
     let bad = marks_outside_but_sandbox_superblocks(pid, &allowed);
     let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     assert!(bad.is_empty(), "{name}: SAFETY: noexecd marked a filesystem outside the test: {bad:?}");
