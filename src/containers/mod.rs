@@ -32,6 +32,7 @@
 
 mod api_thread;
 mod cgroup;
+pub mod events;
 pub mod found;
 mod http;
 mod procscan;

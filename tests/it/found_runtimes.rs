@@ -44,6 +44,11 @@ fn fresh_id() -> String {
     format!("{:032x}{:032x}", nanos, u128::from(std::process::id()))
 }
 
+/// Seconds since midnight UTC, as the daemon's log lines stamp them.
+fn seconds_of_day(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).unwrap().as_secs_f64() % 86_400.0
+}
+
 /// The host pid of the `noexecd` process whose pid in the sandbox is `ns_pid`.
 fn host_pid(sb: &Sandbox, ns_pid: i64) -> Option<i32> {
     let exe = fs::canonicalize(bin()).ok()?;
@@ -107,19 +112,19 @@ fn containerd_at_k3s_places_is_found_without_configuration_and_its_pods_are_guar
         "{name}: containerd did not open its socket:\n{}",
         sb.daemon_log("containerd")
     );
-    let ctr = |args: &[&str]| -> String {
+    let ctr = |sb: &Sandbox, args: &[&str]| -> String {
         let mut argv =
             vec!["ctr".to_owned(), "-a".to_owned(), K3S_SOCKET.to_owned(), "-n".to_owned(), "k8s.io".to_owned()];
         argv.extend(args.iter().map(|a| (*a).to_owned()));
         sb.ok(&argv)
     };
-    ctr(&["images", "import", &oci]);
+    ctr(&sb, &["images", "import", &oci]);
     let id = fresh_id();
     let mut args: Vec<String> =
         vec!["run".into(), "-d".into(), "--cgroup".into(), format!("/{}/k8s.io/{id}", sb.cgroup)];
     args.extend(label_args(&WORDPRESS_LABELS));
     args.extend([IMAGE, &id, "/bin/sleep", "600"].map(String::from));
-    ctr(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    ctr(&sb, &args.iter().map(String::as_str).collect::<Vec<_>>());
 
     // `noexecd containers` with no flag: containerd is found by its process, the task listed with its labels.
     let out = sb.run(&[path_str(&bin()), "containers".to_owned()]);
@@ -199,6 +204,34 @@ fn containerd_at_k3s_places_is_found_without_configuration_and_its_pods_are_guar
     });
     let alerts = alerts.unwrap_or_else(|| panic!("{name}: no alert for the container:\n{}", sb.daemon_log("noexecd")));
     assert!(alerts.contains("ksp-block-exec-inside-tmp") && alerts.contains("app=wordpress"), "{name}: {alerts}");
+
+    // A container started now is known from containerd's event, before the next look.
+    let second = fresh_id();
+    let mut args: Vec<String> =
+        vec!["run".into(), "-d".into(), "--cgroup".into(), format!("/{}/k8s.io/{second}", sb.cgroup)];
+    args.extend(label_args(&WORDPRESS_LABELS));
+    args.extend([IMAGE, &second, "/bin/sleep", "600"].map(String::from));
+    ctr(&sb, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let started = seconds_of_day(SystemTime::now());
+    let known = poll_until(Duration::from_secs(10), || {
+        let log = sb.daemon_log("noexecd");
+        log.lines().find(|l| l.contains(" INFO container ") && l.contains(&format!("id={second}"))).map(str::to_owned)
+    });
+    let known = known.unwrap_or_else(|| panic!("{name}: the second task is not known:\n{}", sb.daemon_log("noexecd")));
+    let at = known.get(11..26).and_then(|t| {
+        let mut parts = t.split(':');
+        let h: f64 = parts.next()?.parse().ok()?;
+        let m: f64 = parts.next()?.parse().ok()?;
+        let s: f64 = parts.next()?.parse().ok()?;
+        Some(h * 3600.0 + m * 60.0 + s)
+    });
+    let events = sb.daemon_log("noexecd").contains("containerd: following its events");
+    println!(
+        "{name}: the second task known {:.1} ms after ctr run -d returned (events followed: {events})",
+        (at.unwrap_or(started) - started) * 1000.0
+    );
+    assert!(events, "{name}: containerd's events are not followed:\n{}", sb.daemon_log("noexecd"));
+
     let bad = marks_outside_but_sandbox_superblocks(pid, &allowed);
     let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     assert!(bad.is_empty(), "{name}: SAFETY: noexecd marked a filesystem outside the test: {bad:?}");
