@@ -143,15 +143,16 @@ pub fn layer_roots(sources: &Sources) -> Vec<PathBuf> {
 
 /// The service processes below `proc`, from a scan at most [`RESCAN`] old.
 fn services(proc: &Path) -> Vec<Service> {
-    let mut kept = SCANNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(scan) = kept.as_ref()
+    let lock = || SCANNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(scan) = lock().as_ref()
         && scan.proc == proc
         && scan.at.elapsed() < RESCAN
     {
         return scan.services.clone();
     }
+    // Scanned with the lock released: a caller in a hurry never waits on another's reading of /proc.
     let services = scan(proc);
-    *kept = Some(Scan { proc: proc.to_path_buf(), at: Instant::now(), services: services.clone() });
+    *lock() = Some(Scan { proc: proc.to_path_buf(), at: Instant::now(), services: services.clone() });
     services
 }
 
