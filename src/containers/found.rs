@@ -84,7 +84,8 @@ static SCANNED: Mutex<Option<Scan>> = Mutex::new(None);
 /// Every runtime instance `sources` leads to, in registry order: a configured runtime once, as configured;
 /// any other from its services, known places and defaults, each place of records once.
 pub fn instances(sources: &Sources) -> Vec<Instance> {
-    let services = services(&sources.proc);
+    // Scanned only if some runtime is not configured.
+    let mut services_found: Option<Vec<Service>> = None;
     let mut out = Vec::new();
     for runtime in runtimes::all() {
         let keys = runtime.0.sources();
@@ -97,7 +98,7 @@ pub fn instances(sources: &Sources) -> Vec<Instance> {
             continue;
         };
         let mut candidates: Vec<(How, Vec<(&'static str, PathBuf)>)> = Vec::new();
-        for (r, pid, places) in &services {
+        for (r, pid, places) in services_found.get_or_insert_with(|| services(&sources.proc)).iter() {
             if *r == runtime {
                 candidates.push((How::Process(*pid), places.clone()));
             }
