@@ -78,6 +78,20 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
         let (name, selector, rules) = (&p.name, p.selector.describe(), p.rules.len());
         w(out, format!("container-policy\t{name}\tselector={selector}\trules={rules}"))?;
     }
+    // The runtime instances read: configured, found by their service processes, at a distribution's known
+    // place, or at their defaults.
+    let runtime_lines = crate::cmd::containers::runtime_lines(&guard.config.containers.sources);
+    let no_runtime = runtime_lines.iter().all(|l| l.starts_with("runtime\tnone") || l.ends_with("\tabsent"));
+    for line in &runtime_lines {
+        w(out, line.clone())?;
+    }
+    if !guard.config.container_policies.is_empty() && no_runtime {
+        writeln!(
+            err,
+            "warning: container policies exist but no container runtime that tells labels was found (no containerd, CRI-O, dockerd or podman service running, none at a known place): no container is selected; set its places in [containers]"
+        )
+        .map_err(|source| Error::WriteFile { path: "stderr".into(), source })?;
+    }
     // The containers running now, with the container policies that select each: their execs are seen on
     // the `mark` lines whose protects= names `containers:<layer root>`.
     if !guard.config.container_policies.is_empty() {

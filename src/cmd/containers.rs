@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
+use crate::containers::found::{How, instances};
 use crate::containers::{Container, Sources, discover, runtime_name};
 
 /// Where to find each runtime: `(key, path)` for the runtime sources given (`cli::SourceFlags`); any other
@@ -21,17 +22,44 @@ pub struct Options {
 impl Options {
     fn sources(&self) -> Sources {
         let mut sources = Sources::default();
+        // A flag left at its default names no place: the runtime is then found where it runs.
         for (key, path) in &self.sources {
-            sources.set(key, path.clone());
+            if sources.get(key) != path.as_path() {
+                sources.set(key, path.clone());
+            }
         }
         sources
     }
 }
 
-/// Discovers the containers and prints them to `out`.
+/// Discovers the containers and prints them to `out`; the runtime instances read, and how each was found,
+/// to stderr.
 pub fn run(options: &Options, out: &mut dyn Write) -> std::io::Result<()> {
-    let found = discover(&options.sources());
+    let sources = options.sources();
+    let mut err = std::io::stderr().lock();
+    for line in runtime_lines(&sources) {
+        writeln!(err, "{line}")?;
+    }
+    let found = discover(&sources);
     if options.table { write_table(&found, out) } else { write_json_lines(&found, out) }
+}
+
+/// One line per runtime instance whose records are there (every configured one): `runtime <name> found=<how>
+/// <key>=<path>...`; or one line saying none was found.
+pub fn runtime_lines(sources: &Sources) -> Vec<String> {
+    let mut lines = Vec::new();
+    for i in instances(sources) {
+        if !i.present() && i.how != How::Configured {
+            continue;
+        }
+        let places: Vec<String> = i.places().iter().map(|(k, p)| format!("{k}={}", p.display())).collect();
+        let absent = if i.present() { "" } else { "\tabsent" };
+        lines.push(format!("runtime\t{}\tfound={}\t{}{absent}", i.runtime.name(), i.how, places.join("\t")));
+    }
+    if lines.is_empty() {
+        lines.push("runtime\tnone found (no containerd, CRI-O, dockerd or podman service, no known place)".to_owned());
+    }
+    lines
 }
 
 /// One container as `noexecd containers` prints it.

@@ -32,6 +32,8 @@
 
 mod api_thread;
 mod cgroup;
+pub mod events;
+pub mod found;
 mod http;
 mod procscan;
 mod record;
@@ -52,8 +54,8 @@ pub use runtime::{Container, ContainerInfo, ContainerRuntime, Owner, Runtime, So
 pub fn discover(sources: &Sources) -> Vec<Container> {
     let mut scan = procscan::Lazy::new(&sources.proc);
     let mut found: Vec<Container> = Vec::new();
-    for runtime in runtimes::RUNTIMES {
-        for c in runtime.discover(sources, &mut scan) {
+    for instance in found::instances(sources) {
+        for c in instance.runtime.0.discover(&instance.sources, &mut scan) {
             if !found.iter().any(|f| f.id == c.id) {
                 found.push(c);
             }
@@ -61,6 +63,12 @@ pub fn discover(sources: &Sources) -> Vec<Container> {
     }
     found.sort_by(|a, b| (a.runtime.name(), &a.name, &a.id).cmp(&(b.runtime.name(), &b.name, &b.id)));
     found
+}
+
+/// The directories whose filesystems hold container layers, of every runtime instance `sources` leads to
+/// (configured, found running, at a distribution's known place, or at the runtime's default).
+pub fn layer_roots(sources: &Sources) -> Vec<std::path::PathBuf> {
+    found::layer_roots(sources)
 }
 
 /// What the host's runtime files tell about container `id` (from [`parse_cgroup`] of a process).

@@ -29,6 +29,37 @@ pub trait ContainerRuntime: Sync {
     /// Container `id`'s facts from the files the runtime keeps below `root` (`/` on the host) at its default
     /// places, running or not; `None` when it has no record of it.
     fn describe(&self, root: &Path, id: &str) -> Option<ContainerInfo>;
+    /// How its instances on a node are found without configuration: its service processes and the places
+    /// distributions put it (`found`); `None`: only where `sources` says.
+    fn finding(&self) -> Option<&'static Finding> {
+        None
+    }
+}
+
+/// How a runtime's instances are found on a node: each running service, then the places distributions
+/// are known to put it, then its own defaults.
+pub struct Finding {
+    /// The `comm` of its service processes (`/proc/PID/comm`).
+    pub comms: &'static [&'static str],
+    /// The [`Source`] key that tells one instance from another: where its records are.
+    pub identity: &'static str,
+    /// Its places from a service's arguments (argv without argv\[0\]) and the configuration files they name,
+    /// read through `read` (a path as the service sees it); only the keys it tells.
+    pub from_service: ServicePlaces,
+    /// Where distributions put it.
+    pub known: &'static [KnownPlace],
+}
+
+/// A runtime's places from a service's arguments, reading the files they name with the function given.
+pub type ServicePlaces = fn(args: &[String], read: &dyn Fn(&Path) -> Option<String>) -> Vec<(&'static str, PathBuf)>;
+
+/// A distribution's place for a runtime.
+pub struct KnownPlace {
+    pub distribution: &'static str,
+    /// `(key, path)` of each [`Source`] it sets.
+    pub places: &'static [(&'static str, &'static str)],
+    /// Paths that all exist where it runs (two distributions may share a socket).
+    pub present_if: &'static [&'static str],
 }
 
 /// A cgroup path component that names a container of a runtime. A component's `.scope` suffix is dropped
@@ -74,6 +105,8 @@ pub trait FirstPids {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sources {
     pub(crate) paths: BTreeMap<&'static str, PathBuf>,
+    /// The keys set by configuration ([`Sources::set`]): a runtime with one of them is read only there.
+    pub(crate) configured: std::collections::BTreeSet<&'static str>,
     /// The `/proc` whose pids are reported, and scanned where a runtime does not tell a container's pid.
     pub proc: PathBuf,
 }
@@ -89,10 +122,18 @@ impl Sources {
         match self.paths.get_mut(key) {
             Some(slot) => {
                 *slot = path;
+                if let Some((k, _)) = self.paths.get_key_value(key) {
+                    self.configured.insert(*k);
+                }
                 true
             }
             None => false,
         }
+    }
+
+    /// Whether configuration set `key`.
+    pub fn is_configured(&self, key: &str) -> bool {
+        self.configured.contains(key)
     }
 
     /// Every key with its path, by key.

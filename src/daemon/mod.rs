@@ -364,6 +364,11 @@ impl Controller {
         }
         let mut status_tick = tokio::time::interval(STATUS_EVERY);
         let mut container_tick = tokio::time::interval(CONTAINER_POLL);
+        if !self.shared.load().config.container_policies.is_empty() {
+            for socket in containers::events::containerd_sockets(&self.shared.load().config.containers.sources) {
+                tokio::spawn(containers::events::follow_containerd(socket));
+            }
+        }
         // The first check comes one period from now: an immediate tick would find the heartbeat unmoved.
         let watchdog_period = watchdog.map_or(Duration::from_secs(3600), |w| w / 2);
         let mut watchdog_tick =
@@ -399,6 +404,8 @@ impl Controller {
                     self.check_mounts();
                     self.status.mount_checks += 1;
                 }
+                // A runtime's event says a container starts: read them at once, not at the next tick.
+                () = containers::events::STARTED.notified() => container_tick.reset_immediately(),
                 _ = container_tick.tick() => {
                     let guard = self.shared.load_full();
                     let scopes = self.scopes.clone();

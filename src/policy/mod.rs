@@ -86,8 +86,9 @@ pub struct ContainersConfig {
 impl ContainersConfig {
     /// The directories whose filesystems hold container layers: a mark there sees every exec in a container
     /// before any of its programs runs.
-    pub fn layer_roots(&self) -> Vec<&Path> {
-        self.sources.layer_roots()
+    /// Those of every runtime instance found on the node besides the configured ones.
+    pub fn layer_roots(&self) -> Vec<PathBuf> {
+        crate::containers::layer_roots(&self.sources)
     }
 }
 

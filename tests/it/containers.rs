@@ -325,7 +325,7 @@ impl Sandbox {
     }
 
     /// `<base>/img.tar`: a static busybox and the applets the tests run, as a root filesystem.
-    fn build_image_tar(&self) {
+    pub(crate) fn build_image_tar(&self) {
         let busybox = which("busybox").unwrap();
         let file = run_bounded(Command::new("file").arg("-L").arg(&busybox), Duration::from_secs(20));
         assert!(

@@ -8,6 +8,7 @@
 
 mod common;
 mod execloop;
+mod found_runtimes;
 
 mod alert_faults;
 mod allow_posture;

@@ -17,7 +17,7 @@ use crate::containers::record::{
     fill, is_id, keep_labels, kubernetes, read_json, read_small, sorted_dirs, string_map, with_digest,
 };
 use crate::containers::runtime::{
-    CgroupForm, Container, ContainerInfo, ContainerRuntime, FirstPids, Runtime, Source, Sources,
+    CgroupForm, Container, ContainerInfo, ContainerRuntime, Finding, FirstPids, Runtime, Source, Sources,
 };
 
 /// containerd, directly (ctr, nerdctl) or as the Kubernetes CRI runtime.
@@ -74,6 +74,10 @@ impl ContainerRuntime for Containerd {
 
     fn sources(&self) -> &'static [Source] {
         &[STATE, SOCKET, ROOT]
+    }
+
+    fn finding(&self) -> Option<&'static Finding> {
+        Some(&super::services::CONTAINERD)
     }
 
     fn discover(&self, sources: &Sources, first_pids: &mut dyn FirstPids) -> Vec<Container> {

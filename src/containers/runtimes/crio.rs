@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::containers::record::{fill, is_id, keep_labels, kubernetes, read_json, string_at, string_map, with_digest};
 use crate::containers::runtime::{
-    CgroupForm, Container, ContainerInfo, ContainerRuntime, FirstPids, Runtime, Source, Sources,
+    CgroupForm, Container, ContainerInfo, ContainerRuntime, Finding, FirstPids, Runtime, Source, Sources,
 };
 
 /// CRI-O.
@@ -45,6 +45,10 @@ impl ContainerRuntime for CriO {
 
     fn sources(&self) -> &'static [Source] {
         &[STORAGE]
+    }
+
+    fn finding(&self) -> Option<&'static Finding> {
+        Some(&super::services::CRIO)
     }
 
     fn discover(&self, sources: &Sources, first_pids: &mut dyn FirstPids) -> Vec<Container> {

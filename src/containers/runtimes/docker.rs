@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::containers::record::{fill, is_id, keep_labels, kubernetes, read_json, string_at, string_map, with_digest};
 use crate::containers::runtime::{
-    CgroupForm, Container, ContainerInfo, ContainerRuntime, FirstPids, Runtime, Source, Sources,
+    CgroupForm, Container, ContainerInfo, ContainerRuntime, Finding, FirstPids, Runtime, Source, Sources,
 };
 
 /// dockerd.
@@ -38,6 +38,10 @@ impl ContainerRuntime for Docker {
 
     fn sources(&self) -> &'static [Source] {
         &[DATA_ROOT]
+    }
+
+    fn finding(&self) -> Option<&'static Finding> {
+        Some(&super::services::DOCKERD)
     }
 
     fn discover(&self, sources: &Sources, first_pids: &mut dyn FirstPids) -> Vec<Container> {

@@ -6,6 +6,7 @@ pub(crate) mod containerd_api;
 pub(crate) mod crio;
 pub(crate) mod docker;
 pub(crate) mod podman;
+pub(crate) mod services;
 
 use std::collections::BTreeMap;
 
@@ -31,21 +32,17 @@ pub fn sources() -> impl Iterator<Item = &'static Source> {
 impl Default for Sources {
     fn default() -> Self {
         let paths: BTreeMap<&'static str, std::path::PathBuf> = sources().map(|s| (s.key, s.default.into())).collect();
-        Sources { paths, proc: "/proc".into() }
+        Sources { paths, configured: std::collections::BTreeSet::new(), proc: "/proc".into() }
     }
 }
 
 impl Sources {
-    /// The directories whose filesystems hold container layers (the [`Source`]s marked `layers`).
-    pub fn layer_roots(&self) -> Vec<&std::path::Path> {
-        sources().filter(|s| s.layers).map(|s| self.get(s.key)).collect()
-    }
-
     /// Every source at `dir/<key>` (for tests: runtimes found nowhere, or each at a place of its own).
     #[cfg(test)]
     pub fn under(dir: &std::path::Path) -> Self {
         let paths = sources().map(|s| (s.key, dir.join(s.key))).collect();
-        Sources { paths, proc: dir.join("proc") }
+        let configured = sources().map(|s| s.key).collect();
+        Sources { paths, configured, proc: dir.join("proc") }
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::containers::http;
 use crate::containers::record::{fill, is_id, keep_labels, kubernetes, string_at, string_map, with_digest};
 use crate::containers::runtime::{
-    CgroupForm, Container, ContainerInfo, ContainerRuntime, FirstPids, Runtime, Source, Sources,
+    CgroupForm, Container, ContainerInfo, ContainerRuntime, Finding, FirstPids, Runtime, Source, Sources,
 };
 use crate::containers::runtimes::crio;
 
@@ -44,6 +44,10 @@ impl ContainerRuntime for Podman {
 
     fn sources(&self) -> &'static [Source] {
         &[SOCKET]
+    }
+
+    fn finding(&self) -> Option<&'static Finding> {
+        Some(&super::services::PODMAN)
     }
 
     fn discover(&self, sources: &Sources, first_pids: &mut dyn FirstPids) -> Vec<Container> {
