@@ -324,7 +324,7 @@ impl MountMemory {
                 // Whoever mounted the caller's overlay chose how its options name the layers: through a
                 // symbolic link to a protected directory, the path as written would be an unprotected name
                 // of a protected file. The kernel's name of the file, every link resolved, is what decides.
-                found.path = real_name(&found.path, facts).ok_or(Unnamed::NotFound)?;
+                found.path = real_name(procs, &found.path, facts).ok_or(Unnamed::NotFound)?;
                 names.in_layer(guard, raw, found)
             }
         }
@@ -366,7 +366,7 @@ fn name_in_a_runtimes_layer(
         // The layer's path as written may pass through symbolic links, which the lookup followed: the file's
         // real name in the runtime's namespace is the kernel's, of the file opened there (`O_PATH`: no
         // permission event, no wait), checked to be this very file.
-        let real = real_name(&found.path, facts).ok_or(Unnamed::NotFound)?;
+        let real = real_name(procs, &found.path, facts).ok_or(Unnamed::NotFound)?;
         let path = real.as_slice();
         procs.read_pid_file(ancestor, b"mountinfo", proc_buf).map_err(|_| Unnamed::NotFound)?;
         let table = MountTable::parse(proc_buf);
@@ -392,21 +392,20 @@ fn name_in_a_runtimes_layer(
 /// The kernel's name of the file at `path` (opened `O_PATH`, never followed at its last component), if it is
 /// the file `facts` describes: the path with every symbolic link resolved, in our namespace, or, for a file
 /// our root does not reach, in the namespace of the mount it was reached through.
-fn real_name(path: &[u8], facts: &FileFacts) -> Option<Vec<u8>> {
+fn real_name(procs: &ProcDirs, path: &[u8], facts: &FileFacts) -> Option<Vec<u8>> {
+    use nix::fcntl::{OFlag, open};
+    use nix::sys::stat::{Mode, fstat};
+    use std::os::fd::AsFd;
     use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(std::ffi::OsStr::from_bytes(path))
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    if (meta.dev(), meta.ino()) != (facts.dev, facts.ino) {
+    let file =
+        open(std::ffi::OsStr::from_bytes(path), OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+            .ok()?;
+    let meta = fstat(&file).ok()?;
+    if (meta.st_dev, meta.st_ino) != (facts.dev, facts.ino) {
         return None;
     }
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
-    let name = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
-    Some(name.as_os_str().as_bytes().to_vec())
+    let mut buf = [0u8; PATH_BUF_LEN];
+    procs.fd_path(file.as_fd(), &mut buf).ok().map(<[u8]>::to_vec)
 }
 
 /// A mount of another namespace, by the unique id of the mount (`STATX_MNT_ID_UNIQUE`) and the device of the
