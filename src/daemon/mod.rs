@@ -271,7 +271,9 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
         };
         let result = controller.serve(&counters, watchdog).await;
         notify::stopping();
-        let keep = result.is_ok() && controller.fail_closed && controller.held && controller.keeper.keeps_across_stop();
+        // Not `controller.held`: that is the last hand-over's answer, and one refused at a busy moment leaves the
+        // holder's earlier copy of this same group held; releasing it then would let the host's execs run.
+        let keep = result.is_ok() && controller.fail_closed && controller.keeper.keeps_across_stop();
         if keep {
             // A restart of this container is coming: the marks stay, and the decision thread answers until
             // the process ends (what it read and had not answered then, the restarted daemon denies).

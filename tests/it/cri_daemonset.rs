@@ -660,7 +660,10 @@ fn daemonset_pod_through_cri(name: &str, layout: SandboxLayout) {
     let mut waiting = NodeExec::start(&sb, &x);
     // Only the clock can say an exec stayed held for a while.
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(waiting.done(), None, "{name}: {} ran while the container was down", x.display());
+    if let Some(code) = waiting.done() {
+        let (_, err) = waiting.wait(Duration::from_secs(1));
+        panic!("{name}: {} ended ({code}: {err}) while the container was down\n{}", x.display(), logs());
+    }
     let restart = Instant::now();
     let mut again = pod.containers[0].clone();
     again.metadata.as_mut().unwrap().attempt = 1;
