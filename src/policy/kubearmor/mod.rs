@@ -8,14 +8,18 @@
 //! `policy_dir`.
 //!
 //! Layout: [`yaml`] parses (serde-saphyr) into position-keeping nodes; `convert` reads KubeArmor's
-//! schema out of them into `model`'s values; `emit` writes those as TOML with a line map back to the YAML;
+//! schema out of them into `model`'s values, a document at a time, with a file per section (`selectors`,
+//! `process`) over the field readers of `fields`; `emit` writes those as TOML with a line map back to the YAML;
 //! [`report`] is what was left out. The policy loader, which reads YAML drop-ins through this module, is
 //! handed in ([`Validate`]) to check that each converted policy loads: imports run one way.
 
 mod convert;
 mod emit;
+mod fields;
 mod model;
+mod process;
 pub mod report;
+mod selectors;
 pub mod yaml;
 
 use std::collections::HashMap;

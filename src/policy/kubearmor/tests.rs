@@ -457,7 +457,7 @@ fn patterns_rewritten_only_when_needed() {
         ("/srv/**.py", "/srv/**/*.py"),
         ("/a/**b/**c", "/a/**b/**c"),
     ] {
-        assert_eq!(convert::globset_form(p), want, "{p}");
+        assert_eq!(process::globset_form(p), want, "{p}");
     }
 }
 
