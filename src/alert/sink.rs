@@ -183,7 +183,7 @@ impl AlertSink {
         let mut alert = Alert::for_exec(a, &self.origin);
         if let Some(c) = &a.container {
             // Known to the decision path with everything the runtime tells (podman's labels included).
-            alert = alert.in_container(&c.info(), a.process.ns_pid);
+            alert = alert.in_container(&c.info, a.process.ns_pid);
         } else if let Some((runtime, id)) = parse_cgroup(&a.process.cgroup) {
             alert = alert.in_container(self.container(runtime, &id), a.process.ns_pid);
         }

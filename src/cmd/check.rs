@@ -104,9 +104,9 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
                 out,
                 format!(
                     "container\t{}\truntime={}\tname={}\tlabels={}\tpolicies={policies}",
-                    c.id,
-                    containers::runtime_name(c.runtime),
-                    c.name.as_deref().unwrap_or("-"),
+                    c.info.id,
+                    containers::runtime_name(c.info.runtime),
+                    c.info.name.as_deref().unwrap_or("-"),
                     c.display_labels()
                 ),
             )?;
@@ -114,7 +114,7 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
             // (marked through the container's root; whole: the open guard is on that mark) or `:host` (a
             // bind of a host filesystem, marked through our mount of it).
             for m in &s.mounts {
-                w(out, format!("container-mount\t{}\t{}", c.id, m.describe()))?;
+                w(out, format!("container-mount\t{}\t{}", c.info.id, m.describe()))?;
             }
         }
     }

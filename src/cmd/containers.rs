@@ -65,13 +65,13 @@ pub fn runtime_lines(sources: &Sources) -> Vec<String> {
 /// One container as `noexecd containers` prints it.
 pub fn to_json(c: &Container) -> serde_json::Value {
     json!({
-        "id": c.id,
-        "runtime": runtime_name(c.runtime),
-        "name": c.name,
-        "image": c.image,
-        "namespace": c.namespace,
-        "pod": c.pod,
-        "labels": c.labels,
+        "id": c.info.id,
+        "runtime": runtime_name(c.info.runtime),
+        "name": c.info.name,
+        "image": c.info.image,
+        "namespace": c.info.namespace,
+        "pod": c.info.pod,
+        "labels": c.info.labels,
         "init_pid": c.init_pid,
     })
 }
@@ -90,12 +90,12 @@ fn write_table(found: &[Container], out: &mut dyn Write) -> std::io::Result<()> 
     for c in found {
         let labels = c.display_labels();
         rows.push([
-            c.id.chars().take(12).collect(),
-            runtime_name(c.runtime).to_owned(),
-            text(&c.name),
-            text(&c.image),
-            text(&c.namespace),
-            text(&c.pod),
+            c.info.id.chars().take(12).collect(),
+            runtime_name(c.info.runtime).to_owned(),
+            text(&c.info.name),
+            text(&c.info.image),
+            text(&c.info.namespace),
+            text(&c.info.pod),
             c.init_pid.to_string(),
             if labels.is_empty() { "-".to_owned() } else { labels },
         ]);
@@ -122,39 +122,30 @@ fn write_table(found: &[Container], out: &mut dyn Write) -> std::io::Result<()> 
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
+    use crate::containers::ContainerInfo;
     use crate::containers::runtimes::crio::CRIO;
     use crate::containers::runtimes::podman::PODMAN;
 
     fn sample() -> Vec<Container> {
         vec![
             Container {
-                id: "ab".repeat(32),
-                runtime: PODMAN,
-                name: Some("wordpress".into()),
-                image: Some("localhost/wp:1".into()),
-                labels: [("app", "wordpress"), ("io.kubernetes.pod.name", "wp-1")]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .collect(),
-                namespace: Some("wordpress-mysql".into()),
-                pod: Some("wp-1".into()),
-                owner: None,
+                info: ContainerInfo {
+                    id: "ab".repeat(32),
+                    runtime: PODMAN,
+                    name: Some("wordpress".into()),
+                    image: Some("localhost/wp:1".into()),
+                    labels: [("app", "wordpress"), ("io.kubernetes.pod.name", "wp-1")]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect(),
+                    namespace: Some("wordpress-mysql".into()),
+                    pod: Some("wp-1".into()),
+                    owner: None,
+                },
                 init_pid: 4242,
             },
-            Container {
-                id: "cd".repeat(32),
-                runtime: CRIO,
-                name: None,
-                image: None,
-                labels: BTreeMap::new(),
-                namespace: None,
-                pod: None,
-                owner: None,
-                init_pid: 7,
-            },
+            Container { info: ContainerInfo::new("cd".repeat(32), CRIO), init_pid: 7 },
         ]
     }
 

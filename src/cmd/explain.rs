@@ -71,9 +71,9 @@ pub fn explain(
         let policies = if s.policies.is_empty() { "none".to_owned() } else { s.policies.join(", ") };
         text.push_str(&format!(
             "container: {} ({}, {}), labels {}; container policies selecting it: {policies}\n",
-            c.name.as_deref().unwrap_or("-"),
-            crate::containers::runtime_name(c.runtime),
-            c.id,
+            c.info.name.as_deref().unwrap_or("-"),
+            crate::containers::runtime_name(c.info.runtime),
+            c.info.id,
             c.display_labels()
         ));
     }
@@ -116,8 +116,9 @@ pub fn explain(
 fn find_container(config: &policy::Config, wanted: &str) -> Result<ContainerScope> {
     let all = crate::containers::discover(&config.containers.sources);
     let by_id = wanted.len() >= 12 && wanted.bytes().all(|b| b.is_ascii_hexdigit());
-    let found =
-        all.into_iter().find(|c| if by_id { c.id.starts_with(wanted) } else { c.name.as_deref() == Some(wanted) });
+    let found = all
+        .into_iter()
+        .find(|c| if by_id { c.info.id.starts_with(wanted) } else { c.info.name.as_deref() == Some(wanted) });
     match found {
         Some(c) => Ok(ContainerScope::new(config, c)),
         None => Err(Error::NoSuchContainer { wanted: wanted.to_owned() }),

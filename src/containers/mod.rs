@@ -56,12 +56,14 @@ pub fn discover(sources: &Sources) -> Vec<Container> {
     let mut found: Vec<Container> = Vec::new();
     for instance in found::instances(sources) {
         for c in instance.runtime.0.discover(&instance.sources, &mut scan) {
-            if !found.iter().any(|f| f.id == c.id) {
+            if !found.iter().any(|f| f.info.id == c.info.id) {
                 found.push(c);
             }
         }
     }
-    found.sort_by(|a, b| (a.runtime.name(), &a.name, &a.id).cmp(&(b.runtime.name(), &b.name, &b.id)));
+    found.sort_by(|a, b| {
+        (a.info.runtime.name(), &a.info.name, &a.info.id).cmp(&(b.info.runtime.name(), &b.info.name, &b.info.id))
+    });
     found
 }
 

@@ -166,27 +166,11 @@ impl fmt::Debug for Runtime {
     }
 }
 
-/// A container running on this host, with the facts a policy selects it by.
+/// A container running on this host: what the host tells about it (the facts a policy selects it by, and
+/// an alert's container fields), and its first process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Container {
-    /// The full id: 64 lower-case hex digits, as the runtime and the cgroup name it.
-    pub id: String,
-    pub runtime: Runtime,
-    /// The Kubernetes container name (`io.kubernetes.container.name`) where there is one, else the runtime's
-    /// name for it (docker's without its `/`, podman's first name).
-    pub name: Option<String>,
-    /// The image as the container was started from it, with `@sha256:<id>` where the runtime tells the
-    /// image id (docker, podman, CRI-O) or, through containerd's API, the digest its image record points at.
-    pub image: Option<String>,
-    /// The container's labels, and for a pod the pod's labels where the runtime has them (see the module
-    /// docs); without KubeArmor's dropped keys.
-    pub labels: BTreeMap<String, String>,
-    /// Kubernetes namespace: `io.kubernetes.pod.namespace`, or the CRI's sandbox namespace.
-    pub namespace: Option<String>,
-    /// Kubernetes pod: `io.kubernetes.pod.name`, the CRI's sandbox name, or podman's pod.
-    pub pod: Option<String>,
-    /// The pod's controller, as its labels and name tell it ([`Owner::of_pod`]).
-    pub owner: Option<Owner>,
+    pub info: ContainerInfo,
     /// The container's first process, as a pid of the `/proc` that [`Sources::proc`] names.
     pub init_pid: i32,
 }
@@ -194,34 +178,32 @@ pub struct Container {
 impl Container {
     /// The labels as KubeArmor's alert `Labels` field writes them: `k=v,...`, sorted.
     pub fn display_labels(&self) -> String {
-        display_labels(&self.labels)
-    }
-
-    /// What an alert tells of it.
-    pub fn info(&self) -> ContainerInfo {
-        let Container { id, runtime, name, image, labels, namespace, pod, owner, init_pid: _ } = self.clone();
-        ContainerInfo { id, runtime, name, image, labels, namespace, pod, owner }
+        display_labels(&self.info.labels)
     }
 }
 
-/// What the host tells about a process's container: the fields of a KubeArmor container alert.
+/// What the host tells about a container: the facts a policy selects it by, and the fields of a KubeArmor
+/// container alert.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerInfo {
-    /// The full 64-hex-digit id (`ContainerID`).
+    /// The full id (`ContainerID`): 64 lower-case hex digits, as the runtime and the cgroup name it.
     pub id: String,
     pub runtime: Runtime,
-    /// `ContainerName`: the Kubernetes container name, or docker's or podman's name.
+    /// `ContainerName`: the Kubernetes container name (`io.kubernetes.container.name`) where there is one,
+    /// else the runtime's name for it (docker's without its `/`, podman's first name).
     pub name: Option<String>,
-    /// `ContainerImage`.
+    /// `ContainerImage`: the image as the container was started from it, with `@sha256:<id>` where the
+    /// runtime tells the image id (docker, podman, CRI-O) or, through containerd's API, the digest its image
+    /// record points at.
     pub image: Option<String>,
-    /// The labels the runtime's files hold (podman's are in its database only: empty here); see
-    /// [`display_labels`] for the alert's `Labels`.
+    /// The container's labels, and for a pod the pod's labels where the runtime has them (see the module
+    /// docs); without KubeArmor's dropped keys. [`display_labels`] writes the alert's `Labels`.
     pub labels: BTreeMap<String, String>,
-    /// `NamespaceName` (Kubernetes).
+    /// `NamespaceName`: `io.kubernetes.pod.namespace`, or the CRI's sandbox namespace.
     pub namespace: Option<String>,
-    /// `PodName` (Kubernetes).
+    /// `PodName`: `io.kubernetes.pod.name`, the CRI's sandbox name, or podman's pod.
     pub pod: Option<String>,
-    /// `Owner` (Kubernetes): the pod's controller.
+    /// `Owner`: the pod's controller, as its labels and name tell it ([`Owner::of_pod`]).
     pub owner: Option<Owner>,
 }
 
@@ -240,8 +222,7 @@ impl ContainerInfo {
     }
 
     pub(crate) fn into_container(self, init_pid: i32) -> Container {
-        let ContainerInfo { id, runtime, name, image, labels, namespace, pod, owner } = self;
-        Container { id, runtime, name, image, labels, namespace, pod, owner, init_pid }
+        Container { info: self, init_pid }
     }
 }
 

@@ -610,7 +610,9 @@ fn discover_lists_every_runtime_once_with_its_first_pid() {
     assert_eq!(server.join().unwrap(), vec![podman::CONTAINERS.to_owned(), podman::PODS.to_owned()]);
     let summary: Vec<(String, &str, Option<&str>, i32, String)> = found
         .iter()
-        .map(|c| (c.id.clone(), runtime_name(c.runtime), c.name.as_deref(), c.init_pid, c.display_labels()))
+        .map(|c| {
+            (c.info.id.clone(), runtime_name(c.info.runtime), c.info.name.as_deref(), c.init_pid, c.display_labels())
+        })
         .collect();
     assert_eq!(
         summary,
@@ -638,8 +640,8 @@ fn discover_lists_every_runtime_once_with_its_first_pid() {
             ),
         ]
     );
-    let docker = found.iter().find(|c| c.runtime == DOCKER).unwrap();
-    assert_eq!(docker.image.as_deref(), Some(format!("nginx:1@sha256:{DIGEST}").as_str()));
+    let docker = found.iter().find(|c| c.info.runtime == DOCKER).unwrap();
+    assert_eq!(docker.info.image.as_deref(), Some(format!("nginx:1@sha256:{DIGEST}").as_str()));
 
     // Nothing there at all: nothing, quickly, and no error.
     let none = Sources::under(&root.join("none"));
@@ -666,7 +668,10 @@ fn a_podman_socket_that_does_not_answer_costs_only_podman() {
     let t = std::time::Instant::now();
     let found = discover(&sources);
     assert!(t.elapsed() < http::DEADLINE, "{:?}", t.elapsed());
-    assert_eq!(found.iter().map(|c| (c.name.as_deref(), c.init_pid)).collect::<Vec<_>>(), vec![(Some("web"), 300)]);
+    assert_eq!(
+        found.iter().map(|c| (c.info.name.as_deref(), c.init_pid)).collect::<Vec<_>>(),
+        vec![(Some("web"), 300)]
+    );
     server.join().unwrap();
 }
 

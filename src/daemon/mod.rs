@@ -603,15 +603,15 @@ fn refresh_scopes(guard: &Guard, scopes: &ArcSwap<Scopes>) {
     let next = Scopes::build(config, containers::discover(&config.containers.sources), &guard.mounts);
     let before = scopes.load();
     for s in next.all() {
-        if before.get(&s.container.id).is_none() {
+        if before.get(&s.container.info.id).is_none() {
             let c = &s.container;
             let mounts: Vec<String> = s.mounts.iter().map(|m| m.describe()).collect();
-            tracing::info!(id = %c.id, name = c.name.as_deref().unwrap_or(""), image = c.image.as_deref().unwrap_or(""), labels = %c.display_labels(), policies = %s.policies.join(","), mounts = %mounts.join(","), "container");
+            tracing::info!(id = %c.info.id, name = c.info.name.as_deref().unwrap_or(""), image = c.info.image.as_deref().unwrap_or(""), labels = %c.display_labels(), policies = %s.policies.join(","), mounts = %mounts.join(","), "container");
         }
     }
     for s in before.all() {
-        if next.get(&s.container.id).is_none() {
-            tracing::info!(id = %s.container.id, "container gone");
+        if next.get(&s.container.info.id).is_none() {
+            tracing::info!(id = %s.container.info.id, "container gone");
         }
     }
     scopes.store(Arc::new(next));

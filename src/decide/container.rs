@@ -143,7 +143,7 @@ impl CallerContainers {
                 }
                 match self.scope_of(guard, &id, lookup.scopes, lookup.thread) {
                     ScopeLookup::Known(Some(scope)) => {
-                        self.first_marks.selected(guard, &scope.container.id, scope.matcher.as_ref(), pid);
+                        self.first_marks.selected(guard, &scope.container.info.id, scope.matcher.as_ref(), pid);
                         scope
                     }
                     ScopeLookup::Known(None) if private => return InContainer::Unresolvable,
@@ -214,7 +214,7 @@ impl CallerContainers {
         {
             return ScopeLookup::Asked;
         }
-        let found = containers::discover(&guard.config.containers.sources).into_iter().find(|c| c.id == id);
+        let found = containers::discover(&guard.config.containers.sources).into_iter().find(|c| c.info.id == id);
         ScopeLookup::Known(self.first_sight(guard, id, found))
     }
 

@@ -136,7 +136,7 @@ impl Decider {
         let denial = self.denials.find(key, now)?;
         if let Some(scope) = denial.container.as_ref() {
             // The scope `scope_of` would give now, by the same steps: the daemon's list, else the first sight.
-            let id = scope.container.id.as_str();
+            let id = scope.container.info.id.as_str();
             let scopes = self.scopes.load();
             let current = scopes.get(id).or_else(|| self.containers.first_seen(id).and_then(Option::as_ref));
             if !current.is_some_and(|c| Arc::ptr_eq(c, scope)) {

@@ -113,7 +113,7 @@ fn serve(
         }
         let found = containers::discover(&sources);
         for id in ids {
-            let container = found.iter().find(|c| *c.id == *id).cloned();
+            let container = found.iter().find(|c| *c.info.id == *id).cloned();
             if outgoing.send((id, container)).is_err() {
                 return;
             }

@@ -66,7 +66,7 @@ impl ContainerMarks {
         let mut host: HashMap<u64, PathBuf> = HashMap::new();
         let mut failed: HashSet<(u64, PathBuf)> = HashSet::new();
         for s in scopes.all() {
-            let (id, pid) = (&s.container.id, s.container.init_pid);
+            let (id, pid) = (&s.container.info.id, s.container.init_pid);
             for m in &s.mounts {
                 if m.private {
                     let extra = if open && m.whole { Mask::FAN_OPEN_PERM } else { Mask::empty() };

@@ -34,7 +34,7 @@ pub struct ContainerScope {
 impl ContainerScope {
     /// `container` with the container policies of `config` that select it.
     pub fn new(config: &Config, container: Container) -> Self {
-        let identity = Identity { labels: container.labels.clone(), name: container.name.clone() };
+        let identity = Identity { labels: container.info.labels.clone(), name: container.info.name.clone() };
         let selected = config.selecting(&identity);
         let policies =
             selected.iter().filter_map(|&i| config.container_policies.get(i).map(|p| p.name.clone())).collect();
@@ -81,7 +81,7 @@ impl Scopes {
                 for m in scope.mounts.iter().filter(|m| m.private) {
                     private.insert(m.id, (m.dev, scope.clone()));
                 }
-                (scope.container.id.clone(), scope)
+                (scope.container.info.id.clone(), scope)
             })
             .collect();
         Self { by_id, private }
@@ -103,7 +103,7 @@ impl Scopes {
     /// Every container, sorted by id.
     pub fn all(&self) -> Vec<&Arc<ContainerScope>> {
         let mut all: Vec<_> = self.by_id.values().collect();
-        all.sort_by(|a, b| a.container.id.cmp(&b.container.id));
+        all.sort_by(|a, b| a.container.info.id.cmp(&b.container.info.id));
         all
     }
 }
