@@ -1,5 +1,6 @@
 //! `GET` from an HTTP/1.1 server on a unix socket (podman's REST API), with hyper's client connection
-//! (`client::conn::http1`) on the runtimes' API thread (`api_thread`). Bounded as a blocking client would
+//! (`client::conn::http1`) on the runtimes' API thread (`api_thread`); and [`get_stream`], for an answer that
+//! does not end (podman's events), on the daemon's own tokio runtime. Bounded as a blocking client would
 //! be: the connect, the request and the answer's head, and every piece of its body each within [`TIMEOUT`];
 //! the whole exchange within [`DEADLINE`]; the head within [`MAX_HEAD`] and the body within
 //! [`MAX_RESPONSE`] (`http_body_util::Limited`).
@@ -83,6 +84,58 @@ async fn read_answer(
     Ok(Response { status, body: out })
 }
 
+/// `GET target` from the server on unix socket `socket`, for an answer that streams for as long as the
+/// server lives (podman's events): `on_piece` is called with each piece of the body as it arrives, with no
+/// bound on the time between pieces, each piece within [`MAX_RESPONSE`]. Returns when the server ends the
+/// body (`Ok`) or the connection fails; `on_open` once the server has answered with success. Run on a tokio
+/// runtime of the caller's (the daemon's).
+pub(super) async fn get_stream(
+    socket: &Path,
+    target: &str,
+    on_open: impl FnOnce(),
+    mut on_piece: impl FnMut(&[u8]),
+) -> io::Result<()> {
+    let stream = tokio::time::timeout(TIMEOUT, tokio::net::UnixStream::connect(socket))
+        .await
+        .map_err(|_| timed_out("connect"))??;
+    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+        .max_buf_size(MAX_HEAD)
+        .title_case_headers(true)
+        .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+        .await
+        .map_err(io::Error::other)?;
+    let connection = tokio::spawn(connection);
+    let request = hyper::Request::get(target)
+        .header(HOST, "d")
+        .header(ACCEPT, "application/json")
+        .body(Empty::new())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let answer = async {
+        let response = tokio::time::timeout(TIMEOUT, sender.send_request(request))
+            .await
+            .map_err(|_| timed_out("request"))?
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if !response.status().is_success() {
+            return Err(io::Error::other(format!("answered {}", response.status())));
+        }
+        on_open();
+        let mut body = response.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if let Ok(data) = frame.into_data() {
+                if data.len() > MAX_RESPONSE {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "a piece of the stream is too large"));
+                }
+                on_piece(&data);
+            }
+        }
+        Ok(())
+    }
+    .await;
+    connection.abort();
+    answer
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -139,6 +192,31 @@ mod tests {
             "{}",
             requests[0]
         );
+    }
+
+    #[test]
+    fn a_streamed_answer_is_handed_over_piece_by_piece_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.sock");
+        let server = serve(
+            &path,
+            vec![
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{}\n\r\n3\r\n{}\n\r\n0\r\n\r\n".to_vec(),
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}".to_vec(),
+            ],
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (mut opened, mut pieces) = (false, Vec::new());
+        runtime
+            .block_on(get_stream(&path, "/events?stream=true", || opened = true, |p| pieces.extend_from_slice(p)))
+            .unwrap();
+        assert!(opened);
+        assert_eq!(pieces, b"{}\n{}\n");
+        let mut opened = false;
+        assert!(runtime.block_on(get_stream(&path, "/events", || opened = true, |_| {})).is_err());
+        assert!(!opened, "a 404 is no stream");
+        let requests = server.join().unwrap();
+        assert!(requests[0].starts_with("GET /events?stream=true HTTP/1.1\r\n"), "{}", requests[0]);
     }
 
     #[test]

@@ -367,8 +367,12 @@ impl Controller {
         let mut status_tick = tokio::time::interval(STATUS_EVERY);
         let mut container_tick = tokio::time::interval(CONTAINER_POLL);
         if !self.shared.load().config.container_policies.is_empty() {
-            for socket in containers::events::containerd_sockets(&self.shared.load().config.containers.sources) {
+            let sources = &self.shared.load().config.containers.sources;
+            for socket in containers::events::containerd_sockets(sources) {
                 tokio::spawn(containers::events::follow_containerd(socket));
+            }
+            for socket in containers::events::podman_sockets(sources) {
+                tokio::spawn(containers::events::follow_podman(socket));
             }
         }
         // The first check comes one period from now: an immediate tick would find the heartbeat unmoved.

@@ -674,6 +674,8 @@ fn policies_decide_execs_in_podman_containers(name: &str, layout: SandboxLayout)
     let o = g.run_container(&WORDPRESS_LABELS, &["--rm"], IMAGE, &["/bin/sh", "-c", "echo hi; /bin/ok"]);
     assert!(o.status.success() && o.stdout == "hi\nran\n", "{name}: a WordPress container's first program\n{o}");
     g.expect_alerts(0, "programs outside tmp");
+    // podman's start events are followed, so a container is known when it starts, not at the next look.
+    g.wait_for_log("podman: following its events");
 
     // ... and cannot run what it puts in /var/tmp: one alert, in KubeArmor's container form.
     let script = "cp /bin/busybox /var/tmp/xvzf && /var/tmp/xvzf true";
