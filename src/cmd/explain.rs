@@ -1,5 +1,6 @@
 //! `noexecd explain PATH`: how the installed policy decides an exec of PATH, offline, with the alert it
-//! would write.
+//! would write. The policy is loaded as the daemon loads it: a drop-in that does not load is left out, with a
+//! warning line (`noexecd check` fails on it).
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -39,7 +40,8 @@ pub fn explain(
     owner: Option<u32>,
     container: Option<&str>,
 ) -> Result<Explanation> {
-    let config = policy::load(config_path)?;
+    // As the daemon loads it: a drop-in that does not load is left out (and said so below), not a failure.
+    let config = policy::load_each(config_path, &Path::to_path_buf, None)?;
     let scope = match container {
         Some(wanted) => Some(find_container(&config, wanted)?),
         None => None,
@@ -66,6 +68,13 @@ pub fn explain(
     };
     let decision = matcher.decide(Scope::Path(bytes), owner, &mut subject);
     let mut text = String::new();
+    for r in &config.refused {
+        text.push_str(&format!(
+            "warning: {} does not load, and a daemon started now leaves it out (one running keeps the version it last loaded): {}\n",
+            r.file.display(),
+            r.error
+        ));
+    }
     if let Some(s) = &scope {
         let c = &s.container;
         let policies = if s.policies.is_empty() { "none".to_owned() } else { s.policies.join(", ") };

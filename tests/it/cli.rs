@@ -284,6 +284,29 @@ fn explain_exit_statuses_allowed_blocked_audited_error() {
 }
 
 #[test]
+fn explain_leaves_out_a_drop_in_that_does_not_load_as_the_daemon_does_and_says_so() {
+    let c = Cfg::new();
+    let cfg = explain_config(&c, "enforce");
+    let d = c.d();
+    fs::create_dir_all(c.dir.path().join("policy.d")).unwrap();
+    c.write("policy.d/10-drop.toml", &format!(
+        "[[policy]]\nname = \"it-drop\"\naction = \"Block\"\n[[policy.process.match_directories]]\ndir = \"{d}/drop/\"\n"
+    ));
+    c.write("policy.d/20-broken.toml", "[[policy]]\nname = \"it-broken\"\nseverity = 11\n");
+    let o = explain(&cfg, &format!("{d}/drop/x"), &[]);
+    assert_eq!(o.code(), Some(2), "the drop-in that loads still decides\n{o}");
+    assert!(o.stdout.contains("it-drop"), "{o}");
+    assert!(
+        o.stdout
+            .lines()
+            .any(|l| l.starts_with("warning: ") && l.contains("20-broken.toml") && l.contains("leaves it out")),
+        "the drop-in left out is named\n{o}"
+    );
+    let o = noexecd_cfg(&["check"], &cfg);
+    assert_eq!(o.code(), Some(1), "check still fails on it\n{o}");
+}
+
+#[test]
 fn explain_in_audit_mode_audits_what_enforce_blocks() {
     let c = Cfg::new();
     let cfg = explain_config(&c, "audit");
