@@ -38,7 +38,7 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ImageSpec,
     ImageStatusRequest, Int64Value, LinuxContainerConfig, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
-    LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
+    LinuxSandboxSecurityContext, Mount, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
     RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest, VersionRequest,
 };
 use nix::sys::signal::{Signal, kill};
@@ -85,6 +85,8 @@ pub(crate) struct PodSpec<'a> {
     pub(crate) container: &'a str,
     pub(crate) image: &'a str,
     pub(crate) command: &'a [&'a str],
+    /// `hostPath` volumes: (the path on the node as the runtime sees it, the path in the container).
+    pub(crate) mounts: &'a [(&'a str, &'a str)],
 }
 
 /// A pod that runs: its sandbox and its one container.
@@ -200,6 +202,15 @@ impl Cri {
             metadata: Some(ContainerMetadata { name: p.container.to_owned(), attempt: 0 }),
             image: Some(image_spec(p.image)),
             command: p.command.iter().map(|c| (*c).to_owned()).collect(),
+            mounts: p
+                .mounts
+                .iter()
+                .map(|(host_path, container_path)| Mount {
+                    host_path: (*host_path).to_owned(),
+                    container_path: (*container_path).to_owned(),
+                    ..Default::default()
+                })
+                .collect(),
             labels,
             annotations,
             log_path: format!("{}/0.log", p.container),
@@ -273,8 +284,29 @@ fn containerd_root(sb: &Sandbox) -> PathBuf {
     sb.root.as_ref().map_or_else(|| PathBuf::from("/var/lib/containerd"), |r| r.join("var/lib/containerd"))
 }
 
+/// Where containerd runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// In the sandbox's mount namespace, at a node's default places.
+    Shared,
+    /// In a mount namespace of its own (as kind, k3d or a docker-in-docker node's runtime runs): its state on
+    /// a tmpfs mounted there ([`OWN_STATE`]), its root on the layout's ext4 image mounted whole there again
+    /// ([`OWN_DISK`]); only its API socket is in the sandbox's view.
+    OwnMountNamespace,
+}
+
+/// containerd's state in its own mount namespace: a tmpfs no other namespace shows.
+pub(crate) const OWN_STATE: &str = "/run/ctrd-own";
+/// Where containerd's own mount namespace mounts the ext4 image whole.
+pub(crate) const OWN_DISK: &str = "/var/lib/ctrd-own";
+
 /// Builds the two images, starts containerd with the CRI plugin, imports the images; the connected client.
 pub(crate) fn start_containerd(sb: &mut Sandbox, name: &str) -> Cri {
+    start_containerd_in(sb, name, Placement::Shared)
+}
+
+/// [`start_containerd`], with containerd at `placement`.
+pub(crate) fn start_containerd_in(sb: &mut Sandbox, name: &str, placement: Placement) -> Cri {
     let busybox = which("busybox").unwrap();
     let file = run_bounded(Command::new("file").arg("-L").arg(&busybox), Duration::from_secs(20));
     assert!(file.stdout.contains("statically linked"), "{} is not static (install busybox-static)", busybox.display());
@@ -295,6 +327,10 @@ pub(crate) fn start_containerd(sb: &mut Sandbox, name: &str) -> Cri {
     sb.podman(&["save", "-q", "--format", "oci-archive", "-o", &archives[1], PAUSE_IMAGE]);
 
     let q = |p: &Path| toml_str(p);
+    let (root, state) = match placement {
+        Placement::Shared => (containerd_root(sb), CONTAINERD_STATE),
+        Placement::OwnMountNamespace => (Path::new(OWN_DISK).join("var/lib/containerd"), OWN_STATE),
+    };
     let config = base.join("containerd.toml");
     // The CRI plugin as a node runs it, minus what this machine cannot give: no CNI needed (pods on the node's
     // network), root without CAP_SYS_RESOURCE (`restrict_oom_score_adj`), no AppArmor; its streaming server
@@ -308,16 +344,35 @@ pub(crate) fn start_containerd(sb: &mut Sandbox, name: &str) -> Cri {
          [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  snapshotter = \"overlayfs\"\n  default_runtime_name = \"runc\"\n\n\
          [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\n\
          [plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = {cni_bin}\n  conf_dir = {cni_conf}\n",
-        root = q(&containerd_root(sb)),
-        state = q(Path::new(CONTAINERD_STATE)),
+        root = q(&root),
+        state = q(Path::new(state)),
         socket = q(Path::new(CONTAINERD_SOCKET)),
-        ttrpc = q(&Path::new(CONTAINERD_STATE).join("containerd.sock.ttrpc")),
+        ttrpc = q(&Path::new(state).join("containerd.sock.ttrpc")),
         opt = q(&base.join("opt")),
         cni_bin = q(&base.join("cni/bin")),
         cni_conf = q(&base.join("cni/net.d")),
     );
     fs::write(sb.host_view(&config), text).unwrap();
-    sb.start_daemon("containerd", &["containerd".to_owned(), "--config".to_owned(), path_str(&config)]);
+    let containerd = ["containerd".to_owned(), "--config".to_owned(), path_str(&config)];
+    match placement {
+        Placement::Shared => sb.start_daemon("containerd", &containerd),
+        Placement::OwnMountNamespace => {
+            let image = sb.root.clone().expect("a runtime in its own namespace keeps its root on the ext4 image");
+            let out = sb.sh(&format!("findmnt -n -o SOURCE --mountpoint {}", sh_quote(&image)));
+            let disk = out.lines().last().unwrap_or("").trim().to_owned();
+            assert!(disk.starts_with("/dev/loop"), "{name}: the ext4 image's device: {disk:?}");
+            sb.sh(&format!("mkdir -p {OWN_STATE} {OWN_DISK} {}", sh_quote(Path::new(CONTAINERD_STATE))));
+            let script = format!(
+                "mount -t tmpfs noexecd-it-ctrd-state {OWN_STATE} && mount {disk} {OWN_DISK} && exec {}",
+                containerd.iter().map(|a| sh_quote(Path::new(a))).collect::<Vec<_>>().join(" ")
+            );
+            let argv: Vec<String> = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", &script]
+                .iter()
+                .map(|a| (*a).to_owned())
+                .collect();
+            sb.start_daemon("containerd", &argv);
+        }
+    }
     assert!(
         sb.wait_for_socket(Path::new(CONTAINERD_SOCKET)),
         "{name}: containerd did not open its socket:\n{}",
@@ -604,6 +659,7 @@ fn seed_scenario(name: &str, layout: SandboxLayout, strict: bool) {
         container: "wordpress",
         image: IMAGE,
         command: &["/bin/sleep", "100000"],
+        mounts: &[],
     };
     let other_spec = PodSpec {
         name: "other-5c7d8b9f6-q2x4z",
@@ -613,6 +669,7 @@ fn seed_scenario(name: &str, layout: SandboxLayout, strict: bool) {
         container: "other",
         image: IMAGE,
         command: &["/bin/sleep", "100000"],
+        mounts: &[],
     };
     let base = sb.base();
     let wp = cri
@@ -783,4 +840,77 @@ fn tmp_tmpfs_cri_alert_says_what_a_real_nodes_alert_says() {
 #[test]
 fn ext4_root_cri_alert_says_what_a_real_nodes_alert_says() {
     seed_scenario(&test_name!(), SandboxLayout::Ext4Root, true);
+}
+
+/// containerd in a mount namespace of its own (its state on a tmpfs only it shows, its root on the guarded ext4
+/// mounted whole again there, as a kind, k3d or docker-in-docker node's runtime keeps them) while the daemon
+/// guards the host's `/tmp` on that ext4 and `/run/lock` on the `/run` tmpfs: pods start and run their
+/// programs (runc's, the shim's and the containers' execs are named through that namespace's mounts, and none is
+/// refused for want of a name), and a payload put in the host's protected `/tmp` through a `hostPath` volume
+/// of the runtime's own mount of the disk is refused under the host's name.
+#[test]
+fn ext4_root_pods_of_a_containerd_in_a_mount_namespace_of_its_own_run_and_a_host_payload_through_it_is_refused() {
+    let name = test_name!();
+    let name = name.as_str();
+    let layout = SandboxLayout::Ext4Root;
+    if !may_run_privileged(name) || !available_here(name, Needs::WritableCgroups) {
+        return;
+    }
+    let tools = ["containerd", "ctr", "containerd-shim-runc-v2", "runc", "podman", "busybox", "tar", "file", "unshare"];
+    if !have_tools(name, &tools) || !have_tools(name, &["truncate", "losetup", "findmnt"]) {
+        return;
+    }
+    let mut sb = Sandbox::with_layout(name, "cri-own-ns", layout);
+    let (allowed, host_tmp) = test_filesystems(&sb, name, layout);
+    let cri = start_containerd_in(&mut sb, name, Placement::OwnMountNamespace);
+    let (config, alert_log) = write_config(&sb, &host_tmp);
+    // The shipped policy's /run/lock, which marks the /run tmpfs the runtime's socket is on.
+    sb.sh("mkdir -p /run/lock");
+    let mut text = fs::read_to_string(sb.host_view(&config)).unwrap();
+    text += "\n[[policy]]\nname = \"run-lock\"\naction = \"Block\"\n[[policy.process.match_directories]]\ndir = \"/run/lock/\"\nrecursive = true\n";
+    fs::write(sb.host_view(&config), text).unwrap();
+    check(&sb, name, &config, &allowed);
+    let guard = Guard::start(&sb, name, &config, &allowed);
+
+    // The host's /tmp as the runtime's namespace names it: a directory of its own mount of the disk.
+    let image = sb.root.clone().unwrap();
+    let tmp_dir = host_tmp[0].strip_prefix(&image).unwrap();
+    let runtime_tmp = Path::new(OWN_DISK).join(tmp_dir);
+    let runtime_tmp = path_str(&runtime_tmp);
+    let spec = PodSpec {
+        name: "app-6d4cf56db6-r8t2k",
+        namespace: NAMESPACE,
+        uid: "5b1e7c2a-9d3f-4e8a-b6c1-2f4a6d8e0b13",
+        labels: &[("app", "app")],
+        container: "app",
+        image: IMAGE,
+        command: &["/bin/sleep", "100000"],
+        mounts: &[(runtime_tmp.as_str(), "/host-tmp")],
+    };
+    let pod = cri.run_pod(&spec, &sb.base(), &sb.cgroup).unwrap_or_else(|e| {
+        panic!(
+            "{name}: a pod of the runtime in its own namespace does not start: {e}\n--- containerd ---\n{}\n--- noexecd ---\n{}",
+            sb.daemon_log("containerd"),
+            guard.log_text()
+        )
+    });
+    let (code, out, err) = cri.exec_sync(&pod.container_id, &["/bin/sh", "-c", "echo hi"]).unwrap();
+    assert_eq!((code, out.as_str()), (0, "hi\n"), "{name}: `echo hi` in the pod; stderr {err}\n{}", guard.log_text());
+    let (code, out, err) = cri
+        .exec_sync(&pod.container_id, &["/bin/sh", "-c", "cp /bin/busybox /host-tmp/xvzf && /host-tmp/xvzf true"])
+        .unwrap();
+    assert!(
+        code == 126 && err.contains(EPERM_TEXT) && out.is_empty(),
+        "{name}: the host's /tmp through the runtime's mount: exit {code}, stdout {out:?}, stderr {err:?}\n{}",
+        guard.log_text()
+    );
+    let alerts = expect_alerts(&sb, &alert_log, 1, &format!("{name}: the host payload"), &guard);
+    let unresolvable = alerts.iter().filter(|a| get_str(a, "PolicyName") == "noexecd-unresolvable-path").count();
+    println!("{name}: {unresolvable} noexecd-unresolvable-path refusals; alerts {alerts:?}");
+    assert_eq!(unresolvable, 0, "{name}: no exec is refused for want of a name: {alerts:?}");
+    let a = &alerts[0];
+    assert_eq!(get_str(a, "PolicyName"), HOST_POLICY, "{a}");
+    assert_eq!(get_str(a, "Resource"), path_str(&host_tmp[0].join("xvzf")), "named as the host names it: {a}");
+    assert_eq!(get_str(a, "Action"), "Block", "{a}");
+    cri.remove_pod(&pod.sandbox_id).unwrap_or_else(|e| panic!("{name}: {e}"));
 }

@@ -547,6 +547,7 @@ fn daemonset_pod_through_cri(name: &str, layout: SandboxLayout) {
         container: "wordpress",
         image: IMAGE,
         command: &["/bin/sleep", "100000"],
+        mounts: &[],
     };
     let wp = cri.run_pod(&wp_spec, &base, &sb.cgroup).unwrap_or_else(|e| panic!("{name}: the WordPress pod: {e}"));
     let (code, _, err) = cri.exec_sync(&wp.container_id, &["/bin/sh", "-c", cri::PAYLOAD]).unwrap();
