@@ -914,3 +914,120 @@ fn ext4_root_pods_of_a_containerd_in_a_mount_namespace_of_its_own_run_and_a_host
     assert_eq!(get_str(a, "Action"), "Block", "{a}");
     cri.remove_pod(&pod.sandbox_id).unwrap_or_else(|e| panic!("{name}: {e}"));
 }
+
+/// KubeArmor's own process policies of its end-to-end suite, unchanged, on CRI pods whose namespace is the
+/// CRI's: a `KubeArmorPolicy` by `execname` (any `apt`, wherever it lies), one by `matchExpressions` with
+/// `NotIn` on a label, a `KubeArmorClusterPolicy` by `matchExpressions` `In` on the namespace.
+fn kubearmor_policies_on_cri_pods(name: &str, layout: SandboxLayout) {
+    if !may_run_privileged(name) || !available_here(name, Needs::WritableCgroups) {
+        return;
+    }
+    let tools = ["containerd", "ctr", "containerd-shim-runc-v2", "runc", "podman", "busybox", "tar", "file"];
+    if !have_tools(name, &tools) || (layout == SandboxLayout::Ext4Root && !have_tools(name, &["truncate", "losetup"])) {
+        return;
+    }
+    let runtime = if layout == SandboxLayout::Ext4Root { "cri-ka-ext4" } else { "cri-ka-tmpfs" };
+    let mut sb = Sandbox::with_layout(name, runtime, layout);
+    let (allowed, host_tmp) = test_filesystems(&sb, name, layout);
+    let cri = start_containerd(&mut sb, name);
+    let (config, alert_log) = write_config(&sb, &host_tmp);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubearmor");
+    for f in [
+        "ksp-ubuntu-1-block-proc-execname.yaml",
+        "ksp-match-expression-notin-block-process.yaml",
+        "csp-in-operator-block-process.yaml",
+    ] {
+        fs::copy(fixtures.join(f), sb.host_view(&sb.base().join("policy.d").join(f))).unwrap();
+    }
+    check(&sb, name, &config, &allowed);
+    let guard = Guard::start(&sb, name, &config, &allowed);
+
+    let pod = |pod: &'static str, namespace: &'static str, uid: &'static str, labels: &'static [(&str, &str)]| {
+        let spec = PodSpec {
+            name: pod,
+            namespace,
+            uid,
+            labels,
+            container: "main",
+            image: IMAGE,
+            command: &["/bin/sleep", "100000"],
+            mounts: &[],
+        };
+        cri.run_pod(&spec, &sb.base(), &sb.cgroup)
+            .unwrap_or_else(|e| panic!("{name}: pod {pod}: {e}\n{}", sb.daemon_log("containerd")))
+    };
+    let ubuntu_1 = pod(
+        "ubuntu-1",
+        "multiubuntu",
+        "0a1b2c3d-0001-4000-8000-000000000001",
+        &[("group", "group-1"), ("container", "ubuntu-1")],
+    );
+    let ubuntu_3 = pod(
+        "ubuntu-3",
+        "multiubuntu",
+        "0a1b2c3d-0003-4000-8000-000000000003",
+        &[("group", "group-1"), ("container", "ubuntu-3")],
+    );
+    let elsewhere = pod(
+        "ubuntu-3",
+        "other",
+        "0a1b2c3d-0004-4000-8000-000000000004",
+        &[("group", "group-1"), ("container", "ubuntu-3")],
+    );
+    let nginx1 = pod("nginx", "nginx1", "0a1b2c3d-0005-4000-8000-000000000005", &[("app", "nginx")]);
+    let nginx2 = pod("nginx", "nginx2", "0a1b2c3d-0006-4000-8000-000000000006", &[("app", "nginx")]);
+    // busybox run as `apt` or `apt-get` says it is no applet of it (127): it ran.
+    let apt = |dir: &str| format!("mkdir -p {dir} && cp /bin/busybox {dir}/apt && {dir}/apt");
+    let apt_get = "cp /bin/busybox /bin/apt-get && /bin/apt-get";
+    let expect = |p: &Pod, script: &str, refused: bool, what: &str| {
+        let (code, out, err) = cri.exec_sync(&p.container_id, &["/bin/sh", "-c", script]).unwrap();
+        if refused {
+            assert!(
+                code == 126 && err.contains(EPERM_TEXT),
+                "{name}: {what} refused: exit {code}, stdout {out:?}, stderr {err:?}\n{}",
+                guard.log_text()
+            );
+        } else {
+            assert!(
+                code == 127 && err.contains("applet not found"),
+                "{name}: {what} runs: exit {code}, stderr {err:?}"
+            );
+        }
+    };
+    expect(&ubuntu_1, &apt("/usr/bin"), true, "/usr/bin/apt in ubuntu-1 (execname)");
+    expect(&ubuntu_1, &apt("/opt/x"), true, "/opt/x/apt in ubuntu-1 (execname, anywhere)");
+    expect(&ubuntu_1, apt_get, false, "apt-get in ubuntu-1");
+    expect(&ubuntu_3, &apt("/usr/bin"), true, "apt in ubuntu-3 (NotIn container=ubuntu-1)");
+    expect(&ubuntu_3, apt_get, false, "apt-get in ubuntu-3");
+    expect(&elsewhere, &apt("/usr/bin"), false, "apt in a pod of another namespace");
+    expect(&nginx1, &apt("/usr/bin"), true, "apt in namespace nginx1 (cluster policy, namespace In)");
+    expect(&nginx2, &apt("/usr/bin"), false, "apt in namespace nginx2");
+    let alerts = expect_alerts(&sb, &alert_log, 4, &format!("{name}: the four apt execs refused"), &guard);
+    let got: Vec<(&str, &str, &str)> = alerts
+        .iter()
+        .map(|a| (get_str(a, "PolicyName"), get_str(a, "Resource"), get_str(a, "NamespaceName")))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("ksp-ubuntu-1-block-proc-execname", "/usr/bin/apt", "multiubuntu"),
+            ("ksp-ubuntu-1-block-proc-execname", "/opt/x/apt", "multiubuntu"),
+            ("ksp-match-expression-notin-block-process", "/usr/bin/apt", "multiubuntu"),
+            ("csp-in-operator-block-process", "/usr/bin/apt", "nginx1"),
+        ],
+        "{name}"
+    );
+    for p in [&ubuntu_1, &ubuntu_3, &elsewhere, &nginx1, &nginx2] {
+        cri.remove_pod(&p.sandbox_id).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn tmp_tmpfs_kubearmor_policies_by_exec_name_and_expressions_on_cri_pods() {
+    kubearmor_policies_on_cri_pods(&test_name!(), SandboxLayout::TmpTmpfs);
+}
+
+#[test]
+fn ext4_root_kubearmor_policies_by_exec_name_and_expressions_on_cri_pods() {
+    kubearmor_policies_on_cri_pods(&test_name!(), SandboxLayout::Ext4Root);
+}
