@@ -10,6 +10,9 @@
 //! WordPress pod, whose shim writes runc's process spec into the node's `/tmp`, waits and is decided by the
 //! replacement the watchdog forks), and `kill -9` of the whole noexecd container, restarted by the kubelet's
 //! calls (`CreateContainer` with the next attempt, `StartContainer`) while the held group keeps execs waiting.
+//! Then a rollout to a second generation of the pod in the order the DaemonSet's `updateStrategy` sets, with
+//! uid 65534 exec'ing the node's tmp program in a loop throughout (no attempt may run), and a plain deletion
+//! of the new pod, which releases the group within the pod's grace period.
 //!
 //! Safety as in `cri`: `noexecd check` first, the daemon's marks read back after every step. Every command
 //! and CRI call is bounded; the hold container and the daemon are killed if the test fails while they hold
