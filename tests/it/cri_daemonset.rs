@@ -42,6 +42,8 @@ use crate::cri::{self, Cri, PodSpec};
 const NOEXECD_IMAGE: &str = "localhost/noexecd-it-cri:1";
 const STALL_AFTER_IN_TEST: u64 = 4;
 const UP_WITHIN: Duration = Duration::from_secs(60);
+/// How long the rollout's new daemon is held back before it may mark.
+const SLOW_START: Duration = Duration::from_secs(2);
 /// The DaemonSet's pods on the node: the first generation, and the one a rollout replaces it with.
 const GENERATIONS: [(&str, &str); 2] = [
     ("noexecd-7x2kq", "5d1e0c2b-9a8f-4e7d-b6c5-a4b3c2d1e0f9"),
@@ -728,16 +730,41 @@ fn daemonset_pod_through_cri(name: &str, layout: SandboxLayout) {
     }
     let old_ids = vec![ids[1].clone(), restarted];
     let rollout_at = Instant::now();
+    // The new daemon is made slow to mark, as one that walks large protected trees is: held stopped for
+    // SLOW_START from before it can mark (it waits for its pod's `hold`, which starts after it) while the
+    // test, as the DaemonSet controller, deletes the old pod as soon as the new one counts as available.
+    let delete_old = || delete_pod(&cri, &sandbox_id, &old_ids, grace).unwrap_or_else(|e| panic!("{name}: {e}"));
     let next_sandbox = match rollout {
         Rollout::SurgeFirst => {
-            let started = start_pod(&cri, &next);
-            wait_available(&next, &next_logs, name);
-            delete_pod(&cri, &sandbox_id, &old_ids, grace).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let (started, slow) = start_pod_slowly(&cri, &next, name);
+            let resume_at = Instant::now() + SLOW_START;
+            let mut old_deleted = false;
+            let mut unready = 0;
+            // Only the clock can say the pod stayed unavailable while its daemon had not marked: the
+            // controller's look at the pod is repeated until the daemon is let go.
+            while Instant::now() < resume_at {
+                if is_available(&next) {
+                    delete_old();
+                    old_deleted = true;
+                    break;
+                }
+                unready += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            std::thread::sleep(resume_at.saturating_duration_since(Instant::now()));
+            kill(Pid::from_raw(slow), Signal::SIGCONT).unwrap();
+            if !old_deleted {
+                println!("{name}: the new pod answered not ready {unready} times while its daemon had not marked");
+                wait_available(&next, &next_logs, name);
+                delete_old();
+            }
             started
         }
         Rollout::DeleteFirst => {
-            delete_pod(&cri, &sandbox_id, &old_ids, grace).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let started = start_pod(&cri, &next);
+            delete_old();
+            let (started, slow) = start_pod_slowly(&cri, &next, name);
+            std::thread::sleep(SLOW_START);
+            kill(Pid::from_raw(slow), Signal::SIGCONT).unwrap();
             wait_available(&next, &next_logs, name);
             started
         }
@@ -821,6 +848,28 @@ fn start_pod(cri: &Cri, pod: &Translated) -> (String, Vec<String>) {
     (sandbox_id, ids)
 }
 
+/// [`start_pod`], with the daemon held stopped (SIGSTOP) once its first container runs and before the next
+/// one starts: it cannot have marked (it waits for `hold` before its first mark). Returns the daemon's pid.
+fn start_pod_slowly(cri: &Cri, pod: &Translated, name: &str) -> ((String, Vec<String>), i32) {
+    let mut runtime = cri.runtime.clone();
+    let req = RunPodSandboxRequest { config: Some(pod.sandbox.clone()), runtime_handler: String::new() };
+    let sandbox_id =
+        cri.call("RunPodSandbox", async move { runtime.run_pod_sandbox(req).await }).unwrap().pod_sandbox_id;
+    let (first, rest) = pod.containers.split_first().unwrap();
+    assert_eq!(first.metadata.as_ref().unwrap().name, "noexecd", "{name}: the daemon's container starts first");
+    let mut ids = vec![create_and_start(cri, &sandbox_id, first, &pod.sandbox)];
+    let (_, daemon) = wait_until("the new pod's daemon", UP_WITHIN, || pod_processes(pod.health_port));
+    kill(Pid::from_raw(daemon), Signal::SIGSTOP).unwrap();
+    ids.extend(rest.iter().map(|c| create_and_start(cri, &sandbox_id, c, &pod.sandbox)));
+    ((sandbox_id, ids), daemon)
+}
+
+/// Whether the DaemonSet controller counts the pod available: its readiness probe answers 200, or, without
+/// one, its containers run.
+fn is_available(pod: &Translated) -> bool {
+    pod.ready_path.as_ref().is_none_or(|path| http_probe(pod.health_port, path).as_deref() == Some("HTTP/1.1 200 OK"))
+}
+
 /// A pod's deletion as the kubelet carries it out: `StopContainer` of every container at once with the pod's
 /// grace period, then `StopPodSandbox` and `RemovePodSandbox`.
 fn delete_pod(cri: &Cri, sandbox_id: &str, containers: &[String], grace: i64) -> Result<(), String> {
@@ -828,11 +877,9 @@ fn delete_pod(cri: &Cri, sandbox_id: &str, containers: &[String], grace: i64) ->
     cri.remove_pod(sandbox_id)
 }
 
-/// Until the pod counts as available: its readiness probe answers 200 (the kubelet's `httpGet`), or, without
-/// one, at once (a pod without a readiness probe is ready once its containers run).
+/// Until the pod counts as available ([`is_available`]).
 fn wait_available(pod: &Translated, logs: &dyn Fn() -> String, name: &str) {
-    let Some(path) = &pod.ready_path else { return };
-    let ready = poll_until(UP_WITHIN, || http_probe(pod.health_port, path).filter(|l| l == "HTTP/1.1 200 OK"));
+    let ready = poll_until(UP_WITHIN, || is_available(pod).then_some(()));
     assert!(ready.is_some(), "{name}: the new pod is not ready within {UP_WITHIN:?}\n{}", logs());
 }
 
