@@ -117,7 +117,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECONDS", requires = "status_file")]
     pub stall_after: Option<u64>,
     /// With --host-namespace: serve an HTTP liveness endpoint on this address (ADDR:PORT) from the supervisor
-    /// (a kubelet `httpGet` probe): 200 while --status-file is fresh, 503 past --stall-after.
+    /// (a kubelet `httpGet` probe): 200 while --status-file is fresh, 503 past --stall-after; its path
+    /// /readyz (a readiness probe) answers 200 only once the daemon guards (it has written --status-file).
     #[arg(long, value_name = "ADDR:PORT", requires = "host_namespace")]
     pub health_listen: Option<std::net::SocketAddr>,
 }

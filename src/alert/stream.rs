@@ -86,11 +86,15 @@ impl Subscribers {
     }
 }
 
-/// The listening socket; removes its file when dropped.
+/// The listening socket; removes its file when dropped, unless another daemon has bound the path since (two
+/// daemons run side by side while a DaemonSet rollout replaces a node's pod: the old one's exit must not
+/// take the new one's socket away).
 #[derive(Debug)]
 pub struct AlertSocket {
     listener: UnixListener,
     path: PathBuf,
+    /// The socket file's device and inode as bound.
+    bound: Option<(u64, u64)>,
 }
 
 impl AlertSocket {
@@ -115,7 +119,7 @@ impl AlertSocket {
                 .gid;
             nix::unistd::chown(path, None, Some(gid)).map_err(|e| io(e.into()))?;
         }
-        Ok(Self { listener, path: path.to_owned() })
+        Ok(Self { listener, path: path.to_owned(), bound: file_id(path) })
     }
 
     /// Accepts clients forever; each gets a task that writes its lines until it goes away.
@@ -138,9 +142,16 @@ impl AlertSocket {
     }
 }
 
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 impl Drop for AlertSocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if self.bound.is_some() && file_id(&self.path) == self.bound {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -204,5 +215,17 @@ mod tests {
         let mut got = String::new();
         reader.read_line(&mut got).await.unwrap();
         assert_eq!(got, "{\"Action\":\"Block\"}\n");
+    }
+
+    #[tokio::test]
+    async fn the_old_daemons_socket_leaves_the_new_ones_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.sock");
+        let old = AlertSocket::bind(&path, None).unwrap();
+        let new = AlertSocket::bind(&path, None).unwrap();
+        drop(old);
+        assert!(path.exists(), "the old daemon's exit removed the new one's socket");
+        drop(new);
+        assert!(!path.exists(), "a daemon's own socket is removed at its exit");
     }
 }

@@ -34,7 +34,8 @@ pub struct RunOptions {
     /// With `host_namespace`: the supervisor kills and forks the daemon again when the status file is older
     /// than this (a hung decision thread or control loop, a stopped process).
     pub stall_after: Option<Duration>,
-    /// With `host_namespace`: the supervisor serves an HTTP liveness endpoint here (the kubelet's `httpGet`).
+    /// With `host_namespace`: the supervisor serves an HTTP liveness and readiness endpoint here (the kubelet's
+    /// `httpGet` probes).
     pub health_listen: Option<SocketAddr>,
 }
 

@@ -11,7 +11,9 @@
 //!   control loop hung, or the process stopped) is killed and forked again the same way;
 //! - `--health-listen` serves an HTTP liveness endpoint the kubelet probes itself (`httpGet`): it answers
 //!   from the supervisor's own process, so neither the probe nor the kubelet's reaction to it waits on the
-//!   guard (an exec probe makes the runtime write its process spec into the node's /tmp).
+//!   guard (an exec probe makes the runtime write its process spec into the node's /tmp). Its
+//!   [`READY_PATH`] answers 200 only once the current daemon guards (it has written its status file, which
+//!   it does once its marks are placed): a rollout that surges deletes the old pod only then.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -42,6 +44,8 @@ const MAX_RESTART_DELAY: Duration = Duration::from_secs(1);
 const FIRST_WRITE_GRACE: Duration = Duration::from_secs(60);
 /// How long the health endpoint waits for a request's bytes.
 const REQUEST_WAIT: Duration = Duration::from_millis(200);
+/// The readiness path of the health endpoint; every other path is the liveness answer.
+pub const READY_PATH: &str = "/readyz";
 
 /// What the supervisor watches beside the daemon's exit.
 #[derive(Debug, Clone, Default)]
@@ -156,7 +160,7 @@ fn supervise(
         }
         let stale = staleness(watch, started.0, started.1);
         if !stopping
-            && let (Some(limit), Some(age)) = (watch.stall_after, stale)
+            && let (Some(limit), Some(Freshness { age, .. })) = (watch.stall_after, stale)
             && age > limit
         {
             tracing::error!(
@@ -204,19 +208,32 @@ fn supervise(
 /// counted from its last rewrite once this daemon wrote it, and until then from its start less
 /// [`FIRST_WRITE_GRACE`] (a start marks every filesystem and walks the protected directories first; a file
 /// left by the process before it is not held against a new one). `None` without a status file.
-fn staleness(watch: &Watch, started: Instant, started_at: SystemTime) -> Option<Duration> {
+fn staleness(watch: &Watch, started: Instant, started_at: SystemTime) -> Option<Freshness> {
     let path = watch.status_file.as_ref()?;
     let since_start = started.elapsed();
     let written = std::fs::metadata(path).and_then(|m| m.modified()).ok().filter(|at| *at >= started_at);
     Some(match written {
-        Some(at) => SystemTime::now().duration_since(at).unwrap_or_default().min(since_start),
-        None => since_start.saturating_sub(FIRST_WRITE_GRACE),
+        Some(at) => {
+            Freshness { age: SystemTime::now().duration_since(at).unwrap_or_default().min(since_start), written: true }
+        }
+        None => Freshness { age: since_start.saturating_sub(FIRST_WRITE_GRACE), written: false },
     })
 }
 
-/// One HTTP/1.x answer, whatever was asked: 200 while the daemon is alive, 503 once its status file is older
-/// than `limit`. Reads at most one request's first bytes, each wait bounded.
-fn answer(mut peer: TcpStream, stale: Option<Duration>, limit: Option<Duration>) {
+/// The daemon's status file as the supervisor sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Freshness {
+    /// Held against `--stall-after`.
+    age: Duration,
+    /// The current daemon has written it: it guards (its marks are placed before its first write).
+    written: bool,
+}
+
+/// One HTTP/1.x answer. Liveness (any path but [`READY_PATH`]): 200 while the daemon is alive, 503 once its
+/// status file is older than `limit`. Readiness ([`READY_PATH`]): 200 once the current daemon has written
+/// its status file and it is not older than `limit`, else 503. Reads at most one request's first bytes, each
+/// wait bounded.
+fn answer(mut peer: TcpStream, stale: Option<Freshness>, limit: Option<Duration>) {
     let _ = peer.set_nonblocking(false);
     let _ = peer.set_read_timeout(Some(REQUEST_WAIT));
     let _ = peer.set_write_timeout(Some(REQUEST_WAIT));
@@ -230,18 +247,41 @@ fn answer(mut peer: TcpStream, stale: Option<Duration>, limit: Option<Duration>)
             Ok(n) => head.extend(chunk.iter().take(n)),
         }
     }
-    let (code, body) = match (stale, limit) {
-        (Some(age), Some(limit)) if age > limit => {
-            ("503 Service Unavailable", format!("stalled: status file {}s old\n", age.as_secs()))
-        }
-        (Some(age), _) => ("200 OK", format!("alive: status file {}s old\n", age.as_secs())),
-        (None, _) => ("200 OK", "alive\n".to_owned()),
-    };
+    let (code, body) = if asks_readiness(&head) { readiness(stale, limit) } else { liveness(stale, limit) };
     let response = format!(
         "HTTP/1.1 {code}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = peer.write_all(response.as_bytes());
+}
+
+/// Whether the request line asks for [`READY_PATH`] (`GET /readyz HTTP/1.1`, a query string allowed).
+fn asks_readiness(head: &[u8]) -> bool {
+    let line = head.split(|b| *b == b'\r' || *b == b'\n').next().unwrap_or_default();
+    let target = line.split(|b| *b == b' ').nth(1).unwrap_or_default();
+    target.split(|b| *b == b'?').next() == Some(READY_PATH.as_bytes())
+}
+
+fn liveness(stale: Option<Freshness>, limit: Option<Duration>) -> (&'static str, String) {
+    match (stale, limit) {
+        (Some(f), Some(limit)) if f.age > limit => {
+            ("503 Service Unavailable", format!("stalled: status file {}s old\n", f.age.as_secs()))
+        }
+        (Some(f), _) => ("200 OK", format!("alive: status file {}s old\n", f.age.as_secs())),
+        (None, _) => ("200 OK", "alive\n".to_owned()),
+    }
+}
+
+fn readiness(stale: Option<Freshness>, limit: Option<Duration>) -> (&'static str, String) {
+    match (stale, limit) {
+        (Some(f), _) if !f.written => ("503 Service Unavailable", "starting: not guarding yet\n".to_owned()),
+        (Some(f), Some(limit)) if f.age > limit => {
+            ("503 Service Unavailable", format!("stalled: status file {}s old\n", f.age.as_secs()))
+        }
+        (Some(f), _) => ("200 OK", format!("guarding: status file {}s old\n", f.age.as_secs())),
+        // Without a status file nothing says when the daemon guards: ready while it runs.
+        (None, _) => ("200 OK", "alive\n".to_owned()),
+    }
 }
 
 /// The daemon's exit status once it has ended; shells' 128+N for a signal.
@@ -275,23 +315,26 @@ mod tests {
         let path = dir.path().join("status");
         let watch = Watch { status_file: Some(path.clone()), ..Watch::default() };
         let (started, started_at) = (Instant::now(), SystemTime::now());
-        // No file yet: within the grace.
-        assert_eq!(staleness(&watch, started, started_at), Some(Duration::ZERO));
+        let age_of = |f: Option<Freshness>| f.map(|f| f.age);
+        // No file yet: within the grace, not guarding.
+        assert_eq!(staleness(&watch, started, started_at), Some(Freshness { age: Duration::ZERO, written: false }));
         // A file left by the daemon before: not this one's.
         std::fs::write(&path, "x\n").unwrap();
         let old = SystemTime::now() - Duration::from_secs(3600);
         std::fs::File::options().write(true).open(&path).unwrap().set_modified(old).unwrap();
-        assert_eq!(staleness(&watch, started, started_at), Some(Duration::ZERO));
+        assert_eq!(staleness(&watch, started, started_at), Some(Freshness { age: Duration::ZERO, written: false }));
         // Written since the start: its age, at most the daemon's.
         let long_ago = Instant::now() - Duration::from_secs(120);
         let then = SystemTime::now() - Duration::from_secs(120);
         let written = SystemTime::now() - Duration::from_secs(30);
         std::fs::File::options().write(true).open(&path).unwrap().set_modified(written).unwrap();
-        let age = staleness(&watch, long_ago, then).unwrap();
+        let fresh = staleness(&watch, long_ago, then).unwrap();
+        assert!(fresh.written, "{fresh:?}");
+        let age = fresh.age;
         assert!(age >= Duration::from_secs(30) && age < Duration::from_secs(32), "{age:?}");
         // Never written by a daemon started two minutes ago: past the grace by a minute.
         std::fs::remove_file(&path).unwrap();
-        let age = staleness(&watch, long_ago, then).unwrap();
+        let age = age_of(staleness(&watch, long_ago, then)).unwrap();
         assert!(age >= Duration::from_secs(60) && age < Duration::from_secs(62), "{age:?}");
         assert!(staleness(&Watch::default(), started, started_at).is_none());
     }
@@ -300,18 +343,35 @@ mod tests {
     fn the_endpoint_says_200_or_503() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let get = |stale: Option<Duration>| {
+        let get = |path: &str, stale: Option<Freshness>| {
             let mut client = TcpStream::connect(addr).unwrap();
-            client.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            client.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
             let (peer, _) = listener.accept().unwrap();
             answer(peer, stale, Some(Duration::from_secs(20)));
             let mut text = String::new();
             client.read_to_string(&mut text).unwrap();
             text
         };
-        assert!(get(Some(Duration::from_secs(2))).starts_with("HTTP/1.1 200 OK\r\n"));
-        let stalled = get(Some(Duration::from_secs(30)));
+        let guarding = |secs| Some(Freshness { age: Duration::from_secs(secs), written: true });
+        let starting = Some(Freshness { age: Duration::ZERO, written: false });
+        assert!(get("/healthz", guarding(2)).starts_with("HTTP/1.1 200 OK\r\n"));
+        let stalled = get("/healthz", guarding(30));
         assert!(stalled.starts_with("HTTP/1.1 503 "), "{stalled}");
         assert!(stalled.ends_with("stalled: status file 30s old\n"), "{stalled}");
+        // A starting daemon is alive, not ready: a surging rollout keeps the old pod until it guards.
+        assert!(get("/healthz", starting).starts_with("HTTP/1.1 200 OK\r\n"));
+        let not_yet = get(READY_PATH, starting);
+        assert!(not_yet.starts_with("HTTP/1.1 503 ") && not_yet.ends_with("not guarding yet\n"), "{not_yet}");
+        assert!(get("/readyz?verbose", guarding(2)).starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(get(READY_PATH, guarding(30)).starts_with("HTTP/1.1 503 "));
+    }
+
+    #[test]
+    fn only_the_ready_path_asks_readiness() {
+        assert!(asks_readiness(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(asks_readiness(b"GET /readyz?x=1 HTTP/1.0\r\n"));
+        assert!(!asks_readiness(b"GET /healthz HTTP/1.1\r\n"));
+        assert!(!asks_readiness(b"GET /readyzz HTTP/1.1\r\n"));
+        assert!(!asks_readiness(b""));
     }
 }

@@ -9,6 +9,9 @@
  *   execloop race <dir> <template> <count>
  *       writes a copy of <template> at <dir>/r<i>, forks a child that execs it while the parent unlinks it,
  *       so the file is often gone by the time the daemon decides; child exit 0 = ran, 2 = EPERM, 3 = ENOENT.
+ *   execloop until <stopfile> <path>
+ *       posix_spawn <path> again and again, as fast as it can, until <stopfile> exists; counts the attempts
+ *       that ran (whatever their exit status) and those refused with EPERM.
  *
  * Any attempt whose outcome is not the expected one is counted under a "wrong"/"other" key.
  */
@@ -139,6 +142,29 @@ static int race(const char *dir, const char *template, long count) {
     return 0;
 }
 
+static int until(const char *stopfile, const char *path) {
+    long ran = 0, eperm = 0, other = 0;
+    char *argv[] = {(char *)path, NULL};
+    while (access(stopfile, F_OK) != 0) {
+        pid_t pid;
+        int rc = posix_spawn(&pid, path, NULL, NULL, argv, environ);
+        if (rc == 0) {
+            int st;
+            while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+            }
+            ran++;
+        } else if (rc == EPERM) {
+            eperm++;
+        } else {
+            if (other < 5)
+                fprintf(stderr, "%s: %s\n", path, strerror(rc));
+            other++;
+        }
+    }
+    printf("ran=%ld eperm=%ld other=%ld\n", ran, eperm, other);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOFBF, 1 << 16);
     if (argc == 6 && strcmp(argv[1], "soak") == 0)
@@ -147,6 +173,8 @@ int main(int argc, char **argv) {
         return flood(argv[2], atol(argv[3]));
     if (argc == 5 && strcmp(argv[1], "race") == 0)
         return race(argv[2], argv[3], atol(argv[4]));
-    fprintf(stderr, "usage: execloop soak|flood|race ...\n");
+    if (argc == 4 && strcmp(argv[1], "until") == 0)
+        return until(argv[2], argv[3]);
+    fprintf(stderr, "usage: execloop soak|flood|race|until ...\n");
     return 2;
 }

@@ -39,7 +39,8 @@ use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ImageSpec,
     ImageStatusRequest, Int64Value, LinuxContainerConfig, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
     LinuxSandboxSecurityContext, Mount, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest, VersionRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    VersionRequest,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -257,6 +258,32 @@ impl Cri {
         let req = ContainerStatusRequest { container_id: container_id.to_owned(), verbose: false };
         let r = self.call("ContainerStatus", async move { runtime.container_status(req).await })?;
         r.status.ok_or_else(|| "ContainerStatus: no status".to_owned())
+    }
+
+    /// `StopContainer` of each container at once, each given `grace` seconds between SIGTERM and SIGKILL: how
+    /// the kubelet stops a deleted pod's containers before its sandbox.
+    pub(crate) fn stop_containers(&self, ids: &[String], grace: i64) -> Result<(), String> {
+        let calls: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let mut runtime = self.runtime.clone();
+                let req = StopContainerRequest { container_id: id.clone(), timeout: grace };
+                async move { runtime.stop_container(req).await }
+            })
+            .collect();
+        let all = async move {
+            let tasks: Vec<_> = calls.into_iter().map(tokio::spawn).collect();
+            let mut last = Ok(containerd_client::tonic::Response::new(Default::default()));
+            for t in tasks {
+                match t.await {
+                    Ok(Ok(r)) => drop(r),
+                    Ok(Err(status)) => last = Err(status),
+                    Err(e) => last = Err(containerd_client::tonic::Status::internal(e.to_string())),
+                }
+            }
+            last
+        };
+        self.call::<k8s_cri::v1::StopContainerResponse>("StopContainer", all).map(drop)
     }
 
     /// The end of a pod: `StopPodSandbox` (its containers stop with it), `RemovePodSandbox`.

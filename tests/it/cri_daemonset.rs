@@ -10,6 +10,9 @@
 //! WordPress pod, whose shim writes runc's process spec into the node's `/tmp`, waits and is decided by the
 //! replacement the watchdog forks), and `kill -9` of the whole noexecd container, restarted by the kubelet's
 //! calls (`CreateContainer` with the next attempt, `StartContainer`) while the held group keeps execs waiting.
+//! Then a rollout to a second generation of the pod in the order the DaemonSet's `updateStrategy` sets, with
+//! uid 65534 exec'ing the node's tmp program in a loop throughout (no attempt may run), and a plain deletion
+//! of the new pod, which releases the group within the pod's grace period.
 //!
 //! Safety as in `cri`: `noexecd check` first, the daemon's marks read back after every step. Every command
 //! and CRI call is bounded; the hold container and the daemon are killed if the test fails while they hold
@@ -39,14 +42,13 @@ use crate::cri::{self, Cri, PodSpec};
 const NOEXECD_IMAGE: &str = "localhost/noexecd-it-cri:1";
 const STALL_AFTER_IN_TEST: u64 = 4;
 const UP_WITHIN: Duration = Duration::from_secs(60);
-const POD_UID: &str = "5d1e0c2b-9a8f-4e7d-b6c5-a4b3c2d1e0f9";
-
-fn manifest_template() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/kubernetes/daemonset.yaml");
-    let text = fs::read_to_string(path).unwrap();
-    let docs: Vec<Value> = text.split("\n---\n").map(|doc| serde_saphyr::from_str::<Value>(doc).unwrap()).collect();
-    docs.into_iter().find(|d| d["kind"] == "DaemonSet").expect("a DaemonSet")["spec"]["template"].clone()
-}
+/// How long the rollout's new daemon is held back before it may mark.
+const SLOW_START: Duration = Duration::from_secs(2);
+/// The DaemonSet's pods on the node: the first generation, and the one a rollout replaces it with.
+const GENERATIONS: [(&str, &str); 2] = [
+    ("noexecd-7x2kq", "5d1e0c2b-9a8f-4e7d-b6c5-a4b3c2d1e0f9"),
+    ("noexecd-m4r8w", "8c3a1f5e-2d4b-4a6c-9e7f-1b2c3d4e5f60"),
+];
 
 fn fields(v: &Value, what: &str) -> Vec<(String, Value)> {
     v.as_object().unwrap_or_else(|| panic!("{what}: not a map")).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
@@ -74,9 +76,13 @@ struct Translated {
     /// The liveness endpoint's port, as the supervisor is told to listen (loopback of the node).
     health_port: u16,
     health_path: String,
+    /// The readiness probe's path on the same port, if the template has one: the DaemonSet controller counts
+    /// a pod available (and, surging, deletes the one it replaces) once it answers 200.
+    ready_path: Option<String>,
 }
 
 fn translate(
+    (pod_name, pod_uid): (&str, &str),
     template: &Value,
     image: &str,
     volumes: &HashMap<String, PathBuf>,
@@ -95,11 +101,10 @@ fn translate(
             _ => panic!("pod template field {key}: not translated"),
         }
     }
-    let pod_name = "noexecd-7x2kq";
     labels.extend([
         ("io.kubernetes.pod.name".to_owned(), pod_name.to_owned()),
         ("io.kubernetes.pod.namespace".to_owned(), "noexecd".to_owned()),
-        ("io.kubernetes.pod.uid".to_owned(), POD_UID.to_owned()),
+        ("io.kubernetes.pod.uid".to_owned(), pod_uid.to_owned()),
     ]);
     // No CNI on this node: the pod's network is the node's (a departure from the template, which has none).
     let mut namespaces = NamespaceOption {
@@ -142,20 +147,21 @@ fn translate(
     // The pod shares the node's network here (no CNI): KubeArmor's gRPC port moves to a free loopback port.
     let grpc_port = free_port();
     let mut health_path = String::new();
+    let mut ready_path = None;
     let mut port_mappings = Vec::new();
     let sandbox = |port_mappings: Vec<PortMapping>| PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
             name: pod_name.to_owned(),
-            uid: POD_UID.to_owned(),
+            uid: pod_uid.to_owned(),
             namespace: "noexecd".to_owned(),
             attempt: 0,
         }),
-        log_directory: path_str(&base.join(format!("pods/noexecd_{pod_name}_{POD_UID}"))),
+        log_directory: path_str(&base.join(format!("pods/noexecd_{pod_name}_{pod_uid}"))),
         labels: labels.clone(),
         annotations: HashMap::from([("kubernetes.io/config.source".to_owned(), "api".to_owned())]),
         port_mappings,
         linux: Some(LinuxPodSandboxConfig {
-            cgroup_parent: format!("/{cgroup}/kubepods/pod{POD_UID}"),
+            cgroup_parent: format!("/{cgroup}/kubepods/pod{pod_uid}"),
             security_context: Some(LinuxSandboxSecurityContext {
                 namespace_options: Some(namespaces.clone()),
                 ..Default::default()
@@ -172,7 +178,7 @@ fn translate(
             labels: HashMap::from([
                 ("io.kubernetes.pod.name".to_owned(), pod_name.to_owned()),
                 ("io.kubernetes.pod.namespace".to_owned(), "noexecd".to_owned()),
-                ("io.kubernetes.pod.uid".to_owned(), POD_UID.to_owned()),
+                ("io.kubernetes.pod.uid".to_owned(), pod_uid.to_owned()),
                 ("io.kubernetes.container.name".to_owned(), cname.clone()),
             ]),
             annotations: HashMap::from([("io.kubernetes.pod.terminationGracePeriod".to_owned(), grace.to_string())]),
@@ -279,6 +285,18 @@ fn translate(
                         });
                     }
                 }
+                "readinessProbe" => {
+                    for (k, v) in fields(&value, "readinessProbe") {
+                        match k.as_str() {
+                            "httpGet" => {
+                                assert_eq!(v["port"], "health", "readinessProbe: the supervisor's port");
+                                ready_path = Some(s(&v["path"]));
+                            }
+                            "periodSeconds" | "timeoutSeconds" | "failureThreshold" | "successThreshold" => {}
+                            _ => panic!("readinessProbe.{k}: not translated"),
+                        }
+                    }
+                }
                 "livenessProbe" => {
                     // The kubelet's own GET: made by the test ([`http_probe`]).
                     for (k, v) in fields(&value, "livenessProbe") {
@@ -309,7 +327,7 @@ fn translate(
         configs.push(config);
     }
     assert!(!health_path.is_empty(), "the template's liveness probe is an httpGet");
-    Translated { sandbox: sandbox(port_mappings), containers: configs, health_port, health_path }
+    Translated { sandbox: sandbox(port_mappings), containers: configs, health_port, health_path, ready_path }
 }
 
 /// The kubelet's `httpGet`: the status line of the answer, or `None`.
@@ -465,6 +483,14 @@ fn daemonset_pod_through_cri(name: &str, layout: SandboxLayout) {
     let archive = path_str(&base.join("noexecd.oci.tar"));
     sb.podman(&["save", "-q", "--format", "oci-archive", "-o", &archive, NOEXECD_IMAGE]);
     sb.ok(&["ctr", "-a", cri::CONTAINERD_SOCKET, "-n", "k8s.io", "images", "import", archive.as_str()]);
+    // Three copies of a debug binary fill most of the sandbox's tmpfs, which also backs the ext4 image that
+    // containerd's root is on: once imported, they go.
+    sb.sh(&format!(
+        "rm -rf {img} {tar} {archive}\n",
+        tar = sh_quote(Path::new(&tar)),
+        archive = sh_quote(Path::new(&archive)),
+        img = sh_quote(&img)
+    ));
 
     // The node's payloads, put before anything guards: a program in the node's tmp, an allowed one elsewhere.
     let x = host_tmp[0].join("hx");
@@ -474,7 +500,9 @@ fn daemonset_pod_through_cri(name: &str, layout: SandboxLayout) {
     // from the downward API).
     let (config, alert_log) = cri::write_config(&sb, &host_tmp);
     cri::check(&sb, name, &config, &allowed);
-    let template = manifest_template();
+    // Read once: the rollout's order and the pods come from the same manifest.
+    let daemonset = manifest_daemonset();
+    let template = daemonset["spec"]["template"].clone();
     let daemon_spec =
         template["spec"]["containers"].as_array().unwrap().iter().find(|c| c["name"] == "noexecd").unwrap().clone();
     let mount_of = |volume: &str| {
@@ -496,27 +524,26 @@ fn daemonset_pod_through_cri(name: &str, layout: SandboxLayout) {
         pod_text += &line;
         pod_text.push('\n');
     }
-    let mut volumes = HashMap::new();
-    for v in template["spec"]["volumes"].as_array().unwrap() {
-        let volume = s(&v["name"]);
-        let dir = base.join("kubelet").join(&volume);
-        fs::create_dir_all(sb.host_view(&dir)).unwrap();
-        volumes.insert(volume, dir);
-    }
-    fs::write(sb.host_view(&volumes["config"].join("noexecd.toml")), &pod_text).unwrap();
-    fs::write(sb.host_view(&volumes["policies"].join("ksp-block-exec-inside-tmp.yaml")), KSP_YAML).unwrap();
+    // Each generation of the pod has volumes of its own: the emptyDirs are the pod's, and the kubelet projects
+    // the ConfigMaps into each pod's directory.
+    let volumes_of = |dir: &str| {
+        let mut volumes = HashMap::new();
+        for v in template["spec"]["volumes"].as_array().unwrap() {
+            let volume = s(&v["name"]);
+            let path = base.join(dir).join(&volume);
+            fs::create_dir_all(sb.host_view(&path)).unwrap();
+            volumes.insert(volume, path);
+        }
+        fs::write(sb.host_view(&volumes["config"].join("noexecd.toml")), &pod_text).unwrap();
+        fs::write(sb.host_view(&volumes["policies"].join("ksp-block-exec-inside-tmp.yaml")), KSP_YAML).unwrap();
+        volumes
+    };
+    let volumes = volumes_of("kubelet");
     let status_on_node = volumes["run"].join("status");
 
-    let pod = translate(&template, NOEXECD_IMAGE, &volumes, &base, &sb.cgroup);
+    let pod = translate(GENERATIONS[0], &template, NOEXECD_IMAGE, &volumes, &base, &sb.cgroup);
     let _kill = KillOnDrop(pod.health_port);
-    let mut runtime = cri.runtime.clone();
-    let req = RunPodSandboxRequest { config: Some(pod.sandbox.clone()), runtime_handler: String::new() };
-    let sandbox_id =
-        cri.call("RunPodSandbox", async move { runtime.run_pod_sandbox(req).await }).unwrap().pod_sandbox_id;
-    let mut ids = Vec::new();
-    for c in &pod.containers {
-        ids.push(create_and_start(&cri, &sandbox_id, c, &pod.sandbox));
-    }
+    let (sandbox_id, ids) = start_pod(&cri, &pod);
     let logs = || {
         let dir = sb.host_view(Path::new(&pod.sandbox.log_directory));
         let read = |c: &str| fs::read_to_string(dir.join(c).join("0.log")).unwrap_or_default();
@@ -668,7 +695,7 @@ fn daemonset_pod_through_cri(name: &str, layout: SandboxLayout) {
     let restart = Instant::now();
     let mut again = pod.containers[0].clone();
     again.metadata.as_mut().unwrap().attempt = 1;
-    let _restarted = create_and_start(&cri, &sandbox_id, &again, &pod.sandbox);
+    let restarted = create_and_start(&cri, &sandbox_id, &again, &pod.sandbox);
     let (code, err) = waiting.wait(Duration::from_secs(60));
     assert!(
         code == 126 && err.contains(EPERM_TEXT),
@@ -683,12 +710,248 @@ fn daemonset_pod_through_cri(name: &str, layout: SandboxLayout) {
     let (_, daemon) = wait_until("the restarted container's daemon", UP_WITHIN, || pod_processes(pod.health_port));
     verify(daemon);
 
-    // Deleting the pod releases the group: the node's tmp runs again, unguarded.
+    // A rollout to the next generation of the pod, in the order the manifest's updateStrategy makes the
+    // DaemonSet controller take, while uid 65534 runs the node's tmp program in a loop throughout.
+    let rollout = Rollout::of(&daemonset);
+    let grace = pod_grace(&template);
+    let next = translate(GENERATIONS[1], &template, NOEXECD_IMAGE, &volumes_of("kubelet-2"), &base, &sb.cgroup);
+    let _kill_next = KillOnDrop(next.health_port);
+    let next_logs = || {
+        let dir = sb.host_view(Path::new(&next.sandbox.log_directory));
+        fs::read_to_string(dir.join("noexecd").join("0.log")).unwrap_or_default()
+    };
+    let before = n_alerts();
+    let mut looping = ExecLoop::start(&sb, &x);
+    if poll_until(ALERT_TIMEOUT, || (n_alerts() > before).then_some(())).is_none() {
+        let ended = looping.0.try_wait().unwrap();
+        let (ran, refused) = looping.stop(&sb);
+        panic!(
+            "{name}: no refusal of the loop within {ALERT_TIMEOUT:?} (ended: {ended:?}; ran {ran}, refused {refused})"
+        );
+    }
+    let old_ids = vec![ids[1].clone(), restarted];
+    let rollout_at = Instant::now();
+    // The new daemon is made slow to mark, as one that walks large protected trees is: held stopped for
+    // SLOW_START from before it can mark (it waits for its pod's `hold`, which starts after it) while the
+    // test, as the DaemonSet controller, deletes the old pod as soon as the new one counts as available.
+    let delete_old = || delete_pod(&cri, &sandbox_id, &old_ids, grace).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let next_sandbox = match rollout {
+        Rollout::SurgeFirst => {
+            let (started, slow) = start_pod_slowly(&cri, &next, name);
+            let resume_at = Instant::now() + SLOW_START;
+            let mut old_deleted = false;
+            let mut unready = 0;
+            // Only the clock can say the pod stayed unavailable while its daemon had not marked: the
+            // controller's look at the pod is repeated until the daemon is let go.
+            while Instant::now() < resume_at {
+                if is_available(&next) {
+                    delete_old();
+                    old_deleted = true;
+                    break;
+                }
+                unready += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            std::thread::sleep(resume_at.saturating_duration_since(Instant::now()));
+            kill(Pid::from_raw(slow), Signal::SIGCONT).unwrap();
+            if !old_deleted {
+                println!("{name}: the new pod answered not ready {unready} times while its daemon had not marked");
+                wait_available(&next, &next_logs, name);
+                delete_old();
+            }
+            started
+        }
+        Rollout::DeleteFirst => {
+            delete_old();
+            let (started, slow) = start_pod_slowly(&cri, &next, name);
+            std::thread::sleep(SLOW_START);
+            kill(Pid::from_raw(slow), Signal::SIGCONT).unwrap();
+            wait_available(&next, &next_logs, name);
+            started
+        }
+    };
+    let rolled = rollout_at.elapsed();
+    // The loop goes on until the new generation alone has refused some of its attempts.
+    wait_until("the new generation guarding", UP_WITHIN, || next_logs().contains("noexecd is guarding").then_some(()));
+    let after = n_alerts();
+    wait_until("refusals by the new generation alone", ALERT_TIMEOUT, || (n_alerts() > after).then_some(()));
+    let (ran, refused) = looping.stop(&sb);
+    println!(
+        "{name}: rollout {rollout:?} in {rolled:?}: uid 65534's loop on {} ran {ran} times, refused {refused} times",
+        x.display()
+    );
+    assert_eq!(ran, 0, "{name}: {} ran during the rollout ({rollout:?})\n{}\n{}", x.display(), logs(), next_logs());
+    let (_, daemon) = wait_until("the new generation's daemon", UP_WITHIN, || pod_processes(next.health_port));
+    verify(daemon);
+
+    // Deleting the pod with no new one (`kubectl delete pod`: the kubelet's SIGTERM to each container)
+    // releases the group within the grace period: the node's tmp runs again, unguarded.
     cri.remove_pod(&wp.sandbox_id).unwrap();
-    cri.remove_pod(&sandbox_id).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let deleted_at = Instant::now();
+    delete_pod(&cri, &next_sandbox.0, &next_sandbox.1, grace).unwrap_or_else(|e| panic!("{name}: {e}"));
     let (code, err) = NodeExec::start(&sb, &x).wait(Duration::from_secs(60));
+    let released = deleted_at.elapsed();
     assert_eq!(code, 127, "{name}: busybox as `hx` runs once the pod is gone: {err}");
+    println!("{name}: a plain deletion of the pod released the group within {released:?} (grace {grace} s)");
+    assert!(released < Duration::from_secs(grace.unsigned_abs()), "{name}: {released:?}");
     println!("{name}: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The order in which the DaemonSet controller replaces a node's pod, from `updateStrategy.rollingUpdate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rollout {
+    /// `maxSurge` above 0 with `maxUnavailable: 0`: the new pod starts beside the old one, which is deleted
+    /// once the new one is available (ready).
+    SurgeFirst,
+    /// Otherwise: the old pod is deleted, then the new one created.
+    DeleteFirst,
+}
+
+impl Rollout {
+    fn of(daemonset: &Value) -> Rollout {
+        let strategy = &daemonset["spec"]["updateStrategy"];
+        assert_eq!(strategy["type"], "RollingUpdate", "updateStrategy");
+        let rolling = &strategy["rollingUpdate"];
+        for (k, _) in fields(rolling, "rollingUpdate") {
+            assert!(["maxSurge", "maxUnavailable"].contains(&k.as_str()), "rollingUpdate.{k}: not translated");
+        }
+        // Absent, maxUnavailable is 1 and maxSurge 0 (the API's defaults); one node here, so a number is what
+        // a percentage rounds to for it.
+        let count = |v: &Value, default: i64| match v {
+            Value::Null => default,
+            Value::Number(n) => n.as_i64().unwrap(),
+            Value::String(p) if p.ends_with('%') => i64::from(p.trim_end_matches('%').parse::<i64>().unwrap() > 0),
+            _ => panic!("rollingUpdate value {v}: not translated"),
+        };
+        let (surge, unavailable) = (count(&rolling["maxSurge"], 0), count(&rolling["maxUnavailable"], 1));
+        if surge > 0 && unavailable == 0 { Rollout::SurgeFirst } else { Rollout::DeleteFirst }
+    }
+}
+
+fn manifest_daemonset() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/kubernetes/daemonset.yaml");
+    let text = fs::read_to_string(path).unwrap();
+    let docs: Vec<Value> = text.split("\n---\n").map(|doc| serde_saphyr::from_str::<Value>(doc).unwrap()).collect();
+    docs.into_iter().find(|d| d["kind"] == "DaemonSet").expect("a DaemonSet")
+}
+
+fn pod_grace(template: &Value) -> i64 {
+    template["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30)
+}
+
+/// `RunPodSandbox`, then `CreateContainer` and `StartContainer` of each container: its sandbox and containers.
+fn start_pod(cri: &Cri, pod: &Translated) -> (String, Vec<String>) {
+    let mut runtime = cri.runtime.clone();
+    let req = RunPodSandboxRequest { config: Some(pod.sandbox.clone()), runtime_handler: String::new() };
+    let sandbox_id =
+        cri.call("RunPodSandbox", async move { runtime.run_pod_sandbox(req).await }).unwrap().pod_sandbox_id;
+    let ids = pod.containers.iter().map(|c| create_and_start(cri, &sandbox_id, c, &pod.sandbox)).collect();
+    (sandbox_id, ids)
+}
+
+/// [`start_pod`], with the daemon held stopped (SIGSTOP) once its first container runs and before the next
+/// one starts: it cannot have marked (it waits for `hold` before its first mark). Returns the daemon's pid.
+fn start_pod_slowly(cri: &Cri, pod: &Translated, name: &str) -> ((String, Vec<String>), i32) {
+    let mut runtime = cri.runtime.clone();
+    let req = RunPodSandboxRequest { config: Some(pod.sandbox.clone()), runtime_handler: String::new() };
+    let sandbox_id =
+        cri.call("RunPodSandbox", async move { runtime.run_pod_sandbox(req).await }).unwrap().pod_sandbox_id;
+    let (first, rest) = pod.containers.split_first().unwrap();
+    assert_eq!(first.metadata.as_ref().unwrap().name, "noexecd", "{name}: the daemon's container starts first");
+    let mut ids = vec![create_and_start(cri, &sandbox_id, first, &pod.sandbox)];
+    let (_, daemon) = wait_until("the new pod's daemon", UP_WITHIN, || pod_processes(pod.health_port));
+    kill(Pid::from_raw(daemon), Signal::SIGSTOP).unwrap();
+    ids.extend(rest.iter().map(|c| create_and_start(cri, &sandbox_id, c, &pod.sandbox)));
+    ((sandbox_id, ids), daemon)
+}
+
+/// Whether the DaemonSet controller counts the pod available: its readiness probe answers 200, or, without
+/// one, its containers run.
+fn is_available(pod: &Translated) -> bool {
+    pod.ready_path.as_ref().is_none_or(|path| http_probe(pod.health_port, path).as_deref() == Some("HTTP/1.1 200 OK"))
+}
+
+/// A pod's deletion as the kubelet carries it out: `StopContainer` of every container at once with the pod's
+/// grace period, then `StopPodSandbox` and `RemovePodSandbox`.
+fn delete_pod(cri: &Cri, sandbox_id: &str, containers: &[String], grace: i64) -> Result<(), String> {
+    cri.stop_containers(containers, grace)?;
+    cri.remove_pod(sandbox_id)
+}
+
+/// Until the pod counts as available ([`is_available`]).
+fn wait_available(pod: &Translated, logs: &dyn Fn() -> String, name: &str) {
+    let ready = poll_until(UP_WITHIN, || is_available(pod).then_some(()));
+    assert!(ready.is_some(), "{name}: the new pod is not ready within {UP_WITHIN:?}\n{}", logs());
+}
+
+/// uid 65534 exec'ing a program of the node's tmp (by its name, from its directory) again and again, as fast
+/// as it can, until stopped: `execloop until`.
+struct ExecLoop(Child);
+
+/// The loop's stop file, on the node's /run (not guarded; searchable by any user).
+const LOOP_STOP: &str = "/run/noexecd-it-execloop.stop";
+
+impl ExecLoop {
+    fn start(sb: &Sandbox, program: &Path) -> ExecLoop {
+        let execloop = Path::new("/run/noexecd-it-execloop");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/execloop.c");
+        let mut cc = Command::new("cc");
+        cc.env("PATH", SYS_PATH).arg("-O2").arg("-o").arg(sb.host_view(execloop)).arg(src);
+        let o = run_bounded(&mut cc, Duration::from_secs(120));
+        assert!(o.status.success(), "cc execloop.c\n{o}");
+        let _ = fs::remove_file(sb.host_view(Path::new(LOOP_STOP)));
+        // The directory is entered in the node's mount namespace (nsenter's --wd would resolve it in ours),
+        // as root: uid 65534 then names the program relative to it.
+        let script = format!(
+            "cd {dir} && exec timeout -k 2 300 setpriv --reuid=65534 --regid=65534 --clear-groups -- {execloop} until {stop} ./{program}",
+            dir = sh_quote(program.parent().unwrap()),
+            execloop = sh_quote(execloop),
+            stop = sh_quote(Path::new(LOOP_STOP)),
+            program = program.file_name().unwrap().to_string_lossy(),
+        );
+        let child = Command::new("nsenter")
+            .env("PATH", SYS_PATH)
+            .arg("-t")
+            .arg(sb.init.to_string())
+            .args(["-m", "-p", "--", "sh", "-c"])
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        ExecLoop(child)
+    }
+
+    /// Stops the loop: (attempts that ran, attempts refused with EPERM).
+    fn stop(mut self, sb: &Sandbox) -> (u64, u64) {
+        fs::write(sb.host_view(Path::new(LOOP_STOP)), "").unwrap();
+        let status = wait_until("the exec loop to stop", Duration::from_secs(30), || self.0.try_wait().unwrap());
+        let mut out = String::new();
+        let mut err = String::new();
+        if let Some(mut o) = self.0.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut o, &mut out);
+        }
+        if let Some(mut e) = self.0.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        assert!(status.success(), "the exec loop: {status}\n{out}\n{err}");
+        let count = |key: &str| -> u64 {
+            out.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {key}= in the exec loop's line {out:?} {err}"))
+        };
+        assert_eq!(count("other"), 0, "the exec loop: attempts that neither ran nor were refused: {out} {err}");
+        (count("ran"), count("eperm"))
+    }
+}
+
+impl Drop for ExecLoop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]

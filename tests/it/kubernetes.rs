@@ -222,20 +222,20 @@ fn container_args(c: &Value, node: &Node<'_>) -> Vec<String> {
                     }
                 }
             }
-            "livenessProbe" => {
+            "livenessProbe" | "readinessProbe" => {
                 // The kubelet's own HTTP GET, made by the test from the pod's network namespace ([`http_probe`]);
                 // its timing is the kubelet's, checked here to be what docs/kubernetes.md states.
-                for (k, v) in fields(&value, "livenessProbe") {
+                for (k, v) in fields(&value, &key) {
                     match k.as_str() {
                         "httpGet" => {
                             let keys: Vec<String> = fields(&v, "httpGet").into_iter().map(|(k, _)| k).collect();
-                            assert_eq!(keys, ["path", "port"], "livenessProbe.httpGet: fields not translated");
+                            assert_eq!(keys, ["path", "port"], "{key}.httpGet: fields not translated");
                         }
                         "initialDelaySeconds" | "periodSeconds" | "failureThreshold" => {
-                            assert!(v.as_u64().is_some(), "livenessProbe.{k}")
+                            assert!(v.as_u64().is_some(), "{key}.{k}")
                         }
                         "timeoutSeconds" => assert!(v.as_u64().unwrap() <= PROBE_TIMEOUT.as_secs(), "{k}"),
-                        _ => panic!("livenessProbe.{k}: not translated"),
+                        _ => panic!("{key}.{k}: not translated"),
                     }
                 }
             }
@@ -278,10 +278,11 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// stalled daemon is replaced within this plus one status period.
 const STALL_AFTER_IN_TEST: u64 = 4;
 
-/// The liveness probe as the kubelet makes it: `GET path` on the container's named port, from the pod's
-/// network namespace (the kubelet reaches the pod's address). The status line, or `None` without an answer.
-fn http_probe(spec: &Value, supervisor: i32) -> Option<String> {
-    let get = &spec["livenessProbe"]["httpGet"];
+/// A probe (`livenessProbe`, `readinessProbe`) as the kubelet makes it: `GET path` on the container's named
+/// port, from the pod's network namespace (the kubelet reaches the pod's address). The status line, or `None`
+/// without an answer.
+fn http_probe(spec: &Value, which: &str, supervisor: i32) -> Option<String> {
+    let get = &spec[which]["httpGet"];
     let port_name = str_of(&get["port"], "httpGet.port");
     let port = spec["ports"]
         .as_array()
@@ -606,10 +607,12 @@ fn pod_template_guards_the_node(name: &str, layout: SandboxLayout) {
     verify(&g);
     let probe = |g: &Guarded| {
         let (supervisor, _) = daemon_of(g, pod);
-        http_probe(daemon_spec, supervisor)
+        http_probe(daemon_spec, "livenessProbe", supervisor)
     };
     let alive = probe(&g);
     assert_eq!(alive.as_deref(), Some("HTTP/1.1 200 OK"), "{name}: the liveness probe passes\n{}", logs(&g));
+    let ready = http_probe(daemon_spec, "readinessProbe", daemon_of(&g, pod).0);
+    assert_eq!(ready.as_deref(), Some("HTTP/1.1 200 OK"), "{name}: the readiness probe passes\n{}", logs(&g));
 
     // The node's tmp directories are guarded: the host policy, for a program of the node.
     let mut n = 0;
