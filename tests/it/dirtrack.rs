@@ -271,6 +271,16 @@ fn a_directory_made_a_moment_ago_is_guarded_on_a_bind_of_tmp_onto_itself() {
     let log = env.daemon_stderr();
     assert!(log.contains("marked the mount of a protected directory"), "the bind must get its mount mark\n{log}");
     assert!(!log.contains("mount --bind"), "no remedy to offer for a bound /tmp\n{log}");
+    // What the docs say the bind changes: a hard link or rename across it fails with EXDEV, same filesystem.
+    let o = bash(
+        &env,
+        &tmp,
+        "echo x > \"$T/f\" && ln \"$T/f\" \"$T/../f\"; mv \"$T/f\" \"$T/../g\" && test -e \"$T/../g\"",
+    );
+    assert!(
+        o.stderr.contains("Invalid cross-device link") && o.status.success(),
+        "ln fails with EXDEV, mv copies\n{o}"
+    );
     let attempts = race_attempts();
     let r = race(&env, &tmp, attempts);
     assert_race_lost(&env, "a directory of the ext4 root bound onto itself", &r, attempts);
