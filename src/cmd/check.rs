@@ -170,7 +170,7 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
         for m in guard.open_mounts() {
             w(out, format!("open-guard-mount	{}", m.path.display()))?;
         }
-        for root in guard.open_roots_without_mount() {
+        for root in guard.open_roots_without_mount().into_iter().filter(|r| r.is_dir()) {
             writeln!(err, "warning: {}", marks::unmounted_root_remedy(&root))
                 .map_err(|source| Error::WriteFile { path: "stderr".into(), source })?;
         }

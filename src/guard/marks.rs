@@ -288,7 +288,8 @@ impl Marks {
             .filter(|m| guard.mounts.containing(m.path.as_os_str().as_bytes()).is_some_and(|now| now.id == m.id))
             .map(|m| m.path.clone())
             .collect();
-        for root in guard.open_roots_without_mount() {
+        // A protected file is no directory a new one can be made in.
+        for root in guard.open_roots_without_mount().into_iter().filter(|r| r.is_dir()) {
             if !self.said_unmounted.contains(&root) {
                 tracing::warn!("{}", unmounted_root_remedy(&root));
                 self.said_unmounted.push(root);
