@@ -40,7 +40,7 @@ int main(int argc, char **argv) {
     const char *sh = argc > 3 ? argv[3] : "/bin/sh";
     static const char script[] = "exit 42\n";
     long ran = 0, refused = 0, other = 0;
-    char sub[4096], file[4096];
+    char sub[4096], file[4096 + 3];
     /* Silence the refused sh's complaint: 10 000 lines of it say nothing. */
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);

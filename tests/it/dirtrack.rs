@@ -309,4 +309,12 @@ fn a_directory_made_a_moment_ago_on_a_shared_root_is_measured_and_the_remedy_sai
     eprintln!("dirrace a directory of the ext4 root, not bound: {}", r.line);
     assert_eq!(r.ran + r.refused, attempts, "{}", r.line);
     assert!(r.refused > attempts / 2, "most attempts must still be refused: {}", r.line);
+    // The remedy applied as the docs say, under the running daemon: its mount poll marks the new mount.
+    env.sh(&format!("mount --bind {t} {t}", t = sh_quote(&tmp)));
+    poll_until(Duration::from_secs(10), || {
+        env.daemon_stderr().contains("marked the mount of a protected directory").then_some(())
+    })
+    .unwrap_or_else(|| panic!("the bind made under the daemon must get its mount mark\n{}", env.daemon_stderr()));
+    let r = race(&env, &tmp, attempts);
+    assert_race_lost(&env, "a directory of the ext4 root bound onto itself under the running daemon", &r, attempts);
 }
