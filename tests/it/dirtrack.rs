@@ -284,6 +284,20 @@ fn a_directory_made_a_moment_ago_is_guarded_on_a_bind_of_tmp_onto_itself() {
     let attempts = race_attempts();
     let r = race(&env, &tmp, attempts);
     assert_race_lost(&env, "a directory of the ext4 root bound onto itself", &r, attempts);
+    // The kernel holds one mount mark of the daemon's group; a reload that no longer protects the bind takes
+    // it away (the directory no longer protected, its files open as any other).
+    let pid = env.daemon().pid;
+    let mount_marks = || fanotify_mark_lines(pid).into_iter().filter(|l| l.starts_with("fanotify mnt_id:")).count();
+    assert_eq!(mount_marks(), 1, "{:?}", fanotify_mark_lines(pid));
+    let other = env.img.join("other");
+    env.sh(&format!("mkdir -p {}", sh_quote(&other)));
+    env.write_config(&DaemonOpts::enforce(), &dir_policy("Block", &other, true));
+    let before = env.fresh_status().get("reloads");
+    env.daemon().signal(nix::sys::signal::Signal::SIGHUP);
+    env.wait_status("the reload after SIGHUP", |s| s.get("reloads") > before);
+    let log = env.daemon_stderr();
+    assert!(log.contains("removed the mark of a mount no longer protected"), "{log}");
+    assert_eq!(mount_marks(), 0, "{:?}", fanotify_mark_lines(pid));
 }
 
 #[test]
