@@ -149,6 +149,23 @@ rows.append(("standing directories, idle daemon CPU", "≤ 1 %", f"{fmt(dirs_idl
              f"{fmt(med('dirs', 'storm-dirs'), '{:,.0f}')} directories; {fmt(med('dirs', 'marks'), '{:,.0f}')} inode marks; "
              f"RSS {fmt(None if med('dirs', 'idle-rss') is None else med('dirs', 'idle-rss') / 1024, '{:.1f}')} MiB"))
 
+if data.get(("dirs", "bound-mark-p99")):
+    bp99, bprobes, bguarded = med("dirs", "bound-mark-p99"), med("dirs", "bound-probes"), med("dirs", "bound-probes-guarded")
+    rows.append(("the same storm in /tmp bound onto itself (mount mark too): p99", "≤ 50 ms", f"{fmt(bp99, '{:.1f}')} ms",
+                 verdict(None if bp99 is None else (bp99 <= 50 and bprobes == bguarded)),
+                 f"{fmt(bguarded, '{:.0f}')}/{fmt(bprobes, '{:.0f}')} probes guarded; daemon CPU during the storm "
+                 f"{fmt(med('dirs', 'bound-storm-cpu'), '{:.0f}')} % of one core"))
+# Goal 7: a directory made a moment ago (phase 6): sh on a script in it at once, as uid 65534.
+if data.get(("race", "tmpfs-ran")):
+    runs = {k: med("race", f"{k}-ran") for k in ("tmpfs", "bound", "shared")}
+    attempts = med("race", "tmpfs-attempts")
+    closed = None if runs["tmpfs"] is None or runs["bound"] is None else runs["tmpfs"] == 0 and runs["bound"] == 0
+    rows.append(("a directory made a moment ago: runs of `sh` on a script written into it at once", "0",
+                 f"{fmt(runs['tmpfs'], '{:.0f}')} / {fmt(runs['bound'], '{:.0f}')} of {fmt(attempts, '{:,.0f}')}", verdict(closed),
+                 f"/tmp a tmpfs of its own {fmt(runs['tmpfs'], '{:.0f}')}, /tmp bound onto itself {fmt(runs['bound'], '{:.0f}')}; "
+                 f"/tmp a plain directory of `/` (directory marks only, the window the bind closes) "
+                 f"{fmt(runs['shared'], '{:.0f}')} of {fmt(med('race', 'shared-attempts'), '{:,.0f}')}"))
+
 # Scenario 3: the open guard against the minimal C FAN_OPEN_PERM responder on the same marks.
 if data.get(("open", "guard-on")):
     on = ratio("open", "guard-on", "none@on")
@@ -160,6 +177,13 @@ if data.get(("open", "guard-on")):
                  f"against no guard: open guard {fmt(on)}, C responder {fmt(resp)}, noexecd with the open guard "
                  f"off {fmt(off)}; guard's CPU per open (all threads): noexecd {fmt(med('open', 'cpu-on'), '{:.0f}')} ns, "
                  f"C responder {fmt(med('open', 'cpu-resp'), '{:.0f}')} ns (ratio {fmt(ratio('open', 'cpu-on', 'cpu-resp'), '{:.2f}')})"))
+    if data.get(("open", "guard-bound")):
+        bound_floor = ratio("open", "guard-bound", "guard-resp")
+        rows.append(("open-heavy work in /tmp bound onto itself (mount mark too) / minimal C open responder", "≤ 1.10",
+                     fmt(bound_floor), verdict(None if bound_floor is None else bound_floor <= 1.10),
+                     f"against no guard {fmt(ratio('open', 'guard-bound', 'none@bound'))}; against the open guard on "
+                     f"/tmp a plain directory {fmt(ratio('open', 'guard-bound', 'guard-on'))}; guard's CPU per open "
+                     f"{fmt(med('open', 'cpu-bound'), '{:.0f}')} ns"))
     if data.get(("open", "guard-sniff")):
         sniff_floor = ratio("open", "guard-sniff", "guard-resp")
         rows.append(("open-heavy work: sniffing C open responder (statx, 64-byte pread, readlink of the opener's exe) "
@@ -359,7 +383,8 @@ before each start; fapolicyd runs chrooted in the image and sees only the image'
   filesystem's protected directories, FAN_ALLOW to everything, the same 64 KiB read), the same responder with
   `-s` (the sniffing floor: before each answer a statx of the event fd, a pread of its first 64 bytes and a
   readlink of the opener's `/proc/PID/exe`, what any guard telling a file that could run from one that cannot
-  must look at), noexecd with the open guard on, and off. The guard's CPU time per open (every thread's
+  must look at), noexecd with the open guard on, and off, and on with `img/tmp` bound onto itself (its mount
+  then carries the open guard's FAN_OPEN_PERM mount mark besides the directory marks). The guard's CPU time per open (every thread's
   `schedstat` over the guarded run, divided by the opens) is taken in the same runs.
 - **Scenario 4** (storm): two `execloop storm` processes deny-looping for {{BENCH_STORM_SECS}} s; decisions per
   second and the slowest single execve (a stall would show there).
@@ -394,11 +419,16 @@ before each start; fapolicyd runs chrooted in the image and sees only the image'
   by path, as /tmp on `/`); `bench/dirstorm.c` makes {{BENCH_DIRS}} directories in it at {{BENCH_DIR_RATE}} mkdir/s
   while probing every 5 ms: mkdir, write a loadable ELF in the new directory, open it until the open
   guard refuses it (EPERM); the time from mkdir to the first refusal is the probe's mark latency. Then the
-  daemon's CPU over 10 s idle with those directories standing.
+  daemon's CPU over 10 s idle with those directories standing. The storm runs first with the directory bound
+  onto itself (its mount then carries the open guard's mount mark too), in a tree removed afterwards.
+- **Scenario 9** (a directory made a moment ago): `bench/dirrace.c` as uid 65534, {{BENCH_RACE}} times per layout:
+  mkdir in the protected directory, write `exit 42` into it as a script and run `sh` on it at once; a run is an
+  attempt whose script ran. Layouts: a tmpfs of its own, the image's /tmp bound onto itself, the image's /tmp a
+  plain directory of its `/`.
 
 Commands: `make bench` (as root). Knobs: `BENCH_ROUNDS` (default 11), `BENCH_SPAWN` (1000), `BENCH_DENY`
 (5000 per run, three runs per round), `BENCH_STORM_SECS` (3, three storms each), `BENCH_DIRS` (100000), `BENCH_PHASES`
-(some of `exec nocache open containers fapolicyd dirs`: such a run prints its table, the rest as n/a, and
+(some of `exec nocache open containers fapolicyd dirs race`: such a run prints its table, the rest as n/a, and
 writes its report to `target/bench/benchmarks.md`, leaving this file to whole runs). Raw measurements:
 `target/bench/results.tsv`. Ratios are medians of per-round ratios; the storm rate is the median of three
 storms and "slowest single exec" the worst of them.
@@ -438,6 +468,7 @@ with open(md_path, "w") as f:
             .replace("{BENCH_CTR_STARTS}", os.environ.get("BENCH_CTR_STARTS", "5"))
             .replace("{BENCH_CTR_IDLE}", os.environ.get("BENCH_CTR_IDLE", "50"))
             .replace("{BENCH_DIRS}", os.environ.get("BENCH_DIRS", "100000"))
-            .replace("{BENCH_DIR_RATE}", os.environ.get("BENCH_DIR_RATE", "20000")))
+            .replace("{BENCH_DIR_RATE}", os.environ.get("BENCH_DIR_RATE", "20000"))
+            .replace("{BENCH_RACE}", os.environ.get("BENCH_RACE", "10000")))
 print(f"\nwrote {md_path}" + (f" and {plot_file}" if plot_ok else
                                " (no plot: gnuplot failed)" if all(plotted.values()) else " (no plot: a panel has no figures)"))

@@ -8,8 +8,9 @@
 # allowed run), BENCH_DENY (5000 per denied run), BENCH_STORM_SECS (3), BENCH_TIMEOUT (2400 s in all),
 # BENCH_FILES (20000 files per open-heavy run), BENCH_CTR_ROUNDS (5), BENCH_CTR_STARTS (5 `podman run` per side
 # and round), BENCH_CTR_IDLE (50 idle containers), BENCH_DIRS (100000 directories in the directory storm),
-# BENCH_DIR_RATE (its mkdir/s, 20000), BENCH_PHASES (all: "exec nocache open containers fapolicyd dirs"; with
-# fewer, the report goes to target/bench/benchmarks.md and target/bench/plot.png, not docs/).
+# BENCH_DIR_RATE (its mkdir/s, 20000), BENCH_RACE (10000 attempts per layout of the directory race),
+# BENCH_PHASES (all: "exec nocache open containers fapolicyd dirs race"; with fewer, the report goes to
+# target/bench/benchmarks.md and target/bench/plot.png, not docs/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(readlink -f "${1:-target/release/noexecd}")
@@ -51,9 +52,10 @@ cc -O2 -static -o "$OUT/tools/execloop-static" bench/execloop.c
 cc -O2 -static -o "$OUT/tools/hello-static" bench/hello.c
 cc -O2 -o "$OUT/tools/hello-dynamic" bench/hello.c
 cc -O2 -Wall -o "$OUT/tools/dirstorm" bench/dirstorm.c
+cc -O2 -Wall -o "$OUT/tools/dirrace" bench/dirrace.c
 
 # --- run -----------------------------------------------------------------------------------------------------
-ALL_PHASES="exec nocache open containers fapolicyd dirs"
+ALL_PHASES="exec nocache open containers fapolicyd dirs race"
 RES=$OUT/results.tsv
 : > "$RES"
 export BENCH_PIDS=$OUT/pids

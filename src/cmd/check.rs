@@ -8,8 +8,8 @@ use std::path::Path;
 
 use crate::containers;
 use crate::error::{Error, Result};
-use crate::guard::Guard;
 use crate::guard::scopes::Scopes;
+use crate::guard::{Guard, marks};
 use crate::host::dircount;
 use crate::host::hardening;
 use crate::host::mounts::MountTable;
@@ -164,6 +164,15 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
             .map_err(|source| Error::WriteFile { path: "stderr".into(), source })?;
         } else {
             w(out, format!("open-guard-dirs	{total}	max_directories={cap}	roots={shown}"))?;
+        }
+        // A root that is a mount's root also gets a mount mark, which sees a file in a directory made there a
+        // moment ago; the others have the window, and the bind that closes it is said here.
+        for m in guard.open_mounts() {
+            w(out, format!("open-guard-mount	{}", m.path.display()))?;
+        }
+        for root in guard.open_roots_without_mount().into_iter().filter(|r| r.is_dir()) {
+            writeln!(err, "warning: {}", marks::unmounted_root_remedy(&root))
+                .map_err(|source| Error::WriteFile { path: "stderr".into(), source })?;
         }
     }
     let accounts = writable::Accounts::read();

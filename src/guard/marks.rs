@@ -7,6 +7,9 @@
 //!   directory, through every mount and namespace. Subdirectories are marked too, by the directory tracker
 //!   ([`OpenDirs`]) in its own thread: a full walk at start, on reload and on mount changes, then as each
 //!   directory appears (SECURITY.md documents the window left and the mitigation: /tmp as its own mount);
+//! - the open guard's FAN_OPEN_PERM mount marks on those of its roots that are the root of a mount (/tmp bound
+//!   onto itself, a btrfs subvolume at /tmp): they see the open of a file in a directory made a moment ago,
+//!   which the tracker has not marked yet, through that mount (the directory marks stay for other views);
 //! - ignore marks: the exec cache's (allowed files) and the exemptions of the daemon's own restart path;
 //! - the marks on containers' own mounts (`ctr_marks`), placed by the tokio side and, at a container's first
 //!   exec, by the decision thread.
@@ -20,6 +23,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -28,7 +32,7 @@ use nix::errno::Errno;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
-use crate::guard::{Guard, MarkTarget};
+use crate::guard::{Guard, MarkTarget, OpenMount};
 use crate::policy::open_guard::DEFAULT_MAX_DIRECTORIES;
 use crate::stats::Counters;
 use crate::sys::{FanotifyGroup, Mask};
@@ -199,6 +203,12 @@ pub struct Marks {
     max_dirs: usize,
     /// Whether `open_roots` were walked since they were set.
     walked: bool,
+    /// The mounts carrying the open guard's mount mark.
+    open_mounts: Vec<OpenMount>,
+    /// Mounts still mounted that no longer need their mark: unmarked once the new guard is in place.
+    stale_mounts: Vec<PathBuf>,
+    /// Roots already logged as guarded by directory marks only (said once, not at every mount change).
+    said_unmounted: Vec<PathBuf>,
 }
 
 impl Marks {
@@ -213,6 +223,9 @@ impl Marks {
             counters,
             max_dirs: DEFAULT_MAX_DIRECTORIES,
             walked: false,
+            open_mounts: Vec::new(),
+            stale_mounts: Vec::new(),
+            said_unmounted: Vec::new(),
         }
     }
 
@@ -246,7 +259,43 @@ impl Marks {
                 added.push((t.dev, t.mount_point.clone(), mask));
             }
         }
+        self.add_open_mounts(guard);
         Ok(())
+    }
+
+    /// Puts the open guard's mount mark on each of its roots that is a mount's root and not marked yet, and
+    /// notes the marked mounts the guard no longer needs (unmarked by
+    /// [`remove_stale_filesystems`](Self::remove_stale_filesystems), after the swap). A refused mount mark is
+    /// counted and logged: the directory marks still guard that root, with the window of a new directory.
+    fn add_open_mounts(&mut self, guard: &Guard) {
+        let wanted = guard.open_mounts();
+        for m in wanted.iter().filter(|m| !self.open_mounts.contains(m)) {
+            match self.group.mark_mount(&m.path, Mask::FAN_OPEN_PERM) {
+                Ok(()) => {
+                    tracing::info!(mount = %m.path.display(), "open guard: marked the mount of a protected directory (a file in a directory made there a moment ago is seen)")
+                }
+                Err(error) => {
+                    self.counters.marks_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(mount = %m.path.display(), %error, "open guard: cannot mark the mount of a protected directory; its directory marks guard it, leaving a directory made a moment ago unguarded until marked");
+                }
+            }
+        }
+        // A mount gone from the table took its mark with it; one still there at the same place is unmarked.
+        self.stale_mounts = self
+            .open_mounts
+            .iter()
+            .filter(|m| !wanted.contains(m))
+            .filter(|m| guard.mounts.containing(m.path.as_os_str().as_bytes()).is_some_and(|now| now.id == m.id))
+            .map(|m| m.path.clone())
+            .collect();
+        // A protected file is no directory a new one can be made in.
+        for root in guard.open_roots_without_mount().into_iter().filter(|r| r.is_dir()) {
+            if !self.said_unmounted.contains(&root) {
+                tracing::warn!("{}", unmounted_root_remedy(&root));
+                self.said_unmounted.push(root);
+            }
+        }
+        self.open_mounts = wanted;
     }
 
     /// The group, to be handed to whoever keeps it across a restart.
@@ -264,8 +313,14 @@ impl Marks {
         self.filesystems.get(&dev).map_or(Mask::empty(), |(_, m)| *m)
     }
 
-    /// Removes the marks of filesystems no target needs any more.
+    /// Removes the marks of filesystems no target needs any more, and the open guard's mount marks the guard
+    /// last given to [`add_filesystems`](Self::add_filesystems) no longer needs.
     pub fn remove_stale_filesystems(&mut self, targets: &[MarkTarget]) {
+        for path in std::mem::take(&mut self.stale_mounts) {
+            if self.group.unmark_mount(&path, Mask::FAN_OPEN_PERM).is_ok() {
+                tracing::info!(mount = %path.display(), "open guard: removed the mark of a mount no longer protected");
+            }
+        }
         let stale: Vec<u64> =
             self.filesystems.keys().filter(|d| !targets.iter().any(|t| t.dev == **d)).copied().collect();
         for dev in stale {
@@ -374,6 +429,20 @@ impl Marks {
         self.tracker.stop();
         self.filesystems.clear();
         self.open_roots.clear();
-        self.group.flush_filesystem_marks().and_then(|()| self.group.flush_inode_marks())
+        self.open_mounts.clear();
+        self.stale_mounts.clear();
+        self.group
+            .flush_filesystem_marks()
+            .and_then(|()| self.group.flush_mount_marks())
+            .and_then(|()| self.group.flush_inode_marks())
     }
+}
+
+/// What the daemon's log and `check` say of an open-guard root that is only a directory of a shared filesystem:
+/// the window, and the bind that closes it, on one line.
+pub fn unmounted_root_remedy(root: &Path) -> String {
+    let r = root.display();
+    format!(
+        "open guard: {r} is a directory of a filesystem shared with the rest of the system, not a mount of its own: a file in a directory made there a moment ago can be run by sh, ld.so or LD_PRELOAD before the directory's mark lands; to close that, bind it onto itself: `mount --bind {r} {r}` now and `{r} {r} none bind 0 0` in /etc/fstab (what that changes: docs/open-guard.md#a-directory-made-a-moment-ago)"
+    )
 }

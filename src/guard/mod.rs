@@ -65,6 +65,14 @@ pub struct MarkTarget {
     pub protects: Vec<String>,
 }
 
+/// A mount whose root is a root of the open guard: it carries a FAN_OPEN_PERM mount mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenMount {
+    /// The mount's id in our mount table: a mount replaced at the same place is another mount.
+    pub id: u64,
+    pub path: PathBuf,
+}
+
 #[derive(Debug)]
 pub struct Guard {
     /// Different for every guard built in this process: what was decided under one guard (a remembered
@@ -228,6 +236,30 @@ impl Guard {
             }
         }
         roots
+    }
+
+    /// The open guard's roots that are the root of a mount of ours (a tmpfs whose files a rule tells apart, a
+    /// btrfs subvolume mounted there, a bind of the directory onto itself or from elsewhere): a mount mark
+    /// there sees the open of a file in a directory made a moment ago, before the directory tracker has
+    /// marked it. The directory marks stay, for the other ways to the same files (another namespace's copy of
+    /// the mount, another bind, `/proc/PID/root`), which a mount mark does not see.
+    pub fn open_mounts(&self) -> Vec<OpenMount> {
+        self.open_inode_roots()
+            .into_iter()
+            .filter_map(|path| {
+                let m = self.mounts.containing(path.as_os_str().as_bytes())?;
+                (m.mount_point_path() == path).then_some(OpenMount { id: m.id, path })
+            })
+            .collect()
+    }
+
+    /// The open guard's roots that are only a directory of a filesystem shared with the rest of the system
+    /// (/tmp on `/`): there only the directory marks guard, placed on each new directory once the tracker
+    /// hears of it, and a file opened in a directory made a moment before may be let through. A bind of the
+    /// directory onto itself makes it a mount of its own ([`Guard::open_mounts`]).
+    pub fn open_roots_without_mount(&self) -> Vec<PathBuf> {
+        let mounted = self.open_mounts();
+        self.open_inode_roots().into_iter().filter(|r| !mounted.iter().any(|m| &m.path == r)).collect()
     }
 
     /// The marked filesystem a file with this `st_dev` lives on, if any.
@@ -500,6 +532,39 @@ recursive = true
         let (mut s, mut out) = (Vec::new(), Vec::new());
         assert!(g.mounts.canonical_path(g.mounts.by_id(3).unwrap(), b"/var/tmp/x", &mut s, &mut out));
         assert_eq!(out, b"/data/vartmp/x");
+    }
+
+    #[test]
+    fn open_guard_roots_that_are_mount_roots_get_a_mount_mark_and_the_others_the_remedy() {
+        let paths = |v: Vec<OpenMount>| v.into_iter().map(|m| (m.id, m.path)).collect::<Vec<_>>();
+        // /tmp a directory of `/`, /var/tmp too: directory marks only.
+        let config = crate::policy::load_str(Path::new("t.toml"), DEFAULT).unwrap();
+        let shared =
+            MountTable::parse(b"1 0 254:0 / / rw - ext4 /dev/vda rw\n3 1 0:31 / /dev/shm rw - tmpfs tmpfs rw\n");
+        let g = Guard::build(config, shared).unwrap();
+        assert!(g.open_mounts().is_empty());
+        assert_eq!(g.open_roots_without_mount(), vec![PathBuf::from("/tmp"), PathBuf::from("/var/tmp")]);
+        // /tmp bound onto itself (`/tmp /tmp none bind`): its mount is marked; /var/tmp still is not a mount.
+        let config = crate::policy::load_str(Path::new("t.toml"), DEFAULT).unwrap();
+        let bound = MountTable::parse(
+            b"1 0 254:0 / / rw - ext4 /dev/vda rw\n7 1 254:0 /tmp /tmp rw - ext4 /dev/vda rw\n3 1 0:31 / /dev/shm rw - tmpfs tmpfs rw\n",
+        );
+        let g = Guard::build(config, bound).unwrap();
+        assert_eq!(g.target_for(libc::makedev(254, 0)).unwrap().decides, Decides::Path);
+        assert_eq!(paths(g.open_mounts()), vec![(7, PathBuf::from("/tmp"))]);
+        assert_eq!(g.open_roots_without_mount(), vec![PathBuf::from("/var/tmp")]);
+        // Both bound from a data filesystem; /dev/shm, a directory of `/` there, is no mount.
+        let config = crate::policy::load_str(Path::new("t.toml"), DEFAULT).unwrap();
+        let g = Guard::build(config, MountTable::parse(BOUND)).unwrap();
+        assert_eq!(paths(g.open_mounts()), vec![(4, PathBuf::from("/tmp")), (3, PathBuf::from("/var/tmp"))]);
+        assert_eq!(g.open_roots_without_mount(), vec![PathBuf::from("/dev/shm")]);
+        // SLES: the btrfs subvolume @/tmp is mounted at /tmp (a mount root); /var/tmp is a directory of @/var.
+        let g = btrfs_guard(DEFAULT, false);
+        assert_eq!(paths(g.open_mounts()), vec![(91, PathBuf::from("/tmp"))]);
+        assert_eq!(g.open_roots_without_mount(), vec![PathBuf::from("/var/tmp")]);
+        // The open guard off: nothing.
+        let g = guard(&format!("[open_guard]\nenabled = false\n{DEFAULT}"));
+        assert!(g.open_mounts().is_empty() && g.open_roots_without_mount().is_empty());
     }
 
     #[test]

@@ -75,6 +75,18 @@ impl FanotifyGroup {
         )
     }
 
+    /// Puts a mount mark for `mask` on the mount `path` is reached through (its mount point): it sees every
+    /// file opened through that mount, whatever directory below it the file lies in, and nothing reached
+    /// through another mount of the same filesystem (another namespace's copy, another bind).
+    pub fn mark_mount(&self, path: &Path, mask: Mask) -> Result<(), Errno> {
+        self.inner.mark(MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_MOUNT, mask, nix::fcntl::AT_FDCWD, Some(path))
+    }
+
+    /// Removes `mask` from the mount mark of the mount `path` is reached through.
+    pub fn unmark_mount(&self, path: &Path, mask: Mask) -> Result<(), Errno> {
+        self.inner.mark(MarkFlags::FAN_MARK_REMOVE | MarkFlags::FAN_MARK_MOUNT, mask, nix::fcntl::AT_FDCWD, Some(path))
+    }
+
     /// Puts an inode mark for `mask` on the file or directory at `path`; on a directory, `FAN_EVENT_ON_CHILD`
     /// extends it to the files directly inside. An inode mark sees every mount and namespace.
     pub fn mark_inode(&self, path: &Path, mask: Mask) -> Result<(), Errno> {
@@ -116,7 +128,7 @@ impl FanotifyGroup {
     }
 
     /// Removes every inode mark of this group (the open guard's directory marks, the ignore marks of the exec
-    /// cache and of the FD store); filesystem marks stay.
+    /// cache and of the FD store); filesystem and mount marks stay.
     pub fn flush_inode_marks(&self) -> Result<(), Errno> {
         self.inner.mark::<_, Path>(MarkFlags::FAN_MARK_FLUSH, Mask::empty(), nix::fcntl::AT_FDCWD, None)
     }
@@ -125,6 +137,16 @@ impl FanotifyGroup {
     pub fn flush_filesystem_marks(&self) -> Result<(), Errno> {
         self.inner.mark::<_, Path>(
             MarkFlags::FAN_MARK_FLUSH | MarkFlags::FAN_MARK_FILESYSTEM,
+            Mask::empty(),
+            nix::fcntl::AT_FDCWD,
+            None,
+        )
+    }
+
+    /// Removes every mount mark of this group.
+    pub fn flush_mount_marks(&self) -> Result<(), Errno> {
+        self.inner.mark::<_, Path>(
+            MarkFlags::FAN_MARK_FLUSH | MarkFlags::FAN_MARK_MOUNT,
             Mask::empty(),
             nix::fcntl::AT_FDCWD,
             None,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 const DIRSTORM_C: &str = include_str!("../../bench/dirstorm.c");
+const DIRRACE_C: &str = include_str!("../../bench/dirrace.c");
 
 /// Starts the daemon protecting `<img>/tmp` (recursively), with `extra` (an `[open_guard]` table) in the
 /// configuration. Returns the protected directory.
@@ -191,4 +192,143 @@ fn the_directory_cap_raises_one_alert_and_says_so_in_status_and_check() {
     assert!(status_dirs(&status) >= 100, "{status}");
     let o = bash(&env, &tmp, "printf 'echo PAYLOAD RAN\\n' > \"$T/f50/x\" && sh \"$T/f50/x\"");
     assert_sh_refused(&o, "sh in a directory made past the cap, once below it again");
+}
+
+/// How many times each layout's race is run: `NOEXECD_DIRRACE_ATTEMPTS`, else 10 000.
+fn race_attempts() -> u64 {
+    std::env::var("NOEXECD_DIRRACE_ATTEMPTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
+}
+
+/// The bound of one layout's race.
+const RACE_TIMEOUT_SECS: u64 = 240;
+
+/// What bench/dirrace.c counted.
+struct Race {
+    line: String,
+    ran: u64,
+    refused: u64,
+}
+
+/// The race of a directory made a moment ago, run by uid 65534 in `dir` (made world-writable): `attempts`
+/// times mkdir, a script `exit 42` written into the new directory, and `sh` on it at once.
+fn race(env: &Env, dir: &Path, attempts: u64) -> Race {
+    assert!(which("cc").is_some(), "cc is needed to build the directory race (scripts/install-test-deps.sh)");
+    fs::write(env.host_view(&env.out.join("dirrace.c")), DIRRACE_C).unwrap();
+    env.sh(&format!(
+        "cc -O2 -o {o}/dirrace {o}/dirrace.c && chmod 0755 {o} {o}/dirrace && chmod 1777 {d}",
+        o = sh_quote(&env.out),
+        d = sh_quote(dir)
+    ));
+    // Longer than run_in_ns allows: 10 000 attempts take 20 to 60 s on a busy machine.
+    let mut cmd = std::process::Command::new("nsenter");
+    cmd.env("PATH", SYS_PATH)
+        .args(["-t", &env.holder_pid.to_string(), "-m", "--", "timeout", "-k", "2", &RACE_TIMEOUT_SECS.to_string()])
+        .args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env.out.join("dirrace"))
+        .arg(dir)
+        .arg(attempts.to_string());
+    let o = run_bounded(&mut cmd, Duration::from_secs(RACE_TIMEOUT_SECS + 10));
+    assert!(o.status.success(), "dirrace as uid 65534\n{o}");
+    let line = o.stdout.trim().to_owned();
+    let (ran, refused, other) = (field(&line, "ran"), field(&line, "refused"), field(&line, "other"));
+    assert_eq!(field(&line, "attempts") as u64, attempts, "{line}");
+    assert_eq!(other, 0.0, "every sh must end, run or refused: {line}");
+    Race { line, ran: ran as u64, refused: refused as u64 }
+}
+
+/// Starts the daemon protecting `dir` (recursively) and asserts how `check` says its filesystem is decided.
+fn start_guarding(env: &mut Env, dir: &Path, decides: &str) {
+    let cfg = env.write_config(&DaemonOpts::enforce(), &dir_policy("Block", dir, true));
+    let marks = env.check(&cfg);
+    assert!(marks.iter().any(|m| m.decides == decides), "{dir:?} must be decided by {decides}: {marks:?}");
+    env.start_daemon(&cfg);
+}
+
+/// Asserts that no attempt ran and that the guard refused them all.
+fn assert_race_lost(env: &Env, what: &str, r: &Race, attempts: u64) {
+    eprintln!("dirrace {what}: {}", r.line);
+    assert_eq!(r.ran, 0, "{what}: a script in a directory made a moment ago ran: {}\n{}", r.line, env.daemon_stderr());
+    assert_eq!(r.refused, attempts, "{what}: {}", r.line);
+}
+
+#[test]
+fn a_directory_made_a_moment_ago_is_guarded_on_a_tmpfs_of_its_own() {
+    let mut env = privileged!(Layout::Tmpfs);
+    let tmp = env.fs.clone();
+    start_guarding(&mut env, &tmp, "filesystem");
+    let attempts = race_attempts();
+    let r = race(&env, &tmp, attempts);
+    assert_race_lost(&env, "tmpfs of its own", &r, attempts);
+}
+
+#[test]
+fn a_directory_made_a_moment_ago_is_guarded_on_a_bind_of_tmp_onto_itself() {
+    let mut env = privileged!(Layout::WithExt4Image);
+    let tmp = env.img.join("tmp");
+    // What the docs offer a host whose /tmp is a directory of `/`: `/tmp /tmp none bind 0 0`.
+    env.sh(&format!("mkdir -p {t} && mount --bind {t} {t}", t = sh_quote(&tmp)));
+    start_guarding(&mut env, &tmp, "path");
+    let log = env.daemon_stderr();
+    assert!(log.contains("marked the mount of a protected directory"), "the bind must get its mount mark\n{log}");
+    assert!(!log.contains("mount --bind"), "no remedy to offer for a bound /tmp\n{log}");
+    // What the docs say the bind changes: a hard link or rename across it fails with EXDEV, same filesystem.
+    let o = bash(
+        &env,
+        &tmp,
+        "echo x > \"$T/f\" && ln \"$T/f\" \"$T/../f\"; mv \"$T/f\" \"$T/../g\" && test -e \"$T/../g\"",
+    );
+    assert!(
+        o.stderr.contains("Invalid cross-device link") && o.status.success(),
+        "ln fails with EXDEV, mv copies\n{o}"
+    );
+    let attempts = race_attempts();
+    let r = race(&env, &tmp, attempts);
+    assert_race_lost(&env, "a directory of the ext4 root bound onto itself", &r, attempts);
+    // The kernel holds one mount mark of the daemon's group; a reload that no longer protects the bind takes
+    // it away (the directory no longer protected, its files open as any other).
+    let pid = env.daemon().pid;
+    let mount_marks = || fanotify_mark_lines(pid).into_iter().filter(|l| l.starts_with("fanotify mnt_id:")).count();
+    assert_eq!(mount_marks(), 1, "{:?}", fanotify_mark_lines(pid));
+    let other = env.img.join("other");
+    env.sh(&format!("mkdir -p {}", sh_quote(&other)));
+    env.write_config(&DaemonOpts::enforce(), &dir_policy("Block", &other, true));
+    let before = env.fresh_status().get("reloads");
+    env.daemon().signal(nix::sys::signal::Signal::SIGHUP);
+    env.wait_status("the reload after SIGHUP", |s| s.get("reloads") > before);
+    let log = env.daemon_stderr();
+    assert!(log.contains("removed the mark of a mount no longer protected"), "{log}");
+    assert_eq!(mount_marks(), 0, "{:?}", fanotify_mark_lines(pid));
+}
+
+#[test]
+fn a_directory_made_a_moment_ago_on_a_shared_root_is_measured_and_the_remedy_said() {
+    let mut env = privileged!(Layout::WithExt4Image);
+    let tmp = env.img.join("tmp");
+    env.sh(&format!("mkdir -p {}", sh_quote(&tmp)));
+    start_guarding(&mut env, &tmp, "path");
+    // The remedy, on one line, in the daemon's log at start and in `check`.
+    let remedy = format!("`mount --bind {t} {t}` now and `{t} {t} none bind 0 0` in /etc/fstab", t = tmp.display());
+    let log = env.daemon_stderr();
+    assert_eq!(log.lines().filter(|l| l.contains(&remedy)).count(), 1, "the daemon must offer the bind once\n{log}");
+    let cfg = env.config_path();
+    let o = env.run_in_ns(&[bin().as_os_str(), "check".as_ref(), "--config".as_ref(), cfg.as_os_str()]);
+    assert!(
+        o.stderr.lines().any(|l| l.starts_with("warning: open guard:") && l.contains(&remedy)),
+        "check must offer the bind\n{o}"
+    );
+    let attempts = race_attempts();
+    let r = race(&env, &tmp, attempts);
+    // Here the directory marks follow new directories asynchronously: a few attempts may win, and only the
+    // bind offered below closes the window. The count is reported, not asserted.
+    eprintln!("dirrace a directory of the ext4 root, not bound: {}", r.line);
+    assert_eq!(r.ran + r.refused, attempts, "{}", r.line);
+    assert!(r.refused > attempts / 2, "most attempts must still be refused: {}", r.line);
+    // The remedy applied as the docs say, under the running daemon: its mount poll marks the new mount.
+    env.sh(&format!("mount --bind {t} {t}", t = sh_quote(&tmp)));
+    poll_until(Duration::from_secs(10), || {
+        env.daemon_stderr().contains("marked the mount of a protected directory").then_some(())
+    })
+    .unwrap_or_else(|| panic!("the bind made under the daemon must get its mount mark\n{}", env.daemon_stderr()));
+    let r = race(&env, &tmp, attempts);
+    assert_race_lost(&env, "a directory of the ext4 root bound onto itself under the running daemon", &r, attempts);
 }
