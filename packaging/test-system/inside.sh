@@ -383,11 +383,14 @@ phase2() {
         make_bin /tmp/noexecd-x
         check "rpm %post: the service is enabled and active" bash -c 'systemctl is-enabled --quiet noexecd.service && systemctl is-active --quiet noexecd.service'
         check "rpm install: /tmp exec is denied" wait_exec /tmp/noexecd-x 126
+        cp "$CONF" /root/noexecd.toml.rpm
         unthrottled
         handover_under_loop "rpm -U (upgrade $VERSION_N -> $VERSION_NEXT)" "$VERSION_NEXT" "${RPM[@]}" -U /root/noexecd-next.rpm
         check "rpm upgrade: the hand-over marker is gone" test ! -e /run/noexecd.rpm-handover
         handover_under_loop "rpm -U --oldpackage (downgrade $VERSION_NEXT -> $VERSION_N)" "$VERSION_N" "${RPM[@]}" -U --oldpackage /root/noexecd.rpm
         check "rpm downgrade: rpm has $VERSION_N installed" test "$(rpm --force-debian -q --qf '%{VERSION}' noexecd 2>/dev/null)" = "$VERSION_N"
+        # As shipped again: rpm -e saves a changed %config file as .rpmsave.
+        cp /root/noexecd.toml.rpm "$CONF"
         rpm --force-debian -ql noexecd > /root/noexecd.rpmfiles 2>/dev/null
         out=$(timeout 120 "${RPM[@]}" -e noexecd 2>&1); rc=$?
         check "rpm -e noexecd" test "$rc" = 0
