@@ -60,7 +60,7 @@ fn ask(unit: &str) -> Result<UnitState> {
     Ok(UnitState::parse(&String::from_utf8_lossy(&out.stdout)))
 }
 
-/// Whether `pid` catches `SIGUSR2` (`SigCgt:` of /proc/PID/status): a daemon older than the hand-over
+/// Whether `pid` catches `SIGUSR1` (`SigCgt:` of /proc/PID/status): a daemon older than the hand-over
 /// would die of it, and its restart would wait on a group that exempts the old binary only.
 pub fn catches(status: &str, signal: i32) -> bool {
     let Some(mask) = status.lines().find_map(|l| l.strip_prefix("SigCgt:")) else { return false };
@@ -152,9 +152,9 @@ mod tests {
 
     #[test]
     fn a_caught_signal_is_read_from_sigcgt() {
-        // SIGUSR2 is 12: bit 11.
-        assert!(catches("Name:\tx\nSigCgt:\t0000000000000800\n", 12));
-        assert!(!catches("Name:\tx\nSigCgt:\t0000000000004000\n", 12));
-        assert!(!catches("Name:\tx\n", 12));
+        // SIGUSR1 is 10: bit 9.
+        assert!(catches("Name:\tx\nSigCgt:\t0000000000000200\n", 10));
+        assert!(!catches("Name:\tx\nSigCgt:\t0000000000000800\n", 10));
+        assert!(!catches("Name:\tx\n", 10));
     }
 }

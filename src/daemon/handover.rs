@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The signal that asks the daemon to hand over (`nginx` upgrades its binary on SIGUSR2 too).
-pub const SIGNAL: nix::sys::signal::Signal = nix::sys::signal::Signal::SIGUSR2;
+/// The signal that asks the daemon to hand over. Not SIGUSR2: that one wakes the decision thread (`sys::wake`).
+pub const SIGNAL: nix::sys::signal::Signal = nix::sys::signal::Signal::SIGUSR1;
 
 /// Where a refused hand-over leaves its reason (systemd's `RuntimeDirectory=`); `noexecd handover` removes it
 /// before asking.

@@ -529,7 +529,7 @@ impl Controller {
             + &notify::refused_files(&self.shared.load().config.refused)
     }
 
-    /// SIGUSR2: checks the binary at our start path against the configuration, off this thread.
+    /// SIGUSR1: checks the binary at our start path against the configuration, off this thread.
     fn begin_handover(&mut self) {
         if self.handover.is_some() {
             tracing::info!("hand-over asked again while the new binary's check runs");
