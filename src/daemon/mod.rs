@@ -612,7 +612,7 @@ impl Controller {
             origin: Origin::for_config(config),
             max_per_sec: config.daemon.max_alerts_per_sec,
         });
-        notify::ready(&format!("policy loaded from {}", self.config_path.display()));
+        notify::ready(&format!("noexecd {}: policy loaded from {}", version::version(), self.config_path.display()));
         self.status.reloads += 1;
     }
 
