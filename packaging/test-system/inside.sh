@@ -7,7 +7,8 @@
 #          upgrade to the next version (packaging/build.sh next) and downgrade back with dpkg -i while nobody
 #          execs from /tmp in a loop: no attempt runs, none waits > 2 s, one alert per refused attempt, the
 #          version on the status line; a new binary that refuses the configuration leaves the old one guarding.
-#   phase2 (second boot): started at boot, before sysinit.target; watchdog fed for > WatchdogSec; dpkg -r
+#   phase2 (second boot): started at boot, before sysinit.target; watchdog fed for > WatchdogSec; a crash
+#          after the binary was replaced restarts into the new file without waiting; dpkg -r
 #          stops it and /tmp exec works; dpkg -P leaves no file of the package; then the .rpm's scriptlets
 #          under the same systemd: rpm -i enables and starts, rpm -U to the next version and rpm -U --oldpackage
 #          back hand over under the exec loop (as with dpkg), rpm -e stops and removes.
@@ -344,7 +345,35 @@ phase2() {
         test "${up:-0}" -ge 13 -a "$(prop NRestarts)" = 0 -a "$(prop MainPID)" = "$pid"
     check "watchdog: no 'Watchdog timeout' in the journal" bash -c '! journalctl -u noexecd.service -o cat --no-pager | grep -q "Watchdog timeout"'
 
-    # --- dpkg -r: stops it, /tmp exec works, conffiles and logs stay
+    # --- a crash after a package manager replaced the binary, before any hand-over: the daemon has exempted
+    #     the new file by then (its mount check looks at the inodes of its restart's files), so systemd's start
+    #     of the new binary does not wait on the stored group that nobody answers
+    local replaced0 replaced p0 p i t0 dt
+    replaced0=$(journalctl -u noexecd.service -o cat --no-pager | grep -c "was replaced")
+    cp -p /usr/sbin/noexecd /usr/sbin/noexecd.dpkg-new && mv /usr/sbin/noexecd.dpkg-new /usr/sbin/noexecd
+    for i in $(seq 1 50); do
+        replaced=$(journalctl -u noexecd.service -o cat --no-pager | grep -c "was replaced")
+        [ "$replaced" -gt "$replaced0" ] && break
+        sleep 0.1
+    done
+    check "a binary replaced under the running daemon is exempted again within a mount check (journal: 'was replaced')" \
+        test "$replaced" -gt "$replaced0"
+    p0=$(prop MainPID)
+    t0=$EPOCHREALTIME
+    kill -9 "$p0"
+    # Builtins only until the new daemon runs: while it is down, every exec here may wait on the stored group.
+    p=
+    for ((i = 0; i < 200; i++)); do
+        p=$(daemon_pid) && [ "$p" != "$p0" ] && break
+        p=
+        nap 0.02
+    done
+    dt=$(( (${EPOCHREALTIME/./} - ${t0/./}) / 1000 ))
+    check "kill -9 after the binary was replaced: systemd started the new file within 2 s (pid ${p:-none}, ${dt} ms)" \
+        test -n "$p" -a "$dt" -le 2000
+    wait_active 10
+    check "kill -9 after the binary was replaced: active again, /tmp exec denied" wait_exec /tmp/noexecd-x 126
+
     dpkg -L noexecd > /root/noexecd.files
     local out rc
     out=$(timeout 120 dpkg -r noexecd 2>&1); rc=$?
