@@ -88,8 +88,8 @@ alerts_whole() { ! grep -qvE '^\{.*\}$' "$ALERTS" && [ "$(tail -c 1 "$ALERTS" | 
 
 # handover_under_loop WHAT VERSION CMD...: runs CMD (a package upgrade or downgrade) while nobody execs a copy
 # of /bin/true from /tmp as fast as it can, from 1 s before to 1 s after. Asserts: no attempt ran, none waited
-# more than 2 s, a new daemon whose status line shows noexecd VERSION, the alert log whole, and one Block
-# alert per refused attempt (max_alerts_per_sec is raised beforehand so that none is throttled).
+# more than 2 s, a new daemon whose status line shows noexecd VERSION, the alert log whole, and an alert for
+# every refused attempt (max_alerts_per_sec is raised beforehand so that none is throttled).
 # Only bash builtins run in the loop besides the payload: an exec of anything else could wait too.
 handover_under_loop() {
     local what=$1 version=$2; shift 2
@@ -135,7 +135,13 @@ handover_under_loop() {
         test "$(prop MainPID)" != "$pid0" -a "$(systemctl is-active noexecd.service)" = active
     check "$what: systemctl status shows 'noexecd $version: ' ($(prop StatusText | cut -c1-40))" shows_version "$version"
     check "$what: the alert log is whole (every line one JSON object, none cut)" alerts_whole
-    check "$what: one Block alert per refused attempt, none lost ($alerts alerts, ${denied:-?} refused)" test "$alerts" = "${denied:-x}"
+    # At least one: a refused attempt without its alert is a lost line. One attempt may show twice when its
+    # events straddle the hand-over (seen once in 2 776: printed below when it happens).
+    check "$what: an alert for every refused attempt, none lost ($alerts alerts, ${denied:-?} refused)" test "$alerts" -ge "${denied:-999999999}"
+    if [ "$alerts" != "${denied:-x}" ]; then
+        tail -n +$((lines0 + 1)) "$ALERTS" | grep -F "\"$payload\"" | grep -oE '"PID": ?[0-9]+' | sort | uniq -d | head -3 |
+            while read -r dup; do info "alerted more than once: $(grep -F "$dup" "$ALERTS" | grep -F "\"$payload\"" | cut -c1-400)"; done
+    fi
     check "$what: the group is still in systemd's FD store (NFileDescriptorStore=1)" test "$(prop NFileDescriptorStore)" = 1
     rm -rf "$d"
 }
@@ -231,8 +237,9 @@ phase1() {
     t0=$EPOCHREALTIME
     kill -9 "$pid0"
     # Find the new daemon with bash builtins only: while it is down, every exec here may wait (fail closed).
+    # No `$(seq ...)` here: an exec the killed daemon read before it died is denied by the restarted one.
     local i c f
-    for i in $(seq 1 1000); do
+    for ((i = 0; i < 1000; i++)); do
         for f in /proc/[0-9]*/comm; do
             read -r c < "$f" 2>/dev/null || continue
             if [ "$c" = noexecd ]; then f=${f#/proc/}; f=${f%/comm}; [ "$f" != "$pid0" ] && { newpid=$f; break 2; }; fi
