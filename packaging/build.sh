@@ -1,9 +1,12 @@
 #!/bin/bash
-# Build the packaged binary and the .deb / .rpm.   Usage: packaging/build.sh bin|deb|rpm
+# Build the packaged binary and the .deb / .rpm.   Usage: packaging/build.sh bin|deb|rpm|next
 #   bin: static binary (x86_64-unknown-linux-musl; glibc fallback, said loudly) + man pages and completions
 #        generated from it into target/packaging/.
 #   deb: target/packaging/noexecd_<ver>-1_amd64.deb (cargo-deb, metadata in Cargo.toml)
 #   rpm: target/packaging/noexecd-<ver>-1.x86_64.rpm (cargo-generate-rpm, metadata in Cargo.toml)
+#   next: target/packaging/next/: a second version of the same build for the upgrade test (test-system):
+#        the binary with "+systest" written into its version slot (src/daemon/version.rs), packaged as
+#        <ver>+systest-1 (.deb and .rpm). Seconds: nothing is compiled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=target/packaging
@@ -74,5 +77,33 @@ case "${1:-}" in
         autoreq=auto; [ "$t" = "$MUSL" ] && autoreq=no
         timeout 600 cargo generate-rpm --target "$t" --payload-compress gzip --auto-req "$autoreq" --output "$OUT/"
         ls -l "$OUT"/noexecd-*.rpm ;;
-    *) echo "usage: $0 bin|deb|rpm" >&2; exit 2 ;;
+    next)
+        need_readme
+        t=$(triple)
+        bin="target/$t/release/noexecd"
+        ver=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
+        suffix=+systest
+        rm -rf "$OUT/next"
+        mkdir -p "$OUT/next"
+        cp -p "$bin" "$OUT/next/noexecd.built"
+        cp -p "$bin" "$OUT/next/noexecd"
+        # The slot: the marker, then 24 NUL bytes; it must occur exactly once.
+        SUFFIX=$suffix perl -0777 -i -pe '
+            my $n = () = /NOEXECD-VERSION-SUFFIX:\0{24}/g;
+            die "build.sh: the version slot occurs $n times in the binary, expected once\n" unless $n == 1;
+            s/NOEXECD-VERSION-SUFFIX:\0{24}/"NOEXECD-VERSION-SUFFIX:" . $ENV{SUFFIX} . ("\0" x (24 - length $ENV{SUFFIX}))/e' "$OUT/next/noexecd"
+        got=$("$OUT/next/noexecd" version)
+        case "$got" in "noexecd $ver$suffix "*) ;; *) echo "build.sh: the next binary says '$got', expected noexecd $ver$suffix" >&2; exit 1 ;; esac
+        # The packagers take the binary from target/<triple>/release: swapped in for them, then put back.
+        trap 'cp -p "$OUT/next/noexecd.built" "$bin"' EXIT
+        install -m 755 "$OUT/next/noexecd" "$bin"
+        timeout 600 cargo deb --no-build --locked --target "$t" --deb-version "$ver$suffix-1" --output "$OUT/next/"
+        autoreq=auto; [ "$t" = "$MUSL" ] && autoreq=no
+        timeout 600 cargo generate-rpm --target "$t" --payload-compress gzip --auto-req "$autoreq" \
+            -s "version = \"$ver$suffix\"" --output "$OUT/next/"
+        cp -p "$OUT/next/noexecd.built" "$bin"
+        trap - EXIT
+        rm -f "$OUT/next/noexecd.built"
+        ls -l "$OUT"/next/*.deb "$OUT"/next/*.rpm ;;
+    *) echo "usage: $0 bin|deb|rpm|next" >&2; exit 2 ;;
 esac

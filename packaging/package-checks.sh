@@ -71,7 +71,10 @@ check ".deb: conffiles are /etc/noexecd/noexecd.toml, policy.d/README, the logro
     diff <(sort "$WORK/control/conffiles") <(printf '%s\n' /etc/logrotate.d/noexecd /etc/noexecd/noexecd.toml /etc/noexecd/policy.d/README /etc/xdg/autostart/noexecd-notify.desktop | sort)
 check ".deb postinst: enables and starts the unit" \
     bash -c "grep -q 'deb-systemd-helper enable noexecd.service' '$WORK/control/postinst' && grep -q 'deb-systemd-invoke start noexecd.service' '$WORK/control/postinst'"
-check ".deb prerm: stops the unit (also before an upgrade replaces the binary)" grep -q 'deb-systemd-invoke stop noexecd.service' "$WORK/control/prerm"
+check ".deb prerm: stops the unit on remove only (an upgrade hands over instead)" \
+    bash -c "grep -q 'deb-systemd-invoke stop noexecd.service' '$WORK/control/prerm' && grep -q '\"\$1\" = remove' '$WORK/control/prerm'"
+check ".deb postinst: an upgrade or downgrade hands the group over (noexecd handover), never restarts" \
+    bash -c "grep -q '/usr/sbin/noexecd handover' '$WORK/control/postinst' && ! grep -qE 'deb-systemd-invoke (restart|try-restart)' '$WORK/control/postinst'"
 check ".deb postrm: purge removes /var/log/noexecd and the deb-systemd-helper state" \
     bash -c "grep -q 'rm -rf /var/log/noexecd' '$WORK/control/postrm' && grep -q 'deb-systemd-helper purge noexecd.service' '$WORK/control/postrm'"
 check ".deb: maintainer scripts pass sh -n" bash -c "for s in '$WORK'/control/{postinst,prerm,postrm}; do sh -n \"\$s\" || exit 1; done"
@@ -86,10 +89,8 @@ check "rpm -qp --scripts: %post enables and starts on install" \
     bash -c 'grep -q "systemctl --no-reload enable noexecd.service" <<<"$1" && grep -q "systemctl start noexecd.service" <<<"$1"' _ "$scripts"
 check "rpm -qp --scripts: %preun disables and stops on erase (as %systemd_preun)" \
     bash -c 'grep -q "disable --now noexecd.service" <<<"$1"' _ "$scripts"
-check "rpm -qp --scripts: %postun try-restarts on upgrade (as %systemd_postun_with_restart)" \
-    bash -c 'grep -q "systemctl try-restart noexecd.service" <<<"$1"' _ "$scripts"
-check "rpm -qp --scripts: %pre stops the daemon before an upgrade swaps the binary" \
-    bash -c 'grep -q "systemctl stop noexecd.service" <<<"$1"' _ "$scripts"
+check "rpm -qp --scripts: no scriptlet stops or restarts the daemon on upgrade (%posttrans hands over)" \
+    bash -c '! grep -qE "systemctl (stop|try-restart|restart) noexecd.service" <<<"$1" && grep -q "^posttrans scriptlet" <<<"$1" && grep -q "/usr/sbin/noexecd handover" <<<"$1"' _ "$scripts"
 for s in packaging/rpm/*.sh; do check "rpm scriptlet $s passes sh -n" sh -n "$s"; done
 rpm_list=$("${RPMQ[@]}" -qpl "$RPM" 2>/dev/null)
 check "rpm -qpl lists /usr/sbin/noexecd, the unit and the config" \

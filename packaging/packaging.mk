@@ -5,7 +5,8 @@
 #   make rpm             target/packaging/noexecd-<version>-1.x86_64.rpm
 #   make package-checks  lintian, dpkg-deb/rpm contents and scripts, rpm install into a scratch root,
 #                        systemd-analyze verify and security (exposure <= 4.5)
-#   make test-system     boots Debian 12 under systemd-nspawn and tests the installed service
+#   make test-system     boots Debian 12 under systemd-nspawn and tests the installed service, its upgrade
+#                        and downgrade to the next version of the same build (build.sh next: no compilation)
 #
 # Both checks run as part of `make test` (TEST_EXTRA).
 
@@ -32,6 +33,7 @@ package-checks: deb rpm
 	timeout 600 bash packaging/package-checks.sh
 
 test-system: deb rpm
+	bash packaging/build.sh next
 	timeout --kill-after=30 1200 bash packaging/test-system/run.sh
 
 TEST_EXTRA += package-checks test-system

@@ -14,6 +14,9 @@ pub const DEFAULT_CONFIG: &str = "/etc/noexecd/noexecd.toml";
 /// The version and the commit it was built from (`NOEXECD_COMMIT` at build time; see build.rs).
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("NOEXECD_COMMIT_ID"), ")");
 
+/// The commit the binary is built from.
+pub const COMMIT: &str = env!("NOEXECD_COMMIT_ID");
+
 /// The status file `run --status-file` writes in a container and `status` reads.
 pub const DEFAULT_STATUS_FILE: &str = "/run/noexecd/status";
 
@@ -63,6 +66,12 @@ pub enum Command {
     /// Keep a duplicate of a daemon's fanotify group (`run --hold-socket`) and hand it back after the daemon
     /// restarts: a second container of the Kubernetes pod. Closes it on SIGTERM or SIGINT.
     Hold(HoldArgs),
+    /// Hand the running service's fanotify group to the binary now installed (what the packages run on upgrade
+    /// and downgrade): the daemon checks the configuration with the new binary, and only if it accepts it exits
+    /// with its marks in place for systemd to start the new binary with the group. Exec attempts meanwhile
+    /// wait, none runs. Waits until the new daemon guards; exit 1 when the running daemon keeps guarding
+    /// (the new binary refused the configuration) or the hand-over did not finish.
+    Handover(HandoverArgs),
     /// Print the version.
     Version,
     /// Write the man page or shell completions (used by the packaging).
@@ -137,6 +146,16 @@ pub struct HoldArgs {
     /// The Unix socket to listen on (in a directory shared with the daemon's container: an emptyDir).
     #[arg(long, value_name = "PATH")]
     pub socket: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct HandoverArgs {
+    /// The systemd unit running the daemon.
+    #[arg(long, value_name = "UNIT", default_value = "noexecd.service")]
+    pub unit: String,
+    /// Give up waiting for the new daemon after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]

@@ -160,6 +160,16 @@ pub enum Error {
         what: &'static str,
         source: std::io::Error,
     },
+    /// `noexecd handover`: asking systemd about the unit (`systemctl show`).
+    AskSystemd {
+        unit: String,
+        source: std::io::Error,
+    },
+    /// `noexecd handover`: the running daemon did not hand over; `why` says what happened instead.
+    HandOver {
+        unit: String,
+        why: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -221,6 +231,10 @@ impl fmt::Display for Error {
             Error::Hold { path, what, source } => {
                 write!(f, "cannot {what} through the holder's socket {}: {source}", path.display())
             }
+            Error::AskSystemd { unit, source } => {
+                write!(f, "cannot ask systemd about {unit} (systemctl show): {source}")
+            }
+            Error::HandOver { unit, why } => write!(f, "{unit} did not hand over: {why}"),
             Error::ImportStrict { count } => write!(
                 f,
                 "--strict: {count} part(s) of the input are not enforced by noexecd (listed above); nothing was written"

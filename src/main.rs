@@ -121,8 +121,13 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             noexecd::cmd::containers::run(&options, &mut std::io::stdout().lock()).context("cannot list containers")?;
             Ok(0)
         }
+        Command::Handover(args) => {
+            let done = noexecd::cmd::handover::handover(&args.unit, std::time::Duration::from_secs(args.timeout))?;
+            println!("{done}");
+            Ok(0)
+        }
         Command::Version => {
-            println!("noexecd {}", noexecd::cli::VERSION);
+            println!("noexecd {} (commit {})", noexecd::daemon::version::version(), noexecd::cli::COMMIT);
             Ok(0)
         }
         Command::Generate(args) => {

@@ -1,11 +1,9 @@
 # shellcheck shell=sh
-# noexecd %postun, as %systemd_postun_with_restart: reload systemd; on upgrade ($1 >= 1) restart the
-# service if it runs. /var/log/noexecd (the alert audit trail) is kept on erase, as rpm has no purge.
+# noexecd %postun: reload systemd. No restart on upgrade ($1 >= 1): %posttrans hands the running daemon's
+# fanotify group to the new binary instead. /var/log/noexecd (the alert audit trail) is kept on erase, as
+# rpm has no purge.
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || :
-    if [ "$1" -ge 1 ]; then
-        systemctl try-restart noexecd.service >/dev/null 2>&1 || :
-    fi
 fi
 # cargo-generate-rpm cannot own directories: remove the package's own ones when they are empty.
 if [ "$1" -eq 0 ]; then

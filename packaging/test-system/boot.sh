@@ -55,6 +55,7 @@ mount -t tmpfs -o mode=0755,size=4G noexecd-systest "$MNT" || exit 1
 cp -a "$ROOTFS/." "$MNT/" || exit 1
 install -m 0644 "$RUN/noexecd.deb" "$MNT/root/noexecd.deb"
 install -m 0644 "$RUN/noexecd.rpm" "$MNT/root/noexecd.rpm"
+for f in noexecd-next.deb noexecd-next.rpm version-n version-next; do install -m 0644 "$RUN/$f" "$MNT/root/$f"; done
 install -m 0755 "$INSIDE" "$MNT/root/inside.sh"
 
 LEADER=

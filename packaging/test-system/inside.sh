@@ -4,10 +4,14 @@
 #   phase1 (first boot): dpkg -i; service active, enabled, own-namespace checks; /tmp exec denied with an
 #          alert; journal; reload to audit mode and back; a bad policy keeps the old one; logrotate
 #          reopens the log; kill -9 during an exec loop (restart <= 2 s, nothing ran in the gap);
-#          reinstall (upgrade path) restarts it.
-#   phase2 (second boot): started at boot, before sysinit.target; watchdog fed for > WatchdogSec; dpkg -r
+#          upgrade to the next version (packaging/build.sh next) and downgrade back with dpkg -i while nobody
+#          execs from /tmp in a loop: no attempt runs, none waits > 2 s, one alert per refused attempt, the
+#          version on the status line; a new binary that refuses the configuration leaves the old one guarding.
+#   phase2 (second boot): started at boot, before sysinit.target; watchdog fed for > WatchdogSec; a crash
+#          after the binary was replaced restarts into the new file without waiting; dpkg -r
 #          stops it and /tmp exec works; dpkg -P leaves no file of the package; then the .rpm's scriptlets
-#          under the same systemd: rpm -i enables and starts, rpm -U restarts, rpm -e stops and removes.
+#          under the same systemd: rpm -i enables and starts, rpm -U to the next version and rpm -U --oldpackage
+#          back hand over under the exec loop (as with dpkg), rpm -e stops and removes.
 set -u
 PHASE=${1:?usage: inside.sh phase1|phase2}
 export SYSTEMD_PAGER='' SYSTEMD_COLORS=0
@@ -77,6 +81,78 @@ describe_children() {
     done
 }
 wait_active() { timeout "${1:-10}" bash -c 'until systemctl is-active --quiet noexecd.service; do sleep 0.1; done'; }
+VERSION_N=$(cat /root/version-n) VERSION_NEXT=$(cat /root/version-next)
+shows_version() { systemctl status noexecd.service --no-pager 2>/dev/null | grep -qF "noexecd $1: "; }
+# alerts_whole: every line of the alert log is one JSON object and the file ends with a newline (none cut).
+alerts_whole() { ! grep -qvE '^\{.*\}$' "$ALERTS" && [ "$(tail -c 1 "$ALERTS" | od -An -c | tr -d ' ')" = '\n' ]; }
+
+# handover_under_loop WHAT VERSION CMD...: runs CMD (a package upgrade or downgrade) while nobody execs a copy
+# of /bin/true from /tmp as fast as it can, from 1 s before to 1 s after. Asserts: no attempt ran, none waited
+# more than 2 s, a new daemon whose status line shows noexecd VERSION, the alert log whole, and an alert for
+# every refused attempt (max_alerts_per_sec is raised beforehand so that none is throttled).
+# Only bash builtins run in the loop besides the payload: an exec of anything else could wait too.
+handover_under_loop() {
+    local what=$1 version=$2; shift 2
+    local d=/run/noexecd-loop payload=/tmp/noexecd-payload pid0 lines0 out rc i n ran denied other max alerts
+    rm -rf "$d"; mkdir -p "$d"; chown nobody "$d"
+    make_bin "$payload"
+    pid0=$(prop MainPID)
+    lines0=$(wc -l < "$ALERTS")
+    setpriv --reuid=nobody --regid=nogroup --clear-groups -- bash -c '
+        d=$1 p=$2 n=0 ran=0 denied=0 other=0 max=0
+        while [ ! -e "$d/stop" ]; do
+            t0=${EPOCHREALTIME/./}
+            "$p" 2>/dev/null; rc=$?
+            w=$((${EPOCHREALTIME/./} - t0))
+            [ "$w" -gt "$max" ] && max=$w
+            n=$((n + 1))
+            case $rc in 0) ran=$((ran + 1)) ;; 126) denied=$((denied + 1)) ;; *) other=$((other + 1)) ;; esac
+        done
+        echo "$n $ran $denied $other $max" > "$d/result"' _ "$d" "$payload" &
+    local loop=$!
+    nap 1
+    local t0=$EPOCHREALTIME
+    out=$(timeout 120 "$@" 2>&1); rc=$?
+    local t1=$EPOCHREALTIME
+    nap 1
+    : > "$d/stop"
+    for ((i = 0; i < 150; i++)); do kill -0 "$loop" 2>/dev/null || break; nap 0.1; done
+    if kill -0 "$loop" 2>/dev/null; then
+        bad "$what: the exec loop did not end within 15 s of being told to (an exec waiting on the group?)"
+        describe_children "$loop"
+        kill -9 "$loop" 2>/dev/null
+    fi
+    wait "$loop" 2>/dev/null
+    check "$what: exit status 0 ($rc), $(( (${t1/./} - ${t0/./}) / 1000 )) ms" test "$rc" = 0
+    echo "$out" | sed 's/^/   | /'
+    read -r n ran denied other max < "$d/result" 2>/dev/null || n=
+    alerts=$(tail -n +$((lines0 + 1)) "$ALERTS" | grep -cF "\"$payload\"")
+    info "$what: exec loop as nobody: ${n:-?} attempts, ${ran:-?} ran, ${denied:-?} refused, ${other:-?} other; longest wait ${max:-?} us; $alerts alerts for them"
+    check "$what: the exec loop ran throughout (${n:-0} attempts)" test "${n:-0}" -ge 100
+    check "$what: no exec attempt ran (${ran:-?} of ${n:-?})" test "${ran:-x}" = 0 -a "${other:-x}" = 0
+    check "$what: no exec attempt waited longer than 2 s (longest ${max:-?} us)" test "${max:-9999999999}" -le 2000000
+    check "$what: a new daemon guards (MainPID $pid0 -> $(prop MainPID), $(systemctl is-active noexecd.service))" \
+        test "$(prop MainPID)" != "$pid0" -a "$(systemctl is-active noexecd.service)" = active
+    check "$what: systemctl status shows 'noexecd $version: ' ($(prop StatusText | cut -c1-40))" shows_version "$version"
+    check "$what: the alert log is whole (every line one JSON object, none cut)" alerts_whole
+    # At least one: a refused attempt without its alert is a lost line. An attempt at the very moment of the
+    # hand-over has shown twice in some runs (one of about 2 000), alerted by the old daemon and again by the
+    # new one: printed below when it happens.
+    check "$what: an alert for every refused attempt, none lost ($alerts alerts, ${denied:-?} refused)" test "$alerts" -ge "${denied:-999999999}"
+    if [ "$alerts" != "${denied:-x}" ]; then
+        tail -n +$((lines0 + 1)) "$ALERTS" | grep -F "\"$payload\"" | grep -oE '"PID": ?[0-9]+' | sort | uniq -d | head -3 |
+            while read -r dup; do
+                info "alerted more than once ($dup):" $(grep -F "$dup" "$ALERTS" | grep -F "\"$payload\"" | grep -oE '"(UpdatedTime|Data|Result)":"[^"]*"')
+            done
+    fi
+    check "$what: the group is still in systemd's FD store (NFileDescriptorStore=1)" test "$(prop NFileDescriptorStore)" = 1
+    rm -rf "$d"
+}
+# unthrottled: no alert of the exec loop is dropped by max_alerts_per_sec.
+unthrottled() {
+    sed -i 's/^max_alerts_per_sec = .*/max_alerts_per_sec = 1000000/' "$CONF"
+    timeout 20 systemctl reload noexecd.service
+}
 
 phase1() {
     # --- install: enables and starts the service
@@ -164,8 +240,9 @@ phase1() {
     t0=$EPOCHREALTIME
     kill -9 "$pid0"
     # Find the new daemon with bash builtins only: while it is down, every exec here may wait (fail closed).
+    # No `$(seq ...)` here: an exec the killed daemon read before it died is denied by the restarted one.
     local i c f
-    for i in $(seq 1 1000); do
+    for ((i = 0; i < 1000; i++)); do
         for f in /proc/[0-9]*/comm; do
             read -r c < "$f" 2>/dev/null || continue
             if [ "$c" = noexecd ]; then f=${f#/proc/}; f=${f%/comm}; [ "$f" != "$pid0" ] && { newpid=$f; break 2; }; fi
@@ -227,14 +304,34 @@ phase1() {
     check "systemctl start after reset-failed" timeout 30 systemctl start noexecd.service
     check "after the restart /tmp exec is denied again" wait_exec /tmp/noexecd-x 126
 
-    # --- reinstall (the upgrade path: prerm stops, postinst starts)
-    local p1; p1=$(prop MainPID)
-    out=$(timeout 120 dpkg -i /root/noexecd.deb 2>&1); rc=$?
-    check "dpkg -i again (upgrade path)" test "$rc" = 0
-    [ "$rc" = 0 ] || echo "$out" | sed 's/^/   /'
-    wait_active 15
-    check "after the reinstall the service is active with a new MainPID" test "$(prop MainPID)" != "$p1" -a "$(systemctl is-active noexecd.service)" = active
-    check "after the reinstall /tmp exec is denied" wait_exec /tmp/noexecd-x 126
+    # --- upgrade and downgrade: the running daemon hands the group to the new binary; nothing runs meanwhile
+    unthrottled
+    check "before the upgrade systemctl status shows 'noexecd $VERSION_N: '" shows_version "$VERSION_N"
+    handover_under_loop "dpkg -i (upgrade $VERSION_N -> $VERSION_NEXT)" "$VERSION_NEXT" dpkg -i /root/noexecd-next.deb
+    check "after the upgrade dpkg has $VERSION_NEXT-1 installed" test "$(dpkg-query -W -f '${Version}' noexecd)" = "$VERSION_NEXT-1"
+    handover_under_loop "dpkg -i (downgrade $VERSION_NEXT -> $VERSION_N)" "$VERSION_N" dpkg -i /root/noexecd.deb
+
+    # --- a new binary that refuses the configuration: the package installs, the old daemon keeps guarding
+    local p1 lines1
+    p1=$(prop MainPID); lines1=$(wc -l < "$ALERTS")
+    cp "$CONF" /root/noexecd.toml.good
+    echo 'this line is not TOML' >> "$CONF"
+    out=$(timeout 120 dpkg -i /root/noexecd-next.deb 2>&1); rc=$?
+    echo "$out" | sed 's/^/   | /'
+    check "refused hand-over: dpkg -i still succeeds ($rc)" test "$rc" = 0
+    check "refused hand-over: the postinst says why and that the old daemon keeps guarding" \
+        bash -c 'grep -q "REFUSED" <<<"$1" && grep -q "keeps guarding" <<<"$1"' _ "$out"
+    check "refused hand-over: the same daemon runs (MainPID $p1), still 'noexecd $VERSION_N: '" \
+        bash -c '[ "$(systemctl show -p MainPID --value noexecd.service)" = "$1" ] && systemctl status noexecd.service --no-pager | grep -qF "noexecd $2: "' _ "$p1" "$VERSION_N"
+    check "refused hand-over: /tmp exec is still denied" wait_exec /tmp/noexecd-x 126
+    check "refused hand-over: a HandOverRefused alert" \
+        bash -c 'tail -n +$(($2 + 1)) "$1" | grep -q "\"HandOverRefused\""' _ "$ALERTS" "$lines1"
+    cp /root/noexecd.toml.good "$CONF"
+    out=$(timeout 60 noexecd handover 2>&1); rc=$?
+    echo "$out" | sed 's/^/   | /'
+    check "with the configuration fixed, noexecd handover completes the upgrade (exit $rc, now 'noexecd $VERSION_NEXT: ')" \
+        bash -c '[ "$1" = 0 ] && systemctl status noexecd.service --no-pager | grep -qF "noexecd $2: "' _ "$rc" "$VERSION_NEXT"
+    check "after the hand-over /tmp exec is denied" wait_exec /tmp/noexecd-x 126
 }
 
 phase2() {
@@ -258,7 +355,35 @@ phase2() {
         test "${up:-0}" -ge 13 -a "$(prop NRestarts)" = 0 -a "$(prop MainPID)" = "$pid"
     check "watchdog: no 'Watchdog timeout' in the journal" bash -c '! journalctl -u noexecd.service -o cat --no-pager | grep -q "Watchdog timeout"'
 
-    # --- dpkg -r: stops it, /tmp exec works, conffiles and logs stay
+    # --- a crash after a package manager replaced the binary, before any hand-over: the daemon has exempted
+    #     the new file by then (its mount check looks at the inodes of its restart's files), so systemd's start
+    #     of the new binary does not wait on the stored group that nobody answers
+    local replaced0 replaced p0 p i t0 dt
+    replaced0=$(journalctl -u noexecd.service -o cat --no-pager | grep -c "was replaced")
+    cp -p /usr/sbin/noexecd /usr/sbin/noexecd.dpkg-new && mv /usr/sbin/noexecd.dpkg-new /usr/sbin/noexecd
+    for i in $(seq 1 50); do
+        replaced=$(journalctl -u noexecd.service -o cat --no-pager | grep -c "was replaced")
+        [ "$replaced" -gt "$replaced0" ] && break
+        sleep 0.1
+    done
+    check "a binary replaced under the running daemon is exempted again within a mount check (journal: 'was replaced')" \
+        test "$replaced" -gt "$replaced0"
+    p0=$(prop MainPID)
+    t0=$EPOCHREALTIME
+    kill -9 "$p0"
+    # Builtins only until the new daemon runs: while it is down, every exec here may wait on the stored group.
+    p=
+    for ((i = 0; i < 200; i++)); do
+        p=$(daemon_pid) && [ "$p" != "$p0" ] && break
+        p=
+        nap 0.02
+    done
+    dt=$(( (${EPOCHREALTIME/./} - ${t0/./}) / 1000 ))
+    check "kill -9 after the binary was replaced: systemd started the new file within 2 s (pid ${p:-none}, ${dt} ms)" \
+        test -n "$p" -a "$dt" -le 2000
+    wait_active 10
+    check "kill -9 after the binary was replaced: active again, /tmp exec denied" wait_exec /tmp/noexecd-x 126
+
     dpkg -L noexecd > /root/noexecd.files
     local out rc
     out=$(timeout 120 dpkg -r noexecd 2>&1); rc=$?
@@ -297,13 +422,14 @@ phase2() {
         make_bin /tmp/noexecd-x
         check "rpm %post: the service is enabled and active" bash -c 'systemctl is-enabled --quiet noexecd.service && systemctl is-active --quiet noexecd.service'
         check "rpm install: /tmp exec is denied" wait_exec /tmp/noexecd-x 126
-        local p1; p1=$(prop MainPID)
-        out=$(timeout 120 "${RPM[@]}" -U --replacepkgs /root/noexecd.rpm 2>&1); rc=$?
-        check "rpm -U --replacepkgs (upgrade path: %pre stops, %post starts, old %postun try-restarts)" test "$rc" = 0
-        [ "$rc" = 0 ] || echo "$out" | sed 's/^/   /'
-        wait_active 15
-        check "rpm upgrade: active again with a new MainPID" test "$(prop MainPID)" != "$p1" -a "$(systemctl is-active noexecd.service)" = active
-        check "rpm upgrade: the restart marker is gone" test ! -e /run/noexecd.rpm-restart
+        cp "$CONF" /root/noexecd.toml.rpm
+        unthrottled
+        handover_under_loop "rpm -U (upgrade $VERSION_N -> $VERSION_NEXT)" "$VERSION_NEXT" "${RPM[@]}" -U /root/noexecd-next.rpm
+        check "rpm upgrade: the hand-over marker is gone" test ! -e /run/noexecd.rpm-handover
+        handover_under_loop "rpm -U --oldpackage (downgrade $VERSION_NEXT -> $VERSION_N)" "$VERSION_N" "${RPM[@]}" -U --oldpackage /root/noexecd.rpm
+        check "rpm downgrade: rpm has $VERSION_N installed" test "$(rpm --force-debian -q --qf '%{VERSION}' noexecd 2>/dev/null)" = "$VERSION_N"
+        # As shipped again: rpm -e saves a changed %config file as .rpmsave.
+        cp /root/noexecd.toml.rpm "$CONF"
         rpm --force-debian -ql noexecd > /root/noexecd.rpmfiles 2>/dev/null
         out=$(timeout 120 "${RPM[@]}" -e noexecd 2>&1); rc=$?
         check "rpm -e noexecd" test "$rc" = 0

@@ -10,6 +10,7 @@
 #      fanotify_init fails with EPERM in the container) and run packaging/test-system/inside.sh in it
 #      through nsenter: boot 1 installs the .deb and tests the service, boot 2 tests start at boot,
 #      dpkg -r and dpkg -P, then the .rpm's scriptlets (rpm -i / -U / -e) under the same systemd.
+#      Upgrades and downgrades go between the packages and those of target/packaging/next/ (build.sh next).
 # Everything is bounded by timeouts; the namespace, its mounts and the container die with this script.
 # Not root, or a tool missing: prints why and skips; with NOEXECD_REQUIRE_PRIVILEGED=1 a skip fails.
 set -uo pipefail
@@ -40,6 +41,11 @@ DEB=${debs[0]}
 rpms=("$REPO"/target/packaging/noexecd-*.rpm)
 [ "${#rpms[@]}" = 1 ] || { echo "test-system: expected one target/packaging/noexecd-*.rpm (make rpm)" >&2; exit 1; }
 RPMFILE=${rpms[0]}
+# The next version of the same build (packaging/build.sh next), to upgrade to and downgrade from.
+next_debs=("$REPO"/target/packaging/next/noexecd_*.deb)
+next_rpms=("$REPO"/target/packaging/next/noexecd-*.rpm)
+[ "${#next_debs[@]}" = 1 ] && [ "${#next_rpms[@]}" = 1 ] ||
+    { echo "test-system: expected one .deb and one .rpm in target/packaging/next/ (packaging/build.sh next)" >&2; exit 1; }
 
 host_mirror() {
     local m=
@@ -86,7 +92,12 @@ rm -rf "$RUN"
 mkdir -p "$RUN/mnt"
 cp "$DEB" "$RUN/noexecd.deb"
 cp "$RPMFILE" "$RUN/noexecd.rpm"
-echo "test-system: booting $ROOTFS (on a tmpfs copy) with $(basename "$DEB") and $(basename "$RPMFILE")"
+cp "${next_debs[0]}" "$RUN/noexecd-next.deb"
+cp "${next_rpms[0]}" "$RUN/noexecd-next.rpm"
+# The versions the binaries report: the packages' upstream versions (the .deb's Version without its revision).
+dpkg-deb -f "$DEB" Version | sed 's/-[^-]*$//' > "$RUN/version-n"
+dpkg-deb -f "${next_debs[0]}" Version | sed 's/-[^-]*$//' > "$RUN/version-next"
+echo "test-system: booting $ROOTFS (on a tmpfs copy) with $(basename "$DEB") and $(basename "$RPMFILE"), next $(cat "$RUN/version-next")"
 # TERM first so boot.sh's trap powers the container off; KILL 30 s later in any case.
 timeout --kill-after=30 900 unshare --mount --propagation private -- \
     bash "$REPO/packaging/test-system/boot.sh" "$ROOTFS" "$RUN" "$REPO/packaging/test-system/inside.sh" &

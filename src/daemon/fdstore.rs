@@ -7,8 +7,12 @@
 //!   ignore marks on its own executable, every executable mapping it has (ld.so for a dynamic build) and
 //!   systemd's executor helper, so the stored group raises no event for them. An ignore mark is cleared when
 //!   the file is modified, and an upgrade installs a new inode, which is why:
-//! - an explicit `systemctl stop`/`restart` (what package upgrades do) makes systemd close the stored fd,
-//!   so the new binary starts with a fresh group;
+//! - the control loop looks at those paths' inodes with every mount check and exempts a new file at once
+//!   (a package unpacked a new binary or library: a crash before the hand-over restarts into it);
+//! - a hand-over (`noexecd handover`, what the packages' scripts run on upgrade) exempts them again by
+//!   path before the daemon exits for the new binary (see [`handover`](super::handover));
+//! - an explicit `systemctl stop`/`restart` makes systemd close the stored fd, so the new binary starts
+//!   with a fresh group;
 //! - a restarted daemon that cannot load its policy removes the group from the store and closes it before
 //!   exiting, so the kernel lets the waiting execs through instead of holding them until the start limit;
 //! - the daemon only marks for exec: it reads its configuration and writes its logs with plain opens,
@@ -17,7 +21,7 @@
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 
-use crate::host::restart_chain::executable_mappings;
+use crate::host::restart_chain::{executable_mappings, interpreter_of};
 use crate::sys::{self, FanotifyGroup};
 
 /// The name the group is stored under (`FDNAME=`), and found by in `LISTEN_FDNAMES`.
@@ -85,16 +89,24 @@ pub fn release() {
 /// before the group is stored, or the restart would wait on the group it is meant to take back.
 pub fn restart_path_executables() -> Vec<PathBuf> {
     let mut paths = Vec::new();
-    if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
+    // By the path started from: once a package manager has replaced the binary (or a library), the path
+    // holds the file the next start exec-opens.
+    if let Some(exe) = super::handover::start_path() {
+        paths.extend(interpreter_of(&exe));
         paths.push(exe);
     }
     if let Ok(maps) = std::fs::read_to_string("/proc/self/maps") {
         paths.extend(executable_mappings(&maps).map(|(name, _)| PathBuf::from(name)));
     }
     paths.extend(SYSTEMD_EXECUTORS.iter().map(PathBuf::from).filter(|p| p.exists()));
+    for p in &mut paths {
+        if let Some(name) = p.as_os_str().as_encoded_bytes().strip_suffix(b" (deleted)") {
+            *p = PathBuf::from(String::from_utf8_lossy(name).into_owned());
+        }
+    }
+    paths.retain(|p| p.is_file());
     paths.sort();
     paths.dedup();
-    paths.retain(|p| !p.as_os_str().as_encoded_bytes().ends_with(b" (deleted)"));
     paths
 }
 

@@ -4,12 +4,14 @@
 #![forbid(unsafe_code)]
 
 pub(crate) mod fdstore;
+pub mod handover;
 pub mod hold;
 mod keeper;
 pub(crate) mod liveness;
 pub(crate) mod notify;
 mod options;
 mod supervisor;
+pub mod version;
 mod watch;
 
 pub use fdstore::FD_NAME;
@@ -268,13 +270,36 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
             held,
             fail_closed: fail_mode == FailMode::Closed,
             status: StatusFile::default(),
+            handover: None,
         };
         let result = controller.serve(&counters, watchdog).await;
-        notify::stopping();
+        let handing_over = matches!(result, Ok(Ending::HandOver));
+        if handing_over {
+            notify::status(&format!("noexecd {}: handing the fanotify group over to the new binary", version::version()));
+        } else {
+            notify::stopping();
+        }
         // Not `controller.held`: that is the last hand-over's answer, and one refused at a busy moment leaves the
         // holder's earlier copy of this same group held; releasing it then would let the host's execs run.
         let keep = result.is_ok() && controller.fail_closed && controller.keeper.keeps_across_stop();
-        if keep {
+        if handing_over {
+            // The marks stay and systemd keeps the group: the decision thread answers what it has read and
+            // returns, the writer writes what it was given, and execs that come now wait for the new binary.
+            if !controller.fail_closed {
+                fdstore::store(controller.marks.group(), false);
+            }
+            match tokio::task::spawn_blocking(move || stop_decision(&stop, decision)).await {
+                Ok(Ok(())) => {
+                    let _ = writer.await;
+                }
+                outcome => {
+                    let why = outcome.unwrap_or(Err("could not be waited for")).err().unwrap_or_default();
+                    tracing::error!(why, "the decision thread ended abnormally; the new binary denies what it had read");
+                    let _ = tokio::time::timeout(Duration::from_millis(500), writer).await;
+                }
+            }
+            tracing::info!("handed over: exiting with the marks in place for the new binary to take the group");
+        } else if keep {
             // A restart of this container is coming: the marks stay, and the decision thread answers until
             // the process ends (what it read and had not answered then, the restarted daemon denies).
             tracing::info!("stopping with the fanotify group held by noexecd hold: execs on guarded filesystems wait for the restarted daemon (deleting the pod releases them)");
@@ -310,7 +335,7 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
             grpc.abort();
             let _ = grpc.await;
         }
-        result
+        result.map(drop)
     });
     tracing::info!(final_counters = %notify::status_line(0, &counters.snapshot()), "stopped");
     outcome
@@ -340,6 +365,16 @@ struct Controller {
     fail_closed: bool,
     /// The control loop's own fields of the status file (the counters are read at each rewrite).
     status: StatusFile,
+    /// The new binary's check of the configuration, while a hand-over waits for it.
+    handover: Option<tokio::task::JoinHandle<std::result::Result<(), String>>>,
+}
+
+/// Why the control loop ended without an error.
+enum Ending {
+    /// SIGTERM or SIGINT.
+    Stop,
+    /// A hand-over to the binary now at our start path: the group stays marked and stored.
+    HandOver,
 }
 
 /// Clears its flag when dropped, however the decision thread ends (a return or a panic unwinding).
@@ -352,11 +387,12 @@ impl Drop for AliveWhileHeld {
 }
 
 impl Controller {
-    async fn serve(&mut self, counters: &Counters, watchdog: Option<Duration>) -> Result<()> {
+    async fn serve(&mut self, counters: &Counters, watchdog: Option<Duration>) -> Result<Ending> {
         let signal_err = |source| Error::Runtime { what: "signal handlers", source };
         let mut hup = signal(SignalKind::hangup()).map_err(signal_err)?;
         let mut term = signal(SignalKind::terminate()).map_err(signal_err)?;
         let mut int = signal(SignalKind::interrupt()).map_err(signal_err)?;
+        let mut usr2 = signal(SignalKind::from_raw(handover::SIGNAL as i32)).map_err(signal_err)?;
         let mut mount_tick = tokio::time::interval(MOUNT_POLL);
         self.container_marks.sync(&self.marks, &self.shared.load(), &self.scopes.load());
         let roots = open_roots(&self.shared.load(), &self.scopes.load());
@@ -387,7 +423,7 @@ impl Controller {
 
         let filesystems = self.shared.load().targets.len();
         notify::ready(&self.status_text(filesystems, &counters.snapshot()));
-        tracing::info!(config = %self.config_path.display(), filesystems, "noexecd is guarding");
+        tracing::info!(config = %self.config_path.display(), filesystems, version = %version::version(), "noexecd is guarding");
         loop {
             tokio::select! {
                 _ = hup.recv() => self.reload(),
@@ -399,8 +435,16 @@ impl Controller {
                     }
                 }
                 Some(failure) = self.failed_marks.recv() => failure.log(),
-                _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }
-                _ = int.recv() => { tracing::info!("SIGINT: stopping"); return Ok(()); }
+                _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(Ending::Stop); }
+                _ = int.recv() => { tracing::info!("SIGINT: stopping"); return Ok(Ending::Stop); }
+                _ = usr2.recv() => self.begin_handover(),
+                Some(checked) = next_check(&mut self.handover) => {
+                    self.handover = None;
+                    let checked = checked.unwrap_or_else(|e| Err(format!("the check could not be waited for: {e}")));
+                    if self.finish_handover(checked) {
+                        return Ok(Ending::HandOver);
+                    }
+                }
                 _ = mount_tick.tick() => {
                     if !self.decision_alive.load(Ordering::Acquire) {
                         // Nothing answers the kernel any more: exit, so that it answers for us (or, with the
@@ -408,6 +452,10 @@ impl Controller {
                         return Err(Error::DecisionThreadDied);
                     }
                     self.check_mounts();
+                    let renewed = self.marks.renew_exemptions();
+                    if !renewed.is_empty() {
+                        tracing::info!(files = ?renewed, "a file of the daemon's own restart was replaced (an upgrade): exempted the new one");
+                    }
                     self.status.mount_checks += 1;
                 }
                 // A runtime's event says a container starts: read them at once, not at the next tick.
@@ -478,9 +526,57 @@ impl Controller {
         Some(Fingerprint::take(&self.files.own(&self.config_path), &dir))
     }
 
-    /// The status line, with the policy files that did not load.
+    /// The status line, with the version and the policy files that did not load.
     fn status_text(&self, filesystems: usize, counters: &stats::Snapshot) -> String {
-        notify::status_line(filesystems, counters) + &notify::refused_files(&self.shared.load().config.refused)
+        format!("noexecd {}: ", version::version())
+            + &notify::status_line(filesystems, counters)
+            + &notify::refused_files(&self.shared.load().config.refused)
+    }
+
+    /// SIGUSR1: checks the binary at our start path against the configuration, off this thread.
+    fn begin_handover(&mut self) {
+        if self.handover.is_some() {
+            tracing::info!("hand-over asked again while the new binary's check runs");
+            return;
+        }
+        if !matches!(self.keeper, Keeper::Systemd) {
+            let reason = format!(
+                "a hand-over needs systemd's FD store to carry the group (the group's keeper here: {})",
+                self.keeper.name()
+            );
+            self.refuse_handover(&reason);
+            return;
+        }
+        let Some(binary) = handover::start_path() else {
+            self.refuse_handover("cannot read /proc/self/exe to find the binary to hand over to");
+            return;
+        };
+        let config = self.files.own(&self.config_path);
+        tracing::info!(binary = %binary.display(), config = %config.display(), "hand-over asked: checking the configuration with the new binary");
+        self.handover =
+            Some(tokio::task::spawn_blocking(move || handover::check_binary(&binary, &config, handover::CHECK_WITHIN)));
+    }
+
+    /// The new binary's check came back: true when the daemon is to exit for it.
+    fn finish_handover(&mut self, checked: std::result::Result<(), String>) -> bool {
+        if let Err(reason) = checked {
+            self.refuse_handover(&reason);
+            return false;
+        }
+        // The new binary (and its interpreter) are new inodes: exempt them before the group waits for them.
+        let chain = self.keeper.restart_chain();
+        tracing::info!(files = ?chain, "handing over: exempted the files the new binary's start exec-opens");
+        self.marks.exempt(chain);
+        true
+    }
+
+    fn refuse_handover(&mut self, reason: &str) {
+        tracing::error!(reason, "hand-over refused: this daemon keeps guarding with its policy");
+        let _ = self.control.send(Control::SystemEvent {
+            operation: "HandOverRefused",
+            message: format!("The running noexecd {} keeps guarding with its policy: {reason}", version::version()),
+        });
+        handover::report_refusal(reason);
     }
 
     fn write_status(&mut self, counters: &stats::Snapshot) {
@@ -520,7 +616,7 @@ impl Controller {
             origin: Origin::for_config(config),
             max_per_sec: config.daemon.max_alerts_per_sec,
         });
-        notify::ready(&format!("policy loaded from {}", self.config_path.display()));
+        notify::ready(&format!("noexecd {}: policy loaded from {}", version::version(), self.config_path.display()));
         self.status.reloads += 1;
     }
 
@@ -628,6 +724,16 @@ fn open_roots(guard: &Guard, scopes: &Scopes) -> Vec<OpenRoot> {
         roots.extend(scopes.all().iter().flat_map(|s| s.open_roots()));
     }
     roots
+}
+
+/// The outcome of a hand-over's check; pending forever when none runs.
+async fn next_check(
+    check: &mut Option<tokio::task::JoinHandle<std::result::Result<(), String>>>,
+) -> Option<std::result::Result<std::result::Result<(), String>, tokio::task::JoinError>> {
+    match check {
+        Some(task) => Some(task.await),
+        None => std::future::pending().await,
+    }
 }
 
 /// The next exec-cache candidate; pending forever when the cache is off.

@@ -164,6 +164,12 @@ pub fn remember_first_exec_roots(pid: i32, roots: &[OpenRoot]) {
     });
 }
 
+/// The (device, inode) `path` leads to, following symlinks as an exec does.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// The roots marked at first execs lately whose process still runs; the others are forgotten.
 fn first_exec_roots() -> Vec<OpenRoot> {
     let keep = |(pid, at, _): &&FirstExecRoot| {
@@ -193,8 +199,9 @@ pub struct Marks {
     filesystems: HashMap<u64, (PathBuf, Mask)>,
     /// The roots whose trees carry the open guard's inode marks.
     open_roots: Vec<OpenRoot>,
-    /// Files whose exec-opens this group ignores for good: renewed after every flush.
-    exempt: Vec<PathBuf>,
+    /// Files whose exec-opens this group ignores for good: renewed after every flush. With each, the file
+    /// (device, inode) its path led to when it was exempted.
+    exempt: Vec<(PathBuf, Option<(u64, u64)>)>,
     /// Ignore marks placed for the exec cache since the last flush.
     cached: u64,
     /// Keeps the open guard's directory marks on every directory below `open_roots`, new ones included.
@@ -374,16 +381,37 @@ impl Marks {
     /// Exempts `paths` from the group's exec events for as long as it lives (kept across flushes): the files
     /// the daemon's own restart exec-opens while the group waits in systemd's FD store.
     pub fn exempt(&mut self, paths: Vec<PathBuf>) {
-        self.exempt = paths;
+        self.exempt = paths.into_iter().map(|p| (p, None)).collect();
         self.place_exemptions();
     }
 
-    fn place_exemptions(&self) {
-        for path in &self.exempt {
+    fn place_exemptions(&mut self) {
+        for (path, placed) in &mut self.exempt {
+            // The ignore mark goes on the inode the path leads to when it is placed: looked at after it, a file
+            // replaced in between is seen as new by the next `renew_exemptions`.
             if let Err(e) = self.group.ignore_inode(path, Mask::FAN_OPEN_EXEC_PERM) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot exempt a file of the daemon's own start from the stored group");
             }
+            *placed = file_id(path);
         }
+    }
+
+    /// Exempts again the exempted paths that lead to another file now (a package manager replaced the binary
+    /// or a library: the next start exec-opens the new one). Returns the paths exempted again.
+    pub fn renew_exemptions(&mut self) -> Vec<PathBuf> {
+        let mut renewed = Vec::new();
+        for (path, placed) in &mut self.exempt {
+            let now = file_id(path);
+            if now.is_none() || now == *placed {
+                continue;
+            }
+            if let Err(e) = self.group.ignore_inode(path, Mask::FAN_OPEN_EXEC_PERM) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot exempt the new file of the daemon's own start from the stored group");
+            }
+            *placed = now;
+            renewed.push(path.clone());
+        }
+        renewed
     }
 
     /// The exec cache's mark: the kernel raises no exec event for this file until it is modified.

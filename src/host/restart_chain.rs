@@ -162,7 +162,7 @@ pub fn runtime_args(cmdline: &[u8]) -> Vec<PathBuf> {
 }
 
 /// The ELF interpreter `path` names (`PT_INTERP`), if it is a dynamic ELF program.
-fn interpreter_of(path: &Path) -> Option<PathBuf> {
+pub fn interpreter_of(path: &Path) -> Option<PathBuf> {
     use std::io::Read;
     let mut head = Vec::with_capacity(4096);
     std::fs::File::open(path).ok()?.take(4096).read_to_end(&mut head).ok()?;

@@ -26,6 +26,7 @@ mod exec_cache;
 mod fail_closed;
 mod first_write;
 mod grpc;
+mod handover;
 mod hostile_load;
 mod hostile_names;
 mod kubernetes;
