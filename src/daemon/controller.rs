@@ -91,6 +91,11 @@ impl Controller {
         }
         let mut status_tick = tokio::time::interval(STATUS_EVERY);
         let mut container_tick = tokio::time::interval(CONTAINER_POLL);
+        // A look that took longer than the period is followed by one period's pause, not a burst of looks.
+        container_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The look at the runtimes under way: the loop goes on meanwhile (status file, signals, mounts), however
+        // long a runtime takes to answer.
+        let mut refreshing: Option<tokio::task::JoinHandle<()>> = None;
         if !self.shared.load().config.container_policies.is_empty() {
             let sources = &self.shared.load().config.containers.sources;
             for socket in containers::events::containerd_sockets(sources) {
@@ -149,11 +154,17 @@ impl Controller {
                 }
                 // A runtime's event says a container starts: read them at once, not at the next tick.
                 () = containers::events::STARTED.notified() => container_tick.reset_immediately(),
-                _ = container_tick.tick() => {
+                _ = container_tick.tick(), if refreshing.is_none() => {
                     let guard = self.shared.load_full();
                     let scopes = self.scopes.clone();
                     // The runtimes answer over sockets and files: off this thread, bounded by their timeouts.
-                    let _ = tokio::task::spawn_blocking(move || refresh_scopes(&guard, &scopes)).await;
+                    refreshing = Some(tokio::task::spawn_blocking(move || refresh_scopes(&guard, &scopes)));
+                }
+                Some(looked) = next_refresh(&mut refreshing) => {
+                    refreshing = None;
+                    if let Err(e) = looked {
+                        tracing::error!(error = %e, "the look at the runtimes ended abnormally; the containers known before are kept");
+                    }
                     self.container_marks.sync(&self.marks, &self.shared.load(), &self.scopes.load());
                     // A container started or gone changes the open guard's roots (its protected directories):
                     // walked again only then; the directory tracker keeps up with the rest.
@@ -393,6 +404,16 @@ fn open_roots(guard: &Guard, scopes: &Scopes) -> Vec<OpenRoot> {
         roots.extend(scopes.all().iter().flat_map(|s| s.open_roots()));
     }
     roots
+}
+
+/// The end of the look at the runtimes under way; pending forever when none is.
+async fn next_refresh(
+    task: &mut Option<tokio::task::JoinHandle<()>>,
+) -> Option<std::result::Result<(), tokio::task::JoinError>> {
+    match task {
+        Some(task) => Some(task.await),
+        None => std::future::pending().await,
+    }
 }
 
 /// The outcome of a hand-over's check; pending forever when none runs.

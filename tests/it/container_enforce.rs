@@ -83,8 +83,8 @@ const RSS_GROWTH_MAX_KIB: i64 = 2048;
 // The daemon, in the sandbox's mount and pid namespaces
 
 /// `noexecd run` inside a sandbox: `setpriv --pdeathsig KILL -- nsenter -m -p ... -- setpriv --pdeathsig KILL
-/// -- noexecd run`; nsenter forks for the pid namespace, its child is the daemon.
-struct GuardDaemon {
+/// -- timeout -k 2 900 noexecd run`; nsenter forks for the pid namespace, the daemon is timeout's child.
+pub(crate) struct GuardDaemon {
     nsenter: Child,
     /// The daemon's pid as the test (the host) sees it.
     pid: i32,
@@ -97,7 +97,7 @@ struct GuardDaemon {
 
 impl GuardDaemon {
     /// Starts the daemon and waits for READY=1, then checks its marks against `allowed`.
-    fn start(sb: &Sandbox, name: &str, config: &Path, allowed: &BTreeSet<(u64, u64)>) -> GuardDaemon {
+    pub(crate) fn start(sb: &Sandbox, name: &str, config: &Path, allowed: &BTreeSet<(u64, u64)>) -> GuardDaemon {
         let notify_path = sb.base().join("notify.sock");
         let _ = fs::remove_file(sb.host_view(&notify_path));
         let notify = UnixDatagram::bind(sb.host_view(&notify_path)).unwrap();
@@ -109,7 +109,7 @@ impl GuardDaemon {
             .env("PATH", SYS_PATH)
             .args(["--pdeathsig", "KILL", "--", "nsenter", "-t"])
             .arg(sb.init.to_string())
-            .args(["-m", "-p", "--", "setpriv", "--pdeathsig", "KILL", "--"])
+            .args(["-m", "-p", "--", "setpriv", "--pdeathsig", "KILL", "--", "timeout", "-k", "2", "900"])
             .arg(bin())
             .args(["--log-level", "debug", "run", "--status-file"])
             .arg(&status)
@@ -128,14 +128,17 @@ impl GuardDaemon {
         let exe = fs::canonicalize(bin()).unwrap();
         let parent = d.nsenter.id();
         let deadline = Instant::now() + READY_WITHIN;
+        // nsenter's child is setpriv, then timeout, whose child is the daemon.
         let found = poll_until(READY_WITHIN, || {
-            let children = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
-            let pid = children.split_whitespace().next().and_then(|p| p.parse::<i32>().ok());
-            let ended = d.nsenter.try_wait().unwrap().is_some();
-            match pid {
-                Some(pid) if fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == exe) => Some(Some(pid)),
-                _ => ended.then_some(None),
+            let mut stack = vec![parent as i32];
+            while let Some(p) = stack.pop() {
+                if p != parent as i32 && fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == exe) {
+                    return Some(Some(p));
+                }
+                let children = fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+                stack.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
             }
+            d.nsenter.try_wait().unwrap().is_some().then_some(None)
         });
         match found {
             Some(Some(pid)) => d.pid = pid,
@@ -168,7 +171,7 @@ impl GuardDaemon {
 
     /// SAFETY: every mark the daemon holds is on a filesystem of `allowed` or on a superblock of the test's
     /// containers (`marks_outside_but_sandbox_superblocks`); else the daemon is killed at once.
-    fn verify(&mut self, name: &str, allowed: &BTreeSet<(u64, u64)>) {
+    pub(crate) fn verify(&mut self, name: &str, allowed: &BTreeSet<(u64, u64)>) {
         let bad = marks_outside_but_sandbox_superblocks(self.pid, allowed);
         if !bad.is_empty() {
             self.kill_hard();
@@ -176,26 +179,26 @@ impl GuardDaemon {
         }
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         fs::read(&self.log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     }
 
-    fn watch(&self) -> StatusWatch<'_> {
+    pub(crate) fn watch(&self) -> StatusWatch<'_> {
         StatusWatch { path: &self.status, pid: self.pid, log: &self.log }
     }
 
-    fn alive(&mut self) -> bool {
+    pub(crate) fn alive(&mut self) -> bool {
         self.nsenter.try_wait().unwrap().is_none()
     }
 
     /// VmRSS in KiB.
-    fn rss_kib(&self) -> i64 {
+    pub(crate) fn rss_kib(&self) -> i64 {
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS in /proc/PID/status");
         line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS in kB")
     }
 
-    fn kill_hard(&mut self) {
+    pub(crate) fn kill_hard(&mut self) {
         if self.pid > 0 {
             let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
         }
@@ -204,7 +207,7 @@ impl GuardDaemon {
     }
 
     /// SIGTERM, then SIGKILL after 10 s.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if !self.alive() {
             return;
         }

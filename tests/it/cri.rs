@@ -26,10 +26,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::future::Future;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use containerd_client::tonic::transport::Channel;
@@ -42,12 +40,10 @@ use k8s_cri::v1::{
     RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
     VersionRequest,
 };
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::common::*;
-use crate::container_enforce::{HOST_POLICY, KSP_YAML};
+use crate::container_enforce::{GuardDaemon, HOST_POLICY, KSP_YAML};
 use crate::containers::{IMAGE, Sandbox, SandboxLayout, have_tools, path_str};
 
 /// The pods' sandbox ("pause") image: busybox with `sleep` as its command.
@@ -59,7 +55,6 @@ pub(crate) const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
 const CRI_CALL: Duration = Duration::from_secs(60);
 /// `ExecSync`'s own timeout, in seconds.
 const EXEC_SECS: i64 = 30;
-const READY_WITHIN: Duration = Duration::from_secs(30);
 /// The seed's pod: a Deployment's WordPress pod in namespace `wordpress-mysql`.
 pub(crate) const WP_POD: &str = "wordpress-fb448db97-wj7n7";
 pub(crate) const NAMESPACE: &str = "wordpress-mysql";
@@ -433,121 +428,6 @@ pub(crate) fn image_target(listed: &str, image: &str) -> Option<String> {
 // ---------------------------------------------------------------------------------------------------------
 // The daemon, in the sandbox's mount and pid namespaces
 
-/// `noexecd run` in the sandbox (`nsenter -m -p`, which forks for the pid namespace: its child is the daemon).
-struct Guard {
-    nsenter: Child,
-    /// The daemon's pid as the test sees it.
-    pid: i32,
-    log: PathBuf,
-    /// Its status file, as the test sees it (see `common::StatusWatch`).
-    status: PathBuf,
-    _notify: UnixDatagram,
-}
-
-impl Guard {
-    fn start(sb: &Sandbox, name: &str, config: &Path, allowed: &BTreeSet<(u64, u64)>) -> Guard {
-        let notify_path = sb.base().join("notify.sock");
-        let notify = UnixDatagram::bind(sb.host_view(&notify_path)).unwrap();
-        notify.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-        let log = sb.dir.path().join("noexecd.log");
-        let out = fs::File::create(&log).unwrap();
-        let status = sb.base().join("noexecd.status");
-        let nsenter = Command::new("setpriv")
-            .env("PATH", SYS_PATH)
-            .args(["--pdeathsig", "KILL", "--", "nsenter", "-t"])
-            .arg(sb.init.to_string())
-            .args(["-m", "-p", "--", "setpriv", "--pdeathsig", "KILL", "--", "timeout", "-k", "2", "900"])
-            .arg(bin())
-            .args(["--log-level", "debug", "run", "--status-file"])
-            .arg(&status)
-            .arg("--config")
-            .arg(config)
-            .env("NOEXECD_STATUS_EVERY_MS", STATUS_EVERY_MS)
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("spawn nsenter for noexecd");
-        let mut g = Guard { nsenter, pid: 0, log, status: sb.host_view(&status), _notify: notify };
-        let exe = fs::canonicalize(bin()).unwrap();
-        let deadline = Instant::now() + READY_WITHIN;
-        while g.pid == 0 {
-            // nsenter's child is setpriv, then timeout, whose child is the daemon.
-            let mut stack = vec![g.nsenter.id() as i32];
-            while let Some(p) = stack.pop() {
-                if fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == exe) {
-                    g.pid = p;
-                    break;
-                }
-                let children = fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
-                stack.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
-            }
-            assert!(g.nsenter.try_wait().unwrap().is_none(), "{name}: noexecd ended at once:\n{}", g.log_text());
-            assert!(Instant::now() < deadline, "{name}: no noexecd process below nsenter:\n{}", g.log_text());
-            // The process tree has no counter to wait on: look again after a poll's interval.
-            thread::sleep(POLL_EVERY);
-        }
-        let mut buf = [0u8; 4096];
-        loop {
-            if let Ok(n) = g._notify.recv(&mut buf)
-                && String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1")
-            {
-                break;
-            }
-            if let Some(st) = g.nsenter.try_wait().unwrap() {
-                panic!("{name}: noexecd exited ({st}) before READY=1:\n{}", g.log_text());
-            }
-            if Instant::now() > deadline {
-                let log = g.log_text();
-                g.kill_hard();
-                panic!("{name}: no READY=1 within {READY_WITHIN:?}:\n{log}");
-            }
-        }
-        g.verify(name, allowed);
-        g
-    }
-
-    /// SAFETY: every mark is on a filesystem of `allowed` or on a superblock of the test's containers; else the
-    /// daemon is killed at once.
-    fn verify(&mut self, name: &str, allowed: &BTreeSet<(u64, u64)>) {
-        assert!(self.nsenter.try_wait().unwrap().is_none(), "{name}: noexecd is gone:\n{}", self.log_text());
-        let bad = marks_outside_but_sandbox_superblocks(self.pid, allowed);
-        if !bad.is_empty() {
-            self.kill_hard();
-            panic!("{name}: SAFETY: noexecd marked a filesystem outside the test: {bad:?} (allowed {allowed:?})");
-        }
-    }
-
-    fn watch(&self) -> StatusWatch<'_> {
-        StatusWatch { path: &self.status, pid: self.pid, log: &self.log }
-    }
-
-    fn log_text(&self) -> String {
-        fs::read(&self.log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
-    }
-
-    fn kill_hard(&mut self) {
-        if self.pid > 0 {
-            let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
-        }
-        let _ = self.nsenter.kill();
-        let _ = self.nsenter.wait();
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if self.pid > 0 && self.nsenter.try_wait().ok().flatten().is_none() {
-            let _ = kill(Pid::from_raw(self.pid), Signal::SIGTERM);
-            poll_until(Duration::from_secs(10), || self.nsenter.try_wait().ok().flatten());
-        }
-        self.kill_hard();
-    }
-}
-
 /// The filesystems the test mounted (the only ones the daemon may mark), and the host's two tmp directories as
 /// the host policy names them.
 pub(crate) fn test_filesystems(
@@ -636,7 +516,7 @@ pub(crate) fn alerts(sb: &Sandbox, log: &Path) -> Vec<Value> {
 
 /// Waits until the log holds at least `n` alerts and the daemon's alert writer has caught up with its
 /// decisions, and asserts it holds exactly `n`.
-fn expect_alerts(sb: &Sandbox, log: &Path, n: usize, what: &str, guard: &Guard) -> Vec<Value> {
+fn expect_alerts(sb: &Sandbox, log: &Path, n: usize, what: &str, guard: &GuardDaemon) -> Vec<Value> {
     poll_until(ALERT_TIMEOUT, || (alerts(sb, log).len() >= n).then_some(()));
     guard.watch().settle();
     let a = alerts(sb, log);
@@ -674,7 +554,7 @@ fn seed_scenario(name: &str, layout: SandboxLayout, strict: bool) {
 
     let (config, alert_log) = write_config(&sb, &host_tmp);
     check(&sb, name, &config, &allowed);
-    let mut guard = Guard::start(&sb, name, &config, &allowed);
+    let mut guard = GuardDaemon::start(&sb, name, &config, &allowed);
 
     // The seed's WordPress pod (a Deployment's: `pod-template-hash`, which KubeArmor leaves out of `Labels`),
     // and a pod of another app in the same namespace.
@@ -897,7 +777,7 @@ fn ext4_root_pods_of_a_containerd_in_a_mount_namespace_of_its_own_run_and_a_host
     text += "\n[[policy]]\nname = \"run-lock\"\naction = \"Block\"\n[[policy.process.match_directories]]\ndir = \"/run/lock/\"\nrecursive = true\n";
     fs::write(sb.host_view(&config), text).unwrap();
     check(&sb, name, &config, &allowed);
-    let guard = Guard::start(&sb, name, &config, &allowed);
+    let guard = GuardDaemon::start(&sb, name, &config, &allowed);
 
     // The host's /tmp as the runtime's namespace names it: a directory of its own mount of the disk.
     let image = sb.root.clone().unwrap();
@@ -967,7 +847,7 @@ fn kubearmor_policies_on_cri_pods(name: &str, layout: SandboxLayout) {
         fs::copy(fixtures.join(f), sb.host_view(&sb.base().join("policy.d").join(f))).unwrap();
     }
     check(&sb, name, &config, &allowed);
-    let guard = Guard::start(&sb, name, &config, &allowed);
+    let guard = GuardDaemon::start(&sb, name, &config, &allowed);
 
     let pod = |pod: &'static str, namespace: &'static str, uid: &'static str, labels: &'static [(&str, &str)]| {
         let spec = PodSpec {
