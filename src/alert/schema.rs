@@ -26,6 +26,67 @@ pub struct ExecAlert {
     pub container: Option<Container>,
 }
 
+/// An open that a file rule blocked or audited.
+#[derive(Debug, Clone)]
+pub struct FileAlert {
+    pub when: SystemTime,
+    pub outcome: Outcome,
+    pub rule: Arc<RuleMeta>,
+    /// The opened file's canonical path, as bytes.
+    pub resource: Vec<u8>,
+    /// The open's system call and flags as KubeArmor writes them ([`open_data`]).
+    pub data: String,
+    pub pid: i32,
+    /// The opener.
+    pub process: ProcessInfo,
+}
+
+/// An open's open flags as KubeArmor's monitor writes them (`O_WRONLY|O_CREAT`): the access mode first,
+/// then each flag in KubeArmor's order.
+pub fn open_flags(flags: u32) -> String {
+    let mut out = String::from(if flags & 0o1 != 0 {
+        "O_WRONLY"
+    } else if flags & 0o2 != 0 {
+        "O_RDWR"
+    } else {
+        "O_RDONLY"
+    });
+    const NAMED: [(u32, &str); 16] = [
+        (0o100, "O_CREAT"),
+        (0o200, "O_EXCL"),
+        (0o400, "O_NOCTTY"),
+        (0o1000, "O_TRUNC"),
+        (0o2000, "O_APPEND"),
+        (0o4000, "O_NONBLOCK"),
+        (0o4010000, "O_SYNC"),
+        (0o20000, "O_ASYNC"),
+        (0o100000, "O_LARGEFILE"),
+        (0o200000, "O_DIRECTORY"),
+        (0o400000, "O_NOFOLLOW"),
+        (0o2000000, "O_CLOEXEC"),
+        (0o40000, "O_DIRECT"),
+        (0o1000000, "O_NOATIME"),
+        (0o10000000, "O_PATH"),
+        (0o20000000, "O_TMPFILE"),
+    ];
+    for (bit, name) in NAMED {
+        if flags & bit == bit {
+            out.push('|');
+            out.push_str(name);
+        }
+    }
+    out
+}
+
+/// An alert's `Data` for an open: `syscall=SYS_OPENAT fd=-100 flags=O_RDONLY` (`fd` is openat's directory
+/// fd, -100 for `AT_FDCWD`), or `syscall=SYS_OPEN flags=...`, as KubeArmor's monitor writes them.
+pub fn open_data(syscall: &str, dir_fd: Option<i32>, flags: u32) -> String {
+    match dir_fd {
+        Some(fd) => format!("syscall={syscall} fd={fd} flags={}", open_flags(flags)),
+        None => format!("syscall={syscall} flags={}", open_flags(flags)),
+    }
+}
+
 /// Where the alert comes from: the host name and cluster name of `[daemon]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
@@ -183,6 +244,26 @@ impl Alert {
         }
     }
 
+    /// KubeArmor's alert for a file event: `Operation` File, `Resource` the file, `Data` the open's system
+    /// call and flags, `Source` and `ProcessName` the opener.
+    pub fn for_file(a: &FileAlert, origin: &Origin) -> Self {
+        let exec = ExecAlert {
+            when: a.when,
+            outcome: a.outcome,
+            rule: Arc::clone(&a.rule),
+            resource: a.resource.clone(),
+            pid: a.pid,
+            process: a.process.clone(),
+            hook: "FAN_OPEN_PERM",
+            container: None,
+        };
+        let mut alert = Self::for_exec(&exec, origin);
+        alert.process_name = display_bytes(&a.process.exe);
+        alert.operation = "File".to_owned();
+        alert.data.clone_from(&a.data);
+        alert
+    }
+
     /// The alert of an exec made inside a container: KubeArmor's container form, `Type` "MatchedPolicy",
     /// with what the runtime's files told about the container, and `PID` and `PPID` as the container sees
     /// them (`HostPID` and `HostPPID` stay the host's; `PPID` is the parent's number in its own pid namespace, the
@@ -306,6 +387,53 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[test]
+    fn open_flags_read_as_kubearmor_writes_them() {
+        assert_eq!(open_flags(0), "O_RDONLY");
+        assert_eq!(open_flags(0o1 | 0o100), "O_WRONLY|O_CREAT");
+        assert_eq!(open_flags(0o2 | 0o1000 | 0o2000000), "O_RDWR|O_TRUNC|O_CLOEXEC");
+        assert_eq!(
+            open_data("SYS_OPENAT", Some(-100), 0o1 | 0o100),
+            "syscall=SYS_OPENAT fd=-100 flags=O_WRONLY|O_CREAT"
+        );
+        assert_eq!(open_data("SYS_OPEN", None, 0), "syscall=SYS_OPEN flags=O_RDONLY");
+    }
+
+    #[test]
+    fn a_file_alert_names_the_opener_and_the_file() {
+        let rule = Arc::new(RuleMeta {
+            policy: "ksp-shadow".into(),
+            action: crate::policy::matcher::Action::Block,
+            severity: 7,
+            tags: vec!["CIS".into()],
+            message: "shadow".into(),
+            origin: String::new(),
+        });
+        let a = FileAlert {
+            when: UNIX_EPOCH,
+            outcome: Outcome::Block,
+            rule,
+            resource: b"/etc/shadow".to_vec(),
+            data: open_data("SYS_OPENAT", Some(-100), 0),
+            pid: 42,
+            process: ProcessInfo { exe: b"/usr/bin/cat".to_vec(), uid: 1000, ..ProcessInfo::default() },
+        };
+        let origin = Origin { cluster_name: "c".into(), host_name: "h".into() };
+        let alert = Alert::for_file(&a, &origin);
+        assert_eq!(
+            (alert.operation.as_str(), alert.resource.as_str(), alert.process_name.as_str(), alert.source.as_str()),
+            ("File", "/etc/shadow", "/usr/bin/cat", "/usr/bin/cat")
+        );
+        assert_eq!(alert.data, "syscall=SYS_OPENAT fd=-100 flags=O_RDONLY");
+        assert_eq!((alert.action.as_str(), alert.result.as_str()), ("Block", RESULT_BLOCKED));
+        assert_eq!((alert.policy_name.as_str(), alert.severity.as_str(), alert.uid), ("ksp-shadow", "7", 1000));
+    }
 }
 
 #[cfg(test)]

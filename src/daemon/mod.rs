@@ -480,7 +480,9 @@ impl Controller {
 
     /// The status line, with the policy files that did not load.
     fn status_text(&self, filesystems: usize, counters: &stats::Snapshot) -> String {
-        notify::status_line(filesystems, counters) + &notify::refused_files(&self.shared.load().config.refused)
+        let config = &self.shared.load().config;
+        let file_rules = if config.has_file_rules() { "; FILE RULES NOT ENFORCED by this build" } else { "" };
+        notify::status_line(filesystems, counters) + file_rules + &notify::refused_files(&config.refused)
     }
 
     fn write_status(&mut self, counters: &stats::Snapshot) {

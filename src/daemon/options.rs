@@ -73,6 +73,9 @@ impl Files {
                 tracing::error!(file = %r.file.display(), at = %r.place, error = %r.error, "policy file does not load; left out, the other files apply");
             }
         }
+        if config.has_file_rules() {
+            tracing::warn!("{}", policy::file_rules::NOT_ENFORCED);
+        }
         if let Some(name) = &options.host_name {
             config.daemon.host_name = Some(name.clone());
         }

@@ -16,6 +16,7 @@
 mod convert;
 mod emit;
 mod fields;
+mod file;
 mod model;
 mod process;
 pub mod report;
@@ -241,7 +242,7 @@ impl DropIn {
     }
 
     /// Rules compiled from the converted text name their place in the YAML (`explain`, logs).
-    pub fn relocate_rules(&self, rules: &mut [Rule]) {
+    pub fn relocate_rules<'r>(&self, rules: impl IntoIterator<Item = &'r mut Rule>) {
         for rule in rules {
             if let Some(origin) = self.relocated(&rule.meta.origin) {
                 Arc::make_mut(&mut rule.meta).origin = origin;
