@@ -888,3 +888,48 @@ fn other_expression_operators_refuse_the_policy() {
     let e = convert_err(text);
     assert!(e.starts_with("x.yaml:10:17: DOC#1 policy k: spec.selector.matchExpressions[0].operator: operator \"Exists\" is not one KubeArmor has"), "{e}");
 }
+
+/// Hostile values in `spec.file`: each is a report with its line or an error naming its place, never a
+/// panic, and what is written loads.
+#[test]
+fn hostile_file_sections_are_reported_or_refused_where_they_stand() {
+    let reported = [
+        (
+            "    matchPaths:\n    - path: /etc/shadow\n      readOnly: maybe\n",
+            "spec.file.matchPaths[0].readOnly: maybe is not a boolean",
+        ),
+        ("    matchPaths:\n    - path: [a, b]\n", "spec.file.matchPaths[0]"),
+        (
+            "    matchPaths:\n    - execname: cat\n",
+            "spec.file.matchPaths[0].execname not enforced by noexecd (unknown key)",
+        ),
+        ("    matchPaths:\n    - path: etc/shadow\n", "is relative"),
+        ("    matchPaths:\n    - path: \"/etc/\\0x\"\n", "NUL"),
+        ("    matchPaths:\n    - path: /etc/../shadow\n", "not a normalized path"),
+        (
+            "    matchDirectories:\n    - dir: /etc/ssh/\n      fromSource:\n      - dir: /bin/\n",
+            "fromSource directories",
+        ),
+        ("    matchPatterns:\n    - pattern: \"/etc/[a-\"\n", "not a valid glob"),
+        (
+            "    matchPatterns:\n    - pattern: /etc/*\n      fromSource:\n      - path: /bin/cat\n",
+            "fromSource on a pattern rule",
+        ),
+        ("    matchPaths: 7\n", "expected a list of rules"),
+        ("    matchPaths:\n    - 7\n", "expected a rule (a mapping)"),
+        ("    matchPaths:\n    - path: /etc/shadow\n      pts: true\n", "pts not enforced by noexecd (unknown key)"),
+    ];
+    for (section, want) in reported {
+        let text = format!("{HEAD}spec:\n  file:\n{section}");
+        let c = convert("x.yaml", &text);
+        let lines: Vec<String> = c.reports.iter().map(ToString::to_string).collect();
+        assert!(lines.iter().any(|l| l.contains(want) && l.contains("[line ")), "{section}: {lines:?}");
+        crate::policy::check_imported(&c).unwrap_or_else(|e| panic!("{section}: {e}"));
+    }
+    let e = convert_err(&format!("{HEAD}spec:\n  file: [1, 2]\n"));
+    assert!(e.contains("x.yaml:6:") && e.contains("spec.file: expected a mapping"), "{e}");
+    let e = convert_err(&format!("{HEAD}spec:\n  file:\n    severity: 11\n    matchPaths:\n    - path: /x\n"));
+    assert!(e.contains("x.yaml:7:"), "{e}");
+    let e = convert_err(&format!("{HEAD}spec:\n  file:\n    action: Deny\n    matchPaths:\n    - path: /x\n"));
+    assert!(e.contains("x.yaml:7:"), "{e}");
+}
