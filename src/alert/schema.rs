@@ -24,6 +24,9 @@ pub struct ExecAlert {
     pub hook: &'static str,
     /// The caller's container as the daemon knew it when deciding (labels and all), when it did.
     pub container: Option<Container>,
+    /// For an open a file rule decided: its `Data` ([`open_data`]). The alert is then KubeArmor's file
+    /// event: `Operation` File, `ProcessName` the opener.
+    pub open: Option<String>,
 }
 
 /// An open that a file rule blocked or audited.
@@ -224,7 +227,7 @@ impl Alert {
             pid: a.pid,
             uid: a.process.uid,
             parent_process_name: display_bytes(&a.process.parent_exe),
-            process_name: resource.clone(),
+            process_name: if a.open.is_some() { source.clone() } else { resource.clone() },
             policy_name: a.rule.policy.clone(),
             severity: a.rule.severity.to_string(),
             tags: a.rule.tags.join(","),
@@ -232,9 +235,9 @@ impl Alert {
             message: a.rule.message.clone(),
             kind: "MatchedHostPolicy".to_owned(),
             source,
-            operation: "Process".to_owned(),
+            operation: if a.open.is_some() { "File" } else { "Process" }.to_owned(),
             resource,
-            data: format!("fanotify={}", a.hook),
+            data: a.open.clone().unwrap_or_else(|| format!("fanotify={}", a.hook)),
             enforcer: ENFORCER.to_owned(),
             action: action.to_owned(),
             result: result.to_owned(),
@@ -256,12 +259,9 @@ impl Alert {
             process: a.process.clone(),
             hook: "FAN_OPEN_PERM",
             container: None,
+            open: Some(a.data.clone()),
         };
-        let mut alert = Self::for_exec(&exec, origin);
-        alert.process_name = display_bytes(&a.process.exe);
-        alert.operation = "File".to_owned();
-        alert.data.clone_from(&a.data);
-        alert
+        Self::for_exec(&exec, origin)
     }
 
     /// The alert of an exec made inside a container: KubeArmor's container form, `Type` "MatchedPolicy",
@@ -482,6 +482,7 @@ mod tests {
             },
             hook: "FAN_OPEN_EXEC_PERM",
             container: None,
+            open: None,
         }
     }
 

@@ -66,7 +66,8 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
             Posture::Audit => "audit",
             Posture::Block => "block",
         };
-        format!("; {file_rules} file rules, default file posture {posture} (not enforced by this build)")
+        let unenforced = guard.config.file_rules_not_enforced();
+        format!("; {file_rules} file rules ({unenforced} not enforced by this build), default file posture {posture}")
     };
     w(
         out,
@@ -77,17 +78,20 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
     // What the file rules protect, one line each: `file-rule <policy scope> <kind> <target> <action> [read_only]
     // [owner_only] [from_source=...] policy=<name> <origin>`.
     for r in guard.config.file_matcher.rules() {
-        w(out, format!("file-rule\thost\t{}", FileMatcher::describe(r)))?;
+        let enforced = r.not_enforced(false).map_or("enforced".to_owned(), |why| format!("not-enforced: {why}"));
+        w(out, format!("file-rule\thost\t{}\t{enforced}", FileMatcher::describe(r)))?;
     }
     for p in &guard.config.container_file_policies {
         let (name, selector, rules) = (&p.name, p.selector.describe(), p.rules.len());
         w(out, format!("container-file-policy\t{name}\tselector={selector}\trules={rules}"))?;
         for r in &p.rules {
-            w(out, format!("file-rule\tcontainer\t{}", FileMatcher::describe(r)))?;
+            let why = r.not_enforced(true).unwrap_or_default();
+            w(out, format!("file-rule\tcontainer\t{}\tnot-enforced: {why}", FileMatcher::describe(r)))?;
         }
     }
-    if file_rules > 0 {
-        writeln!(err, "warning: {}", crate::policy::file_rules::NOT_ENFORCED)
+    let unenforced = guard.config.file_rules_not_enforced();
+    if unenforced > 0 {
+        writeln!(err, "warning: {}", crate::policy::file_rules::not_enforced_summary(unenforced))
             .map_err(|source| Error::WriteFile { path: "stderr".into(), source })?;
     }
     for t in &guard.targets {

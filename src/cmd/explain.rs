@@ -113,6 +113,7 @@ pub fn explain(
                 process: ProcessInfo { exe: exe.unwrap_or_default(), uid: i64::from(uid), ..ProcessInfo::default() },
                 hook: "FAN_OPEN_EXEC_PERM",
                 container: scope.as_ref().map(|s| s.container.clone()),
+                open: None,
             };
             let origin = Origin::for_config(&config);
             text.push_str("alert:\n");
@@ -185,9 +186,6 @@ pub fn explain_open(config_path: &Path, path: &Path, write: bool, asked: &Asked<
             c.display_labels()
         ));
     }
-    if config.has_file_rules() {
-        text.push_str(&format!("note: {}\n", crate::policy::file_rules::NOT_ENFORCED));
-    }
     let verdict = match decision.outcome {
         Outcome::Allow => "ALLOWED",
         Outcome::Block => "BLOCKED",
@@ -205,6 +203,14 @@ pub fn explain_open(config_path: &Path, path: &Path, write: bool, asked: &Asked<
                 rule.action.as_str(),
                 decision_action(decision.outcome)
             ));
+            let container = scope.is_some();
+            let why = match matcher.rules().iter().find(|r| Arc::ptr_eq(&r.rule.meta, rule)) {
+                Some(r) => r.not_enforced(container),
+                None => Some("the default file posture is not enforced by this build"),
+            };
+            if let Some(why) = why {
+                text.push_str(&format!("note: {why}: the daemon lets this open through and writes no alert\n"));
+            }
             let alert = FileAlert {
                 when: SystemTime::now(),
                 outcome: decision.outcome,

@@ -23,10 +23,38 @@ use crate::policy::matcher::{
     Action, DEFAULT_POSTURE_POLICY, Decision, Mode, Outcome, Posture, Rule, RuleMeta, Subject, Target,
 };
 
-/// What this build says wherever file rules are loaded: they are read, checked and explained, but no open
-/// is refused or alerted.
-pub const NOT_ENFORCED: &str =
-    "file rules are loaded but not enforced by this build: every open goes through and no file alert is written";
+/// Why this build does not enforce a file rule; `None` when it does. Enforced: the host's Block and Audit
+/// rules below a directory other than `/`.
+pub fn not_enforced_reason(container: bool, action: Action, directory: &[u8]) -> Option<&'static str> {
+    if container {
+        Some("file rules of container policies are not enforced by this build")
+    } else if action == Action::Allow {
+        Some("Allow file rules and the default file posture are not enforced by this build")
+    } else if directory == b"/" {
+        Some(
+            "a file rule reaching every directory from / is not enforced (it would send every open on the host to the daemon)",
+        )
+    } else {
+        None
+    }
+}
+
+/// The directory a pattern's matches all lie below: its literal part up to the last `/` (`/var/log/` for
+/// `/var/log/**/*.log`, `/` for `/**/*.pem`).
+pub fn pattern_directory(pattern: &str) -> &str {
+    let literal = pattern.split(['*', '?', '[', '{', '\\']).next().unwrap_or("/");
+    match literal.rfind('/') {
+        Some(i) => literal.get(..=i).unwrap_or("/"),
+        None => "/",
+    }
+}
+
+/// What the daemon and `check` say of the file rules this build does not enforce: how many, and why.
+pub fn not_enforced_summary(count: usize) -> String {
+    format!(
+        "{count} file rule(s) loaded but not enforced by this build (container policies, Allow rules and the default file posture, rules reaching every directory from /): `noexecd check` lists them"
+    )
+}
 
 /// What an open asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +90,27 @@ pub struct FileRule {
 }
 
 impl FileRule {
+    /// Why this build does not enforce it (see [`not_enforced_reason`]); `container`: a container policy's.
+    pub fn not_enforced(&self, container: bool) -> Option<&'static str> {
+        not_enforced_reason(container, self.rule.meta.action, self.rule.target.scope_prefix())
+    }
+
+    /// The directory whose files (and subdirectories) the rule can match, without its trailing `/`: what
+    /// the daemon marks. A file's own directory for a path, so that a file put in its place is seen too.
+    pub fn directory(&self) -> &[u8] {
+        let scope = match &self.rule.target {
+            Target::Path(p) => match p.iter().rposition(|&b| b == b'/') {
+                Some(0) | None => &b"/"[..],
+                Some(i) => p.get(..i).unwrap_or(b"/"),
+            },
+            t => t.scope_prefix(),
+        };
+        match scope {
+            b"/" => scope,
+            s => s.strip_suffix(b"/").unwrap_or(s),
+        }
+    }
+
     /// The directory itself is a file of a `match_directories` rule, as in KubeArmor's `dir{,*}`.
     fn matches(&self, path: &[u8]) -> bool {
         match &self.rule.target {
@@ -144,6 +193,25 @@ impl FileMatcher {
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// Whether a `read_only` rule matches `path`: only then does deciding an open of it need the open's
+    /// flags.
+    pub fn needs_access(&self, path: &[u8]) -> bool {
+        self.rules.iter().any(|r| r.read_only && r.matches(path))
+    }
+
+    /// The directories to mark, each once, without their trailing `/`.
+    pub fn directories(&self) -> Vec<std::path::PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut out: Vec<std::path::PathBuf> = Vec::new();
+        for r in &self.rules {
+            let d = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(r.directory()));
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+        out
     }
 
     /// Decides an open of the file at canonical `path`, owned by `owner`.
@@ -350,6 +418,29 @@ mod tests {
         assert_eq!(decide(&m, "/etc/sshx", Read, Some(0)), A);
         let root = enforce(vec![rule(dir("/", false), Action::Block, false, false)]);
         assert_eq!(decide(&root, "/x", Read, Some(0)), B);
+    }
+
+    #[test]
+    fn what_this_build_enforces_and_the_directories_it_marks() {
+        let block = |t| rule(t, Action::Block, false, false);
+        assert_eq!(block(path("/etc/shadow")).not_enforced(false), None);
+        assert!(block(path("/etc/shadow")).not_enforced(true).is_some(), "a container policy's");
+        assert!(rule(path("/etc/shadow"), Action::Allow, false, false).not_enforced(false).is_some());
+        assert!(block(dir("/", true)).not_enforced(false).is_some());
+        assert_eq!(block(path("/etc/shadow")).directory(), b"/etc");
+        assert_eq!(block(path("/shadow")).directory(), b"/");
+        assert_eq!(block(dir("/etc/ssh/", true)).directory(), b"/etc/ssh");
+        assert_eq!(pattern_directory("/var/log/**/*.log"), "/var/log/");
+        assert_eq!(pattern_directory("/**/*.pem"), "/");
+        assert_eq!(pattern_directory("/etc/passwd"), "/etc/");
+        let m = enforce(vec![
+            block(path("/etc/shadow")),
+            block(dir("/etc/ssh/", false)),
+            rule(path("/etc/gshadow"), Action::Block, true, false),
+        ]);
+        assert_eq!(m.directories(), [std::path::PathBuf::from("/etc"), "/etc/ssh".into()]);
+        assert!(m.needs_access(b"/etc/gshadow"));
+        assert!(!m.needs_access(b"/etc/shadow"), "no read_only rule: the flags are not read");
     }
 
     #[test]

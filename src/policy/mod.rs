@@ -109,6 +109,9 @@ pub struct Config {
     pub files: Vec<PathBuf>,
     /// The host's file rules (`[policy.file]` of every policy without a `[policy.selector]`).
     pub file_matcher: FileMatcher,
+    /// Those of them the daemon enforces ([`FileRule::not_enforced`]): what its decision thread decides
+    /// opens with, and whose directories it marks.
+    pub file_enforced: FileMatcher,
     /// How many host policies `matcher` and `file_matcher` hold.
     pub policy_count: usize,
     /// The policies with a `[policy.selector]` and process rules, in load order; their rules are in no host
@@ -193,9 +196,10 @@ impl Config {
         )
     }
 
-    /// Whether any policy, host or container, has file rules.
-    pub fn has_file_rules(&self) -> bool {
-        !self.file_matcher.is_empty() || !self.container_file_policies.is_empty()
+    /// How many file rules, host or container, this build does not enforce.
+    pub fn file_rules_not_enforced(&self) -> usize {
+        self.file_matcher.rules().len() - self.file_enforced.rules().len()
+            + self.container_file_policies.iter().map(|p| p.rules.len()).sum::<usize>()
     }
 }
 
@@ -433,6 +437,8 @@ impl Loader {
     fn finish(self, daemon: DaemonConfig, open_guard: OpenGuardConfig, containers: ContainersConfig) -> Config {
         let policy_count = self.names.keys().filter(|(scope, _)| *scope == PolicyScope::Host).count();
         let matcher = Matcher::new(self.rules, daemon.default_posture, daemon.mode);
+        let enforced = self.file_rules.iter().filter(|r| r.not_enforced(false).is_none()).cloned().collect();
+        let file_enforced = FileMatcher::new(enforced, daemon.default_file_posture, daemon.mode);
         let file_matcher = FileMatcher::new(self.file_rules, daemon.default_file_posture, daemon.mode);
         let container_policies = self.containers;
         Config {
@@ -441,6 +447,7 @@ impl Loader {
             open_guard,
             files: self.files,
             file_matcher,
+            file_enforced,
             policy_count,
             container_policies,
             container_file_policies: self.file_containers,
@@ -975,11 +982,7 @@ fn pattern(at: &Located<'_>, value: &Spanned<String>) -> Result<Target, PolicyEr
         .backslash_escape(true)
         .build()
         .map_err(|e| at.error(value.span(), format!("pattern \"{p}\" is not a valid glob: {}; `*` stays within one path component, `**` must stand alone between slashes (\"/tmp/**/x\")", e.kind())))?;
-    let literal = p.split(['*', '?', '[', '{', '\\']).next().unwrap_or("/");
-    let literal_prefix = match literal.rfind('/') {
-        Some(i) => literal.get(..=i).unwrap_or("/"),
-        None => "/",
-    };
+    let literal_prefix = file_rules::pattern_directory(p);
     Ok(Target::Pattern { glob: glob.compile_matcher(), literal_prefix: literal_prefix.as_bytes().to_vec() })
 }
 

@@ -667,8 +667,8 @@ fn file_rules_load_into_a_matcher_of_their_own() {
     assert_eq!(c.file_matcher.decide(b"/etc/ssh/a/b", Access::Read, 0, &mut cat).outcome, Outcome::Audit);
     assert_eq!(c.file_matcher.decide(b"/root/x/id.key", Access::Read, 1000, &mut cat).outcome, Outcome::Allow);
     assert_eq!(c.file_matcher.decide(b"/root/x/id.key", Access::Write, 1000, &mut cat).outcome, Outcome::Block);
-    assert!(c.has_file_rules());
-    assert!(!ok(RULE).has_file_rules());
+    assert_eq!((c.file_enforced.rules().len(), c.file_rules_not_enforced()), (3, 0));
+    assert_eq!(ok(RULE).file_rules_not_enforced(), 0);
 }
 
 #[test]

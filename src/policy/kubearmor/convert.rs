@@ -275,12 +275,29 @@ impl Converter<'_> {
     }
 }
 
-/// File rules are written to the policy, which loads them, but this build does not enforce them yet: one
-/// report each, where it stands.
+/// File rules this build does not enforce (a container policy's, Allow rules, rules reaching every directory
+/// from `/`) are written to the policy, which loads them, and reported, each where it stands.
 fn file_rules_not_enforced(ctx: &Ctx<'_>, policy: &Policy, reports: &mut Vec<Report>) {
+    use crate::policy::file_rules::{not_enforced_reason, pattern_directory};
+    use crate::policy::matcher::Action;
     for rule in &policy.file_rules {
-        let detail = "file rule: converted, but this build does not enforce file rules";
-        let report = ctx.report_at(ReportKind::NotEnforced, rule.src.line, rule.src.path.clone(), detail);
+        let action = match [&rule.meta, &policy.file_meta, &policy.meta].into_iter().find_map(|m| m.action.as_ref()) {
+            Some(a) if a.value == "Allow" => Action::Allow,
+            Some(a) if a.value == "Audit" => Action::Audit,
+            _ => Action::Block,
+        };
+        let directory = match &rule.target {
+            Target::Dir { dir, .. } => dir.value.as_str(),
+            Target::Pattern(p) => pattern_directory(&p.value),
+            Target::Path(_) | Target::Name(_) => "",
+        };
+        let Some(why) = not_enforced_reason(policy.selector.is_some(), action, directory.as_bytes()) else { continue };
+        let report = ctx.report_at(
+            ReportKind::NotEnforced,
+            rule.src.line,
+            rule.src.path.clone(),
+            format!("file rule: converted; {why}"),
+        );
         let at = reports.iter().position(|r| r.line > report.line).unwrap_or(reports.len());
         reports.insert(at, report);
     }
