@@ -153,3 +153,37 @@ fn file_rules_inside_an_ext4_root_whose_tmp_is_a_directory() {
     let mut env = privileged!(Layout::WithExt4Image);
     enforce_on(Layout::WithExt4Image, &mut env);
 }
+
+/// A file rule added by a reload is enforced at once, its directory marked by the reload; one removed by a
+/// reload no longer refuses.
+#[test]
+fn a_reload_adds_and_removes_file_rules() {
+    let mut env = privileged!(Layout::Tmpfs);
+    let dir = env.fs.join("etc");
+    env.sh(&format!("mkdir -p {d} && echo data > {d}/secret", d = sh_quote(&dir)));
+    let secret = dir.join("secret");
+    let process_only = dir_policy("Block", &env.out.join("tmp"), true);
+    let cfg = env.write_config(&DaemonOpts::enforce(), &process_only);
+    env.start_daemon(&cfg);
+    let cat = format!("cat {}", sh_quote(&secret));
+    assert_eq!(attempt(&env, &cat).0, Some(0), "no file rule yet");
+
+    let reload = |env: &mut Env| {
+        let before = env.daemon().watch().fresh_status().get("reloads");
+        env.daemon().signal(nix::sys::signal::Signal::SIGHUP);
+        env.daemon().watch().wait_status("the reload after SIGHUP", |s| s.get("reloads") > before);
+    };
+    let with_rule = format!(
+        "{process_only}\n[[policy]]\nname = \"hsp-file-block\"\n[[policy.file.match_paths]]\npath = \"{}\"\n",
+        secret.display()
+    );
+    env.write_config(&DaemonOpts::enforce(), &with_rule);
+    reload(&mut env);
+    // The reload's walk of the new directory follows the reload's status: wait on the refusal itself.
+    let refused = poll_until(STATUS_TIMEOUT, || (attempt(&env, &cat).0 == Some(1)).then_some(()));
+    assert!(refused.is_some(), "the rule a reload added refuses within {STATUS_TIMEOUT:?}");
+
+    env.write_config(&DaemonOpts::enforce(), &process_only);
+    reload(&mut env);
+    assert_eq!(attempt(&env, &cat).0, Some(0), "the rule a reload removed no longer refuses");
+}
