@@ -45,8 +45,9 @@ pub enum Command {
     /// Convert KubeArmorPolicy/KubeArmorClusterPolicy/KubeArmorHostPolicy YAML to noexecd TOML; what noexecd cannot enforce is listed on stderr.
     ///
     /// Process and file rules (matchPaths, matchDirectories, matchPatterns; ownerOnly, readOnly, recursive,
-    /// fromSource; action, severity, tags and message at every level) map one to one; file rules are reported as
-    /// not enforced by this build. Network, capabilities and syscalls rules,
+    /// fromSource; action, severity, tags and message at every level) map one to one; the file rules this build
+    /// does not enforce (container policies', Allow rules, rules reaching every directory from /) are reported.
+    /// Network, capabilities and syscalls rules,
     /// Kubernetes selectors, fromSource on patterns and unknown keys are reported on stderr, one line each, never
     /// dropped silently. Exit status 1 on invalid input, or with --strict on any such report (nothing is written
     /// then). `noexecd run` converts *.yaml files in policy_dir the same way when it loads them.
