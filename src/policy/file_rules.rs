@@ -23,13 +23,18 @@ use crate::policy::matcher::{
     Action, DEFAULT_POSTURE_POLICY, Decision, Mode, Outcome, Posture, Rule, RuleMeta, Subject, Target,
 };
 
-/// Why this build does not enforce a file rule; `None` when it does. Enforced: the host's Block and Audit
-/// rules below a directory other than `/`.
+/// Why this build does not enforce a file rule whose directory (see [`FileRule::directory`]: what would be
+/// marked, with every directory below it) is `directory`; `None` when it does. Enforced: the host's Block and
+/// Audit rules whose directory is not `/` (a file right below `/` included).
 pub fn not_enforced_reason(container: bool, action: Action, directory: &[u8]) -> Option<&'static str> {
     if container {
         Some("file rules of container policies are not enforced by this build")
     } else if action == Action::Allow {
         Some("Allow file rules and the default file posture are not enforced by this build")
+    } else if [&b"/proc"[..], b"/sys"].iter().any(|p| crate::host::mounts::is_path_prefix(p, directory)) {
+        Some(
+            "a file rule on /proc or /sys is not enforced (their files are made by the kernel, per process and per device)",
+        )
     } else if directory == b"/" {
         Some(
             "a file rule reaching every directory from / is not enforced (it would send every open on the host to the daemon)",
@@ -52,7 +57,7 @@ pub fn pattern_directory(pattern: &str) -> &str {
 /// What the daemon and `check` say of the file rules this build does not enforce: how many, and why.
 pub fn not_enforced_summary(count: usize) -> String {
     format!(
-        "{count} file rule(s) loaded but not enforced by this build (container policies, Allow rules and the default file posture, rules reaching every directory from /): `noexecd check` lists them"
+        "{count} file rule(s) loaded but not enforced by this build (container policies, Allow rules and the default file posture, rules reaching every directory from /, rules on /proc or /sys): `noexecd check` lists them"
     )
 }
 
@@ -92,7 +97,7 @@ pub struct FileRule {
 impl FileRule {
     /// Why this build does not enforce it (see [`not_enforced_reason`]); `container`: a container policy's.
     pub fn not_enforced(&self, container: bool) -> Option<&'static str> {
-        not_enforced_reason(container, self.rule.meta.action, self.rule.target.scope_prefix())
+        not_enforced_reason(container, self.rule.meta.action, self.directory())
     }
 
     /// The directory whose files (and subdirectories) the rule can match, without its trailing `/`: what
@@ -427,6 +432,10 @@ mod tests {
         assert!(block(path("/etc/shadow")).not_enforced(true).is_some(), "a container policy's");
         assert!(rule(path("/etc/shadow"), Action::Allow, false, false).not_enforced(false).is_some());
         assert!(block(dir("/", true)).not_enforced(false).is_some());
+        assert!(block(path("/shadow")).not_enforced(false).is_some(), "its directory is /: never marked");
+        assert!(block(path("/proc/1/maps")).not_enforced(false).is_some());
+        assert!(block(dir("/sys/", true)).not_enforced(false).is_some());
+        assert_eq!(block(dir("/system/", true)).not_enforced(false), None);
         assert_eq!(block(path("/etc/shadow")).directory(), b"/etc");
         assert_eq!(block(path("/shadow")).directory(), b"/");
         assert_eq!(block(dir("/etc/ssh/", true)).directory(), b"/etc/ssh");

@@ -289,7 +289,12 @@ fn file_rules_not_enforced(ctx: &Ctx<'_>, policy: &Policy, reports: &mut Vec<Rep
         let directory = match &rule.target {
             Target::Dir { dir, .. } => dir.value.as_str(),
             Target::Pattern(p) => pattern_directory(&p.value),
-            Target::Path(_) | Target::Name(_) => "",
+            // A file's own directory is marked.
+            Target::Path(p) => match p.value.rfind('/') {
+                Some(0) | None => "/",
+                Some(i) => p.value.get(..i).unwrap_or("/"),
+            },
+            Target::Name(_) => "",
         };
         let Some(why) = not_enforced_reason(policy.selector.is_some(), action, directory.as_bytes()) else { continue };
         let report = ctx.report_at(
