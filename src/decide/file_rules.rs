@@ -10,6 +10,7 @@ use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 use super::{Decider, Handled, alerted_answer};
+use crate::alert::rate_limit::Admit;
 use crate::alert::{ExecAlert, open_data};
 use crate::guard::Guard;
 use crate::host::procfs::{OpenCall, ProcSubject, parse_open_call};
@@ -56,6 +57,15 @@ impl Decider {
         if decision.outcome == Outcome::Allow {
             return None;
         }
+        // Past `max_alerts_per_sec` the writer drops the alert anyway: answer at once, read nothing more.
+        let now = std::time::SystemTime::now();
+        let tick = std::time::Instant::now();
+        if self.gate.admit_with(guard.config.daemon.max_alerts_per_sec, tick) == Admit::Drop {
+            self.answer(responder, fd, alerted_answer(decision.outcome));
+            self.count(decision.outcome);
+            self.counters.alerts_dropped_throttle.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Some(Handled::Answered);
+        }
         if mode.call.is_none() {
             // For the alert's Data: read before the answer, while the caller still waits in its open.
             mode = self.open_mode(pid);
@@ -68,7 +78,7 @@ impl Decider {
             None => "fanotify=FAN_OPEN_PERM".to_owned(),
         };
         let alert = ExecAlert {
-            when: std::time::SystemTime::now(),
+            when: now,
             outcome: decision.outcome,
             rule,
             resource: self.bufs.canonical.clone(),
