@@ -39,7 +39,7 @@ pub enum Command {
     Run(RunArgs),
     /// Validate the configuration and print what would be marked; exit 1 on error.
     Check(ConfigArg),
-    /// Show offline how the policy decides an exec of PATH. Exit status: 0 allowed, 2 blocked, 3 audited, 1 error.
+    /// Show offline how the policy decides an exec of PATH (or with --open, an open of it). Exit status: 0 allowed, 2 blocked, 3 audited, 1 error.
     Explain(ExplainArgs),
     /// Print alerts: live from the daemon's socket, or from the alert file when it is not running.
     Logs(LogsArgs),
@@ -47,8 +47,10 @@ pub enum Command {
     Notify(NotifyArgs),
     /// Convert KubeArmorPolicy/KubeArmorClusterPolicy/KubeArmorHostPolicy YAML to noexecd TOML; what noexecd cannot enforce is listed on stderr.
     ///
-    /// Process rules (matchPaths, matchDirectories, matchPatterns; ownerOnly, recursive, fromSource; action,
-    /// severity, tags and message at every level) map one to one. File, network, capabilities and syscalls rules,
+    /// Process and file rules (matchPaths, matchDirectories, matchPatterns; ownerOnly, readOnly, recursive,
+    /// fromSource; action, severity, tags and message at every level) map one to one; the file rules this build
+    /// does not enforce (container policies', Allow rules, rules reaching every directory from /) are reported.
+    /// Network, capabilities and syscalls rules,
     /// Kubernetes selectors, fromSource on patterns and unknown keys are reported on stderr, one line each, never
     /// dropped silently. Exit status 1 on invalid input, or with --strict on any such report (nothing is written
     /// then). `noexecd run` converts *.yaml files in policy_dir the same way when it loads them.
@@ -247,9 +249,15 @@ impl Args for SourceFlags {
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    /// The file that would be executed (absolute path; need not exist).
+    /// The file that would be executed (with --open: opened; absolute path; need not exist).
     pub path: PathBuf,
-    /// Executable of the process that calls exec (for from_source rules).
+    /// Decide an open of PATH by the file rules ([[policy.file.*]]) instead of an exec.
+    #[arg(long)]
+    pub open: bool,
+    /// With --open: an open for writing (O_WRONLY), not for reading.
+    #[arg(long, requires = "open")]
+    pub write: bool,
+    /// Executable of the process that calls exec, or opens (for from_source rules).
     #[arg(long, value_name = "EXE")]
     pub source: Option<PathBuf>,
     /// UID of the process that calls exec (for owner_only rules); defaults to your own.

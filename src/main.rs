@@ -77,6 +77,18 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 .with_context(|| format!("{} is not usable", args.config.display()))?;
             Ok(0)
         }
+        Command::Explain(args) if args.open => {
+            let asked = noexecd::cmd::explain::Asked {
+                source: args.source.as_deref(),
+                uid: args.uid,
+                owner: args.owner,
+                container: args.container.as_deref(),
+            };
+            let e = noexecd::cmd::explain::explain_open(&args.config.config, &args.path, args.write, &asked)
+                .with_context(|| format!("cannot explain with {}", args.config.config.display()))?;
+            print!("{}", e.text);
+            Ok(e.exit_status())
+        }
         Command::Explain(args) => {
             let e = noexecd::cmd::explain::explain(
                 &args.config.config,

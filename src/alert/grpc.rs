@@ -339,6 +339,7 @@ mod tests {
             },
             hook: "FAN_OPEN_EXEC_PERM",
             container: None,
+            open: None,
         };
         let info = ContainerInfo {
             id: "3f4e5d6c7b8a".into(),

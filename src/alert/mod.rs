@@ -10,4 +10,4 @@ pub mod schema;
 pub mod sink;
 pub mod stream;
 
-pub use schema::{Alert, ExecAlert, Origin};
+pub use schema::{Alert, ExecAlert, FileAlert, Origin, open_data};

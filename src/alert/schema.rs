@@ -24,6 +24,70 @@ pub struct ExecAlert {
     pub hook: &'static str,
     /// The caller's container as the daemon knew it when deciding (labels and all), when it did.
     pub container: Option<Container>,
+    /// For an open a file rule decided: its `Data` ([`open_data`]). The alert is then KubeArmor's file
+    /// event: `Operation` File, `ProcessName` the opener.
+    pub open: Option<String>,
+}
+
+/// An open that a file rule blocked or audited.
+#[derive(Debug, Clone)]
+pub struct FileAlert {
+    pub when: SystemTime,
+    pub outcome: Outcome,
+    pub rule: Arc<RuleMeta>,
+    /// The opened file's canonical path, as bytes.
+    pub resource: Vec<u8>,
+    /// The open's system call and flags as KubeArmor writes them ([`open_data`]).
+    pub data: String,
+    pub pid: i32,
+    /// The opener.
+    pub process: ProcessInfo,
+}
+
+/// An open's open flags as KubeArmor's monitor writes them (`O_WRONLY|O_CREAT`): the access mode first,
+/// then each flag in KubeArmor's order.
+pub fn open_flags(flags: u32) -> String {
+    let mut out = String::from(if flags & 0o1 != 0 {
+        "O_WRONLY"
+    } else if flags & 0o2 != 0 {
+        "O_RDWR"
+    } else {
+        "O_RDONLY"
+    });
+    const NAMED: [(u32, &str); 16] = [
+        (0o100, "O_CREAT"),
+        (0o200, "O_EXCL"),
+        (0o400, "O_NOCTTY"),
+        (0o1000, "O_TRUNC"),
+        (0o2000, "O_APPEND"),
+        (0o4000, "O_NONBLOCK"),
+        (0o4010000, "O_SYNC"),
+        (0o20000, "O_ASYNC"),
+        (0o100000, "O_LARGEFILE"),
+        (0o200000, "O_DIRECTORY"),
+        (0o400000, "O_NOFOLLOW"),
+        (0o2000000, "O_CLOEXEC"),
+        (0o40000, "O_DIRECT"),
+        (0o1000000, "O_NOATIME"),
+        (0o10000000, "O_PATH"),
+        (0o20000000, "O_TMPFILE"),
+    ];
+    for (bit, name) in NAMED {
+        if flags & bit == bit {
+            out.push('|');
+            out.push_str(name);
+        }
+    }
+    out
+}
+
+/// An alert's `Data` for an open: `syscall=SYS_OPENAT fd=-100 flags=O_RDONLY` (`fd` is openat's directory
+/// fd, -100 for `AT_FDCWD`), or `syscall=SYS_OPEN flags=...`, as KubeArmor's monitor writes them.
+pub fn open_data(syscall: &str, dir_fd: Option<i32>, flags: u32) -> String {
+    match dir_fd {
+        Some(fd) => format!("syscall={syscall} fd={fd} flags={}", open_flags(flags)),
+        None => format!("syscall={syscall} flags={}", open_flags(flags)),
+    }
 }
 
 /// Where the alert comes from: the host name and cluster name of `[daemon]`.
@@ -163,7 +227,7 @@ impl Alert {
             pid: a.pid,
             uid: a.process.uid,
             parent_process_name: display_bytes(&a.process.parent_exe),
-            process_name: resource.clone(),
+            process_name: if a.open.is_some() { source.clone() } else { resource.clone() },
             policy_name: a.rule.policy.clone(),
             severity: a.rule.severity.to_string(),
             tags: a.rule.tags.join(","),
@@ -171,9 +235,9 @@ impl Alert {
             message: a.rule.message.clone(),
             kind: "MatchedHostPolicy".to_owned(),
             source,
-            operation: "Process".to_owned(),
+            operation: if a.open.is_some() { "File" } else { "Process" }.to_owned(),
             resource,
-            data: format!("fanotify={}", a.hook),
+            data: a.open.clone().unwrap_or_else(|| format!("fanotify={}", a.hook)),
             enforcer: ENFORCER.to_owned(),
             action: action.to_owned(),
             result: result.to_owned(),
@@ -181,6 +245,23 @@ impl Alert {
             max_alerts_per_sec: None,
             dropping_alerts_interval: None,
         }
+    }
+
+    /// KubeArmor's alert for a file event: `Operation` File, `Resource` the file, `Data` the open's system
+    /// call and flags, `Source` and `ProcessName` the opener.
+    pub fn for_file(a: &FileAlert, origin: &Origin) -> Self {
+        let exec = ExecAlert {
+            when: a.when,
+            outcome: a.outcome,
+            rule: Arc::clone(&a.rule),
+            resource: a.resource.clone(),
+            pid: a.pid,
+            process: a.process.clone(),
+            hook: "FAN_OPEN_PERM",
+            container: None,
+            open: Some(a.data.clone()),
+        };
+        Self::for_exec(&exec, origin)
     }
 
     /// The alert of an exec made inside a container: KubeArmor's container form, `Type` "MatchedPolicy",
@@ -309,6 +390,53 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 #[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[test]
+    fn open_flags_read_as_kubearmor_writes_them() {
+        assert_eq!(open_flags(0), "O_RDONLY");
+        assert_eq!(open_flags(0o1 | 0o100), "O_WRONLY|O_CREAT");
+        assert_eq!(open_flags(0o2 | 0o1000 | 0o2000000), "O_RDWR|O_TRUNC|O_CLOEXEC");
+        assert_eq!(
+            open_data("SYS_OPENAT", Some(-100), 0o1 | 0o100),
+            "syscall=SYS_OPENAT fd=-100 flags=O_WRONLY|O_CREAT"
+        );
+        assert_eq!(open_data("SYS_OPEN", None, 0), "syscall=SYS_OPEN flags=O_RDONLY");
+    }
+
+    #[test]
+    fn a_file_alert_names_the_opener_and_the_file() {
+        let rule = Arc::new(RuleMeta {
+            policy: "ksp-shadow".into(),
+            action: crate::policy::matcher::Action::Block,
+            severity: 7,
+            tags: vec!["CIS".into()],
+            message: "shadow".into(),
+            origin: String::new(),
+        });
+        let a = FileAlert {
+            when: UNIX_EPOCH,
+            outcome: Outcome::Block,
+            rule,
+            resource: b"/etc/shadow".to_vec(),
+            data: open_data("SYS_OPENAT", Some(-100), 0),
+            pid: 42,
+            process: ProcessInfo { exe: b"/usr/bin/cat".to_vec(), uid: 1000, ..ProcessInfo::default() },
+        };
+        let origin = Origin { cluster_name: "c".into(), host_name: "h".into() };
+        let alert = Alert::for_file(&a, &origin);
+        assert_eq!(
+            (alert.operation.as_str(), alert.resource.as_str(), alert.process_name.as_str(), alert.source.as_str()),
+            ("File", "/etc/shadow", "/usr/bin/cat", "/usr/bin/cat")
+        );
+        assert_eq!(alert.data, "syscall=SYS_OPENAT fd=-100 flags=O_RDONLY");
+        assert_eq!((alert.action.as_str(), alert.result.as_str()), ("Block", RESULT_BLOCKED));
+        assert_eq!((alert.policy_name.as_str(), alert.severity.as_str(), alert.uid), ("ksp-shadow", "7", 1000));
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
@@ -354,6 +482,7 @@ mod tests {
             },
             hook: "FAN_OPEN_EXEC_PERM",
             container: None,
+            open: None,
         }
     }
 

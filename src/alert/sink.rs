@@ -365,6 +365,7 @@ mod tests {
             process: crate::host::procfs::ProcessInfo::default(),
             hook: "FAN_OPEN_EXEC_PERM",
             container: None,
+            open: None,
         }
     }
 

@@ -15,11 +15,14 @@ use crate::host::hardening;
 use crate::host::mounts::MountTable;
 use crate::host::writable::{self, Cover};
 use crate::policy;
+use crate::policy::file_rules::FileMatcher;
 use crate::policy::matcher::{Action, DEFAULT_POSTURE_POLICY, KnownSubject, Matcher, Mode, Posture, Scope};
 
 /// Validates the configuration and prints, per filesystem to mark, one tab-separated line:
 /// `mark <mount point> dev=<maj>:<min> fstype=<type> decides=<path|filesystem> protects=<paths>`, then per
-/// container policy `container-policy <name> selector=<labels;namespace;containers> rules=<n>`, per running
+/// file rule `file-rule <host|container> <kind> <target> <action> [read_only] [owner_only] [from_source=...]
+/// policy=<name> <origin>` (a container policy's after its `container-file-policy <name> selector=... rules=<n>`),
+/// per container policy `container-policy <name> selector=<labels;namespace;containers> rules=<n>`, per running
 /// container `container <id> ...` followed by a `container-mount <id> <mount>` line per mount of its own that
 /// is marked for it, then one
 /// `writable ...` line per writable directory no rule protects ([`writable::Found::line`]).
@@ -45,6 +48,8 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
     } else {
         "not used (no Allow rules)"
     };
+    let file_rules =
+        config.file_matcher.rules().len() + config.container_file_policies.iter().map(|p| p.rules.len()).sum::<usize>();
     let lints = config.lints();
     let guard = Guard::build(config, mounts)?;
     for l in &lints {
@@ -54,12 +59,41 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
     let w = |out: &mut dyn Write, s: String| {
         writeln!(out, "{s}").map_err(|source| Error::WriteFile { path: "stdout".into(), source })
     };
+    let file_part = if file_rules == 0 {
+        String::new()
+    } else {
+        let posture = match guard.config.daemon.default_file_posture {
+            Posture::Audit => "audit",
+            Posture::Block => "block",
+        };
+        let unenforced = guard.config.file_rules_not_enforced();
+        format!("; {file_rules} file rules ({unenforced} not enforced by this build), default file posture {posture}")
+    };
     w(
         out,
         format!(
-            "policy OK: {policies} policies, {rules} rules from {files} file(s); mode {mode}; default posture {posture}"
+            "policy OK: {policies} policies, {rules} rules from {files} file(s); mode {mode}; default posture {posture}{file_part}"
         ),
     )?;
+    // What the file rules protect, one line each: `file-rule <policy scope> <kind> <target> <action> [read_only]
+    // [owner_only] [from_source=...] policy=<name> <origin>`.
+    for r in guard.config.file_matcher.rules() {
+        let enforced = r.not_enforced(false).map_or("enforced".to_owned(), |why| format!("not-enforced: {why}"));
+        w(out, format!("file-rule\thost\t{}\t{enforced}", FileMatcher::describe(r)))?;
+    }
+    for p in &guard.config.container_file_policies {
+        let (name, selector, rules) = (&p.name, p.selector.describe(), p.rules.len());
+        w(out, format!("container-file-policy\t{name}\tselector={selector}\trules={rules}"))?;
+        for r in &p.rules {
+            let why = r.not_enforced(true).unwrap_or_default();
+            w(out, format!("file-rule\tcontainer\t{}\tnot-enforced: {why}", FileMatcher::describe(r)))?;
+        }
+    }
+    let unenforced = guard.config.file_rules_not_enforced();
+    if unenforced > 0 {
+        writeln!(err, "warning: {}", crate::policy::file_rules::not_enforced_summary(unenforced))
+            .map_err(|source| Error::WriteFile { path: "stderr".into(), source })?;
+    }
     for t in &guard.targets {
         w(
             out,

@@ -154,7 +154,7 @@ mod tests {
         let lossy = write(
             tmp.path(),
             "lossy.yaml",
-            "apiVersion: security.kubearmor.com/v1\nkind: KubeArmorHostPolicy\nmetadata:\n  name: q\nspec:\n  process:\n    matchPaths:\n    - path: /b\n  file:\n    matchPaths:\n    - path: /etc/shadow\n",
+            "apiVersion: security.kubearmor.com/v1\nkind: KubeArmorHostPolicy\nmetadata:\n  name: q\nspec:\n  process:\n    matchPaths:\n    - path: /b\n  network:\n    matchProtocols:\n    - protocol: raw\n",
         );
         let out_dir = tmp.path().join("policy.d");
         let strict = ImportOptions { strict: true, output_dir: Some(out_dir.clone()) };
@@ -163,7 +163,7 @@ mod tests {
         assert!(out.is_empty());
         assert!(
             err.contains(
-                "lossy.yaml:DOC#1 policy q: spec.file.matchPaths[0] not enforced by noexecd (file rules) [line 11]"
+                "lossy.yaml:DOC#1 policy q: spec.network.matchProtocols[0] not enforced by noexecd (network rules) [line 11]"
             ),
             "{err}"
         );

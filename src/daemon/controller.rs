@@ -228,9 +228,15 @@ impl Controller {
 
     /// The status line, with the version and the policy files that did not load.
     fn status_text(&self, filesystems: usize, counters: &stats::Snapshot) -> String {
+        let config = &self.shared.load().config;
+        let file_rules = match config.file_rules_not_enforced() {
+            0 => String::new(),
+            n => format!("; {n} FILE RULES NOT ENFORCED by this build"),
+        };
         format!("noexecd {}: ", version::version())
             + &notify::status_line(filesystems, counters)
-            + &notify::refused_files(&self.shared.load().config.refused)
+            + &file_rules
+            + &notify::refused_files(&config.refused)
     }
 
     /// SIGUSR1: checks the binary at our start path against the configuration, off this thread.
@@ -397,11 +403,19 @@ pub(super) fn refresh_scopes(guard: &Guard, scopes: &ArcSwap<Scopes>) {
     scopes.store(Arc::new(next));
 }
 
-/// The open guard's directories: the host's protected ones, and those of each selected container.
+/// The open guard's directories: the host's protected ones, those of each selected container, and those of the
+/// host's file rules.
 fn open_roots(guard: &Guard, scopes: &Scopes) -> Vec<OpenRoot> {
     let mut roots: Vec<OpenRoot> = guard.open_inode_roots().into_iter().map(OpenRoot::from).collect();
     if guard.config.open_guard.enabled {
         roots.extend(scopes.all().iter().flat_map(|s| s.open_roots()));
+    }
+    // The directories of the host's file rules: every open of a file below them is decided.
+    for dir in guard.config.file_enforced.directories() {
+        let root = OpenRoot::from(dir);
+        if !roots.contains(&root) {
+            roots.push(root);
+        }
     }
     roots
 }

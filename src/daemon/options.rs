@@ -74,6 +74,10 @@ impl Files {
                 tracing::error!(file = %r.file.display(), at = %r.place, error = %r.error, "policy file does not load; left out, the other files apply");
             }
         }
+        let unenforced = config.file_rules_not_enforced();
+        if unenforced > 0 {
+            tracing::warn!("{}", policy::file_rules::not_enforced_summary(unenforced));
+        }
         if let Some(name) = &options.host_name {
             config.daemon.host_name = Some(name.clone());
         }

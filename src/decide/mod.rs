@@ -7,7 +7,8 @@
 //! kernel lets everything through if we die.
 //!
 //! This file holds the loop and the order every event follows (decide, answer, then alert); each kind of
-//! decision has a file of its own: `exec` (and the alert gate), `open` (the open guard), `naming` (a file's
+//! decision has a file of its own: `exec` (and the alert gate), `open` (the open guard), `file_rules` (the
+//! host's file rules, before the open guard), `naming` (a file's
 //! name through mounts, other namespaces and overlay layers), `container` (the caller's container and its
 //! policies), `recent` (the execs whose opens raise no second alert), `verdict` (what a decision gives, and
 //! what one event found).
@@ -18,6 +19,7 @@ mod chain;
 mod container;
 pub mod denials;
 mod exec;
+mod file_rules;
 pub mod interp;
 pub mod lookup;
 mod naming;
@@ -273,7 +275,8 @@ impl Decider {
     ) {
         let resource = self.bufs.canonical.clone();
         let container = found.container.as_ref().map(|s| s.container.clone());
-        let alert = ExecAlert { when: SystemTime::now(), outcome, rule, resource, pid, process, hook, container };
+        let alert =
+            ExecAlert { when: SystemTime::now(), outcome, rule, resource, pid, process, hook, container, open: None };
         if self.alerts.try_send(alert).is_err() {
             self.counters.alerts_dropped_queue.fetch_add(1, Ordering::Relaxed);
         }

@@ -30,6 +30,10 @@ impl Decider {
             d.counters.allowed.fetch_add(1, Ordering::Relaxed);
             Handled::Answered
         };
+        // The file rules first: a refused open is refused whatever the open guard would say of it.
+        if let Some(handled) = self.handle_file_rules(responder, guard, fd, pid) {
+            return handled;
+        }
         if !guard.config.open_guard.enabled {
             return allow(self);
         }

@@ -83,6 +83,87 @@ fn status(pid: i32) -> Option<(i32, i64)> {
     parse_status(&text)
 }
 
+/// The open a task is making while it waits for a permission answer, as `/proc/PID/syscall` shows it
+/// (`257 0xffffff9c 0x7ffe5a7a8add 0x401 ...`: openat, `AT_FDCWD`, the path's address, `O_WRONLY|O_APPEND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenCall {
+    /// KubeArmor's name of the call: `SYS_OPEN`, `SYS_OPENAT`, `SYS_OPENAT2`, `SYS_CREAT`.
+    pub syscall: &'static str,
+    /// openat's and openat2's directory fd (`-100` for `AT_FDCWD`).
+    pub dir_fd: Option<i32>,
+    /// The open flags; `None` for openat2, whose flags sit in memory the line does not show.
+    pub flags: Option<u64>,
+}
+
+/// The open calls by number on this architecture: (number, name, index of the dirfd argument, index of the
+/// flags argument). `creat` has no flags argument: it is `O_CREAT|O_WRONLY|O_TRUNC`.
+#[cfg(target_arch = "x86_64")]
+const OPEN_CALLS: [(i64, &str, Option<usize>, Option<usize>); 4] = [
+    (2, "SYS_OPEN", None, Some(1)),
+    (257, "SYS_OPENAT", Some(0), Some(2)),
+    (437, "SYS_OPENAT2", Some(0), None),
+    (85, "SYS_CREAT", None, None),
+];
+#[cfg(target_arch = "aarch64")]
+const OPEN_CALLS: [(i64, &str, Option<usize>, Option<usize>); 2] =
+    [(56, "SYS_OPENAT", Some(0), Some(2)), (437, "SYS_OPENAT2", Some(0), None)];
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const OPEN_CALLS: [(i64, &str, Option<usize>, Option<usize>); 0] = [];
+
+/// `creat`'s flags.
+const CREAT_FLAGS: u64 = 0o1 | 0o100 | 0o1000;
+
+/// Reads the open call out of `/proc/PID/syscall`'s text: `None` when the task is not in an open call
+/// (running, another call such as `io_uring_enter`, or a line that does not parse).
+pub fn parse_open_call(text: &[u8]) -> Option<OpenCall> {
+    let line = text.split(|&b| b == b'\n').next()?;
+    let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let nr: i64 = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+    let (_, syscall, dir_arg, flags_arg) = OPEN_CALLS.iter().find(|(n, ..)| *n == nr)?;
+    let mut args = [0u64; 6];
+    for slot in &mut args {
+        let f = std::str::from_utf8(fields.next()?).ok()?;
+        *slot = u64::from_str_radix(f.strip_prefix("0x")?, 16).ok()?;
+    }
+    // The dirfd is an int: its low 32 bits, sign and all.
+    let dir_fd = dir_arg.and_then(|i| args.get(i)).map(|&v| i32::from_ne_bytes((v as u32).to_ne_bytes()));
+    let flags = match (*syscall, flags_arg) {
+        ("SYS_CREAT", _) => Some(CREAT_FLAGS),
+        (_, Some(i)) => args.get(*i).map(|&v| v & u64::from(u32::MAX)),
+        (_, None) => None,
+    };
+    Some(OpenCall { syscall, dir_fd, flags })
+}
+
+#[cfg(test)]
+mod open_call_tests {
+    use super::*;
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn lines_read_from_tasks_blocked_in_an_open_permission_event() {
+        // Captured on Linux 6.18 from tasks waiting for a FAN_OPEN_PERM answer.
+        let openat = b"257 0xffffff9c 0x7ffe5a7a8add 0x401 0x0 0x0 0x7f26ea216740 0x7ffe5a7a5fa0 0x7f26ea311011\n";
+        assert_eq!(
+            parse_open_call(openat),
+            Some(OpenCall { syscall: "SYS_OPENAT", dir_fd: Some(-100), flags: Some(0x401) })
+        );
+        let open = b"2 0x7ffe5a7a8add 0x0 0x0 0x0 0x0 0x0 0x7ffe5a7a5fa0 0x7f26ea311011";
+        assert_eq!(parse_open_call(open), Some(OpenCall { syscall: "SYS_OPEN", dir_fd: None, flags: Some(0) }));
+        let openat2 = b"437 0x3 0x7ffe5a7a8add 0x7ffe5a7a0000 0x18 0x0 0x0 0x7ffe5a7a5fa0 0x7f26ea311011";
+        assert_eq!(parse_open_call(openat2), Some(OpenCall { syscall: "SYS_OPENAT2", dir_fd: Some(3), flags: None }));
+        let creat = b"85 0x7ffe5a7a8add 0x1a4 0x0 0x0 0x0 0x0 0x7ffe5a7a5fa0 0x7f26ea311011";
+        assert_eq!(parse_open_call(creat).and_then(|c| c.flags), Some(CREAT_FLAGS));
+        // The main thread of a process whose other thread opens: in futex, not in an open.
+        let futex = b"202 0x7f8f803e8990 0x109 0xbd2 0x0 0x0 0xffffffff 0x7ffde0cb5870 0x7f8f80471f16";
+        assert_eq!(parse_open_call(futex), None);
+        for other in [&b"running"[..], b"-1 0x7ffe5a7a5fa0 0x7f26ea311011", b"", b"257 0xffffff9c", b"257 zz 0 0 0 0 0"]
+        {
+            assert_eq!(parse_open_call(other), None, "{}", String::from_utf8_lossy(other));
+        }
+    }
+}
+
 #[cfg(test)]
 pub fn parse_status_for_tests(text: &[u8]) -> Option<(i32, i64)> {
     parse_status(text)

@@ -74,7 +74,7 @@ pub enum Target {
 }
 
 impl Target {
-    fn matches(&self, path: &[u8]) -> bool {
+    pub fn matches(&self, path: &[u8]) -> bool {
         match self {
             Target::Path(p) => p == path,
             Target::Dir { dir, recursive } => match path.strip_prefix(dir.as_slice()) {

@@ -4,6 +4,7 @@
 //! to write instead; nothing half-valid comes out.
 #![forbid(unsafe_code)]
 
+pub mod file_rules;
 pub mod kubearmor;
 pub mod lint;
 pub mod located;
@@ -22,9 +23,10 @@ use toml::Spanned;
 use crate::error::{Error, PolicyError, Result};
 use crate::policy::located::{Located, utf8};
 use crate::policy::matcher::{Action, Matcher, Mode, Posture, Rule, RuleMeta, Target};
+use file_rules::{FileMatcher, FileRule};
 use open_guard::OpenGuardConfig;
 use raw::{RawDaemon, RawFile, RawMeta, RawPolicy, RawSelector};
-pub use selector::{ContainerPolicy, Identity, Selector};
+pub use selector::{ContainerFilePolicy, ContainerPolicy, Identity, Selector};
 
 /// What happens to exec attempts while the daemon is down between a crash and its restart under systemd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,8 @@ pub struct DaemonConfig {
     pub cluster_name: String,
     pub host_name: Option<String>,
     pub default_posture: Posture,
+    /// What an open gets in a scope whose file rules include Allow rules, when none of them allows it.
+    pub default_file_posture: Posture,
     pub max_alerts_per_sec: u32,
     pub policy_dir: PathBuf,
     pub fail_mode: FailMode,
@@ -65,6 +69,7 @@ impl Default for DaemonConfig {
             cluster_name: "default".to_owned(),
             host_name: None,
             default_posture: Posture::Audit,
+            default_file_posture: Posture::Audit,
             max_alerts_per_sec: 100,
             policy_dir: PathBuf::from("/etc/noexecd/policy.d"),
             fail_mode: FailMode::Closed,
@@ -102,10 +107,18 @@ pub struct Config {
     pub open_guard: OpenGuardConfig,
     /// Every file that was read, main file first.
     pub files: Vec<PathBuf>,
-    /// How many host policies `matcher` holds.
+    /// The host's file rules (`[policy.file]` of every policy without a `[policy.selector]`).
+    pub file_matcher: FileMatcher,
+    /// Those of them the daemon enforces ([`FileRule::not_enforced`]): what its decision thread decides
+    /// opens with, and whose directories it marks.
+    pub file_enforced: FileMatcher,
+    /// How many host policies `matcher` and `file_matcher` hold.
     pub policy_count: usize,
-    /// The policies with a `[policy.selector]`, in load order; their rules are in no host matcher.
+    /// The policies with a `[policy.selector]` and process rules, in load order; their rules are in no host
+    /// matcher.
     pub container_policies: Vec<ContainerPolicy>,
+    /// The policies with a `[policy.selector]` and file rules, in load order.
+    pub container_file_policies: Vec<ContainerFilePolicy>,
     /// `[containers]`.
     pub containers: ContainersConfig,
     /// The text in force of each drop-in, by file: what [`load_each`] falls back to when the file no longer
@@ -159,6 +172,34 @@ impl Config {
     /// rules only, with the host's default posture and mode.
     pub fn container_matcher(&self, selected: &[usize]) -> Matcher {
         selector::matcher_for(&self.container_policies, selected, self.daemon.default_posture, self.daemon.mode)
+    }
+
+    /// The indexes (into `container_file_policies`, ascending) of the container policies with file rules
+    /// that select `id`.
+    pub fn selecting_files(&self, id: &Identity) -> Vec<usize> {
+        self.container_file_policies
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.selector.selects(id))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The file matcher for a container selected by `selected` (from [`Config::selecting_files`]): those
+    /// policies' file rules only, with the default file posture and the mode.
+    pub fn container_file_matcher(&self, selected: &[usize]) -> FileMatcher {
+        selector::file_matcher_for(
+            &self.container_file_policies,
+            selected,
+            self.daemon.default_file_posture,
+            self.daemon.mode,
+        )
+    }
+
+    /// How many file rules, host or container, this build does not enforce.
+    pub fn file_rules_not_enforced(&self) -> usize {
+        self.file_matcher.rules().len() - self.file_enforced.rules().len()
+            + self.container_file_policies.iter().map(|p| p.rules.len()).sum::<usize>()
     }
 }
 
@@ -297,7 +338,10 @@ enum PolicyScope {
 struct Loader {
     /// The host's rules.
     rules: Vec<Rule>,
+    /// The host's file rules.
+    file_rules: Vec<FileRule>,
     containers: Vec<ContainerPolicy>,
+    file_containers: Vec<ContainerFilePolicy>,
     names: HashMap<(PolicyScope, String), String>,
     files: Vec<PathBuf>,
     drop_in_texts: BTreeMap<PathBuf, String>,
@@ -327,6 +371,7 @@ impl Loader {
     /// One file of `policy_dir`, whole or not at all: a file that fails leaves nothing of itself behind.
     fn drop_in_alone(&mut self, file: &Path, text: String) -> Result<()> {
         let saved = (self.rules.len(), self.containers.len(), self.files.len(), self.names.clone());
+        let saved_files = (self.file_rules.len(), self.file_containers.len());
         match self.drop_in(file, &text) {
             Ok(()) => {
                 self.drop_in_texts.insert(file.to_owned(), text);
@@ -337,6 +382,8 @@ impl Loader {
                 self.containers.truncate(saved.1);
                 self.files.truncate(saved.2);
                 self.names = saved.3;
+                self.file_rules.truncate(saved_files.0);
+                self.file_containers.truncate(saved_files.1);
                 Err(e)
             }
         }
@@ -369,11 +416,18 @@ impl Loader {
                 .into());
         }
         let (before, before_containers) = (self.rules.len(), self.containers.len());
+        let (before_files, before_file_containers) = (self.file_rules.len(), self.file_containers.len());
         self.add_policies(file, text, parsed.policy).map_err(relocate)?;
         if let Some(y) = &yaml {
             y.relocate_rules(self.rules.get_mut(before..).unwrap_or_default());
             for c in self.containers.get_mut(before_containers..).unwrap_or_default() {
                 y.relocate_rules(&mut c.rules);
+                c.origin = y.relocated(&c.origin).unwrap_or_else(|| c.origin.clone());
+            }
+            let host_files = self.file_rules.get_mut(before_files..).unwrap_or_default();
+            y.relocate_rules(host_files.iter_mut().map(|f| &mut f.rule));
+            for c in self.file_containers.get_mut(before_file_containers..).unwrap_or_default() {
+                y.relocate_rules(c.rules.iter_mut().map(|f| &mut f.rule));
                 c.origin = y.relocated(&c.origin).unwrap_or_else(|| c.origin.clone());
             }
         }
@@ -383,14 +437,20 @@ impl Loader {
     fn finish(self, daemon: DaemonConfig, open_guard: OpenGuardConfig, containers: ContainersConfig) -> Config {
         let policy_count = self.names.keys().filter(|(scope, _)| *scope == PolicyScope::Host).count();
         let matcher = Matcher::new(self.rules, daemon.default_posture, daemon.mode);
+        let enforced = self.file_rules.iter().filter(|r| r.not_enforced(false).is_none()).cloned().collect();
+        let file_enforced = FileMatcher::new(enforced, daemon.default_file_posture, daemon.mode);
+        let file_matcher = FileMatcher::new(self.file_rules, daemon.default_file_posture, daemon.mode);
         let container_policies = self.containers;
         Config {
             daemon,
             matcher,
             open_guard,
             files: self.files,
+            file_matcher,
+            file_enforced,
             policy_count,
             container_policies,
+            container_file_policies: self.file_containers,
             containers,
             drop_in_texts: self.drop_in_texts,
             refused: self.refused,
@@ -436,16 +496,31 @@ impl Loader {
             self.names.insert(key, origin.clone());
             let mut rules = Vec::new();
             compile_policy(&at, &name, &policy, &mut rules)?;
-            if rules.is_empty() {
+            let mut file_rules = Vec::new();
+            compile_file_section(&at, &name, &policy, &mut file_rules)?;
+            if rules.is_empty() && file_rules.is_empty() {
                 return Err(at
                     .error(span, format!("{kind} \"{name}\" has no rules; add for example\n  [[policy.process.match_directories]]\n  dir = \"/tmp/\"\n  recursive = true"))
                     .into());
             }
             match &policy.selector {
-                None => self.rules.append(&mut rules),
+                None => {
+                    self.rules.append(&mut rules);
+                    self.file_rules.append(&mut file_rules);
+                }
                 Some(raw) => {
                     let selector = compile_selector(&at, raw.get_ref())?;
-                    self.containers.push(ContainerPolicy { name, selector, rules, origin });
+                    if !file_rules.is_empty() {
+                        self.file_containers.push(ContainerFilePolicy {
+                            name: name.clone(),
+                            selector: selector.clone(),
+                            rules: file_rules,
+                            origin: origin.clone(),
+                        });
+                    }
+                    if !rules.is_empty() {
+                        self.containers.push(ContainerPolicy { name, selector, rules, origin });
+                    }
                 }
             }
         }
@@ -493,6 +568,18 @@ fn validate_daemon(at: &Located<'_>, d: &RawDaemon) -> Result<DaemonConfig, Poli
                 return Err(at.error(
                     p.span(),
                     format!("default_posture \"{}\" is not known: write \"audit\" or \"block\"", p.get_ref()),
+                ));
+            }
+        };
+    }
+    if let Some(p) = &d.default_file_posture {
+        out.default_file_posture = match p.get_ref().to_ascii_lowercase().as_str() {
+            "audit" => Posture::Audit,
+            "block" => Posture::Block,
+            _ => {
+                return Err(at.error(
+                    p.span(),
+                    format!("default_file_posture \"{}\" is not known: write \"audit\" or \"block\"", p.get_ref()),
                 ));
             }
         };
@@ -777,6 +864,64 @@ fn compile_policy(at: &Located<'_>, name: &str, policy: &RawPolicy, rules: &mut 
     Ok(())
 }
 
+/// `[policy.file]`: its rules, with the same checks as process rules and `read_only`.
+fn compile_file_section(
+    at: &Located<'_>,
+    name: &str,
+    policy: &RawPolicy,
+    rules: &mut Vec<FileRule>,
+) -> Result<(), PolicyError> {
+    let Some(section) = &policy.file else {
+        return Ok(());
+    };
+    let section = section.get_ref();
+    let outer = [policy.meta(), section.meta()];
+    let mut push = |span: Range<usize>,
+                    inner: RawMeta,
+                    target: Target,
+                    flags: (bool, bool),
+                    from_source: Vec<Vec<u8>>|
+     -> Result<(), PolicyError> {
+        let m = merge(at, &[outer[0].clone(), outer[1].clone(), inner])?;
+        let meta = RuleMeta {
+            policy: name.to_owned(),
+            action: m.action,
+            severity: m.severity,
+            tags: m.tags,
+            message: m.message,
+            origin: at.origin(span),
+        };
+        let (read_only, owner_only) = flags;
+        rules.push(FileRule { rule: Rule { target, owner_only, from_source, meta: Arc::new(meta) }, read_only });
+        Ok(())
+    };
+    for entry in &section.match_paths {
+        let r = entry.get_ref();
+        let path = normalized(at, &r.path, "path", "/etc/shadow")?;
+        if path.ends_with('/') {
+            return Err(at.error(r.path.span(), format!("path \"{path}\" ends with '/': a match_paths entry names a file; write \"{}\" or use match_directories", path.trim_end_matches('/'))));
+        }
+        let sources = from_source(at, &r.from_source)?;
+        push(entry.span(), r.meta(), Target::Path(path.into_bytes()), (r.read_only, r.owner_only), sources)?;
+    }
+    for entry in &section.match_directories {
+        let r = entry.get_ref();
+        let dir = normalized(at, &r.dir, "dir", "/etc/ssh/")?;
+        if !dir.ends_with('/') {
+            return Err(at.error(r.dir.span(), format!("dir \"{dir}\" must end with '/': write \"{dir}/\"")));
+        }
+        let sources = from_source(at, &r.from_source)?;
+        let target = Target::Dir { dir: dir.into_bytes(), recursive: r.recursive };
+        push(entry.span(), r.meta(), target, (r.read_only, r.owner_only), sources)?;
+    }
+    for entry in &section.match_patterns {
+        let r = entry.get_ref();
+        let target = pattern(at, &r.pattern)?;
+        push(entry.span(), r.meta(), target, (r.read_only, r.owner_only), Vec::new())?;
+    }
+    Ok(())
+}
+
 /// An absolute path with no empty, `.` or `..` components: the kernel never names a file any other way, so
 /// a rule written otherwise would never match.
 fn normalized(at: &Located<'_>, value: &Spanned<String>, key: &str, example: &str) -> Result<String, PolicyError> {
@@ -837,11 +982,7 @@ fn pattern(at: &Located<'_>, value: &Spanned<String>) -> Result<Target, PolicyEr
         .backslash_escape(true)
         .build()
         .map_err(|e| at.error(value.span(), format!("pattern \"{p}\" is not a valid glob: {}; `*` stays within one path component, `**` must stand alone between slashes (\"/tmp/**/x\")", e.kind())))?;
-    let literal = p.split(['*', '?', '[', '{', '\\']).next().unwrap_or("/");
-    let literal_prefix = match literal.rfind('/') {
-        Some(i) => literal.get(..=i).unwrap_or("/"),
-        None => "/",
-    };
+    let literal_prefix = file_rules::pattern_directory(p);
     Ok(Target::Pattern { glob: glob.compile_matcher(), literal_prefix: literal_prefix.as_bytes().to_vec() })
 }
 

@@ -24,6 +24,7 @@ pub struct RawDaemon {
     pub cluster_name: Option<String>,
     pub host_name: Option<String>,
     pub default_posture: Option<Spanned<String>>,
+    pub default_file_posture: Option<Spanned<String>>,
     pub max_alerts_per_sec: Option<Spanned<i64>>,
     pub policy_dir: Option<Spanned<String>>,
     pub fail_mode: Option<Spanned<String>>,
@@ -90,6 +91,7 @@ with_meta! {
         pub name: Spanned<String>,
         pub selector: Option<Spanned<RawSelector>>,
         pub process: Option<Spanned<RawProcess>>,
+        pub file: Option<Spanned<RawFileSection>>,
     }
 }
 
@@ -152,6 +154,54 @@ with_meta! {
 with_meta! {
     pub struct RawMatchPattern {
         pub pattern: Spanned<String>,
+        #[serde(default)]
+        pub owner_only: bool,
+    }
+}
+
+with_meta! {
+    /// `[policy.file]`: KubeArmor's `spec.file`.
+    pub struct RawFileSection {
+        #[serde(default)]
+        pub match_paths: Vec<Spanned<RawFileMatchPath>>,
+        #[serde(default)]
+        pub match_directories: Vec<Spanned<RawFileMatchDirectory>>,
+        #[serde(default)]
+        pub match_patterns: Vec<Spanned<RawFileMatchPattern>>,
+    }
+}
+
+with_meta! {
+    pub struct RawFileMatchPath {
+        pub path: Spanned<String>,
+        #[serde(default)]
+        pub read_only: bool,
+        #[serde(default)]
+        pub owner_only: bool,
+        #[serde(default)]
+        pub from_source: Vec<Spanned<String>>,
+    }
+}
+
+with_meta! {
+    pub struct RawFileMatchDirectory {
+        pub dir: Spanned<String>,
+        #[serde(default)]
+        pub recursive: bool,
+        #[serde(default)]
+        pub read_only: bool,
+        #[serde(default)]
+        pub owner_only: bool,
+        #[serde(default)]
+        pub from_source: Vec<Spanned<String>>,
+    }
+}
+
+with_meta! {
+    pub struct RawFileMatchPattern {
+        pub pattern: Spanned<String>,
+        #[serde(default)]
+        pub read_only: bool,
         #[serde(default)]
         pub owner_only: bool,
     }

@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::policy::file_rules::{FileMatcher, FileRule};
 use crate::policy::matcher::{Matcher, Mode, Posture, Rule};
 
 /// The label the kubelet puts on every container it starts: the pod's Kubernetes namespace.
@@ -201,6 +202,32 @@ pub struct ContainerPolicy {
     pub rules: Vec<Rule>,
     /// `file:line:col` of its `name`.
     pub origin: String,
+}
+
+/// A container policy's file rules (`[policy.file]` of a policy with a `[policy.selector]`).
+#[derive(Debug, Clone)]
+pub struct ContainerFilePolicy {
+    pub name: String,
+    pub selector: Selector,
+    /// In load order.
+    pub rules: Vec<FileRule>,
+    /// `file:line:col` of its `name`.
+    pub origin: String,
+}
+
+/// The file matcher for a container selected by the file policies at `selected` (indexes into `policies`;
+/// out of range ones are ignored): their file rules in policy order, with the default file posture and mode.
+pub fn file_matcher_for(
+    policies: &[ContainerFilePolicy],
+    selected: &[usize],
+    posture: Posture,
+    mode: Mode,
+) -> FileMatcher {
+    let mut order = selected.to_vec();
+    order.sort_unstable();
+    order.dedup();
+    let rules = order.iter().filter_map(|&i| policies.get(i)).flat_map(|p| p.rules.iter().cloned()).collect();
+    FileMatcher::new(rules, posture, mode)
 }
 
 /// The indexes (ascending) of the policies that select the container.

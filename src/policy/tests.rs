@@ -356,7 +356,7 @@ severity = 9
 #[test]
 fn daemon_settings_are_read() {
     let c = ok(
-        "[daemon]\nmode = \"audit\"\nalert_log = \"/x/a.jsonl\"\ncluster_name = \"c\"\nhost_name = \"h\"\ndefault_posture = \"block\"\nmax_alerts_per_sec = 7\npolicy_dir = \"/x/p.d\"\nfail_mode = \"open\"\nalert_socket = \"\"\nalert_socket_group = \"adm\"\nexec_cache = false\n",
+        "[daemon]\nmode = \"audit\"\nalert_log = \"/x/a.jsonl\"\ncluster_name = \"c\"\nhost_name = \"h\"\ndefault_posture = \"block\"\ndefault_file_posture = \"block\"\nmax_alerts_per_sec = 7\npolicy_dir = \"/x/p.d\"\nfail_mode = \"open\"\nalert_socket = \"\"\nalert_socket_group = \"adm\"\nexec_cache = false\n",
     );
     assert_eq!(
         c.daemon,
@@ -366,6 +366,7 @@ fn daemon_settings_are_read() {
             cluster_name: "c".into(),
             host_name: Some("h".into()),
             default_posture: Posture::Block,
+            default_file_posture: Posture::Block,
             max_alerts_per_sec: 7,
             policy_dir: "/x/p.d".into(),
             fail_mode: FailMode::Open,
@@ -621,4 +622,99 @@ fn lints_name_shallow_block_and_audit_patterns_only() {
                 [[policy]]\nname = \"c\"\naction = \"Audit\"\n[policy.selector]\n[[policy.process.match_patterns]]\npattern = \"/var/tmp/*\"\n";
     let found: Vec<String> = ok(text).lints().iter().map(|l| l.origin.clone()).collect();
     assert_eq!(found, vec!["p.toml:3:1", "p.toml:14:1"]);
+}
+
+const FILE_RULES: &str = r#"[[policy]]
+name = "f"
+action = "Block"
+
+[[policy.file.match_paths]]
+path = "/etc/shadow"
+read_only = true
+from_source = ["/usr/bin/cat"]
+
+[[policy.file.match_directories]]
+dir = "/etc/ssh/"
+recursive = true
+owner_only = true
+action = "Audit"
+
+[[policy.file.match_patterns]]
+pattern = "/root/**/*.key"
+read_only = true
+owner_only = true
+"#;
+
+#[test]
+fn file_rules_load_into_a_matcher_of_their_own() {
+    use crate::policy::file_rules::Access;
+    let c = ok(FILE_RULES);
+    assert!(c.matcher.rules().is_empty(), "no process rule");
+    assert_eq!(c.policy_count, 1);
+    let rules = c.file_matcher.rules();
+    assert_eq!(rules.len(), 3);
+    assert_eq!(
+        rules.iter().map(|r| (r.read_only, r.rule.owner_only)).collect::<Vec<_>>(),
+        [(true, false), (false, true), (true, true)]
+    );
+    assert_eq!(rules[0].rule.from_source, [b"/usr/bin/cat".to_vec()]);
+    assert_eq!(rules[1].rule.meta.action, Action::Audit);
+    assert_eq!(rules[1].rule.meta.origin, "p.toml:10:1");
+    let mut cat = KnownSubject { exe: Some(b"/usr/bin/cat".to_vec()), uid: Some(1000) };
+    let d = c.file_matcher.decide(b"/etc/shadow", Access::Write, 0, &mut cat);
+    assert_eq!((d.outcome, d.rule.map(|r| r.policy.as_str())), (Outcome::Block, Some("f")));
+    assert_eq!(c.file_matcher.decide(b"/etc/shadow", Access::Read, 0, &mut cat).outcome, Outcome::Allow);
+    assert_eq!(c.file_matcher.decide(b"/etc/ssh/a/b", Access::Read, 0, &mut cat).outcome, Outcome::Audit);
+    assert_eq!(c.file_matcher.decide(b"/root/x/id.key", Access::Read, 1000, &mut cat).outcome, Outcome::Allow);
+    assert_eq!(c.file_matcher.decide(b"/root/x/id.key", Access::Write, 1000, &mut cat).outcome, Outcome::Block);
+    assert_eq!((c.file_enforced.rules().len(), c.file_rules_not_enforced()), (3, 0));
+    assert_eq!(ok(RULE).file_rules_not_enforced(), 0);
+}
+
+#[test]
+fn a_container_policy_with_file_rules_only_adds_no_exec_policy() {
+    let text =
+        FILE_RULES.replace("action = \"Block\"\n", "action = \"Block\"\n[policy.selector]\nnamespace = \"ns\"\n");
+    let c = ok(&text);
+    assert!(c.container_policies.is_empty(), "the exec guard sees no container policy");
+    assert_eq!(c.container_file_policies.len(), 1);
+    assert!(c.file_matcher.is_empty());
+    let both = format!("{text}[[policy.process.match_paths]]\npath = \"/bin/sh\"\n");
+    let c = ok(&both);
+    assert_eq!((c.container_policies.len(), c.container_file_policies.len()), (1, 1));
+    let id = Identity { labels: [(selector::NAMESPACE_LABEL.to_owned(), "ns".to_owned())].into(), name: None };
+    assert_eq!(c.selecting_files(&id), [0]);
+    assert_eq!(c.container_file_matcher(&[0]).rules().len(), 3);
+    assert!(c.selecting_files(&Identity::default()).is_empty());
+}
+
+#[test]
+fn file_rules_are_refused_where_they_stand() {
+    let file = |body: &str| format!("[[policy]]\nname = \"f\"\n[[policy.file.match_paths]]\n{body}\n");
+    let e = err(&file("path = \"etc/shadow\""));
+    assert_eq!((e.line, e.message.contains("relative")), (4, true), "{e}");
+    let e = err(&file("path = \"/etc/\""));
+    assert!(e.message.contains("match_directories"), "{e}");
+    let e = err(&file("path = \"/etc/shadow\"\nreadOnly = true"));
+    assert_eq!(e.line, 5);
+    assert!(e.message.contains("snake_case"), "{e}");
+    let e = err(&file("path = \"/etc/shadow\"\nread_only = \"yes\""));
+    assert_eq!((e.line, e.message.contains("invalid type")), (5, true), "{e}");
+    let e = err(&file("execname = \"cat\""));
+    assert!(e.message.contains("execname"), "{e}");
+    let e = err("[[policy]]\nname = \"f\"\n[[policy.file.match_directories]]\ndir = \"/etc\"\n");
+    assert!(e.message.contains("must end with '/'"), "{e}");
+    let e = err(
+        "[[policy]]\nname = \"f\"\n[[policy.file.match_patterns]]\npattern = \"/etc/*\"\nfrom_source = [\"/bin/cat\"]\n",
+    );
+    assert!(e.message.contains("from_source"), "{e}");
+    let e = err("[[policy]]\nname = \"f\"\n[[policy.file.match_patterns]]\npattern = \"/etc/[a-\"\n");
+    assert!(e.message.contains("not a valid glob"), "{e}");
+    let e =
+        err("[[policy]]\nname = \"f\"\n[policy.file]\naction = \"Deny\"\n[[policy.file.match_paths]]\npath = \"/x\"\n");
+    assert_eq!(e.line, 4, "{e}");
+    let e = err("[[policy]]\nname = \"f\"\n[policy.file]\n");
+    assert!(e.message.contains("has no rules"), "{e}");
+    let e = err("[daemon]\ndefault_file_posture = \"allow\"\n");
+    assert!(e.message.contains("default_file_posture \"allow\" is not known"), "{e}");
 }

@@ -458,3 +458,64 @@ fn check_warns_about_a_block_pattern_that_leaves_deeper_paths_open() {
     let shallow: Vec<&str> = o.stderr.lines().filter(|l| l.contains("leaves the deeper paths")).collect();
     assert_eq!(shallow, vec![want.as_str()], "one warning, for the pattern without **\n{o}");
 }
+
+/// File rules through the binary: `check` lists what they protect and which this build does not enforce
+/// (a container policy's); `explain --open` decides an open for reading and for writing, with the file alert and the exit
+/// statuses of an exec's explanation.
+#[test]
+fn file_rules_are_listed_by_check_and_decided_by_explain_open() {
+    let c = Cfg::new();
+    let d = c.d();
+    fs::write(c.dir.path().join("secret"), "s").unwrap();
+    let text = format!(
+        "[daemon]\nalert_log = \"{d}/alerts.jsonl\"\nhost_name = \"cli-host\"\npolicy_dir = \"{d}/policy.d\"\n\n\
+         [[policy]]\nname = \"it-file\"\nseverity = 6\nmessage = \"secret written\"\n\
+         [[policy.file.match_paths]]\npath = \"{d}/secret\"\nread_only = true\n\n\
+         [[policy]]\nname = \"it-file-audit\"\naction = \"Audit\"\n\
+         [[policy.file.match_directories]]\ndir = \"{d}/logs/\"\nrecursive = true\n\n\
+         [[policy]]\nname = \"it-file-ctr\"\n[policy.selector]\nnamespace = \"ns\"\n\
+         [[policy.file.match_paths]]\npath = \"/etc/shadow\"\n"
+    );
+    let cfg = c.write("file-rules.toml", &text);
+    let o = noexecd_cfg(&["check"], &cfg);
+    assert_eq!(o.code(), Some(0), "{o}");
+    assert!(o.stdout.contains("3 file rules (1 not enforced by this build), default file posture audit"), "{o}");
+    let line = format!("file-rule\thost\tpath\t{d}/secret\tBlock\tread_only\tpolicy=it-file\t{}:", cfg.display());
+    assert!(o.stdout.lines().any(|l| l.starts_with(&line) && l.ends_with("\tenforced")), "{o}");
+    assert!(o.stdout.contains("container-file-policy\tit-file-ctr\t"), "{o}");
+    let container = "not-enforced: file rules of container policies are not enforced by this build";
+    assert!(
+        o.stdout
+            .lines()
+            .any(|l| l.starts_with("file-rule\tcontainer\tpath\t/etc/shadow\tBlock") && l.ends_with(container)),
+        "{o}"
+    );
+    assert!(
+        o.stdout.contains(&format!("file-rule\thost\tdir-recursive\t{d}/logs/\tAudit\tpolicy=it-file-audit")),
+        "{o}"
+    );
+    assert!(o.stderr.contains("warning: 1 file rule(s) loaded but not enforced by this build"), "{o}");
+
+    let secret = format!("{d}/secret");
+    let o = noexecd_cfg(&["explain", "--open", &secret], &cfg);
+    assert_eq!(o.code(), Some(0), "a read of a read_only file is allowed\n{o}");
+    assert!(!o.stdout.contains("note:"), "an enforced rule has no note\n{o}");
+    let o = noexecd_cfg(&["explain", "--open", "--write", &secret, "--source", "/usr/bin/tee"], &cfg);
+    assert_eq!(o.code(), Some(2), "a write is blocked\n{o}");
+    let a = alert_in(&o);
+    assert_eq!(get_str(&a, "PolicyName"), "it-file", "{a}");
+    assert_eq!(get_str(&a, "Operation"), "File", "{a}");
+    assert_eq!(get_str(&a, "Resource"), secret, "{a}");
+    assert_eq!(get_str(&a, "Data"), "syscall=SYS_OPENAT fd=-100 flags=O_WRONLY", "{a}");
+    assert_eq!(get_str(&a, "ProcessName"), "/usr/bin/tee", "{a}");
+    assert_eq!(get_str(&a, "Source"), "/usr/bin/tee", "{a}");
+    assert_eq!(get_str(&a, "Action"), "Block", "{a}");
+    assert_eq!(get_str(&a, "Result"), EPERM_TEXT, "{a}");
+    assert_eq!(get_str(&a, "Severity"), "6", "{a}");
+    assert_eq!(get_str(&a, "Message"), "secret written", "{a}");
+    let o = noexecd_cfg(&["explain", "--open", &format!("{d}/logs/a/b.log")], &cfg);
+    assert_eq!(o.code(), Some(3), "an Audit rule audits\n{o}");
+    assert_eq!(get_str(&alert_in(&o), "Action"), "Audit");
+    let o = noexecd_cfg(&["explain", "--write", &secret], &cfg);
+    assert!(o.code() != Some(0) && o.stderr.contains("--open"), "--write without --open is a usage error\n{o}");
+}

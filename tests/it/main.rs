@@ -24,6 +24,7 @@ mod dirtrack;
 mod enforce;
 mod exec_cache;
 mod fail_closed;
+mod file_rules;
 mod first_write;
 mod grpc;
 mod handover;

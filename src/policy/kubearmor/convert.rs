@@ -1,9 +1,10 @@
-//! KubeArmor documents to noexecd policies. Each document is read key by key: process rules become
+//! KubeArmor documents to noexecd policies. Each document is read key by key: process and file rules become
 //! [`Policy`] values, everything else becomes a [`Report`]. Nothing is dropped without one. A rule that
 //! cannot be used (a wrong value, or one the policy loader refuses) is reported and left out; the rest of
 //! the policy is kept.
 
 use super::fields::{Ctx, Res, is_empty, is_meta, meta_key, text};
+use super::file::file;
 use super::model::{At, Expression, Meta, Policy, Rule, Selector, Src, Target};
 use super::process::process;
 use super::report::{Report, ReportKind};
@@ -136,6 +137,8 @@ impl<'a> Converter<'a> {
             selector: None,
             process_meta: Meta::default(),
             rules: Vec::new(),
+            file_meta: Meta::default(),
+            file_rules: Vec::new(),
         };
         let empty = Node { value: Value::Null, line: root.line, col: root.col };
         let spec = root.get("spec").unwrap_or(&empty);
@@ -162,7 +165,7 @@ impl<'a> Converter<'a> {
                         reports.push(ctx.report(ReportKind::NotEnforced, value, path, detail));
                     }
                 }
-                "file" => other_section(&ctx, value, &path, "file rules", &mut reports),
+                "file" => file(&ctx, value, &mut policy, &mut reports)?,
                 "network" => other_section(&ctx, value, &path, "network rules", &mut reports),
                 "capabilities" => other_section(&ctx, value, &path, "capabilities rules", &mut reports),
                 "syscalls" => other_section(&ctx, value, &path, "syscalls rules", &mut reports),
@@ -220,12 +223,13 @@ impl<'a> Converter<'a> {
         }
         self.loadable(&ctx, &mut policy, &mut reports)?;
         shallow_patterns(&ctx, &policy, &mut reports);
-        if policy.rules.is_empty() {
+        file_rules_not_enforced(&ctx, &policy, &mut reports);
+        if policy.rules.is_empty() && policy.file_rules.is_empty() {
             reports.push(ctx.report(
                 ReportKind::Note,
                 spec,
                 "",
-                "no process rules noexecd enforces: no policy written",
+                "no process or file rules noexecd reads: no policy written",
             ));
         } else {
             self.policies.push(policy);
@@ -240,7 +244,7 @@ impl Converter<'_> {
     /// without its '/', an invalid glob, ...), so that what is written loads. A refusal that is not about
     /// one rule (the selector) is the policy's error.
     fn loadable(&self, ctx: &Ctx<'_>, policy: &mut Policy, reports: &mut Vec<Report>) -> Res<()> {
-        while !policy.rules.is_empty() {
+        while !policy.rules.is_empty() || !policy.file_rules.is_empty() {
             let (src, message) = match (self.loads)(policy) {
                 Loaded::Yes => return Ok(()),
                 Loaded::Refused { src, message } => (src, message),
@@ -253,11 +257,14 @@ impl Converter<'_> {
                 src.path == rule.src.path
                     || src.path.strip_prefix(rule.src.path.as_str()).is_some_and(|rest| rest.starts_with('.'))
             };
-            let Some(i) = policy.rules.iter().position(within) else {
+            let rule = if let Some(i) = policy.rules.iter().position(within) {
+                policy.rules.remove(i)
+            } else if let Some(i) = policy.file_rules.iter().position(within) {
+                policy.file_rules.remove(i)
+            } else {
                 let node = Node { value: Value::Null, line: src.line, col: src.col };
                 return Err(ctx.error(&node, &src.path, message));
             };
-            let rule = policy.rules.remove(i);
             let detail = format!("{}: {}; rule skipped", src.path, message);
             let report = ctx.report_at(ReportKind::NotEnforced, src.line, rule.src.path, detail);
             // Among the other reports of the policy, in line order.
@@ -265,6 +272,39 @@ impl Converter<'_> {
             reports.insert(at, report);
         }
         Ok(())
+    }
+}
+
+/// File rules this build does not enforce (a container policy's, Allow rules, rules reaching every directory
+/// from `/`) are written to the policy, which loads them, and reported, each where it stands.
+fn file_rules_not_enforced(ctx: &Ctx<'_>, policy: &Policy, reports: &mut Vec<Report>) {
+    use crate::policy::file_rules::{not_enforced_reason, pattern_directory};
+    use crate::policy::matcher::Action;
+    for rule in &policy.file_rules {
+        let action = match [&rule.meta, &policy.file_meta, &policy.meta].into_iter().find_map(|m| m.action.as_ref()) {
+            Some(a) if a.value == "Allow" => Action::Allow,
+            Some(a) if a.value == "Audit" => Action::Audit,
+            _ => Action::Block,
+        };
+        let directory = match &rule.target {
+            Target::Dir { dir, .. } => dir.value.as_str(),
+            Target::Pattern(p) => pattern_directory(&p.value),
+            // A file's own directory is marked.
+            Target::Path(p) => match p.value.rfind('/') {
+                Some(0) | None => "/",
+                Some(i) => p.value.get(..i).unwrap_or("/"),
+            },
+            Target::Name(_) => "",
+        };
+        let Some(why) = not_enforced_reason(policy.selector.is_some(), action, directory.as_bytes()) else { continue };
+        let report = ctx.report_at(
+            ReportKind::NotEnforced,
+            rule.src.line,
+            rule.src.path.clone(),
+            format!("file rule: converted; {why}"),
+        );
+        let at = reports.iter().position(|r| r.line > report.line).unwrap_or(reports.len());
+        reports.insert(at, report);
     }
 }
 

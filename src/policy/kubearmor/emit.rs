@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::model::{At, Expression, Meta, Policy, Src, Target};
+use super::model::{At, Expression, Meta, Policy, Rule, Src, Target};
 use super::report::{Report, ReportKind};
 
 /// TOML text and, per line, its origin in the YAML.
@@ -129,6 +129,9 @@ pub fn policy(p: &Policy, file: &str, reports: &[Report]) -> Emitted {
             src,
         );
     }
+    if p.has_file_allow() {
+        out.comment("Allow file rules: an open that matches no file rule gets [daemon] default_file_posture", src);
+    }
     out.line("[[policy]]", src);
     out.line(&format!("name = {}", quote(&p.name.value)), src);
     meta(&mut out, &p.meta);
@@ -149,33 +152,41 @@ pub fn policy(p: &Policy, file: &str, reports: &[Report]) -> Emitted {
             expression(&mut out, e);
         }
     }
-    if !p.process_meta.is_empty() {
+    section(&mut out, "process", &p.process_meta, &p.rules, src);
+    section(&mut out, "file", &p.file_meta, &p.file_rules, src);
+    out
+}
+
+/// `[policy.<name>]` with its meta (when it has any), then its rules.
+fn section(out: &mut Emitted, name: &str, section_meta: &Meta, rules: &[Rule], src: &Src) {
+    if !section_meta.is_empty() {
         out.line("", src);
-        out.line("[policy.process]", src);
-        meta(&mut out, &p.process_meta);
+        out.line(&format!("[policy.{name}]"), src);
+        meta(out, section_meta);
     }
-    for rule in &p.rules {
+    for rule in rules {
         out.line("", &rule.src);
         match &rule.target {
             Target::Path(path) => {
-                out.line("[[policy.process.match_paths]]", &rule.src);
+                out.line(&format!("[[policy.{name}.match_paths]]"), &rule.src);
                 out.line(&format!("path = {}", quote(&path.value)), &path.src);
             }
             Target::Dir { dir, recursive } => {
-                out.line("[[policy.process.match_directories]]", &rule.src);
+                out.line(&format!("[[policy.{name}.match_directories]]"), &rule.src);
                 out.line(&format!("dir = {}", quote(&dir.value)), &dir.src);
-                flag(&mut out, "recursive", recursive.as_ref());
+                flag(out, "recursive", recursive.as_ref());
             }
             Target::Pattern(pattern) => {
-                out.line("[[policy.process.match_patterns]]", &rule.src);
+                out.line(&format!("[[policy.{name}.match_patterns]]"), &rule.src);
                 out.line(&format!("pattern = {}", quote(&pattern.value)), &pattern.src);
             }
-            Target::Name(name) => {
-                out.line("[[policy.process.match_paths]]", &rule.src);
-                out.line(&format!("execname = {}", quote(&name.value)), &name.src);
+            Target::Name(n) => {
+                out.line(&format!("[[policy.{name}.match_paths]]"), &rule.src);
+                out.line(&format!("execname = {}", quote(&n.value)), &n.src);
             }
         }
-        flag(&mut out, "owner_only", rule.owner_only.as_ref());
+        flag(out, "read_only", rule.read_only.as_ref());
+        flag(out, "owner_only", rule.owner_only.as_ref());
         match rule.from_source.as_slice() {
             [] => {}
             [one] => out.line(&format!("from_source = [{}]", quote(&one.value)), &one.src),
@@ -188,7 +199,6 @@ pub fn policy(p: &Policy, file: &str, reports: &[Report]) -> Emitted {
                 out.line("]", &first.src);
             }
         }
-        meta(&mut out, &rule.meta);
+        meta(out, &rule.meta);
     }
-    out
 }

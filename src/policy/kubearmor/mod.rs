@@ -1,21 +1,22 @@
 //! `noexecd import`: KubeArmorPolicy, KubeArmorClusterPolicy and KubeArmorHostPolicy documents
 //! (`security.kubearmor.com/v1`) to noexecd TOML: a KubeArmorPolicy becomes a container policy
 //! (`[policy.selector]` from its `spec.selector` and `metadata.namespace`), a KubeArmorClusterPolicy one of
-//! every namespace its `matchExpressions` pick, a KubeArmorHostPolicy a host policy. Process rules map one to
-//! one; everything noexecd does not enforce (file, network, capabilities and syscalls rules, node
-//! selectors, `fromSource` on patterns, unknown keys, a rule the loader refuses, a key written twice)
-//! becomes a [`Report`], never a silent drop. The same conversion lets the loader read `*.yaml` files in
+//! every namespace its `matchExpressions` pick, a KubeArmorHostPolicy a host policy. Process and file rules
+//! map one to one (file rules are also reported, as this build does not enforce them); everything noexecd
+//! does not enforce (network, capabilities and syscalls rules, node selectors, `fromSource` on patterns,
+//! unknown keys, a rule the loader refuses, a key written twice) becomes a [`Report`], never a silent drop. The same conversion lets the loader read `*.yaml` files in
 //! `policy_dir`.
 //!
 //! Layout: [`yaml`] parses (serde-saphyr) into position-keeping nodes; `convert` reads KubeArmor's
 //! schema out of them into `model`'s values, a document at a time, with a file per section (`selectors`,
-//! `process`) over the field readers of `fields`; `emit` writes those as TOML with a line map back to the YAML;
+//! `process`, `file`) over the field readers of `fields`; `emit` writes those as TOML with a line map back to the YAML;
 //! [`report`] is what was left out. The policy loader, which reads YAML drop-ins through this module, is
 //! handed in ([`Validate`]) to check that each converted policy loads: imports run one way.
 
 mod convert;
 mod emit;
 mod fields;
+mod file;
 mod model;
 mod process;
 pub mod report;
@@ -241,7 +242,7 @@ impl DropIn {
     }
 
     /// Rules compiled from the converted text name their place in the YAML (`explain`, logs).
-    pub fn relocate_rules(&self, rules: &mut [Rule]) {
+    pub fn relocate_rules<'r>(&self, rules: impl IntoIterator<Item = &'r mut Rule>) {
         for rule in rules {
             if let Some(origin) = self.relocated(&rule.meta.origin) {
                 Arc::make_mut(&mut rule.meta).origin = origin;

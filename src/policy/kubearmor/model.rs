@@ -52,11 +52,13 @@ pub enum Target {
     Name(At<String>),
 }
 
-/// One process rule.
+/// One process or file rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     pub src: Src,
     pub target: Target,
+    /// `readOnly`: file rules only.
+    pub read_only: Option<At<bool>>,
     pub owner_only: Option<At<bool>>,
     pub from_source: Vec<At<String>>,
     pub meta: Meta,
@@ -95,19 +97,26 @@ pub struct Policy {
     pub process_meta: Meta,
     /// In the order the loader compiles them: matchPaths, matchDirectories, matchPatterns.
     pub rules: Vec<Rule>,
+    /// `spec.file`'s action, severity, tags and message.
+    pub file_meta: Meta,
+    /// `spec.file`'s rules, in the same order as `rules`.
+    pub file_rules: Vec<Rule>,
 }
 
 impl Policy {
+    /// Whether a process rule allows.
     pub fn has_allow(&self) -> bool {
-        let allow = |m: &Meta| m.action.as_ref().is_some_and(|a| a.value == "Allow");
-        self.rules.iter().any(|r| {
-            if r.meta.action.is_some() {
-                allow(&r.meta)
-            } else if self.process_meta.action.is_some() {
-                allow(&self.process_meta)
-            } else {
-                allow(&self.meta)
-            }
-        })
+        self.rules.iter().any(|r| self.is_allow(r, &self.process_meta))
+    }
+
+    /// Whether a file rule allows.
+    pub fn has_file_allow(&self) -> bool {
+        self.file_rules.iter().any(|r| self.is_allow(r, &self.file_meta))
+    }
+
+    /// Whether `rule` of the section whose own meta is `section` is an Allow rule.
+    pub fn is_allow(&self, rule: &Rule, section: &Meta) -> bool {
+        let action = [&rule.meta, section, &self.meta].into_iter().find_map(|m| m.action.as_ref());
+        action.is_some_and(|a| a.value == "Allow")
     }
 }

@@ -1,4 +1,6 @@
 //! `spec.process` of a KubeArmor policy: its `matchPaths`, `matchDirectories` and `matchPatterns` rules.
+//! `spec.file` has the same three lists (`file.rs`), read here with its own keys: `readOnly`, and no
+//! `execname`.
 
 use super::fields::{Ctx, Res, boolean, is_empty, is_meta, meta_key, text};
 use super::model::{At, Meta, Policy, Rule, Src, Target};
@@ -6,25 +8,54 @@ use super::report::{Report, ReportKind};
 use super::yaml::{Node, Value};
 
 pub(super) fn process(ctx: &Ctx<'_>, section: &Node, policy: &mut Policy, reports: &mut Vec<Report>) -> Res<()> {
+    rules_section(ctx, Section::Process, section, &mut policy.process_meta, &mut policy.rules, reports)
+}
+
+/// Which section of a policy a rule list belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Section {
+    Process,
+    File,
+}
+
+impl Section {
+    fn name(self) -> &'static str {
+        match self {
+            Section::Process => "process",
+            Section::File => "file",
+        }
+    }
+}
+
+/// `spec.<section>`: its meta into `section_meta`, its rules appended to `out`.
+pub(super) fn rules_section(
+    ctx: &Ctx<'_>,
+    kind: Section,
+    section: &Node,
+    section_meta: &mut Meta,
+    out: &mut Vec<Rule>,
+    reports: &mut Vec<Report>,
+) -> Res<()> {
+    let name = kind.name();
     match section.value {
         Value::Null => return Ok(()),
         Value::Map(_) => {}
         _ => {
             let found = section.value.kind();
-            return Err(ctx.error(section, "spec.process", format!("expected a mapping, found {found}")));
+            return Err(ctx.error(section, &format!("spec.{name}"), format!("expected a mapping, found {found}")));
         }
     }
     let mut paths = Vec::new();
     let mut dirs = Vec::new();
     let mut patterns = Vec::new();
     for (key, value) in section.entries() {
-        let path = format!("spec.process.{key}");
+        let path = format!("spec.{name}.{key}");
         let rules = match key.as_str() {
             "matchPaths" => &mut paths,
             "matchDirectories" => &mut dirs,
             "matchPatterns" => &mut patterns,
             k if is_meta(k) => {
-                meta_key(ctx, k, value, &path, &mut policy.process_meta)?;
+                meta_key(ctx, k, value, &path, section_meta)?;
                 continue;
             }
             _ => {
@@ -43,7 +74,7 @@ pub(super) fn process(ctx: &Ctx<'_>, section: &Node, policy: &mut Policy, report
         };
         for (i, item) in items.iter().enumerate() {
             let rpath = format!("{path}[{i}]");
-            match process_rule(ctx, &key, item, &rpath, reports) {
+            match process_rule(ctx, kind, &key, item, &rpath, reports) {
                 Ok(Some(rule)) => rules.push(rule),
                 Ok(None) => {}
                 // A rule that cannot be read is left out; the rest of the policy is kept.
@@ -54,13 +85,20 @@ pub(super) fn process(ctx: &Ctx<'_>, section: &Node, policy: &mut Policy, report
             }
         }
     }
-    policy.rules.extend(paths.into_iter().chain(dirs).chain(patterns));
+    out.extend(paths.into_iter().chain(dirs).chain(patterns));
     Ok(())
 }
 
 /// One `matchPaths`/`matchDirectories`/`matchPatterns` entry; `None` when noexecd cannot enforce it as
 /// written (reported).
-fn process_rule(ctx: &Ctx<'_>, list: &str, item: &Node, path: &str, reports: &mut Vec<Report>) -> Res<Option<Rule>> {
+fn process_rule(
+    ctx: &Ctx<'_>,
+    kind: Section,
+    list: &str,
+    item: &Node,
+    path: &str,
+    reports: &mut Vec<Report>,
+) -> Res<Option<Rule>> {
     if !matches!(item.value, Value::Map(_)) {
         return Err(ctx.error(item, path, format!("expected a rule (a mapping), found {}", item.value.kind())));
     }
@@ -69,6 +107,7 @@ fn process_rule(ctx: &Ctx<'_>, list: &str, item: &Node, path: &str, reports: &mu
     let mut exec_name = None;
     let mut recursive = None;
     let mut owner_only = None;
+    let mut read_only = None;
     let mut from_source = Vec::new();
     let mut skip: Option<(String, String)> = None;
     let (target_key, target_example) = match list {
@@ -86,6 +125,9 @@ fn process_rule(ctx: &Ctx<'_>, list: &str, item: &Node, path: &str, reports: &mu
                 recursive = Some(At { value: boolean(ctx, value, &kpath)?, src: Src::at(&kpath, value) });
             }
             "ownerOnly" => owner_only = Some(At { value: boolean(ctx, value, &kpath)?, src: Src::at(&kpath, value) }),
+            "readOnly" if kind == Section::File => {
+                read_only = Some(At { value: boolean(ctx, value, &kpath)?, src: Src::at(&kpath, value) });
+            }
             "fromSource" if is_empty(value) => {}
             "fromSource" if list == "matchPatterns" => {
                 skip.get_or_insert((kpath, "fromSource on a pattern rule".to_owned()));
@@ -105,7 +147,7 @@ fn process_rule(ctx: &Ctx<'_>, list: &str, item: &Node, path: &str, reports: &mu
                     }
                 }
             }
-            "execname" if list == "matchPaths" => {
+            "execname" if list == "matchPaths" && kind == Section::Process => {
                 exec_name = Some(At { value: text(ctx, value, &kpath)?, src: Src::at(&kpath, value) });
             }
             k if is_meta(k) => meta_key(ctx, k, value, &kpath, &mut meta)?,
@@ -129,13 +171,14 @@ fn process_rule(ctx: &Ctx<'_>, list: &str, item: &Node, path: &str, reports: &mu
             return Ok(Some(Rule {
                 src: Src::at(path, item),
                 target: Target::Name(name),
+                read_only,
                 owner_only,
                 from_source,
                 meta,
             }));
         }
         (Some(t), None) => t,
-        (None, None) if list == "matchPaths" => {
+        (None, None) if list == "matchPaths" && kind == Section::Process => {
             return Err(ctx.error(item, path, "path is missing: write path: /usr/bin/apt or execname: apt"));
         }
         (None, None) => {
@@ -168,7 +211,7 @@ fn process_rule(ctx: &Ctx<'_>, list: &str, item: &Node, path: &str, reports: &mu
             Target::Pattern(At { value, src: target_text.src })
         }
     };
-    Ok(Some(Rule { src: Src::at(path, item), target, owner_only, from_source, meta }))
+    Ok(Some(Rule { src: Src::at(path, item), target, read_only, owner_only, from_source, meta }))
 }
 
 /// One `fromSource` entry: `Ok(Ok(path))`, or `Ok(Err(why))` when it is a form noexecd does not enforce.
