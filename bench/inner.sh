@@ -17,9 +17,9 @@ N_FILES=${BENCH_FILES:-20000}
 CTR_ROUNDS=${BENCH_CTR_ROUNDS:-5}
 CTR_STARTS=${BENCH_CTR_STARTS:-5}
 CTR_IDLE=${BENCH_CTR_IDLE:-50}
-# Which phases run (all by default): exec (noexecd with the cache, the C responder, noexec), nocache, open,
+# Which phases run (all by default): exec (noexecd with the cache, the C responder, noexec), nocache, open, filerules,
 # containers, fapolicyd, dirs, race. The C responders run whatever is chosen.
-PHASES=" ${BENCH_PHASES:-exec nocache open containers fapolicyd dirs race} "
+PHASES=" ${BENCH_PHASES:-exec nocache open filerules containers fapolicyd dirs race} "
 phase() { case "$PHASES" in *" $1 "*) return 0 ;; esac; return 1; }
 export BENCH_PIDS=${BENCH_PIDS:?}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -333,6 +333,81 @@ if [ -n "$OPEN_KEY" ]; then
 else
     log "== open-heavy work in /tmp: n/a (open guard not built)"
     rec open "n/a" 0 0 "open guard not built"
+fi
+fi
+
+# --- phase 3a: file rules: opens a rule covers and lets through, and opens next to them no rule covers ----------
+# A host Block rule with owner_only on img/srv/ruled/: the bench runs as root and owns the files, so every open
+# it makes there (for writing as well as reading: the `files` loop does both) is covered, decided and let
+# through without an alert, and without reading the opener's /proc/PID/syscall (an owner_only rule needs only
+# the file's owner; a read_only rule would refuse the loop's write opens, and an Audit rule would alert).
+# img/srv/plain/ sits next to it, on the same filesystem, under no rule. Sides: no guard (`base`, the twin
+# image), the minimal C open responder with the same directory mark (`open_responder -i`), noexecd with the
+# open guard on (its default) and the rule.
+if phase filerules; then
+FR_KEY=$'[open_guard]\nenabled = true'
+write_config "$W/run/filerules.toml" "$FR_KEY"
+"$BIN" check --config "$W/run/filerules.toml" >/dev/null 2>&1 || write_config "$W/run/filerules.toml" ""
+cat >> "$W/run/filerules.toml" <<CFG
+
+[[policy]]
+name = "hsp-owner-only-srv"
+action = "Block"
+[[policy.file.match_directories]]
+dir = "$W/img/srv/ruled/"
+recursive = true
+owner_only = true
+CFG
+if "$BIN" check --config "$W/run/filerules.toml" 2>&1 | grep -q 'not-enforced:.*hsp-owner-only-srv\|^error'; then
+    log "== file rules: n/a (file rules not enforced by this build)"
+    rec filerules "n/a" 0 0 "file rules not enforced"
+else
+    log "== file rules: opens covered and allowed (owner_only, opened by the owner), opens next to them no rule covers"
+    for root in img base; do
+        mkdir -p "$W/$root/srv/ruled" "$W/$root/srv/plain"
+        chmod 0755 "$W/$root/srv/ruled" "$W/$root/srv/plain"
+    done
+    frfiles() { timeout 120 "$EL" -r "$W/$1" files "/srv/$2" "$N_FILES"; }
+    for r in $(seq 1 "$ROUNDS"); do
+        log "   round $r/$ROUNDS"
+        for mode in on resp; do
+            if [ "$mode" = on ]; then
+                daemon_start "$W/run/filerules.toml"
+                if [ "$r" = 1 ]; then
+                    # The rule is enforced: another user's open of a covered file is refused.
+                    echo x > "$W/img/srv/ruled/probe"; chmod 0644 "$W/img/srv/ruled/probe"
+                    if timeout 10 setpriv --reuid 65534 --regid 65534 --clear-groups cat "$W/img/srv/ruled/probe" >/dev/null 2>&1; then
+                        log "file rules: nobody's open of $W/img/srv/ruled/probe went through: the rule is not enforced"; exit 1
+                    fi
+                    for i in $(seq 1 50); do grep -q 'srv/ruled/probe' "$W/run/alerts.jsonl" 2>/dev/null && break; sleep 0.1; done
+                fi
+            else
+                "$TOOLS/open_responder" -i "$W/img/srv/ruled" > "$W/run/open-responder.out" &
+                OPEN_RESP_PID=$!
+                echo "$OPEN_RESP_PID" > "$BENCH_PIDS/open-responder"
+                for i in $(seq 1 50); do grep -q ready "$W/run/open-responder.out" && break; sleep 0.1; done
+                grep -q ready "$W/run/open-responder.out" || { log "the C open responder did not start"; exit 1; }
+            fi
+            # Order rotating, so that no side always goes first.
+            for k in 0 1 2; do
+                case $(( (k + r) % 3 )) in
+                    0) rec filerules "none@$mode" "$r" "$(frfiles base ruled)" ns ;;
+                    1) rec filerules "covered-$mode" "$r" "$(frfiles img ruled)" ns ;;
+                    2) rec filerules "uncovered-$mode" "$r" "$(frfiles img plain)" ns ;;
+                esac
+            done
+            if [ "$mode" = resp ]; then
+                kill -TERM "$OPEN_RESP_PID"; wait "$OPEN_RESP_PID" 2>/dev/null || true
+                OPEN_RESP_PID=; rm -f "$BENCH_PIDS/open-responder"
+            else
+                daemon_stop
+            fi
+        done
+    done
+    # Every covered open of the loop was let through without an alert (the probe's is the only one expected).
+    n_alerts=$(grep -c 'srv/ruled/f[0-9]' "$W/run/alerts.jsonl" 2>/dev/null || true)
+    rec filerules alerts 0 "${n_alerts:-0}" alerts
+    [ "${n_alerts:-0}" = 0 ] || { log "file rules: $n_alerts alert(s) from opens the rule lets through"; exit 1; }
 fi
 fi
 

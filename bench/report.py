@@ -193,6 +193,24 @@ if data.get(("open", "guard-on")):
 else:
     rows.append(("open-heavy work in /tmp (scenario 3)", "(context)", "n/a (open guard not built)", "", ""))
 
+# Scenario 3a: file rules. Opens in a directory a host owner_only Block rule covers, made by the files' owner
+# (decided and let through, no alert), and opens next to it that no rule covers.
+if data.get(("filerules", "covered-on")):
+    fr_covered = ratio("filerules", "covered-on", "covered-resp")
+    fr_uncovered = ratio("filerules", "uncovered-on", "none@on")
+    rows.append(("opens a file rule covers and lets through / minimal C open responder (scenario 3a)", "≤ 1.20",
+                 fmt(fr_covered), verdict(None if fr_covered is None else fr_covered <= 1.20),
+                 f"per file (create+write, open+read): noexecd {us(med('filerules', 'covered-on'))}, C responder "
+                 f"{us(med('filerules', 'covered-resp'))}, no guard {us(med('filerules', 'none@on'))}; against no guard: "
+                 f"noexecd {fmt(ratio('filerules', 'covered-on', 'none@on'))}, C responder "
+                 f"{fmt(ratio('filerules', 'covered-resp', 'none@resp'))}; alerts {fmt(med('filerules', 'alerts'), '{:.0f}')}"))
+    rows.append(("opens next to them that no file rule covers / no guard (scenario 3a)", "≤ 1.02",
+                 fmt(fr_uncovered), verdict(None if fr_uncovered is None else fr_uncovered <= 1.02),
+                 f"noexecd {us(med('filerules', 'uncovered-on'))}, no guard {us(med('filerules', 'none@on'))} per file; "
+                 f"with the C responder on the ruled directory {fmt(ratio('filerules', 'uncovered-resp', 'none@resp'))}"))
+elif data.get(("filerules", "n/a")):
+    rows.append(("file rules (scenario 3a)", "(context)", "n/a (file rules not enforced by this build)", "", ""))
+
 # Scenario 7: podman containers, guarded storage against its unguarded twin.
 if data.get(("container", "allowed-noexecd")):
     c_allowed = ratio("container", "allowed-noexecd", "allowed-none")
@@ -386,6 +404,14 @@ before each start; fapolicyd runs chrooted in the image and sees only the image'
   must look at), noexecd with the open guard on, and off, and on with `img/tmp` bound onto itself (its mount
   then carries the open guard's FAN_OPEN_PERM mount mark besides the directory marks). The guard's CPU time per open (every thread's
   `schedstat` over the guarded run, divided by the opens) is taken in the same runs.
+- **Scenario 3a** (file rules): the same create+write, open+read loop under `img/srv/ruled`, which a host
+  Block rule with `owner_only = true` covers (`match_directories`, recursive): the bench runs as root and owns
+  the files, so every open there, for writing or reading, is decided and let through with no alert, and no
+  `/proc/PID/syscall` read (a `read_only` rule would refuse the loop's write opens; an Audit rule would alert);
+  and under `img/srv/plain` next to it, which no rule covers. Sides: no guard (`base/srv/ruled`), noexecd
+  (open guard on, its default), and `bench/open_responder.c -i img/srv/ruled` (the same directory mark,
+  FAN_ALLOW to everything). Before the first round, nobody's (uid 65534) open of a covered file is checked to
+  be refused, and afterwards that no open of the loop raised an alert.
 - **Scenario 4** (storm): two `execloop storm` processes deny-looping for {{BENCH_STORM_SECS}} s; decisions per
   second and the slowest single execve (a stall would show there).
 - **Scenario 5**: fapolicyd {fapo} from Debian, `trust = file`, `integrity = none`, `watch_fs = ext4`,
@@ -428,7 +454,7 @@ before each start; fapolicyd runs chrooted in the image and sees only the image'
 
 Commands: `make bench` (as root). Knobs: `BENCH_ROUNDS` (default 11), `BENCH_SPAWN` (1000), `BENCH_DENY`
 (5000 per run, three runs per round), `BENCH_STORM_SECS` (3, three storms each), `BENCH_DIRS` (100000), `BENCH_PHASES`
-(some of `exec nocache open containers fapolicyd dirs race`: such a run prints its table, the rest as n/a, and
+(some of `exec nocache open filerules containers fapolicyd dirs race`: such a run prints its table, the rest as n/a, and
 writes its report to `target/bench/benchmarks.md`, leaving this file to whole runs). Raw measurements:
 `target/bench/results.tsv`. Ratios are medians of per-round ratios; the storm rate is the median of three
 storms and "slowest single exec" the worst of them.

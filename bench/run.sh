@@ -9,7 +9,7 @@
 # BENCH_FILES (20000 files per open-heavy run), BENCH_CTR_ROUNDS (5), BENCH_CTR_STARTS (5 `podman run` per side
 # and round), BENCH_CTR_IDLE (50 idle containers), BENCH_DIRS (100000 directories in the directory storm),
 # BENCH_DIR_RATE (its mkdir/s, 20000), BENCH_RACE (10000 attempts per layout of the directory race),
-# BENCH_PHASES (all: "exec nocache open containers fapolicyd dirs race"; with fewer, the report goes to
+# BENCH_PHASES (all: "exec nocache open filerules containers fapolicyd dirs race"; with fewer, the report goes to
 # target/bench/benchmarks.md and target/bench/plot.png, not docs/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,7 +55,7 @@ cc -O2 -Wall -o "$OUT/tools/dirstorm" bench/dirstorm.c
 cc -O2 -Wall -o "$OUT/tools/dirrace" bench/dirrace.c
 
 # --- run -----------------------------------------------------------------------------------------------------
-ALL_PHASES="exec nocache open containers fapolicyd dirs race"
+ALL_PHASES="exec nocache open filerules containers fapolicyd dirs race"
 RES=$OUT/results.tsv
 : > "$RES"
 export BENCH_PIDS=$OUT/pids
