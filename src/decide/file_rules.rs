@@ -13,10 +13,10 @@ use super::{Decider, Handled, alerted_answer};
 use crate::alert::rate_limit::Admit;
 use crate::alert::{ExecAlert, open_data};
 use crate::guard::Guard;
-use crate::host::procfs::{OpenCall, ProcSubject, parse_open_call};
+use crate::host::procfs::{self, OpenCall, ProcSubject, parse_open_call};
 use crate::policy::file_rules::Access;
-use crate::policy::matcher::Outcome;
-use crate::sys::{self, Responder};
+use crate::policy::matcher::{Outcome, Subject};
+use crate::sys::{FileFacts, ProcDirs, Responder};
 
 /// How many times `/proc/PID/syscall` is read while it says the opener is still running.
 const RUNNING_RETRIES: usize = 1000;
@@ -29,21 +29,51 @@ struct OpenMode {
     call: Option<OpenCall>,
 }
 
+/// The opener as the file rules see it, each fact read at most once and only when a rule asks: its uid from
+/// `/proc/PID/status`, read relative to the decider's `/proc` into its buffer (an `owner_only` rule asks on
+/// every open it covers: no allocation, no path walk), its executable as exec rules read it.
+struct Opener<'a> {
+    pid: i32,
+    procs: &'a ProcDirs,
+    status: &'a mut Vec<u8>,
+    uid: Option<Option<u32>>,
+    exe: ProcSubject,
+}
+
+impl Subject for Opener<'_> {
+    fn exe(&mut self) -> Option<&[u8]> {
+        self.exe.exe()
+    }
+
+    fn uid(&mut self) -> Option<u32> {
+        if let Some(uid) = self.uid {
+            return uid;
+        }
+        let uid = match self.procs.read_pid_file(self.pid, b"status", self.status) {
+            Ok(()) => procfs::uid_from_status(self.status),
+            Err(_) => None,
+        };
+        self.uid = Some(uid);
+        uid
+    }
+}
+
 impl Decider {
-    /// Decides an open by the host's file rules. `None`: no rule refuses or audits it, and the open guard
-    /// decides it as before; `Some`: answered.
+    /// Decides an open by the host's file rules, with the file's `facts` (the open guard's too: one statx per
+    /// event). `None`: no rule refuses or audits it, and the open guard decides it as before; `Some`: answered.
     pub(super) fn handle_file_rules(
         &mut self,
         responder: &impl Responder,
         guard: &Guard,
         fd: BorrowedFd<'_>,
         pid: i32,
+        facts: Option<FileFacts>,
     ) -> Option<Handled> {
         let matcher = &guard.config.file_enforced;
         if matcher.is_empty() {
             return None;
         }
-        let facts = sys::file_facts(fd).ok()?;
+        let facts = facts?;
         let name = self.procs.fd_path(fd, &mut self.bufs.path_buf).ok()?;
         self.bufs.canonical.clear();
         self.bufs.canonical.extend_from_slice(name);
@@ -51,7 +81,8 @@ impl Decider {
         if matcher.needs_access(&self.bufs.canonical) {
             mode = self.open_mode(pid);
         }
-        let mut subject = ProcSubject::new(pid);
+        let mut subject =
+            Opener { pid, procs: &self.procs, status: &mut self.bufs.proc_buf, uid: None, exe: ProcSubject::new(pid) };
         let decision = matcher.decide(&self.bufs.canonical, mode.access, facts.uid, &mut subject);
         let rule = decision.rule.map(Arc::clone)?;
         if decision.outcome == Outcome::Allow {

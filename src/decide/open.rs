@@ -30,14 +30,17 @@ impl Decider {
             d.counters.allowed.fetch_add(1, Ordering::Relaxed);
             Handled::Answered
         };
+        let enabled = guard.config.open_guard.enabled;
+        // One statx for both: the file rules' owner, the open guard's look at the file.
+        let facts = (enabled || !guard.config.file_enforced.is_empty()).then(|| sys::file_facts(fd).ok()).flatten();
         // The file rules first: a refused open is refused whatever the open guard would say of it.
-        if let Some(handled) = self.handle_file_rules(responder, guard, fd, pid) {
+        if let Some(handled) = self.handle_file_rules(responder, guard, fd, pid, facts) {
             return handled;
         }
-        if !guard.config.open_guard.enabled {
+        if !enabled {
             return allow(self);
         }
-        let Ok(facts) = sys::file_facts(fd) else { return allow(self) };
+        let Some(facts) = facts else { return allow(self) };
         let after_exec = self.recent.find(pid, &facts);
         // An empty file has nothing to run now, as its first bytes would say: a file being created, most often.
         if !facts.is_regular() || facts.size == 0 || after_exec == Some(false) {

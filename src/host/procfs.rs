@@ -77,6 +77,11 @@ pub fn uid(pid: i32) -> Option<u32> {
     status(pid).and_then(|(_, uid)| u32::try_from(uid).ok())
 }
 
+/// The real uid of a `/proc/PID/status` text read by the caller (into a buffer it keeps).
+pub fn uid_from_status(text: &[u8]) -> Option<u32> {
+    parse_status(text).and_then(|(_, uid)| u32::try_from(uid).ok())
+}
+
 /// PPid and the real Uid from /proc/PID/status.
 fn status(pid: i32) -> Option<(i32, i64)> {
     let text = std::fs::read(format!("/proc/{pid}/status")).ok()?;
