@@ -232,17 +232,6 @@ impl ExecCache {
         self.generation.bump();
         marks.flush_inode_marks();
     }
-
-    /// After a mount change: candidates decided before it are stale; the ignore marks go only if some were
-    /// placed (the flush would also take the open guard's directory marks away for a moment).
-    pub fn invalidate(&mut self, marks: &mut Marks) {
-        self.generation.bump();
-        if marks.cached() > 0 {
-            marks.flush_inode_marks();
-        } else {
-            marks.follow_open_roots();
-        }
-    }
 }
 
 #[cfg(test)]

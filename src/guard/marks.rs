@@ -451,14 +451,6 @@ impl Marks {
         self.walk_open_roots();
     }
 
-    /// After a mount change, with no exec-cache ignore mark placed: the open guard's directories follow the
-    /// new roots through the tracker's resync (which marks the new and unmarks the stale), with no flush, so
-    /// that no protected directory is ever without its mark meanwhile. Only a cached file's ignore mark needs
-    /// the flush ([`Marks::flush_inode_marks`]): its answer may differ under the new mount table.
-    pub fn follow_open_roots(&mut self) {
-        self.walk_open_roots();
-    }
-
     /// At stop: every mark goes, so the kernel queues no new event.
     pub fn remove_all(&mut self) -> std::result::Result<(), Errno> {
         // First the tracker, so that no directory is marked after the flush.
