@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test-in-container`: the integration tests (tests/it, the `it` binary built on this host) run inside a
-# podman container given CAP_SYS_ADMIN, as CI jobs that are "a container with SYS_ADMIN" run them. Not
+# podman container given CAP_SYS_ADMIN and CAP_SYS_PTRACE (what the shipped unit and DaemonSet give the
+# daemon), as CI jobs that are "a container with SYS_ADMIN" run them. Not
 # --privileged: no host devices (so no loop devices), podman's default seccomp profile and capabilities
 # otherwise, read-only /sys and cgroup hierarchies.
 #
@@ -82,7 +83,7 @@ pid_max=$(cat /proc/sys/kernel/pid_max)
 
 # What each option is for: docs/testing.md, "Tests in a container".
 opts=(
-    --cap-add SYS_ADMIN
+    --cap-add SYS_ADMIN --cap-add SYS_PTRACE
     --read-only
     --cgroupns private --network none
     --ulimit "nofile=$(ulimit -Sn):$(ulimit -Hn)" --ulimit "nproc=$nproc:$nproc"

@@ -28,6 +28,9 @@ pub struct Counters {
     pub open_dirs_capped_at: AtomicU64,
     /// Marks the kernel refused (each is logged with its path: `guard::marks::MarkFailures`).
     pub marks_failed: AtomicU64,
+    /// Open-guard events whose opener's executable could not be read (judged a route to running the file:
+    /// refused where a Block rule covers it). Without `CAP_SYS_PTRACE`, every open of another process.
+    pub openers_unreadable: AtomicU64,
     /// gRPC `WatchAlerts` readers cut off for falling behind (each then reconnects or stays gone).
     pub grpc_readers_dropped: AtomicU64,
 }
@@ -53,6 +56,7 @@ impl Counters {
             open_dirs_capped_at: read(&self.open_dirs_capped_at),
             marks_failed: read(&self.marks_failed),
             grpc_readers_dropped: read(&self.grpc_readers_dropped),
+            openers_unreadable: read(&self.openers_unreadable),
         }
     }
 }
@@ -72,6 +76,7 @@ pub struct Snapshot {
     pub open_dirs_capped_at: u64,
     pub marks_failed: u64,
     pub grpc_readers_dropped: u64,
+    pub openers_unreadable: u64,
 }
 
 /// Alerts dropped, by cause: the bounded queue was full, past `max_alerts_per_sec`, or the log could not

@@ -83,6 +83,10 @@ pub fn run(config_path: &Path, options: &RunOptions) -> Result<()> {
     } else {
         Files::new(None)
     };
+    let own_status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    for finding in crate::host::hardening::own_capabilities(&own_status) {
+        tracing::warn!("{}", finding.text);
+    }
     if let Err(e) = sys::raise_nofile_limit() {
         tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE; a large burst of events may fail to read");
     }

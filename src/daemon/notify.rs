@@ -99,7 +99,11 @@ pub fn status_line(filesystems: usize, c: &Snapshot) -> String {
         0 => String::new(),
         n => format!("; gRPC readers dropped for falling behind {n}"),
     };
-    line + &dirs + &failed + &grpc
+    let unreadable = match c.openers_unreadable {
+        0 => String::new(),
+        n => format!("; opens whose opener could not be read {n} (alerts with route=opener-unreadable)"),
+    };
+    line + &dirs + &failed + &grpc + &unreadable
 }
 
 /// What the status line adds about policy files that did not load: each one's `file:line:col`, and whether

@@ -37,6 +37,9 @@ use crate::sys::{self, FileFacts, ProcDirs};
 /// Allowed execs whose interpreter is awaited: a ring, the oldest replaced first.
 const PENDING: usize = 16;
 
+/// How many times an empty `/proc/PID/stack` (the caller still running) is read again.
+const EMPTY_STACK_RETRIES: usize = 1000;
+
 /// The longest interpreter name remembered; a longer one is decided by the posture.
 pub const INTERP_MAX: usize = 128;
 
@@ -162,9 +165,25 @@ impl ExecChain {
     ) -> bool {
         let Ok(named) = procs.pid_path_facts(pid, awaited.name()) else { return false };
         let same = (named.dev == facts.dev || layer) && named.ino == facts.ino;
-        same && self.stack_readable
-            && procs.read_pid_file(pid, b"stack", &mut self.stack).is_ok()
-            && opened_by_a_loader(&self.stack)
+        same && self.stack_readable && self.loader_on_stack(procs, pid)
+    }
+
+    /// Whether `pid`'s kernel stack shows a binary format's loader. The event is queued a moment before the
+    /// caller sleeps waiting for its answer; while it still runs on another CPU the kernel shows an empty
+    /// stack (it unwinds only a task that is not running), so an empty one is read again, yielding the CPU in
+    /// between, at most [`EMPTY_STACK_RETRIES`] times. Any stack it shows while the event waits is the one
+    /// inside this open. Still empty after that: not shown, and the posture decides.
+    fn loader_on_stack(&mut self, procs: &ProcDirs, pid: i32) -> bool {
+        for _ in 0..EMPTY_STACK_RETRIES {
+            if procs.read_pid_file(pid, b"stack", &mut self.stack).is_err() {
+                return false;
+            }
+            if self.stack.iter().any(|b| !b.is_ascii_whitespace()) {
+                return opened_by_a_loader(&self.stack);
+            }
+            std::thread::yield_now();
+        }
+        false
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::opener::{self, OpenedFile};
+use super::rules::Route;
 use super::sniff::sniff;
 use super::verdict::{Findings, Resolved, Verdict};
 use super::{Decider, Handled, alerted_answer};
@@ -68,6 +69,9 @@ impl Decider {
         let route = opener::judge(config, &guard.loaders, file, pid, &procs, &mut exe_buf, &mut name);
         self.exe_buf = Some(exe_buf);
         let Some(route) = route else { return allow(self) };
+        if route == Route::OpenerUnreadable {
+            self.counters.openers_unreadable.fetch_add(1, Ordering::Relaxed);
+        }
         let mut found = Findings::new(&mut self.bufs);
         let Verdict { outcome, rule, resolved } =
             self.decide_with(guard, fd, pid, Ok(facts), &mut ProcSubject::new(pid), &mut found);

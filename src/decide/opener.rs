@@ -39,7 +39,11 @@ pub fn judge(
     exe_buf: &mut [u8; PATH_BUF_LEN],
     name: &mut dyn FnMut() -> Vec<u8>,
 ) -> Option<Route> {
-    let exe = procs.pid_link(pid, b"exe", exe_buf).ok()?;
+    let exe = match procs.pid_link(pid, b"exe", exe_buf) {
+        Ok(exe) => exe,
+        Err(_) if opener_gone(pid) => return None,
+        Err(_) => return Some(Route::OpenerUnreadable),
+    };
     let exe = exe.strip_suffix(b" (deleted)").unwrap_or(exe);
     // A multi-call binary is judged as the applet it runs; only it needs the command line this early.
     let multi_call = config.is_multi_call(exe);
@@ -90,6 +94,12 @@ pub fn judge(
         }
         FileKind::OtherElf | FileKind::Empty => None,
     }
+}
+
+/// Whether the opener has gone (killed while it waited): its answer reaches no one, so no refusal and no
+/// alert. A process that is still there but whose executable cannot be read is not gone.
+fn opener_gone(pid: i32) -> bool {
+    std::fs::symlink_metadata(format!("/proc/{pid}/stat")).is_err()
 }
 
 /// How an interpreter opening a script-like file in scope would run it, if it would: as the script its argv

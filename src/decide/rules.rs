@@ -177,6 +177,10 @@ pub enum Route {
     /// A shell opened a `#!` script that is not its own argv script: `.`/`source` of it (or a redirect from
     /// it, which a shell cannot be told apart from).
     Sourced,
+    /// The opener's executable could not be read (`/proc/PID/exe` refused: a daemon without `CAP_SYS_PTRACE`,
+    /// an LSM that denies it, a thread group whose leader has exited): nothing tells a reader from an
+    /// interpreter, and doubt never lets a file in scope run.
+    OpenerUnreadable,
 }
 
 impl Route {
@@ -190,6 +194,7 @@ impl Route {
             Route::StartupFile => "FAN_OPEN_PERM route=startup-file",
             Route::ModulePath => "FAN_OPEN_PERM route=module-path",
             Route::Sourced => "FAN_OPEN_PERM route=sourced",
+            Route::OpenerUnreadable => "FAN_OPEN_PERM route=opener-unreadable",
         }
     }
 }

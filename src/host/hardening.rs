@@ -91,6 +91,25 @@ pub fn assess(s: &Sysctls) -> Vec<Finding> {
     out
 }
 
+/// CAP_SYS_PTRACE's bit in the capability sets of `/proc/PID/status`.
+const CAP_SYS_PTRACE: u32 = 19;
+
+/// What this process's own capabilities leave it unable to see, from its `/proc/self/status` text: without
+/// `CAP_SYS_PTRACE` the `/proc/PID/exe` of another user's process (or of one holding capabilities this
+/// process lacks) cannot be read, so the open guard cannot tell a reader from an interpreter and refuses
+/// (doubt never lets a file in scope run), and a `read_only` file rule cannot read the open's flags.
+pub fn own_capabilities(status: &str) -> Vec<Finding> {
+    let effective =
+        status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+    match effective {
+        Some(caps) if caps & (1 << CAP_SYS_PTRACE) != 0 => Vec::new(),
+        _ => vec![warning(
+            "this process lacks CAP_SYS_PTRACE: /proc/PID/exe and /proc/PID/syscall of other users' processes              cannot be read, so the open guard refuses every open of a loadable ELF or script-like file in protected              scope by such a process (it cannot tell a reader from an interpreter), from_source rules count as              matching, and read_only file rules count every open as a write; fix: give the daemon              CAP_SYS_PTRACE (the shipped unit and DaemonSet do), or set [open_guard] enabled = false to trade              these refusals for the open guard's routes"
+                .to_owned(),
+        )],
+    }
+}
+
 /// Protected paths on a filesystem mounted noexec already: the kernel refuses those execs before fanotify.
 pub fn noexec_mounts<'a>(protected: impl IntoIterator<Item = &'a str>) -> Vec<Finding> {
     noexec_findings(protected, mounted_noexec)
@@ -119,6 +138,19 @@ fn noexec_findings<'a>(protected: impl IntoIterator<Item = &'a str>, noexec: imp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_without_cap_sys_ptrace_is_told_what_it_cannot_see() {
+        let with = "Name:\tnoexecd\nCapEff:\t000001ffffffffff\n";
+        assert!(own_capabilities(with).is_empty());
+        let unit = format!("CapEff:\t{:016x}\n", (1u64 << 21) | (1 << 19) | (1 << 2) | (1 << 29) | (1 << 0));
+        assert!(own_capabilities(&unit).is_empty(), "the unit's set has it");
+        let container = "CapEff:\t00000000a82425fb\n";
+        let f = own_capabilities(container);
+        assert_eq!(f.len(), 1, "podman's defaults and SYS_ADMIN lack it");
+        assert!(f[0].to_string().starts_with("warning: this process lacks CAP_SYS_PTRACE"), "{}", f[0]);
+        assert_eq!(own_capabilities("no such line").len(), 1, "unknown counts as missing");
+    }
 
     fn sysctls(memfd: Option<&str>, max: Option<&str>, clone: Option<&str>, apparmor: Option<&str>) -> Sysctls {
         Sysctls {

@@ -319,6 +319,45 @@ fn open_guard_disabled_leaves_interpreters_and_loader_open() {
     e.assert_denied_bash("exec with the open guard off");
 }
 
+/// A daemon without `CAP_SYS_PTRACE` cannot read another process's executable, so the open guard cannot tell
+/// a reader from an interpreter: a runnable file in scope is refused to any such opener (doubt never lets it
+/// run), with its alert, a warning at start and a count in the status line. Outside scope nothing changes, and
+/// the exec guard needs no /proc.
+#[test]
+fn without_cap_sys_ptrace_the_open_guard_refuses_what_it_cannot_judge_and_says_so() {
+    let mut env = privileged!(Layout::Tmpfs);
+    let script = env.fs.join("x");
+    put_text(&env, &script, "echo PAYLOAD RAN\n");
+    put_text(&env, &env.out.join("y"), "echo OUTSIDE RAN\n");
+    env.put_elf(&env.fs.join("payload"));
+    let cfg = env.write_config(&DaemonOpts::enforce(), &dir_policy("Block", &env.fs, true));
+    env.start_daemon_without_caps(&cfg, &["sys_ptrace"]);
+    let log = env.daemon_stderr();
+    assert!(log.contains("this process lacks CAP_SYS_PTRACE"), "the daemon must say so at start\n{log}");
+    let nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups --";
+    let o = run(&env, &format!("{nobody} sh \"$F/x\""));
+    assert_eperm(&o, "sh $F/x by uid 65534");
+    let o = run(&env, &format!("{nobody} cat \"$F/x\""));
+    assert_eperm(&o, "cat $F/x by uid 65534: a reader, which the daemon cannot tell");
+    let alerts = env.wait_alerts(2);
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    for a in &alerts {
+        assert_eq!(get_str(a, "Data"), "fanotify=FAN_OPEN_PERM route=opener-unreadable", "{a}");
+        assert_eq!(get_str(a, "Resource"), script.to_str().unwrap(), "{a}");
+        assert_eq!(get_str(a, "Action"), "Block", "{a}");
+        assert_eq!(get_str(a, "Result"), EPERM_TEXT, "{a}");
+        assert_eq!(get_str(a, "PolicyName"), POLICY_NAME, "{a}");
+    }
+    let status = env.wait_status("the refusals counted", |s| s.line.contains("opens whose opener could not be read 2"));
+    assert!(status.line.contains("alerts with route=opener-unreadable"), "{status:?}");
+    // Outside scope: no /proc read, no refusal.
+    let o = run(&env, &format!("{nobody} sh \"$O/y\""));
+    assert!(o.stdout.contains("OUTSIDE RAN"), "{o}");
+    // The exec guard reads no /proc for a Block rule.
+    let e = env.bash_exec(&env.fs.join("payload"), &env.out.clone());
+    e.assert_denied_bash("exec in scope without CAP_SYS_PTRACE");
+}
+
 // ----- Path tricks -----------------------------------------------------------------------------------------
 
 #[test]

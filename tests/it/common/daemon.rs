@@ -174,19 +174,25 @@ impl Env {
 
     /// [`Env::start_daemon`] with these environment variables set for the daemon (systemd's, for instance).
     pub fn start_daemon_with_env(&mut self, config: &Path, vars: &[(&str, &str)]) -> &Daemon {
-        self.spawn_daemon(config, vars, None, false)
+        self.spawn_daemon(config, vars, None, false, &[])
+    }
+
+    /// [`Env::start_daemon`] without these capabilities (setpriv's names: `sys_ptrace`), taken out of the
+    /// daemon's inheritable and bounding sets, so root's exec does not give them back.
+    pub fn start_daemon_without_caps(&mut self, config: &Path, caps: &[&str]) -> &Daemon {
+        self.spawn_daemon(config, &[], None, false, caps)
     }
 
     /// [`Env::start_daemon`], keeping what the daemon stores with "systemd" in [`Daemon::stored`] (else it is
     /// closed at once, as systemd without an FD store would: a killed daemon's group goes with it).
     pub fn start_daemon_keeping_stored(&mut self, config: &Path) -> &Daemon {
-        self.spawn_daemon(config, &[], None, true)
+        self.spawn_daemon(config, &[], None, true, &[])
     }
 
     /// [`Env::start_daemon`] handing the daemon `group` (a fanotify group an earlier daemon stored, see
     /// [`Daemon::stored`]) as systemd does from its FD store: fd 3, `LISTEN_FDS`, `LISTEN_FDNAMES`.
     pub fn start_daemon_with_group(&mut self, config: &Path, group: &ReceivedFd) -> &Daemon {
-        self.spawn_daemon(config, &[], Some(group.raw()), false)
+        self.spawn_daemon(config, &[], Some(group.raw()), false, &[])
     }
 
     fn spawn_daemon(
@@ -195,6 +201,7 @@ impl Env {
         vars: &[(&str, &str)],
         group: Option<RawFd>,
         keep_stored: bool,
+        drop_caps: &[&str],
     ) -> &Daemon {
         assert!(self.daemon.is_none(), "a daemon is already running");
         self.check(config);
@@ -206,7 +213,9 @@ impl Env {
             .env("PATH", SYS_PATH)
             .arg("-t")
             .arg(self.holder_pid.to_string())
-            .args(["-m", "--", "setpriv", "--pdeathsig", "KILL", "--"])
+            .args(["-m", "--", "setpriv", "--pdeathsig", "KILL"])
+            .args(caps_dropped(drop_caps))
+            .arg("--")
             .args(group.map(|fd| {
                 // The shell execs the daemon: $$ is its pid. The group's fd is inherited (no CLOEXEC). bash, not
                 // sh: dash takes only one-digit fds in a redirection, and the test process may hold ten or more.
@@ -476,4 +485,14 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill_hard();
     }
+}
+
+/// setpriv's options taking `caps` out of the inheritable and bounding sets (none when `caps` is empty).
+fn caps_dropped(caps: &[&str]) -> Vec<String> {
+    if caps.is_empty() {
+        return Vec::new();
+    }
+    let minus: Vec<String> = caps.iter().map(|c| format!("-{c}")).collect();
+    let list = minus.join(",");
+    vec!["--inh-caps".to_owned(), list.clone(), "--bounding-set".to_owned(), list]
 }
