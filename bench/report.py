@@ -472,7 +472,8 @@ event for it again, but only when the file can never get a name in protected sco
 3. every directory from its parent up to its filesystem's root is owned by root and not writable by group or
    others: nobody else can rename it, or a directory holding it, into /tmp;
 4. the mark is dropped by the kernel when the file is modified (no `FAN_MARK_IGNORED_SURV_MODIFY`);
-5. every reload and mount-table change flushes all inode marks; more than 65 536 marks flush too.
+5. every reload flushes all inode marks (a mount-table change does not: only root can give a cached file
+   a new name by mounting); more than 65 536 marks flush too.
 
 Left open, by design: root moving or hard-linking a cached file into /tmp, or handing it to a user (chown,
 chmod: attribute changes keep the mark), lets it run from there until the next reload.

@@ -305,7 +305,7 @@ impl Controller {
             .files
             .load(&self.config_path, &self.options, Some(&current.config))
             .and_then(|config| Guard::build(config, current.mounts.clone()));
-        match next.and_then(|guard| self.install(guard)) {
+        match next.and_then(|guard| self.install(guard, Change::Policy)) {
             Ok(()) => {
                 refresh_scopes(&self.shared.load(), &self.scopes);
                 self.container_marks.sync(&self.marks, &self.shared.load(), &self.scopes.load());
@@ -336,7 +336,7 @@ impl Controller {
         }
         self.mountinfo = raw;
         let config = self.shared.load().config.clone();
-        match Guard::build(config, mounts).and_then(|guard| self.install(guard)) {
+        match Guard::build(config, mounts).and_then(|guard| self.install(guard, Change::Mounts)) {
             Ok(()) => tracing::debug!("mount table changed; marks updated"),
             Err(e) => {
                 tracing::error!(error = %e, "mount table changed but the marks could not follow")
@@ -345,22 +345,36 @@ impl Controller {
     }
 
     /// Marks first, then the swap, then unmarking: at no moment is a protected filesystem unmarked.
-    fn install(&mut self, guard: Guard) -> Result<()> {
+    fn install(&mut self, guard: Guard, change: Change) -> Result<()> {
         self.marks.add_filesystems(&guard)?;
         let guard = Arc::new(guard);
         self.shared.store(guard.clone());
-        // Every inode mark was placed under the old policy or mount table: the exec cache's ignore marks and
-        // the open guard's directory marks. One flush drops them all and puts back what stays (the exemptions
-        // of our own restart), then the new directories are marked.
         self.marks.set_open_roots(open_roots(&guard, &self.scopes.load()));
         self.marks.set_max_directories(guard.config.open_guard.max_directories);
-        match self.cache.as_mut() {
-            Some(cache) => cache.flush(&mut self.marks),
-            None => self.marks.flush_inode_marks(),
+        match (change, self.cache.as_mut()) {
+            // Every inode mark was placed under the old policy: the exec cache's ignore marks and the open
+            // guard's directory marks. One flush drops them all and puts back what stays (the exemptions of
+            // our own restart), then the new directories are marked.
+            (Change::Policy, Some(cache)) => cache.flush(&mut self.marks),
+            (Change::Policy, None) => self.marks.flush_inode_marks(),
+            // A mount change (every container start makes one): the directory marks follow by a resync, never
+            // all dropped at once, as a flush would leave every protected directory unmarked for a moment; the
+            // exec cache's ignore marks stay (`exec_cache`, rule 5).
+            (Change::Mounts, Some(cache)) => cache.invalidate(&mut self.marks),
+            (Change::Mounts, None) => self.marks.follow_open_roots(),
         }
         self.marks.remove_stale_filesystems(&guard.targets);
         Ok(())
     }
+}
+
+/// What a new guard is installed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// A reload: another policy.
+    Policy,
+    /// The mount table changed; the policy is the same.
+    Mounts,
 }
 
 /// Says whether `noexecd hold` keeps the group (systemd's store logs for itself).

@@ -85,6 +85,7 @@ enum Command {
     Resync {
         roots: Vec<OpenRoot>,
         cap: usize,
+        forgotten: Vec<Arc<OwnedFd>>,
         done: mpsc::Sender<usize>,
     },
     Stop,
@@ -159,9 +160,9 @@ impl DirTracker {
 
     /// Marks every directory below `roots` (at most `cap`) from a fresh walk, forgetting what was tracked
     /// before (the caller has just flushed the open marks), and tracks them from now on. Waits for the walk.
-    pub fn resync(&self, roots: Vec<OpenRoot>, cap: usize) -> usize {
+    pub fn resync(&self, roots: Vec<OpenRoot>, cap: usize, forgotten: Vec<Arc<OwnedFd>>) -> usize {
         let (done, answer) = mpsc::channel();
-        if self.commands.send(Command::Resync { roots, cap, done }).is_err() {
+        if self.commands.send(Command::Resync { roots, cap, forgotten, done }).is_err() {
             return 0;
         }
         let _ = self.wake.write(1);
@@ -179,8 +180,8 @@ impl DirTracker {
 }
 
 impl OpenDirs for DirTracker {
-    fn resync(&self, roots: Vec<OpenRoot>, cap: usize) -> usize {
-        DirTracker::resync(self, roots, cap)
+    fn resync(&self, roots: Vec<OpenRoot>, cap: usize, forgotten: Vec<Arc<OwnedFd>>) -> usize {
+        DirTracker::resync(self, roots, cap, forgotten)
     }
 
     fn stop(&mut self) {
@@ -203,6 +204,8 @@ impl Drop for DirTracker {
 struct Root {
     fsid: [u8; 8],
     fd: OwnedFd,
+    /// The path it was opened through: once that leads nowhere (a container gone), `fd` still reaches it.
+    path: PathBuf,
 }
 
 struct Tracker {
@@ -286,7 +289,7 @@ impl Tracker {
             }
             while let Ok(c) = commands.try_recv() {
                 match c {
-                    Command::Resync { roots, cap, done } => {
+                    Command::Resync { roots, cap, forgotten, done } => {
                         self.cap = cap;
                         // The open marks were just flushed; the watches of roots no longer tracked go too
                         // (those of the same roots stay: they will be walked again at once anyway).
@@ -298,17 +301,38 @@ impl Tracker {
                         // Trees no longer protected (a container gone or no longer selected) lose their open
                         // marks now: no flush of the group comes when its lower layers, shared with the image,
                         // stay behind.
-                        let gone: Vec<PathBuf> = self
-                            .root_paths
-                            .iter()
-                            .filter(|old| !roots.iter().any(|r| r.path == old.path))
-                            .map(|old| old.path.clone())
-                            .collect();
-                        for path in gone {
-                            self.unmark_tree(&path);
-                        }
+                        // Through the directory held open, compared by inode: a container's root path leads
+                        // nowhere once its process is gone (or, reused, elsewhere), while a bind of a host
+                        // directory outlives it.
+                        let old_roots = std::mem::take(&mut self.roots);
+                        let old_paths = std::mem::take(&mut self.root_paths);
                         self.set_roots(roots);
+                        let gone: Vec<Root> = old_roots
+                            .into_iter()
+                            .filter(|old| !self.roots.iter().any(|r| same_inode(r.fd.as_fd(), old.fd.as_fd())))
+                            .collect();
+                        for root in &gone {
+                            self.unmark_tree_at(root.fd.as_fd());
+                        }
+                        // Roots held by no fd (a file, or a directory that could not be opened): by path.
+                        for old in old_paths {
+                            let held = gone.iter().any(|g| g.path == old.path);
+                            if !held && !self.root_paths.iter().any(|r| r.path == old.path) {
+                                self.unmark_tree(&old.path);
+                            }
+                        }
                         let n = self.full_walk();
+                        // Roots the decision thread marked at a container's first exec, which no walk may have
+                        // tracked: their own mark goes unless a walk marked the directory again.
+                        for fd in &forgotten {
+                            let key = crate::sys::fsid(fd.as_fd()).ok().and_then(|f| dir_key(fd.as_fd(), &f).ok());
+                            let tracked = key.is_some_and(|k| self.tracked.contains(&k))
+                                || self.roots.iter().any(|r| same_inode(r.fd.as_fd(), fd.as_fd()));
+                            if !tracked {
+                                let _ = self.marker.unmark_fd(fd.as_fd(), DIR_MASK);
+                            }
+                        }
+                        drop(gone);
                         last_walk = Instant::now();
                         let _ = done.send(n);
                     }
@@ -349,7 +373,7 @@ impl Tracker {
                 };
                 let fd = open(&root.path).or_else(|| root.anchor.as_deref().and_then(open))?;
                 let fsid = crate::sys::fsid(fd.as_fd()).ok()?;
-                Some(Root { fsid, fd })
+                Some(Root { fsid, fd, path: root.path.clone() })
             })
             .collect();
         self.undecodable = self
@@ -468,6 +492,14 @@ impl Tracker {
         }
     }
 
+    /// Takes the open mark off every directory below the directory open at `root` (a root no longer
+    /// protected).
+    fn unmark_tree_at(&self, root: BorrowedFd<'_>) {
+        let Ok(st) = crate::sys::file_facts(root) else { return };
+        let Some(first) = open_subdir(root, c".", st.dev, None) else { return };
+        self.unmark_below(first);
+    }
+
     /// Takes the open mark off every directory below `path` (a root no longer protected).
     fn unmark_tree(&self, path: &Path) {
         let Ok(meta) = std::fs::symlink_metadata(path) else { return };
@@ -477,6 +509,11 @@ impl Tracker {
             return;
         }
         let Some(first) = open_subdir(nix::fcntl::AT_FDCWD, path, meta.dev(), None) else { return };
+        self.unmark_below(first);
+    }
+
+    /// Takes the open mark off `first` and every directory below it on its mount.
+    fn unmark_below(&self, first: Opened) {
         let mut stack: Vec<Opened> = vec![first];
         let mut seen = 0usize;
         while let Some(dir) = stack.pop() {
@@ -771,6 +808,14 @@ fn open_subdir<P: ?Sized + nix::NixPath>(
     Some(Opened { fd, dev: st.dev, fsid, may_have_subdirs: st.nlink != 2 })
 }
 
+/// Whether two fds are open on the same inode.
+fn same_inode(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {
+    match (crate::sys::file_facts(a), crate::sys::file_facts(b)) {
+        (Ok(a), Ok(b)) => a.dev == b.dev && a.ino == b.ino,
+        _ => false,
+    }
+}
+
 /// The names of the directories in `dir` (entries of unknown type too: opening them says), read through a
 /// duplicate (the listing's buffer lives only as long as this call).
 fn subdirectories(dir: &OwnedFd) -> Vec<CString> {
@@ -831,7 +876,7 @@ mod tests {
         let counters = Arc::new(Counters::default());
         let mut tracker = DirTracker::start(marker.clone(), counters.clone(), Box::new(|_| {})).unwrap();
         let roots = vec![OpenRoot::from(dir.path().to_path_buf()), OpenRoot::from(dir.path().join("file"))];
-        assert_eq!(tracker.resync(roots, 100), 0, "nothing marked");
+        assert_eq!(tracker.resync(roots, 100, Vec::new()), 0, "nothing marked");
         // The root directory and the file: a refused directory is not listed, so `sub` is never reached.
         assert_eq!(*marker.asked.lock().unwrap(), 2);
         assert_eq!(counters.marks_failed.load(Ordering::Relaxed), 2);

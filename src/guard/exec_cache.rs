@@ -24,9 +24,13 @@
 //!    A file reached through a container's overlay is named by its layer's host path here; with container
 //!    policies loaded the decision thread offers it only from a lower layer (no container writes or renames
 //!    there) and when no container policy's rule reaches its path inside the container (`Decider`).
-//! 5. A policy change clears it: every reload and every mount-table change flushes all inode marks (and puts
-//!    back the FD store's own ignore marks) before any new mark is placed; candidates decided under an older
-//!    policy are dropped. More than [`MAX_CACHED`] marks also flush, so the kernel's memory stays bounded.
+//! 5. A policy change clears it: every reload flushes all inode marks (and puts back the FD store's own ignore
+//!    marks) before any new mark is placed; candidates decided under an older policy or mount table are
+//!    dropped. More than [`MAX_CACHED`] marks also flush, so the kernel's memory stays bounded. A mount change
+//!    does not flush: a flush takes the open guard's directory marks away too for a moment (every container
+//!    start is a mount change, and its `/tmp` would be unguarded then), and a new mount gives a cached file a
+//!    name in protected scope only by root's hand (a bind of its directory: as root's `mv` below), or inside a
+//!    user's own mount namespace, which the daemon's mount table never shows, flush or not.
 //!
 //! What stays open, by design: root can move or hard-link a cached file into /tmp, and it then runs until
 //! the next reload (`systemctl reload noexecd`) flushes the cache. Likewise root handing a cached file to a
@@ -231,6 +235,13 @@ impl ExecCache {
         // Bump first: candidates decided before this point are stale from now on.
         self.generation.bump();
         marks.flush_inode_marks();
+    }
+
+    /// After a mount change: candidates decided before it are dropped; the ignore marks stay (rule 5), and
+    /// the open guard's directories follow the new mount table with no flush.
+    pub fn invalidate(&mut self, marks: &mut Marks) {
+        self.generation.bump();
+        marks.follow_open_roots();
     }
 }
 

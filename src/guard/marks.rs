@@ -22,13 +22,15 @@
 //! drops them all in one call and at once puts back what must stay (the exemptions, the directory marks).
 
 use std::collections::HashMap;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
@@ -140,11 +142,12 @@ const FIRST_EXEC_ROOTS_MAX: usize = 256;
 /// no longer selected after a reload).
 const FIRST_EXEC_ROOTS_FOR: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Open-guard roots the decision thread marked at a container's first exec, each with the container's process:
-/// the container may not be in the tokio side's list yet when a mount change flushes the group's inode marks,
-/// and its directories are marked again by the walk that follows the flush all the same. A root goes with its
-/// process, or after [`FIRST_EXEC_ROOTS_FOR`]. Lock-free: the decision thread adds to it.
-type FirstExecRoot = (i32, std::time::Instant, OpenRoot);
+/// Open-guard roots the decision thread marked at a container's first exec, each with the container's process
+/// and its directory held open: the container may not be in the tokio side's list yet when a resync or a
+/// reload's flush comes, and its directories are walked (and, after a flush, marked again) all the same. A
+/// root goes with its process, or after [`FIRST_EXEC_ROOTS_FOR`]; the resync then unmarks it through the held
+/// directory unless a walk marked it again. Lock-free: the decision thread adds to it.
+type FirstExecRoot = (i32, std::time::Instant, OpenRoot, Option<Arc<OwnedFd>>);
 static FIRST_EXEC_ROOTS: std::sync::LazyLock<arc_swap::ArcSwap<Vec<FirstExecRoot>>> =
     std::sync::LazyLock::new(|| arc_swap::ArcSwap::from_pointee(Vec::new()));
 
@@ -155,11 +158,23 @@ pub fn remember_first_exec_roots(pid: i32, roots: &[OpenRoot]) {
         return;
     }
     let now = std::time::Instant::now();
+    // Held while the root is kept: once the container's process is gone its path leads nowhere, and a root on
+    // a filesystem that outlives the container (a bind of a host directory) is unmarked through this.
+    let held: Vec<Option<Arc<OwnedFd>>> = roots
+        .iter()
+        .map(|r| {
+            // Not O_PATH: fanotify_mark takes no O_PATH fd. Opening a directory raises no permission event
+            // (the group's masks have no FAN_ONDIR), so this thread never waits on itself.
+            nix::fcntl::open(&r.path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                .ok()
+                .map(Arc::new)
+        })
+        .collect();
     FIRST_EXEC_ROOTS.rcu(|kept| {
         let mut next: Vec<FirstExecRoot> = Vec::with_capacity((kept.len() + roots.len()).min(FIRST_EXEC_ROOTS_MAX));
         let room = FIRST_EXEC_ROOTS_MAX.saturating_sub(roots.len());
         next.extend(kept.iter().skip(kept.len().saturating_sub(room)).cloned());
-        next.extend(roots.iter().map(|r| (pid, now, r.clone())));
+        next.extend(roots.iter().zip(&held).map(|(r, fd)| (pid, now, r.clone(), fd.clone())));
         next
     });
 }
@@ -170,13 +185,21 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
-/// The roots marked at first execs lately whose process still runs; the others are forgotten.
-fn first_exec_roots() -> Vec<OpenRoot> {
-    let keep = |(pid, at, _): &&FirstExecRoot| {
+/// The roots marked at first execs lately whose process still runs, and the held directories of those
+/// forgotten now (their marks are taken off unless a root still covers them).
+fn first_exec_roots() -> (Vec<OpenRoot>, Vec<Arc<OwnedFd>>) {
+    let keep = |(pid, at, _, _): &FirstExecRoot| {
         at.elapsed() < FIRST_EXEC_ROOTS_FOR && Path::new(&format!("/proc/{pid}")).exists()
     };
-    FIRST_EXEC_ROOTS.rcu(|kept| kept.iter().filter(keep).cloned().collect::<Vec<_>>());
-    FIRST_EXEC_ROOTS.load().iter().filter(keep).map(|(_, _, r)| r.clone()).collect()
+    let before = FIRST_EXEC_ROOTS.rcu(|kept| kept.iter().filter(|r| keep(r)).cloned().collect::<Vec<_>>());
+    let kept = FIRST_EXEC_ROOTS.load();
+    let live = kept.iter().map(|(_, _, r, _)| r.clone()).collect();
+    let forgotten = before
+        .iter()
+        .filter(|(pid, at, _, _)| !kept.iter().any(|(p, a, _, _)| p == pid && a == at))
+        .filter_map(|(_, _, _, fd)| fd.clone())
+        .collect();
+    (live, forgotten)
 }
 
 /// What keeps the open guard's directory marks on every directory below its roots, new ones included (the
@@ -184,7 +207,9 @@ fn first_exec_roots() -> Vec<OpenRoot> {
 pub trait OpenDirs: Send + std::fmt::Debug {
     /// Marks every directory below `roots` (at most `cap`) from a fresh walk, forgetting what was tracked
     /// before, and tracks them from now on; returns how many are marked.
-    fn resync(&self, roots: Vec<OpenRoot>, cap: usize) -> usize;
+    /// `forgotten`: directories marked as roots of containers gone since, whose marks go unless a root
+    /// still covers them.
+    fn resync(&self, roots: Vec<OpenRoot>, cap: usize, forgotten: Vec<Arc<OwnedFd>>) -> usize;
     /// Ends the tracking: no mark is placed afterwards.
     fn stop(&mut self);
     /// Whether new directories are marked as they appear (else walked for every second).
@@ -370,12 +395,13 @@ impl Marks {
     fn walk_open_roots(&mut self) -> usize {
         self.walked = true;
         let mut roots = self.open_roots.clone();
-        for root in first_exec_roots() {
+        let (recent, forgotten) = first_exec_roots();
+        for root in recent {
             if !roots.contains(&root) {
                 roots.push(root);
             }
         }
-        self.tracker.resync(roots, self.max_dirs)
+        self.tracker.resync(roots, self.max_dirs, forgotten)
     }
 
     /// Exempts `paths` from the group's exec events for as long as it lives (kept across flushes): the files
@@ -433,12 +459,12 @@ impl Marks {
         // running already: marked again right after the flush (looked up before it), before the walk of every
         // root. The decision thread remembers a root before it marks it, so a root it adds while the flush
         // runs is in the second look, or marked by the decision thread after the flush.
-        let recent = first_exec_roots();
+        let (recent, _) = first_exec_roots();
         if let Err(e) = self.group.flush_inode_marks() {
             tracing::error!(error = %e, "cannot remove the inode marks of the old policy");
         }
         let mask = Mask::FAN_OPEN_PERM | Mask::FAN_EVENT_ON_CHILD;
-        let later = first_exec_roots().into_iter().filter(|r| !recent.contains(r));
+        let later = first_exec_roots().0.into_iter().filter(|r| !recent.contains(r));
         for root in recent.iter().cloned().chain(later.collect::<Vec<_>>()) {
             if let Err(error) = self.group.mark_inode(&root.path, mask) {
                 // Mostly a container that has just ended.
@@ -448,6 +474,14 @@ impl Marks {
         }
         self.cached = 0;
         self.place_exemptions();
+        self.walk_open_roots();
+    }
+
+    /// After a mount change, with no exec-cache ignore mark placed: the open guard's directories follow the
+    /// new roots through the tracker's resync (which marks the new and unmarks the stale), with no flush, so
+    /// that no protected directory is ever without its mark meanwhile. Only a cached file's ignore mark needs
+    /// the flush ([`Marks::flush_inode_marks`]): its answer may differ under the new mount table.
+    pub fn follow_open_roots(&mut self) {
         self.walk_open_roots();
     }
 

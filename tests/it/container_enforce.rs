@@ -463,6 +463,15 @@ impl Guarded {
             marked = inode_marks();
             (marked == want).then_some(())
         });
+        if marked != want {
+            // What the marks left over are on: the mounts of their devices, the group's marks, the daemon's log.
+            let mi = self.sb.run(&["cat".to_owned(), "/proc/self/mountinfo".to_owned()]).stdout;
+            let devs: Vec<String> = marked.iter().map(|(d, _)| format!("{}:{}", d >> 20, d & 0xfffff)).collect();
+            for l in mi.lines().filter(|l| devs.iter().any(|d| l.split_whitespace().nth(2) == Some(d.as_str()))) {
+                eprintln!("mount of a marked device: {l}");
+            }
+            eprintln!("the group's marks: {:#?}\nthe daemon's log:\n{}", fanotify_mark_lines(pid), self.log_text());
+        }
         assert_eq!(marked, want, "{}: the open guard's inode marks (sdev, ino)", self.name);
     }
 

@@ -335,3 +335,51 @@ fn a_directory_made_a_moment_ago_on_a_shared_root_is_measured_and_the_remedy_sai
     let r = race(&env, &tmp, attempts);
     assert_race_lost(&env, "a directory of the ext4 root bound onto itself under the running daemon", &r, attempts);
 }
+
+/// A mount change (every container start is one) must not take the open guard's directory marks away, not
+/// even for a moment: a script in a directory marked long ago, run again and again by uid 65534 while a
+/// tmpfs elsewhere is mounted and unmounted under the daemon's eyes (each change seen by a mount check),
+/// never runs.
+#[test]
+fn mount_changes_never_leave_a_marked_directory_unguarded() {
+    let mut env = privileged!(Layout::WithExt4Image);
+    let tmp = env.img.join("tmp");
+    let churn = env.out.join("churn");
+    env.sh(&format!(
+        "mkdir -p {t}/d {c} && printf 'echo RAN\\n' > {t}/d/x && chmod 1777 {t} && chmod 0755 {t}/d {t}/d/x",
+        t = sh_quote(&tmp),
+        c = sh_quote(&churn)
+    ));
+    start_guarding(&mut env, &tmp, "path");
+    let stop = env.out.join("stop");
+    let attempts = "n=0; r=0; while [ ! -e \"$STOP\" ]; do n=$((n+1)); sh \"$X\" >/dev/null 2>&1 && r=$((r+1)); done; \
+                    echo \"attempts $n ran $r\"";
+    let mut cmd = std::process::Command::new("nsenter");
+    cmd.env("PATH", SYS_PATH)
+        .env("STOP", &stop)
+        .env("X", tmp.join("d/x"))
+        .args(["-t", &env.holder_pid.to_string(), "-m", "--", "timeout", "-k", "2", "300"])
+        .args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "bash", "-c", attempts])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let looping = cmd.spawn().expect("the attempt loop");
+    const CHANGES: usize = 40;
+    for i in 0..CHANGES {
+        let checks = env.fresh_status().get("mount_checks");
+        let change = if i % 2 == 0 { "mount -t tmpfs noexecd-churn" } else { "umount" };
+        env.sh(&format!("{change} {}", sh_quote(&churn)));
+        env.wait_status("a mount check after the change", |s| s.get("mount_checks") > checks + 1);
+    }
+    fs::write(env.host_view(&stop), "").unwrap();
+    let o = looping.wait_with_output().expect("the attempt loop ends");
+    let line = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    eprintln!("mount churn: {CHANGES} mount changes, {line}");
+    assert!(o.status.success(), "the attempt loop: {line}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(field(&line, "attempts") >= 100.0, "too few attempts to mean anything: {line}");
+    assert_eq!(
+        field(&line, "ran"),
+        0.0,
+        "the script ran while the mount table changed: {line}\n{}",
+        env.daemon_stderr()
+    );
+}
