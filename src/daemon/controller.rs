@@ -332,6 +332,9 @@ impl Controller {
             return;
         };
         if raw == self.mountinfo {
+            // A container ends without a change here when its mounts were only its own (a `--tmpfs /tmp`):
+            // the roots remembered from its first exec still hold its directories until a walk lets them go.
+            self.marks.forget_due_first_exec_roots();
             return;
         }
         self.mountinfo = raw;

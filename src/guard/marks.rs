@@ -188,10 +188,8 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
 /// The roots marked at first execs lately whose process still runs, and the held directories of those
 /// forgotten now (their marks are taken off unless a root still covers them).
 fn first_exec_roots() -> (Vec<OpenRoot>, Vec<Arc<OwnedFd>>) {
-    let keep = |(pid, at, _, _): &FirstExecRoot| {
-        at.elapsed() < FIRST_EXEC_ROOTS_FOR && Path::new(&format!("/proc/{pid}")).exists()
-    };
-    let before = FIRST_EXEC_ROOTS.rcu(|kept| kept.iter().filter(|r| keep(r)).cloned().collect::<Vec<_>>());
+    let before =
+        FIRST_EXEC_ROOTS.rcu(|kept| kept.iter().filter(|r| first_exec_root_kept(r)).cloned().collect::<Vec<_>>());
     let kept = FIRST_EXEC_ROOTS.load();
     let live = kept.iter().map(|(_, _, r, _)| r.clone()).collect();
     let forgotten = before
@@ -200,6 +198,12 @@ fn first_exec_roots() -> (Vec<OpenRoot>, Vec<Arc<OwnedFd>>) {
         .filter_map(|(_, _, _, fd)| fd.clone())
         .collect();
     (live, forgotten)
+}
+
+/// Whether a remembered root is still kept: recent, and its process still there (a zombie's root cannot be
+/// read: gone, for this).
+fn first_exec_root_kept((pid, at, _, _): &FirstExecRoot) -> bool {
+    at.elapsed() < FIRST_EXEC_ROOTS_FOR && std::fs::read_link(format!("/proc/{pid}/root")).is_ok()
 }
 
 /// What keeps the open guard's directory marks on every directory below its roots, new ones included (the
@@ -483,6 +487,15 @@ impl Marks {
     /// the flush ([`Marks::flush_inode_marks`]): its answer may differ under the new mount table.
     pub fn follow_open_roots(&mut self) {
         self.walk_open_roots();
+    }
+
+    /// Walks the open roots again when a root remembered from a container's first exec is due to go (its
+    /// process ended, or it was kept long enough): its mark goes unless a root still covers it, and the
+    /// directory held for it is let go (a container's own tmpfs lives while it is held).
+    pub fn forget_due_first_exec_roots(&mut self) {
+        if FIRST_EXEC_ROOTS.load().iter().any(|r| !first_exec_root_kept(r)) {
+            self.walk_open_roots();
+        }
     }
 
     /// At stop: every mark goes, so the kernel queues no new event.
