@@ -363,8 +363,12 @@ impl Controller {
             // A mount change (every container start makes one): the directory marks follow by a resync, never
             // all dropped at once, as a flush would leave every protected directory unmarked for a moment; the
             // exec cache's ignore marks stay (`exec_cache`, rule 5).
-            (Change::Mounts, Some(cache)) => cache.invalidate(&mut self.marks),
-            (Change::Mounts, None) => self.marks.follow_open_roots(),
+            (Change::Mounts, cache) => {
+                if let Some(cache) = cache {
+                    cache.drop_candidates();
+                }
+                self.marks.follow_open_roots();
+            }
         }
         self.marks.remove_stale_filesystems(&guard.targets);
         Ok(())

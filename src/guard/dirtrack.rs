@@ -158,8 +158,9 @@ impl DirTracker {
         Ok(Self { commands, wake, thread: Some(thread), event_driven })
     }
 
-    /// Marks every directory below `roots` (at most `cap`) from a fresh walk, forgetting what was tracked
-    /// before (the caller has just flushed the open marks), and tracks them from now on. Waits for the walk.
+    /// Marks every directory below `roots` (at most `cap`) from a fresh walk, unmarks the trees of roots gone
+    /// since the last one and the `forgotten` first-exec roots no walk covers, and tracks them from now on.
+    /// Waits for the walk.
     pub fn resync(&self, roots: Vec<OpenRoot>, cap: usize, forgotten: Vec<Arc<OwnedFd>>) -> usize {
         let (done, answer) = mpsc::channel();
         if self.commands.send(Command::Resync { roots, cap, forgotten, done }).is_err() {
@@ -291,8 +292,8 @@ impl Tracker {
                 match c {
                     Command::Resync { roots, cap, forgotten, done } => {
                         self.cap = cap;
-                        // The open marks were just flushed; the watches of roots no longer tracked go too
-                        // (those of the same roots stay: they will be walked again at once anyway).
+                        // The watches of roots no longer tracked go (those of the same roots stay: they will
+                        // be walked again at once anyway).
                         if let Some(w) = &self.watch
                             && roots != self.root_paths
                         {

@@ -230,18 +230,16 @@ impl ExecCache {
     }
 
     /// Drops every cached mark (with every other inode mark, which [`Marks`] puts back). Call after a new
-    /// policy or mount table is in place.
+    /// policy is in place.
     pub fn flush(&mut self, marks: &mut Marks) {
         // Bump first: candidates decided before this point are stale from now on.
         self.generation.bump();
         marks.flush_inode_marks();
     }
 
-    /// After a mount change: candidates decided before it are dropped; the ignore marks stay (rule 5), and
-    /// the open guard's directories follow the new mount table with no flush.
-    pub fn invalidate(&mut self, marks: &mut Marks) {
+    /// After a mount change: candidates decided before it are dropped; the ignore marks stay (rule 5).
+    pub fn drop_candidates(&mut self) {
         self.generation.bump();
-        marks.follow_open_roots();
     }
 }
 

@@ -18,8 +18,10 @@
 //! the directory tracker, the container marks) do it through [`Marker`], which a test can fake, and report a
 //! refused mark to [`MarkFailures`]: counted at once, logged with its path by a thread that may log.
 //!
-//! Inode marks placed under one policy or mount table are stale under the next: [`Marks::flush_inode_marks`]
-//! drops them all in one call and at once puts back what must stay (the exemptions, the directory marks).
+//! Inode marks placed under one policy are stale under the next: on a reload [`Marks::flush_inode_marks`]
+//! drops them all in one call and at once puts back what must stay (the exemptions, the directory marks). A
+//! mount change flushes nothing: the tracker's resync ([`Marks::follow_open_roots`]) marks the new roots and
+//! unmarks the gone ones, so no protected directory is ever without its mark.
 
 use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -481,10 +483,9 @@ impl Marks {
         self.walk_open_roots();
     }
 
-    /// After a mount change, with no exec-cache ignore mark placed: the open guard's directories follow the
-    /// new roots through the tracker's resync (which marks the new and unmarks the stale), with no flush, so
-    /// that no protected directory is ever without its mark meanwhile. Only a cached file's ignore mark needs
-    /// the flush ([`Marks::flush_inode_marks`]): its answer may differ under the new mount table.
+    /// After a mount change: the open guard's directories follow the new roots through the tracker's resync
+    /// (which marks the new and unmarks the stale), with no flush, so that no protected directory is ever
+    /// without its mark meanwhile. The exec cache's ignore marks stay (`exec_cache`, rule 5).
     pub fn follow_open_roots(&mut self) {
         self.walk_open_roots();
     }

@@ -104,7 +104,12 @@ pub fn own_capabilities(status: &str) -> Vec<Finding> {
     match effective {
         Some(caps) if caps & (1 << CAP_SYS_PTRACE) != 0 => Vec::new(),
         _ => vec![warning(
-            "this process lacks CAP_SYS_PTRACE: /proc/PID/exe and /proc/PID/syscall of other users' processes              cannot be read, so the open guard refuses every open of a loadable ELF or script-like file in protected              scope by such a process (it cannot tell a reader from an interpreter), from_source rules count as              matching, and read_only file rules count every open as a write; fix: give the daemon              CAP_SYS_PTRACE (the shipped unit and DaemonSet do), or set [open_guard] enabled = false to trade              these refusals for the open guard's routes"
+            "this process lacks CAP_SYS_PTRACE: /proc/PID/exe and /proc/PID/syscall of other users' processes \
+             cannot be read, so the open guard refuses every open of a loadable ELF or script-like file in \
+             protected scope by such a process (it cannot tell a reader from an interpreter), from_source rules \
+             count as matching, and read_only file rules count every open as a write; fix: give the daemon \
+             CAP_SYS_PTRACE (the shipped unit and DaemonSet do), or set [open_guard] enabled = false to trade \
+             these refusals for the open guard's routes"
                 .to_owned(),
         )],
     }
