@@ -85,8 +85,8 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
         let (name, selector, rules) = (&p.name, p.selector.describe(), p.rules.len());
         w(out, format!("container-file-policy\t{name}\tselector={selector}\trules={rules}"))?;
         for r in &p.rules {
-            let why = r.not_enforced(true).unwrap_or_default();
-            w(out, format!("file-rule\tcontainer\t{}\tnot-enforced: {why}", FileMatcher::describe(r)))?;
+            let enforced = r.not_enforced(true).map_or("enforced".to_owned(), |why| format!("not-enforced: {why}"));
+            w(out, format!("file-rule\tcontainer\t{}\t{enforced}", FileMatcher::describe(r)))?;
         }
     }
     let unenforced = guard.config.file_rules_not_enforced();
@@ -119,7 +119,7 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
     for line in &runtime_lines {
         w(out, line.clone())?;
     }
-    if !guard.config.container_policies.is_empty() && no_runtime {
+    if guard.config.reads_containers() && no_runtime {
         writeln!(
             err,
             "warning: container policies exist but no container runtime that tells labels was found (no containerd, CRI-O, dockerd or podman service running, none at a known place): no container is selected; set its places in [containers]"
@@ -128,7 +128,7 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
     }
     // The containers running now, with the container policies that select each: their execs are seen on
     // the `mark` lines whose protects= names `containers:<layer root>`.
-    if !guard.config.container_policies.is_empty() {
+    if guard.config.reads_containers() {
         let scopes =
             Scopes::build(&guard.config, containers::discover(&guard.config.containers.sources), &guard.mounts);
         for s in scopes.all() {

@@ -96,7 +96,7 @@ impl Controller {
         // The look at the runtimes under way: the loop goes on meanwhile (status file, signals, mounts), however
         // long a runtime takes to answer.
         let mut refreshing: Option<tokio::task::JoinHandle<()>> = None;
-        if !self.shared.load().config.container_policies.is_empty() {
+        if self.shared.load().config.reads_containers() {
             let sources = &self.shared.load().config.containers.sources;
             for socket in containers::events::containerd_sockets(sources) {
                 tokio::spawn(containers::events::follow_containerd(socket));
@@ -401,7 +401,7 @@ pub(super) fn log_holder(keeper: &Keeper, held: bool, changed: bool) {
 /// each container that comes or goes. Nothing to do without container policies.
 pub(super) fn refresh_scopes(guard: &Guard, scopes: &ArcSwap<Scopes>) {
     let config = &guard.config;
-    if config.container_policies.is_empty() {
+    if !config.reads_containers() {
         if scopes.load().len() > 0 {
             scopes.store(Arc::new(Scopes::default()));
         }
@@ -425,15 +425,15 @@ pub(super) fn refresh_scopes(guard: &Guard, scopes: &ArcSwap<Scopes>) {
 }
 
 /// The open guard's directories: the host's protected ones, those of each selected container, and those of the
-/// host's file rules.
+/// host's and each container's file rules.
 fn open_roots(guard: &Guard, scopes: &Scopes) -> Vec<OpenRoot> {
     let mut roots: Vec<OpenRoot> = guard.open_inode_roots().into_iter().map(OpenRoot::from).collect();
     if guard.config.open_guard.enabled {
         roots.extend(scopes.all().iter().flat_map(|s| s.open_roots()));
     }
-    // The directories of the host's file rules: every open of a file below them is decided.
-    for dir in guard.config.file_enforced.directories() {
-        let root = OpenRoot::from(dir);
+    // The directories of the file rules: every open of a file below them is decided.
+    let files = guard.config.file_enforced.directories().into_iter().map(OpenRoot::from);
+    for root in files.chain(scopes.all().iter().flat_map(|s| s.file_roots())) {
         if !roots.contains(&root) {
             roots.push(root);
         }

@@ -69,6 +69,18 @@ pub enum InContainer {
     Asked,
 }
 
+/// Whose file rules decide an open, by the opener.
+pub enum FileScope {
+    /// A process of the host (or of the daemon's own container): the host's file rules.
+    Host,
+    /// A process of a container: the file rules of the container policies that select it (`None`: no
+    /// runtime knows the container); never the host's, which are the host's processes' (as KubeArmor applies
+    /// a host policy).
+    Container(Option<Arc<ContainerScope>>),
+    /// A process of a container being looked up by the lookup thread: the event waits for it.
+    Asked,
+}
+
 /// Where a container and its policies are found: `/proc`, the daemon's list of containers, and the lookup
 /// thread (`None`: the runtimes are asked here, waiting).
 pub struct Lookup<'a> {
@@ -143,7 +155,7 @@ impl CallerContainers {
                 }
                 match self.scope_of(guard, &id, lookup.scopes, lookup.thread) {
                     ScopeLookup::Known(Some(scope)) => {
-                        self.first_marks.selected(guard, &scope.container.info.id, scope.matcher.as_ref(), pid);
+                        self.first_marks.selected(guard, &scope, pid);
                         scope
                     }
                     ScopeLookup::Known(None) if private => return InContainer::Unresolvable,
@@ -169,6 +181,39 @@ impl CallerContainers {
             }
             _ => InContainer::Host,
         }
+    }
+
+    /// Whose file rules decide an open of the file at `path` (as the opener sees it) by process `pid` (see
+    /// [`FileScope`]). A container the daemon's list does not hold yet (its file-rule directories were marked
+    /// at its first exec) is looked up as at a first exec, when a container policy's file rule reaches
+    /// `path`; otherwise no container rule can decide the open.
+    pub fn file_scope(
+        &mut self,
+        guard: &Guard,
+        lookup: Lookup<'_>,
+        pid: i32,
+        path: &[u8],
+        buf: &mut Vec<u8>,
+    ) -> FileScope {
+        let Some(id) = self.container_of(lookup.procs, pid, buf) else { return FileScope::Host };
+        if self.own.as_deref() == Some(&*id) {
+            return FileScope::Host;
+        }
+        if let Some(scope) = lookup.scopes.load().get(&id) {
+            return FileScope::Container(Some(scope.clone()));
+        }
+        if !guard.all_container_files.as_ref().is_some_and(|all| all.reaches(path)) {
+            return FileScope::Container(None);
+        }
+        match self.scope_of(guard, &id, lookup.scopes, lookup.thread) {
+            ScopeLookup::Known(scope) => FileScope::Container(scope),
+            ScopeLookup::Asked => FileScope::Asked,
+        }
+    }
+
+    /// Whether process `pid` runs in a container other than the daemon's own.
+    pub fn in_container(&mut self, procs: &ProcDirs, pid: i32, buf: &mut Vec<u8>) -> bool {
+        self.container_of(procs, pid, buf).is_some_and(|id| self.own.as_deref() != Some(&*id))
     }
 
     /// The id of the container process `pid` runs in (by its cgroup, read into `buf`), `None` on the host.
@@ -243,7 +288,7 @@ impl CallerContainers {
 fn identity_may_matter(guard: &Guard, host: &Verdict, layer_name: &[u8], private: bool) -> bool {
     private
         || host.rule.is_some()
-        || !guard.all_container_rules.as_ref().is_some_and(|all| all.untouched_by_rules(layer_name))
+        || !guard.all_container_rules.as_ref().is_none_or(|all| all.untouched_by_rules(layer_name))
 }
 
 #[cfg(test)]
@@ -299,5 +344,14 @@ recursive = true
                        match_labels = { app = \"other\" }\n[[policy.process.match_paths]]\npath = \"/bin/ok\"\n";
         let g = guard_for(&s, &SELECTING.replace("{extra}", posture));
         assert!(identity_may_matter(&g, &allowed, b"/bin/true", false), "an Allow rule decides /bin/true too");
+        // Container policies with file rules only: no exec of theirs to decide, so no lookup at a first exec
+        // (their directories are marked without it, and an open there waits for the lookup instead).
+        let files = "[[policy]]\nname = \"files\"\n[policy.selector]\nmatch_labels = { app = \"wordpress\" }\n\
+                     [[policy.file.match_paths]]\npath = \"/etc/app/secret\"\n";
+        let g = guard_for(&s, files);
+        assert!(g.all_container_rules.is_none() && g.all_container_files.is_some());
+        assert!(g.config.reads_containers(), "the containers are read for their file rules");
+        assert!(!identity_may_matter(&g, &allowed, b"/bin/true", false), "no process rule: no lookup");
+        assert!(!identity_may_matter(&g, &allowed, b"/etc/app/secret", false), "an exec is no open");
     }
 }

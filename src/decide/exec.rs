@@ -218,7 +218,7 @@ impl Decider {
         };
         let in_container = named.in_container();
         found.named = Some(named);
-        if !in_container || guard.config.container_policies.is_empty() {
+        if !in_container || !guard.config.reads_containers() {
             return host;
         }
         let lookup = Lookup {
@@ -276,11 +276,12 @@ fn decided_by_posture(rule: &RuleMeta) -> bool {
 /// marks the container's protected directories and own mounts before its first instruction (an image's
 /// entrypoint cached by an earlier container of that image would start the next one unseen, its `/tmp`
 /// unguarded until the daemon's next look at the containers).
-/// A file of a container's upper layer is never cached: the container writes there.
+/// The same with file rules in container policies (their directories are marked there too). A file of a
+/// container's upper layer is never cached: the container writes there.
 fn layer_cacheable(guard: &Guard, found: &Findings) -> bool {
     match found.named.as_ref().filter(|n| n.in_container()) {
         None => true,
-        Some(named) => named.in_read_only_layer() && guard.all_container_rules.is_none(),
+        Some(named) => named.in_read_only_layer() && !guard.config.reads_containers(),
     }
 }
 

@@ -1,15 +1,18 @@
-//! File-rule decisions (`[policy.file]` of the host's policies): an open of a file below a directory a rule
-//! points at is named (`/proc/self/fd/N`), decided by the host's file matcher with the file's owner and the
-//! opener (its executable and uid read only if a rule asks), and, when a `read_only` rule matches, by whether
-//! the open may write: read from the opener's `/proc/PID/syscall` while it waits for our answer (its open,
-//! openat or creat and their flags). A caller whose open flags cannot be read that way (openat2, io_uring,
-//! a thread of a process whose other threads are opening too) counts as writing: refused by a Block rule.
+//! File-rule decisions (`[policy.file]`): an open of a file below a directory a rule points at is named
+//! (`/proc/self/fd/N`, the kernel's name as the opener's mount namespace shows it), decided by the file
+//! matcher of the opener's scope (the host's rules for a host process, the rules of the container policies
+//! that select its container for a container's) with the file's owner and the opener (its executable and uid
+//! read only if a rule asks), and, when a `read_only` rule matches, by whether the open may write: read from
+//! the opener's `/proc/PID/syscall` while it waits for our answer (its open, openat or creat and their flags).
+//! A caller whose open flags cannot be read that way (openat2, io_uring, a thread of a process whose other
+//! threads are opening too) counts as writing: refused by a Block rule.
 #![forbid(unsafe_code)]
 
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
-use super::{Decider, Handled, alerted_answer};
+use super::container::{FileScope, Lookup};
+use super::{Decider, Handled, MAX_PARKED, alerted_answer};
 use crate::alert::rate_limit::Admit;
 use crate::alert::{ExecAlert, open_data};
 use crate::guard::Guard;
@@ -59,7 +62,7 @@ impl Subject for Opener<'_> {
 }
 
 impl Decider {
-    /// Decides an open by the host's file rules, with the file's `facts` (the open guard's too: one statx per
+    /// Decides an open by the file rules of the opener's scope, with the file's `facts` (the open guard's too: one statx per
     /// event). `None`: no rule refuses or audits it, and the open guard decides it as before; `Some`: answered.
     pub(super) fn handle_file_rules(
         &mut self,
@@ -69,14 +72,41 @@ impl Decider {
         pid: i32,
         facts: Option<FileFacts>,
     ) -> Option<Handled> {
-        let matcher = &guard.config.file_enforced;
-        if matcher.is_empty() {
+        let host_rules = &guard.config.file_enforced;
+        let containers = guard.config.container_files;
+        if host_rules.is_empty() && !containers {
             return None;
         }
         let facts = facts?;
+        // The kernel's name of the file, as the opener's mount namespace shows it: a container's file is named
+        // as the container sees it, which is what its policies' paths are.
         let name = self.procs.fd_path(fd, &mut self.bufs.path_buf).ok()?;
         self.bufs.canonical.clear();
         self.bufs.canonical.extend_from_slice(name);
+        // The opener's container, asked at once only when a container policy has file rules: otherwise only
+        // once a host rule would refuse or audit the open (host rules are the host's processes').
+        let mut caller = None;
+        if containers {
+            let lookup = Lookup {
+                procs: &self.procs,
+                scopes: &self.scopes,
+                thread: if self.parked.len() < MAX_PARKED { self.lookups.as_mut() } else { None },
+            };
+            let path = &self.bufs.canonical;
+            caller = Some(self.containers.file_scope(guard, lookup, pid, path, &mut self.bufs.proc_buf));
+        }
+        let scope = match &caller {
+            None | Some(FileScope::Host) => None,
+            Some(FileScope::Container(scope)) => Some(scope.as_ref()?.clone()),
+            Some(FileScope::Asked) => return Some(Handled::Parked),
+        };
+        let matcher = match &scope {
+            Some(s) => s.files.as_ref()?,
+            None => host_rules,
+        };
+        if matcher.is_empty() {
+            return None;
+        }
         let mut mode = OpenMode { access: Access::Unknown, call: None };
         if matcher.needs_access(&self.bufs.canonical) {
             mode = self.open_mode(pid);
@@ -86,6 +116,9 @@ impl Decider {
         let decision = matcher.decide(&self.bufs.canonical, mode.access, facts.uid, &mut subject);
         let rule = decision.rule.map(Arc::clone)?;
         if decision.outcome == Outcome::Allow {
+            return None;
+        }
+        if caller.is_none() && self.containers.in_container(&self.procs, pid, &mut self.bufs.proc_buf) {
             return None;
         }
         // Past `max_alerts_per_sec` the writer drops the alert anyway: answer at once, read nothing more.
@@ -116,7 +149,7 @@ impl Decider {
             pid,
             process,
             hook: "FAN_OPEN_PERM",
-            container: None,
+            container: scope.map(|s| s.container.clone()),
             open: Some(data),
         };
         if self.alerts.try_send(alert).is_err() {

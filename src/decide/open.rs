@@ -33,7 +33,8 @@ impl Decider {
         };
         let enabled = guard.config.open_guard.enabled;
         // One statx for both: the file rules' owner, the open guard's look at the file.
-        let facts = (enabled || !guard.config.file_enforced.is_empty()).then(|| sys::file_facts(fd).ok()).flatten();
+        let files = !guard.config.file_enforced.is_empty() || guard.config.container_files;
+        let facts = (enabled || files).then(|| sys::file_facts(fd).ok()).flatten();
         // The file rules first: a refused open is refused whatever the open guard would say of it.
         if let Some(handled) = self.handle_file_rules(responder, guard, fd, pid, facts) {
             return handled;

@@ -15,8 +15,7 @@ use std::sync::Arc;
 use crate::guard::Guard;
 use crate::guard::ctr_mounts::{self, through_root};
 use crate::guard::marks::{MarkFailure, MarkFailures, Marker, Marks, OpenRoot, remember_first_exec_roots};
-use crate::guard::scopes::Scopes;
-use crate::policy::matcher::Matcher;
+use crate::guard::scopes::{ContainerScope, Scopes};
 use crate::stats::Counters;
 use crate::sys::Mask;
 
@@ -161,8 +160,14 @@ impl FirstExecMarks {
     /// directories marked cost events only, each decided with its real scope once it is known). `false` when
     /// the container has a private mount in that scope (a `--tmpfs /tmp`): how it is marked depends on its
     /// own policies (whether the whole mount is protected), so the container is looked up as before.
+    /// The directories of every container policy's file rules are marked so too: an open there waits while
+    /// the container is looked up (see `decide::container`).
     pub fn unknown(&mut self, guard: &Guard, id: &str, pid: i32) -> bool {
-        let Some(all) = guard.all_container_rules.as_ref() else { return false };
+        let all = guard.all_container_rules.as_ref();
+        let files = guard.all_container_files.as_ref();
+        if all.is_none() && files.is_none() {
+            return false;
+        }
         if self.marked.contains(id) {
             return true;
         }
@@ -171,25 +176,36 @@ impl FirstExecMarks {
             return false;
         }
         self.remember(id);
-        if let Some((marker, failures)) = self.marker.as_ref()
-            && guard.config.open_guard.enabled
-        {
-            mark_open_roots(marker.as_ref(), failures, pid, ctr_mounts::open_roots(all, pid, &mounts, &layers));
+        if let Some((marker, failures)) = self.marker.as_ref() {
+            let mut roots = Vec::new();
+            if let Some(all) = all
+                && guard.config.open_guard.enabled
+            {
+                roots = ctr_mounts::open_roots(all, pid, &mounts, &layers);
+            }
+            if let Some(files) = files {
+                roots.extend(ctr_mounts::file_roots(files, pid, &mounts, &layers));
+            }
+            if !roots.is_empty() {
+                mark_open_roots(marker.as_ref(), failures, pid, roots);
+            }
         }
         true
     }
 
-    /// At the first exec this thread sees of a selected container `id` (its first program, through its image
-    /// layers), whose policies' rules are `matcher`: marks its private mounts in protected scope and its
-    /// protected directories (not their subdirectories: the tokio side's rescan walks those). Binds of host
+    /// At the first exec this thread sees of a selected container (its first program, through its image
+    /// layers), `scope`: marks its private mounts in protected scope, its protected directories and its file
+    /// rules' directories (not their subdirectories: the tokio side's rescan walks those). Binds of host
     /// directories wait for the tokio side's next look at the containers (their filesystem is marked through
     /// our own mount of it).
-    pub fn selected(&mut self, guard: &Guard, id: &str, matcher: Option<&Matcher>, pid: i32) {
-        if self.marker.is_none() || matcher.is_none() || self.marked.contains(id) {
+    pub fn selected(&mut self, guard: &Guard, scope: &ContainerScope, pid: i32) {
+        let (matcher, files) = (scope.matcher.as_ref(), scope.files.as_ref());
+        let id = &scope.container.info.id;
+        if self.marker.is_none() || (matcher.is_none() && files.is_none()) || self.marked.contains(id) {
             return;
         }
         self.remember(id);
-        let (Some((marker, failures)), Some(matcher)) = (self.marker.as_ref(), matcher) else { return };
+        let Some((marker, failures)) = self.marker.as_ref() else { return };
         let (mounts, layers) = ctr_mounts::of_process(matcher, pid, &guard.mounts);
         let open = guard.config.open_guard.enabled;
         for m in mounts.iter().filter(|m| m.private) {
@@ -199,8 +215,17 @@ impl FirstExecMarks {
                 failures.report(MarkFailure { what: PRIVATE_MOUNT, path, error });
             }
         }
-        if open {
-            mark_open_roots(marker.as_ref(), failures, pid, ctr_mounts::open_roots(matcher, pid, &mounts, &layers));
+        let mut roots = Vec::new();
+        if let Some(matcher) = matcher
+            && open
+        {
+            roots = ctr_mounts::open_roots(matcher, pid, &mounts, &layers);
+        }
+        if let Some(files) = files {
+            roots.extend(ctr_mounts::file_roots(files, pid, &mounts, &layers));
+        }
+        if !roots.is_empty() {
+            mark_open_roots(marker.as_ref(), failures, pid, roots);
         }
     }
 
@@ -304,6 +329,22 @@ mod tests {
         Guard::build(config, table).unwrap()
     }
 
+    /// Container `id` as the daemon's list would hold it: selected by every container policy of `guard`, or by
+    /// none.
+    fn scope(id: &str, guard: &Guard, selected: bool) -> ContainerScope {
+        use crate::containers::runtimes::podman::PODMAN;
+        use crate::containers::{Container, ContainerInfo};
+        let container = Container { info: ContainerInfo::new(id.to_owned(), PODMAN), init_pid: me() };
+        let mut scope = ContainerScope::new(&guard.config, container);
+        if selected {
+            scope.matcher = guard.all_container_rules.clone();
+            scope.files = guard.all_container_files.clone();
+        } else {
+            (scope.matcher, scope.files) = (None, None);
+        }
+        scope
+    }
+
     fn first_exec_marks(refuse: bool) -> (FirstExecMarks, Arc<FakeMarker>, Arc<Counters>, mpsc::Receiver<MarkFailure>) {
         let marker = Arc::new(FakeMarker { refuse, ..FakeMarker::default() });
         let counters = Arc::new(Counters::default());
@@ -316,7 +357,7 @@ mod tests {
         let Some(tmpfs) = own_tmpfs() else { return };
         let guard = guard_protecting(&tmpfs, false);
         let (mut marks, marker, counters, _rx) = first_exec_marks(false);
-        marks.selected(&guard, "c1", guard.all_container_rules.as_ref(), me());
+        marks.selected(&guard, &scope("c1", &guard, true), me());
         let asked = marker.asked();
         let through_root = PathBuf::from(format!("/proc/{}/root{tmpfs}", me()));
         assert!(
@@ -326,10 +367,10 @@ mod tests {
             "{asked:?}"
         );
         assert_eq!(counters.marks_failed.load(Ordering::Relaxed), 0);
-        marks.selected(&guard, "c1", guard.all_container_rules.as_ref(), me());
+        marks.selected(&guard, &scope("c1", &guard, true), me());
         assert_eq!(marker.asked().len(), asked.len(), "marked once per container");
         // A container no policy selects has nothing to mark.
-        marks.selected(&guard, "c2", None, me());
+        marks.selected(&guard, &scope("c2", &guard, false), me());
         assert_eq!(marker.asked().len(), asked.len());
     }
 
@@ -338,7 +379,7 @@ mod tests {
         let Some(tmpfs) = own_tmpfs() else { return };
         let guard = guard_protecting(&tmpfs, false);
         let (mut marks, marker, counters, mut rx) = first_exec_marks(true);
-        marks.selected(&guard, "c1", guard.all_container_rules.as_ref(), me());
+        marks.selected(&guard, &scope("c1", &guard, true), me());
         let asked = marker.asked();
         assert!(!asked.is_empty());
         assert_eq!(counters.marks_failed.load(Ordering::Relaxed), asked.len() as u64, "each refusal counted");
@@ -373,5 +414,42 @@ mod tests {
         let (mut marks, marker, _, _rx) = first_exec_marks(false);
         assert!(marks.unknown(&none, "c1", me()));
         assert!(marker.asked().is_empty(), "the open guard is off");
+    }
+
+    /// A Guard whose only container policy has a file rule on `dir`, with the open guard off.
+    fn guard_with_file_rule(dir: &str) -> Guard {
+        let policy = format!(
+            "[open_guard]\nenabled = false\n[[policy]]\nname = \"files\"\n[policy.selector]\n\
+             match_labels = {{ app = \"x\" }}\n[[policy.file.match_directories]]\ndir = \"{dir}/\"\nrecursive = true\n"
+        );
+        let config = crate::policy::load_str(Path::new("t.toml"), &policy).unwrap();
+        let table = crate::host::mounts::MountTable::parse(b"1 0 0:999 / / rw - ext4 /dev/noexecd-test rw\n");
+        Guard::build(config, table).unwrap()
+    }
+
+    #[test]
+    fn a_containers_file_rule_directories_are_marked_at_its_first_exec_whatever_the_open_guard() {
+        let guard = guard_with_file_rule("/noexecd-test-files");
+        assert!(guard.all_container_rules.is_none() && guard.all_container_files.is_some());
+        let only_files = |asked: &[(&'static str, PathBuf, Mask)]| {
+            !asked.is_empty()
+                && asked.iter().all(|(op, path, mask)| {
+                    *op == "mark_inode"
+                        && path.as_os_str().as_bytes().ends_with(b"/noexecd-test-files")
+                        && *mask == CONTAINER_DIR_MASK
+                })
+        };
+        // Not known yet: every container policy's file rules stand for its own.
+        let (mut marks, marker, _, _rx) = first_exec_marks(false);
+        assert!(marks.unknown(&guard, "c1", me()), "marked without asking the runtimes");
+        assert!(only_files(&marker.asked()), "{:?}", marker.asked());
+        // Known and selected: its own file rules.
+        let (mut marks, marker, _, _rx) = first_exec_marks(false);
+        marks.selected(&guard, &scope("c1", &guard, true), me());
+        assert!(only_files(&marker.asked()), "{:?}", marker.asked());
+        // Known and selected by nothing: nothing.
+        let (mut marks, marker, _, _rx) = first_exec_marks(false);
+        marks.selected(&guard, &scope("c2", &guard, false), me());
+        assert!(marker.asked().is_empty());
     }
 }

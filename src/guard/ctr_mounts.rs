@@ -27,6 +27,7 @@ use crate::guard::dirtrack::OpenRoot;
 use crate::host::mountinfo;
 use crate::host::mounts::{MountTable, is_path_prefix};
 use crate::host::overlay::{Layer, overlay_layers};
+use crate::policy::file_rules::FileMatcher;
 use crate::policy::matcher::Matcher;
 
 /// Filesystems that hold no files anyone executes; never marked.
@@ -99,14 +100,14 @@ pub fn rootfs_layers(text: &[u8]) -> Vec<Layer> {
     overlay_layers(root.as_ref()).into_iter().filter(|l| l.dir.starts_with(b"/")).collect()
 }
 
-/// Reads `/proc/PID/mountinfo` and [`find`]s the mounts in it, with its rootfs layers; nothing when the
-/// process is gone.
-pub fn of_process(matcher: &Matcher, pid: i32, host: &MountTable) -> (Vec<ContainerMount>, Vec<Layer>) {
+/// Reads `/proc/PID/mountinfo` and [`find`]s the mounts in it (none without a `matcher`: a container only
+/// file rules select), with its rootfs layers; nothing when the process is gone.
+pub fn of_process(matcher: Option<&Matcher>, pid: i32, host: &MountTable) -> (Vec<ContainerMount>, Vec<Layer>) {
     if pid <= 0 {
         return (Vec::new(), Vec::new());
     }
     match std::fs::read(format!("/proc/{pid}/mountinfo")) {
-        Ok(text) => (find(matcher, &text, host), rootfs_layers(&text)),
+        Ok(text) => (matcher.map(|m| find(m, &text, host)).unwrap_or_default(), rootfs_layers(&text)),
         Err(_) => (Vec::new(), Vec::new()),
     }
 }
@@ -131,11 +132,35 @@ pub fn through_root(pid: i32, path: &[u8]) -> PathBuf {
 /// the image does not hold is taken in the upper layer of its overlay (`layers`), anchored at the layer, where
 /// it appears at the first write there.
 pub fn open_roots(matcher: &Matcher, pid: i32, mounts: &[ContainerMount], layers: &[Layer]) -> Vec<OpenRoot> {
+    let prefixes: Vec<&[u8]> = matcher.rules().iter().map(|r| r.target.scope_prefix()).collect();
+    roots_through(&prefixes, true, pid, mounts, layers)
+}
+
+/// The directories of a container (`pid`) its file rules reach ([`FileRule::directory`]), marked as the open
+/// guard's are and followed into the directories made below them. Always their own marks, also on a private
+/// mount wholly in the open guard's scope (the open guard may be off; a second mark of the same group on a
+/// file's way raises no second event).
+///
+/// [`FileRule::directory`]: crate::policy::file_rules::FileRule::directory
+pub fn file_roots(files: &FileMatcher, pid: i32, mounts: &[ContainerMount], layers: &[Layer]) -> Vec<OpenRoot> {
+    let directories: Vec<&[u8]> = files.rules().iter().map(|r| r.directory()).collect();
+    roots_through(&directories, false, pid, mounts, layers)
+}
+
+/// Each of `prefixes` and each of `mounts` below one, seen through `/proc/PID/root` or waited for in the
+/// upper layer (see [`open_roots`]); `skip_whole`: not those a private mount wholly in scope covers.
+fn roots_through(
+    prefixes: &[&[u8]],
+    skip_whole: bool,
+    pid: i32,
+    mounts: &[ContainerMount],
+    layers: &[Layer],
+) -> Vec<OpenRoot> {
     let mut roots: Vec<OpenRoot> = Vec::new();
     if pid <= 0 {
         return roots;
     }
-    let covered = |path: &[u8]| mounts.iter().any(|m| m.whole && is_path_prefix(&m.mount_point, path));
+    let covered = |path: &[u8]| skip_whole && mounts.iter().any(|m| m.whole && is_path_prefix(&m.mount_point, path));
     let on_rootfs = |path: &[u8]| !mounts.iter().any(|m| is_path_prefix(&m.mount_point, path));
     let layers: Vec<&Layer> =
         layers.iter().filter(|l| std::fs::symlink_metadata(as_path(&l.dir)).is_ok_and(|m| m.is_dir())).collect();
@@ -165,11 +190,11 @@ pub fn open_roots(matcher: &Matcher, pid: i32, mounts: &[ContainerMount], layers
             }
         }
     };
-    for rule in matcher.rules() {
-        add(rule.target.scope_prefix());
+    for prefix in prefixes {
+        add(prefix);
     }
     for m in mounts {
-        if matcher.rules().iter().any(|r| is_path_prefix(r.target.scope_prefix(), &m.mount_point)) {
+        if prefixes.iter().any(|p| is_path_prefix(p, &m.mount_point)) {
             add(&m.mount_point);
         }
     }

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::error::{Error, Result};
 use crate::host::mounts::{Mount, MountTable, device_of, is_path_prefix};
 use crate::policy::Config;
+use crate::policy::file_rules::FileMatcher;
 use crate::policy::matcher::Matcher;
 use crate::sys::FileFacts;
 use loaders::Loaders;
@@ -87,6 +88,10 @@ pub struct Guard {
     /// lower layer is shared by every container of the image, so the exec cache may keep it only when its path
     /// inside the container is outside all of them. `None` without container policies.
     pub all_container_rules: Option<Matcher>,
+    /// The enforced file rules of every container policy together: at a container's first exec, before the
+    /// daemon knows which policies select it, their directories are marked in it, and an open there waits
+    /// while its container is looked up. `None` without such rules.
+    pub all_container_files: Option<FileMatcher>,
     /// Device → index into `targets`. Also keyed by the `st_dev` of each of its mounts' roots where that
     /// differs (btrfs: one per subvolume mounted).
     by_dev: HashMap<u64, usize>,
@@ -140,7 +145,7 @@ impl Guard {
         }
         // Container policies: the filesystems of the runtimes' image layers. Every exec in a container raises
         // an event on its layer's real file there (Linux 6.5+), before any program of the container runs.
-        if !config.container_policies.is_empty() {
+        if config.reads_containers() {
             for root in config.containers.layer_roots() {
                 let bytes = root.as_os_str().as_bytes();
                 if root.is_dir()
@@ -179,8 +184,21 @@ impl Guard {
         }
         let all: Vec<usize> = (0..config.container_policies.len()).collect();
         let all_container_rules = (!all.is_empty()).then(|| config.container_matcher(&all));
+        let all_files: Vec<usize> = (0..config.container_file_policies.len()).collect();
+        let all_container_files = config.container_file_enforced(&all_files);
         let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
-        Ok(Self { generation, config, mounts, targets, loaders: Loaders::find(), all_container_rules, by_dev, by_fsid })
+        let loaders = Loaders::find();
+        Ok(Self {
+            generation,
+            config,
+            mounts,
+            targets,
+            loaders,
+            all_container_rules,
+            all_container_files,
+            by_dev,
+            by_fsid,
+        })
     }
 
     /// Whether FAN_OPEN_PERM goes on this target's filesystem mark: only where the filesystem holds nothing

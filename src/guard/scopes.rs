@@ -12,6 +12,7 @@ use crate::guard::marks::OpenRoot;
 use crate::host::mounts::MountTable;
 use crate::host::overlay::Layer;
 use crate::policy::Config;
+use crate::policy::file_rules::FileMatcher;
 use crate::policy::matcher::Matcher;
 use crate::policy::selector::Identity;
 
@@ -23,6 +24,9 @@ pub struct ContainerScope {
     pub policies: Vec<String>,
     /// Their rules (paths inside the container); `None` when no policy selects it.
     pub matcher: Option<Matcher>,
+    /// The file rules the daemon enforces of the container policies that select it (paths inside the
+    /// container); `None` when there is none.
+    pub files: Option<FileMatcher>,
     /// Its own mounts in protected scope (a tmpfs at /tmp, a bind at /var/tmp), read from its first pid's
     /// mountinfo when the scope was built ([`ctr_mounts`]); none for a container no policy selects.
     pub mounts: Vec<ContainerMount>,
@@ -36,17 +40,28 @@ impl ContainerScope {
     pub fn new(config: &Config, container: Container) -> Self {
         let identity = Identity { labels: container.info.labels.clone(), name: container.info.name.clone() };
         let selected = config.selecting(&identity);
-        let policies =
+        let mut policies: Vec<String> =
             selected.iter().filter_map(|&i| config.container_policies.get(i).map(|p| p.name.clone())).collect();
         let matcher = (!selected.is_empty()).then(|| config.container_matcher(&selected));
-        Self { container, policies, matcher, mounts: Vec::new(), layers: Vec::new() }
+        let files = if config.container_files {
+            let selected = config.selecting_files(&identity);
+            for name in selected.iter().filter_map(|&i| config.container_file_policies.get(i).map(|p| &p.name)) {
+                if !policies.contains(name) {
+                    policies.push(name.clone());
+                }
+            }
+            config.container_file_enforced(&selected)
+        } else {
+            None
+        };
+        Self { container, policies, matcher, files, mounts: Vec::new(), layers: Vec::new() }
     }
 
     /// The same, with its mounts in protected scope read through process `pid` (one of its processes) and
-    /// classified against our mount table `host`.
+    /// classified against our mount table `host`, and the layers of its rootfs.
     pub fn with_mounts(mut self, host: &MountTable, pid: i32) -> Self {
-        if let Some(m) = &self.matcher {
-            (self.mounts, self.layers) = ctr_mounts::of_process(m, pid, host);
+        if self.matcher.is_some() || self.files.is_some() {
+            (self.mounts, self.layers) = ctr_mounts::of_process(self.matcher.as_ref(), pid, host);
         }
         self
     }
@@ -55,6 +70,14 @@ impl ContainerScope {
     pub fn open_roots(&self) -> Vec<OpenRoot> {
         match &self.matcher {
             Some(m) => ctr_mounts::open_roots(m, self.container.init_pid, &self.mounts, &self.layers),
+            None => Vec::new(),
+        }
+    }
+
+    /// The directories of this container its file rules reach (see [`ctr_mounts::file_roots`]).
+    pub fn file_roots(&self) -> Vec<OpenRoot> {
+        match &self.files {
+            Some(f) => ctr_mounts::file_roots(f, self.container.init_pid, &self.mounts, &self.layers),
             None => Vec::new(),
         }
     }

@@ -24,16 +24,19 @@ use crate::policy::matcher::{
 };
 
 /// Why this build does not enforce a file rule whose directory (see [`FileRule::directory`]: what would be
-/// marked, with every directory below it) is `directory`; `None` when it does. Enforced: the host's Block and
-/// Audit rules whose directory is not `/` (a file right below `/` included).
+/// marked, with every directory below it) is `directory`; `None` when it does. Enforced: the Block and Audit
+/// rules of host and container policies whose directory is not `/` (a file right below `/` included); a
+/// container policy's directory is the container's, marked through its root.
 pub fn not_enforced_reason(container: bool, action: Action, directory: &[u8]) -> Option<&'static str> {
-    if container {
-        Some("file rules of container policies are not enforced by this build")
-    } else if action == Action::Allow {
+    if action == Action::Allow {
         Some("Allow file rules and the default file posture are not enforced by this build")
     } else if [&b"/proc"[..], b"/sys"].iter().any(|p| crate::host::mounts::is_path_prefix(p, directory)) {
         Some(
             "a file rule on /proc or /sys is not enforced (their files are made by the kernel, per process and per device)",
+        )
+    } else if directory == b"/" && container {
+        Some(
+            "a file rule reaching every directory from / is not enforced (it would send every open in the container to the daemon)",
         )
     } else if directory == b"/" {
         Some(
@@ -57,7 +60,7 @@ pub fn pattern_directory(pattern: &str) -> &str {
 /// What the daemon and `check` say of the file rules this build does not enforce: how many, and why.
 pub fn not_enforced_summary(count: usize) -> String {
     format!(
-        "{count} file rule(s) loaded but not enforced by this build (container policies, Allow rules and the default file posture, rules reaching every directory from /, rules on /proc or /sys): `noexecd check` lists them"
+        "{count} file rule(s) loaded but not enforced by this build (Allow rules and the default file posture, rules reaching every directory from /, rules on /proc or /sys): `noexecd check` lists them"
     )
 }
 
@@ -198,6 +201,11 @@ impl FileMatcher {
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// Whether a rule matches `path`, whatever the open and the opener.
+    pub fn reaches(&self, path: &[u8]) -> bool {
+        self.rules.iter().any(|r| r.matches(path))
     }
 
     /// Whether a `read_only` rule matches `path`: only then does deciding an open of it need the open's
@@ -429,7 +437,9 @@ mod tests {
     fn what_this_build_enforces_and_the_directories_it_marks() {
         let block = |t| rule(t, Action::Block, false, false);
         assert_eq!(block(path("/etc/shadow")).not_enforced(false), None);
-        assert!(block(path("/etc/shadow")).not_enforced(true).is_some(), "a container policy's");
+        assert_eq!(block(path("/etc/shadow")).not_enforced(true), None, "a container policy's too");
+        assert!(block(dir("/", true)).not_enforced(true).is_some(), "every directory of a container");
+        assert!(rule(path("/etc/shadow"), Action::Allow, false, false).not_enforced(true).is_some());
         assert!(rule(path("/etc/shadow"), Action::Allow, false, false).not_enforced(false).is_some());
         assert!(block(dir("/", true)).not_enforced(false).is_some());
         assert!(block(path("/shadow")).not_enforced(false).is_some(), "its directory is /: never marked");

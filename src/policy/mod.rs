@@ -119,6 +119,9 @@ pub struct Config {
     pub container_policies: Vec<ContainerPolicy>,
     /// The policies with a `[policy.selector]` and file rules, in load order.
     pub container_file_policies: Vec<ContainerFilePolicy>,
+    /// Whether one of them has a file rule the daemon enforces: then the containers are read and their
+    /// directories marked for it, and the decision thread asks which container an opener is in.
+    pub container_files: bool,
     /// `[containers]`.
     pub containers: ContainersConfig,
     /// The text in force of each drop-in, by file: what [`load_each`] falls back to when the file no longer
@@ -196,10 +199,30 @@ impl Config {
         )
     }
 
+    /// Those of [`Config::container_file_matcher`]'s rules the daemon enforces ([`FileRule::not_enforced`]):
+    /// what its decision thread decides a container's opens with, and whose directories it marks through the
+    /// container's root. `None` when there is none.
+    pub fn container_file_enforced(&self, selected: &[usize]) -> Option<FileMatcher> {
+        let all = self.container_file_matcher(selected);
+        let enforced: Vec<FileRule> = all.rules().iter().filter(|r| r.not_enforced(true).is_none()).cloned().collect();
+        (!enforced.is_empty()).then(|| FileMatcher::new(enforced, self.daemon.default_file_posture, self.daemon.mode))
+    }
+
+    /// Whether the daemon reads the running containers: for container policies' process rules, or for their
+    /// file rules it enforces.
+    pub fn reads_containers(&self) -> bool {
+        !self.container_policies.is_empty() || self.container_files
+    }
+
     /// How many file rules, host or container, this build does not enforce.
     pub fn file_rules_not_enforced(&self) -> usize {
         self.file_matcher.rules().len() - self.file_enforced.rules().len()
-            + self.container_file_policies.iter().map(|p| p.rules.len()).sum::<usize>()
+            + self
+                .container_file_policies
+                .iter()
+                .flat_map(|p| p.rules.iter())
+                .filter(|r| r.not_enforced(true).is_some())
+                .count()
     }
 }
 
@@ -441,6 +464,8 @@ impl Loader {
         let file_enforced = FileMatcher::new(enforced, daemon.default_file_posture, daemon.mode);
         let file_matcher = FileMatcher::new(self.file_rules, daemon.default_file_posture, daemon.mode);
         let container_policies = self.containers;
+        let container_files =
+            self.file_containers.iter().flat_map(|p| p.rules.iter()).any(|r| r.not_enforced(true).is_none());
         Config {
             daemon,
             matcher,
@@ -451,6 +476,7 @@ impl Loader {
             policy_count,
             container_policies,
             container_file_policies: self.file_containers,
+            container_files,
             containers,
             drop_in_texts: self.drop_in_texts,
             refused: self.refused,

@@ -460,7 +460,7 @@ fn check_warns_about_a_block_pattern_that_leaves_deeper_paths_open() {
 }
 
 /// File rules through the binary: `check` lists what they protect and which this build does not enforce
-/// (a container policy's); `explain --open` decides an open for reading and for writing, with the file alert and the exit
+/// (a container policy's file right below `/`); `explain --open` decides an open for reading and for writing, with the file alert and the exit
 /// statuses of an exec's explanation.
 #[test]
 fn file_rules_are_listed_by_check_and_decided_by_explain_open() {
@@ -474,22 +474,24 @@ fn file_rules_are_listed_by_check_and_decided_by_explain_open() {
          [[policy]]\nname = \"it-file-audit\"\naction = \"Audit\"\n\
          [[policy.file.match_directories]]\ndir = \"{d}/logs/\"\nrecursive = true\n\n\
          [[policy]]\nname = \"it-file-ctr\"\n[policy.selector]\nnamespace = \"ns\"\n\
-         [[policy.file.match_paths]]\npath = \"/etc/shadow\"\n"
+         [[policy.file.match_paths]]\npath = \"/etc/shadow\"\n\
+         [[policy.file.match_paths]]\npath = \"/secret.txt\"\n"
     );
     let cfg = c.write("file-rules.toml", &text);
     let o = noexecd_cfg(&["check"], &cfg);
     assert_eq!(o.code(), Some(0), "{o}");
-    assert!(o.stdout.contains("3 file rules (1 not enforced by this build), default file posture audit"), "{o}");
+    assert!(o.stdout.contains("4 file rules (1 not enforced by this build), default file posture audit"), "{o}");
     let line = format!("file-rule\thost\tpath\t{d}/secret\tBlock\tread_only\tpolicy=it-file\t{}:", cfg.display());
     assert!(o.stdout.lines().any(|l| l.starts_with(&line) && l.ends_with("\tenforced")), "{o}");
     assert!(o.stdout.contains("container-file-policy\tit-file-ctr\t"), "{o}");
-    let container = "not-enforced: file rules of container policies are not enforced by this build";
-    assert!(
+    let ctr = |path: &str, end: &str| {
         o.stdout
             .lines()
-            .any(|l| l.starts_with("file-rule\tcontainer\tpath\t/etc/shadow\tBlock") && l.ends_with(container)),
-        "{o}"
-    );
+            .any(|l| l.starts_with(&format!("file-rule\tcontainer\tpath\t{path}\tBlock")) && l.ends_with(end))
+    };
+    assert!(ctr("/etc/shadow", "\tenforced"), "a container policy's rule is enforced in its containers\n{o}");
+    let root = "not-enforced: a file rule reaching every directory from / is not enforced (it would send every open in the container to the daemon)";
+    assert!(ctr("/secret.txt", root), "{o}");
     assert!(
         o.stdout.contains(&format!("file-rule\thost\tdir-recursive\t{d}/logs/\tAudit\tpolicy=it-file-audit")),
         "{o}"

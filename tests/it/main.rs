@@ -15,6 +15,7 @@ mod allow_posture;
 mod cli;
 mod container;
 mod container_enforce;
+mod container_files;
 mod container_routes;
 mod containers;
 mod cri;

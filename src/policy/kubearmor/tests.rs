@@ -327,9 +327,6 @@ fn reports_name_file_document_policy_path_and_line() {
         "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.process.matchPaths[3].readOnly not enforced by noexecd (unknown key) [line 21]",
         "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.process.matchPatterns[0] not enforced by noexecd (fromSource on a pattern rule at spec.process.matchPatterns[0].fromSource; rule skipped) [line 23]",
         "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.process.matchCommands not enforced by noexecd (unknown key) [line 27]",
-        "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.file.matchPaths[0] not enforced by noexecd (file rule: converted; file rules of container policies are not enforced by this build) [line 30]",
-        "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.file.matchDirectories[0] not enforced by noexecd (file rule: converted; file rules of container policies are not enforced by this build) [line 33]",
-        "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.file.matchPatterns[0] not enforced by noexecd (file rule: converted; file rules of container policies are not enforced by this build) [line 35]",
         "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.network.matchProtocols[0] not enforced by noexecd (network rules) [line 39]",
         "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.network.matchProtocols[1] not enforced by noexecd (network rules) [line 40]",
         "policies/not-enforced.yaml:DOC#1 policy ksp-mixed: spec.capabilities.matchCapabilities[0] not enforced by noexecd (capabilities rules) [line 43]",
@@ -659,12 +656,11 @@ fn every_published_template_imports_and_loads() {
     // KubeArmor's CRD refuses too (its `pattern` is required). The 8 other parts: a misspelt `recursive`,
     // those two `path` keys, and 5 section keys written twice.
     assert_eq!((file_loaded, file_skipped, file_other), (1121, 2, 8));
-    // Enforced: the host policies' Block and Audit rules whose directory is neither `/` nor on /proc or /sys,
-    // 126 of 1121.
+    // Enforced: the Block and Audit rules, host and container, whose directory is neither `/` nor on /proc
+    // or /sys: 793 of 1121.
     let why = |w: &str| file_why.iter().filter(|(k, _)| k.contains(w)).map(|(_, n)| *n).sum::<usize>();
-    let (container, allow, root, proc) =
-        (why("container policies"), why("Allow file rules"), why("from /"), why("/proc or /sys"));
-    assert_eq!((file_rules, container, allow, root, proc), (995, 966, 0, 27, 2), "{file_why:?}");
+    let (allow, root, proc) = (why("Allow file rules"), why("from /"), why("/proc or /sys"));
+    assert_eq!((file_rules, allow, root, proc), (328, 83, 224, 21), "{file_why:?}");
     // Besides the file rules this build does not enforce: network rules, node selectors,
     // 15 rules left out (13 with a relative pattern, process names such as `dbus-daemon` and regular
     // expressions, and the two file patterns above), 18 keys written twice, 3 unknown keys.
