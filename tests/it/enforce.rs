@@ -322,12 +322,13 @@ fn allow_rules_with_default_posture_block_whitelist_the_filesystem() {
     assert_eq!(get_int(&alerts[1], "PID"), e2.pid, "{}", alerts[1]);
 }
 
-/// File rules this build does not enforce (a container policy's) load beside process rules, and the daemon
-/// says so: in its log at start and on its status line. The process rules beside them still block.
+/// File rules this build does not enforce (an Allow rule, whose default file posture is not enforced) load
+/// beside process rules, and the daemon says so: in its log at start and on its status line. The process
+/// rules beside them still block.
 #[test]
 fn file_rules_not_enforced_are_said_so_by_the_daemon() {
     let mut env = privileged!(Layout::Tmpfs);
-    let file_policy = "\n[[policy]]\nname = \"it-file\"\n[policy.selector]\nnamespace = \"ns\"\n[[policy.file.match_paths]]\npath = \"/etc/shadow\"\nread_only = true\n";
+    let file_policy = "\n[[policy]]\nname = \"it-file\"\naction = \"Allow\"\n[[policy.file.match_paths]]\npath = \"/etc/shadow\"\nread_only = true\n";
     let cfg = env.write_config(&DaemonOpts::enforce(), &(dir_policy("Block", &env.fs, true) + file_policy));
     env.start_daemon(&cfg);
     let status = env.daemon().watch().fresh_status();
