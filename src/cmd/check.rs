@@ -150,6 +150,13 @@ pub fn check(config_path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Re
             for m in &s.mounts {
                 w(out, format!("container-mount\t{}\t{}", c.info.id, m.describe()))?;
             }
+            // Under its default file posture (an Allow file rule selects it): every open on these mounts is
+            // decided by its file rules.
+            if s.file_posture() {
+                let mounts: Vec<String> =
+                    s.posture_mounts.iter().map(|m| String::from_utf8_lossy(m).into_owned()).collect();
+                w(out, format!("container-file-posture\t{}\t{}", c.info.id, mounts.join(",")))?;
+            }
         }
     }
     // The daemon answers its own opens at once, so this works; but alerts kept where the policy protects are

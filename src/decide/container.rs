@@ -16,6 +16,7 @@ use crate::guard::Guard;
 use crate::guard::ctr_marks::FirstExecMarks;
 use crate::guard::scopes::{ContainerScope, Scopes};
 use crate::host::procfs::{self, ProcSubject};
+use crate::policy::file_rules::FileMatcher;
 use crate::policy::matcher::Scope;
 use crate::sys::ProcDirs;
 
@@ -289,6 +290,7 @@ fn identity_may_matter(guard: &Guard, host: &Verdict, layer_name: &[u8], private
     private
         || host.rule.is_some()
         || !guard.all_container_rules.as_ref().is_none_or(|all| all.untouched_by_rules(layer_name))
+        || guard.all_container_files.as_ref().is_some_and(FileMatcher::whitelist)
 }
 
 #[cfg(test)]

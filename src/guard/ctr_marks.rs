@@ -26,7 +26,11 @@ const MARKED_MAX: usize = 256;
 /// The open guard's mark on a container's protected directory, placed at a container's first exec.
 const CONTAINER_DIR_MASK: Mask = Mask::FAN_OPEN_PERM.union(Mask::FAN_EVENT_ON_CHILD);
 
+/// The mark on each mount of a container whose file rules turn the default file posture on: every open there.
+const POSTURE_MASK: Mask = Mask::FAN_OPEN_PERM;
+
 /// What a refused mark was for, in the log.
+const POSTURE_MOUNT: &str = "a container's mount under its default file posture";
 const PRIVATE_MOUNT: &str = "a container's own mount";
 const HOST_FILESYSTEM: &str = "the filesystem of a container's bind mount";
 const CONTAINER_DIR: &str = "a container's protected directory for the open guard";
@@ -38,6 +42,8 @@ pub struct ContainerMarks {
     private: HashMap<u64, (PathBuf, Mask, String)>,
     /// Host filesystems bound into containers and not marked for the host: device → our mount of it.
     host: HashMap<u64, PathBuf>,
+    /// Mounts under a container's default file posture: the path each was marked through → the container's id.
+    posture: HashMap<PathBuf, String>,
     /// Marks refused at the last look, by device and path: the next look tries again, and reports only a new
     /// failure (the looks come twice a second).
     failed: HashSet<(u64, PathBuf)>,
@@ -50,6 +56,7 @@ impl ContainerMarks {
         Self {
             private: HashMap::new(),
             host: HashMap::new(),
+            posture: HashMap::new(),
             failed: HashSet::new(),
             failures: MarkFailures::logged_here(counters),
         }
@@ -64,8 +71,23 @@ impl ContainerMarks {
         let mut private: HashMap<u64, (PathBuf, Mask, String)> = HashMap::new();
         let mut host: HashMap<u64, PathBuf> = HashMap::new();
         let mut failed: HashSet<(u64, PathBuf)> = HashSet::new();
+        let mut posture: HashMap<PathBuf, String> = HashMap::new();
         for s in scopes.all() {
             let (id, pid) = (&s.container.info.id, s.container.init_pid);
+            if s.file_posture() {
+                for mount_point in &s.posture_mounts {
+                    let path = through_root(pid, mount_point);
+                    match marker.mark_mount(&path, POSTURE_MASK) {
+                        Ok(()) => {
+                            if !self.posture.contains_key(&path) {
+                                tracing::info!(id = %id, mount = %String::from_utf8_lossy(mount_point), "marked a container's mount for its default file posture");
+                            }
+                            posture.insert(path, id.clone());
+                        }
+                        Err(error) => self.refused(&mut failed, 0, MarkFailure { what: POSTURE_MOUNT, path, error }),
+                    }
+                }
+            }
             for m in &s.mounts {
                 if m.private {
                     let extra = if open && m.whole { Mask::FAN_OPEN_PERM } else { Mask::empty() };
@@ -117,8 +139,15 @@ impl ContainerMarks {
                 tracing::info!(via = %path.display(), "removed the mark of a filesystem no container binds any more");
             }
         }
+        for (path, id) in self.posture.drain() {
+            // A container gone took its mounts and their marks with it: this fails then, and changes nothing.
+            if !posture.contains_key(&path) && marker.unmark_mount(&path, POSTURE_MASK).is_ok() {
+                tracing::info!(id = %id, via = %path.display(), "removed the default file posture's mark of a container's mount");
+            }
+        }
         self.private = private;
         self.host = host;
+        self.posture = posture;
         self.failed = failed;
     }
 
@@ -201,7 +230,7 @@ impl FirstExecMarks {
     pub fn selected(&mut self, guard: &Guard, scope: &ContainerScope, pid: i32) {
         let (matcher, files) = (scope.matcher.as_ref(), scope.files.as_ref());
         let id = &scope.container.info.id;
-        if self.marker.is_none() || (matcher.is_none() && files.is_none()) || self.marked.contains(id) {
+        if self.marker.is_none() || (matcher.is_none() && files.is_none()) || self.marked.contains(id.as_str()) {
             return;
         }
         self.remember(id);
@@ -226,6 +255,15 @@ impl FirstExecMarks {
         }
         if !roots.is_empty() {
             mark_open_roots(marker.as_ref(), failures, pid, roots);
+        }
+        if scope.file_posture() {
+            let text = ctr_mounts::mountinfo_of(pid).unwrap_or_default();
+            for mount_point in ctr_mounts::posture_mounts(&text) {
+                let path = through_root(pid, &mount_point);
+                if let Err(error) = marker.mark_mount(&path, POSTURE_MASK) {
+                    failures.report(MarkFailure { what: POSTURE_MOUNT, path, error });
+                }
+            }
         }
     }
 
@@ -297,6 +335,14 @@ mod tests {
 
         fn unmark_fd(&self, _: BorrowedFd<'_>, mask: Mask) -> Result<(), Errno> {
             self.ask("unmark_fd", Path::new(""), mask)
+        }
+
+        fn mark_mount(&self, path: &Path, mask: Mask) -> Result<(), Errno> {
+            self.ask("mark_mount", path, mask)
+        }
+
+        fn unmark_mount(&self, path: &Path, mask: Mask) -> Result<(), Errno> {
+            self.ask("unmark_mount", path, mask)
         }
     }
 

@@ -100,6 +100,53 @@ pub fn rootfs_layers(text: &[u8]) -> Vec<Layer> {
     overlay_layers(root.as_ref()).into_iter().filter(|l| l.dir.starts_with(b"/")).collect()
 }
 
+/// Filesystems the kernel makes (no files anyone writes or reads as data): never under a default file posture.
+const KERNEL_FS: &[&str] = &[
+    "proc",
+    "sysfs",
+    "cgroup",
+    "cgroup2",
+    "devpts",
+    "mqueue",
+    "securityfs",
+    "debugfs",
+    "tracefs",
+    "bpf",
+    "configfs",
+    "fusectl",
+    "binfmt_misc",
+];
+
+/// Where a container's kernel files are: never under a default file posture, whatever is mounted there.
+const KERNEL_DIRS: &[&[u8]] = &[b"/proc", b"/sys", b"/dev"];
+
+/// The mount points of a container (its mountinfo `text`) that a default file posture covers: its rootfs and
+/// every other mount of files (a tmpfs, a volume, a bind of a host directory, the runtime's `/etc/hosts`),
+/// not the kernel's (`/proc`, `/sys`, `/dev` and what is below them, and pseudo filesystems wherever they
+/// are). Each once, in the order mountinfo lists them.
+pub fn posture_mounts(text: &[u8]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for line in mountinfo::lines(text) {
+        let m = crate::host::mounts::Mount::from_line(&line);
+        if KERNEL_FS.contains(&m.fstype.as_str())
+            || KERNEL_DIRS.iter().any(|d| is_path_prefix(d, &m.mount_point))
+            || out.contains(&m.mount_point)
+        {
+            continue;
+        }
+        out.push(m.mount_point);
+    }
+    out
+}
+
+/// The text of `/proc/PID/mountinfo`; `None` when the process is gone.
+pub fn mountinfo_of(pid: i32) -> Option<Vec<u8>> {
+    if pid <= 0 {
+        return None;
+    }
+    std::fs::read(format!("/proc/{pid}/mountinfo")).ok()
+}
+
 /// Reads `/proc/PID/mountinfo` and [`find`]s the mounts in it (none without a `matcher`: a container only
 /// file rules select), with its rootfs layers; nothing when the process is gone.
 pub fn of_process(matcher: Option<&Matcher>, pid: i32, host: &MountTable) -> (Vec<ContainerMount>, Vec<Layer>) {
@@ -231,6 +278,17 @@ mod tests {
     const KSP: &str = "[[policy.process.match_patterns]]\npattern = \"/tmp/*\"\n\
                        [[policy.process.match_patterns]]\npattern = \"/var/tmp/*\"\n\
                        [[policy.process.match_directories]]\ndir = \"/dev/shm/\"\nrecursive = true\n";
+
+    #[test]
+    fn a_default_file_posture_covers_every_mount_of_files_and_none_of_the_kernels() {
+        let got: Vec<String> =
+            posture_mounts(CONTAINER).iter().map(|m| String::from_utf8_lossy(m).into_owned()).collect();
+        assert_eq!(got, ["/", "/tmp", "/var/tmp", "/tmp/deep"], "not /proc, /dev, /dev/shm");
+        let hosts = b"600 0 0:90 / / rw - overlay overlay rw\n601 600 8:1 /c/hosts /etc/hosts rw - ext4 /dev/sda1 rw\n\
+                      602 600 0:91 / /sys rw - sysfs sysfs rw\n603 602 0:92 / /sys/fs/cgroup rw - cgroup2 cgroup rw\n";
+        let got: Vec<String> = posture_mounts(hosts).iter().map(|m| String::from_utf8_lossy(m).into_owned()).collect();
+        assert_eq!(got, ["/", "/etc/hosts"]);
+    }
 
     #[test]
     fn the_mounts_in_protected_scope_and_how_each_is_marked() {

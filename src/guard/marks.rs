@@ -52,6 +52,9 @@ pub trait Marker: Send + Sync {
     /// `mask` on the inode open at `fd`.
     fn mark_fd(&self, fd: BorrowedFd<'_>, mask: Mask) -> std::result::Result<(), Errno>;
     fn unmark_fd(&self, fd: BorrowedFd<'_>, mask: Mask) -> std::result::Result<(), Errno>;
+    /// `mask` on the mount `path` is on (a mount mark: the opens through that mount only).
+    fn mark_mount(&self, path: &Path, mask: Mask) -> std::result::Result<(), Errno>;
+    fn unmark_mount(&self, path: &Path, mask: Mask) -> std::result::Result<(), Errno>;
 }
 
 impl Marker for FanotifyGroup {
@@ -73,6 +76,14 @@ impl Marker for FanotifyGroup {
 
     fn unmark_fd(&self, fd: BorrowedFd<'_>, mask: Mask) -> std::result::Result<(), Errno> {
         FanotifyGroup::unmark_fd(self, fd, mask)
+    }
+
+    fn mark_mount(&self, path: &Path, mask: Mask) -> std::result::Result<(), Errno> {
+        FanotifyGroup::mark_mount(self, path, mask)
+    }
+
+    fn unmark_mount(&self, path: &Path, mask: Mask) -> std::result::Result<(), Errno> {
+        FanotifyGroup::unmark_mount(self, path, mask)
     }
 }
 

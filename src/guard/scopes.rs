@@ -33,6 +33,9 @@ pub struct ContainerScope {
     /// The layers of its rootfs overlay, read with `mounts` (upper first); none for a container no policy
     /// selects.
     pub layers: Vec<Layer>,
+    /// Where its mounts of files are (`ctr_mounts::posture_mounts`), when its file rules turn the default
+    /// file posture on: each gets a mount mark, and every open there is decided.
+    pub posture_mounts: Vec<Vec<u8>>,
 }
 
 impl ContainerScope {
@@ -54,16 +57,29 @@ impl ContainerScope {
         } else {
             None
         };
-        Self { container, policies, matcher, files, mounts: Vec::new(), layers: Vec::new() }
+        Self { container, policies, matcher, files, mounts: Vec::new(), layers: Vec::new(), posture_mounts: Vec::new() }
     }
 
     /// The same, with its mounts in protected scope read through process `pid` (one of its processes) and
     /// classified against our mount table `host`, and the layers of its rootfs.
     pub fn with_mounts(mut self, host: &MountTable, pid: i32) -> Self {
-        if self.matcher.is_some() || self.files.is_some() {
-            (self.mounts, self.layers) = ctr_mounts::of_process(self.matcher.as_ref(), pid, host);
+        if self.matcher.is_none() && self.files.is_none() {
+            return self;
+        }
+        let Some(text) = ctr_mounts::mountinfo_of(pid) else { return self };
+        if let Some(m) = &self.matcher {
+            self.mounts = ctr_mounts::find(m, &text, host);
+        }
+        self.layers = ctr_mounts::rootfs_layers(&text);
+        if self.file_posture() {
+            self.posture_mounts = ctr_mounts::posture_mounts(&text);
         }
         self
+    }
+
+    /// Whether its file rules turn the default file posture on (an Allow file rule of a policy selecting it).
+    pub fn file_posture(&self) -> bool {
+        self.files.as_ref().is_some_and(FileMatcher::whitelist)
     }
 
     /// The open guard's directories of this container (see [`ctr_mounts::open_roots`]).

@@ -28,8 +28,12 @@ use crate::policy::matcher::{
 /// rules of host and container policies whose directory is not `/` (a file right below `/` included); a
 /// container policy's directory is the container's, marked through its root.
 pub fn not_enforced_reason(container: bool, action: Action, directory: &[u8]) -> Option<&'static str> {
-    if action == Action::Allow {
-        Some("Allow file rules and the default file posture are not enforced by this build")
+    if action == Action::Allow && container {
+        // The default file posture it turns on reaches every open in the container: every mount of the
+        // container is marked for it, whatever directory the rule names.
+        None
+    } else if action == Action::Allow {
+        Some("Allow file rules of host policies and the host's default file posture are not enforced by this build")
     } else if [&b"/proc"[..], b"/sys"].iter().any(|p| crate::host::mounts::is_path_prefix(p, directory)) {
         Some(
             "a file rule on /proc or /sys is not enforced (their files are made by the kernel, per process and per device)",
@@ -60,7 +64,7 @@ pub fn pattern_directory(pattern: &str) -> &str {
 /// What the daemon and `check` say of the file rules this build does not enforce: how many, and why.
 pub fn not_enforced_summary(count: usize) -> String {
     format!(
-        "{count} file rule(s) loaded but not enforced by this build (Allow rules and the default file posture, rules reaching every directory from /, rules on /proc or /sys): `noexecd check` lists them"
+        "{count} file rule(s) loaded but not enforced by this build (Allow rules of host policies and the host's default file posture, rules reaching every directory from /, rules on /proc or /sys): `noexecd check` lists them"
     )
 }
 
@@ -203,9 +207,15 @@ impl FileMatcher {
         self.rules.is_empty()
     }
 
-    /// Whether a rule matches `path`, whatever the open and the opener.
+    /// Whether a rule, or the default file posture its Allow rules turn on, may decide an open of `path`,
+    /// whatever the open and the opener.
     pub fn reaches(&self, path: &[u8]) -> bool {
-        self.rules.iter().any(|r| r.matches(path))
+        self.whitelist || self.rules.iter().any(|r| r.matches(path))
+    }
+
+    /// Whether Allow rules turn the default file posture on: every open in the scope is then decided.
+    pub fn whitelist(&self) -> bool {
+        self.whitelist
     }
 
     /// Whether a `read_only` rule matches `path`: only then does deciding an open of it need the open's
@@ -439,7 +449,8 @@ mod tests {
         assert_eq!(block(path("/etc/shadow")).not_enforced(false), None);
         assert_eq!(block(path("/etc/shadow")).not_enforced(true), None, "a container policy's too");
         assert!(block(dir("/", true)).not_enforced(true).is_some(), "every directory of a container");
-        assert!(rule(path("/etc/shadow"), Action::Allow, false, false).not_enforced(true).is_some());
+        assert_eq!(rule(path("/etc/shadow"), Action::Allow, false, false).not_enforced(true), None);
+        assert_eq!(rule(dir("/", true), Action::Allow, false, false).not_enforced(true), None, "no mark of its own");
         assert!(rule(path("/etc/shadow"), Action::Allow, false, false).not_enforced(false).is_some());
         assert!(block(dir("/", true)).not_enforced(false).is_some());
         assert!(block(path("/shadow")).not_enforced(false).is_some(), "its directory is /: never marked");

@@ -60,6 +60,9 @@ spec:
   action: Audit
 ";
 
+/// KubeArmor's `Data` of an open for reading by `openat`.
+const RDONLY: &str = "syscall=SYS_OPENAT fd=-100 flags=O_RDONLY";
+
 const BLOCK_POLICY: &str = "ksp-wordpress-block-config";
 const AUDIT_POLICY: &str = "ksp-wordpress-audit-logs";
 
@@ -96,15 +99,7 @@ fn file_rules_in_podman_containers(name: &str, layout: SandboxLayout) {
     let Some(mut g) = setup(name, layout) else { return };
     let base = g.sb.base();
     fs::write(g.sb.host_view(&base.join("policy.d/ksp-wordpress-files.yaml")), KSP_FILES).unwrap();
-    g.sb.sh(&format!(
-        "cd {b}\ncp -a img files\ncd files\nmkdir -p var/www/html etc/app srv/secrets/deep srv/audit\n\
-         for f in var/www/html/wp-config.php var/www/html/index.php etc/app/readonly.txt etc/app/owned.txt \
-         etc/app/plain.txt srv/secrets/deep/key srv/audit/log; do echo data > $f; done\n\
-         chmod 0666 etc/app/readonly.txt\nchmod 0644 etc/app/owned.txt\nchmod 0777 srv/audit\n\
-         tar -C . -cf ../files.tar .\n",
-        b = sh_quote(&base)
-    ));
-    g.sb.podman(&["import", "-q", &path_str(&base.join("files.tar")), FILES_IMAGE]);
+    build_files_image(&g);
     let want = expected_marks(&g);
     g.start(&want);
 
@@ -134,7 +129,7 @@ fn file_rules_in_podman_containers(name: &str, layout: SandboxLayout) {
     refused(&exec("0", "wp-files", "cat /var/www/html/wp-config.php"), "cat wp-config.php");
     let a = g.expect_alerts(1, "wp-config.php refused");
     let c = |resource| InContainer { id: &wp, image: image.clone(), resource, source: None, pid: None };
-    let rdonly = "syscall=SYS_OPENAT fd=-100 flags=O_RDONLY";
+    let rdonly = RDONLY;
     assert_file_alert(&a[0], &c("/var/www/html/wp-config.php"), BLOCK_POLICY, "Block", rdonly);
     opened(&exec("0", "wp-files", "cat /var/www/html/index.php /etc/app/plain.txt"), "the files next to it");
 
@@ -220,6 +215,128 @@ fn first_commands(g: &crate::container_enforce::Guarded, cmd: &str, n: usize) ->
     script += "wait\n";
     g.sb.sh(&script);
     (0..n).map(|i| fs::read_to_string(g.sb.host_view(&out.join(i.to_string()))).unwrap_or_default()).collect()
+}
+
+/// Allow file rules: under `default_file_posture = "block"`, the selected container opens only what they
+/// allow; KubeArmor's default file posture, enforced on every mount of the container's files.
+const KSP_ALLOW: &str = "\
+apiVersion: security.kubearmor.com/v1
+kind: KubeArmorPolicy
+metadata:
+  name: ksp-wordpress-allow-files
+  namespace: wordpress-mysql
+spec:
+  selector:
+    matchLabels:
+      app: wordpress
+  file:
+    matchDirectories:
+    - dir: /bin/
+      recursive: true
+    - dir: /srv/audit/
+      recursive: true
+    matchPaths:
+    - path: /etc/app/plain.txt
+    - path: /etc/app/readonly.txt
+      readOnly: true
+  action: Allow
+";
+
+/// The fixture with the image of [`file_rules_in_podman_containers`], and a daemon whose default file
+/// posture is `block`, with [`KSP_ALLOW`] as its only file policy.
+fn allow_setup(name: &str, layout: SandboxLayout) -> Option<crate::container_enforce::Guarded> {
+    let g = setup(name, layout)?;
+    let base = g.sb.base();
+    fs::write(g.sb.host_view(&base.join("policy.d/ksp-wordpress-allow.yaml")), KSP_ALLOW).unwrap();
+    let config = g.sb.host_view(&g.config);
+    let text =
+        fs::read_to_string(&config).unwrap().replacen("[daemon]\n", "[daemon]\ndefault_file_posture = \"block\"\n", 1);
+    fs::write(&config, text).unwrap();
+    build_files_image(&g);
+    Some(g)
+}
+
+/// The fixture's busybox image with the files the rules point at, all owned by root, as [`FILES_IMAGE`].
+fn build_files_image(g: &crate::container_enforce::Guarded) {
+    let base = g.sb.base();
+    g.sb.sh(&format!(
+        "cd {b}\ncp -a img files\ncd files\nmkdir -p var/www/html etc/app srv/secrets/deep srv/audit\n\
+         for f in var/www/html/wp-config.php var/www/html/index.php etc/app/readonly.txt etc/app/owned.txt \
+         etc/app/plain.txt srv/secrets/deep/key srv/audit/log; do echo data > $f; done\n\
+         chmod 0666 etc/app/readonly.txt\nchmod 0644 etc/app/owned.txt\nchmod 0777 srv/audit\n\
+         tar -C . -cf ../files.tar .\n",
+        b = sh_quote(&base)
+    ));
+    g.sb.podman(&["import", "-q", &path_str(&base.join("files.tar")), FILES_IMAGE]);
+}
+
+fn allow_posture_in_podman_containers(name: &str, layout: SandboxLayout) {
+    let Some(mut g) = allow_setup(name, layout) else { return };
+    let want = expected_marks(&g);
+    g.start(&want);
+    let started =
+        g.run_container(&WORDPRESS_LABELS, &["-d", "--name", "wp-allow"], FILES_IMAGE, &["/bin/sleep", "600"]);
+    assert!(started.status.success(), "{name}: the WordPress container starts under its posture\n{started}");
+    let wp = started.stdout.trim().to_owned();
+    let other = g.run_container(&OTHER_LABELS, &["-d", "--name", "other-allow"], FILES_IMAGE, &["/bin/sleep", "600"]);
+    assert!(other.status.success(), "{name}: the other container starts\n{other}");
+    g.caught_up();
+    let check = g.sb.run(&[bin().into_os_string(), "check".into(), "--config".into(), g.config.clone().into()]);
+    assert!(
+        check.stdout.lines().any(|l| l.starts_with(&format!("container-file-posture\t{wp}\t/"))),
+        "{name}: `check` lists the container's mounts under its posture\n{check}"
+    );
+    let image = format!("{FILES_IMAGE}@sha256:{}", g.image_id(FILES_IMAGE));
+    let exec = |container: &str, script: &str| g.podman(&["exec", container, "/bin/sh", "-c", script]);
+    let opened = |o: &Output, what: &str| {
+        assert!(o.status.success() && !o.stderr.contains(EPERM_TEXT), "{name}: {what}: expected it to open\n{o}");
+    };
+    let refused = |o: &Output, what: &str| {
+        assert!(o.code() != Some(0) && o.stderr.contains(EPERM_TEXT), "{name}: {what}: expected EPERM\n{o}");
+    };
+    // What the Allow rules name opens (the shell and cat themselves: /bin/ is allowed).
+    opened(&exec("wp-allow", "cat /etc/app/plain.txt /srv/audit/log /etc/app/readonly.txt"), "allowed files");
+    opened(&exec("wp-allow", "echo x > /srv/audit/new && cat /srv/audit/new"), "a new file in an allowed directory");
+    opened(&exec("wp-allow", "echo x > /dev/null"), "/dev is the kernel's, under no posture");
+    // Everything else is refused by the posture, each with its alert.
+    refused(&exec("wp-allow", "cat /var/www/html/index.php"), "a file no Allow rule names");
+    refused(&exec("wp-allow", "echo x >> /etc/app/readonly.txt"), "a write to a file allowed read-only");
+    refused(&exec("wp-allow", "echo x > /tmp/dropped"), "a new file in /tmp");
+    let a = g.expect_alerts(3, "three opens refused by the posture");
+    let c = |resource| InContainer { id: &wp, image: image.clone(), resource, source: None, pid: None };
+    assert_file_alert(&a[0], &c("/var/www/html/index.php"), "DefaultPosture", "Block", RDONLY);
+    let append = "syscall=SYS_OPENAT fd=-100 flags=O_WRONLY|O_CREAT|O_APPEND";
+    assert_file_alert(&a[1], &c("/etc/app/readonly.txt"), "DefaultPosture", "Block", append);
+    let create = "syscall=SYS_OPENAT fd=-100 flags=O_WRONLY|O_CREAT|O_TRUNC";
+    assert_file_alert(&a[2], &c("/tmp/dropped"), "DefaultPosture", "Block", create);
+    // A container no Allow rule selects, and the host, are under no posture.
+    opened(&exec("other-allow", "cat /var/www/html/index.php && echo x > /tmp/dropped"), "the other container");
+    let pid = g.inspect("wp-allow", "{{.State.Pid}}");
+    opened(&g.sb.run(&["cat", &format!("/proc/{pid}/root/var/www/html/index.php")]), "the host reading the file");
+    // From a fresh container's first command.
+    let fresh = first_commands(&g, "/bin/cat /var/www/html/index.php", FRESH);
+    for (i, out) in fresh.iter().enumerate() {
+        assert!(
+            out.contains(EPERM_TEXT) && !out.contains("data"),
+            "{name}: fresh container {i}: its first open went through its posture:\n{out}\n--- noexecd ---\n{}",
+            g.log_text()
+        );
+    }
+    for out in &first_commands(&g, "/bin/cat /etc/app/plain.txt", 2) {
+        assert!(out.contains("data") && !out.contains(EPERM_TEXT), "{name}: an allowed first open:\n{out}");
+    }
+    g.expect_alerts(3 + FRESH, "one alert per fresh container refused");
+    g.verify();
+}
+
+#[test]
+fn tmp_tmpfs_allow_posture_in_podman_containers() {
+    allow_posture_in_podman_containers(&test_name!(), SandboxLayout::TmpTmpfs);
+}
+
+#[test]
+fn ext4_root_allow_posture_in_podman_containers() {
+    allow_posture_in_podman_containers(&test_name!(), SandboxLayout::Ext4Root);
 }
 
 #[test]

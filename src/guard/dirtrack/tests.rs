@@ -38,6 +38,14 @@ impl Marker for Refusing {
     fn unmark_fd(&self, _: BorrowedFd<'_>, _: Mask) -> std::result::Result<(), Errno> {
         Ok(())
     }
+
+    fn mark_mount(&self, _: &Path, _: Mask) -> std::result::Result<(), Errno> {
+        Err(Errno::EPERM)
+    }
+
+    fn unmark_mount(&self, _: &Path, _: Mask) -> std::result::Result<(), Errno> {
+        Ok(())
+    }
 }
 
 #[test]

@@ -339,13 +339,40 @@ pub fn marks_outside_but_sandbox_superblocks(pid: i32, allowed: &BTreeSet<(u64, 
     let (_, bad) = marks_outside(pid, allowed);
     bad.into_iter()
         .filter(|l| {
-            let sdev = l
-                .split_whitespace()
-                .find_map(|t| t.strip_prefix("sdev:"))
-                .and_then(|h| u64::from_str_radix(h, 16).ok());
-            !sdev.is_some_and(|d| d >> 20 == 0 && !machine.contains(&d) && !forbidden.contains(&d))
+            let field = |name: &str| l.split_whitespace().find_map(|t| t.strip_prefix(name));
+            let dev = match field("mnt_id:") {
+                // A mount of a container's namespace (its rootfs, under a default file posture). One no process
+                // shows any more is a container's mount being torn down: none of the machine's mounts.
+                Some(id) => match u64::from_str_radix(id, 16).ok().map(mount_dev_anywhere) {
+                    Some(None) => return false,
+                    found => found.flatten(),
+                },
+                None => field("sdev:").and_then(|h| u64::from_str_radix(h, 16).ok()),
+            };
+            !dev.is_some_and(|d| d >> 20 == 0 && !machine.contains(&d) && !forbidden.contains(&d))
         })
         .collect()
+}
+
+/// The device (kernel encoding) of mount `id`, from the mountinfo of any process that shows it (mount ids
+/// are unique on the machine).
+fn mount_dev_anywhere(id: u64) -> Option<u64> {
+    let want = id.to_string();
+    fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let name = e.file_name();
+        if !name.to_str()?.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let text = fs::read_to_string(e.path().join("mountinfo")).ok()?;
+        text.lines().find_map(|l| {
+            let mut f = l.split(' ');
+            if f.next()? != want {
+                return None;
+            }
+            let (maj, min) = f.nth(1)?.split_once(':')?;
+            Some((maj.parse::<u64>().ok()? << 20) | min.parse::<u64>().ok()?)
+        })
+    })
 }
 
 /// The marks of process `pid` that raise events on a filesystem outside `allowed` (devices as (major, minor))
@@ -376,8 +403,10 @@ pub fn marks_outside(pid: i32, allowed: &BTreeSet<(u64, u64)>) -> (Vec<u64>, Vec
             continue;
         }
         let dev = if let Some(id) = field("mnt_id:") {
-            // Mount mark: mnt_id is hex.
-            u64::from_str_radix(&id, 16).ok().and_then(|id| mount_dev(&id.to_string()))
+            // Mount mark: mnt_id is hex. A mount of a container's namespace is not in the daemon's table.
+            u64::from_str_radix(&id, 16)
+                .ok()
+                .and_then(|id| mount_dev(&id.to_string()).or_else(|| mount_dev_anywhere(id)))
         } else {
             field("sdev:").and_then(|h| u64::from_str_radix(&h, 16).ok())
         };
