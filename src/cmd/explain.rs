@@ -206,7 +206,7 @@ pub fn explain_open(config_path: &Path, path: &Path, write: bool, asked: &Asked<
             let container = scope.is_some();
             let why = match matcher.rules().iter().find(|r| Arc::ptr_eq(&r.rule.meta, rule)) {
                 Some(r) => r.not_enforced(container),
-                None => Some("the default file posture is not enforced by this build"),
+                None => (!container).then_some("the host's default file posture is not enforced by this build"),
             };
             if let Some(why) = why {
                 text.push_str(&format!("note: {why}: the daemon lets this open through and writes no alert\n"));

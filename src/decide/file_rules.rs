@@ -62,8 +62,9 @@ impl Subject for Opener<'_> {
 }
 
 impl Decider {
-    /// Decides an open by the file rules of the opener's scope, with the file's `facts` (the open guard's too: one statx per
-    /// event). `None`: no rule refuses or audits it, and the open guard decides it as before; `Some`: answered.
+    /// Decides an open by the file rules of the opener's scope, with the file's `facts` (the open guard's too:
+    /// one statx per event). `None`: no rule refuses or audits it, and the open guard decides it as before;
+    /// `Some`: answered, or parked while the opener's container is looked up.
     pub(super) fn handle_file_rules(
         &mut self,
         responder: &impl Responder,

@@ -103,7 +103,7 @@ fn an_allowed_execs_interpreters_run_under_a_block_posture_and_nothing_else_does
 
 /// KubeArmor's `ksp-ubuntu-3-allow-proc-dir` widened to `/usr/bin/`: Allow `/bin/` and `/usr/bin/`, the
 /// posture block, for the WordPress containers.
-const ALLOW_YAML: &str = "\
+pub(crate) const ALLOW_YAML: &str = "\
 apiVersion: security.kubearmor.com/v1
 kind: KubeArmorPolicy
 metadata:
@@ -123,7 +123,7 @@ spec:
   action: Allow
 ";
 
-const DYN_IMAGE: &str = "localhost/noexecd-it-dynamic:1";
+pub(crate) const DYN_IMAGE: &str = "localhost/noexecd-it-dynamic:1";
 
 /// An image of the host's own dynamically linked bash, env, cp and dash with their libraries and loader
 /// (`ldd`), `/bin/script` (`#!/bin/sh`) and `/opt/bash` (a copy of bash outside the allowed directories).

@@ -98,6 +98,17 @@ pub(crate) struct GuardDaemon {
 impl GuardDaemon {
     /// Starts the daemon and waits for READY=1, then checks its marks against `allowed`.
     pub(crate) fn start(sb: &Sandbox, name: &str, config: &Path, allowed: &BTreeSet<(u64, u64)>) -> GuardDaemon {
+        Self::start_with_env(sb, name, config, allowed, &[])
+    }
+
+    /// [`GuardDaemon::start`] with `env` added to the daemon's environment.
+    pub(crate) fn start_with_env(
+        sb: &Sandbox,
+        name: &str,
+        config: &Path,
+        allowed: &BTreeSet<(u64, u64)>,
+        env: &[(&str, &str)],
+    ) -> GuardDaemon {
         let notify_path = sb.base().join("notify.sock");
         let _ = fs::remove_file(sb.host_view(&notify_path));
         let notify = UnixDatagram::bind(sb.host_view(&notify_path)).unwrap();
@@ -119,6 +130,7 @@ impl GuardDaemon {
             .env("NOTIFY_SOCKET", &notify_path)
             .env_remove("RUST_LOG")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)

@@ -947,3 +947,124 @@ fn tmp_tmpfs_kubearmor_policies_by_exec_name_and_expressions_on_cri_pods() {
 fn ext4_root_kubearmor_policies_by_exec_name_and_expressions_on_cri_pods() {
     kubearmor_policies_on_cri_pods(&test_name!(), SandboxLayout::Ext4Root);
 }
+
+/// KubeArmor's Allow posture and its gRPC LogService on CRI pods, on both layouts: KubeArmor's
+/// `ksp-ubuntu-3-allow-proc-dir` widened to `/usr/bin/` (`allow_posture::ALLOW_YAML`, posture block) selects a
+/// WordPress pod of a dynamically linked image (the host's bash, env, cp, dash and sleep with their libraries
+/// and loader); its first program, bash, env and an allowed `#!/bin/sh` script run, with the ELF and script
+/// interpreters the kernel opens for them; a program outside the allowed directories and a copy in `/tmp` are
+/// refused, and they alone raise alerts. The daemon serves gRPC (`NOEXECD_GRPC`, as `--grpc` in the
+/// DaemonSet): a client generated from `kubearmor.proto`, watching before the execs, receives each of those
+/// alerts with every field of its JSON line, the pod's among them.
+fn allow_posture_and_grpc_on_cri_pods(name: &str, layout: SandboxLayout) {
+    use crate::allow_posture::{ALLOW_YAML, DYN_IMAGE};
+    use crate::grpc::{assert_same_alert, connect, runtime, watch};
+    if !may_run_privileged(name) || !available_here(name, Needs::WritableCgroups) {
+        return;
+    }
+    let tools = ["containerd", "ctr", "containerd-shim-runc-v2", "runc", "podman", "busybox", "tar", "file", "ldd"];
+    if !have_tools(name, &tools) || (layout == SandboxLayout::Ext4Root && !have_tools(name, &["truncate", "losetup"])) {
+        return;
+    }
+    let runtime_name = if layout == SandboxLayout::Ext4Root { "cri-allow-ext4" } else { "cri-allow-tmpfs" };
+    let mut sb = Sandbox::with_layout(name, runtime_name, layout);
+    let (allowed, host_tmp) = test_filesystems(&sb, name, layout);
+    let cri = start_containerd(&mut sb, name);
+    // The image, imported into containerd as a pulled image is, with its repo digest.
+    let base = sb.base();
+    sb.sh(&format!(
+        "cd {b}\nrm -rf dyn\nmkdir -p dyn/bin dyn/usr/bin dyn/opt dyn/tmp\nchmod 1777 dyn/tmp\n\
+         for p in /bin/bash /usr/bin/env /bin/cp /bin/sh /bin/sleep; do\n  cp -L --parents \"$p\" dyn/\n\
+           for l in $(ldd \"$p\" | grep -o '/[^ ]*'); do cp -L --parents \"$l\" dyn/; done\ndone\n\
+         printf '#!/bin/sh\\necho script-ran\\n' > dyn/bin/script\nchmod 755 dyn/bin/script\n\
+         cp -L /bin/bash dyn/opt/bash\ntar -C dyn -cf dyn.tar .\n",
+        b = sh_quote(&base)
+    ));
+    sb.podman(&["import", "-q", &path_str(&base.join("dyn.tar")), DYN_IMAGE]);
+    let archive = path_str(&base.join("dyn.oci.tar"));
+    sb.podman(&["save", "-q", "--format", "oci-archive", "-o", &archive, DYN_IMAGE]);
+    sb.ok(&["ctr", "-a", CONTAINERD_SOCKET, "-n", "k8s.io", "images", "import", &archive]);
+    let listed = sb.ok(&["ctr", "-a", CONTAINERD_SOCKET, "-n", "k8s.io", "images", "ls"]);
+    let digest = image_target(&listed, DYN_IMAGE).unwrap_or_else(|| panic!("{name}: {DYN_IMAGE} in:\n{listed}"));
+    let repo = DYN_IMAGE.rsplit_once(':').map_or(DYN_IMAGE, |(repo, _)| repo);
+    sb.ok(&["ctr", "-a", CONTAINERD_SOCKET, "-n", "k8s.io", "images", "tag", DYN_IMAGE, &format!("{repo}@{digest}")]);
+
+    let (config, alert_log) = write_config(&sb, &host_tmp);
+    fs::write(sb.host_view(&base.join("policy.d/ksp-allow-bin-dirs.yaml")), ALLOW_YAML).unwrap();
+    let text = fs::read_to_string(sb.host_view(&config)).unwrap();
+    fs::write(sb.host_view(&config), text.replacen("[daemon]\n", "[daemon]\ndefault_posture = \"block\"\n", 1))
+        .unwrap();
+    check(&sb, name, &config, &allowed);
+    let guard = GuardDaemon::start_with_env(&sb, name, &config, &allowed, &[("NOEXECD_GRPC", "127.0.0.1:0")]);
+    let addr: std::net::SocketAddr = poll_until(Duration::from_secs(10), || {
+        guard
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("gRPC LogService listening"))
+            .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("addr=")))
+            .and_then(|a| a.parse().ok())
+    })
+    .unwrap_or_else(|| panic!("{name}: the daemon did not say where gRPC listens:\n{}", guard.log_text()));
+    let rt = runtime();
+    let mut stream = rt.block_on(async {
+        let mut client = connect(addr).await;
+        client.watch_alerts(watch("policy")).await.unwrap().into_inner()
+    });
+
+    let spec = PodSpec {
+        name: WP_POD,
+        namespace: NAMESPACE,
+        uid: "0a1b2c3d-0007-4000-8000-000000000007",
+        labels: &[("app", "wordpress")],
+        container: "wordpress",
+        image: DYN_IMAGE,
+        command: &["/bin/sleep", "100000"],
+        mounts: &[],
+    };
+    let pod = cri
+        .run_pod(&spec, &base, &sb.cgroup)
+        .unwrap_or_else(|e| panic!("{name}: the pod under its posture: {e}\n{}", guard.log_text()));
+    let script = "/bin/bash -c 'echo bash-ran'; /usr/bin/env /bin/bash -c 'echo env-ran'; /bin/script; \
+                  /bin/cp /bin/bash /tmp/b; /opt/bash -c 'echo opt-ran'; /tmp/b -c 'echo tmp-ran'; exit 0";
+    let (code, out, err) = cri.exec_sync(&pod.container_id, &["/bin/bash", "-c", script]).unwrap();
+    for ran in ["bash-ran", "env-ran", "script-ran"] {
+        assert!(out.contains(ran), "{name}: {ran} missing: exit {code}, {out:?}, {err:?}\n{}", guard.log_text());
+    }
+    for refused in ["opt-ran", "tmp-ran"] {
+        assert!(!out.contains(refused), "{name}: a program outside the allowed directories ran: {out:?}");
+    }
+    let alerts = expect_alerts(&sb, &alert_log, 2, &format!("{name}: the two programs outside refused"), &guard);
+    // `/opt/bash` by the posture; `/tmp/b` by the seed's Block rule on `/tmp/*`, which wins over the posture
+    // (the container's own copy is refused at its open for exec, by the open guard's mark on the overlay's
+    // `/tmp`: `route=shared-object`).
+    for (a, (resource, policy)) in
+        alerts.iter().zip([("/opt/bash", "DefaultPosture"), ("/tmp/b", "ksp-block-exec-inside-tmp")])
+    {
+        assert_eq!(get_str(a, "Resource"), resource, "{a}");
+        assert_eq!(get_str(a, "PolicyName"), policy, "{a}");
+        assert_eq!(get_str(a, "Operation"), "Process", "{a}");
+        assert_eq!(get_str(a, "NamespaceName"), NAMESPACE, "{a}");
+        assert_eq!(get_str(a, "PodName"), WP_POD, "{a}");
+        assert_eq!(get_str(a, "ContainerID"), pod.container_id, "{a}");
+    }
+    // The same alerts on the gRPC stream, field by field.
+    for json in &alerts {
+        let got = rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), stream.message()).await })
+            .unwrap_or_else(|_| panic!("{name}: no alert on the gRPC stream for {json}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name}: the gRPC stream ended"));
+        assert_same_alert(&got, json);
+    }
+    cri.remove_pod(&pod.sandbox_id).unwrap_or_else(|e| panic!("{name}: {e}"));
+}
+
+#[test]
+fn tmp_tmpfs_allow_posture_and_grpc_on_cri_pods() {
+    allow_posture_and_grpc_on_cri_pods(&test_name!(), SandboxLayout::TmpTmpfs);
+}
+
+#[test]
+fn ext4_root_allow_posture_and_grpc_on_cri_pods() {
+    allow_posture_and_grpc_on_cri_pods(&test_name!(), SandboxLayout::Ext4Root);
+}

@@ -19,7 +19,7 @@ use crate::common::*;
 /// How long the daemon may take to say where it listens, and a message to arrive.
 const WAIT: Duration = Duration::from_secs(10);
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
@@ -45,18 +45,18 @@ fn start_with_grpc(env: &mut Env, opts: &DaemonOpts) -> SocketAddr {
     }
 }
 
-async fn connect(addr: SocketAddr) -> LogServiceClient<Channel> {
+pub(crate) async fn connect(addr: SocketAddr) -> LogServiceClient<Channel> {
     let channel = Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
     LogServiceClient::new(channel)
 }
 
-fn watch(filter: &str) -> RequestMessage {
+pub(crate) fn watch(filter: &str) -> RequestMessage {
     RequestMessage { filter: filter.into() }
 }
 
 /// Compares `a` with the JSON alert `json`, key by key; a key this test does not know fails it, so a field
 /// added to the JSON must be added to the stream too.
-fn assert_same_alert(a: &Alert, json: &Value) {
+pub(crate) fn assert_same_alert(a: &Alert, json: &Value) {
     let fields = json.as_object().expect("an alert is a JSON object");
     let text = |key: &str| fields.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
     let int = |key: &str| fields.get(key).and_then(Value::as_i64).unwrap_or_default();
