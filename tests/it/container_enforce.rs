@@ -181,6 +181,11 @@ impl GuardDaemon {
         d
     }
 
+    /// The daemon's pid as the test (the host) sees it.
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid
+    }
+
     /// SAFETY: every mark the daemon holds is on a filesystem of `allowed` or on a superblock of the test's
     /// containers (`marks_outside_but_sandbox_superblocks`); else the daemon is killed at once.
     pub(crate) fn verify(&mut self, name: &str, allowed: &BTreeSet<(u64, u64)>) {

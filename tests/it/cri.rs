@@ -135,6 +135,30 @@ impl Cri {
 
     /// The pod as the kubelet starts it: `RunPodSandbox`, `CreateContainer`, `StartContainer`.
     pub(crate) fn run_pod(&self, p: &PodSpec<'_>, base: &Path, cgroup: &str) -> Result<Pod, String> {
+        let config = Self::sandbox_config(p, base, cgroup);
+        let mut runtime = self.runtime.clone();
+        let req = RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
+        let sandbox_id = self.call("RunPodSandbox", async move { runtime.run_pod_sandbox(req).await })?.pod_sandbox_id;
+        let container_id = self.start_container(p, &sandbox_id, config, p.container, p.command)?;
+        Ok(Pod { sandbox_id, container_id })
+    }
+
+    /// Another container `name` running `command` in `pod` (made by [`Cri::run_pod`] from `p`), as the
+    /// kubelet starts a pod's second container: its id.
+    pub(crate) fn add_container(
+        &self,
+        p: &PodSpec<'_>,
+        pod: &Pod,
+        base: &Path,
+        cgroup: &str,
+        name: &str,
+        command: &[&str],
+    ) -> Result<String, String> {
+        self.start_container(p, &pod.sandbox_id, Self::sandbox_config(p, base, cgroup), name, command)
+    }
+
+    /// The sandbox's config as the kubelet writes it for `p`.
+    fn sandbox_config(p: &PodSpec<'_>, base: &Path, cgroup: &str) -> PodSandboxConfig {
         let log_dir = base.join(format!("pods/{}_{}_{}", p.namespace, p.name, p.uid));
         // The kubelet's pod labels: the pod's own, and the three it adds (kubelet `newPodLabels`).
         let mut sandbox_labels = map(p.labels);
@@ -152,7 +176,7 @@ impl Cri {
             ipc: NamespaceMode::Pod as i32,
             ..Default::default()
         };
-        let config = PodSandboxConfig {
+        PodSandboxConfig {
             metadata: Some(PodSandboxMetadata {
                 name: p.name.to_owned(),
                 uid: p.uid.to_owned(),
@@ -175,17 +199,32 @@ impl Cri {
                 ..Default::default()
             }),
             ..Default::default()
-        };
-        let mut runtime = self.runtime.clone();
-        let req = RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
-        let sandbox_id = self.call("RunPodSandbox", async move { runtime.run_pod_sandbox(req).await })?.pod_sandbox_id;
+        }
+    }
 
+    /// `CreateContainer` and `StartContainer` of container `name` (running `command`) of pod `p`, in sandbox
+    /// `sandbox_id` whose config is `config`: its id.
+    fn start_container(
+        &self,
+        p: &PodSpec<'_>,
+        sandbox_id: &str,
+        config: PodSandboxConfig,
+        name: &str,
+        command: &[&str],
+    ) -> Result<String, String> {
+        // `hostNetwork: true`: the node's network (no CNI); pid and ipc of the pod's own.
+        let namespaces = NamespaceOption {
+            network: NamespaceMode::Node as i32,
+            pid: NamespaceMode::Container as i32,
+            ipc: NamespaceMode::Pod as i32,
+            ..Default::default()
+        };
         // The kubelet's container labels and annotations (`newContainerLabels`, `newContainerAnnotations`).
         let labels = map(&[
             ("io.kubernetes.pod.name", p.name),
             ("io.kubernetes.pod.namespace", p.namespace),
             ("io.kubernetes.pod.uid", p.uid),
-            ("io.kubernetes.container.name", p.container),
+            ("io.kubernetes.container.name", name),
         ]);
         let annotations = map(&[
             ("io.kubernetes.container.hash", "9a7c2b1e"),
@@ -195,9 +234,9 @@ impl Cri {
             ("io.kubernetes.pod.terminationGracePeriod", "30"),
         ]);
         let container = ContainerConfig {
-            metadata: Some(ContainerMetadata { name: p.container.to_owned(), attempt: 0 }),
+            metadata: Some(ContainerMetadata { name: name.to_owned(), attempt: 0 }),
             image: Some(image_spec(p.image)),
-            command: p.command.iter().map(|c| (*c).to_owned()).collect(),
+            command: command.iter().map(|c| (*c).to_owned()).collect(),
             mounts: p
                 .mounts
                 .iter()
@@ -209,7 +248,7 @@ impl Cri {
                 .collect(),
             labels,
             annotations,
-            log_path: format!("{}/0.log", p.container),
+            log_path: format!("{name}/0.log"),
             linux: Some(LinuxContainerConfig {
                 resources: Some(Default::default()),
                 security_context: Some(LinuxContainerSecurityContext {
@@ -222,7 +261,7 @@ impl Cri {
         };
         let mut runtime = self.runtime.clone();
         let req = CreateContainerRequest {
-            pod_sandbox_id: sandbox_id.clone(),
+            pod_sandbox_id: sandbox_id.to_owned(),
             config: Some(container),
             sandbox_config: Some(config),
         };
@@ -231,7 +270,7 @@ impl Cri {
         let mut runtime = self.runtime.clone();
         let req = StartContainerRequest { container_id: container_id.clone() };
         self.call("StartContainer", async move { runtime.start_container(req).await })?;
-        Ok(Pod { sandbox_id, container_id })
+        Ok(container_id)
     }
 
     /// `ExecSync` (`kubectl exec`, an exec probe): exit code, stdout, stderr.
@@ -1067,4 +1106,93 @@ fn tmp_tmpfs_allow_posture_and_grpc_on_cri_pods() {
 #[test]
 fn ext4_root_allow_posture_and_grpc_on_cri_pods() {
     allow_posture_and_grpc_on_cri_pods(&test_name!(), SandboxLayout::Ext4Root);
+}
+
+/// KubeArmor's `tests/k8s_env/multicontainer`, its policies unchanged, on a CRI pod of two containers
+/// (`container-1`, `container-2`, the pod labelled `container: multicontainer` in namespace `multicontainer`),
+/// in two rounds loaded by SIGHUP: `kubearmor.io/container.name: "[container-1]"` and the malformed
+/// `"[container-1,,]"` refuse `/bin/ls` in `container-1` only; the empty `"[]"` and `""` refuse it in both.
+fn multicontainer_lists(name: &str, layout: SandboxLayout) {
+    if !may_run_privileged(name) || !available_here(name, Needs::WritableCgroups) {
+        return;
+    }
+    let tools = ["containerd", "ctr", "containerd-shim-runc-v2", "runc", "podman", "busybox", "tar", "file"];
+    if !have_tools(name, &tools) || (layout == SandboxLayout::Ext4Root && !have_tools(name, &["truncate", "losetup"])) {
+        return;
+    }
+    let runtime_name = if layout == SandboxLayout::Ext4Root { "cri-multi-ext4" } else { "cri-multi-tmpfs" };
+    let mut sb = Sandbox::with_layout(name, runtime_name, layout);
+    let (allowed, host_tmp) = test_filesystems(&sb, name, layout);
+    let cri = start_containerd(&mut sb, name);
+    let (config, alert_log) = write_config(&sb, &host_tmp);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubearmor");
+    let policy_dir = sb.base().join("policy.d");
+    let put = |files: &[&str]| {
+        for f in [
+            "container-1-ls-block.yaml",
+            "malformated-array-ls-block.yaml",
+            "empty-array-ls-block.yaml",
+            "empty-label-ls-block.yaml",
+        ] {
+            let _ = fs::remove_file(sb.host_view(&policy_dir.join(f)));
+        }
+        for f in files {
+            fs::copy(fixtures.join(f), sb.host_view(&policy_dir.join(f))).unwrap();
+        }
+    };
+    put(&["container-1-ls-block.yaml", "malformated-array-ls-block.yaml"]);
+    check(&sb, name, &config, &allowed);
+    let guard = GuardDaemon::start(&sb, name, &config, &allowed);
+    let spec = PodSpec {
+        name: "multicontainer",
+        namespace: "multicontainer",
+        uid: "0a1b2c3d-0008-4000-8000-000000000008",
+        labels: &[("container", "multicontainer")],
+        container: "container-1",
+        image: IMAGE,
+        command: &["/bin/sleep", "100000"],
+        mounts: &[],
+    };
+    let base = sb.base();
+    let pod = cri.run_pod(&spec, &base, &sb.cgroup).unwrap_or_else(|e| panic!("{name}: the pod: {e}"));
+    let second = cri
+        .add_container(&spec, &pod, &base, &sb.cgroup, "container-2", &["/bin/sleep", "100000"])
+        .unwrap_or_else(|e| panic!("{name}: its second container: {e}"));
+    // `/bin/ls` a program of its own (busybox's applet by its name), as in KubeArmor's ubuntu image.
+    let ls = "[ -L /bin/ls ] && rm /bin/ls && cp /bin/busybox /bin/ls; /bin/ls / >/dev/null";
+    let run_ls = |container: &str, refused: bool, what: &str| {
+        let (code, out, err) = cri.exec_sync(container, &["/bin/sh", "-c", ls]).unwrap();
+        let was_refused = code == 126 && err.contains(EPERM_TEXT);
+        assert!(
+            was_refused == refused && (refused || code == 0),
+            "{name}: {what}: exit {code}, stdout {out:?}, stderr {err:?}\n{}",
+            guard.log_text()
+        );
+    };
+    run_ls(&pod.container_id, true, "ls in container-1 (\"[container-1]\", \"[container-1,,]\")");
+    run_ls(&second, false, "ls in container-2 (\"[container-1]\", \"[container-1,,]\")");
+    let alerts = expect_alerts(&sb, &alert_log, 1, &format!("{name}: ls refused in container-1"), &guard);
+    assert_eq!(get_str(&alerts[0], "ContainerName"), "container-1", "{}", alerts[0]);
+    assert_eq!(get_str(&alerts[0], "NamespaceName"), "multicontainer", "{}", alerts[0]);
+
+    put(&["empty-array-ls-block.yaml", "empty-label-ls-block.yaml"]);
+    let before = guard.watch().fresh_status().get("reloads");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(guard.pid()), nix::sys::signal::Signal::SIGHUP).unwrap();
+    guard.watch().wait_status("the reload after SIGHUP", |s| s.get("reloads") > before);
+    run_ls(&pod.container_id, true, "ls in container-1 (\"[]\", \"\")");
+    run_ls(&second, true, "ls in container-2 (\"[]\", \"\")");
+    let alerts = expect_alerts(&sb, &alert_log, 3, &format!("{name}: ls refused in both"), &guard);
+    let names: Vec<&str> = alerts[1..].iter().map(|a| get_str(a, "ContainerName")).collect();
+    assert_eq!(names, ["container-1", "container-2"], "{name}");
+    cri.remove_pod(&pod.sandbox_id).unwrap_or_else(|e| panic!("{name}: {e}"));
+}
+
+#[test]
+fn tmp_tmpfs_kubearmor_multicontainer_lists_on_a_cri_pod() {
+    multicontainer_lists(&test_name!(), SandboxLayout::TmpTmpfs);
+}
+
+#[test]
+fn ext4_root_kubearmor_multicontainer_lists_on_a_cri_pod() {
+    multicontainer_lists(&test_name!(), SandboxLayout::Ext4Root);
 }
