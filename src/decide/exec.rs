@@ -160,6 +160,9 @@ impl Decider {
     }
 
     /// With the open guard on, the opens that follow an alerted exec of the same file are not alerted again.
+    /// A container's exec raises its event on the image layer's real file, while the caller's own opens of it
+    /// (bash reading a file whose exec failed, to say why) come through the container's overlay, another
+    /// inode: that one, found through the caller's root by the name the container sees, is remembered too.
     fn remember_exec_for_open_guard(
         &mut self,
         guard: &Guard,
@@ -168,10 +171,17 @@ impl Decider {
         outcome: Outcome,
         found: &Findings,
     ) {
-        if guard.config.open_guard.enabled
-            && let Some(facts) = found.facts.or_else(|| sys::file_facts(fd).ok())
+        if !guard.config.open_guard.enabled {
+            return;
+        }
+        let blocked = outcome == Outcome::Block;
+        let Some(facts) = found.facts.or_else(|| sys::file_facts(fd).ok()) else { return };
+        self.recent.remember(pid, &facts, blocked);
+        if found.named.as_ref().is_some_and(Named::in_container)
+            && let Ok(seen) = self.procs.pid_path_facts(pid, &self.bufs.layer_name)
+            && (seen.dev, seen.ino) != (facts.dev, facts.ino)
         {
-            self.recent.remember(pid, &facts, outcome == Outcome::Block);
+            self.recent.remember(pid, &seen, blocked);
         }
     }
 
