@@ -188,7 +188,7 @@ impl ExecChain {
 }
 
 /// Whether a kernel release (`6.18.44-...`) is at least `(major, minor)`.
-pub(super) fn at_least(release: &[u8], want: (u32, u32)) -> bool {
+fn at_least(release: &[u8], want: (u32, u32)) -> bool {
     let mut parts =
         release.split(|&b| b == b'.' || b == b'-').map(|p| std::str::from_utf8(p).ok()?.trim().parse::<u32>().ok());
     match (parts.next().flatten(), parts.next().flatten()) {

@@ -10,24 +10,13 @@ use std::sync::atomic::Ordering;
 
 use super::opener::{self, OpenedFile};
 use super::rules::Route;
-use super::sniff::{FileKind, sniff};
+use super::sniff::sniff;
 use super::verdict::{Findings, Resolved, Verdict};
 use super::{Decider, Handled, alerted_answer};
 use crate::guard::Guard;
 use crate::host::procfs::ProcSubject;
-use crate::host::procfs::in_exec_call;
 use crate::policy::matcher::Outcome;
-use crate::sys::{self, FileFacts, PATH_BUF_LEN, Responder, Response};
-
-/// How many times `/proc/PID/syscall` is read while it says the opener is still running.
-const RUNNING_RETRIES: usize = 1000;
-
-/// Whether a container's exec raises its event on the image layer's real file (Linux 6.5+), after the open of
-/// the overlay's file: read once.
-fn layer_exec_events() -> bool {
-    static KNOWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *KNOWN.get_or_init(|| std::fs::read("/proc/sys/kernel/osrelease").is_ok_and(|r| super::chain::at_least(&r, (6, 5))))
-}
+use crate::sys::{self, PATH_BUF_LEN, Responder, Response};
 
 impl Decider {
     pub(super) fn handle_open(
@@ -62,11 +51,6 @@ impl Decider {
         let n = sys::read_head(fd, &mut self.head).unwrap_or(0);
         let kind = sniff(self.head.get(..n).unwrap_or_default());
         if !kind.may_run() {
-            return allow(self);
-        }
-        // The kernel's own open of a program it is executing: the exec guard decides that exec (and remembers
-        // a refusal for the next attempt, which this path would judge again in full each time).
-        if kind == FileKind::LoadableElf && self.opened_for_exec(guard, fd, &facts, pid) {
             return allow(self);
         }
         // The opener first: the marks put nearly every open we see in protected scope (a filesystem holding only
@@ -111,34 +95,5 @@ impl Decider {
         self.recent.remember(pid, &facts, outcome == Outcome::Block);
         self.queue_alert(outcome, rule, pid, process, route.data(), &found);
         Handled::Answered
-    }
-
-    /// Whether this open of a loadable ELF by `pid` is the kernel's own, within an exec the exec guard
-    /// decides. All of: the exec guard sees that exec (the file's filesystem carries its mark, whose exec
-    /// event came first and was allowed; or the opener runs in a container while container policies mark the
-    /// image layers, Linux 6.5+, where the layer's real file raises the exec event once this open of the
-    /// overlay's file is allowed); the opener has a single thread (in a process of several, one thread's
-    /// exec could cover another's loading a library); and that thread is inside `execve` or `execveat`. A
-    /// fact that cannot be read leaves the open to the open guard.
-    fn opened_for_exec(&mut self, guard: &Guard, fd: BorrowedFd<'_>, facts: &FileFacts, pid: i32) -> bool {
-        let exec_seen = guard.target_of(fd, facts).is_some()
-            || (layer_exec_events()
-                && !guard.config.container_policies.is_empty()
-                && self.containers.in_container(&self.procs, pid, &mut self.bufs.proc_buf));
-        if !exec_seen || !self.procs.pid_entry_facts(pid, b"task").is_ok_and(|t| t.nlink == 3) {
-            return false;
-        }
-        // The kernel queues the event a moment before the opener sleeps waiting for it, and shows `running`
-        // until then: read again, a bounded number of times, yielding the CPU in between.
-        for _ in 0..RUNNING_RETRIES {
-            if self.procs.read_pid_file(pid, b"syscall", &mut self.bufs.proc_buf).is_err() {
-                return false;
-            }
-            if !self.bufs.proc_buf.starts_with(b"running") {
-                return in_exec_call(&self.bufs.proc_buf);
-            }
-            std::thread::yield_now();
-        }
-        false
     }
 }

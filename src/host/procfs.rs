@@ -115,20 +115,6 @@ const OPEN_CALLS: [(i64, &str, Option<usize>, Option<usize>); 2] =
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 const OPEN_CALLS: [(i64, &str, Option<usize>, Option<usize>); 0] = [];
 
-/// `execve` and `execveat` by number on this architecture.
-#[cfg(target_arch = "x86_64")]
-const EXEC_CALLS: [i64; 2] = [59, 322];
-#[cfg(target_arch = "aarch64")]
-const EXEC_CALLS: [i64; 2] = [221, 281];
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-const EXEC_CALLS: [i64; 0] = [];
-
-/// Whether `/proc/PID/syscall`'s text shows the task inside `execve` or `execveat`.
-pub fn in_exec_call(text: &[u8]) -> bool {
-    let first = text.split(|&b| b == b' ' || b == b'\n').next().unwrap_or_default();
-    std::str::from_utf8(first).ok().and_then(|n| n.parse::<i64>().ok()).is_some_and(|nr| EXEC_CALLS.contains(&nr))
-}
-
 /// `creat`'s flags.
 const CREAT_FLAGS: u64 = 0o1 | 0o100 | 0o1000;
 
@@ -157,17 +143,6 @@ pub fn parse_open_call(text: &[u8]) -> Option<OpenCall> {
 #[cfg(test)]
 mod open_call_tests {
     use super::*;
-
-    #[test]
-    #[cfg(target_arch = "x86_64")]
-    fn an_exec_call_is_told_from_any_other() {
-        assert!(in_exec_call(b"59 0x55d0c0a0b2a0 0x7ffd 0x7ffd 0x0 0x0 0x0 0x7ffd 0x7f\n"));
-        assert!(in_exec_call(b"322 0xffffff9c 0x55d0 0x7ffd 0x7ffd 0x1000 0x0 0x7ffd 0x7f\n"));
-        assert!(!in_exec_call(b"257 0xffffff9c 0x7ffe5a7a8add 0x0 0x0 0x0 0x0 0x7ffd 0x7f\n"));
-        assert!(!in_exec_call(b"running\n"));
-        assert!(!in_exec_call(b""));
-        assert!(!in_exec_call(b"5900 0x0\n"), "a number, not a prefix");
-    }
 
     #[test]
     #[cfg(target_arch = "x86_64")]

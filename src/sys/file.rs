@@ -217,14 +217,6 @@ impl ProcDirs {
         statx_at(dir, full, 0)
     }
 
-    /// statx of `/proc/PID/ENTRY` (`task`, whose link count is 2 and one per thread of the process). Nothing
-    /// is allocated.
-    pub fn pid_entry_facts(&self, pid: i32, entry: &[u8]) -> io::Result<FileFacts> {
-        let (dir, name) = self.pid_entry(pid, entry)?;
-        let path = std::ffi::CStr::from_bytes_until_nul(&name.bytes).map_err(|_| io::Error::from(Errno::EINVAL))?;
-        statx_at(dir, path, 0)
-    }
-
     /// `PID/ENTRY` relative to our `/proc` fd, or `/proc/PID/ENTRY` where `/proc` could not be opened.
     fn pid_entry(&self, pid: i32, entry: &[u8]) -> io::Result<(RawFd, Name)> {
         let mut name = Name::default();

@@ -1073,17 +1073,18 @@ fn allow_posture_and_grpc_on_cri_pods(name: &str, layout: SandboxLayout) {
         assert!(!out.contains(refused), "{name}: a program outside the allowed directories ran: {out:?}");
     }
     let alerts = expect_alerts(&sb, &alert_log, 2, &format!("{name}: the two programs outside refused"), &guard);
-    // `/opt/bash` by the posture; `/tmp/b` by the seed's Block rule on `/tmp/*`, which wins over the posture.
-    // Both at their exec, one alert each: the open of the container's own copy for exec, through the
-    // overlay's `/tmp` that the open guard marks, is left to the exec guard, and bash's look at the file
-    // after its exec failed raises no second alert.
-    for (a, (resource, policy)) in
-        alerts.iter().zip([("/opt/bash", "DefaultPosture"), ("/tmp/b", "ksp-block-exec-inside-tmp")])
-    {
+    // `/opt/bash` by the posture at its exec; `/tmp/b` by the seed's Block rule on `/tmp/*`, which wins over
+    // the posture, at its open for exec through the overlay's `/tmp` that the open guard marks (that open
+    // comes before the layer's exec event: `route=shared-object`). One alert each.
+    let want = [
+        ("/opt/bash", "DefaultPosture", "fanotify=FAN_OPEN_EXEC_PERM"),
+        ("/tmp/b", "ksp-block-exec-inside-tmp", "fanotify=FAN_OPEN_PERM route=shared-object"),
+    ];
+    for (a, (resource, policy, data)) in alerts.iter().zip(want) {
         assert_eq!(get_str(a, "Resource"), resource, "{a}");
         assert_eq!(get_str(a, "PolicyName"), policy, "{a}");
         assert_eq!(get_str(a, "Operation"), "Process", "{a}");
-        assert_eq!(get_str(a, "Data"), "fanotify=FAN_OPEN_EXEC_PERM", "{a}");
+        assert_eq!(get_str(a, "Data"), data, "{a}");
         assert_eq!(get_str(a, "NamespaceName"), NAMESPACE, "{a}");
         assert_eq!(get_str(a, "PodName"), WP_POD, "{a}");
         assert_eq!(get_str(a, "ContainerID"), pod.container_id, "{a}");
