@@ -39,6 +39,9 @@ spec:
       readOnly: true
     - path: /etc/app/owned.txt
       ownerOnly: true
+    - path: /etc/app/by-cat
+      fromSource:
+      - path: /usr/local/bin/cat
     matchDirectories:
     - dir: /srv/secrets/
       recursive: true
@@ -161,12 +164,21 @@ fn file_rules_in_podman_containers(name: &str, layout: SandboxLayout) {
     let create = "syscall=SYS_OPENAT fd=-100 flags=O_WRONLY|O_CREAT|O_TRUNC";
     assert_file_alert(&a[5], &c("/srv/audit/new/f"), AUDIT_POLICY, "Audit", create);
 
+    // fromSource: the rule's program (a copy of busybox at /usr/local/bin/cat) is refused, another is not.
+    opened(&exec("0", "wp-files", "/bin/cat /etc/app/by-cat"), "by-cat read by another program");
+    refused(&exec("0", "wp-files", "/usr/local/bin/cat /etc/app/by-cat"), "by-cat read by the fromSource program");
+    let a = g.expect_alerts(7, "the fromSource read refused");
+    assert_eq!(get_str(&a[6], "Resource"), "/etc/app/by-cat", "{}", a[6]);
+    assert_eq!(get_str(&a[6], "ProcessName"), "/usr/local/bin/cat", "{}", a[6]);
+    assert_eq!(get_str(&a[6], "PolicyName"), BLOCK_POLICY, "{}", a[6]);
+    assert_eq!(get_str(&a[6], "Operation"), "File", "{}", a[6]);
+
     // Not the WordPress container's rules: another container, and the host reading the same files.
     opened(&exec("0", "other-files", "cat /var/www/html/wp-config.php /srv/secrets/deep/key"), "the other container");
     let pid = g.inspect("wp-files", "{{.State.Pid}}");
     let host_read = g.sb.run(&["cat", &format!("/proc/{pid}/root/var/www/html/wp-config.php")]);
     opened(&host_read, "the host reading the container's file through /proc/PID/root");
-    g.expect_alerts(6, "nothing more");
+    g.expect_alerts(7, "nothing more");
     let status = g.watch().fresh_status();
     assert!(!status.line.contains("FILE RULES NOT ENFORCED"), "{name}: every file rule here is enforced: {status:?}");
 
@@ -180,8 +192,8 @@ fn file_rules_in_podman_containers(name: &str, layout: SandboxLayout) {
             g.log_text()
         );
     }
-    let a = g.expect_alerts(6 + FRESH, "one alert per fresh container");
-    for x in &a[6..] {
+    let a = g.expect_alerts(7 + FRESH, "one alert per fresh container");
+    for x in &a[7..] {
         assert_eq!(get_str(x, "PolicyName"), BLOCK_POLICY, "{name}: {x}");
         assert_eq!(get_str(x, "Resource"), "/var/www/html/wp-config.php", "{name}: {x}");
         assert_eq!(get_str(x, "Operation"), "File", "{name}: {x}");
@@ -260,9 +272,10 @@ fn allow_setup(name: &str, layout: SandboxLayout) -> Option<crate::container_enf
 fn build_files_image(g: &crate::container_enforce::Guarded) {
     let base = g.sb.base();
     g.sb.sh(&format!(
-        "cd {b}\ncp -a img files\ncd files\nmkdir -p var/www/html etc/app srv/secrets/deep srv/audit\n\
+        "cd {b}\ncp -a img files\ncd files\nmkdir -p var/www/html etc/app srv/secrets/deep srv/audit usr/local/bin\n\
+         cp bin/busybox usr/local/bin/cat\n\
          for f in var/www/html/wp-config.php var/www/html/index.php etc/app/readonly.txt etc/app/owned.txt \
-         etc/app/plain.txt srv/secrets/deep/key srv/audit/log; do echo data > $f; done\n\
+         etc/app/plain.txt etc/app/by-cat srv/secrets/deep/key srv/audit/log; do echo data > $f; done\n\
          chmod 0666 etc/app/readonly.txt\nchmod 0644 etc/app/owned.txt\nchmod 0777 srv/audit\n\
          tar -C . -cf ../files.tar .\n",
         b = sh_quote(&base)
