@@ -235,7 +235,10 @@ impl FirstExecMarks {
         }
         self.remember(id);
         let Some((marker, failures)) = self.marker.as_ref() else { return };
-        let (mounts, layers) = ctr_mounts::of_process(matcher, pid, &guard.mounts);
+        // Read once: its mounts in protected scope, its layers, and where its posture reaches.
+        let text = ctr_mounts::mountinfo_of(pid).unwrap_or_default();
+        let mounts = matcher.map(|m| ctr_mounts::find(m, &text, &guard.mounts)).unwrap_or_default();
+        let layers = ctr_mounts::rootfs_layers(&text);
         let open = guard.config.open_guard.enabled;
         for m in mounts.iter().filter(|m| m.private) {
             let extra = if open && m.whole { Mask::FAN_OPEN_PERM } else { Mask::empty() };
@@ -257,7 +260,6 @@ impl FirstExecMarks {
             mark_open_roots(marker.as_ref(), failures, pid, roots);
         }
         if scope.file_posture() {
-            let text = ctr_mounts::mountinfo_of(pid).unwrap_or_default();
             for mount_point in ctr_mounts::posture_mounts(&text) {
                 let path = through_root(pid, &mount_point);
                 if let Err(error) = marker.mark_mount(&path, POSTURE_MASK) {

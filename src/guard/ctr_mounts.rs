@@ -150,12 +150,9 @@ pub fn mountinfo_of(pid: i32) -> Option<Vec<u8>> {
 /// Reads `/proc/PID/mountinfo` and [`find`]s the mounts in it (none without a `matcher`: a container only
 /// file rules select), with its rootfs layers; nothing when the process is gone.
 pub fn of_process(matcher: Option<&Matcher>, pid: i32, host: &MountTable) -> (Vec<ContainerMount>, Vec<Layer>) {
-    if pid <= 0 {
-        return (Vec::new(), Vec::new());
-    }
-    match std::fs::read(format!("/proc/{pid}/mountinfo")) {
-        Ok(text) => (matcher.map(|m| find(m, &text, host)).unwrap_or_default(), rootfs_layers(&text)),
-        Err(_) => (Vec::new(), Vec::new()),
+    match mountinfo_of(pid) {
+        Some(text) => (matcher.map(|m| find(m, &text, host)).unwrap_or_default(), rootfs_layers(&text)),
+        None => (Vec::new(), Vec::new()),
     }
 }
 

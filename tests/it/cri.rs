@@ -467,6 +467,34 @@ pub(crate) fn image_target(listed: &str, image: &str) -> Option<String> {
 // ---------------------------------------------------------------------------------------------------------
 // The daemon, in the sandbox's mount and pid namespaces
 
+/// What [`cri_sandbox`] makes.
+struct CriSandbox {
+    sb: Sandbox,
+    allowed: BTreeSet<(u64, u64)>,
+    host_tmp: [PathBuf; 2],
+    cri: Cri,
+}
+
+/// The sandbox of a CRI test on `layout` (its runtime named `<runtime>-ext4` or `<runtime>-tmpfs`), the
+/// filesystems it mounted, the host's tmp directories it stands for, and a containerd driven through the
+/// CRI; `None` (the test skipped, or failed under `NOEXECD_REQUIRE_PRIVILEGED`) without root, writable
+/// cgroups or the tools, `extra_tools` among them.
+fn cri_sandbox(name: &str, layout: SandboxLayout, runtime: &str, extra_tools: &[&str]) -> Option<CriSandbox> {
+    if !may_run_privileged(name) || !available_here(name, Needs::WritableCgroups) {
+        return None;
+    }
+    let mut tools = vec!["containerd", "ctr", "containerd-shim-runc-v2", "runc", "podman", "busybox", "tar", "file"];
+    tools.extend(extra_tools);
+    if !have_tools(name, &tools) || (layout == SandboxLayout::Ext4Root && !have_tools(name, &["truncate", "losetup"])) {
+        return None;
+    }
+    let suffix = if layout == SandboxLayout::Ext4Root { "ext4" } else { "tmpfs" };
+    let mut sb = Sandbox::with_layout(name, &format!("{runtime}-{suffix}"), layout);
+    let (allowed, host_tmp) = test_filesystems(&sb, name, layout);
+    let cri = start_containerd(&mut sb, name);
+    Some(CriSandbox { sb, allowed, host_tmp, cri })
+}
+
 /// The filesystems the test mounted (the only ones the daemon may mark), and the host's two tmp directories as
 /// the host policy names them.
 pub(crate) fn test_filesystems(
@@ -576,18 +604,8 @@ fn expect_alerts(sb: &Sandbox, log: &Path, n: usize, what: &str, guard: &GuardDa
 /// fields where today's daemon does not write what KubeArmor on a real node writes are collected: printed,
 /// or (`strict`) a failure.
 fn seed_scenario(name: &str, layout: SandboxLayout, strict: bool) {
-    if !may_run_privileged(name) || !available_here(name, Needs::WritableCgroups) {
-        return;
-    }
-    let tools = ["containerd", "ctr", "containerd-shim-runc-v2", "runc", "podman", "busybox", "tar", "file"];
-    if !have_tools(name, &tools) || (layout == SandboxLayout::Ext4Root && !have_tools(name, &["truncate", "losetup"])) {
-        return;
-    }
     let started = Instant::now();
-    let runtime = if layout == SandboxLayout::Ext4Root { "cri-ext4" } else { "cri-tmpfs" };
-    let mut sb = Sandbox::with_layout(name, runtime, layout);
-    let (allowed, host_tmp) = test_filesystems(&sb, name, layout);
-    let cri = start_containerd(&mut sb, name);
+    let Some(CriSandbox { sb, allowed, host_tmp, cri }) = cri_sandbox(name, layout, "cri", &[]) else { return };
     let (image_id, repo_digests) = cri.image_status(IMAGE).unwrap_or_else(|e| panic!("{name}: {e}"));
     println!("{name}: ImageStatus {IMAGE}: id {image_id}, repo digests {repo_digests:?}");
 
@@ -874,17 +892,7 @@ fn ext4_root_pods_of_a_containerd_in_a_mount_namespace_of_its_own_run_and_a_host
 /// CRI's: a `KubeArmorPolicy` by `execname` (any `apt`, wherever it lies), one by `matchExpressions` with
 /// `NotIn` on a label, a `KubeArmorClusterPolicy` by `matchExpressions` `In` on the namespace.
 fn kubearmor_policies_on_cri_pods(name: &str, layout: SandboxLayout) {
-    if !may_run_privileged(name) || !available_here(name, Needs::WritableCgroups) {
-        return;
-    }
-    let tools = ["containerd", "ctr", "containerd-shim-runc-v2", "runc", "podman", "busybox", "tar", "file"];
-    if !have_tools(name, &tools) || (layout == SandboxLayout::Ext4Root && !have_tools(name, &["truncate", "losetup"])) {
-        return;
-    }
-    let runtime = if layout == SandboxLayout::Ext4Root { "cri-ka-ext4" } else { "cri-ka-tmpfs" };
-    let mut sb = Sandbox::with_layout(name, runtime, layout);
-    let (allowed, host_tmp) = test_filesystems(&sb, name, layout);
-    let cri = start_containerd(&mut sb, name);
+    let Some(CriSandbox { sb, allowed, host_tmp, cri }) = cri_sandbox(name, layout, "cri-ka", &[]) else { return };
     let (config, alert_log) = write_config(&sb, &host_tmp);
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubearmor");
     for f in [
@@ -998,17 +1006,9 @@ fn ext4_root_kubearmor_policies_by_exec_name_and_expressions_on_cri_pods() {
 fn allow_posture_and_grpc_on_cri_pods(name: &str, layout: SandboxLayout) {
     use crate::allow_posture::{ALLOW_YAML, DYN_IMAGE};
     use crate::grpc::{assert_same_alert, connect, runtime, watch};
-    if !may_run_privileged(name) || !available_here(name, Needs::WritableCgroups) {
+    let Some(CriSandbox { sb, allowed, host_tmp, cri }) = cri_sandbox(name, layout, "cri-allow", &["ldd"]) else {
         return;
-    }
-    let tools = ["containerd", "ctr", "containerd-shim-runc-v2", "runc", "podman", "busybox", "tar", "file", "ldd"];
-    if !have_tools(name, &tools) || (layout == SandboxLayout::Ext4Root && !have_tools(name, &["truncate", "losetup"])) {
-        return;
-    }
-    let runtime_name = if layout == SandboxLayout::Ext4Root { "cri-allow-ext4" } else { "cri-allow-tmpfs" };
-    let mut sb = Sandbox::with_layout(name, runtime_name, layout);
-    let (allowed, host_tmp) = test_filesystems(&sb, name, layout);
-    let cri = start_containerd(&mut sb, name);
+    };
     // The image, imported into containerd as a pulled image is, with its repo digest.
     let base = sb.base();
     sb.sh(&format!(
@@ -1116,17 +1116,7 @@ fn ext4_root_allow_posture_and_grpc_on_cri_pods() {
 /// in two rounds loaded by SIGHUP: `kubearmor.io/container.name: "[container-1]"` and the malformed
 /// `"[container-1,,]"` refuse `/bin/ls` in `container-1` only; the empty `"[]"` and `""` refuse it in both.
 fn multicontainer_lists(name: &str, layout: SandboxLayout) {
-    if !may_run_privileged(name) || !available_here(name, Needs::WritableCgroups) {
-        return;
-    }
-    let tools = ["containerd", "ctr", "containerd-shim-runc-v2", "runc", "podman", "busybox", "tar", "file"];
-    if !have_tools(name, &tools) || (layout == SandboxLayout::Ext4Root && !have_tools(name, &["truncate", "losetup"])) {
-        return;
-    }
-    let runtime_name = if layout == SandboxLayout::Ext4Root { "cri-multi-ext4" } else { "cri-multi-tmpfs" };
-    let mut sb = Sandbox::with_layout(name, runtime_name, layout);
-    let (allowed, host_tmp) = test_filesystems(&sb, name, layout);
-    let cri = start_containerd(&mut sb, name);
+    let Some(CriSandbox { sb, allowed, host_tmp, cri }) = cri_sandbox(name, layout, "cri-multi", &[]) else { return };
     let (config, alert_log) = write_config(&sb, &host_tmp);
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubearmor");
     let policy_dir = sb.base().join("policy.d");

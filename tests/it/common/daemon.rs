@@ -363,15 +363,19 @@ fn mount_dev_anywhere(id: u64) -> Option<u64> {
         if !name.to_str()?.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let text = fs::read_to_string(e.path().join("mountinfo")).ok()?;
-        text.lines().find_map(|l| {
-            let mut f = l.split(' ');
-            if f.next()? != want {
-                return None;
-            }
-            let (maj, min) = f.nth(1)?.split_once(':')?;
-            Some((maj.parse::<u64>().ok()? << 20) | min.parse::<u64>().ok()?)
-        })
+        mount_dev_in(&fs::read_to_string(e.path().join("mountinfo")).ok()?, &want)
+    })
+}
+
+/// The device (kernel encoding) of mount `id` in a mountinfo `text` ("<id> <parent> <major>:<minor> ...").
+fn mount_dev_in(text: &str, id: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let mut f = l.split(' ');
+        if f.next()? != id {
+            return None;
+        }
+        let (maj, min) = f.nth(1)?.split_once(':')?;
+        Some((maj.parse::<u64>().ok()? << 20) | min.parse::<u64>().ok()?)
     })
 }
 
@@ -382,17 +386,7 @@ pub fn marks_outside(pid: i32, allowed: &BTreeSet<(u64, u64)>) -> (Vec<u64>, Vec
     let allowed: BTreeSet<u64> = allowed.iter().map(|&(a, b)| (a << 20) | b).collect();
     let forbidden: BTreeSet<u64> = forbidden_devs().iter().map(|&(a, b)| (a << 20) | b).collect();
     let mountinfo = fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
-    // mountinfo: "<id> <parent> <major>:<minor> ..."
-    let mount_dev = |id: &str| -> Option<u64> {
-        mountinfo.lines().find_map(|l| {
-            let mut f = l.split(' ');
-            if f.next()? != id {
-                return None;
-            }
-            let (maj, min) = f.nth(1)?.split_once(':')?;
-            Some((maj.parse::<u64>().ok()? << 20) | min.parse::<u64>().ok()?)
-        })
-    };
+    let mount_dev = |id: &str| mount_dev_in(&mountinfo, id);
     let mut sdevs = Vec::new();
     let mut bad = Vec::new();
     for line in fanotify_mark_lines(pid) {
