@@ -19,7 +19,7 @@ use crate::guard::Guard;
 use crate::host::procfs::{self, OpenCall, ProcSubject, parse_open_call};
 use crate::policy::file_rules::Access;
 use crate::policy::matcher::{Outcome, Subject};
-use crate::sys::{FileFacts, ProcDirs, Responder};
+use crate::sys::{self, FileFacts, PidfdError, ProcDirs, Responder};
 
 /// How many times `/proc/PID/syscall` is read while it says the opener is still running.
 const RUNNING_RETRIES: usize = 1000;
@@ -32,9 +32,10 @@ struct OpenMode {
     call: Option<OpenCall>,
 }
 
-/// The opener as the file rules see it, each fact read at most once and only when a rule asks: its uid from
-/// `/proc/PID/status`, read relative to the decider's `/proc` into its buffer (an `owner_only` rule asks on
-/// every open it covers: no allocation, no path walk), its executable as exec rules read it.
+/// The opener as the file rules see it, each fact read at most once and only when a rule asks: its real uid
+/// through its pidfd (an `owner_only` rule asks on every open it covers), or on a kernel before 6.13 from
+/// `/proc/PID/status`, read relative to the decider's `/proc` into its buffer; its executable as exec rules
+/// read it.
 struct Opener<'a> {
     pid: i32,
     procs: &'a ProcDirs,
@@ -52,9 +53,13 @@ impl Subject for Opener<'_> {
         if let Some(uid) = self.uid {
             return uid;
         }
-        let uid = match self.procs.read_pid_file(self.pid, b"status", self.status) {
-            Ok(()) => procfs::uid_from_status(self.status),
-            Err(_) => None,
+        let uid = match sys::real_uid(self.pid) {
+            Ok(uid) => Some(uid),
+            Err(PidfdError::Failed) => None,
+            Err(PidfdError::Unsupported) => match self.procs.read_pid_file(self.pid, b"status", self.status) {
+                Ok(()) => procfs::uid_from_status(self.status),
+                Err(_) => None,
+            },
         };
         self.uid = Some(uid);
         uid

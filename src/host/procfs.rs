@@ -3,7 +3,7 @@
 
 use std::os::unix::ffi::OsStrExt;
 
-use crate::sys::ProcDirs;
+use crate::sys::{self, PidfdError, ProcDirs};
 
 /// The caller's facts that go into an alert.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,8 +73,13 @@ pub fn ppid(pid: i32) -> Option<i32> {
     status(pid).map(|(ppid, _)| ppid)
 }
 
+/// The real uid of process `pid`: through its pidfd, or from `/proc/PID/status` on a kernel before 6.13.
 pub fn uid(pid: i32) -> Option<u32> {
-    status(pid).and_then(|(_, uid)| u32::try_from(uid).ok())
+    match sys::real_uid(pid) {
+        Ok(uid) => Some(uid),
+        Err(PidfdError::Failed) => None,
+        Err(PidfdError::Unsupported) => status(pid).and_then(|(_, uid)| u32::try_from(uid).ok()),
+    }
 }
 
 /// The real uid of a `/proc/PID/status` text read by the caller (into a buffer it keeps).

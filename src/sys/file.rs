@@ -171,26 +171,25 @@ impl ProcDirs {
         // SAFETY: a non-negative return of openat is a fresh fd owned by nobody else.
         let file = unsafe { OwnedFd::from_raw_fd(raw) };
         loop {
-            let start = buf.len();
-            buf.resize(start.saturating_add(CHUNK), 0);
-            let got = loop {
-                match nix::unistd::read(&file, buf.get_mut(start..).unwrap_or_default()) {
-                    Err(Errno::EINTR) => continue,
-                    other => break other,
+            // Into the buffer's spare room, not zero-filled first: the buffer is kept by the caller and
+            // reused, so after the first read this is a read with no allocation and no 16 KiB memset.
+            buf.reserve(CHUNK);
+            let spare = buf.spare_capacity_mut();
+            // SAFETY: `spare` is the vector's allocated, unused tail; read writes at most `spare.len()` bytes
+            // there and returns how many (or -1). `file` is open for the whole call.
+            let got = unsafe { libc::read(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+            let Ok(n) = usize::try_from(got) else {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EINTR) {
+                    continue;
                 }
+                return Err(e);
             };
-            match got {
-                Ok(n) => {
-                    buf.truncate(start.saturating_add(n));
-                    if n == 0 {
-                        return Ok(());
-                    }
-                }
-                Err(e) => {
-                    buf.truncate(start);
-                    return Err(e.into());
-                }
+            if n == 0 {
+                return Ok(());
             }
+            // SAFETY: read initialized the first `n` bytes of the spare room, and `n <= spare.len()`.
+            unsafe { buf.set_len(buf.len().saturating_add(n)) };
         }
     }
 

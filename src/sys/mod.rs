@@ -10,6 +10,7 @@
 //! - `dirwatch`: the directory watch ([`DirWatch`], a notification group reporting new directories by file
 //!   handle) and the handle calls ([`dir_key`], [`open_dir_by_key`]);
 //! - `fdpass`: one fd sent or received over a Unix socket (`SCM_RIGHTS`, the hand-over to `noexecd hold`);
+//! - `pidfd`: a task's real uid through a pidfd ([`real_uid`], `PIDFD_GET_INFO`, Linux 6.13);
 //! - `wake`: waking the decision thread out of its blocking read on the group ([`wake_thread`], [`Waker`] from
 //!   another thread: a signal whose handler does nothing, installed without `SA_RESTART`);
 //! - `fd`: the process's own fds (those systemd hands over through `LISTEN_FDS`, [`is_fanotify`],
@@ -26,6 +27,7 @@ mod fdpass;
 mod file;
 mod group;
 mod ns;
+mod pidfd;
 mod wake;
 
 pub use dirwatch::{DirEvent, DirKey, DirWatch, dir_key, fsid, open_dir_by_key};
@@ -37,4 +39,5 @@ pub use fdpass::{recv_with_fd, send_with_fd};
 pub use file::{FileFacts, PATH_BUF_LEN, ProcDirs, file_facts, mount_unique_id, path_facts, read_at, read_head};
 pub use group::FanotifyGroup;
 pub use ns::{ContainerRoot, Forked, enter_mount_namespace_of, fork_daemon};
+pub use pidfd::{PidfdError, real_uid};
 pub use wake::{Waker, accept_wake_signal, block_wake_signal, install_wake_handler, wake_thread};
