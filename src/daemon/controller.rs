@@ -434,7 +434,8 @@ fn open_roots(guard: &Guard, scopes: &Scopes) -> Vec<OpenRoot> {
     // The directories of the file rules: every open of a file below them is decided.
     let files = guard.config.file_enforced.directories().into_iter().map(OpenRoot::from);
     for root in files.chain(scopes.all().iter().flat_map(|s| s.file_roots())) {
-        if !roots.contains(&root) {
+        // A directory both protected and a file rule's keeps its protected directory's marks.
+        if !roots.iter().any(|r| r.path == root.path) {
             roots.push(root);
         }
     }

@@ -348,7 +348,10 @@ recursive = true
         assert!(identity_may_matter(&g, &allowed, b"/bin/true", false), "an Allow rule decides /bin/true too");
         // Container policies with file rules only: no exec of theirs to decide, so no lookup at a first exec
         // (their directories are marked without it, and an open there waits for the lookup instead).
-        let files = "[[policy]]\nname = \"files\"\n[policy.selector]\nmatch_labels = { app = \"wordpress\" }\n\
+        // The host policy keeps the scene's filesystem marked whatever runtimes this machine has (their image
+        // layers' filesystems are marked for container policies only where their directories exist).
+        let files = "[[policy]]\nname = \"host\"\n[[policy.process.match_directories]]\ndir = \"{dir}/\"\n\
+                     [[policy]]\nname = \"files\"\n[policy.selector]\nmatch_labels = { app = \"wordpress\" }\n\
                      [[policy.file.match_paths]]\npath = \"/etc/app/secret\"\n";
         let g = guard_for(&s, files);
         assert!(g.all_container_rules.is_none() && g.all_container_files.is_some());

@@ -23,9 +23,6 @@ use crate::sys::Mask;
 /// over (marking again changes nothing).
 const MARKED_MAX: usize = 256;
 
-/// The open guard's mark on a container's protected directory, placed at a container's first exec.
-const CONTAINER_DIR_MASK: Mask = Mask::FAN_OPEN_PERM.union(Mask::FAN_EVENT_ON_CHILD);
-
 /// The mark on each mount of a container whose file rules turn the default file posture on: every open there.
 const POSTURE_MASK: Mask = Mask::FAN_OPEN_PERM;
 
@@ -283,7 +280,7 @@ fn mark_open_roots(marker: &dyn Marker, failures: &MarkFailures, pid: i32, roots
     // Remembered first: a flush of the group's inode marks under way now then marks them again after it.
     remember_first_exec_roots(pid, &roots);
     for root in &roots {
-        if let Err(error) = marker.mark_inode(&root.path, CONTAINER_DIR_MASK) {
+        if let Err(error) = marker.mark_inode(&root.path, root.dir_mask()) {
             failures.report(MarkFailure { what: CONTAINER_DIR, path: root.path.clone(), error });
         }
     }
@@ -292,6 +289,7 @@ fn mark_open_roots(marker: &dyn Marker, failures: &MarkFailures, pid: i32, roots
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guard::marks::DirMask;
     use nix::errno::Errno;
     use std::os::fd::BorrowedFd;
     use std::os::unix::ffi::OsStrExt;
@@ -455,7 +453,7 @@ mod tests {
         assert!(!asked.is_empty());
         assert!(asked.iter().all(|(op, path, mask)| *op == "mark_inode"
             && path.as_os_str().as_bytes().ends_with(b"/noexecd-test-nowhere")
-            && *mask == CONTAINER_DIR_MASK));
+            && *mask == DirMask::OPEN_AND_EXEC));
         assert!(marks.unknown(&guard, "c1", me()), "remembered");
         assert_eq!(marker.asked().len(), asked.len(), "and not marked again");
         let none = guard_protecting("/noexecd-test-nowhere", false);
@@ -484,7 +482,7 @@ mod tests {
                 && asked.iter().all(|(op, path, mask)| {
                     *op == "mark_inode"
                         && path.as_os_str().as_bytes().ends_with(b"/noexecd-test-files")
-                        && *mask == CONTAINER_DIR_MASK
+                        && *mask == DirMask::OPEN
                 })
         };
         // Not known yet: every container policy's file rules stand for its own.

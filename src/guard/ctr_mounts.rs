@@ -172,12 +172,16 @@ pub fn through_root(pid: i32, path: &[u8]) -> PathBuf {
 
 /// The directories of a container (`pid`) that get the open guard's FAN_OPEN_PERM inode marks: each protected
 /// prefix of `matcher`, and each of `mounts` below one, except where a private mount wholly in scope carries
-/// FAN_OPEN_PERM on its filesystem mark. Each is seen through `/proc/PID/root`; a directory of the rootfs
-/// the image does not hold is taken in the upper layer of its overlay (`layers`), anchored at the layer, where
-/// it appears at the first write there.
+/// FAN_OPEN_PERM on its filesystem mark. Each is seen through `/proc/PID/root`, and marked for execs too
+/// (`OpenRoot::exec`); a directory of the rootfs the image does not hold is taken in the upper layer of its
+/// overlay (`layers`), anchored at the layer, where it appears at the first write there (not for execs: a
+/// layer's filesystem carries its exec mark whole).
 pub fn open_roots(matcher: &Matcher, pid: i32, mounts: &[ContainerMount], layers: &[Layer]) -> Vec<OpenRoot> {
     let prefixes: Vec<&[u8]> = matcher.rules().iter().map(|r| r.target.scope_prefix()).collect();
     roots_through(&prefixes, true, pid, mounts, layers)
+        .into_iter()
+        .map(|root| OpenRoot { exec: root.anchor.is_none(), ..root })
+        .collect()
 }
 
 /// The directories of a container (`pid`) its file rules reach ([`FileRule::directory`]), marked as the open
@@ -225,7 +229,7 @@ fn roots_through(
             for layer in layers.iter().filter(|l| l.upper) {
                 let dir = layer.dir.strip_suffix(b"/").unwrap_or(&layer.dir);
                 let full = as_path(&[dir, path].concat()).to_path_buf();
-                found.push(OpenRoot { path: full, anchor: Some(as_path(dir).to_path_buf()) });
+                found.push(OpenRoot { path: full, anchor: Some(as_path(dir).to_path_buf()), exec: false });
             }
         }
         for root in found {
@@ -350,7 +354,7 @@ mod tests {
         // No such directory in the image (a process that has none stands for it): the upper layer's, waited
         // for at the layer.
         let none = i32::MAX;
-        let want = vec![OpenRoot { path: d.join("upper/tmp"), anchor: Some(d.join("upper")) }];
+        let want = vec![OpenRoot { path: d.join("upper/tmp"), anchor: Some(d.join("upper")), exec: false }];
         assert_eq!(open_roots(&m, none, &[], &layers), want);
         // A tmpfs of the container's own at /tmp: through the container's root, as before.
         let tmpfs = find(

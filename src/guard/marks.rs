@@ -140,11 +140,40 @@ pub struct OpenRoot {
     /// A directory above `path` that exists while `path` may not yet (a container's overlay upper layer):
     /// `path` is waited for there.
     pub anchor: Option<PathBuf>,
+    /// A container's protected directory on its overlay: its directories carry `FAN_OPEN_EXEC_PERM` too, so
+    /// that an exec there is decided by the exec guard on the overlay's own event, which comes before the
+    /// overlay's `FAN_OPEN_PERM` (one event per refusal; see [`DirMask`]).
+    pub exec: bool,
 }
 
 impl From<PathBuf> for OpenRoot {
     fn from(path: PathBuf) -> Self {
-        Self { path, anchor: None }
+        Self { path, anchor: None, exec: false }
+    }
+}
+
+impl OpenRoot {
+    /// The mask of the inode marks on this root's directories.
+    pub fn dir_mask(&self) -> Mask {
+        DirMask::of(self.exec)
+    }
+}
+
+/// The masks of the open guard's directory marks: `FAN_OPEN_PERM` on the files inside (and the directory
+/// itself, allowed at once), and on a container's protected directories on its overlay `FAN_OPEN_EXEC_PERM` as
+/// well. The kernel checks an exec's `FAN_OPEN_EXEC_PERM` before its `FAN_OPEN_PERM`, on the overlay's file
+/// before the layer's real file: refused there, an exec raises one event, which the exec guard decides (and
+/// remembers), instead of the open guard's look at the overlay's file followed by the layer's exec event.
+/// Never on a host directory (the host's filesystems carry their exec marks whole) or a file rule's (an exec
+/// under it is no file rule's business, and each would cost an event).
+pub struct DirMask;
+
+impl DirMask {
+    pub const OPEN: Mask = Mask::FAN_OPEN_PERM.union(Mask::FAN_EVENT_ON_CHILD);
+    pub const OPEN_AND_EXEC: Mask = Self::OPEN.union(Mask::FAN_OPEN_EXEC_PERM);
+
+    pub const fn of(exec: bool) -> Mask {
+        if exec { Self::OPEN_AND_EXEC } else { Self::OPEN }
     }
 }
 
@@ -480,10 +509,9 @@ impl Marks {
         if let Err(e) = self.group.flush_inode_marks() {
             tracing::error!(error = %e, "cannot remove the inode marks of the old policy");
         }
-        let mask = Mask::FAN_OPEN_PERM | Mask::FAN_EVENT_ON_CHILD;
         let later = first_exec_roots().0.into_iter().filter(|r| !recent.contains(r));
         for root in recent.iter().cloned().chain(later.collect::<Vec<_>>()) {
-            if let Err(error) = self.group.mark_inode(&root.path, mask) {
+            if let Err(error) = self.group.mark_inode(&root.path, root.dir_mask()) {
                 // Mostly a container that has just ended.
                 self.counters.marks_failed.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(path = %root.path.display(), %error, "cannot mark a container's protected directory again after the flush");

@@ -1074,11 +1074,11 @@ fn allow_posture_and_grpc_on_cri_pods(name: &str, layout: SandboxLayout) {
     }
     let alerts = expect_alerts(&sb, &alert_log, 2, &format!("{name}: the two programs outside refused"), &guard);
     // `/opt/bash` by the posture at its exec; `/tmp/b` by the seed's Block rule on `/tmp/*`, which wins over
-    // the posture, at its open for exec through the overlay's `/tmp` that the open guard marks (that open
-    // comes before the layer's exec event: `route=shared-object`). One alert each.
+    // the posture, at its exec through the overlay's `/tmp`, whose marks carry execs too (the overlay's exec
+    // event comes before its open event and the layer's). One alert each.
     let want = [
         ("/opt/bash", "DefaultPosture", "fanotify=FAN_OPEN_EXEC_PERM"),
-        ("/tmp/b", "ksp-block-exec-inside-tmp", "fanotify=FAN_OPEN_PERM route=shared-object"),
+        ("/tmp/b", "ksp-block-exec-inside-tmp", "fanotify=FAN_OPEN_EXEC_PERM"),
     ];
     for (a, (resource, policy, data)) in alerts.iter().zip(want) {
         assert_eq!(get_str(a, "Resource"), resource, "{a}");

@@ -13,13 +13,13 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use super::dirs::{Opened, open_subdir, subdirectories};
-use crate::guard::marks::{MarkFailure, MarkFailures, Marker};
+use crate::guard::marks::{DirMask, MarkFailure, MarkFailures, Marker};
 use crate::guard::subvol_watch::SubvolWatch;
 use crate::stats::Counters;
 use crate::sys::{DirKey, DirWatch, Mask, dir_key};
 
-/// FAN_OPEN_PERM on the files inside a directory (and on the directory itself, which we allow at once).
-pub const DIR_MASK: Mask = Mask::FAN_OPEN_PERM.union(Mask::FAN_EVENT_ON_CHILD);
+/// What comes off a directory no longer protected: every bit either kind of its marks has (see [`DirMask`]).
+pub const UNMARK_MASK: Mask = DirMask::OPEN_AND_EXEC;
 
 /// What a refused open mark was for, in the log.
 const OPEN_MARK: &str = "a protected directory for the open guard";
@@ -45,6 +45,9 @@ pub(super) struct MarkedDirs {
     pub(super) subvols: Option<SubvolWatch>,
     /// The directories marked, by key; a key goes with its directory's `FAN_DELETE_SELF`.
     pub(super) tracked: HashSet<DirKey>,
+    /// Those of them marked for execs too (below a container's protected directory on its overlay,
+    /// [`DirMask::OPEN_AND_EXEC`]): a directory made in one is marked as its parent is.
+    pub(super) exec: HashSet<DirKey>,
     /// Directories marked whose filesystem gives no file handle (counted against the cap all the same).
     pub(super) unkeyed: usize,
     /// Filesystems (by fsid) of roots whose file handles name a directory but cannot open one again: an
@@ -77,6 +80,7 @@ impl MarkedDirs {
             watch,
             subvols: None,
             tracked: HashSet::new(),
+            exec: HashSet::new(),
             unkeyed: 0,
             undecodable: Vec::new(),
             held: HashMap::new(),
@@ -88,8 +92,9 @@ impl MarkedDirs {
         }
     }
 
-    /// Marks one directory in both groups; the marks go on before its entries are listed.
-    pub(super) fn track(&mut self, dir: BorrowedFd<'_>, fsid: &[u8; 8]) -> Tracked {
+    /// Marks one directory in both groups (for execs too with `exec`); the marks go on before its entries are
+    /// listed.
+    pub(super) fn track(&mut self, dir: BorrowedFd<'_>, fsid: &[u8; 8], exec: bool) -> Tracked {
         let key = dir_key(dir, fsid).ok();
         if key.as_ref().is_some_and(|k| self.tracked.contains(k)) {
             return Tracked::Known;
@@ -98,7 +103,7 @@ impl MarkedDirs {
             self.reach_cap();
             return Tracked::Full;
         }
-        if let Err(error) = self.marker.mark_fd(dir, DIR_MASK) {
+        if let Err(error) = self.marker.mark_fd(dir, DirMask::of(exec)) {
             // Named for the log only now, off the path of every directory marked.
             let path = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
                 .unwrap_or_else(|_| PathBuf::from(format!("fd {}", dir.as_raw_fd())));
@@ -117,6 +122,9 @@ impl MarkedDirs {
                     && let Ok(fd) = dir.try_clone_to_owned()
                 {
                     self.held.insert(k.clone(), fd);
+                }
+                if exec {
+                    self.exec.insert(k.clone());
                 }
                 self.tracked.insert(k);
             }
@@ -197,7 +205,7 @@ impl MarkedDirs {
         let mut seen = 0usize;
         while let Some(dir) = stack.pop() {
             // A directory gone meanwhile took its mark with it.
-            let _ = self.marker.unmark_fd(dir.fd.as_fd(), DIR_MASK);
+            let _ = self.marker.unmark_fd(dir.fd.as_fd(), UNMARK_MASK);
             seen += 1;
             if seen > self.cap {
                 break;

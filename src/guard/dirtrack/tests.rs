@@ -1,7 +1,7 @@
 //! The tracker against a marker that refuses every mark.
 
-use super::marked::DIR_MASK;
 use super::*;
+use crate::guard::marks::DirMask;
 use crate::sys::Mask;
 use nix::errno::Errno;
 use std::os::fd::BorrowedFd;
@@ -30,7 +30,7 @@ impl Marker for Refusing {
     }
 
     fn mark_fd(&self, _: BorrowedFd<'_>, mask: Mask) -> std::result::Result<(), Errno> {
-        assert_eq!(mask, DIR_MASK);
+        assert_eq!(mask, DirMask::OPEN);
         *self.asked.lock().unwrap() += 1;
         Err(Errno::EPERM)
     }

@@ -18,7 +18,7 @@ use nix::sys::eventfd::EventFd;
 use nix::sys::stat::{Mode, fstat};
 
 use super::dirs::{Opened, open_subdir, same_inode, subdirectories};
-use super::marked::{DIR_MASK, MarkedDirs, OnCap, Tracked};
+use super::marked::{MarkedDirs, OnCap, Tracked, UNMARK_MASK};
 use crate::guard::marks::{MarkFailure, Marker, OpenRoot};
 use crate::stats::Counters;
 use crate::sys::{DirEvent, DirKey, DirWatch, Mask, dir_key, open_dir_by_key};
@@ -179,7 +179,7 @@ impl Tracker {
                             let tracked = key.is_some_and(|k| self.marked.tracked.contains(&k))
                                 || self.roots.iter().any(|r| same_inode(r.fd.as_fd(), fd.as_fd()));
                             if !tracked {
-                                let _ = self.marked.marker.unmark_fd(fd.as_fd(), DIR_MASK);
+                                let _ = self.marked.marker.unmark_fd(fd.as_fd(), UNMARK_MASK);
                             }
                         }
                         drop(gone);
@@ -263,6 +263,7 @@ impl Tracker {
     /// long walk is marked as soon as it would be without one.
     fn walk_roots(&mut self) -> usize {
         self.marked.tracked.clear();
+        self.marked.exec.clear();
         self.marked.held.clear();
         self.marked.subvols = None;
         self.marked.unkeyed = 0;
@@ -270,6 +271,7 @@ impl Tracker {
         self.pending.clear();
         let mut marked = 0;
         for (i, root) in self.root_paths.clone().into_iter().enumerate() {
+            let exec = root.exec;
             let path = root.path;
             let Ok(meta) = std::fs::symlink_metadata(&path) else {
                 marked += self.await_root(i);
@@ -292,7 +294,7 @@ impl Tracker {
             }
             let Some(dir) = open_subdir(nix::fcntl::AT_FDCWD, path.as_path(), meta.dev(), None) else { continue };
             self.walking = true;
-            marked += self.walk(dir);
+            marked += self.walk(dir, exec);
             self.walking = false;
         }
         marked
@@ -302,7 +304,7 @@ impl Tracker {
     /// exists from its anchor down is watched for the next component (and looked at again once watched, for
     /// one that appeared meanwhile). Returns how many directories were marked.
     fn await_root(&mut self, i: usize) -> usize {
-        let Some(OpenRoot { path, anchor: Some(anchor) }) = self.root_paths.get(i).cloned() else { return 0 };
+        let Some(OpenRoot { path, anchor: Some(anchor), exec }) = self.root_paths.get(i).cloned() else { return 0 };
         let Ok(rest) = path.strip_prefix(&anchor) else { return 0 };
         let names: Vec<&std::ffi::OsStr> = rest
             .components()
@@ -325,7 +327,7 @@ impl Tracker {
                     depth += 1;
                     watched = false;
                 }
-                None if depth >= names.len() => return self.walk(dir),
+                None if depth >= names.len() => return self.walk(dir, exec),
                 // Watched and looked at again: the component is not there yet; its creation is an event.
                 None if watched => return 0,
                 None => {
@@ -344,9 +346,9 @@ impl Tracker {
         }
     }
 
-    /// Tracks `first` and every directory below it on its mount (the btrfs subvolumes inside included);
-    /// returns how many were new.
-    fn walk(&mut self, first: Opened) -> usize {
+    /// Tracks `first` and every directory below it on its mount (the btrfs subvolumes inside included), for
+    /// execs too with `exec`; returns how many were new.
+    fn walk(&mut self, first: Opened, exec: bool) -> usize {
         let mut added = 0;
         let mut next = Some(first);
         let mut stack: Vec<(Rc<Opened>, CString)> = Vec::new();
@@ -361,7 +363,7 @@ impl Tracker {
                     }
                 }
             };
-            match self.marked.track(dir.fd.as_fd(), &dir.fsid) {
+            match self.marked.track(dir.fd.as_fd(), &dir.fsid, exec) {
                 Tracked::New => {
                     added += 1;
                     if self.walking && added % PUMP_EVERY == 0 {
@@ -417,6 +419,7 @@ impl Tracker {
                     DirEvent::Overflow => overflow = true,
                     DirEvent::Deleted { dir } => {
                         self.marked.tracked.remove(&dir);
+                        self.marked.exec.remove(&dir);
                         self.marked.held.remove(&dir);
                         self.pending.retain(|(k, _)| *k != dir);
                         if self.parent.as_ref().is_some_and(|(k, _, _)| *k == dir) {
@@ -469,7 +472,8 @@ impl Tracker {
         else {
             return;
         };
-        self.walk(dir);
+        let exec = self.marked.exec.contains(parent);
+        self.walk(dir, exec);
     }
 
     /// A tracked directory of a filesystem whose handles cannot be opened, from the ones kept open.
