@@ -19,7 +19,7 @@ use crate::guard::Guard;
 use crate::host::procfs::{self, OpenCall, ProcSubject, parse_open_call};
 use crate::policy::file_rules::Access;
 use crate::policy::matcher::{Outcome, Subject};
-use crate::sys::{self, FileFacts, PidfdError, ProcDirs, Responder};
+use crate::sys::{FileFacts, ProcDirs, Responder};
 
 /// How many times `/proc/PID/syscall` is read while it says the opener is still running.
 const RUNNING_RETRIES: usize = 1000;
@@ -53,14 +53,7 @@ impl Subject for Opener<'_> {
         if let Some(uid) = self.uid {
             return uid;
         }
-        let uid = match sys::real_uid(self.pid) {
-            Ok(uid) => Some(uid),
-            Err(PidfdError::Failed) => None,
-            Err(PidfdError::Unsupported) => match self.procs.read_pid_file(self.pid, b"status", self.status) {
-                Ok(()) => procfs::uid_from_status(self.status),
-                Err(_) => None,
-            },
-        };
+        let uid = procfs::uid_with(self.procs, self.pid, self.status);
         self.uid = Some(uid);
         uid
     }

@@ -75,16 +75,25 @@ pub fn ppid(pid: i32) -> Option<i32> {
 
 /// The real uid of process `pid`: through its pidfd, or from `/proc/PID/status` on a kernel before 6.13.
 pub fn uid(pid: i32) -> Option<u32> {
+    uid_or_status(pid, || status(pid).and_then(|(_, uid)| u32::try_from(uid).ok()))
+}
+
+/// [`uid`], its `/proc/PID/status` (before 6.13) read relative to `procs` into `buf`, a buffer the caller
+/// keeps: no allocation, no path walk.
+pub fn uid_with(procs: &ProcDirs, pid: i32, buf: &mut Vec<u8>) -> Option<u32> {
+    uid_or_status(pid, || {
+        procs.read_pid_file(pid, b"status", buf).ok()?;
+        parse_status(buf).and_then(|(_, uid)| u32::try_from(uid).ok())
+    })
+}
+
+/// The uid from the pidfd; from `from_status` only on a kernel that has no `PIDFD_GET_INFO`.
+fn uid_or_status(pid: i32, from_status: impl FnOnce() -> Option<u32>) -> Option<u32> {
     match sys::real_uid(pid) {
         Ok(uid) => Some(uid),
         Err(PidfdError::Failed) => None,
-        Err(PidfdError::Unsupported) => status(pid).and_then(|(_, uid)| u32::try_from(uid).ok()),
+        Err(PidfdError::Unsupported) => from_status(),
     }
-}
-
-/// The real uid of a `/proc/PID/status` text read by the caller (into a buffer it keeps).
-pub fn uid_from_status(text: &[u8]) -> Option<u32> {
-    parse_status(text).and_then(|(_, uid)| u32::try_from(uid).ok())
 }
 
 /// PPid and the real Uid from /proc/PID/status.
